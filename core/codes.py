@@ -1,0 +1,206 @@
+"""Coded concepts: every code mmdx emits lives here, with its display text.
+
+Call sites refer to these constants (``LOINC.QT_INTERVAL``), never to inline
+strings, so that one table can be reviewed against the terminologies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from core.errors import RecordError
+
+#: Coding scheme designators (DICOM PS3.16 style) mapped to FHIR system URIs.
+SYSTEM_URIS: Final[dict[str, str]] = {
+    "LN": "http://loinc.org",
+    "SCT": "http://snomed.info/sct",
+    "DCM": "http://dicom.nema.org/resources/ontology/DCM",
+    "UCUM": "http://unitsofmeasure.org",
+    "MDC": "urn:iso:std:iso:11073:10101",
+    "RADLEX": "http://radlex.org",
+    "HL7V2-0074": "http://terminology.hl7.org/CodeSystem/v2-0074",
+    "V3-OBSVALUE": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "OBS-CATEGORY": "http://terminology.hl7.org/CodeSystem/observation-category",
+    "MMDX": "urn:mmdx:codes",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A coded concept: value, coding scheme designator and display text."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+    def __post_init__(self) -> None:
+        if not self.value or not self.value.strip():
+            raise RecordError("Code", "value", "expected a non-empty code value")
+        if self.scheme not in SYSTEM_URIS:
+            raise RecordError(
+                "Code", "scheme", f"unknown scheme {self.scheme!r}; expected one of {sorted(SYSTEM_URIS)}"
+            )
+        if not self.meaning:
+            raise RecordError("Code", "meaning", f"code {self.value} needs a display text")
+
+    @property
+    def system(self) -> str:
+        """The FHIR ``system`` URI of this code's scheme."""
+        return SYSTEM_URIS[self.scheme]
+
+    def __str__(self) -> str:
+        return f"({self.value}, {self.scheme}, {self.meaning!r})"
+
+
+def _ln(value: str, meaning: str) -> Code:
+    return Code(value, "LN", meaning)
+
+
+def _sct(value: str, meaning: str) -> Code:
+    return Code(value, "SCT", meaning)
+
+
+def _dcm(value: str, meaning: str) -> Code:
+    return Code(value, "DCM", meaning)
+
+
+def _ucum(value: str, meaning: str) -> Code:
+    return Code(value, "UCUM", meaning)
+
+
+class LOINC:
+    """LOINC codes (reports, sections, ECG measurements)."""
+
+    IMAGING_STUDY: Final = _ln("18748-4", "Diagnostic imaging study")
+    EKG_STUDY: Final = _ln("11524-6", "EKG study")
+    FINDINGS: Final = _ln("59776-5", "Procedure Findings")
+    IMPRESSION: Final = _ln("19005-8", "Radiology Imaging study [Impression] (narrative)")
+    RECOMMENDATION: Final = _ln("18783-1", "Radiology Study recommendation (narrative)")
+    TECHNIQUE: Final = _ln("55111-9", "Current imaging procedure descriptions")
+    COMPARISON: Final = _ln("18834-2", "Radiology Comparison study (narrative)")
+    HISTORY: Final = _ln("55115-0", "Requested imaging studies information")
+    RADIOLOGY_NARRATIVE: Final = _ln("18782-3", "Radiology Study observation (narrative)")
+    EKG_NARRATIVE: Final = _ln("18810-2", "EKG study (narrative)")
+    CHEST_XRAY: Final = _ln("36643-5", "XR Chest 2 Views")
+    CHEST_CT: Final = _ln("24627-2", "CT Chest")
+    HEART_RATE: Final = _ln("8867-4", "Heart rate")
+    EKG_HEART_RATE: Final = _ln("76282-3", "Heart rate.beat-to-beat by EKG")
+    RR_INTERVAL: Final = _ln("8637-1", "R-R interval by EKG")
+    PR_INTERVAL: Final = _ln("8625-6", "P-R Interval")
+    P_DURATION: Final = _ln("44974-4", "P wave duration")
+    QRS_DURATION: Final = _ln("8633-0", "QRS duration")
+    QT_INTERVAL: Final = _ln("8634-8", "Q-T interval")
+    QTC_INTERVAL: Final = _ln("8636-3", "Q-T interval corrected")
+    QTC_BAZETT: Final = _ln("76635-2", "Q-T interval corrected based on Bazett formula")
+    QTC_FRIDERICIA: Final = _ln("76634-5", "Q-T interval corrected based on Fridericia formula")
+    QTC_FRAMINGHAM: Final = _ln("76636-0", "Q-T interval corrected based on Framingham formula")
+    QTC_HODGES: Final = _ln("76637-8", "Q-T interval corrected based on Hodges formula")
+    P_AXIS: Final = _ln("8626-4", "P wave axis")
+    QRS_AXIS: Final = _ln("8632-2", "QRS axis")
+    T_AXIS: Final = _ln("8638-9", "T wave axis")
+
+
+class SCT:
+    """SNOMED CT concepts (findings, ECG statements, sites, presence)."""
+
+    # presence / laterality / sites
+    PRESENT: Final = _sct("52101004", "Present")
+    ABSENT: Final = _sct("272519000", "Absent")
+    UNCERTAIN: Final = _sct("260311008", "Uncertain")  # "Unknown" in some value sets
+    FINDING_SITE: Final = _sct("363698007", "Finding Site")
+    PRESENCE: Final = _sct("705057003", "Presence")
+    LEFT: Final = _sct("7771000", "Left")
+    RIGHT: Final = _sct("24028007", "Right")
+    BILATERAL: Final = _sct("51440002", "Right and left")
+    LUNG: Final = _sct("39607008", "Lung")
+    HEART: Final = _sct("80891009", "Heart")
+    PLEURA: Final = _sct("3120008", "Pleural membrane structure")
+    CHEST: Final = _sct("51185008", "Thorax")
+    # chest radiograph findings
+    ATELECTASIS: Final = _sct("46621007", "Atelectasis")
+    CARDIOMEGALY: Final = _sct("8186001", "Cardiomegaly")
+    PLEURAL_EFFUSION: Final = _sct("60046008", "Pleural effusion")
+    INFILTRATE: Final = _sct("409609008", "Radiologic infiltrate of lung")
+    MASS: Final = _sct("126713003", "Mass of lung")
+    NODULE: Final = _sct("786838002", "Pulmonary nodule")
+    PNEUMONIA: Final = _sct("233604007", "Pneumonia")
+    PNEUMOTHORAX: Final = _sct("36118008", "Pneumothorax")
+    CONSOLIDATION: Final = _sct("95436008", "Lung consolidation")
+    EDEMA: Final = _sct("19242006", "Pulmonary edema")
+    EMPHYSEMA: Final = _sct("87433001", "Pulmonary emphysema")
+    FIBROSIS: Final = _sct("51615001", "Fibrosis of lung")
+    PLEURAL_THICKENING: Final = _sct("44608003", "Pleural thickening")
+    HERNIA: Final = _sct("84089009", "Hiatal hernia")
+    FRACTURE: Final = _sct("125605004", "Fracture of bone")
+    NO_ACUTE_FINDING: Final = _sct("281900007", "No abnormality detected")
+    # ECG statements (AHA/ACCF/HRS standardized list mapped to SNOMED CT)
+    SINUS_RHYTHM: Final = _sct("426783006", "Sinus rhythm")
+    SINUS_BRADYCARDIA: Final = _sct("426177001", "Sinus bradycardia")
+    SINUS_TACHYCARDIA: Final = _sct("427084000", "Sinus tachycardia")
+    ATRIAL_FIBRILLATION: Final = _sct("164889003", "Atrial fibrillation")
+    ATRIAL_FLUTTER: Final = _sct("164890007", "Atrial flutter")
+    PREMATURE_ATRIAL_COMPLEX: Final = _sct("284470004", "Premature atrial contraction")
+    PREMATURE_VENTRICULAR_COMPLEX: Final = _sct("427172004", "Premature ventricular contraction")
+    PACED_RHYTHM: Final = _sct("10370003", "Rhythm from artificial pacing")
+    VENTRICULAR_TACHYCARDIA: Final = _sct("164895002", "Ventricular tachycardia")
+    FIRST_DEGREE_AV_BLOCK: Final = _sct("270492004", "First degree atrioventricular block")
+    SECOND_DEGREE_AV_BLOCK: Final = _sct("195042002", "Second degree atrioventricular block")
+    COMPLETE_AV_BLOCK: Final = _sct("27885002", "Complete atrioventricular block")
+    LBBB: Final = _sct("164909002", "Left bundle branch block")
+    COMPLETE_LBBB: Final = _sct("733534002", "Complete left bundle branch block")
+    RBBB: Final = _sct("59118001", "Right bundle branch block")
+    COMPLETE_RBBB: Final = _sct("713427006", "Complete right bundle branch block")
+    IVCD: Final = _sct("698252002", "Nonspecific intraventricular conduction delay")
+    LAFB: Final = _sct("445118002", "Left anterior fascicular block")
+    LPFB: Final = _sct("445211001", "Left posterior fascicular block")
+    LEFT_AXIS_DEVIATION: Final = _sct("39732003", "Left axis deviation")
+    RIGHT_AXIS_DEVIATION: Final = _sct("47665007", "Right axis deviation")
+    LOW_QRS_VOLTAGE: Final = _sct("251146004", "Low QRS voltages")
+    LVH: Final = _sct("164873001", "Left ventricular hypertrophy")
+    ST_ELEVATION: Final = _sct("164931005", "ST elevation")
+    STEMI: Final = _sct("401303003", "Acute ST segment elevation myocardial infarction")
+    ST_DEPRESSION: Final = _sct("429622005", "ST depression")
+    T_WAVE_INVERSION: Final = _sct("59931005", "Inverted T wave")
+    PROLONGED_QT: Final = _sct("111975006", "Prolonged QT interval")
+    NORMAL_ECG: Final = _sct("164854000", "Electrocardiogram normal")
+    ABNORMAL_ECG: Final = _sct("102594003", "Electrocardiogram abnormal")
+    ECG_ARTIFACT: Final = _sct("47010008", "Electrocardiogram artifact")  # technical statements
+
+
+class DCM:
+    """DICOM controlled terminology (PS3.16) used in SR and provenance."""
+
+    IMAGING_MEASUREMENT_REPORT: Final = _dcm("126000", "Imaging Measurement Report")
+    IMAGING_MEASUREMENTS: Final = _dcm("126010", "Imaging Measurements")
+    MEASUREMENT_GROUP: Final = _dcm("125007", "Measurement Group")
+    FINDING: Final = _dcm("121071", "Finding")
+    FINDINGS: Final = _dcm("121070", "Findings")
+    IMPRESSIONS: Final = _dcm("121072", "Impressions")
+    RECOMMENDATION: Final = _dcm("121075", "Recommendation")
+    NARRATIVE_SUMMARY: Final = _dcm("111412", "Narrative Summary")
+    ALGORITHM_NAME: Final = _dcm("111001", "Algorithm Name")
+    ALGORITHM_VERSION: Final = _dcm("111003", "Algorithm Version")
+    SOURCE_OF_MEASUREMENT: Final = _dcm("121112", "Source of Measurement")
+    DEVICE_OBSERVER: Final = _dcm("121007", "Device")
+    PERSON_OBSERVER: Final = _dcm("121006", "Person")
+    ARTIFICIAL_INTELLIGENCE: Final = _dcm("123110", "Artificial Intelligence")
+    PROCESSING_EQUIPMENT: Final = _dcm("109102", "Processing Equipment")
+    ECG_REPORT: Final = _ln("28010-7", "EKG Report")
+
+
+class UCUM:
+    """UCUM units."""
+
+    MS: Final = _ucum("ms", "millisecond")
+    S: Final = _ucum("s", "second")
+    MV: Final = _ucum("mV", "millivolt")
+    UV: Final = _ucum("uV", "microvolt")
+    MM: Final = _ucum("mm", "millimeter")
+    DEG: Final = _ucum("deg", "degree")
+    BPM: Final = _ucum("/min", "per minute")
+    HZ: Final = _ucum("Hz", "hertz")
+    PERCENT: Final = _ucum("%", "percent")
+    RATIO: Final = _ucum("1", "no units")
+    CM3: Final = _ucum("cm3", "cubic centimeter")
+    HU: Final = _ucum("[hnsf'U]", "Hounsfield unit")

@@ -1,0 +1,337 @@
+"""Configuration: one table of sections, loaded once at start-up.
+
+Sources, lowest to highest precedence:
+
+1. the defaults embedded in these models (SQLite under ``./var/``, local folders);
+2. ``configs/default.yaml`` of the installation, when present;
+3. the file named by ``--config`` or ``MMDX_CONFIG``;
+4. ``MMDX_*`` environment variables, nested with ``__``
+   (``MMDX_SCP__PORT=11113``, ``MMDX_DATABASE__URL=postgresql://...``).
+
+An unknown key or a wrong type anywhere is a :class:`core.errors.ConfigError`
+naming the key, raised before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core._validate import check_uid
+from core.errors import ConfigError, RecordError
+
+#: ``configs/`` of a source checkout (beside the packages).
+PROJECT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Section):
+    """Local folders: received objects, produced artefacts, quarantined inputs."""
+
+    store_dir: Path = Path("var/store")
+    out_dir: Path = Path("var/out")
+    quarantine_dir: Path = Path("var/quarantine")
+
+
+class DatabaseConfig(_Section):
+    """SQLAlchemy URL: SQLite file by default, PostgreSQL by URL."""
+
+    url: str = "sqlite:///var/mmdx.db"
+    echo: bool = False
+
+
+class TlsConfig(_Section):
+    enabled: bool = False
+    certificate: Path | None = None
+    private_key: Path | None = None
+    ca_certificates: Path | None = None
+
+    @model_validator(mode="after")
+    def _paths_when_enabled(self) -> TlsConfig:
+        if self.enabled and not (self.certificate and self.private_key):
+            raise ValueError("tls.enabled needs certificate and private_key")
+        return self
+
+
+class ScpConfig(_Section):
+    """The DICOM storage SCP (C-ECHO, C-STORE)."""
+
+    ae_title: str = "MMDX"
+    host: str = "127.0.0.1"
+    port: int = Field(11112, ge=1, le=65535)
+    allowed_calling_aes: list[str] = Field(default_factory=list)  #: empty: accept any (development only)
+    stable_age_s: float = Field(60.0, gt=0)  #: quiet period before a study is dispatched
+    max_associations: int = Field(10, ge=1)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        if not 0 < len(v) <= 16:
+            raise ValueError(f"AE title {v!r} must be 1-16 characters")
+        return v
+
+
+class DicomPeer(_Section):
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class PullConfig(_Section):
+    """Where studies and priors are pulled from."""
+
+    dicomweb_url: str | None = None
+    dimse_peer: DicomPeer | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    fetch_priors: int = Field(1, ge=0)  #: how many prior studies to fetch for comparison
+
+
+class EcgConfig(_Section):
+    """ECG conditioning per AHA recommendations for diagnostic ECG."""
+
+    target_rate_hz: float = Field(500.0, gt=0)
+    highpass_hz: float = Field(0.05, ge=0)
+    lowpass_hz: float = Field(150.0, gt=0)
+    powerline_hz: Literal["auto", "50", "60", "off"] = "auto"
+
+
+class ModelSpec(_Section):
+    """One configured model backend."""
+
+    backend: Literal["local_vlm", "remote_vlm", "ecg_cnn", "cxr_classifier", "labeler"]
+    family: str = ""  #: gemma3, llava, qwen2_5_vl, resnet1d_wang, densenet121, xrv-all...
+    path: Path | None = None
+    url: str | None = None
+    served_model: str | None = None
+    sha256: str | None = None
+    prompt_template: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    max_batch: int = Field(1, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    timeout_s: float = Field(120.0, gt=0)
+    concurrency: int = Field(4, ge=1)
+    licence: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelsConfig(_Section):
+    """Model backends by name; ``registry`` names a YAML file with more (``configs/models.yaml``)."""
+
+    registry: Path | None = None
+    backends: dict[str, ModelSpec] = Field(default_factory=dict)
+
+
+class RouteRule(_Section):
+    """Which models run on which inputs."""
+
+    modality: str | None = None
+    body_part: str | None = None
+    kind: Literal["imaging", "ecg"] | None = None
+    models: list[str]
+
+
+class Destination(_Section):
+    """A peer that receives results."""
+
+    type: Literal["dicom", "stow", "fhir", "mllp", "folder"]
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    ae_title: str | None = None
+    url: str | None = None
+    path: Path | None = None
+    storage_commitment: bool = False
+    timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(10, ge=1)
+
+
+class DeliveryRule(_Section):
+    """Which artefacts go to which destinations."""
+
+    artefacts: list[Literal["sr", "sc", "pdf", "fhir", "oru", "html"]]
+    destinations: list[str]
+    kind: Literal["imaging", "ecg"] | None = None
+
+
+class ServiceConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    base_url: str | None = None
+    worker_poll_s: float = Field(2.0, gt=0)
+
+
+class AuthConfig(_Section):
+    mode: Literal["none", "token"] = "none"
+    token_secret: str | None = None
+    token_ttl_s: int = Field(3600, gt=0)
+
+
+class DeidConfig(_Section):
+    """PS3.15 Basic Application Level Confidentiality Profile options."""
+
+    retain_longitudinal_temporal: bool = False
+    clean_descriptors: bool = True
+    keep_mapping: bool = False
+    mapping_path: Path | None = None
+    burned_in_annotation: Literal["refuse", "mark"] = "refuse"
+
+
+class BatchConfig(_Section):
+    engine: Literal["local", "ray"] = "local"
+    workers: int = Field(2, ge=1)
+    ray_address: str | None = None
+    chunk_size: int = Field(64, ge=1)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return data
+
+
+class _YamlFiles(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], files: list[Path]) -> None:
+        super().__init__(settings_cls)
+        self._files = files
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for path in self._files:
+            merged = _deep_merge(merged, _read_yaml(path))
+        return merged
+
+
+class Settings(BaseSettings):
+    """All of mmdx's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MMDX_", env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    profile: Literal["development", "production"] = "development"
+    uid_root: str = "2.25"
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    scp: ScpConfig = Field(default_factory=ScpConfig)
+    pull: PullConfig = Field(default_factory=PullConfig)
+    ecg: EcgConfig = Field(default_factory=EcgConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    model_routing: list[RouteRule] = Field(default_factory=list)
+    destinations: dict[str, Destination] = Field(default_factory=dict)
+    delivery_routing: list[DeliveryRule] = Field(default_factory=list)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    deid: DeidConfig = Field(default_factory=DeidConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+
+
+    @field_validator("uid_root")
+    @classmethod
+    def _uid_root(cls, v: str) -> str:
+        try:
+            check_uid("Settings", "uid_root", v)
+        except RecordError as exc:
+            raise ValueError(str(exc)) from None
+        if len(v) > 40:
+            raise ValueError(f"uid_root {v!r} is too long (> 40 chars leaves too few digits for derived UIDs)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        for rule in self.delivery_routing:
+            for name in rule.destinations:
+                if name not in self.destinations:
+                    raise ValueError(f"delivery_routing names destination {name!r}, not defined in destinations")
+        if self.profile == "production":
+            if self.auth.mode == "none":
+                raise ValueError("profile production needs auth.mode 'token'")
+            if not self.scp.allowed_calling_aes:
+                raise ValueError("profile production needs scp.allowed_calling_aes")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFiles(settings_cls, list(_PENDING_FILES)))
+
+
+_PENDING_FILES: list[Path] = []
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            lines.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_settings(config_file: Path | str | None = None, *, use_project_defaults: bool = True, **overrides: Any) -> Settings:
+    """Load and validate the configuration.
+
+    Parameters
+    ----------
+    config_file:
+        A YAML file (``--config``); falls back to ``$MMDX_CONFIG``.
+    use_project_defaults:
+        Read ``configs/default.yaml`` of the checkout first, when it exists.
+    overrides:
+        Section values that win over every other source (tests, CLI flags).
+    """
+    files: list[Path] = []
+    default_yaml = PROJECT_CONFIG_DIR / "default.yaml"
+    if use_project_defaults and default_yaml.is_file():
+        files.append(default_yaml)
+    chosen = config_file or os.environ.get("MMDX_CONFIG")
+    if chosen:
+        files.append(Path(chosen))
+    for path in files:
+        _read_yaml(path)  # fail early with the file name on a missing/invalid file
+    _PENDING_FILES[:] = files
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        where = ", ".join(str(f) for f in files) or "defaults/environment"
+        raise ConfigError(f"invalid configuration ({where}): {_format_validation_error(exc)}") from None
+    finally:
+        _PENDING_FILES.clear()

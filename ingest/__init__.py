@@ -1,0 +1,1 @@
+"""mmdx ingest package."""

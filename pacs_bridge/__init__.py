@@ -1,0 +1,1 @@
+"""mmdx pacs_bridge package."""

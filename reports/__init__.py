@@ -1,0 +1,1 @@
+"""mmdx reports package."""
