@@ -107,7 +107,7 @@ class SCT:
     # presence / laterality / sites
     PRESENT: Final = _sct("52101004", "Present")
     ABSENT: Final = _sct("272519000", "Absent")
-    UNCERTAIN: Final = _sct("260311008", "Uncertain")  # "Unknown" in some value sets
+    UNCERTAIN: Final = _sct("82334004", "Indeterminate")
     FINDING_SITE: Final = _sct("363698007", "Finding Site")
     PRESENCE: Final = _sct("705057003", "Presence")
     LEFT: Final = _sct("7771000", "Left")
@@ -165,7 +165,6 @@ class SCT:
     PROLONGED_QT: Final = _sct("111975006", "Prolonged QT interval")
     NORMAL_ECG: Final = _sct("164854000", "Electrocardiogram normal")
     ABNORMAL_ECG: Final = _sct("102594003", "Electrocardiogram abnormal")
-    ECG_ARTIFACT: Final = _sct("47010008", "Electrocardiogram artifact")  # technical statements
 
 
 class DCM:
@@ -204,3 +203,19 @@ class UCUM:
     RATIO: Final = _ucum("1", "no units")
     CM3: Final = _ucum("cm3", "cubic centimeter")
     HU: Final = _ucum("[hnsf'U]", "Hounsfield unit")
+
+
+class MMDX:
+    """Local codes where no standard concept fits (technical quality statements)."""
+
+    ECG_LEAD_OFF: Final = Code("ecg-lead-off", "MMDX", "Lead off or flat line")
+    ECG_SATURATION: Final = Code("ecg-saturation", "MMDX", "Signal saturation (clipping)")
+    ECG_NOISE: Final = Code("ecg-noise", "MMDX", "Excessive noise or artefact")
+    ECG_TECHNICAL: Final = Code("ecg-technical", "MMDX", "Technical problem limits interpretation")
+    # chest radiograph labels of the CheXpert set with no single SNOMED CT concept (models.vocabulary)
+    ENLARGED_CARDIOMEDIASTINUM: Final = Code("cxr-enlarged-cardiomediastinum", "MMDX", "Enlarged cardiomediastinum")
+    LUNG_LESION: Final = Code("cxr-lung-lesion", "MMDX", "Lung lesion")
+    LUNG_OPACITY: Final = Code("cxr-lung-opacity", "MMDX", "Lung opacity")
+    PLEURAL_OTHER: Final = Code("cxr-pleural-other", "MMDX", "Pleural abnormality, other")
+    SUPPORT_DEVICES: Final = Code("cxr-support-devices", "MMDX", "Support devices")
+    MODEL_DISAGREEMENT: Final = Code("model-disagreement", "MMDX", "AI models disagree: needs human review")

@@ -255,7 +255,6 @@ class Settings(BaseSettings):
     deid: DeidConfig = Field(default_factory=DeidConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
 
-
     @field_validator("uid_root")
     @classmethod
     def _uid_root(cls, v: str) -> str:
@@ -306,7 +305,9 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def load_settings(config_file: Path | str | None = None, *, use_project_defaults: bool = True, **overrides: Any) -> Settings:
+def load_settings(
+    config_file: Path | str | None = None, *, use_project_defaults: bool = True, **overrides: Any
+) -> Settings:
     """Load and validate the configuration.
 
     Parameters

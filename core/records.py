@@ -203,7 +203,9 @@ class Series:
         for inst in self.instances:
             if inst.series_instance_uid != self.series_instance_uid:
                 raise RecordError(
-                    "Series", "instances", f"instance {inst.sop_instance_uid} belongs to series {inst.series_instance_uid}"
+                    "Series",
+                    "instances",
+                    f"instance {inst.sop_instance_uid} belongs to series {inst.series_instance_uid}",
                 )
 
 
@@ -223,7 +225,9 @@ class Study:
         check_uid("Study", "study_instance_uid", self.study_instance_uid)
         for s in self.series:
             if s.study_instance_uid != self.study_instance_uid:
-                raise RecordError("Study", "series", f"series {s.series_instance_uid} belongs to study {s.study_instance_uid}")
+                raise RecordError(
+                    "Study", "series", f"series {s.series_instance_uid} belongs to study {s.study_instance_uid}"
+                )
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -307,7 +311,9 @@ class Volume:
             check_finite("Volume", "origin_mm", v)
         d = np.asarray(self.direction, dtype=float)
         if d.shape != (3, 3) or not np.allclose(np.linalg.norm(d, axis=0), 1.0, atol=1e-3):
-            raise RecordError("Volume", "direction", f"expected a 3x3 matrix of unit column vectors, got {self.direction!r}")
+            raise RecordError(
+                "Volume", "direction", f"expected a 3x3 matrix of unit column vectors, got {self.direction!r}"
+            )
         check_uid("Volume", "series_instance_uid", self.series_instance_uid)
 
 
@@ -459,7 +465,11 @@ class EcgRecord:
 
     def __post_init__(self) -> None:
         if not isinstance(self.signal, np.ndarray) or self.signal.ndim != 2:
-            raise RecordError("EcgRecord", "signal", f"expected a 2D leads x samples array, got {getattr(self.signal, 'shape', type(self.signal))}")
+            raise RecordError(
+                "EcgRecord",
+                "signal",
+                f"expected a 2D leads x samples array, got {getattr(self.signal, 'shape', type(self.signal))}",
+            )
         sig = np.ascontiguousarray(self.signal, dtype=np.float32)
         if sig is self.signal:
             sig = sig.copy()
@@ -549,7 +559,11 @@ class DraftReport:
         producers = set(self.provenance)
         for f in self.findings:
             if f.producer not in producers:
-                raise RecordError("DraftReport", "provenance", f"finding {f.text!r} comes from {f.producer.name}, not listed in provenance")
+                raise RecordError(
+                    "DraftReport",
+                    "provenance",
+                    f"finding {f.text!r} comes from {f.producer.name}, not listed in provenance",
+                )
 
     @property
     def is_ai_generated(self) -> bool:

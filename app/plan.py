@@ -1,0 +1,85 @@
+"""What the pipeline will do with each series of a study, decided before doing it.
+
+The plan is shown to the user (``mmdx run`` prints it) and drives
+:func:`app.pipeline.process_study`, so what is printed is what is run.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from core.config import Settings
+from core.records import Series, Study
+
+ECG_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.9.1.1",  # 12-lead ECG Waveform Storage
+        "1.2.840.10008.5.1.4.1.1.9.1.2",  # General ECG Waveform Storage
+        "1.2.840.10008.5.1.4.1.1.9.1.3",  # Ambulatory ECG Waveform Storage
+    }
+)
+#: Objects that are results or documents, not acquisitions: never re-analysed.
+DERIVED_MODALITIES = frozenset({"SR", "SEG", "KO", "PR", "DOC", "RTSTRUCT", "RTDOSE", "RTPLAN", "REG"})
+PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG", "RF", "XA"})
+CROSS_SECTIONAL_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
+
+
+class Action(enum.Enum):
+    """What happens to a series."""
+
+    ECG_ANALYSIS = "ECG measurements + rule-based interpretation"
+    IMAGE_MODELS = "image models"
+    SKIP = "not analysed"
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPlan:
+    series: Series
+    action: Action
+    detail: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.series.modality}: {self.action.value} ({self.detail})" if self.detail else self.action.value
+
+
+@dataclass(frozen=True, slots=True)
+class StudyPlan:
+    study: Study
+    series: tuple[SeriesPlan, ...]
+
+    def of(self, action: Action) -> tuple[SeriesPlan, ...]:
+        return tuple(p for p in self.series if p.action is action)
+
+
+def _models_for(settings: Settings, series: Series) -> list[str]:
+    names: list[str] = []
+    for rule in settings.model_routing:
+        if rule.kind == "ecg":
+            continue
+        if rule.modality and rule.modality.upper() != series.modality.upper():
+            continue
+        if rule.body_part and (series.body_part or "").upper() != rule.body_part.upper():
+            continue
+        names.extend(n for n in rule.models if n not in names)
+    return names
+
+
+def plan_series(series: Series, settings: Settings) -> SeriesPlan:
+    """Decide the action for one series from its modality, SOP classes and the model routing."""
+    sop_classes = {i.sop_class_uid for i in series.instances}
+    if series.modality == "ECG" or sop_classes & ECG_SOP_CLASSES:
+        return SeriesPlan(series, Action.ECG_ANALYSIS, f"{len(series.instances)} recording(s)")
+    if series.modality in DERIVED_MODALITIES:
+        return SeriesPlan(series, Action.SKIP, f"{series.modality} is a derived object")
+    if series.modality in PROJECTION_MODALITIES or series.modality in CROSS_SECTIONAL_MODALITIES:
+        models = _models_for(settings, series)
+        if models:
+            return SeriesPlan(series, Action.IMAGE_MODELS, ", ".join(models))
+        return SeriesPlan(series, Action.SKIP, f"no model configured for {series.modality} (see model_routing)")
+    return SeriesPlan(series, Action.SKIP, f"modality {series.modality} is not supported")
+
+
+def plan_study(study: Study, settings: Settings) -> StudyPlan:
+    return StudyPlan(study, tuple(plan_series(s, settings) for s in study.series))
