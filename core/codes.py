@@ -23,6 +23,8 @@ SYSTEM_URIS: Final[dict[str, str]] = {
     "V3-OBSVALUE": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "OBS-CATEGORY": "http://terminology.hl7.org/CodeSystem/observation-category",
     "MMDX": "urn:mmdx:codes",
+    "PROV-PARTICIPANT": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+    "V3-DATAOPERATION": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
 }
 
 
@@ -134,6 +136,7 @@ class SCT:
     HERNIA: Final = _sct("84089009", "Hiatal hernia")
     FRACTURE: Final = _sct("125605004", "Fracture of bone")
     NO_ACUTE_FINDING: Final = _sct("281900007", "No abnormality detected")
+    LONG_AXIS: Final = _sct("103339001", "Long Axis")  # TID 1410 lesion size
     # ECG statements (AHA/ACCF/HRS standardized list mapped to SNOMED CT)
     SINUS_RHYTHM: Final = _sct("426783006", "Sinus rhythm")
     SINUS_BRADYCARDIA: Final = _sct("426177001", "Sinus bradycardia")
@@ -186,6 +189,20 @@ class DCM:
     ARTIFICIAL_INTELLIGENCE: Final = _dcm("123110", "Artificial Intelligence")
     PROCESSING_EQUIPMENT: Final = _dcm("109102", "Processing Equipment")
     ECG_REPORT: Final = _ln("28010-7", "EKG Report")
+    # report documents (reports.sr_*, reports.secondary_capture)
+    DIAGNOSTIC_IMAGING_REPORT: Final = _ln("18748-4", "Diagnostic Imaging Report")  # TID 2000 title
+    REPORT_FINDING: Final = _dcm("121071", "Finding")  # CID 7002 text items
+    REPORT_IMPRESSION: Final = _dcm("121073", "Impression")
+    REPORT_RECOMMENDATION: Final = _dcm("121075", "Recommendation")
+    PROCEDURE_DESCRIPTION: Final = _dcm("121065", "Procedure Description")
+    PREVIOUS_FINDING: Final = _dcm("121069", "Previous Finding")
+    ECG_GLOBAL_MEASUREMENTS: Final = _dcm("122158", "ECG Global Measurements")  # TID 3713
+    ECG_LEAD_MEASUREMENTS: Final = _dcm("122159", "ECG Lead Measurements")  # TID 3714
+    QUALITATIVE_ANALYSIS: Final = _dcm("122145", "Qualitative Analysis")  # TID 3717
+    SUMMARY: Final = _dcm("121111", "Summary")  # TID 3719
+    CLINICAL_INTERPRETATION: Final = _dcm("122147", "Clinical Interpretation")
+    LEAD_ID: Final = _dcm("122148", "Lead ID")
+    REJECTED_FOR_PATIENT_SAFETY: Final = _dcm("113037", "Rejected for Patient Safety Reasons")  # KOS title
 
 
 class UCUM:
@@ -219,3 +236,20 @@ class MMDX:
     PLEURAL_OTHER: Final = Code("cxr-pleural-other", "MMDX", "Pleural abnormality, other")
     SUPPORT_DEVICES: Final = Code("cxr-support-devices", "MMDX", "Support devices")
     MODEL_DISAGREEMENT: Final = Code("model-disagreement", "MMDX", "AI models disagree: needs human review")
+
+
+class FHIRCODES:
+    """FHIR / HL7 terminology codes used by the FHIR bundle (reports.fhir_bundle)."""
+
+    CATEGORY_RADIOLOGY: Final = Code("RAD", "HL7V2-0074", "Radiology")
+    CATEGORY_ELECTROCARDIAC: Final = Code("EC", "HL7V2-0074", "Electrocardiac (e.g., EKG, EEC, Holter)")
+    OBS_IMAGING: Final = Code("imaging", "OBS-CATEGORY", "Imaging")
+    OBS_PROCEDURE: Final = Code("procedure", "OBS-CATEGORY", "Procedure")
+    AIAST: Final = Code("AIAST", "V3-OBSVALUE", "Artificial Intelligence asserted")
+    AGENT_AUTHOR: Final = Code("author", "PROV-PARTICIPANT", "Author")
+    AGENT_VERIFIER: Final = Code("verifier", "PROV-PARTICIPANT", "Verifier")
+    AGENT_DEVICE: Final = Code("device", "PROV-PARTICIPANT", "Device")
+    OP_CREATE: Final = Code("CREATE", "V3-DATAOPERATION", "create")
+    OP_UPDATE: Final = Code("UPDATE", "V3-DATAOPERATION", "revise")
+    OP_NULLIFY: Final = Code("NULLIFY", "V3-DATAOPERATION", "nullify")
+    MODEL_PROBABILITY: Final = Code("model-probability", "MMDX", "Model output probability")

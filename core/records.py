@@ -499,9 +499,10 @@ class EcgRecord:
         """The samples of one lead, by (normalised) name."""
         key = normalise_lead_name(name)
         try:
-            return self.signal[self.lead_names.index(key)]
+            row: npt.NDArray[np.float32] = self.signal[self.lead_names.index(key)]
         except ValueError:
             raise RecordError("EcgRecord", "lead_names", f"no lead {name!r}; leads are {self.lead_names}") from None
+        return row
 
 
 # --------------------------------------------------------------------------- reports
