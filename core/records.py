@@ -269,6 +269,9 @@ class Image:
     window: tuple[float, float] | None = None
     sop_instance_uid: str | None = None
     frame: int = 0
+    #: how ``pixel_spacing_mm`` was calibrated: "patient" (PixelSpacing) or "detector ..." (ImagerPixelSpacing,
+    #: magnified by beam divergence unless corrected); None when there is no spacing
+    pixel_spacing_note: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pixels", _frozen_array("Image", "pixels", self.pixels, (2, 3)))
