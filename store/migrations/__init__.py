@@ -1,0 +1,1 @@
+"""Alembic migrations of mmdx's database (run through store.db.Database.migrate)."""
