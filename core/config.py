@@ -39,6 +39,7 @@ class StorageConfig(_Section):
     store_dir: Path = Path("var/store")
     out_dir: Path = Path("var/out")
     quarantine_dir: Path = Path("var/quarantine")
+    fsync: bool = True  #: fsync received objects before acknowledging; off only for benchmarks
 
 
 class DatabaseConfig(_Section):

@@ -1,0 +1,454 @@
+"""Read DICOM from disk: files, folders, zip archives and DICOMDIR file-sets.
+
+:func:`scan` only reads: it sorts every input into DICOM objects (with their
+records and content hash), rejected objects (broken DICOM, with a reason that
+names the tag or the problem) and other files that are not DICOM at all.  The
+caller decides what to do with the last group (the app first offers them to the
+ECG readers, then quarantines what nobody could read).  :func:`index_scan` puts
+a scan into the index, idempotently.
+
+Zip members are read in memory and never extracted, so a member named
+``../../etc/passwd`` cannot write anywhere; its display path is
+``<archive>!/<member>``.  A DICOMDIR is followed to the files it references and
+is not itself indexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from core.errors import IngestError, StoreError
+from core.records import Instance, Series, Study
+from ingest.filestore import FileStore, Placement
+from ingest.headers import missing_required, records_from_dataset
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+#: Media Storage Directory Storage: the SOP class of a DICOMDIR.
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+#: Zip members larger than this are rejected unread (zip bombs declare small archives, huge members).
+MAX_MEMBER_BYTES = 2 << 30
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+NOT_DICOM = "not a DICOM file (no DICM preamble, no parsable dataset)"
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedInstance:
+    """A readable DICOM object found by :func:`scan`.
+
+    ``study`` and ``series`` carry no children; ``instance.path`` is the file,
+    or ``<archive>!/<member>`` for a zip member (then ``archive``/``member`` say where).
+    """
+
+    study: Study
+    series: Series
+    instance: Instance
+    size: int
+    archive: Path | None = None
+    member: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.instance.path
+
+    def read_bytes(self) -> bytes:
+        """The object's bytes, from disk or from its archive."""
+        if self.archive is not None and self.member is not None:
+            with zipfile.ZipFile(self.archive) as zf:
+                return zf.read(self.member)
+        return self.instance.path.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An input that could not be used, and why.
+
+    ``dicom`` is True when it looked like DICOM (preamble or parsable dataset)
+    but was broken; False when it is some other kind of file, which another
+    reader (ECG formats) may still accept.
+    """
+
+    path: Path
+    reason: str
+    dicom: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What :func:`scan` found, in a stable (sorted) order."""
+
+    dicom: tuple[ScannedInstance, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
+    empty_folders: tuple[Path, ...] = ()
+    dicomdirs: tuple[Path, ...] = field(default=())
+
+    @property
+    def other_files(self) -> tuple[Path, ...]:
+        """Non-DICOM files, for the other format readers to try before they are quarantined."""
+        return tuple(r.path for r in self.rejected if not r.dicom)
+
+    @property
+    def broken_dicom(self) -> tuple[Rejected, ...]:
+        return tuple(r for r in self.rejected if r.dicom)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexCounts:
+    """What :func:`index_scan` did."""
+
+    new: int = 0
+    duplicate: int = 0
+    conflict: int = 0
+    quarantined: int = 0
+
+
+# --------------------------------------------------------------------------- parsing one object
+
+
+def _looks_like_raw_dataset(data: bytes) -> bool:
+    """A file without preamble is tried only if it starts with a group 0002/0008 tag (as DCMTK does)."""
+    return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+
+
+def _truncation(ds: Dataset) -> str | None:
+    """Name the first top-level element whose value is shorter than its declared length."""
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if length is None or length == _UNDEFINED_LENGTH or not isinstance(value, bytes):
+            continue
+        if len(value) < length:
+            return f"element ({tag.group:04X},{tag.element:04X}) declares {length} bytes, file has {len(value)}"
+    return None
+
+
+def _expected_native_pixel_bytes(ds: Dataset) -> int | None:
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    total_bits = rows * cols * spp * bits * max(frames, 1)
+    return (total_bits + 7) // 8
+
+
+def parse_dicom(data: bytes, where: str) -> Dataset:
+    """Parse a whole object and check it is complete and indexable.
+
+    Raises
+    ------
+    IngestError
+        With a reason a reader can act on: not DICOM, truncated, missing tag.
+    """
+    has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    if not has_preamble and not _looks_like_raw_dataset(data):
+        raise IngestError(NOT_DICOM, source=where)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble)
+    except InvalidDicomError:
+        raise IngestError(NOT_DICOM, source=where) from None
+    except EOFError as exc:
+        raise IngestError(f"truncated DICOM: {exc}", source=where) from None
+    except Exception as exc:  # pydicom raises many types on damaged input
+        reason = "truncated DICOM" if has_preamble else NOT_DICOM
+        raise IngestError(f"{reason}: {type(exc).__name__}: {exc}", source=where) from None
+    if len(ds) == 0 and has_preamble:
+        # pydicom drops the whole dataset when the file ends inside an undefined-length element
+        try:
+            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        except Exception:
+            header = Dataset()
+        if len(header):
+            raise IngestError(
+                "truncated DICOM: the file ends inside an undefined-length element (no delimiter)", source=where
+            )
+        raise IngestError("DICOM file with an empty dataset", source=where)
+    truncated = _truncation(ds)
+    if truncated:
+        raise IngestError(f"truncated DICOM: {truncated}", source=where)
+    missing = missing_required(ds)
+    if missing:
+        if not has_preamble:
+            raise IngestError(NOT_DICOM, source=where)
+        raise IngestError(f"missing required tag {missing}", source=where)
+    meta = getattr(ds, "file_meta", None)
+    if has_preamble and (meta is None or "TransferSyntaxUID" not in meta):
+        raise IngestError("missing required tag (0002,0010) TransferSyntaxUID in the file meta", source=where)
+    pixel = ds.get_item("PixelData") if "PixelData" in ds else None
+    if pixel is not None and getattr(pixel, "length", _UNDEFINED_LENGTH) != _UNDEFINED_LENGTH:
+        expected = _expected_native_pixel_bytes(ds)
+        actual = len(ds.PixelData)
+        if expected is not None and actual < expected:
+            raise IngestError(
+                f"truncated DICOM: (7FE0,0010) PixelData has {actual} bytes, expected {expected} "
+                "(Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames)",
+                source=where,
+            )
+    return ds
+
+
+def examine(
+    data: bytes, path: Path, *, source: str = "file", archive: Path | None = None, member: str | None = None
+) -> ScannedInstance:
+    """Parse, check and describe one object held in memory."""
+    where = str(path)
+    ds = parse_dicom(data, where)
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if sop_class == DICOMDIR_SOP_CLASS:
+        raise IngestError("DICOMDIR is a directory of a file-set, not an image", source=where)
+    digest = hashlib.sha256(data).hexdigest()
+    rec = records_from_dataset(ds, path=path, sha256=digest, source=source)
+    return ScannedInstance(rec.study, rec.series, rec.instance, len(data), archive, member)
+
+
+# --------------------------------------------------------------------------- walking inputs
+
+
+def _is_dicomdir(path: Path, head: bytes) -> bool:
+    if path.name.upper() == "DICOMDIR":
+        return True
+    return DICOMDIR_SOP_CLASS.encode() in head[:1024] and head[128:132] == b"DICM"
+
+
+def _dicomdir_files(path: Path) -> tuple[list[Path], list[Rejected]]:
+    """Files a DICOMDIR references (only those inside its folder)."""
+    from pydicom.fileset import FileSet
+
+    try:
+        fs = FileSet(pydicom.dcmread(path))
+    except Exception as exc:
+        return [], [Rejected(path, f"unreadable DICOMDIR: {type(exc).__name__}: {exc}")]
+    root = path.parent.resolve()
+    found: list[Path] = []
+    rejected: list[Rejected] = []
+    for inst in fs:
+        target = Path(inst.path).resolve()
+        if not target.is_relative_to(root):
+            rejected.append(Rejected(target, "DICOMDIR references a file outside its folder"))
+        elif not target.is_file():
+            rejected.append(Rejected(target, "file referenced by DICOMDIR is missing"))
+        else:
+            found.append(target)
+    return found, rejected
+
+
+class _Scanner:
+    def __init__(self) -> None:
+        self.dicom: list[ScannedInstance] = []
+        self.rejected: list[Rejected] = []
+        self.empty: list[Path] = []
+        self.dicomdirs: list[Path] = []
+        self.seen: set[Path] = set()
+
+    def add_bytes(self, data: bytes, path: Path, *, archive: Path | None = None, member: str | None = None) -> None:
+        try:
+            self.dicom.append(examine(data, path, archive=archive, member=member))
+        except IngestError as exc:
+            reason = str(exc)
+            prefix = f"{path}: "
+            reason = reason[len(prefix) :] if reason.startswith(prefix) else reason
+            self.rejected.append(Rejected(path, reason, dicom=reason != NOT_DICOM))
+
+    def add_file(self, path: Path) -> None:
+        resolved = path.resolve()
+        if resolved in self.seen:
+            return
+        self.seen.add(resolved)
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(1024)
+                if zipfile.is_zipfile(fh):
+                    self.add_zip(path)
+                    return
+                if _is_dicomdir(path, head):
+                    self.add_dicomdir(path)
+                    return
+                fh.seek(0)
+                data = fh.read()
+        except OSError as exc:
+            self.rejected.append(Rejected(path, f"unreadable: {exc.strerror or exc}", dicom=False))
+            return
+        self.add_bytes(data, path)
+
+    def add_dicomdir(self, path: Path) -> None:
+        self.dicomdirs.append(path)
+        files, rejected = _dicomdir_files(path)
+        self.rejected.extend(rejected)
+        for f in files:
+            self.add_file(f)
+
+    def add_zip(self, path: Path) -> None:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            self.rejected.append(Rejected(path, f"unreadable zip archive: {exc}", dicom=False))
+            return
+        with zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if not members:
+                self.empty.append(path)
+            for info in sorted(members, key=lambda m: m.filename):
+                display = Path(f"{path}!") / PurePosixPath(info.filename).as_posix().lstrip("/")
+                name = PurePosixPath(info.filename).name
+                if name.startswith("__MACOSX") or "/__MACOSX/" in f"/{info.filename}" or name == ".DS_Store":
+                    continue
+                if info.file_size > MAX_MEMBER_BYTES:
+                    self.rejected.append(
+                        Rejected(display, f"zip member declares {info.file_size} bytes (> {MAX_MEMBER_BYTES})")
+                    )
+                    continue
+                if info.flag_bits & 0x1:
+                    self.rejected.append(Rejected(display, "encrypted zip member", dicom=False))
+                    continue
+                try:
+                    data = zf.read(info)
+                except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError) as exc:
+                    self.rejected.append(Rejected(display, f"unreadable zip member: {exc}", dicom=False))
+                    continue
+                self.add_bytes(data, display, archive=path, member=info.filename)
+
+    def add_folder(self, folder: Path) -> None:
+        any_file = False
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            here = Path(dirpath)
+            if not filenames and not dirnames:
+                self.empty.append(here)
+            # a DICOMDIR first, so its files are read once through it
+            for name in sorted(filenames, key=lambda n: (n.upper() != "DICOMDIR", n)):
+                any_file = True
+                self.add_file(here / name)
+        if not any_file and folder not in self.empty:
+            self.empty.append(folder)
+
+    def result(self) -> ScanResult:
+        return ScanResult(
+            dicom=tuple(sorted(self.dicom, key=lambda s: str(s.path))),
+            rejected=tuple(sorted(self.rejected, key=lambda r: str(r.path))),
+            empty_folders=tuple(sorted(self.empty)),
+            dicomdirs=tuple(self.dicomdirs),
+        )
+
+
+def scan(paths: Sequence[Path]) -> ScanResult:
+    """Sort files, folders (recursively), zip archives and DICOMDIRs into DICOM objects and the rest.
+
+    A path that does not exist is rejected with that reason; nothing is written.
+    """
+    scanner = _Scanner()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            scanner.add_folder(path)
+        elif path.is_file():
+            scanner.add_file(path)
+        else:
+            scanner.rejected.append(Rejected(path, "no such file or folder", dicom=False))
+    return scanner.result()
+
+
+def iter_scan(result: ScanResult) -> Iterator[ScannedInstance]:
+    """The DICOM objects of a scan, in order (a convenience for pipelines)."""
+    yield from result.dicom
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+def index_scan(
+    session: Session,
+    result: ScanResult,
+    received_at: datetime,
+    *,
+    store: FileStore | None = None,
+    quarantine_other: bool = False,
+) -> IndexCounts:
+    """Add a scan to the index; running it twice adds nothing the second time.
+
+    Parameters
+    ----------
+    store:
+        Copy every object into the file store first (required for zip members,
+        which have no file of their own); without it files are indexed where they are.
+    quarantine_other:
+        Also quarantine non-DICOM files (by default the caller does, after the ECG readers had a go).
+    """
+    from store import index as idx
+
+    new = duplicate = conflict = quarantined = 0
+    for item in result.dicom:
+        instance, sha = item.instance, item.instance.sha256
+        if store is not None:
+            try:
+                placed = store.put(
+                    item.read_bytes(),
+                    study_uid=instance.study_instance_uid,
+                    series_uid=instance.series_instance_uid,
+                    sop_instance_uid=instance.sop_instance_uid,
+                )
+            except (StoreError, OSError) as exc:
+                idx.add_quarantine(
+                    session, path=str(item.path), reason=f"cannot store: {exc}", source="file", received_at=received_at
+                )
+                quarantined += 1
+                continue
+            if placed.placement is Placement.CONFLICT:
+                log.warning("SOP Instance UID %s already stored with other content; original kept", sha[:12])
+            instance = _with_path(instance, placed.path)
+        elif item.archive is not None:
+            idx.add_quarantine(
+                session,
+                path=str(item.path),
+                reason="zip member needs a file store to be indexed",
+                source="file",
+                received_at=received_at,
+            )
+            quarantined += 1
+            continue
+        outcome = idx.add_instance(
+            session, study=item.study, series=item.series, instance=instance, received_at=received_at
+        )
+        kind = _outcome_name(outcome)
+        if kind == "new":
+            new += 1
+        elif kind == "duplicate":
+            duplicate += 1
+        else:
+            conflict += 1
+    for rej in result.rejected:
+        if rej.dicom or quarantine_other:
+            idx.add_quarantine(session, path=str(rej.path), reason=rej.reason, source="file", received_at=received_at)
+            quarantined += 1
+    return IndexCounts(new=new, duplicate=duplicate, conflict=conflict, quarantined=quarantined)
+
+
+def _with_path(instance: Instance, path: Path) -> Instance:
+    from dataclasses import replace
+
+    return replace(instance, path=path)
+
+
+def _outcome_name(outcome: Any) -> str:
+    """``new`` / ``duplicate`` / ``conflict`` from the store's IndexResult (enum or object with ``.status``)."""
+    value = getattr(outcome, "status", outcome)
+    name = getattr(value, "name", None) or getattr(value, "value", None) or str(value)
+    return str(name).lower()

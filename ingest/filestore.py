@@ -1,0 +1,171 @@
+"""Durable, content-addressed placement of received DICOM objects.
+
+An object is acknowledged only once it is durable, so every write goes to a
+temporary file in the destination folder, is fsynced, and is then linked into
+place (``os.link`` never overwrites: two associations racing on one SOP
+Instance UID cannot clobber each other) and the folder entry is fsynced too.
+A crash at any point leaves either no file or the complete file under its
+final name; stray ``.tmp-*`` files are swept by :meth:`FileStore.sweep_temporary`.
+
+Layout: ``<store_dir>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm``.  When a
+different object arrives under a SOP Instance UID already stored, the original
+is kept and the newcomer goes to ``<store_dir>/_conflicts/`` for review.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from core._validate import check_uid
+from core.errors import RecordError, StoreError
+
+_CHUNK = 1 << 20
+
+
+class Placement(enum.Enum):
+    """What :meth:`FileStore.put` did with the bytes."""
+
+    WRITTEN = "written"  #: a new file was created
+    IDENTICAL = "identical"  #: the same bytes were already stored under that UID
+    CONFLICT = "conflict"  #: other bytes were stored under that UID; the newcomer went to ``_conflicts``
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """Where the bytes are now, their digest, and what happened."""
+
+    path: Path
+    sha256: str
+    size: int
+    placement: Placement
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileStore:
+    """Files under ``root`` named by Study/Series/SOP Instance UID.
+
+    Parameters
+    ----------
+    root:
+        ``settings.storage.store_dir``.
+    fsync:
+        Flush file and folder to disk before returning (the default, and the only
+        mode that may acknowledge objects in production; off for benchmarks that
+        compare against peers which do not fsync).
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._known_dirs: set[Path] = set()
+
+    def path_for(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
+        """The final path of an object; every part is checked to be a UID so no name escapes ``root``."""
+        for name, uid in (
+            ("study_instance_uid", study_uid),
+            ("series_instance_uid", series_uid),
+            ("sop_instance_uid", sop_instance_uid),
+        ):
+            try:
+                check_uid("FileStore", name, uid)
+            except RecordError as exc:
+                raise StoreError(f"cannot place object: {exc}") from None
+        return self.root / study_uid / series_uid / f"{sop_instance_uid}.dcm"
+
+    def _ensure_dir(self, folder: Path) -> None:
+        if folder in self._known_dirs:
+            return
+        created = not folder.is_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        if created and self.fsync:
+            for d in (folder, folder.parent, folder.parent.parent):
+                if d == self.root.parent:
+                    break
+                _fsync_dir(d)
+        self._known_dirs.add(folder)
+
+    def _write_temp(self, folder: Path, data: bytes) -> Path:
+        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
+
+    def put(self, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredFile:
+        """Store ``data`` durably under its UIDs.
+
+        Raises
+        ------
+        StoreError
+            A UID cannot name a file, or the disk refused the write (full, read-only...).
+        """
+        final = self.path_for(study_uid, series_uid, sop_instance_uid)
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            self._ensure_dir(final.parent)
+            if final.exists():
+                return self._resolve_existing(final, data, digest)
+            tmp = self._write_temp(final.parent, data)
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return self._resolve_existing(final, data, digest)
+            finally:
+                tmp.unlink(missing_ok=True)
+            if self.fsync:
+                _fsync_dir(final.parent)
+        except OSError as exc:
+            raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
+        return StoredFile(final, digest, len(data), Placement.WRITTEN)
+
+    def _resolve_existing(self, final: Path, data: bytes, digest: str) -> StoredFile:
+        if sha256_file(final) == digest:
+            return StoredFile(final, digest, len(data), Placement.IDENTICAL)
+        folder = self.root / "_conflicts"
+        self._ensure_dir(folder)
+        target = folder / f"{final.stem}.{digest[:16]}.dcm"
+        if not target.exists():
+            tmp = self._write_temp(folder, data)
+            try:
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            if self.fsync:
+                _fsync_dir(folder)
+        return StoredFile(target, digest, len(data), Placement.CONFLICT)
+
+    def sweep_temporary(self) -> int:
+        """Remove temporary files left by a crash; returns how many. Call at start-up only."""
+        count = 0
+        for tmp in self.root.rglob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+            count += 1
+        return count
