@@ -189,6 +189,13 @@ class DCM:
     ARTIFICIAL_INTELLIGENCE: Final = _dcm("123110", "Artificial Intelligence")
     PROCESSING_EQUIPMENT: Final = _dcm("109102", "Processing Equipment")
     ECG_REPORT: Final = _ln("28010-7", "EKG Report")
+    # CID 7050 De-identification Method (PS3.15 Annex E profile and options)
+    BASIC_CONFIDENTIALITY_PROFILE: Final = _dcm("113100", "Basic Application Confidentiality Profile")
+    CLEAN_STRUCTURED_CONTENT_OPTION: Final = _dcm("113104", "Clean Structured Content Option")
+    CLEAN_DESCRIPTORS_OPTION: Final = _dcm("113105", "Clean Descriptors Option")
+    RETAIN_LONGITUDINAL_FULL_DATES_OPTION: Final = _dcm(
+        "113106", "Retain Longitudinal Temporal Information Full Dates Option"
+    )
     # report documents (reports.sr_*, reports.secondary_capture)
     DIAGNOSTIC_IMAGING_REPORT: Final = _ln("18748-4", "Diagnostic Imaging Report")  # TID 2000 title
     REPORT_FINDING: Final = _dcm("121071", "Finding")  # CID 7002 text items

@@ -185,6 +185,9 @@ class DeidConfig(_Section):
     keep_mapping: bool = False
     mapping_path: Path | None = None
     burned_in_annotation: Literal["refuse", "mark"] = "refuse"
+    #: secret mixed into replacement UIDs and patient pseudonyms so that re-runs match but nobody without
+    #: the secret can recompute them from an original UID (set it by environment: MMDX_DEID__SALT)
+    salt: str | None = None
 
 
 class BatchConfig(_Section):
