@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 from logging.config import fileConfig
-
-from alembic import context
 from typing import Any
 
+from alembic import context
 from sqlalchemy import Connection
 
 from store.schema import Base, UtcDateTime

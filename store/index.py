@@ -1,0 +1,562 @@
+"""The index of received objects: patients, studies, series, instances, quarantine.
+
+Every function takes a SQLAlchemy ``Session`` (from :meth:`store.db.Database.session`)
+and leaves committing to it, so that callers can combine several calls in
+one unit of work.  Records in and out are ``core`` records, never rows.
+
+Deduplication by SOP Instance UID: the same UID with the same bytes (sha256)
+is a no-op (:attr:`IndexResult.DUPLICATE`); the same UID with other bytes is
+a :attr:`IndexResult.CONFLICT`, recorded in ``instance_conflicts`` while the
+original stays indexed — a modality re-sending a corrected object under the
+same UID is a fault a person has to look at, not something to overwrite.
+
+A study's ``content_version`` is a hash over its sorted (SOP UID, sha256)
+pairs: it changes exactly when the study's content changes, and a job is
+enqueued once per content version.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from core.errors import StoreError
+from core.records import Instance, Patient, PatientIdentifier, Series, Sex, Study
+from store._checks import aware
+from store.schema import (
+    Base,
+    InstanceConflictRow,
+    InstanceRow,
+    JobRow,
+    PatientIdentifierRow,
+    PatientRow,
+    QuarantineRow,
+    SeriesRow,
+    StudyRow,
+)
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+class IndexResult(enum.Enum):
+    """What :func:`add_instance` did with an object."""
+
+    NEW = "new"  #: indexed; the study's content version changed
+    DUPLICATE = "duplicate"  #: same SOP Instance UID and same bytes: nothing changed
+    CONFLICT = "conflict"  #: same SOP Instance UID, different bytes: logged, original kept
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """An input that was not indexed, and why (the reason never holds PHI)."""
+
+    id: int
+    path: Path
+    reason: str
+    source: str
+    received_at: datetime
+    sha256: str | None = None
+    study_instance_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictEntry:
+    """A rejected object whose SOP Instance UID was already indexed with other bytes."""
+
+    id: int
+    sop_instance_uid: str
+    existing_sha256: str
+    new_sha256: str
+    new_path: Path
+    source: str
+    at: datetime
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _get_or_create(session: Session, query: Callable[[], _Row | None], create: Callable[[], _Row]) -> _Row:
+    """Return the row ``query`` finds, or insert the one ``create`` builds.
+
+    The insert runs in a SAVEPOINT: when another process inserted the same
+    unique key in between (PostgreSQL, READ COMMITTED), the insert is undone
+    and the other process's row is returned instead of failing the whole unit.
+    """
+    row = query()
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = create()
+            session.add(row)
+    except IntegrityError:
+        found = query()
+        if found is None:
+            raise
+        return found
+    return row
+
+
+def _compute_content_version(session: Session, study_id: int) -> str:
+    pairs = session.execute(
+        select(InstanceRow.sop_instance_uid, InstanceRow.sha256)
+        .join(SeriesRow, InstanceRow.series_id == SeriesRow.id)
+        .where(SeriesRow.study_id == study_id)
+        .order_by(InstanceRow.sop_instance_uid)
+    ).all()
+    digest = hashlib.sha256()
+    for uid, sha in pairs:
+        digest.update(f"{uid}\x1f{sha}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_hierarchy(study: Study, series: Series, instance: Instance) -> None:
+    if series.study_instance_uid != study.study_instance_uid:
+        raise StoreError(
+            f"series {series.series_instance_uid} names study {series.study_instance_uid}, "
+            f"expected {study.study_instance_uid}"
+        )
+    if instance.series_instance_uid != series.series_instance_uid:
+        raise StoreError(
+            f"instance {instance.sop_instance_uid} names series {instance.series_instance_uid}, "
+            f"expected {series.series_instance_uid}"
+        )
+    if instance.study_instance_uid != study.study_instance_uid:
+        raise StoreError(
+            f"instance {instance.sop_instance_uid} names study {instance.study_instance_uid}, "
+            f"expected {study.study_instance_uid}"
+        )
+
+
+def _find_patient(session: Session, patient: Patient) -> PatientRow | None:
+    for ident in patient.identifiers:
+        row = session.scalars(
+            select(PatientRow)
+            .join(PatientIdentifierRow, PatientIdentifierRow.patient_id == PatientRow.id)
+            .where(PatientIdentifierRow.value == ident.value, PatientIdentifierRow.issuer == (ident.issuer or ""))
+        ).first()
+        if row is not None:
+            return row
+    return None
+
+
+def _upsert_patient(session: Session, patient: Patient, now: datetime) -> PatientRow:
+    """Match on (identifier, issuer); fill demographics the stored patient lacks; add new identifiers."""
+
+    def create() -> PatientRow:
+        row = PatientRow(
+            name=patient.name,
+            sex=patient.sex,
+            birth_date=patient.birth_date,
+            age_years=patient.age_years,
+            created_at=now,
+        )
+        seen: set[tuple[str, str]] = set()
+        for ident in patient.identifiers:
+            key = (ident.value, ident.issuer or "")
+            if key not in seen:
+                seen.add(key)
+                row.identifiers.append(PatientIdentifierRow(value=key[0], issuer=key[1]))
+        return row
+
+    if not patient.identifiers:
+        row = create()  # nothing to match on: an anonymous patient of its own
+        session.add(row)
+        return row
+    row = _get_or_create(session, lambda: _find_patient(session, patient), create)
+    if row.name is None and patient.name:
+        row.name = patient.name
+    if row.birth_date is None and patient.birth_date is not None:
+        row.birth_date = patient.birth_date
+    if row.sex is Sex.UNKNOWN and patient.sex is not Sex.UNKNOWN:
+        row.sex = patient.sex
+    if row.age_years is None and patient.age_years is not None:
+        row.age_years = patient.age_years
+    known = {(i.value, i.issuer) for i in row.identifiers}
+    for ident in patient.identifiers:
+        key = (ident.value, ident.issuer or "")
+        if key in known:
+            continue
+        known.add(key)
+        taken = session.scalars(
+            select(PatientIdentifierRow).where(
+                PatientIdentifierRow.value == key[0], PatientIdentifierRow.issuer == key[1]
+            )
+        ).first()
+        if taken is None:  # an identifier already held by another patient is not moved over
+            row.identifiers.append(PatientIdentifierRow(value=key[0], issuer=key[1]))
+    return row
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    """DICOM study date/time is local wall-clock time: stored without a zone."""
+    return value.replace(tzinfo=None) if value is not None and value.tzinfo is not None else value
+
+
+def _record_conflict(session: Session, existing: InstanceRow, instance: Instance, at: datetime) -> IndexResult:
+    session.add(
+        InstanceConflictRow(
+            sop_instance_uid=instance.sop_instance_uid,
+            existing_sha256=existing.sha256,
+            new_sha256=instance.sha256,
+            new_path=str(instance.path),
+            source=instance.source,
+            at=at,
+        )
+    )
+    session.flush()
+    return IndexResult.CONFLICT
+
+
+def _instance_by_uid(session: Session, uid: str) -> InstanceRow | None:
+    return session.scalars(select(InstanceRow).where(InstanceRow.sop_instance_uid == uid)).one_or_none()
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def add_instance(
+    session: Session,
+    *,
+    study: Study,
+    series: Series,
+    instance: Instance,
+    received_at: datetime,
+    size_bytes: int | None = None,
+) -> IndexResult:
+    """Index one stored object (its file must already be durable at ``instance.path``).
+
+    Parameters
+    ----------
+    study, series:
+        The object's study and series as core records; their ``series`` /
+        ``instances`` children are ignored (pass them without children).
+    instance:
+        The object: UIDs, path, sha256, source.
+    received_at:
+        When it arrived (timezone-aware); moves the study's ``last_received_at``
+        forward, which decides when the study counts as stable.
+    size_bytes:
+        File size; read from ``instance.path`` when not given and the file exists.
+
+    Returns
+    -------
+    IndexResult
+        NEW, DUPLICATE (no-op) or CONFLICT (logged in ``instance_conflicts``, original kept).
+    """
+    aware("add_instance received_at", received_at)
+    _check_hierarchy(study, series, instance)
+    existing = _instance_by_uid(session, instance.sop_instance_uid)
+    if existing is not None:
+        if existing.sha256 == instance.sha256:
+            return IndexResult.DUPLICATE
+        return _record_conflict(session, existing, instance, received_at)
+
+    def find_study() -> StudyRow | None:
+        return session.scalars(
+            select(StudyRow).where(StudyRow.study_instance_uid == study.study_instance_uid)
+        ).one_or_none()
+
+    def create_study() -> StudyRow:
+        return StudyRow(
+            study_instance_uid=study.study_instance_uid,
+            patient=_upsert_patient(session, study.patient, received_at),
+            accession_number=study.accession_number,
+            study_datetime=_naive(study.study_datetime),
+            description=study.description,
+            referring_physician=study.referring_physician,
+            first_received_at=received_at,
+            last_received_at=received_at,
+            content_version="",
+        )
+
+    study_row = _get_or_create(session, find_study, create_study)
+    # Serialise concurrent writers of one study (PostgreSQL row lock; SQLite already holds the write lock),
+    # so that the content version below always covers every committed instance.
+    session.execute(select(StudyRow.id).where(StudyRow.id == study_row.id).with_for_update())
+    if study_row.accession_number is None and study.accession_number:
+        study_row.accession_number = study.accession_number
+    if study_row.study_datetime is None and study.study_datetime is not None:
+        study_row.study_datetime = _naive(study.study_datetime)
+    if study_row.description is None and study.description:
+        study_row.description = study.description
+    if study_row.referring_physician is None and study.referring_physician:
+        study_row.referring_physician = study.referring_physician
+
+    def find_series() -> SeriesRow | None:
+        return session.scalars(
+            select(SeriesRow).where(SeriesRow.series_instance_uid == series.series_instance_uid)
+        ).one_or_none()
+
+    def create_series() -> SeriesRow:
+        return SeriesRow(
+            series_instance_uid=series.series_instance_uid,
+            study_id=study_row.id,
+            modality=series.modality,
+            series_number=series.series_number,
+            description=series.description,
+            body_part=series.body_part,
+        )
+
+    series_row = _get_or_create(session, find_series, create_series)
+    if series_row.study_id != study_row.id:
+        raise StoreError(
+            f"series {series.series_instance_uid} is already indexed under another study, "
+            f"not under {study.study_instance_uid}"
+        )
+
+    if size_bytes is None:
+        try:
+            size_bytes = Path(instance.path).stat().st_size
+        except OSError:
+            size_bytes = None
+    row = InstanceRow(
+        sop_instance_uid=instance.sop_instance_uid,
+        series_id=series_row.id,
+        sop_class_uid=instance.sop_class_uid,
+        transfer_syntax_uid=instance.transfer_syntax_uid,
+        path=str(instance.path),
+        sha256=instance.sha256,
+        size_bytes=size_bytes,
+        instance_number=instance.instance_number,
+        number_of_frames=instance.number_of_frames,
+        rows=instance.rows,
+        columns=instance.columns,
+        source=instance.source,
+        received_at=received_at,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # another process indexed the same SOP Instance UID between our check and insert
+        raced = _instance_by_uid(session, instance.sop_instance_uid)
+        if raced is None:
+            raise
+        if raced.sha256 == instance.sha256:
+            return IndexResult.DUPLICATE
+        return _record_conflict(session, raced, instance, received_at)
+
+    study_row.last_received_at = max(study_row.last_received_at, received_at)
+    study_row.content_version = _compute_content_version(session, study_row.id)
+    session.flush()
+    return IndexResult.NEW
+
+
+def add_quarantine(
+    session: Session,
+    *,
+    path: Path | str,
+    reason: str,
+    source: str,
+    received_at: datetime,
+    sha256: str | None = None,
+    study_instance_uid: str | None = None,
+) -> int:
+    """Record an input that was not indexed; returns the entry's id.
+
+    ``reason`` must say what was wrong and what was expected, without PHI
+    (it is shown on pages and in logs).
+    """
+    aware("add_quarantine received_at", received_at)
+    if not reason.strip():
+        raise StoreError(f"quarantine entry for {path}: expected a non-empty reason")
+    row = QuarantineRow(
+        path=str(path),
+        reason=reason,
+        source=source,
+        received_at=received_at,
+        sha256=sha256,
+        study_instance_uid=study_instance_uid,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def list_quarantine(session: Session, *, limit: int | None = None) -> list[QuarantineEntry]:
+    """Quarantined inputs, newest first."""
+    stmt = select(QuarantineRow).order_by(QuarantineRow.received_at.desc(), QuarantineRow.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [
+        QuarantineEntry(
+            id=r.id,
+            path=Path(r.path),
+            reason=r.reason,
+            source=r.source,
+            received_at=r.received_at,
+            sha256=r.sha256,
+            study_instance_uid=r.study_instance_uid,
+        )
+        for r in session.scalars(stmt)
+    ]
+
+
+def list_conflicts(session: Session, *, sop_instance_uid: str | None = None) -> list[ConflictEntry]:
+    """Rejected re-sends with known UIDs but different bytes, oldest first."""
+    stmt = select(InstanceConflictRow).order_by(InstanceConflictRow.id)
+    if sop_instance_uid is not None:
+        stmt = stmt.where(InstanceConflictRow.sop_instance_uid == sop_instance_uid)
+    return [
+        ConflictEntry(
+            id=r.id,
+            sop_instance_uid=r.sop_instance_uid,
+            existing_sha256=r.existing_sha256,
+            new_sha256=r.new_sha256,
+            new_path=Path(r.new_path),
+            source=r.source,
+            at=r.at,
+        )
+        for r in session.scalars(stmt)
+    ]
+
+
+def _patient_record(row: PatientRow | None) -> Patient:
+    if row is None:
+        return Patient()
+    return Patient(
+        identifiers=tuple(PatientIdentifier(i.value, i.issuer or None) for i in row.identifiers),
+        name=row.name,
+        birth_date=row.birth_date,
+        sex=row.sex,
+        age_years=row.age_years,
+    )
+
+
+def _sort_key_number(number: int | None, uid: str) -> tuple[int, int, str]:
+    return (0 if number is not None else 1, number or 0, uid)
+
+
+def _study_record(row: StudyRow, *, with_children: bool = True) -> Study:
+    uid = row.study_instance_uid
+    series: list[Series] = []
+    if with_children:
+        for s in sorted(row.series, key=lambda s: _sort_key_number(s.series_number, s.series_instance_uid)):
+            instances = tuple(
+                Instance(
+                    sop_instance_uid=i.sop_instance_uid,
+                    sop_class_uid=i.sop_class_uid,
+                    series_instance_uid=s.series_instance_uid,
+                    study_instance_uid=uid,
+                    path=Path(i.path),
+                    sha256=i.sha256,
+                    transfer_syntax_uid=i.transfer_syntax_uid,
+                    instance_number=i.instance_number,
+                    number_of_frames=i.number_of_frames,
+                    rows=i.rows,
+                    columns=i.columns,
+                    source=i.source,
+                )
+                for i in sorted(s.instances, key=lambda i: _sort_key_number(i.instance_number, i.sop_instance_uid))
+            )
+            series.append(
+                Series(
+                    series_instance_uid=s.series_instance_uid,
+                    study_instance_uid=uid,
+                    modality=s.modality,
+                    series_number=s.series_number,
+                    description=s.description,
+                    body_part=s.body_part,
+                    instances=instances,
+                )
+            )
+    return Study(
+        study_instance_uid=uid,
+        patient=_patient_record(row.patient),
+        accession_number=row.accession_number,
+        study_datetime=row.study_datetime,
+        description=row.description,
+        referring_physician=row.referring_physician,
+        series=tuple(series),
+    )
+
+
+_LOAD_OPTIONS = (
+    selectinload(StudyRow.series).selectinload(SeriesRow.instances),
+    selectinload(StudyRow.patient).selectinload(PatientRow.identifiers),
+)
+
+
+def load_study(session: Session, uid: str) -> Study | None:
+    """The study with its patient, series and instances as core records (None when not indexed).
+
+    Series are ordered by series number, instances by instance number (then UID).
+    """
+    row = session.scalars(
+        select(StudyRow).where(StudyRow.study_instance_uid == uid).options(*_LOAD_OPTIONS)
+    ).one_or_none()
+    return None if row is None else _study_record(row)
+
+
+def list_studies(
+    session: Session, *, limit: int | None = None, offset: int = 0, with_children: bool = True
+) -> list[Study]:
+    """Indexed studies, most recently received first.
+
+    ``with_children=False`` leaves ``series`` empty (cheap listings of large archives).
+    """
+    stmt = select(StudyRow).order_by(StudyRow.last_received_at.desc(), StudyRow.id.desc()).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    stmt = stmt.options(*_LOAD_OPTIONS) if with_children else stmt.options(_LOAD_OPTIONS[1])
+    return [_study_record(r, with_children=with_children) for r in session.scalars(stmt)]
+
+
+def content_version(session: Session, uid: str) -> str:
+    """The study's current content version (hex sha256 over its sorted (SOP UID, sha256) pairs)."""
+    value = session.scalars(select(StudyRow.content_version).where(StudyRow.study_instance_uid == uid)).one_or_none()
+    if value is None:
+        raise StoreError(f"study {uid} is not in the index")
+    return value
+
+
+def last_received_at(session: Session, uid: str) -> datetime:
+    """When the study's latest new instance arrived."""
+    value = session.scalars(select(StudyRow.last_received_at).where(StudyRow.study_instance_uid == uid)).one_or_none()
+    if value is None:
+        raise StoreError(f"study {uid} is not in the index")
+    return value
+
+
+def studies_quiet_since(session: Session, cutoff: datetime) -> list[str]:
+    """Study UIDs that received nothing new after ``cutoff`` and whose current content has no job yet.
+
+    The worker's dispatcher calls this with ``now - scp.stable_age_s`` and
+    enqueues each result; oldest first.
+    """
+    aware("studies_quiet_since cutoff", cutoff)
+    has_job = exists().where(
+        and_(
+            JobRow.study_instance_uid == StudyRow.study_instance_uid,
+            JobRow.content_version == StudyRow.content_version,
+        )
+    )
+    stmt = (
+        select(StudyRow.study_instance_uid)
+        .where(StudyRow.last_received_at <= cutoff, ~has_job)
+        .order_by(StudyRow.last_received_at, StudyRow.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def count_instances(session: Session, uid: str) -> int:
+    """Number of indexed instances of a study (0 when unknown)."""
+    return (
+        session.scalar(
+            select(func.count(InstanceRow.id))
+            .join(SeriesRow, InstanceRow.series_id == SeriesRow.id)
+            .join(StudyRow, SeriesRow.study_id == StudyRow.id)
+            .where(StudyRow.study_instance_uid == uid)
+        )
+        or 0
+    )

@@ -1,0 +1,319 @@
+"""The outbox: one row per (artefact, destination), driven by the senders in ``pacs_bridge``.
+
+States and the calls that move between them::
+
+    pending --mark_sent--> sent --mark_awaiting_commitment--> awaiting_commitment
+       |                    |                                   |
+       +--------------------+--------mark_delivered-------------+--> delivered
+       +--------------------+--------mark_dead / mark_retry*----+--> dead
+    mark_retry: back to pending with exponential backoff, or dead after the
+    destination's ``max_attempts``.     retry_dead: dead -> pending (operator).
+
+``attempts`` counts tries to transmit: it goes up when an item leaves
+``pending`` (sent, delivered, awaiting commitment, or a failed try), not
+again when a peer later refuses the commitment of an already counted try.
+Nothing is marked delivered here unless the sender says the peer confirmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy.orm import Session
+
+from core.errors import StoreError
+from store._checks import aware
+from store.schema import ArtefactRow, OutboxRow, OutboxState, ReportVersionRow
+
+__all__ = [
+    "OutboxItem",
+    "OutboxState",
+    "backoff_delay",
+    "by_transaction",
+    "claim_due",
+    "commitment_overdue",
+    "counts_by_state",
+    "due",
+    "get_item",
+    "list_items",
+    "mark_awaiting_commitment",
+    "mark_dead",
+    "mark_delivered",
+    "mark_retry",
+    "mark_sent",
+    "retry_dead",
+]
+
+DEFAULT_BASE_DELAY_S = 30.0
+DEFAULT_MAX_DELAY_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One delivery with everything a sender needs (file, hash, UIDs, where it goes)."""
+
+    id: int
+    destination: str
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    transaction_uid: str | None
+    updated_at: datetime
+    artefact_id: int
+    kind: str  #: sr, sc, pdf, fhir, oru, html
+    path: Path
+    sha256: str
+    media_type: str
+    sop_instance_uid: str | None
+    study_uid: str
+    report_version: int
+
+
+def _select() -> Select[OutboxRow, ArtefactRow, ReportVersionRow]:
+    return (
+        select(OutboxRow, ArtefactRow, ReportVersionRow)
+        .join(ArtefactRow, OutboxRow.artefact_id == ArtefactRow.id)
+        .join(ReportVersionRow, ArtefactRow.report_version_id == ReportVersionRow.id)
+    )
+
+
+def _items(session: Session, stmt: Select[OutboxRow, ArtefactRow, ReportVersionRow]) -> list[OutboxItem]:
+    return [
+        OutboxItem(
+            id=o.id,
+            destination=o.destination,
+            state=o.state,
+            attempts=o.attempts,
+            next_attempt_at=o.next_attempt_at,
+            last_error=o.last_error,
+            transaction_uid=o.transaction_uid,
+            updated_at=o.updated_at,
+            artefact_id=a.id,
+            kind=a.kind.value,
+            path=Path(a.path),
+            sha256=a.sha256,
+            media_type=a.media_type,
+            sop_instance_uid=a.sop_instance_uid,
+            study_uid=r.study_instance_uid,
+            report_version=r.version,
+        )
+        for o, a, r in session.execute(stmt.execution_options(populate_existing=True))
+    ]
+
+
+def backoff_delay(
+    attempts: int, *, base_delay_s: float = DEFAULT_BASE_DELAY_S, max_delay_s: float = DEFAULT_MAX_DELAY_S
+) -> float:
+    """Seconds to wait after the ``attempts``-th failed try: base * 2^(attempts-1), capped."""
+    if attempts < 1:
+        return 0.0
+    return float(min(max_delay_s, base_delay_s * 2.0 ** min(attempts - 1, 62)))
+
+
+def due(session: Session, now: datetime, limit: int = 100) -> list[OutboxItem]:
+    """Pending items (first tries and retries) whose next attempt is due, earliest first.
+
+    Does not lock: one sender process per database, or use :func:`claim_due`.
+    """
+    aware("due now", now)
+    stmt = (
+        _select()
+        .where(OutboxRow.state == OutboxState.PENDING, OutboxRow.next_attempt_at <= now)
+        .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+        .limit(limit)
+    )
+    return _items(session, stmt)
+
+
+def claim_due(session: Session, now: datetime, limit: int = 100, *, lease_s: float = 300.0) -> list[OutboxItem]:
+    """Like :func:`due`, but leases the items so that concurrent senders never take the same one.
+
+    Each item's ``next_attempt_at`` moves to ``now + lease_s`` by a
+    conditional UPDATE (won only if nobody moved it first).  The sender then
+    reports the outcome with a ``mark_*`` call; if it crashes, the item
+    becomes due again when the lease runs out.
+    """
+    leased: list[int] = []
+    until = now + timedelta(seconds=lease_s)
+    for item in due(session, now, limit):
+        result = session.execute(
+            update(OutboxRow)
+            .where(
+                OutboxRow.id == item.id,
+                OutboxRow.state == OutboxState.PENDING,
+                OutboxRow.next_attempt_at == item.next_attempt_at,
+            )
+            .values(next_attempt_at=until, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(result, CursorResult)
+        if result.rowcount == 1:
+            leased.append(item.id)
+    if not leased:
+        return []
+    return _items(session, _select().where(OutboxRow.id.in_(leased)).order_by(OutboxRow.id))
+
+
+def _row(session: Session, item_id: int, action: str, allowed: Sequence[OutboxState], now: datetime) -> OutboxRow:
+    """Lock and return the item, refusing a transition from a state not in ``allowed``."""
+    aware(f"outbox {action} now", now)
+    row = session.get(OutboxRow, item_id, populate_existing=True, with_for_update=True)
+    if row is None:
+        raise StoreError(f"outbox item {item_id} does not exist")
+    if row.state not in allowed:
+        raise StoreError(
+            f"cannot {action} outbox item {item_id} ({row.destination}): it is {row.state.value}, "
+            f"expected {' or '.join(s.value for s in allowed)}"
+        )
+    return row
+
+
+def _count_try(row: OutboxRow) -> None:
+    if row.state is OutboxState.PENDING:
+        row.attempts += 1
+
+
+def mark_sent(session: Session, item_id: int, now: datetime) -> None:
+    """The artefact was transmitted; the peer has not confirmed it yet."""
+    row = _row(session, item_id, "mark sent", (OutboxState.PENDING,), now)
+    _count_try(row)
+    row.state = OutboxState.SENT
+    row.last_error = None
+    row.updated_at = now
+    session.flush()
+
+
+def mark_awaiting_commitment(session: Session, item_id: int, transaction_uid: str, now: datetime) -> None:
+    """A DICOM storage commitment was requested under ``transaction_uid``; wait for the N-EVENT-REPORT."""
+    if not transaction_uid:
+        raise StoreError(f"outbox item {item_id}: expected a storage commitment transaction UID")
+    row = _row(session, item_id, "await commitment for", (OutboxState.PENDING, OutboxState.SENT), now)
+    _count_try(row)
+    row.state = OutboxState.AWAITING_COMMITMENT
+    row.transaction_uid = transaction_uid
+    row.updated_at = now
+    session.flush()
+
+
+def mark_delivered(session: Session, item_id: int, now: datetime) -> None:
+    """The peer confirmed (C-STORE success, STOW-RS 200, FHIR 2xx, MLLP AA, or storage commitment)."""
+    row = _row(
+        session,
+        item_id,
+        "mark delivered",
+        (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT),
+        now,
+    )
+    _count_try(row)
+    row.state = OutboxState.DELIVERED
+    row.last_error = None
+    row.updated_at = now
+    session.flush()
+
+
+def mark_retry(
+    session: Session,
+    item_id: int,
+    error: str,
+    now: datetime,
+    *,
+    max_attempts: int = 10,
+    base_delay_s: float = DEFAULT_BASE_DELAY_S,
+    max_delay_s: float = DEFAULT_MAX_DELAY_S,
+) -> OutboxState:
+    """A try failed: back to pending after an exponential backoff, or dead after ``max_attempts``.
+
+    ``max_attempts`` is the destination's ``max_attempts`` from the config;
+    ``error`` (PHI-free) is kept in ``last_error``.  Returns the new state.
+    """
+    row = _row(session, item_id, "retry", (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT), now)
+    _count_try(row)
+    row.last_error = error
+    row.updated_at = now
+    row.transaction_uid = None
+    if row.attempts >= max_attempts:
+        row.state = OutboxState.DEAD
+        row.last_error = f"gave up after {row.attempts} attempts: {error}"
+    else:
+        row.state = OutboxState.PENDING
+        row.next_attempt_at = now + timedelta(
+            seconds=backoff_delay(row.attempts, base_delay_s=base_delay_s, max_delay_s=max_delay_s)
+        )
+    session.flush()
+    return row.state
+
+
+def mark_dead(session: Session, item_id: int, reason: str, now: datetime) -> None:
+    """Give up on an item now (the peer refused it for good, or its destination was removed)."""
+    row = _row(
+        session, item_id, "mark dead", (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT), now
+    )
+    row.state = OutboxState.DEAD
+    row.last_error = reason
+    row.updated_at = now
+    session.flush()
+
+
+def retry_dead(session: Session, item_id: int, now: datetime) -> None:
+    """An operator's retry of a dead item: pending again, due now, attempts from zero."""
+    row = _row(session, item_id, "retry a dead", (OutboxState.DEAD,), now)
+    row.state = OutboxState.PENDING
+    row.attempts = 0
+    row.next_attempt_at = now
+    row.updated_at = now
+    session.flush()
+
+
+def get_item(session: Session, item_id: int) -> OutboxItem | None:
+    """One outbox item (None when it does not exist)."""
+    items = _items(session, _select().where(OutboxRow.id == item_id))
+    return items[0] if items else None
+
+
+def by_transaction(session: Session, transaction_uid: str) -> list[OutboxItem]:
+    """The items a storage commitment transaction covers (to settle them on its N-EVENT-REPORT)."""
+    return _items(session, _select().where(OutboxRow.transaction_uid == transaction_uid).order_by(OutboxRow.id))
+
+
+def commitment_overdue(session: Session, older_than: datetime) -> list[OutboxItem]:
+    """Items still awaiting storage commitment that were last updated at or before ``older_than``."""
+    stmt = (
+        _select()
+        .where(OutboxRow.state == OutboxState.AWAITING_COMMITMENT, OutboxRow.updated_at <= older_than)
+        .order_by(OutboxRow.updated_at, OutboxRow.id)
+    )
+    return _items(session, stmt)
+
+
+def list_items(
+    session: Session,
+    *,
+    state: OutboxState | None = None,
+    study_uid: str | None = None,
+    destination: str | None = None,
+    limit: int | None = None,
+) -> list[OutboxItem]:
+    """Outbox items, newest first, filtered by state / study / destination."""
+    stmt = _select().order_by(OutboxRow.id.desc())
+    if state is not None:
+        stmt = stmt.where(OutboxRow.state == state)
+    if study_uid is not None:
+        stmt = stmt.where(ReportVersionRow.study_instance_uid == study_uid)
+    if destination is not None:
+        stmt = stmt.where(OutboxRow.destination == destination)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return _items(session, stmt)
+
+
+def counts_by_state(session: Session) -> dict[OutboxState, int]:
+    """How many items are in each state (every state present, zero when none)."""
+    counts = dict.fromkeys(OutboxState, 0)
+    for state, n in session.execute(select(OutboxRow.state, func.count(OutboxRow.id)).group_by(OutboxRow.state)):
+        counts[state] = int(n)
+    return counts
