@@ -1,0 +1,42 @@
+"""Fixtures for the report tests: the Medplum validator (installed by npm ci when missing) and dciodvfy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reports.fhir_validate import JS_DIR, install_medplum, medplum_ready
+
+DCIODVFY = shutil.which("dciodvfy")
+
+
+@pytest.fixture(scope="session")
+def medplum() -> Path:
+    """The reports/_js validator folder, with node_modules installed from package-lock.json."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        if os.environ.get("CI"):
+            pytest.fail("node/npm are required for the second FHIR validator in CI")
+        pytest.skip("node/npm not installed")
+    if not medplum_ready():
+        install_medplum()
+    return JS_DIR
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """Lines dciodvfy reports as errors for a DICOM file (warnings are not failures)."""
+    proc = subprocess.run([DCIODVFY or "dciodvfy", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    out = proc.stdout + proc.stderr
+    return [line for line in out.splitlines() if line.startswith("Error") or " Error " in line[:20]]
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> object:
+    if DCIODVFY is None:
+        if os.environ.get("CI"):
+            pytest.fail("dciodvfy (dicom3tools) is required in CI")
+        pytest.skip("dciodvfy not installed")
+    return dciodvfy_errors
