@@ -128,7 +128,7 @@ def _looks_like_raw_dataset(data: bytes) -> bool:
 
 def _truncation(ds: Dataset) -> str | None:
     """Name the first top-level element whose value is shorter than its declared length."""
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset yields (converted) elements, not tags
         raw = ds.get_item(tag)
         length = getattr(raw, "length", None)
         value = getattr(raw, "value", None)
@@ -174,7 +174,7 @@ def parse_dicom(data: bytes, where: str) -> Dataset:
     if len(ds) == 0 and has_preamble:
         # pydicom drops the whole dataset when the file ends inside an undefined-length element
         try:
-            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            header: Dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         except Exception:
             header = Dataset()
         if len(header):
@@ -415,19 +415,15 @@ def index_scan(
                 log.warning("SOP Instance UID %s already stored with other content; original kept", sha[:12])
             instance = _with_path(instance, placed.path)
         elif item.archive is not None:
-            idx.add_quarantine(
-                session,
-                path=str(item.path),
-                reason="zip member needs a file store to be indexed",
-                source="file",
-                received_at=received_at,
-            )
-            quarantined += 1
+            reason = "zip member needs a file store to be indexed"
+            if not _already_quarantined(session, str(item.path), reason):
+                idx.add_quarantine(session, path=str(item.path), reason=reason, source="file", received_at=received_at)
+                quarantined += 1
             continue
         outcome = idx.add_instance(
             session, study=item.study, series=item.series, instance=instance, received_at=received_at
         )
-        kind = _outcome_name(outcome)
+        kind = outcome_name(outcome)
         if kind == "new":
             new += 1
         elif kind == "duplicate":
@@ -435,10 +431,20 @@ def index_scan(
         else:
             conflict += 1
     for rej in result.rejected:
-        if rej.dicom or quarantine_other:
+        if (rej.dicom or quarantine_other) and not _already_quarantined(session, str(rej.path), rej.reason):
             idx.add_quarantine(session, path=str(rej.path), reason=rej.reason, source="file", received_at=received_at)
             quarantined += 1
     return IndexCounts(new=new, duplicate=duplicate, conflict=conflict, quarantined=quarantined)
+
+
+def _already_quarantined(session: Session, path: str, reason: str) -> bool:
+    """A re-scan must not repeat quarantine entries for the same file and reason."""
+    from sqlalchemy import select
+
+    from store.schema import QuarantineRow
+
+    stmt = select(QuarantineRow.id).where(QuarantineRow.path == path, QuarantineRow.reason == reason).limit(1)
+    return session.scalars(stmt).first() is not None
 
 
 def _with_path(instance: Instance, path: Path) -> Instance:
@@ -447,7 +453,7 @@ def _with_path(instance: Instance, path: Path) -> Instance:
     return replace(instance, path=path)
 
 
-def _outcome_name(outcome: Any) -> str:
+def outcome_name(outcome: Any) -> str:
     """``new`` / ``duplicate`` / ``conflict`` from the store's IndexResult (enum or object with ``.status``)."""
     value = getattr(outcome, "status", outcome)
     name = getattr(value, "name", None) or getattr(value, "value", None) or str(value)

@@ -53,9 +53,17 @@ class HeaderRecords:
     instance: Instance
 
 
+def _get(ds: Dataset, keyword: str) -> object:
+    """An attribute's value; ``None`` when absent or when its raw value does not convert to its VR."""
+    try:
+        return ds.get(keyword)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
 def _text(ds: Dataset, keyword: str) -> str | None:
     """A string attribute, stripped; ``None`` when absent or empty."""
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     if value is None:
         return None
     text = str(value).strip().strip("\x00")
@@ -64,11 +72,11 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 def _int(ds: Dataset, keyword: str) -> int | None:
     """An IS/US attribute as int; ``None`` when absent or not a number (bad VR values are common)."""
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        return int(str(value))
     except (TypeError, ValueError):
         try:
             return int(float(str(value)))
@@ -167,7 +175,7 @@ def patient_from_dataset(ds: Dataset) -> Patient:
     pid = _text(ds, "PatientID")
     if pid:
         identifiers.append(PatientIdentifier(pid, _text(ds, "IssuerOfPatientID")))
-    for item in ds.get("OtherPatientIDsSequence", None) or ():
+    for item in _get(ds, "OtherPatientIDsSequence") or ():  # type: ignore[attr-defined]
         other = _text(item, "PatientID")
         if other and all(other != i.value for i in identifiers):
             identifiers.append(PatientIdentifier(other, _text(item, "IssuerOfPatientID")))

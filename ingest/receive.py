@@ -1,0 +1,183 @@
+"""One received object -> durable file + index row (shared by the SCP and the pull client).
+
+The order is what makes an acknowledgement trustworthy: parse (reject what
+cannot be understood), write the file atomically and durably, index it in one
+committed transaction, and only then report success.  A failure at any step
+leaves nothing half-written and is reported with a status the caller maps to
+DIMSE (``0xC000`` cannot understand, ``0xA700`` out of resources).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import IngestError, StoreError
+from core.identifiers import Clock, SystemClock
+from ingest.files import outcome_name, parse_dicom
+from ingest.filestore import FileStore, Placement
+from ingest.headers import HeaderRecords, records_from_dataset
+
+if TYPE_CHECKING:
+    from store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    """What happened to one received object."""
+
+    STORED = "stored"  #: new, on disk and indexed
+    DUPLICATE = "duplicate"  #: same SOP Instance UID and same bytes already held: nothing changed
+    CONFLICT = "conflict"  #: same UID, other bytes: original kept, newcomer kept aside and logged
+    REJECTED = "rejected"  #: not understandable (quarantined with the reason)
+    FAILED = "failed"  #: disk or database failure: the sender should retry
+
+    @property
+    def acknowledged(self) -> bool:
+        return self in (Outcome.STORED, Outcome.DUPLICATE, Outcome.CONFLICT)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """The result of :meth:`Receiver.receive`; ``reason`` is PHI-free."""
+
+    outcome: Outcome
+    sop_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    path: Path | None = None
+    reason: str | None = None
+
+
+class Receiver:
+    """Parse, store and index received objects; thread-safe (one call per C-STORE).
+
+    Parameters
+    ----------
+    store:
+        The file store (``settings.storage.store_dir``).
+    db:
+        The database; each object is indexed in its own short transaction.
+    quarantine_dir:
+        Where bytes that could not be understood are kept for review.
+    """
+
+    def __init__(self, store: FileStore, db: Database, quarantine_dir: Path, *, clock: Clock | None = None) -> None:
+        self.store = store
+        self.db = db
+        self.quarantine_dir = Path(quarantine_dir)
+        self.clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+
+    def _count(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.counts[outcome] += 1
+
+    def receive(
+        self,
+        data: bytes,
+        *,
+        source: str,
+        transfer_syntax_uid: str | None = None,
+        expected_sop_instance_uid: str | None = None,
+    ) -> Received:
+        """Make one object durable and indexed, or say why not.
+
+        Parameters
+        ----------
+        data:
+            The object in DICOM file format (preamble, file meta, dataset).
+        source:
+            ``"scp:<calling AE>"`` or ``"pull:<peer>"``: recorded in the index.
+        expected_sop_instance_uid:
+            The C-STORE request's Affected SOP Instance UID; a dataset naming
+            another UID is rejected rather than filed under the wrong name.
+        """
+        received_at = self.clock.now()
+        where = f"{source} object"
+        try:
+            ds = parse_dicom(data, where)
+            records = records_from_dataset(
+                ds, path=Path("."), sha256="0" * 64, source=source, transfer_syntax_uid=transfer_syntax_uid
+            )
+            uid = records.instance.sop_instance_uid
+            if expected_sop_instance_uid is not None and uid != expected_sop_instance_uid.strip():
+                raise IngestError(
+                    f"(0008,0018) SOPInstanceUID {uid} differs from the request's Affected SOP Instance UID "
+                    f"{expected_sop_instance_uid}",
+                    source=where,
+                )
+        except IngestError as exc:
+            return self._reject(data, str(exc), source, received_at)
+        try:
+            placed = self.store.put(
+                data,
+                study_uid=records.instance.study_instance_uid,
+                series_uid=records.instance.series_instance_uid,
+                sop_instance_uid=uid,
+            )
+        except StoreError as exc:
+            log.error("cannot store %s from %s: %s", uid, source, exc)
+            self._count(Outcome.FAILED)
+            return Received(Outcome.FAILED, uid, records.study.study_instance_uid, reason=str(exc))
+        final = _finalise(records, placed.path, placed.sha256)
+        try:
+            from store import index as idx
+
+            with self.db.session() as session:
+                result = idx.add_instance(
+                    session, study=final.study, series=final.series, instance=final.instance, received_at=received_at
+                )
+        except Exception as exc:  # any database failure: the sender retries, the file may stay (re-sent = same)
+            log.error("cannot index %s from %s: %s", uid, source, type(exc).__name__)
+            self._count(Outcome.FAILED)
+            return Received(Outcome.FAILED, uid, records.study.study_instance_uid, placed.path, f"index: {exc}")
+        kind = outcome_name(result)
+        if placed.placement is Placement.CONFLICT or kind == "conflict":
+            log.warning("conflict: %s from %s has other content than the stored copy; original kept", uid, source)
+            outcome = Outcome.CONFLICT
+        elif kind == "duplicate":
+            outcome = Outcome.DUPLICATE
+        else:
+            outcome = Outcome.STORED
+        self._count(outcome)
+        return Received(outcome, uid, records.study.study_instance_uid, placed.path)
+
+    def _reject(self, data: bytes, reason: str, source: str, received_at: datetime) -> Received:
+        """Keep the bytes aside and record the reason in the index; never raises."""
+        self._count(Outcome.REJECTED)
+        log.warning("rejected object from %s: %s", source, reason)
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.quarantine_dir / f"{received_at:%Y%m%dT%H%M%S}-{digest[:16]}.dcm"
+        try:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            log.error("cannot keep rejected bytes from %s: %s", source, exc.strerror or exc)
+        try:
+            from store import index as idx
+
+            with self.db.session() as session:
+                idx.add_quarantine(session, path=str(target), reason=reason, source=source, received_at=received_at)
+        except Exception as exc:
+            log.error("cannot record quarantine entry from %s: %s", source, type(exc).__name__)
+        return Received(Outcome.REJECTED, path=target, reason=reason)
+
+
+def _finalise(records: HeaderRecords, path: Path, sha256: str) -> HeaderRecords:
+    from dataclasses import replace
+
+    return HeaderRecords(records.study, records.series, replace(records.instance, path=path, sha256=sha256))
+
+
+__all__ = ["Outcome", "Received", "Receiver", "outcome_name"]

@@ -1,0 +1,273 @@
+"""The DICOM Storage SCP: C-ECHO and C-STORE over DIMSE (pynetdicom), optionally TLS.
+
+Each C-STORE is parsed, written atomically and indexed before its status is
+returned (see :mod:`ingest.receive`); a failure is answered with the DIMSE
+status that tells the sender what to do (``0xA700`` retry later, ``0xC000``
+do not retry) and the server goes on serving.  Associations run on their own
+threads, up to ``scp.max_associations`` at once.  Calling AE titles outside
+``scp.allowed_calling_aes`` are refused at association time with
+A-ASSOCIATE-RJ (rejected-permanent, service-user, calling AE title not
+recognised).  Log lines name AE titles, addresses and UIDs only: never
+patient demographics.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from core.errors import ConfigError
+from ingest.filestore import FileStore
+from ingest.receive import Outcome, Received, Receiver
+
+if TYPE_CHECKING:
+    from core.config import Settings, TlsConfig
+    from store.db import Database
+
+log = logging.getLogger(__name__)
+
+#: Storage SOP classes the pipeline consumes (images, SR, SEG, ECG waveforms, PDF, KOS).
+STORAGE_SOP_CLASSES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography
+    "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray, for presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray, for processing
+    "1.2.840.10008.5.1.4.1.1.1.2",  # Digital Mammography X-Ray, for presentation
+    "1.2.840.10008.5.1.4.1.1.2",  # CT
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4",  # MR
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound
+    "1.2.840.10008.5.1.4.1.1.3.1",  # Ultrasound multi-frame
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame single bit SC
+    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame grayscale byte SC
+    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame grayscale word SC
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame true colour SC
+    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.9.1.1",  # 12-lead ECG waveform
+    "1.2.840.10008.5.1.4.1.1.9.1.2",  # General ECG waveform
+    "1.2.840.10008.5.1.4.1.1.9.1.3",  # Ambulatory ECG waveform
+    "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+)
+
+#: Transfer syntaxes accepted for every storage SOP class.
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+)
+
+#: DIMSE statuses returned by the C-STORE handler (PS3.4 B.2.3 / PS3.7 C).
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_PROCESSING_FAILURE = 0x0110
+
+
+def tls_server_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A server-side TLS context from the configured certificate (and CA bundle for client certificates).
+
+    Raises
+    ------
+    ConfigError
+        A file is missing or does not hold a usable certificate/key.
+    """
+    if tls.certificate is None or tls.private_key is None:
+        raise ConfigError("scp.tls: certificate and private_key are required when TLS is enabled")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(tls.certificate), str(tls.private_key))
+        if tls.ca_certificates is not None:
+            ctx.load_verify_locations(str(tls.ca_certificates))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"scp.tls: cannot load certificate/key ({exc})") from None
+    return ctx
+
+
+def status_for(received: Received) -> int:
+    """The DIMSE C-STORE status for an outcome."""
+    if received.outcome.acknowledged:
+        return STATUS_SUCCESS
+    if received.outcome is Outcome.REJECTED:
+        return STATUS_CANNOT_UNDERSTAND
+    return STATUS_OUT_OF_RESOURCES
+
+
+class StorageServer:
+    """mmdx's Storage SCP.
+
+    Parameters
+    ----------
+    settings:
+        ``scp`` (AE title, host, port, allow-list, TLS, max associations) and
+        ``storage`` (store and quarantine folders, fsync) are used.
+    db:
+        The index database.
+    host, port, ae_title:
+        Override the configuration (CLI flags, tests: ``port=0`` binds a free port).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        ae_title: str | None = None,
+        max_pdu: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.host = host or settings.scp.host
+        self._port = settings.scp.port if port is None else port
+        self.ae_title = ae_title or settings.scp.ae_title
+        store = FileStore(settings.storage.store_dir, fsync=settings.storage.fsync)
+        self.receiver = Receiver(store, db, settings.storage.quarantine_dir)
+        self._ssl = tls_server_context(settings.scp.tls) if settings.scp.tls.enabled else None
+        self.ae = AE(ae_title=self.ae_title)
+        self.ae.maximum_associations = settings.scp.max_associations
+        self.ae.require_called_aet = True
+        if settings.scp.allowed_calling_aes:
+            self.ae.require_calling_aet = list(settings.scp.allowed_calling_aes)
+        if max_pdu is not None:
+            self.ae.maximum_pdu_size = max_pdu
+        self.ae.add_supported_context(Verification)
+        for sop in STORAGE_SOP_CLASSES:
+            self.ae.add_supported_context(sop, list(TRANSFER_SYNTAXES))
+        self._server: ThreadedAssociationServer | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one once started with ``port=0``)."""
+        if self._server is not None:
+            return int(self._server.server_address[1])
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def _handlers(self) -> list[Any]:
+        return [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_aborted),
+        ]
+
+    def start(self, block: bool = False) -> None:
+        """Listen; with ``block=True`` serve in this thread until :meth:`stop` (from a signal handler or thread)."""
+        if self._server is not None:
+            raise RuntimeError("StorageServer already started")
+        self._stopped.clear()
+        self.receiver.store.sweep_temporary()
+        self._server = self.ae.start_server(
+            (self.host, self._port), block=False, ssl_context=self._ssl, evt_handlers=self._handlers()
+        )
+        log.info(
+            "SCP %s listening on %s:%d (TLS %s, %d allowed calling AEs)",
+            self.ae_title,
+            self.host,
+            self.port,
+            "on" if self._ssl else "off",
+            len(self.settings.scp.allowed_calling_aes),
+        )
+        if block:
+            self.wait()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until :meth:`stop` has been called."""
+        self._stopped.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop listening and close open associations."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            log.info("SCP %s stopped", self.ae_title)
+        self._stopped.set()
+
+    def __enter__(self) -> StorageServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ handlers
+
+    @staticmethod
+    def _peer(event: Any) -> str:
+        req = event.assoc.requestor
+        return f"{req.ae_title.strip()}@{req.address}:{req.port}"
+
+    def _on_echo(self, event: Any) -> int:
+        log.debug("C-ECHO from %s", self._peer(event))
+        return STATUS_SUCCESS
+
+    def _on_store(self, event: Any) -> int:
+        calling = event.assoc.requestor.ae_title.strip()
+        try:
+            data = event.encoded_dataset(include_meta=True)
+            expected = str(event.request.AffectedSOPInstanceUID or "") or None
+            ts = str(event.context.transfer_syntax)
+        except Exception as exc:  # pynetdicom could not give us the bytes: cannot understand
+            log.warning("C-STORE from %s: unreadable request (%s)", calling, type(exc).__name__)
+            return STATUS_CANNOT_UNDERSTAND
+        try:
+            received = self.receiver.receive(
+                data, source=f"scp:{calling}", transfer_syntax_uid=ts, expected_sop_instance_uid=expected
+            )
+        except Exception as exc:  # never let one object take the server down
+            log.exception("C-STORE from %s: unexpected failure (%s)", calling, type(exc).__name__)
+            return STATUS_OUT_OF_RESOURCES
+        status = status_for(received)
+        log.debug("C-STORE %s from %s: %s (0x%04X)", received.sop_instance_uid, calling, received.outcome.value, status)
+        return status
+
+    def _on_accepted(self, event: Any) -> None:
+        log.info("association accepted from %s", self._peer(event))
+
+    def _on_rejected(self, event: Any) -> None:
+        log.warning("association rejected from %s", self._peer(event))
+
+    def _on_released(self, event: Any) -> None:
+        log.info("association released by %s", self._peer(event))
+
+    def _on_aborted(self, event: Any) -> None:
+        log.warning("association aborted with %s", self._peer(event))
+
+
+def default_store_path(settings: Settings) -> Path:
+    """Where the SCP stores objects (for callers that print it)."""
+    return Path(settings.storage.store_dir)

@@ -1,0 +1,83 @@
+"""Atomic, content-checked placement of received objects."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+
+from core.errors import StoreError
+from ingest.filestore import FileStore, Placement, sha256_file
+
+UIDS = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.4.5"}
+
+
+def test_put_writes_by_uid_with_digest(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    placed = store.put(b"abc" * 100, **UIDS)
+    assert placed.placement is Placement.WRITTEN
+    assert placed.path == tmp_path / "s" / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"
+    assert placed.path.read_bytes() == b"abc" * 100
+    assert placed.sha256 == hashlib.sha256(b"abc" * 100).hexdigest() == sha256_file(placed.path)
+    assert not list(placed.path.parent.glob(".tmp-*"))
+
+
+def test_same_bytes_again_is_identical_other_bytes_conflict(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, fsync=False)
+    first = store.put(b"one", **UIDS)
+    again = store.put(b"one", **UIDS)
+    other = store.put(b"two", **UIDS)
+    assert again.placement is Placement.IDENTICAL and again.path == first.path
+    assert other.placement is Placement.CONFLICT and other.path != first.path
+    assert first.path.read_bytes() == b"one"  # the original is kept
+    assert other.path.read_bytes() == b"two" and other.path.parent.name == "_conflicts"
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "1.2/../3", "", "1.2.x"])
+def test_non_uid_names_cannot_escape_root(tmp_path: Path, bad: str) -> None:
+    store = FileStore(tmp_path)
+    with pytest.raises(StoreError, match="not a valid DICOM UID|expected a DICOM UID"):
+        store.put(b"x", study_uid=bad, series_uid="1.2", sop_instance_uid="1.2.3")
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_disk_failure_raises_store_error_and_leaves_nothing(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    (tmp_path / "s" / "1.2.3").write_bytes(b"a file where the study folder should be")
+    with pytest.raises(StoreError, match=r"cannot write .*1\.2\.3\.4\.5\.dcm"):
+        store.put(b"data", **UIDS)
+    assert sorted(p.name for p in (tmp_path / "s").rglob("*")) == ["1.2.3"]
+
+
+def test_racing_writers_of_one_uid_keep_exactly_one_original(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, fsync=False)
+    results = []
+    barrier = threading.Barrier(8)
+
+    def put(i: int) -> None:
+        barrier.wait()
+        results.append(store.put(f"payload-{i % 2}".encode(), **UIDS))
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    written = [r for r in results if r.placement is Placement.WRITTEN]
+    assert len(written) == 1
+    original = written[0].path.read_bytes()
+    for r in results:
+        if r.placement is Placement.IDENTICAL:
+            assert r.path.read_bytes() == original
+        elif r.placement is Placement.CONFLICT:
+            assert r.path.read_bytes() != original
+
+
+def test_sweep_removes_crash_leftovers_only(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    placed = store.put(b"keep", **UIDS)
+    (placed.path.parent / ".tmp-abc.dcm").write_bytes(b"half")
+    assert store.sweep_temporary() == 1
+    assert placed.path.read_bytes() == b"keep"
