@@ -1,0 +1,74 @@
+"""Weights on disk: which files they are, their sha256, and whether they match the configuration.
+
+The digest of a model folder is the sha256 of a manifest: one line
+``<relative path> <sha256>`` per weight/config/tokenizer file, sorted.  It
+changes when any file that influences the output changes, and does not
+depend on the folder's own location.  A single weights file's digest is
+simply its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from core.errors import ModelError
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+_FOLDER_FILES = (".json", ".jinja", ".model", ".txt", ".tiktoken") + _WEIGHT_SUFFIXES
+
+_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of one file (memoised on path, size and mtime: hashing 8 GB takes seconds)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _cache:
+        return _cache[key]
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    _cache[key] = h.hexdigest()
+    return _cache[key]
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files of a model folder that determine its behaviour (weights, configs, tokenizer, template)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _FOLDER_FILES and ".cache" not in p.parts)
+
+
+def digest_path(path: Path) -> str:
+    """The digest of a weights file or a model folder; :class:`ModelError` when absent or empty."""
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        raise ModelError(f"weights not found: {path}")
+    files = folder_files(path)
+    if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
+        raise ModelError(f"{path}: no weight file ({', '.join(_WEIGHT_SUFFIXES)}) in the folder")
+    manifest = "".join(f"{p.relative_to(path).as_posix()} {sha256_file(p)}\n" for p in files)
+    return hashlib.sha256(manifest.encode()).hexdigest()
+
+
+def check_weights(path: Path | None, expected_sha256: str | None) -> tuple[str | None, list[str]]:
+    """Digest and the list of problems (missing file, hash mismatch) in plain words."""
+    if path is None:
+        return None, ["no path configured"]
+    try:
+        digest = digest_path(path)
+    except ModelError as exc:
+        return None, [str(exc)]
+    except OSError as exc:
+        return None, [f"{path}: cannot read weights ({exc.strerror})"]
+    problems: list[str] = []
+    if expected_sha256 and expected_sha256.lower() != digest:
+        problems.append(f"{path}: sha256 {digest[:12]}... does not match the configured {expected_sha256[:12]}...")
+    return digest, problems
+
+
+def first_missing(paths: Iterable[Path]) -> Path | None:
+    """The first of ``paths`` that does not exist (for messages naming what to install)."""
+    return next((p for p in paths if not p.exists()), None)
