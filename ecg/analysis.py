@@ -1,0 +1,371 @@
+"""The ECG analysis façade: one record in, beats, measurements and statements out.
+
+``analyze`` runs conditioning -> quality -> QRS detection -> beat
+classification -> median beats and global delineation -> measurements ->
+rule-based statements, and never invents a value: a record that cannot be
+measured yields an explicit technical statement and no measurements.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.codes import MMDX, Code
+from core.config import EcgConfig
+from core.records import EcgRecord, EvidenceRef, Finding, Measurement, Patient, Priority, Producer
+from ecg.rules import PRODUCER, RuleInput, interpret, priority_of
+from ecg.signal.atrial import atrial_activity
+from ecg.signal.beats import classify_beats
+from ecg.signal.conditioning import condition
+from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats
+from ecg.signal.measurements import GlobalMeasurements, global_measurements, lead_amplitudes, to_measurements
+from ecg.signal.qrs import detect_qrs
+from ecg.signal.quality import LeadProblem, LeadQuality, assess_leads
+
+#: Shorter records cannot give a representative beat and a rate.
+MIN_DURATION_S = 2.5
+MIN_FS_HZ = 100.0
+
+_PROBLEM_CODES: dict[LeadProblem, Code] = {
+    LeadProblem.FLAT: MMDX.ECG_LEAD_OFF,
+    LeadProblem.MISSING: MMDX.ECG_LEAD_OFF,
+    LeadProblem.SATURATED: MMDX.ECG_SATURATION,
+    LeadProblem.NOISY: MMDX.ECG_NOISE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """One detected beat: sample index in the file's own rate, AAMI label, per-beat fiducials (file samples)."""
+
+    sample: int
+    label: str
+    fiducials: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConditioningInfo:
+    """What conditioning did (for the report and for audit)."""
+
+    analysis_fs: float
+    source_fs: float
+    highpass_hz: float
+    lowpass_hz: float
+    powerline_hz: float | None
+    pacing_spikes: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDifference:
+    """Our global value against the device's (the device is a comparison, not the truth)."""
+
+    code: Code
+    ours: float
+    device: float
+    unit: str
+
+    @property
+    def difference(self) -> float:
+        return self.ours - self.device
+
+
+@dataclass(frozen=True, slots=True)
+class EcgAnalysis:
+    """The result of analysing one ECG record."""
+
+    source: str
+    source_fs: float
+    conditioning: ConditioningInfo | None
+    beats: tuple[Beat, ...]
+    fiducials_ms: tuple[tuple[str, float], ...]  #: global, ms relative to the representative QRS onset
+    measurements: tuple[Measurement, ...]
+    statements: tuple[Finding, ...]
+    priority: Priority
+    quality: tuple[LeadQuality, ...]
+    excluded_leads: tuple[tuple[str, str], ...]
+    device_comparison: tuple[DeviceDifference, ...]
+    producer: Producer
+    global_values: GlobalMeasurements | None = None
+
+    def measurement(self, code: Code, site: str | None = None) -> Measurement | None:
+        for m in self.measurements:
+            if m.code == code and m.site == site:
+                return m
+        return None
+
+
+def _technical(
+    text: str, code: Code = MMDX.ECG_TECHNICAL, lead: str | None = None, criteria: tuple[str, ...] = ()
+) -> Finding:
+    return Finding(
+        concept=code,
+        text=text,
+        producer=PRODUCER,
+        evidence=(EvidenceRef(lead=lead),) if lead else (),
+        criteria=criteria,
+    )
+
+
+def _insufficient(
+    record: EcgRecord, reason: str, quality: tuple[LeadQuality, ...] = (), info: ConditioningInfo | None = None
+) -> EcgAnalysis:
+    stmts = tuple(_lead_statements(quality)) + (
+        _technical(f"ECG insufficient for analysis: {reason}", criteria=(reason,)),
+    )
+    return EcgAnalysis(
+        source=record.source,
+        source_fs=record.sampling_rate_hz,
+        conditioning=info,
+        beats=(),
+        fiducials_ms=(),
+        measurements=(),
+        statements=stmts,
+        priority=Priority.routine(),
+        quality=quality,
+        excluded_leads=tuple((q.lead, q.problem.value) for q in quality if q.problem is not None),
+        device_comparison=(),
+        producer=PRODUCER,
+    )
+
+
+def _lead_statements(quality: tuple[LeadQuality, ...]) -> list[Finding]:
+    out = []
+    for q in quality:
+        if q.problem is None:
+            continue
+        crit = (
+            f"peak-to-peak {q.ptp_mv:.3f} mV, clipped {q.clip_fraction:.1%}, "
+            f"HF noise {q.noise_rms_mv:.3f} mV, missing {q.nan_fraction:.1%}",
+        )
+        out.append(
+            _technical(
+                f"Lead {q.lead}: {q.problem.value}; excluded from measurements", _PROBLEM_CODES[q.problem], q.lead, crit
+            )
+        )
+    return out
+
+
+def _device_comparison(record: EcgRecord, ours: tuple[Measurement, ...]) -> tuple[DeviceDifference, ...]:
+    out = []
+    for d in record.device_measurements:
+        if d.site is not None:
+            continue
+        for m in ours:
+            if (
+                m.site is None
+                and m.code.value == d.code.value
+                and m.code.scheme == d.code.scheme
+                and m.unit.value == d.unit.value
+            ):
+                out.append(DeviceDifference(m.code, m.value, d.value, m.unit.value))
+                break
+    return tuple(out)
+
+
+def _per_beat_fiducials(
+    mb: MedianBeats, fd: Fiducials, beats: npt.NDArray[np.int64], scale: float
+) -> dict[int, tuple[tuple[str, int], ...]]:
+    """Global fiducials projected on every beat that built the median (aligned by its lag)."""
+    out: dict[int, tuple[tuple[str, int], ...]] = {}
+    keys = (("p_on", fd.p_on), ("p_off", fd.p_off), ("qrs_on", fd.qrs_on), ("qrs_off", fd.qrs_off), ("t_off", fd.t_off))
+    for k, lag in zip(mb.used, mb.lags, strict=True):
+        base = int(beats[k]) + int(lag) - mb.fiducial
+        out[int(k)] = tuple((name, round((base + v) * scale)) for name, v in keys if v is not None)
+    return out
+
+
+def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Patient | None = None) -> EcgAnalysis:
+    """Analyse one ECG record.
+
+    Parameters
+    ----------
+    record
+        Leads in millivolts at any rate >= 100 Hz.
+    config
+        Conditioning settings (target rate, band limits, powerline).
+    patient
+        Demographics for sex/age-dependent thresholds (defaults to ``record.patient``).
+    """
+    cfg = config or EcgConfig()
+    pat = patient or record.patient
+    fs0 = record.sampling_rate_hz
+    if fs0 < MIN_FS_HZ:
+        return _insufficient(record, f"sampling rate {fs0:g} Hz < {MIN_FS_HZ:g} Hz")
+    if record.duration_s < MIN_DURATION_S:
+        return _insufficient(record, f"record is {record.duration_s:.2f} s long; at least {MIN_DURATION_S} s needed")
+    raw = np.asarray(record.signal, dtype=np.float64)
+    cond = condition(
+        raw,
+        fs0,
+        target_fs=cfg.target_rate_hz,
+        highpass_hz=cfg.highpass_hz,
+        lowpass_hz=cfg.lowpass_hz,
+        powerline=cfg.powerline_hz,
+        source=record.source,
+    )
+    info = ConditioningInfo(
+        cond.fs, fs0, cond.highpass_hz, cond.lowpass_hz, cond.powerline_hz, int(cond.pacing_spikes.size)
+    )
+    quality = assess_leads(raw, cond.signal, cond.fs, record.lead_names, cond.nan_fraction)
+    usable = np.array([q.usable for q in quality])
+    if not usable.any():
+        return _insufficient(record, "no lead of acceptable quality", quality, info)
+    x = cond.signal
+    fs = cond.fs
+    beats = detect_qrs(x, fs, usable=usable)
+    if beats.size < 2:
+        return _insufficient(record, f"{beats.size} QRS complex(es) detected", quality, info)
+    labels, _feat = classify_beats(x, fs, beats, usable=usable, pacing_spikes=cond.pacing_spikes)
+    mb = median_beats(x, fs, beats, labels, usable=usable)
+    scale = fs0 / fs
+    stmts: list[Finding] = _lead_statements(quality)
+    measurements: tuple[Measurement, ...] = ()
+    g = None
+    fid_ms: tuple[tuple[str, float], ...] = ()
+    per_beat: dict[int, tuple[tuple[str, int], ...]] = {}
+    atrial = None
+    amps = ()
+    if mb is not None:
+        rr = float(np.median(np.diff(beats)))
+        fd = delineate(mb, rr_samples=rr, usable=usable)
+        names_used = tuple(n for n, u in zip(record.lead_names, usable, strict=True) if u)
+        mb_used = MedianBeats(mb.beats[usable], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used)
+        g = global_measurements(mb_used, fd, beats, names_used, np.ones(len(names_used), dtype=bool))
+        amps = lead_amplitudes(mb_used, fd, names_used)
+        measurements = to_measurements(g, amps)
+        ms = 1000.0 / fs
+        fid_ms = tuple(
+            (k, round((v - fd.qrs_on) * ms, 1))
+            for k, v in (
+                ("p_on", fd.p_on),
+                ("p_off", fd.p_off),
+                ("qrs_on", fd.qrs_on),
+                ("qrs_off", fd.qrs_off),
+                ("t_off", fd.t_off),
+            )
+            if v is not None
+        )
+        per_beat = _per_beat_fiducials(mb, fd, beats, scale)
+        atrial = atrial_activity(x, fs, beats, mb, record.lead_names, usable)
+    else:
+        stmts.append(_technical("No complete beat for a representative beat: intervals not measured"))
+    twelve = record.has_standard_12_leads and all(
+        q.usable for q in quality if q.lead in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    )
+    if record.has_standard_12_leads and not twelve:
+        stmts.append(_technical("12-lead statements withheld: a key lead is excluded"))
+    ri = RuleInput(
+        fs=fs,
+        duration_s=record.duration_s,
+        beats=beats,
+        labels=labels,
+        g=g,
+        amps=amps,
+        atrial=atrial,
+        twelve_lead=twelve,
+        patient=pat,
+        measurements=measurements,
+    )
+    stmts += list(interpret(ri))
+    statements = tuple(stmts)
+    out_beats = tuple(
+        Beat(round(int(b) * scale), str(lab), per_beat.get(i, ()))
+        for i, (b, lab) in enumerate(zip(beats, labels, strict=True))
+    )
+    return EcgAnalysis(
+        source=record.source,
+        source_fs=fs0,
+        conditioning=info,
+        beats=out_beats,
+        fiducials_ms=fid_ms,
+        measurements=measurements,
+        statements=statements,
+        priority=priority_of(statements),
+        quality=quality,
+        excluded_leads=tuple((q.lead, q.problem.value) for q in quality if q.problem is not None),
+        device_comparison=_device_comparison(record, measurements),
+        producer=PRODUCER,
+        global_values=g,
+    )
+
+
+def analyze_batch(records: Sequence[EcgRecord], config: EcgConfig | None = None) -> list[EcgAnalysis]:
+    """Analyse many records in one call (shared filter design; records are independent)."""
+    return [analyze(r, config) for r in records]
+
+
+def _code(c: Code) -> dict[str, str]:
+    return {"code": c.value, "system": c.system, "display": c.meaning}
+
+
+def to_json(a: EcgAnalysis) -> dict[str, Any]:
+    """The stable JSON shape of ``mmdx ecg analyze --json`` (field names are a contract)."""
+
+    def num(v: float) -> float | None:
+        return v if math.isfinite(v) else None
+
+    return {
+        "record": a.source,
+        "fs": a.source_fs,
+        "beats": [{"sample": b.sample, "label": b.label, **dict(b.fiducials)} for b in a.beats],
+        "fiducials": dict(a.fiducials_ms),
+        "measurements": [
+            {
+                "name": m.code.meaning,
+                "value": num(m.value),
+                "unit": m.unit.value,
+                "code": m.code.value,
+                "system": m.code.system,
+                **({"lead": m.site} if m.site else {}),
+            }
+            for m in a.measurements
+        ],
+        "statements": [
+            {
+                **(_code(s.concept) if s.concept else {}),
+                "text": s.text,
+                "criteria": list(s.criteria),
+                "critical": s.critical,
+                **({"lead": s.evidence[0].lead} if s.evidence and s.evidence[0].lead else {}),
+            }
+            for s in a.statements
+        ],
+        "priority": {"level": a.priority.level.name, "reason": a.priority.reason},
+        "quality": {
+            q.lead: {
+                "usable": q.usable,
+                "problem": q.problem.value if q.problem else None,
+                "ptp_mv": round(q.ptp_mv, 3),
+                "noise_rms_mv": round(q.noise_rms_mv, 4),
+                "clip_fraction": round(q.clip_fraction, 4),
+            }
+            for q in a.quality
+        },
+        "conditioning": None
+        if a.conditioning is None
+        else {
+            "analysis_fs": a.conditioning.analysis_fs,
+            "highpass_hz": a.conditioning.highpass_hz,
+            "lowpass_hz": a.conditioning.lowpass_hz,
+            "powerline_hz": a.conditioning.powerline_hz,
+            "pacing_spikes": a.conditioning.pacing_spikes,
+        },
+        "device_comparison": [
+            {
+                "code": d.code.value,
+                "name": d.code.meaning,
+                "ours": d.ours,
+                "device": d.device,
+                "difference": round(d.difference, 1),
+                "unit": d.unit,
+            }
+            for d in a.device_comparison
+        ],
+        "producer": {"name": a.producer.name, "version": a.producer.version, "digest": a.producer.digest},
+    }

@@ -1,0 +1,76 @@
+"""What the rules read, and how a statement is made."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from core.codes import Code
+from core.records import Finding, Measurement, Patient, Producer, ProducerKind
+from ecg.signal.atrial import AtrialActivity
+from ecg.signal.measurements import GlobalMeasurements, LeadAmplitudes
+
+VERSION = "0.1.0"
+NAME = "mmdx-ecg"
+
+
+def ruleset_digest() -> str:
+    """sha256 over the sources of the rules and the signal code (thresholds live there)."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for sub in ("rules", "signal"):
+        for p in sorted((root / sub).glob("*.py")):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+PRODUCER = Producer(kind=ProducerKind.RULE_ENGINE, name=NAME, version=VERSION, digest=ruleset_digest())
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """Everything the statements are decided on (all from the same conditioned signal)."""
+
+    fs: float
+    duration_s: float
+    beats: npt.NDArray[np.int64]
+    labels: npt.NDArray[np.str_]
+    g: GlobalMeasurements | None
+    amps: tuple[LeadAmplitudes, ...]
+    atrial: AtrialActivity | None
+    twelve_lead: bool
+    patient: Patient | None
+    measurements: tuple[Measurement, ...] = ()
+
+    def amp(self, lead: str) -> LeadAmplitudes | None:
+        for a in self.amps:
+            if a.lead == lead:
+                return a
+        return None
+
+    def measurement(self, code: Code, site: str | None = None) -> tuple[Measurement, ...]:
+        return tuple(m for m in self.measurements if m.code == code and (site is None or m.site == site))
+
+
+def finding(
+    concept: Code,
+    criteria: list[str] | tuple[str, ...],
+    measurements: tuple[Measurement, ...] = (),
+    *,
+    critical: bool = False,
+    text: str | None = None,
+) -> Finding:
+    """A statement Finding from the rule engine."""
+    return Finding(
+        concept=concept,
+        text=text or concept.meaning,
+        producer=PRODUCER,
+        criteria=tuple(criteria),
+        measurements=measurements,
+        critical=critical,
+    )

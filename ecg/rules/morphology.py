@@ -1,0 +1,233 @@
+"""12-lead statements: conduction, axis, voltage, hypertrophy, ST/T, QT (need the standard 12 leads)."""
+
+from __future__ import annotations
+
+from core.codes import LOINC, MMDX, SCT
+from core.records import Finding, Sex
+from ecg.rules import thresholds as T
+from ecg.rules.base import RuleInput, finding
+from ecg.signal.measurements import LeadAmplitudes
+
+#: Contiguous lead sequences: limb leads in Cabrera order, precordial leads in order.
+CONTIGUOUS = (("aVL", "I", "II", "aVF", "III"), ("V1", "V2", "V3", "V4", "V5", "V6"))
+
+
+def _contiguous_pairs(leads: set[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for seq in CONTIGUOUS:
+        for a, b in zip(seq, seq[1:], strict=False):
+            if a in leads and b in leads:
+                pairs.append((a, b))
+    return pairs
+
+
+def _ste_threshold(lead: str, ri: RuleInput) -> tuple[float, str | None]:
+    if lead not in ("V2", "V3"):
+        return T.STE_OTHER_MV, None
+    p = ri.patient
+    if p is None or p.sex not in (Sex.MALE, Sex.FEMALE):
+        return T.STE_V2V3_UNKNOWN_MV, "sex unknown: most sensitive V2-V3 threshold (0.15 mV) used"
+    if p.sex is Sex.FEMALE:
+        return T.STE_V2V3_WOMEN_MV, None
+    if p.age_years is None:
+        return T.STE_V2V3_MEN_40_MV, "age unknown: V2-V3 threshold for men >= 40 years (0.2 mV) used"
+    return (T.STE_V2V3_MEN_40_MV if p.age_years >= 40 else T.STE_V2V3_MEN_UNDER_40_MV), None
+
+
+def _ptp(a: LeadAmplitudes) -> float:
+    return a.r + max(a.r_prime, 0.0) - min(a.q, a.s)
+
+
+def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
+    """Conduction, axis, voltage, LVH, ST/T and QT statements."""
+    g = ri.g
+    if g is None or not ri.twelve_lead or not ri.amps:
+        return []
+    A = {a.lead: a for a in ri.amps}
+    out: list[Finding] = []
+    qrs_m = ri.measurement(LOINC.QRS_DURATION)
+    axis_m = ri.measurement(LOINC.QRS_AXIS)
+    qrs = g.qrs_ms
+    lbbb = rbbb = False
+    if not paced and all(k in A for k in ("I", "aVL", "V1", "V5", "V6")):
+        i, avl, v1, v5, v6 = A["I"], A["aVL"], A["V1"], A["V5"], A["V6"]
+        if qrs >= T.COMPLETE_BBB_QRS_MS:
+            lbbb = (
+                abs(v1.s) > v1.r and all(x.r > abs(x.s) for x in (i, v6)) and all(abs(x.q) < 0.05 for x in (i, v5, v6))
+            )
+            rbbb = not lbbb and (v1.r_prime > 0 or v1.r > abs(v1.s)) and i.s < 0 and v6.s < 0
+            if lbbb:
+                out.append(
+                    finding(
+                        SCT.COMPLETE_LBBB,
+                        [f"QRS {qrs:.0f} ms >= 120 ms", "QS/rS in V1", "dominant R in I and V6", "no q in I, V5, V6"],
+                        qrs_m,
+                    )
+                )
+            elif rbbb:
+                out.append(
+                    finding(
+                        SCT.COMPLETE_RBBB,
+                        [f"QRS {qrs:.0f} ms >= 120 ms", "rsR' or dominant R in V1", "terminal S wave in I and V6"],
+                        qrs_m,
+                    )
+                )
+        if not lbbb and not rbbb and qrs > T.IVCD_QRS_MS:
+            out.append(finding(SCT.IVCD, [f"QRS {qrs:.0f} ms > 110 ms without LBBB/RBBB morphology"], qrs_m))
+    ax = g.qrs_axis_deg
+    if ax is not None and not paced:
+        ax180 = ax if ax <= 180 else ax - 360
+        ii, iii, avf, avl, i = (A.get(k) for k in ("II", "III", "aVF", "aVL", "I"))
+        if ax180 < T.LAD_DEG and ax180 >= -90:
+            out.append(finding(SCT.LEFT_AXIS_DEVIATION, [f"QRS axis {ax:.0f} deg < -30 deg"], axis_m))
+            if (
+                ax180 <= T.LAFB_DEG
+                and qrs < T.COMPLETE_BBB_QRS_MS
+                and avl is not None
+                and avl.q < 0
+                and avl.r > 0
+                and all(x is not None and abs(x.s) > x.r for x in (ii, iii, avf))
+            ):
+                out.append(
+                    finding(
+                        SCT.LAFB, [f"QRS axis {ax:.0f} deg (-45 to -90)", "qR in aVL", "rS in II, III, aVF"], axis_m
+                    )
+                )
+        elif T.RAD_DEG < ax180 <= 180:
+            out.append(finding(SCT.RIGHT_AXIS_DEVIATION, [f"QRS axis {ax:.0f} deg > +90 deg"], axis_m))
+            if (
+                ax180 > T.LPFB_DEG
+                and qrs < T.COMPLETE_BBB_QRS_MS
+                and all(x is not None and abs(x.s) > x.r for x in (i, avl))
+                and all(x is not None and x.q < 0 and x.r > abs(x.q) for x in (iii, avf))
+            ):
+                out.append(
+                    finding(
+                        SCT.LPFB,
+                        [
+                            f"QRS axis {ax:.0f} deg (+90 to +180)",
+                            "rS in I and aVL",
+                            "qR in III and aVF",
+                            "exclude RVH clinically",
+                        ],
+                        axis_m,
+                    )
+                )
+    limb = [A[k] for k in ("I", "II", "III", "aVR", "aVL", "aVF") if k in A]
+    prec = [A[k] for k in ("V1", "V2", "V3", "V4", "V5", "V6") if k in A]
+    if limb and prec:
+        limb_low = all(_ptp(a) < T.LOW_VOLTAGE_LIMB_MV for a in limb)
+        prec_low = all(_ptp(a) < T.LOW_VOLTAGE_PRECORDIAL_MV for a in prec)
+        if limb_low or prec_low:
+            crit = []
+            if limb_low:
+                crit.append(f"QRS peak-to-peak < 0.5 mV in all limb leads (max {max(_ptp(a) for a in limb):.2f} mV)")
+            if prec_low:
+                crit.append(
+                    f"QRS peak-to-peak < 1.0 mV in all precordial leads (max {max(_ptp(a) for a in prec):.2f} mV)"
+                )
+            out.append(finding(SCT.LOW_QRS_VOLTAGE, crit))
+    if not paced and not lbbb and all(k in A for k in ("V1", "V5", "V6", "aVL", "V3")):
+        sl = abs(A["V1"].s) + max(A["V5"].r, A["V6"].r)
+        cornell = A["aVL"].r + abs(A["V3"].s)
+        sex = ri.patient.sex if ri.patient else Sex.UNKNOWN
+        c_thr = T.CORNELL_FEMALE_MV if sex is Sex.FEMALE else T.CORNELL_MALE_MV
+        crit = []
+        if sl >= T.SOKOLOW_LYON_MV:
+            crit.append(f"Sokolow-Lyon S(V1) + R(V5/V6) = {sl:.2f} mV >= 3.5 mV")
+        if cornell > c_thr:
+            note = "" if sex in (Sex.MALE, Sex.FEMALE) else " (sex unknown: male threshold used)"
+            crit.append(f"Cornell R(aVL) + S(V3) = {cornell:.2f} mV > {c_thr} mV{note}")
+        if crit:
+            amps = ri.measurement(MMDX.ECG_R_AMPLITUDE, "V5") + ri.measurement(MMDX.ECG_S_AMPLITUDE, "V1")
+            out.append(finding(SCT.LVH, crit, amps))
+    if not paced and not lbbb:
+        out += _st_t(ri, A, qrs)
+    out += _qt(ri)
+    return out
+
+
+def _st_t(ri: RuleInput, A: dict[str, LeadAmplitudes], qrs: float) -> list[Finding]:
+    out: list[Finding] = []
+    notes: set[str] = set()
+    elevated = set()
+    for k, a in A.items():
+        thr, note = _ste_threshold(k, ri)
+        if a.st_j >= thr:
+            elevated.add(k)
+            if note:
+                notes.add(note)
+    pairs = _contiguous_pairs(elevated)
+    if pairs:
+        leads = sorted({x for p in pairs for x in p})
+        st_m = tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J, k))
+        out.append(
+            finding(
+                SCT.STEMI,
+                [
+                    "ST elevation at the J point in contiguous leads " + ", ".join(leads),
+                    "thresholds (4th universal definition of MI): >= 0.1 mV, V2-V3 by age and sex",
+                    *sorted(notes),
+                    "acute ST elevation MI criteria met: correlate clinically, compare with prior ECG",
+                ],
+                st_m,
+                critical=True,
+                text="ST elevation meeting STEMI criteria",
+            )
+        )
+    if qrs >= T.COMPLETE_BBB_QRS_MS:
+        return out
+    depressed = {
+        k for k, a in A.items() if k != "aVR" and a.st_j <= T.ST_DEPRESSION_MV and (a.st_j60 or 0) <= T.ST_DEPRESSION_MV
+    }
+    dp = _contiguous_pairs(depressed)
+    if dp:
+        leads = sorted({x for p in dp for x in p})
+        out.append(
+            finding(
+                SCT.ST_DEPRESSION,
+                ["ST depression >= 0.05 mV at J and J+60 ms in contiguous leads " + ", ".join(leads)],
+                tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J60, k)),
+            )
+        )
+    inverted = {
+        k for k, a in A.items() if k not in ("aVR", "V1", "III") and a.t is not None and a.t <= T.T_INVERSION_MV
+    }
+    tp = _contiguous_pairs(inverted)
+    if tp:
+        leads = sorted({x for p in tp for x in p})
+        out.append(
+            finding(
+                SCT.T_WAVE_INVERSION,
+                ["T wave <= -0.1 mV in contiguous leads " + ", ".join(leads) + " (aVR, III, V1 not counted)"],
+                tuple(m for k in leads for m in ri.measurement(MMDX.ECG_T_AMPLITUDE, k)),
+            )
+        )
+    return out
+
+
+def _qt(ri: RuleInput) -> list[Finding]:
+    g = ri.g
+    if g is None or g.qtc_fridericia_ms is None:
+        return []
+    sex = ri.patient.sex if ri.patient else Sex.UNKNOWN
+    thr = {Sex.MALE: T.QTC_LONG_MALE_MS, Sex.FEMALE: T.QTC_LONG_FEMALE_MS}.get(sex, T.QTC_LONG_UNKNOWN_MS)
+    q = g.qtc_fridericia_ms
+    if q < thr:
+        return []
+    crit = [
+        f"QTc (Fridericia) {q:.0f} ms >= {thr:.0f} ms ({'sex unknown' if sex not in (Sex.MALE, Sex.FEMALE) else sex.name.lower()})"
+    ]
+    critical = q >= T.QTC_CRITICAL_MS
+    if critical:
+        crit.append("QTc >= 500 ms: risk of torsades de pointes")
+    if g.qrs_ms >= T.COMPLETE_BBB_QRS_MS:
+        crit.append(f"QRS {g.qrs_ms:.0f} ms prolongs QT; interpret with care")
+    return [
+        finding(
+            SCT.PROLONGED_QT,
+            crit,
+            ri.measurement(LOINC.QT_INTERVAL) + ri.measurement(LOINC.QTC_FRIDERICIA),
+            critical=critical,
+        )
+    ]

@@ -1,0 +1,54 @@
+"""Numeric criteria of the ECG statements, in one place (their hash is part of the ruleset digest).
+
+Sources: AHA/ACCF/HRS recommendations for the standardization and
+interpretation of the ECG (2007-2009: Part III intraventricular conduction,
+Part IV ST/T/QT, Part V LVH), the Fourth Universal Definition of MI (2018)
+for STEMI thresholds.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+BRADY_BPM: Final = 60.0
+TACHY_BPM: Final = 100.0
+#: AF: irregularly irregular RR (median |successive difference| over median RR, and RR CV) with no P wave.
+AF_SUCCESSIVE_DIFF: Final = 0.08
+AF_RR_CV: Final = 0.08
+AF_RVR_BPM: Final = 110.0
+#: Flutter: atrial activity at 220-350/min with a concentrated spectral peak.
+FLUTTER_HZ: Final = (3.67, 5.83)
+FLUTTER_CONCENTRATION: Final = 0.35
+PACED_FRACTION: Final = 0.5
+VT_MIN_BEATS: Final = 3
+VT_MIN_BPM: Final = 100.0
+FIRST_DEGREE_PR_MS: Final = 200.0
+#: 2nd-degree: a pause of at least this many median RR containing a non-conducted atrial wave.
+DROPPED_BEAT_RR: Final = 1.6
+#: 3rd-degree: atrial rate exceeds the ventricular rate by this much, both regular.
+AV_DISSOCIATION_EXTRA_BPM: Final = 15.0
+REGULAR_CV: Final = 0.12
+COMPLETE_BBB_QRS_MS: Final = 120.0
+IVCD_QRS_MS: Final = 110.0
+LAD_DEG: Final = -30.0
+LAFB_DEG: Final = -45.0
+RAD_DEG: Final = 90.0
+LPFB_DEG: Final = 90.0
+LOW_VOLTAGE_LIMB_MV: Final = 0.5
+LOW_VOLTAGE_PRECORDIAL_MV: Final = 1.0
+SOKOLOW_LYON_MV: Final = 3.5
+CORNELL_MALE_MV: Final = 2.8
+CORNELL_FEMALE_MV: Final = 2.0
+#: STEMI (4th UDMI): J-point elevation in 2 contiguous leads; V2-V3 depend on age and sex.
+STE_OTHER_MV: Final = 0.1
+STE_V2V3_MEN_40_MV: Final = 0.2
+STE_V2V3_MEN_UNDER_40_MV: Final = 0.25
+STE_V2V3_WOMEN_MV: Final = 0.15
+#: Unknown age/sex: the most sensitive V2-V3 threshold, so a STEMI is never missed for lack of demographics.
+STE_V2V3_UNKNOWN_MV: Final = 0.15
+ST_DEPRESSION_MV: Final = -0.05
+T_INVERSION_MV: Final = -0.1
+QTC_LONG_MALE_MS: Final = 450.0
+QTC_LONG_FEMALE_MS: Final = 460.0
+QTC_LONG_UNKNOWN_MS: Final = 460.0
+QTC_CRITICAL_MS: Final = 500.0

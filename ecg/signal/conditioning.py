@@ -1,0 +1,251 @@
+"""Signal conditioning for diagnostic ECG analysis.
+
+The AHA/ACCF/HRS recommendations (Kligfield et al. 2007) ask for a 0.05 Hz
+low-frequency limit, *or* up to 0.67 Hz when the filter is zero-phase, and a
+150 Hz high-frequency limit for adults.  Everything here is zero-phase
+(``sosfiltfilt``) so that wave boundaries and the ST level are not shifted.
+
+Order matters: NaNs are filled and pacing spikes blanked at the file's own
+rate *before* resampling (a polyphase resampler rings on a 1-sample spike);
+then the signal is resampled to the analysis rate, the band limits applied,
+the powerline fundamental (50 or 60 Hz, detected from the spectrum) notched
+out, and baseline wander removed with the 0.67 Hz zero-phase high-pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal as sps
+
+from core.errors import EcgError
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Zero-phase high-pass corner that removes baseline wander (AHA: allowed up to 0.67 Hz when zero-phase).
+BASELINE_CORNER_HZ = 0.67
+#: A powerline peak must stand this many times above the neighbouring spectrum to be notched.
+POWERLINE_PEAK_RATIO = 4.0
+#: Pacing spikes: the slope step must exceed this many times the 99th percentile of |slope| ...
+PACING_SLOPE_FACTOR = 4.0
+#: ... and at least this many millivolts per millisecond, and the spike must be over within this time.
+PACING_MIN_SLOPE_MV_PER_MS = 0.5
+PACING_MAX_WIDTH_MS = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Conditioned:
+    """A conditioned multi-lead signal and what was done to it.
+
+    ``signal`` is leads x samples in millivolts at ``fs`` Hz; ``pacing_spikes``
+    are sample indices at ``fs`` where a pacing artefact was blanked.
+    """
+
+    signal: FloatArray
+    fs: float
+    source_fs: float
+    powerline_hz: float | None
+    highpass_hz: float
+    lowpass_hz: float
+    pacing_spikes: npt.NDArray[np.int64]
+    nan_fraction: FloatArray  #: per lead, fraction of samples that were NaN in the file
+
+
+def fill_nans(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Replace NaNs by linear interpolation per lead (zeros when a lead is all NaN).
+
+    Returns the filled copy and the per-lead NaN fraction, which quality
+    checks use to declare a lead unreadable rather than measure invented data.
+    """
+    out = np.array(x, dtype=np.float64, copy=True)
+    bad = ~np.isfinite(out)
+    frac = bad.mean(axis=1) if out.shape[1] else np.zeros(out.shape[0])
+    if not bad.any():
+        return out, frac
+    idx = np.arange(out.shape[1])
+    for lead in np.flatnonzero(bad.any(axis=1)):
+        good = ~bad[lead]
+        if not good.any():
+            out[lead] = 0.0
+        else:
+            out[lead, bad[lead]] = np.interp(idx[bad[lead]], idx[good], out[lead, good])
+    return out, frac
+
+
+def detect_pacing_spikes(x: FloatArray, fs: float) -> npt.NDArray[np.int64]:
+    """Find narrow, very steep artefacts (pacemaker spikes) across leads.
+
+    A pacing spike is a step far steeper than any QRS slope that reverses
+    within a few milliseconds.  The threshold is relative to the lead's own
+    99th percentile slope, so the test holds for any amplitude, and absolute
+    enough that noise on a flat lead never qualifies.  Needs ``fs`` >= 500 Hz
+    (below that a spike is smeared into one sample and cannot be told apart).
+    """
+    if fs < 450 or x.shape[1] < 8:
+        return np.zeros(0, dtype=np.int64)
+    dt_ms = 1000.0 / fs
+    d = np.diff(x, axis=1) / dt_ms  # mV/ms
+    width = max(1, int(round(PACING_MAX_WIDTH_MS / dt_ms)))
+    hits: list[npt.NDArray[np.int64]] = []
+    for lead in range(x.shape[0]):
+        a = np.abs(d[lead])
+        thr = max(PACING_SLOPE_FACTOR * float(np.percentile(a, 99)), PACING_MIN_SLOPE_MV_PER_MS)
+        cand = np.flatnonzero(a > thr)
+        if cand.size == 0 or cand.size > 0.01 * a.size:
+            continue
+        keep = np.zeros(cand.size, dtype=bool)
+        for k in range(1, width + 1):
+            j = np.minimum(cand + k, a.size - 1)
+            keep |= (np.sign(d[lead, j]) == -np.sign(d[lead, cand])) & (a[j] > 0.5 * a[cand])
+        hits.append(cand[keep])
+    if not hits:
+        return np.zeros(0, dtype=np.int64)
+    allh = np.unique(np.concatenate(hits))
+    if allh.size == 0:
+        return allh.astype(np.int64)
+    # one index per spike: merge hits closer than 2 widths
+    starts = np.concatenate(([True], np.diff(allh) > 2 * width))
+    return allh[starts].astype(np.int64)
+
+
+def blank_spikes(x: FloatArray, spikes: npt.NDArray[np.int64], fs: float) -> FloatArray:
+    """Replace a short window around each spike by a straight line on every lead."""
+    if spikes.size == 0:
+        return x
+    out = x.copy()
+    half = max(2, int(round(0.006 * fs)))
+    n = x.shape[1]
+    for s in spikes:
+        a, b = max(0, int(s) - half // 2), min(n - 1, int(s) + half)
+        t = np.linspace(0.0, 1.0, b - a + 1)
+        out[:, a : b + 1] = out[:, [a]] + (out[:, [b]] - out[:, [a]]) * t
+    return out
+
+
+def resample(x: FloatArray, fs: float, target_fs: float) -> FloatArray:
+    """Polyphase resampling (anti-aliased) to ``target_fs`` along the sample axis."""
+    if abs(fs - target_fs) < 1e-9:
+        return x
+    ratio = Fraction(target_fs / fs).limit_denominator(1000)
+    return np.asarray(sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=1), dtype=np.float64)
+
+
+def detect_powerline(x: FloatArray, fs: float) -> float | None:
+    """Return 50.0 or 60.0 when that powerline peak stands out of the spectrum, else None.
+
+    Welch spectrum summed over leads; the peak power in +-0.5 Hz of each
+    candidate is compared with the median power 2-6 Hz to either side.  The
+    stronger candidate wins when it passes ``POWERLINE_PEAK_RATIO``.
+    """
+    if fs < 130 or x.shape[1] < int(fs):
+        return None
+    nper = int(min(x.shape[1], 4 * fs))
+    f, p = sps.welch(x, fs=fs, nperseg=nper, axis=1)
+    p = p.sum(axis=0) if p.ndim == 2 else p
+    best: tuple[float, float] | None = None
+    for f0 in (50.0, 60.0):
+        if f0 >= fs / 2 - 2:
+            continue
+        peak = p[(f >= f0 - 0.5) & (f <= f0 + 0.5)]
+        side = p[((f >= f0 - 6) & (f <= f0 - 2)) | ((f >= f0 + 2) & (f <= f0 + 6))]
+        if peak.size == 0 or side.size == 0:
+            continue
+        ratio = float(peak.max() / max(float(np.median(side)), 1e-20))
+        if ratio >= POWERLINE_PEAK_RATIO and (best is None or ratio > best[1]):
+            best = (f0, ratio)
+    return best[0] if best else None
+
+
+def notch(x: FloatArray, fs: float, f0: float, *, quality: float = 30.0, harmonics: bool = True) -> FloatArray:
+    """Zero-phase IIR notch at ``f0`` (and its harmonics below Nyquist when asked)."""
+    out = x
+    k = 1
+    while k * f0 < fs / 2 - 1:
+        b, a = sps.iirnotch(k * f0, quality, fs=fs)
+        out = sps.filtfilt(b, a, out, axis=1, padlen=min(out.shape[1] - 1, 3 * max(len(a), len(b))))
+        if not harmonics:
+            break
+        k += 1
+    return np.asarray(out, dtype=np.float64)
+
+
+def bandlimit(x: FloatArray, fs: float, highpass_hz: float, lowpass_hz: float) -> FloatArray:
+    """Zero-phase Butterworth band limits (2nd-order sections, filtered forward and back)."""
+    out = x
+    nyq = fs / 2
+    pad = min(x.shape[1] - 1, int(fs * 2))
+    if lowpass_hz < nyq * 0.98:
+        sos = sps.butter(2, lowpass_hz, btype="lowpass", fs=fs, output="sos")
+        out = sps.sosfiltfilt(sos, out, axis=1, padlen=pad)
+    if highpass_hz > 0:
+        sos = sps.butter(2, highpass_hz, btype="highpass", fs=fs, output="sos")
+        # remove each lead's mean first: a large DC offset otherwise rings through the pad
+        out = out - np.median(out, axis=1, keepdims=True)
+        out = sps.sosfiltfilt(sos, out, axis=1, padlen=pad)
+    return np.asarray(out, dtype=np.float64)
+
+
+def condition(
+    x: npt.ArrayLike,
+    fs: float,
+    *,
+    target_fs: float = 500.0,
+    highpass_hz: float = 0.05,
+    lowpass_hz: float = 150.0,
+    powerline: Literal["auto", "50", "60", "off"] = "auto",
+    remove_baseline: bool = True,
+    source: str | None = None,
+) -> Conditioned:
+    """Condition a leads x samples millivolt array for measurement.
+
+    Parameters
+    ----------
+    x, fs
+        The raw signal and its sampling rate.
+    target_fs
+        Analysis rate; measurements are in this time base.
+    highpass_hz, lowpass_hz
+        Diagnostic band limits (AHA: 0.05-150 Hz).
+    powerline
+        "auto" detects 50/60 Hz from the spectrum; "off" leaves it.
+    remove_baseline
+        Apply the 0.67 Hz zero-phase high-pass (AHA-compatible for zero-phase filters).
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        raise EcgError(f"expected a leads x samples array, got shape {arr.shape}", source=source)
+    if not np.isfinite(fs) or fs < 100:
+        raise EcgError(f"sampling rate {fs!r} Hz is too low for diagnostic ECG (expected >= 100 Hz)", source=source)
+    if arr.shape[1] < int(fs):
+        raise EcgError(f"record is {arr.shape[1] / fs:.2f} s long; at least 1 s is needed", source=source)
+    filled, nan_frac = fill_nans(arr)
+    spikes_src = detect_pacing_spikes(filled, fs)
+    filled = blank_spikes(filled, spikes_src, fs)
+    sig = resample(filled, fs, target_fs)
+    spikes = np.unique(np.round(spikes_src * (target_fs / fs)).astype(np.int64))
+    pl: float | None
+    if powerline == "auto":
+        pl = detect_powerline(sig, target_fs)
+    elif powerline == "off":
+        pl = None
+    else:
+        pl = float(powerline)
+    hp = max(highpass_hz, BASELINE_CORNER_HZ) if remove_baseline else highpass_hz
+    lp = min(lowpass_hz, 0.45 * fs)  # never pretend to have bandwidth the file did not record
+    sig = bandlimit(sig, target_fs, hp, lp)
+    if pl is not None:
+        sig = notch(sig, target_fs, pl)
+    return Conditioned(
+        signal=sig,
+        fs=float(target_fs),
+        source_fs=float(fs),
+        powerline_hz=pl,
+        highpass_hz=hp,
+        lowpass_hz=lp,
+        pacing_spikes=spikes,
+        nan_fraction=np.asarray(nan_frac, dtype=np.float64),
+    )
