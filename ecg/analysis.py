@@ -24,7 +24,13 @@ from ecg.signal.atrial import atrial_activity
 from ecg.signal.beats import classify_beats
 from ecg.signal.conditioning import condition
 from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats
-from ecg.signal.measurements import GlobalMeasurements, global_measurements, lead_amplitudes, to_measurements
+from ecg.signal.measurements import (
+    GlobalMeasurements,
+    LeadAmplitudes,
+    global_measurements,
+    lead_amplitudes,
+    to_measurements,
+)
 from ecg.signal.qrs import detect_qrs
 from ecg.signal.quality import LeadProblem, LeadQuality, assess_leads
 
@@ -115,7 +121,8 @@ def _technical(
 def _insufficient(
     record: EcgRecord, reason: str, quality: tuple[LeadQuality, ...] = (), info: ConditioningInfo | None = None
 ) -> EcgAnalysis:
-    stmts = tuple(_lead_statements(quality)) + (
+    stmts = (
+        *_lead_statements(quality),
         _technical(f"ECG insufficient for analysis: {reason}", criteria=(reason,)),
     )
     return EcgAnalysis(
@@ -230,7 +237,7 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
     fid_ms: tuple[tuple[str, float], ...] = ()
     per_beat: dict[int, tuple[tuple[str, int], ...]] = {}
     atrial = None
-    amps = ()
+    amps: tuple[LeadAmplitudes, ...] = ()
     if mb is not None:
         rr = float(np.median(np.diff(beats)))
         fd = delineate(mb, rr_samples=rr, usable=usable)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 from core.codes import LOINC, MMDX, SCT
 from core.records import Finding, Sex
-from ecg.rules import thresholds as T
+from ecg.rules import thresholds as th
 from ecg.rules.base import RuleInput, finding
 from ecg.signal.measurements import LeadAmplitudes
 
@@ -15,7 +17,7 @@ CONTIGUOUS = (("aVL", "I", "II", "aVF", "III"), ("V1", "V2", "V3", "V4", "V5", "
 def _contiguous_pairs(leads: set[str]) -> list[tuple[str, str]]:
     pairs = []
     for seq in CONTIGUOUS:
-        for a, b in zip(seq, seq[1:], strict=False):
+        for a, b in itertools.pairwise(seq):
             if a in leads and b in leads:
                 pairs.append((a, b))
     return pairs
@@ -23,15 +25,15 @@ def _contiguous_pairs(leads: set[str]) -> list[tuple[str, str]]:
 
 def _ste_threshold(lead: str, ri: RuleInput) -> tuple[float, str | None]:
     if lead not in ("V2", "V3"):
-        return T.STE_OTHER_MV, None
+        return th.STE_OTHER_MV, None
     p = ri.patient
     if p is None or p.sex not in (Sex.MALE, Sex.FEMALE):
-        return T.STE_V2V3_UNKNOWN_MV, "sex unknown: most sensitive V2-V3 threshold (0.15 mV) used"
+        return th.STE_V2V3_UNKNOWN_MV, "sex unknown: most sensitive V2-V3 threshold (0.15 mV) used"
     if p.sex is Sex.FEMALE:
-        return T.STE_V2V3_WOMEN_MV, None
+        return th.STE_V2V3_WOMEN_MV, None
     if p.age_years is None:
-        return T.STE_V2V3_MEN_40_MV, "age unknown: V2-V3 threshold for men >= 40 years (0.2 mV) used"
-    return (T.STE_V2V3_MEN_40_MV if p.age_years >= 40 else T.STE_V2V3_MEN_UNDER_40_MV), None
+        return th.STE_V2V3_MEN_40_MV, "age unknown: V2-V3 threshold for men >= 40 years (0.2 mV) used"
+    return (th.STE_V2V3_MEN_40_MV if p.age_years >= 40 else th.STE_V2V3_MEN_UNDER_40_MV), None
 
 
 def _ptp(a: LeadAmplitudes) -> float:
@@ -43,15 +45,15 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
     g = ri.g
     if g is None or not ri.twelve_lead or not ri.amps:
         return []
-    A = {a.lead: a for a in ri.amps}
+    amp = {a.lead: a for a in ri.amps}
     out: list[Finding] = []
     qrs_m = ri.measurement(LOINC.QRS_DURATION)
     axis_m = ri.measurement(LOINC.QRS_AXIS)
     qrs = g.qrs_ms
     lbbb = rbbb = False
-    if not paced and all(k in A for k in ("I", "aVL", "V1", "V5", "V6")):
-        i, avl, v1, v5, v6 = A["I"], A["aVL"], A["V1"], A["V5"], A["V6"]
-        if qrs >= T.COMPLETE_BBB_QRS_MS:
+    if not paced and all(k in amp for k in ("I", "aVL", "V1", "V5", "V6")):
+        i, avl, v1, v5, v6 = amp["I"], amp["aVL"], amp["V1"], amp["V5"], amp["V6"]
+        if qrs >= th.COMPLETE_BBB_QRS_MS:
             lbbb = (
                 abs(v1.s) > v1.r and all(x.r > abs(x.s) for x in (i, v6)) and all(abs(x.q) < 0.05 for x in (i, v5, v6))
             )
@@ -72,34 +74,34 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
                         qrs_m,
                     )
                 )
-        if not lbbb and not rbbb and qrs > T.IVCD_QRS_MS:
+        if not lbbb and not rbbb and qrs > th.IVCD_QRS_MS:
             out.append(finding(SCT.IVCD, [f"QRS {qrs:.0f} ms > 110 ms without LBBB/RBBB morphology"], qrs_m))
     ax = g.qrs_axis_deg
     if ax is not None and not paced:
         ax180 = ax if ax <= 180 else ax - 360
-        ii, iii, avf, avl, i = (A.get(k) for k in ("II", "III", "aVF", "aVL", "I"))
-        if ax180 < T.LAD_DEG and ax180 >= -90:
+        f_ii, f_iii, f_avf, f_avl, f_i = (amp.get(k) for k in ("II", "III", "aVF", "aVL", "I"))
+        if ax180 < th.LAD_DEG and ax180 >= -90:
             out.append(finding(SCT.LEFT_AXIS_DEVIATION, [f"QRS axis {ax:.0f} deg < -30 deg"], axis_m))
             if (
-                ax180 <= T.LAFB_DEG
-                and qrs < T.COMPLETE_BBB_QRS_MS
-                and avl is not None
-                and avl.q < 0
-                and avl.r > 0
-                and all(x is not None and abs(x.s) > x.r for x in (ii, iii, avf))
+                ax180 <= th.LAFB_DEG
+                and qrs < th.COMPLETE_BBB_QRS_MS
+                and f_avl is not None
+                and f_avl.q < 0
+                and f_avl.r > 0
+                and all(x is not None and abs(x.s) > x.r for x in (f_ii, f_iii, f_avf))
             ):
                 out.append(
                     finding(
                         SCT.LAFB, [f"QRS axis {ax:.0f} deg (-45 to -90)", "qR in aVL", "rS in II, III, aVF"], axis_m
                     )
                 )
-        elif T.RAD_DEG < ax180 <= 180:
+        elif th.RAD_DEG < ax180 <= 180:
             out.append(finding(SCT.RIGHT_AXIS_DEVIATION, [f"QRS axis {ax:.0f} deg > +90 deg"], axis_m))
             if (
-                ax180 > T.LPFB_DEG
-                and qrs < T.COMPLETE_BBB_QRS_MS
-                and all(x is not None and abs(x.s) > x.r for x in (i, avl))
-                and all(x is not None and x.q < 0 and x.r > abs(x.q) for x in (iii, avf))
+                ax180 > th.LPFB_DEG
+                and qrs < th.COMPLETE_BBB_QRS_MS
+                and all(x is not None and abs(x.s) > x.r for x in (f_i, f_avl))
+                and all(x is not None and x.q < 0 and x.r > abs(x.q) for x in (f_iii, f_avf))
             ):
                 out.append(
                     finding(
@@ -113,11 +115,11 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
                         axis_m,
                     )
                 )
-    limb = [A[k] for k in ("I", "II", "III", "aVR", "aVL", "aVF") if k in A]
-    prec = [A[k] for k in ("V1", "V2", "V3", "V4", "V5", "V6") if k in A]
+    limb = [amp[k] for k in ("I", "II", "III", "aVR", "aVL", "aVF") if k in amp]
+    prec = [amp[k] for k in ("V1", "V2", "V3", "V4", "V5", "V6") if k in amp]
     if limb and prec:
-        limb_low = all(_ptp(a) < T.LOW_VOLTAGE_LIMB_MV for a in limb)
-        prec_low = all(_ptp(a) < T.LOW_VOLTAGE_PRECORDIAL_MV for a in prec)
+        limb_low = all(_ptp(a) < th.LOW_VOLTAGE_LIMB_MV for a in limb)
+        prec_low = all(_ptp(a) < th.LOW_VOLTAGE_PRECORDIAL_MV for a in prec)
         if limb_low or prec_low:
             crit = []
             if limb_low:
@@ -127,13 +129,13 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
                     f"QRS peak-to-peak < 1.0 mV in all precordial leads (max {max(_ptp(a) for a in prec):.2f} mV)"
                 )
             out.append(finding(SCT.LOW_QRS_VOLTAGE, crit))
-    if not paced and not lbbb and all(k in A for k in ("V1", "V5", "V6", "aVL", "V3")):
-        sl = abs(A["V1"].s) + max(A["V5"].r, A["V6"].r)
-        cornell = A["aVL"].r + abs(A["V3"].s)
+    if not paced and not lbbb and all(k in amp for k in ("V1", "V5", "V6", "aVL", "V3")):
+        sl = abs(amp["V1"].s) + max(amp["V5"].r, amp["V6"].r)
+        cornell = amp["aVL"].r + abs(amp["V3"].s)
         sex = ri.patient.sex if ri.patient else Sex.UNKNOWN
-        c_thr = T.CORNELL_FEMALE_MV if sex is Sex.FEMALE else T.CORNELL_MALE_MV
+        c_thr = th.CORNELL_FEMALE_MV if sex is Sex.FEMALE else th.CORNELL_MALE_MV
         crit = []
-        if sl >= T.SOKOLOW_LYON_MV:
+        if sl >= th.SOKOLOW_LYON_MV:
             crit.append(f"Sokolow-Lyon S(V1) + R(V5/V6) = {sl:.2f} mV >= 3.5 mV")
         if cornell > c_thr:
             note = "" if sex in (Sex.MALE, Sex.FEMALE) else " (sex unknown: male threshold used)"
@@ -142,16 +144,16 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
             amps = ri.measurement(MMDX.ECG_R_AMPLITUDE, "V5") + ri.measurement(MMDX.ECG_S_AMPLITUDE, "V1")
             out.append(finding(SCT.LVH, crit, amps))
     if not paced and not lbbb:
-        out += _st_t(ri, A, qrs)
+        out += _st_t(ri, amp, qrs)
     out += _qt(ri)
     return out
 
 
-def _st_t(ri: RuleInput, A: dict[str, LeadAmplitudes], qrs: float) -> list[Finding]:
+def _st_t(ri: RuleInput, amp: dict[str, LeadAmplitudes], qrs: float) -> list[Finding]:
     out: list[Finding] = []
     notes: set[str] = set()
     elevated = set()
-    for k, a in A.items():
+    for k, a in amp.items():
         thr, note = _ste_threshold(k, ri)
         if a.st_j >= thr:
             elevated.add(k)
@@ -175,10 +177,12 @@ def _st_t(ri: RuleInput, A: dict[str, LeadAmplitudes], qrs: float) -> list[Findi
                 text="ST elevation meeting STEMI criteria",
             )
         )
-    if qrs >= T.COMPLETE_BBB_QRS_MS:
+    if qrs >= th.COMPLETE_BBB_QRS_MS:
         return out
     depressed = {
-        k for k, a in A.items() if k != "aVR" and a.st_j <= T.ST_DEPRESSION_MV and (a.st_j60 or 0) <= T.ST_DEPRESSION_MV
+        k
+        for k, a in amp.items()
+        if k != "aVR" and a.st_j <= th.ST_DEPRESSION_MV and (a.st_j60 or 0) <= th.ST_DEPRESSION_MV
     }
     dp = _contiguous_pairs(depressed)
     if dp:
@@ -191,7 +195,7 @@ def _st_t(ri: RuleInput, A: dict[str, LeadAmplitudes], qrs: float) -> list[Findi
             )
         )
     inverted = {
-        k for k, a in A.items() if k not in ("aVR", "V1", "III") and a.t is not None and a.t <= T.T_INVERSION_MV
+        k for k, a in amp.items() if k not in ("aVR", "V1", "III") and a.t is not None and a.t <= th.T_INVERSION_MV
     }
     tp = _contiguous_pairs(inverted)
     if tp:
@@ -211,17 +215,18 @@ def _qt(ri: RuleInput) -> list[Finding]:
     if g is None or g.qtc_fridericia_ms is None:
         return []
     sex = ri.patient.sex if ri.patient else Sex.UNKNOWN
-    thr = {Sex.MALE: T.QTC_LONG_MALE_MS, Sex.FEMALE: T.QTC_LONG_FEMALE_MS}.get(sex, T.QTC_LONG_UNKNOWN_MS)
+    thr = {Sex.MALE: th.QTC_LONG_MALE_MS, Sex.FEMALE: th.QTC_LONG_FEMALE_MS}.get(sex, th.QTC_LONG_UNKNOWN_MS)
     q = g.qtc_fridericia_ms
     if q < thr:
         return []
     crit = [
-        f"QTc (Fridericia) {q:.0f} ms >= {thr:.0f} ms ({'sex unknown' if sex not in (Sex.MALE, Sex.FEMALE) else sex.name.lower()})"
+        f"QTc (Fridericia) {q:.0f} ms >= {thr:.0f} ms "
+        f"({'sex unknown' if sex not in (Sex.MALE, Sex.FEMALE) else sex.name.lower()})"
     ]
-    critical = q >= T.QTC_CRITICAL_MS
+    critical = q >= th.QTC_CRITICAL_MS
     if critical:
         crit.append("QTc >= 500 ms: risk of torsades de pointes")
-    if g.qrs_ms >= T.COMPLETE_BBB_QRS_MS:
+    if g.qrs_ms >= th.COMPLETE_BBB_QRS_MS:
         crit.append(f"QRS {g.qrs_ms:.0f} ms prolongs QT; interpret with care")
     return [
         finding(

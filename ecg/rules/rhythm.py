@@ -6,7 +6,7 @@ import numpy as np
 
 from core.codes import LOINC, SCT
 from core.records import Finding
-from ecg.rules import thresholds as T
+from ecg.rules import thresholds as th
 from ecg.rules.base import RuleInput, finding
 
 
@@ -22,9 +22,9 @@ def _vt_runs(labels: np.ndarray, beats: np.ndarray, fs: float) -> list[tuple[int
         while j + 1 < labels.size and labels[j + 1] == "V":
             j += 1
         n = j - i + 1
-        if n >= T.VT_MIN_BEATS:
+        if n >= th.VT_MIN_BEATS:
             rate = 60.0 * fs / float(np.mean(np.diff(beats[i : j + 1])))
-            if rate > T.VT_MIN_BPM:
+            if rate > th.VT_MIN_BPM:
                 runs.append((i, n, rate))
         i = j + 1
     return runs
@@ -59,7 +59,7 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 critical=True,
             )
         )
-    if paced >= T.PACED_FRACTION:
+    if paced >= th.PACED_FRACTION:
         out.append(finding(SCT.PACED_RHYTHM, [f"{paced:.0%} of beats preceded by a pacing spike"], hr_m))
         return out
     rr = _conducted_rr(ri)
@@ -70,11 +70,11 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     flutter = (
         atrial is not None
         and atrial.dominant_hz is not None
-        and T.FLUTTER_HZ[0] <= atrial.dominant_hz <= T.FLUTTER_HZ[1]
-        and atrial.concentration >= T.FLUTTER_CONCENTRATION
+        and th.FLUTTER_HZ[0] <= atrial.dominant_hz <= th.FLUTTER_HZ[1]
+        and atrial.concentration >= th.FLUTTER_CONCENTRATION
         and not p_present
     )
-    irregular = sd > T.AF_SUCCESSIVE_DIFF and cv > T.AF_RR_CV
+    irregular = sd > th.AF_SUCCESSIVE_DIFF and cv > th.AF_RR_CV
     af = irregular and not p_present and not flutter
     pr_m = ri.measurement(LOINC.PR_INTERVAL)
     if flutter and atrial is not None and atrial.dominant_hz is not None:
@@ -94,9 +94,9 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
             f"irregularly irregular RR (median successive difference {sd:.2f} of RR, CV {cv:.2f})",
             "no P wave locked to the QRS",
         ]
-        rvr = hr >= T.AF_RVR_BPM
+        rvr = hr >= th.AF_RVR_BPM
         if rvr:
-            crit.append(f"ventricular rate {hr:.0f}/min >= {T.AF_RVR_BPM:.0f}/min (rapid ventricular response)")
+            crit.append(f"ventricular rate {hr:.0f}/min >= {th.AF_RVR_BPM:.0f}/min (rapid ventricular response)")
         out.append(
             finding(
                 SCT.ATRIAL_FIBRILLATION,
@@ -110,9 +110,9 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
         p_axis_ok = g.p_axis_deg is None or -30.0 <= g.p_axis_deg <= 105.0
         if p_axis_ok:
             crit = ["P wave before every QRS with constant PR", f"P axis {g.p_axis_deg} deg (normal atrial origin)"]
-            if hr < T.BRADY_BPM:
+            if hr < th.BRADY_BPM:
                 out.append(finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {hr:.0f}/min < 60/min"], hr_m + pr_m))
-            elif hr > T.TACHY_BPM:
+            elif hr > th.TACHY_BPM:
                 out.append(finding(SCT.SINUS_TACHYCARDIA, [*crit, f"rate {hr:.0f}/min > 100/min"], hr_m + pr_m))
             else:
                 out.append(finding(SCT.SINUS_RHYTHM, [*crit, f"rate {hr:.0f}/min in 60-100/min"], hr_m + pr_m))
@@ -130,11 +130,12 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
             finding(
                 SCT.PREMATURE_VENTRICULAR_COMPLEX,
                 [
-                    f"{n_v} beat(s) with QRS morphology unlike the dominant beat (correlation < 0.8) and wide or premature"
+                    f"{n_v} beat(s) with QRS morphology unlike the dominant beat "
+                    "(correlation < 0.8) and wide or premature"
                 ],
             )
         )
-    if p_present and g.pr_ms is not None and g.pr_ms > T.FIRST_DEGREE_PR_MS:
+    if p_present and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
         out.append(finding(SCT.FIRST_DEGREE_AV_BLOCK, [f"PR {g.pr_ms:.0f} ms > 200 ms, every P conducted"], pr_m))
     out += _av_block(ri, rr, p_present, af or flutter)
     return out
@@ -150,7 +151,7 @@ def _av_block(ri: RuleInput, rr: np.ndarray, p_present: bool, atrial_arrhythmia:
     med_rr = float(np.median(np.diff(beats)))
     out: list[Finding] = []
     if p_present:
-        pauses = np.flatnonzero(np.diff(beats) >= T.DROPPED_BEAT_RR * med_rr)
+        pauses = np.flatnonzero(np.diff(beats) >= th.DROPPED_BEAT_RR * med_rr)
         blocked = 0
         for k in pauses:
             if ri.labels[k] != "N" or ri.labels[k + 1] != "N" or (k > 0 and ri.labels[k - 1] != "N"):
@@ -162,7 +163,8 @@ def _av_block(ri: RuleInput, rr: np.ndarray, p_present: bool, atrial_arrhythmia:
                 finding(
                     SCT.SECOND_DEGREE_AV_BLOCK,
                     [
-                        f"{blocked} pause(s) >= {T.DROPPED_BEAT_RR} x median RR containing a P wave not followed by a QRS",
+                        f"{blocked} pause(s) >= {th.DROPPED_BEAT_RR} x median RR "
+                        "containing a P wave not followed by a QRS",
                         "other P waves conducted",
                     ],
                     ri.measurement(LOINC.PR_INTERVAL),
@@ -173,9 +175,9 @@ def _av_block(ri: RuleInput, rr: np.ndarray, p_present: bool, atrial_arrhythmia:
         pp = np.diff(a.waves) / fs
         atrial_rate = 60.0 / float(np.median(pp))
         vent_rate = 60.0 / float(np.median(rr))
-        regular_a = float(np.std(pp) / np.mean(pp)) < T.REGULAR_CV
-        regular_v = float(np.std(rr) / np.mean(rr)) < T.REGULAR_CV
-        if regular_a and regular_v and atrial_rate > vent_rate + T.AV_DISSOCIATION_EXTRA_BPM and atrial_rate < 200:
+        regular_a = float(np.std(pp) / np.mean(pp)) < th.REGULAR_CV
+        regular_v = float(np.std(rr) / np.mean(rr)) < th.REGULAR_CV
+        if regular_a and regular_v and atrial_rate > vent_rate + th.AV_DISSOCIATION_EXTRA_BPM and atrial_rate < 200:
             out.append(
                 finding(
                     SCT.COMPLETE_AV_BLOCK,

@@ -13,11 +13,11 @@ Beats preceded by a pacing spike are paced (AAMI class Q).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -98,7 +98,8 @@ def classify_beats(
     if rr.size:
         padded = np.concatenate((np.full(8, np.nan), rr))
         win = np.lib.stride_tricks.sliding_window_view(padded, 8)[: rr.size]  # window ending before each interval
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             loc = np.nanmedian(np.where(np.isfinite(win), win, np.nan), axis=1)
         loc = np.where(np.isfinite(loc), loc, np.median(rr))
         rr_local[1:] = loc
@@ -130,4 +131,4 @@ def rr_irregularity(beats: IntArray, fs: float) -> tuple[float, float]:
     return cv, dd
 
 
-__all__ = ["BeatFeatures", "classify_beats", "rr_irregularity", "sps"]
+__all__ = ["BeatFeatures", "classify_beats", "rr_irregularity"]

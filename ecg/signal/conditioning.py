@@ -89,7 +89,7 @@ def detect_pacing_spikes(x: FloatArray, fs: float) -> npt.NDArray[np.int64]:
         return np.zeros(0, dtype=np.int64)
     dt_ms = 1000.0 / fs
     d = np.diff(x, axis=1) / dt_ms  # mV/ms
-    width = max(1, int(round(PACING_MAX_WIDTH_MS / dt_ms)))
+    width = max(1, round(PACING_MAX_WIDTH_MS / dt_ms))
     hits: list[npt.NDArray[np.int64]] = []
     for lead in range(x.shape[0]):
         a = np.abs(d[lead])
@@ -117,7 +117,7 @@ def blank_spikes(x: FloatArray, spikes: npt.NDArray[np.int64], fs: float) -> Flo
     if spikes.size == 0:
         return x
     out = x.copy()
-    half = max(2, int(round(0.006 * fs)))
+    half = max(2, round(0.006 * fs))
     n = x.shape[1]
     for s in spikes:
         a, b = max(0, int(s) - half // 2), min(n - 1, int(s) + half)

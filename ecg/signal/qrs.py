@@ -83,7 +83,7 @@ def _detect_chunk(env: FloatArray, mag: FloatArray, fs: float) -> IntArray:
     dist = max(1, int(REFRACTORY_S * fs))
     cand, props = sps.find_peaks(env, distance=dist, height=1e-6)
     if cand.size == 0:
-        return cand.astype(np.int64)
+        return np.zeros(0, dtype=np.int64)
     h = props["peak_heights"]
     ref = _local_reference(env, fs, cand)
     thr = THRESHOLD_FRACTION * ref
@@ -122,7 +122,7 @@ def _detect_chunk(env: FloatArray, mag: FloatArray, fs: float) -> IntArray:
         idx = np.clip(beats[:, None] + offs[None, :], 0, mag.size - 1)
         beats = idx[np.arange(beats.size), np.argmax(mag[idx], axis=1)]
         beats = np.unique(beats)
-    return beats.astype(np.int64)
+    return np.asarray(beats, dtype=np.int64)
 
 
 def detect_qrs(
@@ -154,7 +154,7 @@ def detect_qrs(
         a, b = max(0, start - ov), min(n, start + chunk + ov)
         env, mag = _envelope(arr[:, a:b], fs, mask)
         beats = _detect_chunk(env, mag, fs) + a
-        keep_lo = start if start == 0 else start
+        keep_lo = start
         keep_hi = start + chunk
         out.append(beats[(beats >= keep_lo) & (beats < keep_hi)])
         start += chunk

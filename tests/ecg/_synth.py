@@ -40,7 +40,7 @@ class SynthTruth:
 def _lobe(n: int, t0: float, dur: float, amp: float, fs: float, skew: float = 0.5) -> FloatArray:
     """A raised-cosine lobe from t0 to t0+dur seconds; ``skew`` is where the peak sits (0..1)."""
     out = np.zeros(n)
-    a, b = int(round(t0 * fs)), int(round((t0 + dur) * fs))
+    a, b = round(t0 * fs), round((t0 + dur) * fs)
     if b <= a:
         return out
     t = (np.arange(a, b) - a) / max(b - a, 1)
@@ -95,12 +95,12 @@ def synth_ecg(
             s += _lobe(n, q0 + 0.65 * qd, 0.35 * qd, -0.4 * abs(g[0]) * np.sign(g[1]), fs)
             s += _lobe(n, t_start, t_end - t_start, 0.35 * g[2], fs, skew=0.62)
             sig[lead] += s
-        r_list.append(int(round((q0 + 0.475 * qd) * fs)))
-        pon.append(int(round(p0 * fs)))
-        poff.append(int(round((p0 + pd) * fs)))
-        qon.append(int(round(q0 * fs)))
-        qoff.append(int(round((q0 + qd) * fs)))
-        toff.append(int(round(t_end * fs)))
+        r_list.append(round((q0 + 0.475 * qd) * fs))
+        pon.append(round(p0 * fs))
+        poff.append(round((p0 + pd) * fs))
+        qon.append(round(q0 * fs))
+        qoff.append(round((q0 + qd) * fs))
+        toff.append(round(t_end * fs))
         t_qrs += rr * (1 + rr_jitter * rng.standard_normal())
     t = np.arange(n) / fs
     sig *= scale

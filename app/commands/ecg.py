@@ -1,0 +1,74 @@
+"""``mmdx ecg analyze PATH... [--json]``: analyse ECG files (any supported format).
+
+With ``--json`` one JSON object per record is printed, a line each (the
+stable shape of :func:`ecg.analysis.to_json`); a file that cannot be read
+prints ``{"record": ..., "error": ...}`` and the command exits 1 at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.config import load_settings
+from core.errors import MmdxError
+from ecg.analysis import EcgAnalysis, analyze, to_json
+from ecg.readers import read_ecg
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _table(a: EcgAnalysis) -> Table:
+    t = Table(title=f"{a.source} ({a.source_fs:g} Hz, {len(a.beats)} beats, priority {a.priority.level.name})")
+    t.add_column("Measurement")
+    t.add_column("Value", justify="right")
+    for m in a.measurements:
+        if m.site is None:
+            t.add_row(m.code.meaning, f"{m.value:g} {m.unit.value}")
+    for s in a.statements:
+        t.add_row(("[red]CRITICAL[/red] " if s.critical else "") + s.text, "; ".join(s.criteria)[:80])
+    return t
+
+
+def register(cli: typer.Typer) -> None:
+    """Add the ``ecg`` command group to the CLI."""
+    group = typer.Typer(help="ECG analysis: beats, global measurements, rule-based statements.", no_args_is_help=True)
+
+    @group.command("analyze")
+    def analyze_cmd(
+        paths: Annotated[list[Path], typer.Argument(help="ECG files (a WFDB record by its path without extension)")],
+        as_json: Annotated[bool, typer.Option("--json", help="one JSON object per record, a line each")] = False,
+        config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")] = None,
+    ) -> None:
+        """Analyse each ECG file and print the result."""
+        try:
+            settings = load_settings(config)
+        except MmdxError as exc:
+            err_console.print(f"configuration error: {exc}")
+            raise typer.Exit(2) from None
+        failed = 0
+        for p in paths:
+            try:
+                record = read_ecg(p)
+                result = analyze(record, settings.ecg)
+            except MmdxError as exc:
+                failed += 1
+                if as_json:
+                    print(json.dumps({"record": str(p), "error": str(exc)}), flush=True)
+                else:
+                    err_console.print(f"[red]{p}[/red]: {exc}")
+                continue
+            if as_json:
+                print(json.dumps(to_json(result), allow_nan=False), flush=True)
+            else:
+                console.print(_table(result))
+        if failed:
+            raise typer.Exit(1)
+
+    cli.add_typer(group, name="ecg")
