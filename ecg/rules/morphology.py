@@ -52,7 +52,7 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
     qrs = g.qrs_ms
     lbbb = rbbb = False
     if not paced and all(k in amp for k in ("I", "aVL", "V1", "V5", "V6")):
-        i, avl, v1, v5, v6 = amp["I"], amp["aVL"], amp["V1"], amp["V5"], amp["V6"]
+        i, v1, v5, v6 = amp["I"], amp["V1"], amp["V5"], amp["V6"]
         if qrs >= th.COMPLETE_BBB_QRS_MS:
             lbbb = (
                 abs(v1.s) > v1.r and all(x.r > abs(x.s) for x in (i, v6)) and all(abs(x.q) < 0.05 for x in (i, v5, v6))
