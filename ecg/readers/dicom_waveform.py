@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pydicom.waveforms.numpy_handler import multiplex_array
 
 from core.errors import EcgError, RecordError
@@ -78,14 +79,18 @@ _CONCEPT_MEANINGS: Final[dict[str, DeviceQuantity]] = {
 
 
 def is_ecg_dicom(path: Path, head: bytes) -> bool:
-    """A Part 10 file (DICM at byte 128) whose SOP class is an ECG waveform class."""
+    """A Part 10 file (DICM at byte 128) whose SOP class is an ECG waveform class.
+
+    Only the file meta information is read, so a truncated object is still recognised
+    (and then fails in :func:`read` with a precise message).
+    """
     if len(head) < 132 or head[128:132] != b"DICM":
         return False
     try:
-        ds = pydicom.dcmread(str(path), specific_tags=["SOPClassUID"])
+        meta = read_file_meta_info(str(path))
     except (InvalidDicomError, OSError, ValueError, EOFError):
         return False
-    return str(ds.get("SOPClassUID", "")) in ECG_SOP_CLASSES
+    return str(meta.get("MediaStorageSOPClassUID", "")) in ECG_SOP_CLASSES
 
 
 def lead_name_of(channel: Dataset, index: int) -> str:
