@@ -80,9 +80,9 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
-    from core.config import Settings
+    from core.config import DatabaseConfig, Settings
 
-    database = Database.from_settings(Settings(database={"url": db_url}))  # type: ignore[arg-type]
+    database = Database.from_settings(Settings(database=DatabaseConfig(url=db_url)))
     yield database
     database.dispose()
 

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from core.errors import StoreError
-from core.records import Patient, PatientIdentifier
+from core.records import Patient, PatientIdentifier, Series, Study
 from store import index
+from store.db import Database
 from store.index import IndexResult
 from store.jobs import enqueue
 from store.schema import InstanceRow, PatientIdentifierRow, PatientRow
 from tests.store.conftest import STUDY_UID, T0, make_instance, make_patient, make_series, make_study, sha
 
 
-def _add(db, n, *, study=None, series=None, content=None, at=T0):
+def _add(
+    db: Database,
+    n: int,
+    *,
+    study: Study | None = None,
+    series: Series | None = None,
+    content: str | None = None,
+    at: datetime = T0,
+) -> IndexResult:
     study = study or make_study()
     series = series or make_series(study.study_instance_uid)
     inst = make_instance(n, study_uid=study.study_instance_uid, series_uid=series.series_instance_uid, content=content)

@@ -35,7 +35,7 @@ def _drain(db: Database, worker_id: str, start_at: float) -> list[int]:
     """Claim and complete jobs until none is left; returns the ids this worker ran."""
     while time.time() < start_at:
         time.sleep(0.001)
-    got = []
+    got: list[int] = []
     while True:
         with db.session() as s:
             job = jobs.claim_next(s, worker_id, T0)

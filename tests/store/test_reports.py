@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from core.errors import StoreError
 from core.records import PriorityLevel, ReportStatus
 from store import audit, outbox
+from store.db import Database
 from store.reports import (
     ArtefactRecord,
     latest_report,
@@ -38,7 +39,7 @@ def artefacts(version: int = 1) -> list[ArtefactRecord]:
     ]
 
 
-def _counts(db):
+def _counts(db: Database) -> tuple[int | None, ...]:
     with db.session() as s:
         return tuple(s.scalar(select(func.count(t.id))) for t in (ReportVersionRow, ArtefactRow, OutboxRow))
 

@@ -1,0 +1,138 @@
+"""Database setup, sessions, and Alembic migrations against the ORM metadata."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from core.config import DatabaseConfig, Settings
+from core.errors import StoreError
+from store import jobs
+from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
+from store.schema import Base, SeriesRow
+from tests.store.conftest import T0, sha
+
+
+def _diff(db: Database) -> list[object]:
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return list(compare_metadata(ctx, Base.metadata))
+
+
+def test_migrated_sqlite_schema_matches_metadata(db):
+    assert db.current_revision() is not None
+    assert _diff(db) == []
+    names = set(inspect(db.engine).get_table_names())
+    assert {"patients", "studies", "series", "instances", "jobs", "report_versions", "outbox", "audit"} <= names
+
+
+def test_migrated_postgresql_schema_matches_metadata(pg_db):
+    assert _diff(pg_db) == []
+
+
+def test_downgrade_to_base_and_up_again(db):
+    head = db.current_revision()
+    from alembic import command
+
+    cfg = db.alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+    db.migrate()
+    assert db.current_revision() == head and _diff(db) == []
+
+
+def test_from_settings_creates_folder_and_sets_pragmas(tmp_path):
+    url = f"sqlite:///{tmp_path / 'deep' / 'er' / 'mmdx.db'}"
+    db = Database.from_settings(Settings(database=DatabaseConfig(url=url)))
+    try:
+        assert (tmp_path / "deep" / "er" / "mmdx.db").is_file()
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_MS
+    finally:
+        db.dispose()
+
+
+def test_foreign_keys_enforced(db):
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.add(SeriesRow(series_instance_uid="1.2.3", study_id=12345, modality="CT"))
+        s.flush()
+
+
+def test_session_commits_or_rolls_back(db):
+    with pytest.raises(ValueError), db.session() as s:
+        jobs.enqueue(s, "1.2.3", sha("a"), T0)
+        raise ValueError("boom")
+    with db.session() as s:
+        assert jobs.list_jobs(s) == []
+        jobs.enqueue(s, "1.2.3", sha("a"), T0)
+    with db.session(readonly=True) as s:
+        assert len(jobs.list_jobs(s)) == 1
+
+
+def test_in_memory_database_is_shared_across_sessions():
+    db = Database("sqlite://")
+    db.migrate()
+    with db.session() as s:
+        jobs.enqueue(s, "1.2.3", sha("a"), T0)
+    with db.session() as s:
+        assert len(jobs.list_jobs(s)) == 1
+    db.dispose()
+
+
+def test_bad_url_is_a_store_error():
+    with pytest.raises(StoreError, match="database.url: not a valid SQLAlchemy URL"):
+        Database("not a url at all")
+    with pytest.raises(StoreError, match="cannot create an engine for backend 'nosuchdb'"):
+        Database("nosuchdb://x/y")
+
+
+def _migrate(url: str) -> str | None:
+    db = Database(url)
+    try:
+        db.migrate()
+        return db.current_revision()
+    finally:
+        db.dispose()
+
+
+def test_concurrent_first_start_migrates_once(tmp_path):
+    """The SCP and a worker starting together on a fresh file both come up (one migrates, one waits)."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        revisions = pool.map(_migrate, [url] * 3)
+    assert len(set(revisions)) == 1 and revisions[0] is not None
+
+
+def test_alembic_ini_ships_in_the_package_and_cli_works(tmp_path):
+    ini = resources.files("store") / "alembic.ini"
+    assert ini.is_file() and (resources.files("store") / "migrations" / "env.py").is_file()
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ini), "-x", f"url={url}", "upgrade", "head"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    db = Database(url)
+    try:
+        assert _diff(db) == []
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 0
+    finally:
+        db.dispose()
+    assert Path(tmp_path / "cli.db").is_file()
