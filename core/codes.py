@@ -269,3 +269,24 @@ class FHIRCODES:
     OP_UPDATE: Final = Code("UPDATE", "V3-DATAOPERATION", "revise")
     OP_NULLIFY: Final = Code("NULLIFY", "V3-DATAOPERATION", "nullify")
     MODEL_PROBABILITY: Final = Code("model-probability", "MMDX", "Model output probability")
+
+
+def _mdc(value: str, meaning: str) -> Code:
+    return Code(value, "MDC", meaning)
+
+
+#: ECG lead codes of DICOM CID 3001 (ISO/IEEE 11073 MDC, partition 2), by standard lead name
+ECG_LEAD_CODES: Final[dict[str, Code]] = {
+    "I": _mdc("2:1", "Lead I"),
+    "II": _mdc("2:2", "Lead II"),
+    "V1": _mdc("2:3", "Lead V1"),
+    "V2": _mdc("2:4", "Lead V2"),
+    "V3": _mdc("2:5", "Lead V3"),
+    "V4": _mdc("2:6", "Lead V4"),
+    "V5": _mdc("2:7", "Lead V5"),
+    "V6": _mdc("2:8", "Lead V6"),
+    "III": _mdc("2:61", "Lead III"),
+    "aVR": _mdc("2:62", "aVR, augmented voltage, right"),
+    "aVL": _mdc("2:63", "aVL, augmented voltage, left"),
+    "aVF": _mdc("2:64", "aVF, augmented voltage, foot"),
+}

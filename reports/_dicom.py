@@ -1,0 +1,225 @@
+"""What every DICOM object mmdx writes shares: identity, patient/study copy, flags, encoding.
+
+Builders are pure and have no source datasets (records never hold pydicom
+objects), so the patient and study attributes that highdicom copies from
+"evidence" come from a minimal dataset built here from the core records.
+Timestamps come from the report (content) and the context clock (creation),
+so re-runs give identical bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import highdicom as hd
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+
+from core.codes import SYSTEM_URIS, Code
+from core.errors import ReportError
+from core.records import DraftReport, Instance, ReportStatus, Study
+from reports._common import to_dicom_pn
+from reports.context import ReportContext
+
+#: Series numbers of mmdx-derived series (one series per artefact kind; instance number = report version)
+SERIES_NUMBERS = {"sr-tid1500": 9001, "sr-tid2000": 9002, "sr-ecg": 9003, "sc": 9004, "pdf": 9005, "kos": 9006}
+
+_SOP_COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+_SOP_COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+_SOP_ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
+_SOP_BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+
+#: Coding schemes that are not in DICOM's registry (PS3.16 8.1) and need a Coding Scheme Identification item;
+#: DICOM reserves designators starting with "99" for private schemes.
+_LOCAL_SCHEMES = {"MMDX": "mmdx local codes"}
+_DICOM_DESIGNATOR = {"MMDX": "99MMDX"}
+LOCAL_DESIGNATOR = "99MMDX"
+
+
+@dataclass(frozen=True, slots=True)
+class DicomIdentity:
+    """UIDs and numbers of one derived object (deterministic per report version)."""
+
+    series_instance_uid: str
+    sop_instance_uid: str
+    series_number: int
+    instance_number: int
+
+
+def identity(report: DraftReport, ctx: ReportContext, purpose: str) -> DicomIdentity:
+    return DicomIdentity(
+        series_instance_uid=ctx.series_uid(report, purpose),
+        sop_instance_uid=ctx.report_uid(report, purpose),
+        series_number=SERIES_NUMBERS[purpose],
+        instance_number=report.version,
+    )
+
+
+def predecessor_uid(report: DraftReport, ctx: ReportContext, purpose: str) -> str | None:
+    """SOP Instance UID of the previous version's object of the same kind, if any."""
+    if report.replaces_version is None:
+        return None
+    return ctx.uid(report.study_instance_uid, purpose, report.replaces_version)
+
+
+def hd_code(code: Code) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(
+        value=code.value, scheme_designator=_DICOM_DESIGNATOR.get(code.scheme, code.scheme), meaning=code.meaning[:64]
+    )
+
+
+def needs_utf8(*texts: str | None) -> bool:
+    return any(t is not None and not t.isascii() for t in texts)
+
+
+def character_set(study: Study, report: DraftReport, *extra: str | None) -> str | None:
+    """ISO_IR 192 (UTF-8) when any text we write is non-ASCII; None keeps the default repertoire."""
+    texts: list[str | None] = [study.patient.name, study.description, study.referring_physician, *extra]
+    texts += [s.text for s in report.sections] + [f.text for f in report.findings]
+    if report.signature is not None:
+        texts.append(report.signature.clinician.name)
+    return "ISO_IR 192" if needs_utf8(*texts) else None
+
+
+def evidence_datasets(study: Study, instances: Sequence[Instance], charset: str | None) -> list[Dataset]:
+    """Minimal source datasets (patient, study, series, SOP) for highdicom's evidence handling."""
+    if not instances:
+        raise ReportError(f"study {study.study_instance_uid}: no source instances to reference")
+    out = []
+    for inst in instances:
+        ds = Dataset()
+        if charset:
+            ds.SpecificCharacterSet = charset
+        patient_module(ds, study)
+        ds.StudyInstanceUID = study.study_instance_uid
+        ds.SeriesInstanceUID = inst.series_instance_uid
+        ds.SOPInstanceUID = inst.sop_instance_uid
+        ds.SOPClassUID = inst.sop_class_uid
+        out.append(ds)
+    return out
+
+
+def patient_module(ds: Dataset, study: Study) -> None:
+    """Patient + General Study attributes (type 2 present even when unknown)."""
+    p = study.patient
+    ds.PatientName = to_dicom_pn(p.name) if p.name else ""
+    ds.PatientID = p.identifiers[0].value if p.identifiers else ""
+    if p.identifiers and p.identifiers[0].issuer:
+        ds.IssuerOfPatientID = p.identifiers[0].issuer
+    ds.PatientBirthDate = p.birth_date.strftime("%Y%m%d") if p.birth_date else ""
+    ds.PatientSex = p.sex.value if p.sex.value in ("M", "F", "O") else ""
+    ds.AccessionNumber = study.accession_number or ""
+    ds.StudyID = ""
+    ds.StudyDate = study.study_datetime.strftime("%Y%m%d") if study.study_datetime else ""
+    ds.StudyTime = study.study_datetime.strftime("%H%M%S") if study.study_datetime else ""
+    ds.ReferringPhysicianName = to_dicom_pn(study.referring_physician) if study.referring_physician else ""
+    if study.description:
+        ds.StudyDescription = study.description[:64]
+
+
+def dicom_dt(value: datetime) -> str:
+    return value.strftime("%Y%m%d%H%M%S") + (value.strftime("%z") if value.tzinfo else "")
+
+
+def set_times(ds: Dataset, report: DraftReport, ctx: ReportContext) -> None:
+    """Content time = the report version's time; creation time = the context clock (both deterministic in tests)."""
+    created = ctx.now()
+    content = report.created_at
+    ds.InstanceCreationDate = created.strftime("%Y%m%d")
+    ds.InstanceCreationTime = created.strftime("%H%M%S")
+    ds.ContentDate = content.strftime("%Y%m%d")
+    ds.ContentTime = content.strftime("%H%M%S")
+    if "SeriesDate" in ds or ds.get("Modality") in ("SR", "KO", "DOC"):
+        ds.SeriesDate = content.strftime("%Y%m%d")
+        ds.SeriesTime = content.strftime("%H%M%S")
+    if "TimezoneOffsetFromUTC" not in ds and content.tzinfo is not None:
+        ds.TimezoneOffsetFromUTC = content.strftime("%z")
+
+
+def set_sr_flags(ds: Dataset, report: DraftReport, ctx: ReportContext) -> None:
+    """PRELIMINARY/UNVERIFIED for drafts; FINAL/VERIFIED with the verifying observer once signed."""
+    ds.CompletionFlag = "COMPLETE"
+    signed = report.status in (ReportStatus.FINAL, ReportStatus.AMENDED) and report.signature is not None
+    if signed and report.signature is not None:
+        sig = report.signature
+        ds.VerificationFlag = "VERIFIED"
+        ds.PreliminaryFlag = "FINAL"
+        obs = Dataset()
+        obs.VerifyingObserverName = to_dicom_pn(sig.clinician.name)
+        code = Dataset()
+        code.CodeValue = sig.clinician.identifier[:16]
+        code.CodingSchemeDesignator = LOCAL_DESIGNATOR
+        code.CodeMeaning = f"{sig.clinician.role} identifier"[:64]
+        obs.VerifyingObserverIdentificationCodeSequence = DicomSequence([code])
+        obs.VerifyingOrganization = ctx.institution_name
+        obs.VerificationDateTime = dicom_dt(sig.signed_at)
+        ds.VerifyingObserverSequence = DicomSequence([obs])
+    else:
+        ds.VerificationFlag = "UNVERIFIED"
+        ds.PreliminaryFlag = "PRELIMINARY"
+        if "VerifyingObserverSequence" in ds:
+            del ds.VerifyingObserverSequence
+
+
+def set_predecessor(ds: Dataset, report: DraftReport, ctx: ReportContext, purpose: str, sop_class_uid: str) -> None:
+    """An amended SR references the version it replaces (Predecessor Documents Sequence)."""
+    pred = predecessor_uid(report, ctx, purpose)
+    if pred is None:
+        return
+    sop = Dataset()
+    sop.ReferencedSOPClassUID = sop_class_uid
+    sop.ReferencedSOPInstanceUID = pred
+    series = Dataset()
+    series.SeriesInstanceUID = ctx.series_uid(report, purpose)
+    series.ReferencedSOPSequence = DicomSequence([sop])
+    study = Dataset()
+    study.StudyInstanceUID = report.study_instance_uid
+    study.ReferencedSeriesSequence = DicomSequence([series])
+    ds.PredecessorDocumentsSequence = DicomSequence([study])
+
+
+def set_equipment(ds: Dataset, ctx: ReportContext) -> None:
+    ds.Manufacturer = ctx.manufacturer
+    ds.ManufacturerModelName = ctx.software_name
+    ds.SoftwareVersions = ctx.software_version
+    ds.InstitutionName = ctx.institution_name
+    if ctx.department_name:
+        ds.InstitutionalDepartmentName = ctx.department_name
+
+
+def add_coding_schemes(ds: Dataset, schemes: Iterable[str]) -> None:
+    """Identify local coding schemes used in the document (PS3.3 C.12.1.1.2: Coding Scheme Identification)."""
+    items = []
+    for s in sorted(set(schemes) & set(_LOCAL_SCHEMES)):
+        it = Dataset()
+        it.CodingSchemeDesignator = _DICOM_DESIGNATOR[s]
+        it.CodingSchemeName = f"{_LOCAL_SCHEMES[s]} ({SYSTEM_URIS[s]})"[:64]
+        it.CodingSchemeResponsibleOrganization = "mmdx project"
+        items.append(it)
+    if items:
+        ds.CodingSchemeIdentificationSequence = DicomSequence(items)
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    """Part-10 bytes, explicit VR little endian, with file meta."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dcmwrite(buf, ds, enforce_file_format=True)
+    bad = [str(w.message) for w in caught if "encode" in str(w.message).lower()]
+    if bad:
+        # never write an object whose text was silently replaced
+        raise ReportError(f"SOP instance {ds.SOPInstanceUID}: {bad[0]}")
+    return buf.getvalue()

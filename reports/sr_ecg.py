@@ -1,0 +1,177 @@
+"""ECG results as a Comprehensive SR following TID 3700 (ECG Report).
+
+highdicom has no builder for TID 3700, so the tree is assembled from its
+generic content items (which validate value types and relationships):
+
+::
+
+    CONTAINER (28010-7, LN, "EKG Report")                       TID 3700
+     HAS CONCEPT MOD  Language                                   TID 1204
+     HAS OBS CONTEXT  device observer (+ verifying person)       TID 1001
+     CONTAINS CONTAINER (122158, DCM, "ECG Global Measurements") TID 3713
+       CONTAINS NUM  heart rate, PR, QRS, QT, QTc, axes (LOINC, UCUM)
+     CONTAINS CONTAINER (122159, DCM, "ECG Lead Measurements")   TID 3714, one per lead
+       CONTAINS CODE (122148, DCM, "Lead ID") = CID 3001 lead
+       CONTAINS NUM  per-lead measurements
+     CONTAINS CONTAINER (122145, DCM, "Qualitative Analysis")    TID 3717
+       CONTAINS CODE (121071, DCM, "Finding") = SNOMED CT statement
+         HAS CONCEPT MOD Presence, Algorithm Name / Version
+     CONTAINS CONTAINER (121111, DCM, "Summary")                 TID 3719
+       CONTAINS TEXT (122147, DCM, "Clinical Interpretation")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+
+from core.codes import DCM, ECG_LEAD_CODES, FHIRCODES, LOINC, SCT, UCUM, Code
+from core.errors import ReportError
+from core.records import DraftReport, Finding, Instance, Measurement, ReportKind, ReportStatus, Study
+from reports import _dicom
+from reports._common import STATUS_BANNER, check_report, conclusion_text
+from reports.context import ReportContext
+from reports.sr_tid1500 import _PRESENCE, _finish, observation_context
+
+PURPOSE = "sr-ecg"
+SOP_CLASS_UID = _dicom._SOP_COMPREHENSIVE_SR
+_R = hd.sr.RelationshipTypeValues
+
+
+def _container(code: Code, children: Sequence[hd.sr.ContentItem], template_id: str | None = None) -> hd.sr.ContentItem:
+    c = hd.sr.ContainerContentItem(name=_dicom.hd_code(code), relationship_type=_R.CONTAINS, template_id=template_id)
+    c.ContentSequence = hd.sr.ContentSequence(children)
+    return c
+
+
+def _num(m: Measurement) -> hd.sr.NumContentItem:
+    return hd.sr.NumContentItem(
+        name=_dicom.hd_code(m.code), value=float(m.value), unit=_dicom.hd_code(m.unit), relationship_type=_R.CONTAINS
+    )
+
+
+def _statement(f: Finding) -> hd.sr.CodeContentItem:
+    assert f.concept is not None
+    item = hd.sr.CodeContentItem(
+        name=_dicom.hd_code(DCM.REPORT_FINDING), value=_dicom.hd_code(f.concept), relationship_type=_R.CONTAINS
+    )
+    mods: list[hd.sr.ContentItem] = [
+        hd.sr.CodeContentItem(
+            name=_dicom.hd_code(SCT.PRESENCE),
+            value=_dicom.hd_code(_PRESENCE[f.presence]),
+            relationship_type=_R.HAS_CONCEPT_MOD,
+        ),
+        hd.sr.TextContentItem(
+            name=_dicom.hd_code(DCM.ALGORITHM_NAME), value=f.producer.name, relationship_type=_R.HAS_CONCEPT_MOD
+        ),
+        hd.sr.TextContentItem(
+            name=_dicom.hd_code(DCM.ALGORITHM_VERSION), value=f.producer.version, relationship_type=_R.HAS_CONCEPT_MOD
+        ),
+    ]
+    if f.probability is not None:
+        mods.append(
+            hd.sr.NumContentItem(
+                name=_dicom.hd_code(FHIRCODES.MODEL_PROBABILITY),
+                value=round(float(f.probability), 4),
+                unit=_dicom.hd_code(UCUM.RATIO),
+                relationship_type=_R.HAS_PROPERTIES,
+            )
+        )
+    item.ContentSequence = hd.sr.ContentSequence(mods)
+    return item
+
+
+def build_ecg_sr(
+    report: DraftReport, study: Study, ctx: ReportContext, source_instances: Sequence[Instance] = ()
+) -> Dataset:
+    """A Comprehensive SR with the ECG report (TID 3700): measurements, statements, interpretation.
+
+    Raises
+    ------
+    core.errors.ReportError
+        When the report is not an ECG report, on bad input, or a study without instances.
+    """
+    if report.kind is not ReportKind.ECG:
+        raise ReportError(f"build_ecg_sr: report kind is {report.kind.value!r}, expected 'ecg'")
+    check_report(report, study)
+    instances = list(source_instances) or [i for s in study.series for i in s.instances]
+    charset = _dicom.character_set(study, report, STATUS_BANNER[report.status])
+    evidence = _dicom.evidence_datasets(study, instances, charset)
+
+    items: list[hd.sr.ContentItem] = []
+    items.extend(hd.sr.LanguageOfContentItemAndDescendants(hd.sr.CodedConcept("en-US", "RFC5646", "English (US)")))
+    items.extend(observation_context(report, ctx))
+    measurements = list(dict.fromkeys((*report.measurements, *(m for f in report.findings for m in f.measurements))))
+    global_ms = [m for m in measurements if m.site is None]
+    if global_ms:
+        items.append(_container(DCM.ECG_GLOBAL_MEASUREMENTS, [_num(m) for m in global_ms], "3713"))
+    leads: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        if m.site is not None:
+            leads.setdefault(m.site, []).append(m)
+    for lead, ms in leads.items():
+        code = ECG_LEAD_CODES.get(lead)
+        if code is None:
+            raise ReportError(
+                f"build_ecg_sr: measurement site {lead!r} is not a standard lead; expected one of {list(ECG_LEAD_CODES)}"
+            )
+        lead_item = hd.sr.CodeContentItem(
+            name=_dicom.hd_code(DCM.LEAD_ID), value=_dicom.hd_code(code), relationship_type=_R.CONTAINS
+        )
+        items.append(_container(DCM.ECG_LEAD_MEASUREMENTS, [lead_item, *(_num(m) for m in ms)], "3714"))
+    coded = [_statement(f) for f in report.findings if f.concept is not None]
+    free = [
+        hd.sr.TextContentItem(name=_dicom.hd_code(DCM.REPORT_FINDING), value=f.text, relationship_type=_R.CONTAINS)
+        for f in report.findings
+        if f.concept is None
+    ]
+    if coded or free:
+        items.append(_container(DCM.QUALITATIVE_ANALYSIS, [*coded, *free], "3717"))
+    summary: list[hd.sr.ContentItem] = []
+    if report.status is ReportStatus.PRELIMINARY:
+        summary.append(
+            hd.sr.TextContentItem(
+                name=_dicom.hd_code(DCM.CLINICAL_INTERPRETATION),
+                value=STATUS_BANNER[report.status],
+                relationship_type=_R.CONTAINS,
+            )
+        )
+    summary.append(
+        hd.sr.TextContentItem(
+            name=_dicom.hd_code(DCM.CLINICAL_INTERPRETATION),
+            value=conclusion_text(report),
+            relationship_type=_R.CONTAINS,
+        )
+    )
+    items.append(_container(DCM.SUMMARY, summary, "3719"))
+
+    root = hd.sr.ContainerContentItem(name=_dicom.hd_code(DCM.ECG_REPORT), template_id="3700")
+    root.ContentSequence = hd.sr.ContentSequence(items)
+    ident = _dicom.identity(report, ctx, PURPOSE)
+    sr = hd.sr.ComprehensiveSR(
+        evidence=evidence,
+        content=root,
+        series_instance_uid=ident.series_instance_uid,
+        series_number=ident.series_number,
+        sop_instance_uid=ident.sop_instance_uid,
+        instance_number=ident.instance_number,
+        manufacturer=ctx.manufacturer,
+        is_complete=True,
+        institution_name=ctx.institution_name,
+        institutional_department_name=ctx.department_name,
+        performed_procedure_codes=[_dicom.hd_code(LOINC.EKG_STUDY)],
+        series_description="mmdx ECG report (TID 3700)",
+    )
+    schemes = {f.concept.scheme for f in report.findings if f.concept is not None}
+    if any(f.probability is not None for f in report.findings):
+        schemes.add(FHIRCODES.MODEL_PROBABILITY.scheme)
+    _finish(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)
+    return sr
+
+
+def build_ecg_sr_bytes(
+    report: DraftReport, study: Study, ctx: ReportContext, source_instances: Sequence[Instance] = ()
+) -> bytes:
+    return _dicom.to_bytes(build_ecg_sr(report, study, ctx, source_instances))

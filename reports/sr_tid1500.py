@@ -1,0 +1,220 @@
+"""Coded imaging findings as a Comprehensive 3D SR, TID 1500 (IHE AI Results).
+
+One TID 1501 measurement group per coded finding: Finding, Finding Site (with
+laterality), Presence, Algorithm Name/Version (TID 4019), the model's
+probability and any size measurements, and the source images.  Built with
+highdicom, whose constructors validate the template structure.  Uncoded
+(free-text) findings are not forced into codes: they travel in the TID 2000
+narrative SR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+
+from core.codes import DCM, FHIRCODES, LOINC, SCT, UCUM, Code
+from core.identifiers import derive_uid
+from core.records import DraftReport, Finding, Instance, Laterality, Presence, ReportStatus, Study
+from reports import _dicom
+from reports._common import check_report, finding_label, to_dicom_pn
+from reports.context import ReportContext
+
+PURPOSE = "sr-tid1500"
+SOP_CLASS_UID = _dicom._SOP_COMPREHENSIVE_3D_SR
+
+_PRESENCE: dict[Presence, Code] = {
+    Presence.PRESENT: SCT.PRESENT,
+    Presence.ABSENT: SCT.ABSENT,
+    Presence.UNCERTAIN: SCT.UNCERTAIN,
+}
+_LATERALITY: dict[Laterality, Code] = {
+    Laterality.LEFT: SCT.LEFT,
+    Laterality.RIGHT: SCT.RIGHT,
+    Laterality.BILATERAL: SCT.BILATERAL,
+}
+
+
+def procedure_code(study: Study) -> Code:
+    """The procedure reported (CID 100 style): chest radiograph / chest CT when the index says so."""
+    body = {(s.body_part or "").upper() for s in study.series}
+    mods = set(study.modalities)
+    if "CHEST" in body and mods & {"CR", "DX"}:
+        return LOINC.CHEST_XRAY
+    if "CHEST" in body and "CT" in mods:
+        return LOINC.CHEST_CT
+    return LOINC.IMAGING_STUDY
+
+
+def observation_context(report: DraftReport, ctx: ReportContext) -> hd.sr.ObservationContext:
+    """The device observer is mmdx itself; once signed, the verifying clinician is the person observer."""
+    device = hd.sr.ObserverContext(
+        observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=derive_uid(ctx.uid_root, ctx.software_name, ctx.software_version, "device-observer"),
+            name=ctx.software_name,
+            manufacturer_name=ctx.manufacturer,
+            model_name=f"{ctx.software_name} {ctx.software_version}",
+        ),
+    )
+    person = None
+    if report.signature is not None and report.status in (ReportStatus.FINAL, ReportStatus.AMENDED):
+        person = hd.sr.ObserverContext(
+            observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                name=to_dicom_pn(report.signature.clinician.name),
+                login_name=report.signature.clinician.identifier,
+                organization_name=ctx.institution_name,
+            ),
+        )
+    return hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
+
+
+def _source_images(f: Finding, by_uid: dict[str, Instance]) -> list[hd.sr.SourceImageForMeasurementGroup]:
+    out = []
+    seen = set()
+    for ev in f.evidence:
+        inst = by_uid.get(ev.sop_instance_uid or "")
+        if inst is None or inst.sop_instance_uid in seen:
+            continue
+        seen.add(inst.sop_instance_uid)
+        frames = [ev.frame + 1] if ev.frame is not None and inst.number_of_frames > 1 else None
+        out.append(
+            hd.sr.SourceImageForMeasurementGroup(
+                referenced_sop_class_uid=inst.sop_class_uid,
+                referenced_sop_instance_uid=inst.sop_instance_uid,
+                referenced_frame_numbers=frames,
+            )
+        )
+    return out
+
+
+def _group(
+    i: int, f: Finding, report: DraftReport, ctx: ReportContext, by_uid: dict[str, Instance]
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    assert f.concept is not None
+    algo = hd.sr.AlgorithmIdentification(
+        name=f.producer.name[:64],
+        version=f.producer.version[:64],
+        parameters=[f"sha256:{f.producer.digest}"] if f.producer.digest else None,
+        family=_dicom.hd_code(DCM.ARTIFICIAL_INTELLIGENCE) if f.producer.is_ai else None,
+    )
+    sites = None
+    if f.site is not None:
+        lat = _LATERALITY.get(f.laterality)
+        sites = [hd.sr.FindingSite(_dicom.hd_code(f.site), laterality=_dicom.hd_code(lat) if lat else None)]
+    measurements = [
+        hd.sr.Measurement(
+            name=_dicom.hd_code(m.code),
+            value=float(m.value),
+            unit=_dicom.hd_code(m.unit),
+            algorithm_id=algo,
+        )
+        for m in f.measurements
+    ]
+    if f.probability is not None:
+        measurements.append(
+            hd.sr.Measurement(
+                name=_dicom.hd_code(FHIRCODES.MODEL_PROBABILITY),
+                value=round(float(f.probability), 4),
+                unit=_dicom.hd_code(UCUM.RATIO),
+                algorithm_id=algo,
+            )
+        )
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=ctx.uid(report.study_instance_uid, f"tracking-finding-{i}"),
+            identifier=f"Finding {i + 1}: {finding_label(f)}"[:64],
+        ),
+        finding_type=_dicom.hd_code(f.concept),
+        algorithm_id=algo,
+        finding_sites=sites,
+        measurements=measurements or None,
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(_dicom.hd_code(SCT.PRESENCE), _dicom.hd_code(_PRESENCE[f.presence]))
+        ],
+        source_images=_source_images(f, by_uid) or None,
+    )
+
+
+def build_tid1500(
+    report: DraftReport, study: Study, ctx: ReportContext, source_instances: Sequence[Instance] = ()
+) -> Dataset:
+    """A Comprehensive 3D SR (TID 1500) with one measurement group per coded finding.
+
+    Parameters
+    ----------
+    source_instances:
+        The images the findings were made on; defaults to every instance of ``study``.
+
+    Raises
+    ------
+    core.errors.ReportError
+        Bad input (see ``reports._common.check_report``) or a study without instances.
+    """
+    check_report(report, study)
+    instances = list(source_instances) or [i for s in study.series for i in s.instances]
+    charset = _dicom.character_set(study, report)
+    evidence = _dicom.evidence_datasets(study, instances, charset)
+    by_uid = {i.sop_instance_uid: i for i in instances}
+    groups = [_group(i, f, report, ctx, by_uid) for i, f in enumerate(report.findings) if f.concept is not None]
+    loose = [m for m in report.measurements if not any(m in f.measurements for f in report.findings)]
+    if loose:
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=ctx.uid(report.study_instance_uid, "tracking-measurements"), identifier="Measurements"
+                ),
+                measurements=[
+                    hd.sr.Measurement(_dicom.hd_code(m.code), float(m.value), _dicom.hd_code(m.unit)) for m in loose
+                ],
+            )
+        )
+    content = hd.sr.MeasurementReport(
+        observation_context=observation_context(report, ctx),
+        procedure_reported=_dicom.hd_code(procedure_code(study)),
+        imaging_measurements=groups or None,
+    )
+    ident = _dicom.identity(report, ctx, PURPOSE)
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=content,
+        series_instance_uid=ident.series_instance_uid,
+        series_number=ident.series_number,
+        sop_instance_uid=ident.sop_instance_uid,
+        instance_number=ident.instance_number,
+        manufacturer=ctx.manufacturer,
+        is_complete=True,
+        institution_name=ctx.institution_name,
+        institutional_department_name=ctx.department_name,
+        series_description="mmdx AI findings (TID 1500)",
+    )
+    _finish(sr, report, ctx, PURPOSE, SOP_CLASS_UID, used_schemes(report))
+    return sr
+
+
+def used_schemes(report: DraftReport) -> set[str]:
+    schemes = {f.concept.scheme for f in report.findings if f.concept is not None}
+    schemes |= {f.site.scheme for f in report.findings if f.site is not None}
+    if any(f.probability is not None for f in report.findings):
+        schemes.add(FHIRCODES.MODEL_PROBABILITY.scheme)
+    return schemes
+
+
+def _finish(
+    ds: Dataset, report: DraftReport, ctx: ReportContext, purpose: str, sop_class: str, schemes: set[str]
+) -> None:
+    """The parts every mmdx SR shares: times, flags, predecessor, equipment, local coding schemes."""
+    _dicom.set_times(ds, report, ctx)
+    _dicom.set_sr_flags(ds, report, ctx)
+    _dicom.set_predecessor(ds, report, ctx, purpose, sop_class)
+    _dicom.set_equipment(ds, ctx)
+    _dicom.add_coding_schemes(ds, schemes)
+
+
+def build_tid1500_bytes(
+    report: DraftReport, study: Study, ctx: ReportContext, source_instances: Sequence[Instance] = ()
+) -> bytes:
+    return _dicom.to_bytes(build_tid1500(report, study, ctx, source_instances))
