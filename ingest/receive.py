@@ -102,7 +102,7 @@ class Receiver:
             another UID is rejected rather than filed under the wrong name.
         """
         received_at = self.clock.now()
-        where = f"{source} object"
+        where = source
         try:
             ds = parse_dicom(data, where)
             records = records_from_dataset(
@@ -154,7 +154,7 @@ class Receiver:
     def _reject(self, data: bytes, reason: str, source: str, received_at: datetime) -> Received:
         """Keep the bytes aside and record the reason in the index; never raises."""
         self._count(Outcome.REJECTED)
-        log.warning("rejected object from %s: %s", source, reason)
+        log.warning("rejected object: %s", reason)
         digest = hashlib.sha256(data).hexdigest()
         target = self.quarantine_dir / f"{received_at:%Y%m%dT%H%M%S}-{digest[:16]}.dcm"
         try:

@@ -117,7 +117,15 @@ def make_distinct(files: Sequence[Path], out: Path, tag: str = "distinct") -> li
 
 @pytest.fixture(scope="session")
 def distinct_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return make_distinct(NET_FILES, tmp_path_factory.mktemp("distinct"))
+    """The sample files with unique UIDs, plus a JPEG-LS near-lossless one encoded here (pyjpegls)."""
+    from pydicom.uid import JPEGLSNearLossless
+
+    out = tmp_path_factory.mktemp("distinct")
+    near = pydicom.dcmread(DATA / "net" / "CT_small.dcm")
+    near.compress(JPEGLSNearLossless, jls_error=2)
+    source = tmp_path_factory.mktemp("encoded")
+    near.save_as(source / "CT_small_jls_near.dcm", enforce_file_format=True)
+    return make_distinct([*NET_FILES, source / "CT_small_jls_near.dcm"], out)
 
 
 def ts_of(path: Path) -> str:

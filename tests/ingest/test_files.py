@@ -97,12 +97,12 @@ def test_index_scan_twice_adds_nothing_new(distinct_files: list[Path], db: Datab
         first = index_scan(s, result, NOW)
     with db.session() as s:
         second = index_scan(s, scan([folder, DATA / "bad"]), NOW)
-    assert first.new == len(result.dicom) == len(NET_FILES)
+    assert first.new == len(result.dicom) == len(distinct_files)
     assert first.quarantined == len(result.broken_dicom) == 4
     assert (second.new, second.duplicate, second.quarantined) == (0, len(result.dicom), 0)
     with db.session(readonly=True) as s:
         studies = idx.list_studies(s)
-        assert sum(st.instance_count for st in studies) == len(NET_FILES)
+        assert sum(st.instance_count for st in studies) == len(distinct_files)
         quarantine = idx.list_quarantine(s)
         assert len(quarantine) == 4
         assert all("Doe" not in q.reason for q in quarantine)

@@ -1,0 +1,287 @@
+"""The Storage SCP against real peers: DCMTK echoscu/storescu and pynetdicom as SCU, on loopback."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
+from sqlalchemy import text
+
+from core.config import Settings
+from ingest.receive import Outcome
+from ingest.scp import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, StorageServer
+from store import index as idx
+from store.db import Database
+
+from .conftest import DATA, DCMTK_ENV, MODALITY_AE, make_settings, require_binary, storescu, ts_of
+
+pytestmark = pytest.mark.integration
+
+
+def _indexed(db: Database) -> dict[str, tuple[str | None, Path]]:
+    with db.session(readonly=True) as s:
+        return {
+            i.sop_instance_uid: (i.transfer_syntax_uid, i.path)
+            for st in idx.list_studies(s)
+            for se in st.series
+            for i in se.instances
+        }
+
+
+def _client(calling: str = MODALITY_AE) -> AE:
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage)
+    ae.add_requested_context(MRImageStorage)
+    return ae
+
+
+def test_echoscu_succeeds(scp: StorageServer) -> None:
+    exe = require_binary("echoscu")
+    r = subprocess.run(
+        [exe, "-aet", MODALITY_AE, "-aec", "MMDX", "127.0.0.1", str(scp.port)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_storescu_every_transfer_syntax_is_indexed_as_sent(
+    scp: StorageServer, db: Database, distinct_files: list[Path]
+) -> None:
+    runs = storescu(distinct_files, scp.port)
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    indexed = _indexed(db)
+    assert len(indexed) == len(distinct_files)
+    for f in distinct_files:
+        original = pydicom.dcmread(f)
+        ts, path = indexed[original.SOPInstanceUID]
+        assert ts == ts_of(f), f.name  # accepted in the file's own transfer syntax, not converted
+        stored = pydicom.dcmread(path)
+        if "PixelData" in original:
+            assert stored.PixelData == original.PixelData, f.name
+        assert stored.SOPInstanceUID == original.SOPInstanceUID
+    assert scp.receiver.counts[Outcome.STORED] == len(distinct_files)
+    assert not list(Path(scp.settings.storage.store_dir).rglob(".tmp-*"))
+
+
+def test_object_is_indexed_before_success_is_returned(scp: StorageServer, db: Database) -> None:
+    ds = pydicom.dcmread(DATA / "net" / "CT_small.dcm")
+    assoc = _client().associate("127.0.0.1", scp.port, ae_title="MMDX")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(ds)
+        assert status.Status == 0x0000
+        # the response is in: the row must already be committed and the file complete on disk
+        ts, path = _indexed(db)[ds.SOPInstanceUID]
+        assert pydicom.dcmread(path).PixelData == ds.PixelData
+    finally:
+        assoc.release()
+
+
+def test_unknown_calling_ae_is_rejected_at_association(scp: StorageServer) -> None:
+    exe = require_binary("echoscu")
+    r = subprocess.run(
+        [exe, "-aet", "INTRUDER", "-aec", "MMDX", "127.0.0.1", str(scp.port)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert r.returncode != 0
+    assert "Calling AE Title Not Recognized" in r.stderr
+    assert "Rejected Permanent" in r.stderr
+    wrong_called = _client().associate("127.0.0.1", scp.port, ae_title="NOT-MMDX")
+    assert wrong_called.is_rejected
+
+
+def _chunked_send(port: int, path: Path) -> int:
+    """Send a file's bytes as they are (pynetdicom does not decode them first)."""
+    old = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        ae = AE(ae_title=MODALITY_AE)
+        meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+        ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", port, ae_title="MMDX")
+        assert assoc.is_established
+        try:
+            return int(assoc.send_c_store(path).Status)
+        finally:
+            assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = old
+
+
+def test_garbage_dataset_fails_and_server_keeps_serving(scp: StorageServer, db: Database, tmp_path: Path) -> None:
+    good = pydicom.dcmread(DATA / "net" / "CT_small.dcm")
+    # a dataset whose first element declares 4 GB: what a broken sender or a fuzzer produces
+    garbage = tmp_path / "garbage.dcm"
+    meta_only = Dataset()
+    meta_only.file_meta = good.file_meta
+    meta_only.save_as(garbage, enforce_file_format=True)
+    with garbage.open("ab") as fh:
+        fh.write(b"\x08\x00\x18\x00UI\xfe\xff" + b"\x00" * 64)
+    assert _chunked_send(scp.port, garbage) == STATUS_CANNOT_UNDERSTAND
+    assert _chunked_send(scp.port, DATA / "bad" / "MR_truncated.dcm") == STATUS_CANNOT_UNDERSTAND
+    # missing Study/Series UIDs
+    bare = Dataset()
+    bare.file_meta = FileMetaDataset()
+    bare.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    bare.SOPClassUID = CTImageStorage
+    bare.SOPInstanceUID = "1.2.3.999"
+    assoc = _client().associate("127.0.0.1", scp.port, ae_title="MMDX")
+    assert assoc.send_c_store(bare).Status == STATUS_CANNOT_UNDERSTAND
+    assert assoc.send_c_store(good).Status == 0x0000
+    assoc.release()
+    assert set(_indexed(db)) == {good.SOPInstanceUID}
+    with db.session(readonly=True) as s:
+        reasons = sorted(q.reason for q in idx.list_quarantine(s))
+    assert len(reasons) == 3
+    assert any("missing required tag (0020,000D) StudyInstanceUID" in r for r in reasons)
+    assert any("truncated DICOM" in r for r in reasons)
+    assert all(q.exists() for q in Path(scp.settings.storage.quarantine_dir).iterdir())
+
+
+def test_disk_and_database_failures_answer_out_of_resources(scp: StorageServer, db: Database) -> None:
+    ds = pydicom.dcmread(DATA / "net" / "CT_small.dcm")
+    blocker = Path(scp.settings.storage.store_dir) / ds.StudyInstanceUID
+    blocker.write_bytes(b"a file where the study folder should be: the disk write fails")
+    assoc = _client().associate("127.0.0.1", scp.port, ae_title="MMDX")
+    try:
+        assert assoc.send_c_store(ds).Status == STATUS_OUT_OF_RESOURCES
+        blocker.unlink()
+        with db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE instances RENAME TO instances_gone"))
+        assert assoc.send_c_store(ds).Status == STATUS_OUT_OF_RESOURCES
+        with db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE instances_gone RENAME TO instances"))
+        assert assoc.send_c_store(ds).Status == 0x0000  # the sender's retry succeeds
+    finally:
+        assoc.release()
+    assert set(_indexed(db)) == {ds.SOPInstanceUID}
+
+
+def test_non_dicom_bytes_on_the_port_do_not_stop_the_server(scp: StorageServer) -> None:
+    with socket.create_connection(("127.0.0.1", scp.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 8)
+        try:
+            sock.recv(1024)
+        except OSError:
+            pass
+    assoc = _client().associate("127.0.0.1", scp.port, ae_title="MMDX")
+    assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
+def test_concurrent_storescu_and_dedupe_on_resend(
+    scp: StorageServer, db: Database, distinct_files: list[Path], tmp_path: Path
+) -> None:
+    exe = require_binary("storescu")
+    uncompressed = [f for f in distinct_files if ts_of(f) in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")]
+    groups = [uncompressed[i::3] for i in range(3)]
+    procs = [
+        subprocess.Popen(
+            [exe, "-aet", MODALITY_AE, "-aec", "MMDX", "127.0.0.1", str(scp.port), *map(str, g)],
+            env=DCMTK_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for g in groups
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert set(_indexed(db)) == {pydicom.dcmread(f).SOPInstanceUID for f in uncompressed}
+    before = {p: p.stat().st_mtime_ns for p in Path(scp.settings.storage.store_dir).rglob("*.dcm")}
+    runs = storescu(uncompressed, scp.port)  # re-send everything: no-op
+    assert all(r.returncode == 0 for r in runs)
+    assert scp.receiver.counts[Outcome.DUPLICATE] == len(uncompressed)
+    after = {p: p.stat().st_mtime_ns for p in Path(scp.settings.storage.store_dir).rglob("*.dcm")}
+    assert after == before
+
+
+def test_pynetdicom_threads_in_parallel(scp: StorageServer, db: Database, distinct_files: list[Path]) -> None:
+    datasets = [pydicom.dcmread(f) for f in distinct_files if ts_of(f).endswith(("1.2", "1.2.1"))]
+    statuses: list[int] = []
+
+    def send(ds: Dataset) -> None:
+        ae = AE(ae_title=MODALITY_AE)
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", scp.port, ae_title="MMDX")
+        statuses.append(int(assoc.send_c_store(ds).Status))
+        assoc.release()
+
+    threads = [threading.Thread(target=send, args=(d,)) for d in datasets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [0] * len(datasets)
+    assert len(_indexed(db)) == len(datasets)
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    exe = require_binary("openssl")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [exe, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_association_with_self_signed_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    settings: Settings = make_settings(
+        tmp_path, scp={"tls": {"enabled": True, "certificate": cert, "private_key": key}}
+    )
+    db = Database.from_settings(settings)
+    server = StorageServer(settings, db, port=0)
+    server.start()
+    try:
+        client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        ds = pydicom.dcmread(DATA / "net" / "MR_small.dcm")
+        assoc = _client().associate("127.0.0.1", server.port, ae_title="MMDX", tls_args=(client_ctx, "localhost"))
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000
+        assert assoc.send_c_store(ds).Status == 0x0000
+        assoc.release()
+        assert set(_indexed(db)) == {ds.SOPInstanceUID}
+        # a client that does not trust the certificate gets no association
+        untrusting = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        refused = _client().associate("127.0.0.1", server.port, ae_title="MMDX", tls_args=(untrusting, "localhost"))
+        assert not refused.is_established
+        # nor does a plain-TCP client
+        plain = _client().associate("127.0.0.1", server.port, ae_title="MMDX")
+        assert not plain.is_established
+    finally:
+        server.stop()
+        db.dispose()
+
+
+def test_tls_config_with_missing_files_is_a_config_error(tmp_path: Path) -> None:
+    from core.errors import ConfigError
+
+    settings = make_settings(
+        tmp_path, scp={"tls": {"enabled": True, "certificate": tmp_path / "no.pem", "private_key": tmp_path / "no.key"}}
+    )
+    with pytest.raises(ConfigError, match="scp.tls"):
+        StorageServer(settings, Database.from_settings(settings), port=0)
