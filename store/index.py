@@ -10,9 +10,13 @@ a :attr:`IndexResult.CONFLICT`, recorded in ``instance_conflicts`` while the
 original stays indexed — a modality re-sending a corrected object under the
 same UID is a fault a person has to look at, not something to overwrite.
 
-A study's ``content_version`` is a hash over its sorted (SOP UID, sha256)
+A study's ``content_version`` identifies the set of its (SOP UID, sha256)
 pairs: it changes exactly when the study's content changes, and a job is
-enqueued once per content version.
+enqueued once per content version.  It is an additive multiset hash (the sum
+modulo 2^256 of sha256 over each pair, as 64 hex digits): independent of
+arrival order like a hash over the sorted pairs, but updated in O(1) per new
+instance instead of re-reading the whole study (a 3,000-slice CT took 16 s of
+index time with the re-read, quadratic in the study size).
 """
 
 from __future__ import annotations
@@ -106,17 +110,31 @@ def _get_or_create(session: Session, query: Callable[[], _Row | None], create: C
     return row
 
 
-def _compute_content_version(session: Session, study_id: int) -> str:
+_MOD = 1 << 256
+
+
+def _item_digest(sop_instance_uid: str, sha256: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{sop_instance_uid}\x1f{sha256}".encode()).digest(), "big")
+
+
+def _add_to_version(version: str, sop_instance_uid: str, sha256: str) -> str:
+    """Fold one (SOP UID, sha256) into a content version in O(1)."""
+    total = (int(version, 16) if version else 0) + _item_digest(sop_instance_uid, sha256)
+    return f"{total % _MOD:064x}"
+
+
+def recompute_content_version(session: Session, uid: str) -> str:
+    """The content version computed from scratch over the study's instances (to check the stored one)."""
     pairs = session.execute(
         select(InstanceRow.sop_instance_uid, InstanceRow.sha256)
         .join(SeriesRow, InstanceRow.series_id == SeriesRow.id)
-        .where(SeriesRow.study_id == study_id)
-        .order_by(InstanceRow.sop_instance_uid)
+        .join(StudyRow, SeriesRow.study_id == StudyRow.id)
+        .where(StudyRow.study_instance_uid == uid)
     ).all()
-    digest = hashlib.sha256()
-    for uid, sha in pairs:
-        digest.update(f"{uid}\x1f{sha}\n".encode())
-    return digest.hexdigest()
+    version = ""
+    for sop_uid, sha in pairs:
+        version = _add_to_version(version, sop_uid, sha)
+    return version
 
 
 def _check_hierarchy(study: Study, series: Series, instance: Instance) -> None:
@@ -347,7 +365,7 @@ def add_instance(
         return _record_conflict(session, raced, instance, received_at)
 
     study_row.last_received_at = max(study_row.last_received_at, received_at)
-    study_row.content_version = _compute_content_version(session, study_row.id)
+    study_row.content_version = _add_to_version(study_row.content_version, instance.sop_instance_uid, instance.sha256)
     session.flush()
     return IndexResult.NEW
 
@@ -513,7 +531,7 @@ def list_studies(
 
 
 def content_version(session: Session, uid: str) -> str:
-    """The study's current content version (hex sha256 over its sorted (SOP UID, sha256) pairs)."""
+    """The study's current content version (64 hex digits; see the module docstring)."""
     value = session.scalars(select(StudyRow.content_version).where(StudyRow.study_instance_uid == uid)).one_or_none()
     if value is None:
         raise StoreError(f"study {uid} is not in the index")

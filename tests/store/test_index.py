@@ -103,6 +103,8 @@ def test_content_version_changes_only_with_new_content(db):
         v2 = index.content_version(s, STUDY_UID)
         assert index.last_received_at(s, STUDY_UID) == T0 + timedelta(seconds=3)
     assert v2 != v1 and len(v2) == 64
+    with db.session() as s:  # the O(1) running value equals a recomputation over the stored instances
+        assert index.recompute_content_version(s, STUDY_UID) == v2
 
 
 def test_content_version_independent_of_arrival_order(tmp_path):
