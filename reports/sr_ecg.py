@@ -23,6 +23,7 @@ generic content items (which validate value types and relationships):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -100,7 +101,7 @@ def build_ecg_sr(
     charset = _dicom.character_set(study, report, STATUS_BANNER[report.status])
     evidence = _dicom.evidence_datasets(study, instances, charset)
 
-    items: list[hd.sr.ContentItem] = []
+    items: list[Any] = []  # content items and templates (sequences of items)
     items.extend(hd.sr.LanguageOfContentItemAndDescendants(hd.sr.CodedConcept("en-US", "RFC5646", "English (US)")))
     items.extend(observation_context(report, ctx))
     measurements = list(dict.fromkeys((*report.measurements, *(m for f in report.findings for m in f.measurements))))
@@ -115,7 +116,8 @@ def build_ecg_sr(
         code = ECG_LEAD_CODES.get(lead)
         if code is None:
             raise ReportError(
-                f"build_ecg_sr: measurement site {lead!r} is not a standard lead; expected one of {list(ECG_LEAD_CODES)}"
+                f"build_ecg_sr: measurement site {lead!r} is not a standard lead; "
+                f"expected one of {list(ECG_LEAD_CODES)}"
             )
         lead_item = hd.sr.CodeContentItem(
             name=_dicom.hd_code(DCM.LEAD_ID), value=_dicom.hd_code(code), relationship_type=_R.CONTAINS

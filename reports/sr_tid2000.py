@@ -10,6 +10,7 @@ this narrative.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -58,7 +59,7 @@ def build_tid2000(
     evidence = _dicom.evidence_datasets(study, instances, charset)
 
     root = hd.sr.ContainerContentItem(name=_dicom.hd_code(DCM.DIAGNOSTIC_IMAGING_REPORT), template_id="2000")
-    items: list[hd.sr.ContentItem] = []
+    items: list[Any] = []  # content items and templates (sequences of items)
     items.extend(hd.sr.LanguageOfContentItemAndDescendants(hd.sr.CodedConcept("en-US", "RFC5646", "English (US)")))
     items.extend(observation_context(report, ctx))
 

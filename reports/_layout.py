@@ -1,0 +1,122 @@
+"""The content of the human-readable report, shared by the PDF and HTML renderers.
+
+One function decides what a reader sees (sections in order, tables, banner,
+signature); ``pdf`` and ``html`` only decide how it looks, so the two can
+never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.codes import LOINC
+from core.records import DraftReport, Presence, ReportKind, ReportStatus, Study
+from reports._common import STATUS_BANNER, finding_label, split_person_name, unique_measurements
+from reports.context import ReportContext
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Everything a rendering shows, as plain strings and rows (unescaped)."""
+
+    title: str
+    banner: str
+    is_draft: bool
+    exam: list[tuple[str, str]]
+    sections: list[tuple[str, str]]  #: (heading, text) in reading order
+    findings_table: list[list[str]]  #: header row first
+    measurements_table: list[list[str]]  #: header row first
+    provenance_table: list[list[str]]  #: header row first
+    status_lines: list[str]
+
+    @property
+    def watermark(self) -> str | None:
+        return "PRELIMINARY — AI-generated draft" if self.is_draft else None
+
+
+_SECTION_ORDER = [
+    ("Clinical information", LOINC.HISTORY),
+    ("Technique", LOINC.TECHNIQUE),
+    ("Comparison", LOINC.COMPARISON),
+    ("Findings", LOINC.FINDINGS),
+    ("Interpretation", LOINC.EKG_NARRATIVE),
+    ("Impression", LOINC.IMPRESSION),
+    ("Recommendation", LOINC.RECOMMENDATION),
+]
+_PRESENCE_TEXT = {Presence.PRESENT: "present", Presence.ABSENT: "absent", Presence.UNCERTAIN: "indeterminate"}
+
+
+def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layout:
+    """Decide the report's visible content (sections, tables, status, signature)."""
+    p = study.patient
+    exam = [
+        ("Examination", study.description or ("12-lead ECG" if report.kind is ReportKind.ECG else "Imaging study")),
+        ("Study date", study.study_datetime.strftime("%Y-%m-%d %H:%M") if study.study_datetime else "unknown"),
+        ("Accession", study.accession_number or "—"),
+        ("Patient", split_person_name(p.name).display if p.name else "—"),
+        ("Patient ID", ", ".join(i.value for i in p.identifiers) or "—"),
+        ("Birth date / sex", f"{p.birth_date.isoformat() if p.birth_date else '—'} / {p.sex.value}"),
+        ("Modalities", ", ".join(study.modalities) or "—"),
+        ("Study UID", study.study_instance_uid),
+        ("Priority", f"{report.priority.level.name.lower()}: {report.priority.reason}"),
+    ]
+    sections: list[tuple[str, str]] = []
+    known = {c for _, c in _SECTION_ORDER}
+    for heading, code in _SECTION_ORDER:
+        s = report.section(code)
+        if s is not None:
+            sections.append((heading, s.text))
+    for s in report.sections:
+        if s.code not in known:
+            sections.append((s.code.meaning, s.text))
+    if not any(h == "Technique" for h, _ in sections):
+        sections.insert(0, ("Technique", "Not stated."))
+    if not any(h == "Comparison" for h, _ in sections):
+        sections.insert(1, ("Comparison", "None."))
+
+    findings = [["Finding", "Code", "Presence", "Site", "Probability", "Source"]]
+    for f in report.findings:
+        coded = f"{f.concept.scheme} {f.concept.value}" if f.concept else "uncoded"
+        site = f.site.meaning if f.site else "—"
+        if f.site and f.laterality.value in ("left", "right", "bilateral"):
+            site = f"{f.laterality.value} {site}"
+        prob = f"{f.probability:.2f}" if f.probability is not None else "—"
+        findings.append([finding_label(f), coded, _PRESENCE_TEXT[f.presence], site, prob, f.producer.name])
+    if len(findings) == 1:
+        findings.append(["No findings reported", "", "", "", "", ""])
+
+    measurements = [["Measurement", "Value", "Unit", "Site / lead", "Code"]]
+    for m, _ in unique_measurements(report):
+        measurements.append(
+            [m.code.meaning, f"{m.value:g}", m.unit.value, m.site or "—", f"{m.code.scheme} {m.code.value}"]
+        )
+
+    provenance = [["Producer", "Kind", "Version", "SHA-256 of weights / rules"]]
+    for prod in report.provenance:
+        provenance.append([prod.name, prod.kind.value.replace("_", " "), prod.version, prod.digest or "—"])
+    provenance.append([ctx.software_name, "report software", ctx.software_version, "—"])
+
+    status = [f"Status: {report.status.value} (version {report.version})", STATUS_BANNER[report.status]]
+    if report.signature is not None:
+        who = split_person_name(report.signature.clinician.name).display
+        verb = "Withdrawn by" if report.status is ReportStatus.ENTERED_IN_ERROR else "Electronically signed by"
+        status.append(
+            f"{verb} {who} ({report.signature.clinician.role}, {report.signature.clinician.identifier}) "
+            f"at {report.signature.signed_at.isoformat()}"
+        )
+    else:
+        status.append("Not signed: to be reviewed by a clinician before any clinical use.")
+    if report.replaces_version is not None:
+        status.append(f"Replaces version {report.replaces_version}.")
+    title = "ECG report" if report.kind is ReportKind.ECG else "Diagnostic imaging report"
+    return Layout(
+        title=f"{ctx.institution_name} — {title}",
+        banner=STATUS_BANNER[report.status],
+        is_draft=report.status is ReportStatus.PRELIMINARY,
+        exam=exam,
+        sections=sections,
+        findings_table=findings,
+        measurements_table=measurements,
+        provenance_table=provenance,
+        status_lines=status,
+    )
