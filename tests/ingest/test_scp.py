@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import subprocess
@@ -84,7 +85,7 @@ def test_object_is_indexed_before_success_is_returned(scp: StorageServer, db: Da
         status = assoc.send_c_store(ds)
         assert status.Status == 0x0000
         # the response is in: the row must already be committed and the file complete on disk
-        ts, path = _indexed(db)[ds.SOPInstanceUID]
+        _ts, path = _indexed(db)[ds.SOPInstanceUID]
         assert pydicom.dcmread(path).PixelData == ds.PixelData
     finally:
         assoc.release()
@@ -176,10 +177,8 @@ def test_disk_and_database_failures_answer_out_of_resources(scp: StorageServer, 
 def test_non_dicom_bytes_on_the_port_do_not_stop_the_server(scp: StorageServer) -> None:
     with socket.create_connection(("127.0.0.1", scp.port), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 8)
-        try:
+        with contextlib.suppress(OSError):
             sock.recv(1024)
-        except OSError:
-            pass
     assoc = _client().associate("127.0.0.1", scp.port, ae_title="MMDX")
     assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
     assoc.release()
