@@ -33,13 +33,13 @@ PRE_S = 0.45
 POST_S = 0.70
 ALIGN_MAX_S = 0.02
 #: QRS boundaries: fraction of (peak - floor) spatial velocity, and the quiet time required beyond it.
-QRS_ON_FRACTION = 0.06
-QRS_OFF_FRACTION = 0.10
+QRS_ON_FRACTION = 0.04
+QRS_OFF_FRACTION = 0.06
 QRS_QUIET_S = 0.010
 #: P detection: peak spatial magnitude above baseline must exceed this (mV) and this multiple of noise.
 P_MIN_MV = 0.03
 P_MIN_SNR = 3.0
-VELOCITY_LOWPASS_HZ = 40.0
+VELOCITY_LOWPASS_HZ = 50.0
 WAVE_LOWPASS_HZ = 25.0
 
 

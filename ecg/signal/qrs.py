@@ -29,6 +29,8 @@ INTEGRATION_S = 0.10
 REFRACTORY_S = 0.20
 T_WAVE_WINDOW_S = 0.36
 T_WAVE_RATIO = 0.4
+#: Within the T-wave window a candidate must also reach this fraction of the local typical beat energy.
+T_WAVE_REF_FRACTION = 0.6
 THRESHOLD_FRACTION = 0.25
 SEARCHBACK_RR_FACTOR = 1.6
 SEARCHBACK_FRACTION = 0.5
@@ -93,8 +95,12 @@ def _detect_chunk(env: FloatArray, mag: FloatArray, fs: float) -> IntArray:
     strong = h >= thr
     for i in np.flatnonzero(strong):
         p = int(cand[i])
-        if accepted and p - accepted[-1] < tw and h[i] < T_WAVE_RATIO * acc_h[-1]:
-            continue  # a T wave (or noise) right after a beat with far more slope energy
+        if (
+            accepted
+            and p - accepted[-1] < tw
+            and (h[i] < T_WAVE_RATIO * acc_h[-1] or h[i] < T_WAVE_REF_FRACTION * ref[i])
+        ):
+            continue  # a T wave (or noise) right after a beat: far less slope energy than a typical beat
         if accepted and p - accepted[-1] < dist:
             if h[i] > acc_h[-1]:
                 accepted[-1], acc_h[-1] = p, float(h[i])

@@ -22,10 +22,10 @@ FLAT_PTP_MV = 0.03
 CLIP_FRACTION = 0.02
 #: A lead whose NaN fraction exceeds this is unreadable.
 NAN_FRACTION = 0.2
-#: High-frequency (> 40 Hz) RMS above this (mV) outside what the QRS explains is "high noise".
-NOISE_HF_RMS_MV = 0.08
-#: ... or above this fraction of the lead's robust QRS amplitude.
-NOISE_HF_RATIO = 0.25
+#: High-frequency (> 40 Hz) noise level (robust sigma, mV) above this is "high noise" ...
+NOISE_HF_RMS_MV = 0.05
+#: ... when it is also above this fraction of the lead's low-frequency (ECG) peak-to-peak.
+NOISE_HF_RATIO = 0.1
 
 
 class LeadProblem(enum.Enum):
@@ -87,12 +87,13 @@ def assess_leads(
         ptp = float(p99 - p1)
         clip = _clip_fraction(r)
         noise = 0.0
+        lf_ptp = ptp
         if hf_sos is not None:
             hf = sps.sosfiltfilt(hf_sos, c)
-            # robust HF level: median absolute value of 1 s blocks' RMS (QRS bursts are short)
-            n = int(fs)
-            blocks = hf[: (hf.size // n) * n].reshape(-1, n) if hf.size >= n else hf[None, :]
-            noise = float(np.median(np.sqrt(np.mean(blocks**2, axis=1))))
+            # robust sigma of the HF part: the median ignores the short QRS bursts
+            noise = float(1.4826 * np.median(np.abs(hf)))
+            lo1, hi99 = np.percentile(c - hf, [0.5, 99.5])
+            lf_ptp = float(hi99 - lo1)
         problem: LeadProblem | None = None
         if nan_fraction[i] > NAN_FRACTION:
             problem = LeadProblem.MISSING
@@ -100,7 +101,7 @@ def assess_leads(
             problem = LeadProblem.FLAT
         elif clip > CLIP_FRACTION:
             problem = LeadProblem.SATURATED
-        elif noise > NOISE_HF_RMS_MV and noise > NOISE_HF_RATIO * ptp:
+        elif noise > NOISE_HF_RMS_MV and noise > NOISE_HF_RATIO * lf_ptp:
             problem = LeadProblem.NOISY
         out.append(LeadQuality(name, problem, ptp, clip, noise, float(nan_fraction[i])))
     return tuple(out)

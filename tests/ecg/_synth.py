@@ -125,3 +125,67 @@ def synth_ecg(
         hr_bpm,
     )
     return sig, truth
+
+
+def synth_rhythm(
+    rng: np.random.Generator,
+    kinds: str,
+    *,
+    fs: float = 500.0,
+    rr_s: float = 0.85,
+    n_leads: int = 12,
+    pr_ms: float = 160.0,
+    qrs_ms: float = 90.0,
+    qt_ms: float = 380.0,
+    noise_mv: float = 0.01,
+    p_waves: bool = True,
+    rr_list: list[float] | None = None,
+    extra_p_times: list[float] | None = None,
+) -> tuple[FloatArray, npt.NDArray[np.int64], list[str]]:
+    """A rhythm strip from a string of beat kinds: 'N' normal, 'S' premature normal-looking, 'V' premature wide.
+
+    S beats come at 65% of the RR and V beats at 60% with a compensatory pause;
+    V beats are 160 ms wide, of opposite polarity, without a P wave.  Returns
+    (signal, R sample per beat, labels).  ``rr_list`` overrides the timing;
+    ``extra_p_times`` adds non-conducted P waves (seconds).
+    """
+    gains = rng.uniform(0.5, 1.2, size=(n_leads, 3)) * rng.choice([-1.0, 1.0], size=(n_leads, 3), p=[0.25, 0.75])
+    times: list[float] = []
+    t = 0.5
+    for i, k in enumerate(kinds):
+        if rr_list is not None:
+            t = 0.5 + float(np.sum(rr_list[:i]))
+        elif i:
+            prev = kinds[i - 1]
+            step = rr_s * (0.65 if k == "S" else 0.6 if k == "V" else 1.0)
+            if prev == "V":
+                step = rr_s * 1.4
+            elif prev == "S":
+                step = rr_s * 1.1
+            t += step
+        times.append(t)
+    dur = times[-1] + 1.0
+    n = int(dur * fs)
+    sig = np.zeros((n_leads, n))
+    r_idx = []
+    for t0, k in zip(times, kinds, strict=True):
+        wide = k == "V"
+        qd = (160.0 if wide else qrs_ms) / 1000
+        pol = -1.0 if wide else 1.0
+        for lead in range(n_leads):
+            g = gains[lead]
+            s = np.zeros(n)
+            if p_waves and not wide:
+                s += _lobe(n, t0 - pr_ms / 1000, 0.1, 0.12 * abs(g[0]), fs)
+            s += _lobe(n, t0, 0.6 * qd, pol * 1.2 * g[1], fs)
+            s += _lobe(n, t0 + 0.55 * qd, 0.45 * qd, -pol * 0.4 * g[1], fs)
+            s += _lobe(
+                n, t0 + qd + 0.06, qt_ms / 1000 - qd - 0.06, (-1.5 if wide else 0.35) * g[2] * pol, fs, skew=0.62
+            )
+            sig[lead] += s
+        r_idx.append(round((t0 + 0.3 * qd) * fs))
+    for tp in extra_p_times or []:
+        for lead in range(n_leads):
+            sig[lead] += _lobe(n, tp, 0.1, 0.12 * abs(gains[lead, 0]), fs)
+    sig += noise_mv * rng.standard_normal(sig.shape)
+    return sig, np.asarray(r_idx, dtype=np.int64), list(kinds)

@@ -1,0 +1,103 @@
+"""Conditioning: resampling, powerline auto-detection and notch, baseline removal, pacing spikes, quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import signal as sps
+
+from core.errors import EcgError
+from ecg.signal.conditioning import condition, detect_pacing_spikes, detect_powerline, fill_nans, resample
+from ecg.signal.quality import LeadProblem, assess_leads
+from tests.ecg._synth import synth_ecg
+
+
+def _band_power(x: np.ndarray, fs: float, lo: float, hi: float) -> float:
+    f, p = sps.welch(x, fs=fs, nperseg=int(4 * fs), axis=-1)
+    return float(p[..., (f >= lo) & (f <= hi)].sum())
+
+
+def test_resample_keeps_a_sine() -> None:
+    fs = 360.0
+    t = np.arange(int(10 * fs)) / fs
+    x = np.sin(2 * np.pi * 5 * t)[None, :]
+    y = resample(x, fs, 500.0)
+    assert y.shape == (1, 5000)
+    assert np.max(np.abs(y[0, 100:-100])) == pytest.approx(1.0, abs=0.02)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    pl=st.sampled_from([50.0, 60.0, None]),
+    fs=st.sampled_from([500.0, 1000.0]),
+    seed=st.integers(0, 2**16),
+    hr=st.floats(45, 130),
+)
+def test_powerline_auto_detection_and_notch(pl: float | None, fs: float, seed: int, hr: float) -> None:
+    rng = np.random.default_rng(seed)
+    x, _ = synth_ecg(rng, fs=fs, hr_bpm=hr, powerline_hz=pl, powerline_mv=0.1, n_leads=3)
+    assert detect_powerline(x, fs) == pl
+    c = condition(x, fs)
+    assert c.powerline_hz == pl
+    if pl is not None:
+        before = _band_power(resample(x, fs, 500.0), 500.0, pl - 0.5, pl + 0.5)
+        after = _band_power(c.signal, 500.0, pl - 0.5, pl + 0.5)
+        assert after < 0.01 * before  # > 20 dB attenuation at the powerline frequency
+
+
+def test_baseline_wander_is_removed() -> None:
+    rng = np.random.default_rng(3)
+    x, _ = synth_ecg(rng, wander_mv=1.0, n_leads=2, duration_s=20)
+    c = condition(x, 500.0)
+    assert _band_power(c.signal, 500.0, 0.1, 0.4) < 0.02 * _band_power(x, 500.0, 0.1, 0.4)
+
+
+def test_nans_are_filled_and_counted() -> None:
+    x = np.tile(np.sin(np.linspace(0, 20, 2000)), (2, 1))
+    x[0, 100:300] = np.nan
+    y, frac = fill_nans(x)
+    assert np.isfinite(y).all()
+    assert frac[0] == pytest.approx(0.1) and frac[1] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("shape", "fs", "match"),
+    [((1000,), 500.0, "leads x samples"), ((2, 100), 500.0, "at least 1 s"), ((2, 1000), 50.0, "too low")],
+)
+def test_bad_input_raises_clear_errors(shape: tuple[int, ...], fs: float, match: str) -> None:
+    with pytest.raises(EcgError, match=match):
+        condition(np.zeros(shape), fs, source="x.hea")
+
+
+def test_pacing_spikes_are_detected_and_blanked() -> None:
+    fs = 1000.0
+    rng = np.random.default_rng(5)
+    x, truth = synth_ecg(rng, fs=fs, n_leads=3, hr_bpm=70)
+    spikes = truth.qrs_on - int(0.01 * fs)
+    for s in spikes:
+        x[:, s] += 5.0  # a 1 ms, 5 mV pacing artefact on every lead
+    found = detect_pacing_spikes(x, fs)
+    assert len(found) == len(spikes)
+    assert np.max(np.abs(found - spikes)) <= 2
+    c = condition(x, fs)
+    assert c.pacing_spikes.size == len(spikes)
+    assert np.max(np.abs(c.signal)) < 3.0  # spikes gone from the conditioned signal
+
+
+def test_no_pacing_spikes_in_a_normal_record() -> None:
+    x, _ = synth_ecg(np.random.default_rng(9), fs=1000.0, n_leads=3, qrs_ms=80, scale=3.0)
+    assert detect_pacing_spikes(x, 1000.0).size == 0
+
+
+def test_quality_flags_flat_clipped_and_noisy_leads() -> None:
+    rng = np.random.default_rng(11)
+    x, _ = synth_ecg(rng, n_leads=4)
+    x[1] = 0.0  # lead off
+    x[2] = np.clip(x[2], -0.05, 0.05)  # saturated ADC
+    x[3] += 0.5 * rng.standard_normal(x.shape[1])  # EMG-like noise
+    c = condition(x, 500.0)
+    q = assess_leads(x, c.signal, c.fs, ("I", "II", "V1", "V2"), c.nan_fraction)
+    assert [v.problem for v in q] == [None, LeadProblem.FLAT, LeadProblem.SATURATED, LeadProblem.NOISY]
+    assert q[0].usable and not q[1].usable
