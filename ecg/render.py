@@ -122,8 +122,8 @@ def trace_mm(
 def _grid(ax: Axes, width: float, height: float) -> None:
     minor_x = [x for x in np.arange(0, width + 1e-9, 1.0) if round(x) % 5]
     minor_y = [y for y in np.arange(0, height + 1e-9, 1.0) if round(y) % 5]
-    major_x = np.arange(0, width + 1e-9, 5.0)
-    major_y = np.arange(0, height + 1e-9, 5.0)
+    major_x = np.arange(0, width + 1e-9, 5.0).tolist()
+    major_y = np.arange(0, height + 1e-9, 5.0).tolist()
 
     def lines(xs: Sequence[float], ys: Sequence[float]) -> list[list[tuple[float, float]]]:
         return [[(x, 0.0), (x, height)] for x in xs] + [[(0.0, y), (width, y)] for y in ys]
@@ -260,6 +260,6 @@ def render_array(
     """The printout as an RGB uint8 array (rows x columns x 3), e.g. as a VLM's image input."""
     fig = _figure(record, measurements, statements, dpi)
     canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
+    canvas.draw()  # type: ignore[no-untyped-call]
+    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]
     return np.ascontiguousarray(rgba[:, :, :3])
