@@ -1,1 +1,14 @@
-"""mmdx store package."""
+"""mmdx's database layer: the index, jobs, report versions, the outbox and the audit log.
+
+Modules (every repository function takes a SQLAlchemy ``Session`` from
+:meth:`store.db.Database.session` and leaves committing to it)::
+
+    store.db         Database: engine (SQLite WAL / PostgreSQL), sessions, Alembic migrate
+    store.schema     ORM tables and the state enums (JobState, OutboxState, ArtefactKind)
+    store.index      add_instance, add_quarantine, load_study, list_studies, content_version, ...
+    store.jobs       enqueue, enqueue_stable, claim_next (atomic), complete, fail, requeue_stale, ...
+    store.reports    save_report_version (version + artefacts + outbox in one unit), latest_report, ...
+    store.outbox     due, claim_due, mark_sent / awaiting_commitment / delivered / retry / dead, ...
+    store.audit      record, history (append-only)
+    store.serialize  report_to_json / report_from_json (lossless DraftReport JSON)
+"""

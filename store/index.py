@@ -298,9 +298,9 @@ def add_instance(
         )
 
     study_row = _get_or_create(session, find_study, create_study)
-    # Serialise concurrent writers of one study (PostgreSQL row lock; SQLite already holds the write lock),
-    # so that the content version below always covers every committed instance.
-    session.execute(select(StudyRow.id).where(StudyRow.id == study_row.id).with_for_update())
+    # Serialise concurrent writers of one study (PostgreSQL row lock; SQLite already holds the write lock) and
+    # re-read the row under the lock, so that the running content version never loses another writer's instance.
+    session.refresh(study_row, with_for_update=True)
     if study_row.accession_number is None and study.accession_number:
         study_row.accession_number = study.accession_number
     if study_row.study_datetime is None and study.study_datetime is not None:

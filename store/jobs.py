@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from core.errors import StoreError
 from store._checks import aware
-from store.schema import JobRow, JobState
+from store.index import studies_quiet_since
+from store.schema import JobRow, JobState, StudyRow
 
 __all__ = [
     "ClaimedJob",
@@ -29,6 +30,7 @@ __all__ = [
     "complete",
     "counts_by_state",
     "enqueue",
+    "enqueue_stable",
     "fail",
     "get_job",
     "heartbeat",
@@ -88,12 +90,7 @@ def _rowcount(result: object) -> int:
     return int(result.rowcount)
 
 
-def enqueue(session: Session, study_uid: str, content_version: str, now: datetime) -> int | None:
-    """Queue an analysis of this content of the study; None when this content already has a job.
-
-    Exactly once per content: the UNIQUE(study, content version) constraint
-    decides, so two dispatchers racing on the same study enqueue one job.
-    """
+def _enqueue_row(session: Session, study_uid: str, content_version: str, now: datetime) -> JobRow | None:
     aware("enqueue now", now)
     if not content_version:
         raise StoreError(f"job for study {study_uid}: expected a content version, got an empty one")
@@ -114,7 +111,31 @@ def enqueue(session: Session, study_uid: str, content_version: str, now: datetim
             session.add(row)
     except IntegrityError:
         return None
-    return row.id
+    return row
+
+
+def enqueue(session: Session, study_uid: str, content_version: str, now: datetime) -> int | None:
+    """Queue an analysis of this content of the study; None when this content already has a job.
+
+    Exactly once per content: the UNIQUE(study, content version) constraint
+    decides, so two dispatchers racing on the same study enqueue one job.
+    """
+    row = _enqueue_row(session, study_uid, content_version, now)
+    return None if row is None else row.id
+
+
+def enqueue_stable(session: Session, cutoff: datetime, now: datetime) -> list[JobInfo]:
+    """Enqueue every study quiet since ``cutoff`` whose current content has no job; returns the new jobs.
+
+    The dispatcher's whole step, with ``cutoff = now - scp.stable_age_s``.
+    """
+    created: list[JobInfo] = []
+    for uid in studies_quiet_since(session, cutoff):
+        version = session.scalars(select(StudyRow.content_version).where(StudyRow.study_instance_uid == uid)).one()
+        row = _enqueue_row(session, uid, version, now)
+        if row is not None:
+            created.append(_info(row))
+    return created
 
 
 def claim_next(session: Session, worker_id: str, now: datetime) -> ClaimedJob | None:
@@ -157,7 +178,7 @@ def claim_next(session: Session, worker_id: str, now: datetime) -> ClaimedJob | 
 
 
 def _running(session: Session, job_id: int, action: str) -> JobRow:
-    row = session.get(JobRow, job_id, populate_existing=True)
+    row = session.get(JobRow, job_id, populate_existing=True, with_for_update=True)
     if row is None:
         raise StoreError(f"job {job_id} does not exist")
     if row.state is not JobState.RUNNING:

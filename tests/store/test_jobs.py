@@ -205,3 +205,19 @@ def test_concurrent_claims_on_postgresql_processes(pg_db, pg_url):
 def test_naive_now_refused_naming_parameter(db):
     with db.session() as s, pytest.raises(StoreError, match="enqueue now: expected a timezone-aware datetime"):
         jobs.enqueue(s, "1.2.3", sha("x"), T0.replace(tzinfo=None))
+
+
+def test_enqueue_stable_dispatches_quiet_studies_once(db):
+    from store import index
+    from tests.store.conftest import make_instance, make_series, make_study
+
+    with db.session() as s:
+        index.add_instance(s, study=make_study(), series=make_series(), instance=make_instance(1), received_at=T0)
+    with db.session() as s:
+        assert jobs.enqueue_stable(s, T0 - timedelta(seconds=1), T0) == []  # not quiet yet
+        created = jobs.enqueue_stable(s, T0, T0 + timedelta(seconds=60))
+        assert [(j.study_uid, j.state, j.attempts) for j in created] == [
+            (make_study().study_instance_uid, JobState.PENDING, 0)
+        ]
+        assert created[0].content_version == index.content_version(s, make_study().study_instance_uid)
+        assert jobs.enqueue_stable(s, T0, T0 + timedelta(seconds=61)) == []  # exactly once for this content
