@@ -39,11 +39,11 @@ def to_rgb8(image: Image) -> npt.NDArray[np.uint8]:
     """Window a grey image to 8 bits (inverting MONOCHROME1) or drop alpha from RGBA."""
     px = image.pixels
     if px.ndim == 3:
-        rgb = px[..., :3]
-        if rgb.dtype != np.uint8:
-            lo, hi = float(rgb.min()), float(rgb.max())
-            rgb = ((rgb - lo) / max(hi - lo, 1e-9) * 255.0).round()
-        return np.ascontiguousarray(rgb.astype(np.uint8))
+        if px.dtype == np.uint8:
+            return np.ascontiguousarray(px[..., :3])
+        f = px[..., :3].astype(np.float64)
+        lo, hi = float(f.min()), float(f.max())
+        return np.ascontiguousarray(((f - lo) / max(hi - lo, 1e-9) * 255.0).round().astype(np.uint8))
     data = px.astype(np.float64)
     if image.window is not None:
         center, width = image.window
@@ -114,7 +114,7 @@ def build_secondary_captures(
     text = _BANNER_TEXT[report.status]
     charset = _dicom.character_set(study, report, text)
     (ref,) = _dicom.evidence_datasets(study, instances[:1], charset) if instances else (_bare_ref(study, charset),)
-    out = []
+    out: list[Dataset] = []
     series_uid = ctx.series_uid(report, PURPOSE)
     for n, rgb in enumerate(sources):
         pixels = burn_banner(rgb, text, draft=report.status is ReportStatus.PRELIMINARY)
@@ -137,7 +137,7 @@ def build_secondary_captures(
         sc.ImageComments = text
         sc.ConversionType = "WSD"
         sc.Laterality = ""  # type 2C, unknown: dciodvfy cannot evaluate the condition for a capture
-        sc.PatientOrientation = ""  # type 2C: a rendered page or windowed capture has no patient orientation
+        sc.PatientOrientation = None  # type: ignore[assignment]  # type 2C: a rendered page or windowed capture has no patient orientation
         _dicom.set_times(sc, report, ctx)
         _dicom.set_equipment(sc, ctx)
         if charset:
