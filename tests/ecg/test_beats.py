@@ -22,14 +22,14 @@ def _labels(x: np.ndarray, fs: float, spikes: bool = False) -> tuple[np.ndarray,
 
 def test_premature_atrial_and_ventricular_beats_are_labelled() -> None:
     kinds = "NNNNNSNNNNVNNNNNSNNNVNNNN"
-    x, r, truth = synth_rhythm(np.random.default_rng(1), kinds)
+    x, _r, _truth = synth_rhythm(np.random.default_rng(1), kinds)
     beats, labels = _labels(x, 500.0)
     assert beats.size == len(kinds)
     assert "".join(labels) == kinds
 
 
 def test_regular_rhythm_is_all_normal_and_regular() -> None:
-    x, r, _ = synth_rhythm(np.random.default_rng(2), "N" * 14, n_leads=2)
+    x, _r, _ = synth_rhythm(np.random.default_rng(2), "N" * 14, n_leads=2)
     beats, labels = _labels(x, 500.0)
     assert set(labels) == {"N"}
     cv, dd = rr_irregularity(beats, 500.0)
