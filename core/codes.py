@@ -269,6 +269,7 @@ class FHIRCODES:
     OP_UPDATE: Final = Code("UPDATE", "V3-DATAOPERATION", "revise")
     OP_NULLIFY: Final = Code("NULLIFY", "V3-DATAOPERATION", "nullify")
     MODEL_PROBABILITY: Final = Code("model-probability", "MMDX", "Model output probability")
+    DICOMWEB_STUDY: Final = Code("dicomweb-study", "MMDX", "Study on DICOMweb")  # HL7 RP OBX
 
 
 def _mdc(value: str, meaning: str) -> Code:

@@ -1,0 +1,290 @@
+"""HL7 v2.5.1 ORU^R01 for the RIS, and MLLP framing.
+
+One ORU per report version: PID (+PV1), ORC, OBR with the result status
+(P preliminary, F final, C corrected/amended, W withdrawn), TQ1 with the
+priority (S stat, A ASAP/urgent, R routine), then OBX segments: narrative TX
+lines per section, coded CWE findings with presence, NM measurements with
+UCUM units, and an RP pointer to the study on DICOMweb when configured.
+Text is escaped (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``) so report text can never break
+the message structure.  The tests validate the output with hl7apy against
+the 2.5.1 ORU_R01 structure, not only with our own reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import datetime
+
+from core.codes import FHIRCODES, LOINC, SCT, Code
+from core.errors import ReportError
+from core.records import DraftReport, Presence, PriorityLevel, ReportKind, ReportStatus, Study
+from reports._common import (
+    STATUS_BANNER,
+    check_report,
+    finding_label,
+    report_code,
+    split_person_name,
+    unique_measurements,
+)
+from reports.context import ReportContext
+
+MLLP_START = b"\x0b"
+MLLP_END = b"\x1c\x0d"
+SEGMENT_SEP = "\r"
+
+RESULT_STATUS: dict[ReportStatus, str] = {
+    ReportStatus.PRELIMINARY: "P",
+    ReportStatus.FINAL: "F",
+    ReportStatus.AMENDED: "C",
+    ReportStatus.ENTERED_IN_ERROR: "W",
+}
+PRIORITY: dict[PriorityLevel, str] = {PriorityLevel.STAT: "S", PriorityLevel.URGENT: "A", PriorityLevel.ROUTINE: "R"}
+#: HL7 v2 coding system names (table 0396) for our schemes
+_V2_SYSTEM = {
+    "LN": "LN",
+    "SCT": "SCT",
+    "DCM": "DCM",
+    "UCUM": "UCUM",
+    "MDC": "MDC",
+    "RADLEX": "RADLEX",
+    "MMDX": "99MMDX",
+}
+_PRESENCE = {Presence.PRESENT: SCT.PRESENT, Presence.ABSENT: SCT.ABSENT, Presence.UNCERTAIN: SCT.UNCERTAIN}
+
+
+def escape(text: str) -> str:
+    """Escape HL7 delimiters in a text value (MSH-1/2 defaults: ``|^~\\&``); control characters become spaces."""
+    out = (
+        text.replace("\\", "\\E\\")
+        .replace("|", "\\F\\")
+        .replace("^", "\\S\\")
+        .replace("&", "\\T\\")
+        .replace("~", "\\R\\")
+    )
+    return "".join(c if c >= " " or c == "\t" else " " for c in out)
+
+
+def unescape(text: str) -> str:
+    """Inverse of :func:`escape` for the five delimiter escapes."""
+    out, i = [], 0
+    table = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
+    while i < len(text):
+        if text[i] == "\\" and i + 2 < len(text) and text[i + 2] == "\\" and text[i + 1] in table:
+            out.append(table[text[i + 1]])
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _ts(value: datetime) -> str:
+    return value.strftime("%Y%m%d%H%M%S") + (value.strftime("%z") if value.tzinfo else "")
+
+
+def _ce(code: Code) -> str:
+    return "^".join((escape(code.value), escape(code.meaning), _V2_SYSTEM[code.scheme]))
+
+
+def _seg(*fields: str) -> str:
+    return "|".join(fields).rstrip("|")
+
+
+def _patient_id(study: Study) -> str:
+    p = study.patient
+    if p.identifiers:
+        pid = p.identifiers[0]
+        return f"{escape(pid.value)}^^^{escape(pid.issuer or 'UNKNOWN')}^MR"
+    # PID-3 is required: without a patient ID, identify by the study (hashed to fit CX.1's 15 characters)
+    short = "S" + hashlib.sha256(study.study_instance_uid.encode()).hexdigest()[:14].upper()
+    return f"{short}^^^MMDX-STUDY^PT"
+
+
+def _xcn(identifier: str, name: str) -> str:
+    n = split_person_name(name)
+    return "^".join((escape(identifier), escape(n.family), escape(" ".join(n.given[:1]))))
+
+
+def _obx_lines(report: DraftReport) -> Iterator[tuple[str, Code, str, str, str]]:
+    """(value type, OBX-3 code, sub-id, OBX-5 value, OBX-6 units) in message order."""
+    sub = 0
+    for s in report.sections:
+        sub += 1
+        for line in (ln for ln in s.text.splitlines() if ln.strip()):
+            yield "TX", s.code, str(sub), escape(line), ""
+    for f in report.findings:
+        sub += 1
+        if f.concept is not None:
+            yield "CWE", f.concept, str(sub), _ce(_PRESENCE[f.presence]), ""
+        else:
+            narrative = LOINC.EKG_NARRATIVE if report.kind is ReportKind.ECG else LOINC.RADIOLOGY_NARRATIVE
+            yield "TX", narrative, str(sub), escape(f"{finding_label(f)} ({f.presence.value})"), ""
+        if f.probability is not None:
+            yield "NM", FHIRCODES.MODEL_PROBABILITY, str(sub), f"{f.probability:.4g}", "1^no units^UCUM"
+    for m, _ in unique_measurements(report):
+        sub += 1
+        unit = "^".join((escape(m.unit.value), escape(m.unit.meaning), "UCUM"))
+        yield "NM", m.code, str(sub), f"{m.value:.6g}", unit
+
+
+def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
+    """The ORU^R01 message (segments separated by CR, no MLLP framing).
+
+    Raises
+    ------
+    core.errors.ReportError
+        On bad input (see ``reports._common.check_report``).
+    """
+    check_report(report, study)
+    status = RESULT_STATUS[report.status]
+    now = ctx.now()
+    control = (
+        hashlib.sha256(f"{ctx.software_version}|{study.study_instance_uid}|{report.version}|oru".encode())
+        .hexdigest()[:20]
+        .upper()
+    )
+    filler = ctx.uid(study.study_instance_uid, "fhir-diagnostic-report")[-22:]
+    placer = escape(study.accession_number or "")
+    code = report_code(report)
+    p = study.patient
+    name = split_person_name(p.name) if p.name else None
+    segs = [
+        _seg(
+            "MSH",
+            "^~\\&",
+            escape(ctx.sending_application),
+            escape(ctx.sending_facility),
+            escape(ctx.receiving_application),
+            escape(ctx.receiving_facility),
+            _ts(now),
+            "",
+            "ORU^R01^ORU_R01",
+            control,
+            "P",
+            "2.5.1",
+            "",
+            "",
+            "AL",
+            "NE",
+            "",
+            "UNICODE UTF-8",
+        ),
+        _seg(
+            "PID",
+            "1",
+            "",
+            _patient_id(study),
+            "",
+            f"{escape(name.family)}^{escape(' '.join(name.given))}" if name else "",
+            "",
+            p.birth_date.strftime("%Y%m%d") if p.birth_date else "",
+            p.sex.value if p.sex.value in ("M", "F", "O", "U") else "U",
+        ),
+        _seg("PV1", "1", "U"),
+        _seg("ORC", "RE", placer, f"{filler}^{escape(ctx.sending_application)}", "", "CM"),
+    ]
+    obr = [
+        "OBR",
+        "1",
+        placer,
+        f"{filler}^{escape(ctx.sending_application)}",
+        _ce(code),
+        "",
+        "",
+        _ts(ctx.aware(study.study_datetime)) if study.study_datetime else "",
+    ]
+    obr += [""] * (22 - len(obr))  # up to OBR-21
+    obr += [_ts(report.created_at), "", "EC" if report.kind is ReportKind.ECG else "RAD", status]
+    if report.signature is not None and report.status is not ReportStatus.ENTERED_IN_ERROR:
+        c = report.signature.clinician
+        cn = split_person_name(c.name)
+        obr += [""] * (32 - len(obr))
+        obr.append(f"{escape(c.identifier)}&{escape(cn.family)}&{escape(' '.join(cn.given[:1]))}")
+    segs.append(_seg(*obr))
+    segs.append(_seg("NTE", "1", "L", escape(STATUS_BANNER[report.status])))
+    segs.append(_seg("TQ1", "1", "", "", "", "", "", "", "", PRIORITY[report.priority.level]))
+
+    observer = ""
+    if report.signature is not None:
+        observer = _xcn(report.signature.clinician.identifier, report.signature.clinician.name)
+    devices = "~".join(escape(f"{p.name} {p.version}"[:199]) for p in report.provenance)  # OBX-18 repeats
+    n = 0
+    for vtype, obs_code, sub, value, units in _obx_lines(report):
+        n += 1
+        segs.append(
+            _seg(
+                "OBX",
+                str(n),
+                vtype,
+                _ce(obs_code),
+                sub,
+                value,
+                units,
+                "",
+                "",
+                "",
+                "",
+                status,
+                "",
+                "",
+                _ts(report.created_at),
+                "",
+                observer,
+                "",
+                devices,
+            )
+        )
+    if ctx.dicomweb_base_url:
+        n += 1
+        url = f"{ctx.dicomweb_base_url.rstrip('/')}/studies/{study.study_instance_uid}"
+        segs.append(
+            _seg(
+                "OBX",
+                str(n),
+                "RP",
+                _ce(FHIRCODES.DICOMWEB_STUDY),
+                "",
+                f"{escape(url)}^^Application^DICOM",
+                "",
+                "",
+                "",
+                "",
+                "",
+                status,
+            )
+        )
+    return SEGMENT_SEP.join(segs) + SEGMENT_SEP
+
+
+def build_oru_bytes(report: DraftReport, study: Study, ctx: ReportContext) -> bytes:
+    """The ORU as UTF-8 bytes (MSH-18 says UNICODE UTF-8), unframed."""
+    return build_oru(report, study, ctx).encode("utf-8")
+
+
+def mllp_frame(message: bytes) -> bytes:
+    """Wrap one message in MLLP framing (0x0B ... 0x1C 0x0D)."""
+    if MLLP_START in message or b"\x1c" in message:
+        raise ReportError("mllp_frame: message contains an MLLP framing byte")
+    return MLLP_START + message + MLLP_END
+
+
+def mllp_unframe(stream: bytes) -> list[bytes]:
+    """Split a byte stream of MLLP-framed messages.
+
+    Raises
+    ------
+    ReportError
+        When the stream has bytes outside frames or an unterminated frame.
+    """
+    out: list[bytes] = []
+    i = 0
+    while i < len(stream):
+        if stream[i : i + 1] != MLLP_START:
+            raise ReportError(f"mllp_unframe: expected 0x0B at byte {i}, got {stream[i : i + 1]!r}")
+        end = stream.find(MLLP_END, i + 1)
+        if end < 0:
+            raise ReportError(f"mllp_unframe: frame starting at byte {i} has no 0x1C 0x0D terminator")
+        out.append(stream[i + 1 : end])
+        i = end + len(MLLP_END)
+    return out
