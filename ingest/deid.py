@@ -42,6 +42,7 @@ from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
@@ -136,7 +137,7 @@ def phi_terms(ds: Dataset) -> set[str]:
         elem = ds.get(keyword)
         if elem in (None, ""):
             continue
-        values = list(elem) if not isinstance(elem, (str, bytes)) and hasattr(elem, "__iter__") else [elem]
+        values = list(elem) if isinstance(elem, (MultiValue, list, tuple)) else [elem]
         for v in values:
             text = str(v).strip()
             if not text:

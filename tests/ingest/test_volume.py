@@ -36,7 +36,7 @@ def _tilted_ge_series() -> list[Dataset]:
     """The real GE slice repeated at the series' real (tilted, uneven) positions, stored values + 10*k."""
     base = pydicom.dcmread(DATA / "ge_tilt" / "01.dcm")
     stored = base.pixel_array
-    out = []
+    out: list[Dataset] = []
     for k, z in enumerate(GE_Z):
         ds = copy.deepcopy(base)
         ds.ImagePositionPatient = [-125.0, -123.5404569, z]
@@ -47,7 +47,9 @@ def _tilted_ge_series() -> list[Dataset]:
     return out
 
 
-def _slice(position: list[float], iop: list[float], pixels: np.ndarray, series: str, spacing=(1.0, 1.0)) -> Dataset:
+def _slice(
+    position: list[float], iop: list[float], pixels: np.ndarray, series: str, spacing: tuple[float, float] = (1.0, 1.0)
+) -> Dataset:
     """A minimal CT slice dataset (16-bit signed stored values)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -104,8 +106,8 @@ def test_ge_tilted_uneven_series_is_resampled_to_a_regular_grid() -> None:
     n_expected = math.floor((dist[-1] - dist[0]) / step + 1e-6) + 1
     assert volume.voxels.shape == (n_expected, 512, 512)
     # slice 0 coincides with the first input slice: unchanged HU values
-    first = load_image(series[0]).pixels
-    np.testing.assert_allclose(volume.voxels[0], first, atol=1e-3)
+    first = np.asarray(load_image(series[0]).pixels, dtype=np.float64)
+    np.testing.assert_allclose(np.asarray(volume.voxels[0], dtype=np.float64), first, atol=1e-3)
 
 
 # --------------------------------------------------------------------------- resampling correctness
@@ -115,14 +117,18 @@ def _linear_field(points: np.ndarray) -> np.ndarray:
     return 3.0 * points[..., 0] - 2.0 * points[..., 1] + 5.0 * points[..., 2] + 7.0
 
 
-def _sample_slices(iop: list[float], positions: list[list[float]], n: int, sp: float):
+def _sample_slices(
+    iop: list[float], positions: list[list[float]], n: int, sp: float
+) -> tuple[np.ndarray, list[SliceGeometry]]:
     row, col = np.array(iop[:3]), np.array(iop[3:])
     ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     slices, geoms = [], []
     for k, pos in enumerate(positions):
         pts = np.array(pos)[None, None, :] + jj[..., None] * sp * row + ii[..., None] * sp * col
         slices.append(_linear_field(pts).astype(np.float32))
-        geoms.append(SliceGeometry(tuple(pos), tuple(iop), (sp, sp), f"s{k}"))
+        geoms.append(
+            SliceGeometry((pos[0], pos[1], pos[2]), (iop[0], iop[1], iop[2], iop[3], iop[4], iop[5]), (sp, sp), f"s{k}")
+        )
     return np.stack(slices), geoms
 
 
@@ -152,7 +158,8 @@ def test_resampled_volume_reproduces_a_linear_field(tilt_deg: float, gaps: list[
     expected = _linear_field(pts)
     drift = math.ceil(abs(float(z[-1]) * math.sin(t))) + 2  # rows shifted in from outside carry the fill value
     interior = slice(drift, n - drift)
-    np.testing.assert_allclose(volume.voxels[:, interior, :], expected[:, interior, :], atol=2e-2, rtol=1e-5)
+    got = np.asarray(volume.voxels, dtype=np.float64)
+    np.testing.assert_allclose(got[:, interior, :], expected[:, interior, :], atol=2e-2, rtol=1e-5)
     if abs(tilt_deg) > 1.0 or float(np.ptp(gaps)) > 0.1:
         assert report.resampled
 
@@ -197,7 +204,7 @@ def test_mr_spacing_comes_from_positions_not_slice_thickness() -> None:
 # --------------------------------------------------------------------------- enhanced multi-frame
 
 
-def _enhanced(n: int = 4) -> Dataset:
+def _enhanced(n: int = 4) -> tuple[Dataset, np.ndarray]:
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 3000, size=(n, 8, 8)).astype("<i2")
     ds = _slice([0, 0, 0], [1, 0, 0, 0, 1, 0], frames[0], "1.2.826.0.1.3680043.10.1.7")
@@ -225,13 +232,11 @@ def _enhanced(n: int = 4) -> Dataset:
         item.PlanePositionSequence = Sequence([pos])
         items.append(item)
     ds.PerFrameFunctionalGroupsSequence = Sequence(items)
-    ds._frames = frames  # type: ignore[attr-defined]  # kept for the test's own check
-    return ds
+    return ds, frames
 
 
 def test_enhanced_multiframe_to_volume_uses_frame_positions() -> None:
-    ds = _enhanced()
-    frames = ds._frames  # type: ignore[attr-defined]
+    ds, frames = _enhanced()
     volume = load_volume(ds)
     assert volume.voxels.shape == (4, 8, 8)
     assert volume.spacing_mm == pytest.approx((3.0, 0.7, 0.7))
