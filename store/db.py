@@ -84,8 +84,8 @@ class Database:
         SQLAlchemy URL: ``sqlite:///var/mmdx.db`` (default setup) or
         ``postgresql+psycopg://user:pass@host/db``.
     echo:
-        Log every SQL statement (debugging only: statements carry no PHI,
-        but bound parameters can).
+        Log every SQL statement (debugging only; bound parameters, which can
+        hold PHI, are never logged nor put into exception messages).
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
@@ -94,7 +94,8 @@ class Database:
         except SQLAlchemyError as exc:
             raise StoreError(f"database.url: not a valid SQLAlchemy URL ({exc.__class__.__name__})") from None
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: bound values (patient names, identifiers) never reach exception messages or echo logs
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             memory = _is_memory(self.url)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}

@@ -273,6 +273,25 @@ def add_instance(
     """
     aware("add_instance received_at", received_at)
     _check_hierarchy(study, series, instance)
+    try:
+        return _add_instance(session, study, series, instance, received_at, size_bytes)
+    except IntegrityError as exc:
+        # The driver's message can quote the offending values (PostgreSQL: "Key (value, issuer)=(...)"),
+        # i.e. patient identifiers: name the object and the constraint class only.
+        raise StoreError(
+            f"indexing instance {instance.sop_instance_uid} of study {study.study_instance_uid} failed: "
+            f"a database constraint was violated ({type(exc.orig).__name__})"
+        ) from None
+
+
+def _add_instance(
+    session: Session,
+    study: Study,
+    series: Series,
+    instance: Instance,
+    received_at: datetime,
+    size_bytes: int | None,
+) -> IndexResult:
     existing = _instance_by_uid(session, instance.sop_instance_uid)
     if existing is not None:
         if existing.sha256 == instance.sha256:

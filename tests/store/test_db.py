@@ -136,3 +136,16 @@ def test_alembic_ini_ships_in_the_package_and_cli_works(tmp_path):
     finally:
         db.dispose()
     assert Path(tmp_path / "cli.db").is_file()
+
+
+def test_database_errors_do_not_quote_bound_values(db: Database) -> None:
+    """A constraint error's message must not carry the row's values (they can be patient identifiers)."""
+    from store.schema import PatientIdentifierRow, PatientRow
+
+    with pytest.raises(IntegrityError) as err, db.session() as s:
+        p = PatientRow(name="Secret^Name", created_at=T0)
+        p.identifiers.append(PatientIdentifierRow(value="MRN-SECRET-42", issuer="H"))
+        p.identifiers.append(PatientIdentifierRow(value="MRN-SECRET-42", issuer="H"))
+        s.add(p)
+        s.flush()
+    assert "SECRET" not in str(err.value) and "Secret" not in str(err.value)
