@@ -1,0 +1,314 @@
+"""Report labeler: free-text chest radiograph findings -> coded findings with negation and uncertainty.
+
+Works without weights.  NegEx/ConText-style rules, written here (medspacy
+pins a spaCy that breaks with numpy 2; spaCy itself is not needed for this):
+
+1. split the report into sentences (a full stop between digits is not a break);
+2. find finding mentions with a term table per label of the shared vocabulary
+   (:mod:`models.vocabulary`: the 14 ChestX-ray14 labels and the CheXpert ones);
+3. find modifier triggers - negation and uncertainty, each *pre* (scope runs
+   forward) or *post* (scope runs backward) - and termination terms that cut
+   a scope ("but", "however", "which"...); a trigger modifies the mentions in
+   its scope within the sentence;
+4. "normal" statements ("heart size is normal", "costophrenic angles are
+   sharp", "lungs are clear") assert absence of the labels they rule out;
+5. per label, present beats uncertain beats absent (as the CheXpert labeler
+   aggregates mentions).
+
+Each result keeps the character span it came from, so a reader can check it.
+Rule order matters and is documented at each table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from core.records import Finding, Presence, Producer, ProducerKind
+from models.vocabulary import BY_KEY, CHESTXRAY14, CHEXPERT
+
+# --------------------------------------------------------------------------- term tables
+
+#: Mentions per label (regex over lower-cased text, word-bounded).  Order is irrelevant.
+TERMS: dict[str, tuple[str, ...]] = {
+    "atelectasis": (r"atelecta\w*", r"(?:lobar|lobe|lung|segmental) collapse", r"collapsed? (?:left |right )?(?:lung|lobe)"),
+    "cardiomegaly": (
+        r"cardiomegaly", r"cardiac (?:enlargement|silhouette (?:is |appears )?(?:\w+ )?enlarged)",
+        r"enlarge(?:d|ment of the) (?:cardiac silhouette|heart|cardiac shadow)",
+        r"heart (?:size )?(?:is |appears |remains )?(?:mildly |moderately |markedly |severely |slightly )?(?:enlarged|increased)",
+        r"(?:heart|cardiac) size (?:is )?(?:mildly |moderately |markedly )?(?:enlarged|increased)",
+        r"(?:large|enlarged) heart",
+    ),
+    "effusion": (r"(?<!pericardial )effusions?", r"pleural fluid", r"hydrothorax", r"hydropneumothorax",
+                 r"blunt(?:ing|ed) (?:of )?(?:the )?(?:left |right |bilateral )?(?:costophrenic|cp)"),
+    "infiltration": (r"infiltrat\w*",),
+    "mass": (r"mass(?:es)?(?!\w)(?! effect)",),
+    "nodule": (r"nodul(?:e|es|ar|arity)",),
+    "pneumonia": (r"pneumonia", r"pneumonic", r"bronchopneumonia"),
+    "pneumothorax": (r"pneumothora(?:x|ces)", r"hydropneumothorax", r"ptx"),
+    "consolidation": (r"consolidat\w*",),
+    "edema": (r"o?edema(?:tous)?",),  # not "vascular congestion": NegBio and radiologists keep them apart
+    "emphysema": (r"emphysema\w*",),
+    "fibrosis": (r"fibros\w*", r"fibrotic", r"pulmonary scarring"),
+    "pleural_thickening": (r"pleural (?:\w+ )?thickening", r"thickening of the (?:\w+ )?pleura", r"pleural(?:-| )parenchymal scarring",
+                           r"apical (?:pleural )?(?:cap|capping|thickening)", r"pleural scarring"),
+    "hernia": (r"hernia\w*",),
+    "fracture": (r"fractures?", r"fractured"),
+    "lung_opacity": (r"opacit(?:y|ies)", r"airspace (?:disease|process)", r"densit(?:y|ies)", r"haziness", r"infiltrates?"),
+    "lung_lesion": (r"lesions?", r"mass(?:es)?(?!\w)(?! effect)", r"nodul(?:e|es)"),
+    "enlarged_cardiomediastinum": (r"(?:widen(?:ed|ing)|enlarged) (?:cardio)?mediastin\w*",
+                                   r"(?:cardio)?mediastin\w* (?:silhouette |contours? )?(?:is |are )?(?:widened|enlarged)"),
+    "pleural_other": (r"pleural (?:plaques?|calcifications?)", r"fibrothorax"),
+    "support_devices": (r"(?:endotracheal|et|nasogastric|ng|chest|feeding) tubes?", r"picc", r"catheters?", r"pacemaker",
+                        r"(?:central|venous) line", r"sternotomy wires?", r"pacing (?:wires?|leads?)", r"defibrillator",
+                        r"port-?a-?cath", r"\bport\b"),
+}  # fmt: skip
+
+#: Pre-negation triggers: scope runs forward to the end of the clause.
+PRE_NEG = (
+    r"no", r"not", r"without", r"negative for", r"free of", r"absence of", r"resolution of", r"resolved",
+    r"clear of", r"rule out", r"ruled out", r"removal of", r"no evidence of", r"no signs? of", r"nor",
+)  # fmt: skip
+#: Post-negation triggers: scope runs backward to the start of the clause.
+POST_NEG = (
+    r"(?:is|are|was|were|has been|have been)? ?(?:not|no longer) (?:seen|identified|visualized|present|evident|appreciated|demonstrated|noted)",
+    r"(?:is|are|has|have)? ?(?:resolved|cleared|absent|removed)", r"(?:is|are) gone",
+)  # fmt: skip
+#: Pre-uncertainty triggers.
+PRE_UNC = (
+    r"may", r"might", r"possible", r"possibly", r"probable", r"probably", r"likely", r"questionable", r"question of",
+    r"suspicious (?:for|of)", r"suspect(?:ed)?", r"suggest(?:s|ed|ing|ive of)?", r"concern(?:ing)? for", r"could",
+    r"can represent", r"consider(?:ed)?", r"differential", r"borderline", r"equivocal", r"versus", r"vs\.?",
+    r"cannot (?:be )?(?:excluded?|ruled out)", r"not (?:be )?(?:excluded|ruled out)", r"worrisome for",
+    r"compatible with", r"consistent with", r"represent(?:s|ing)?", r"reflect(?:s|ing)?", r"favou?r",
+    r"atypical", r"indeterminate", r"potential",
+)  # fmt: skip
+#: Post-uncertainty triggers (checked before post-negation: "cannot be excluded" is not a negation).
+POST_UNC = (
+    r"(?:can ?not|can't|cannot|not) be (?:excluded|ruled out|entirely excluded)", r"(?:is|are) (?:not )?excluded",
+    r"(?:is|are) (?:possible|suspected|questioned|likely|not excluded)", r"(?:is|are) (?:a )?(?:consideration|concern)",
+    r"(?:could|may|might) (?:be|represent)",
+)  # fmt: skip
+#: Termination terms: a scope never crosses them.
+TERMINATORS = (
+    r"but", r"however", r"although", r"though", r"except", r"aside from", r"apart from", r"otherwise", r"which",
+    r"there (?:is|are|has been|have been)", r"new", r"now", r"remain(?:s|ing)?", r"persistent", r"persists?",
+    r"while", r"whereas", r"yet", r"secondary to", r"due to", r"concerning", r";", r":",
+)  # fmt: skip
+
+#: "Normal" statements and the labels they rule out (ConText-style definite negatives).
+NORMAL_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"(?:heart|cardiac) (?:size|silhouette|shadow)s? (?:is |are |appears? |remains? )?(?:\w+ )?(?:normal|within normal limits|unremarkable|not enlarged|upper (?:limits? )?(?:of )?normal)",
+     ("cardiomegaly",)),
+    (r"normal (?:heart|cardiac) (?:size|silhouette)", ("cardiomegaly",)),
+    (r"heart is (?:not enlarged|normal in size)", ("cardiomegaly",)),
+    (r"(?:cardio)?mediastinal (?:silhouette|contours?|shadows?)s? (?:is |are |appears? |remains? )?(?:\w+ )?(?:normal|within normal limits|unremarkable|stable)",
+     ("cardiomegaly", "enlarged_cardiomediastinum")),
+    (r"normal (?:cardio)?mediastinal (?:silhouette|contours?)", ("cardiomegaly", "enlarged_cardiomediastinum")),
+    (r"(?:costophrenic|cp) (?:angles?|sulci|recesses) (?:is |are )?(?:sharp|clear|preserved|normal)", ("effusion",)),
+    (r"lungs? (?:is |are )?(?:otherwise )?(?:clear|well expanded and clear)", ("consolidation", "pneumonia", "edema", "lung_opacity")),
+    (r"no (?:acute )?cardiopulmonary (?:abnormality|disease|process|findings?)", ()),
+)  # fmt: skip
+
+_NORMAL_STATEMENTS = tuple((re.compile(p), labels) for p, labels in NORMAL_STATEMENTS)
+
+
+def _alt(patterns: Iterable[str]) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w-])(?:" + "|".join(patterns) + r")(?![\w])")
+
+
+_TERM_RES = {label: _alt(pats) for label, pats in TERMS.items()}
+_PRE_NEG, _POST_NEG = _alt(PRE_NEG), _alt(POST_NEG)
+_PRE_UNC, _POST_UNC = _alt(PRE_UNC), _alt(POST_UNC)
+_TERM = re.compile(r"(?<![\w-])(?:" + "|".join(t for t in TERMINATORS if t not in (";", ":")) + r")(?!\w)|[;:]")
+_SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?\n]|(?<=\s)\d+\.\s")
+
+RULESET_DIGEST = hashlib.sha256(
+    json.dumps([TERMS, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, TERMINATORS, NORMAL_STATEMENTS], sort_keys=True).encode()
+).hexdigest()
+
+
+def _version() -> str:
+    try:
+        return version("mmdx")
+    except PackageNotFoundError:  # pragma: no cover - source checkout without install
+        return "0"
+
+
+#: Every labeler finding carries this producer: a rule engine with the hash of its tables.
+LABELER_PRODUCER = Producer(kind=ProducerKind.RULE_ENGINE, name="mmdx-report-labeler", version=_version(), digest=RULESET_DIGEST)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """One mention of a label: where it is, what it says, and which trigger decided."""
+
+    label: str
+    presence: Presence
+    start: int  #: character offsets in the report
+    end: int
+    text: str  #: the mention as written
+    trigger: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelResult:
+    """The aggregated reading of one label over a report."""
+
+    label: str
+    presence: Presence
+    mentions: tuple[Mention, ...]
+
+    @property
+    def span(self) -> tuple[int, int]:
+        decisive = next(m for m in self.mentions if m.presence is self.presence)
+        return decisive.start, decisive.end
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for m in _SENTENCE.finditer(text):
+        if m.start() > start:
+            spans.append((start, m.start()))
+        start = m.end() if m.group(0) in ".!?\n" else m.start()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
+
+
+def _clause_bounds(sentence: str, pos: int) -> tuple[int, int]:
+    """Start and end of the clause around ``pos`` (cut at termination terms)."""
+    lo, hi = 0, len(sentence)
+    for t in _TERM.finditer(sentence):
+        if t.end() <= pos:
+            lo = max(lo, t.end())
+        elif t.start() >= pos:
+            hi = min(hi, t.start())
+            break
+    return lo, hi
+
+
+def _modifier(sentence: str, start: int, end: int) -> tuple[Presence, str | None]:
+    """Presence of a mention at [start, end) of a sentence from the triggers in scope."""
+    lo, hi = _clause_bounds(sentence, start)
+    after = sentence[end:hi]
+    before = sentence[lo:start]
+    m = _POST_UNC.match(after.lstrip(" ,"))
+    if m:
+        return Presence.UNCERTAIN, m.group(0)
+    pre_unc = list(_PRE_UNC.finditer(before))
+    pre_neg = list(_PRE_NEG.finditer(before))
+    # "cannot be excluded" contains "not": uncertainty phrases win over the negation inside them
+    if pre_unc and pre_neg and pre_unc[-1].start() <= pre_neg[-1].start() < pre_unc[-1].end():
+        pre_neg = []
+    if pre_neg:  # "no pleural line to suggest pneumothorax": a negation governs the hedges after it
+        return Presence.ABSENT, pre_neg[-1].group(0)
+    if pre_unc:
+        return Presence.UNCERTAIN, pre_unc[-1].group(0)
+    m = _POST_NEG.search(after)
+    if m:
+        return Presence.ABSENT, m.group(0)
+    m = _POST_UNC.search(after)
+    if m:
+        return Presence.UNCERTAIN, m.group(0)
+    # "atelectasis or consolidation": either-or between two findings is uncertainty about each
+    if (_OR_BEFORE.search(before) and _TERM_RES_ANY.search(before)) or (
+        (o := _OR_AFTER.match(after)) and _TERM_RES_ANY.match(after, o.end())
+    ):
+        return Presence.UNCERTAIN, "or"
+    return Presence.PRESENT, None
+
+
+_OR_BEFORE = re.compile(r"(?<!\w)or\s+(?:\w+\s+){0,2}$")
+_OR_AFTER = re.compile(r"\s+or\s+(?:\w+\s+){0,2}")
+_TERM_RES_ANY = re.compile("|".join(f"(?:{r.pattern})" for r in _TERM_RES.values()))
+
+
+def mentions(text: str, labels: Iterable[str] | None = None) -> list[Mention]:
+    """Every labelled mention in a report, in text order."""
+    wanted = tuple(labels) if labels is not None else tuple(TERMS)
+    low = text.lower()
+    out: list[Mention] = []
+    for s0, s1 in _sentences(low):
+        sentence = low[s0:s1]
+        for pattern, ruled_out in _NORMAL_STATEMENTS:
+            for m in pattern.finditer(sentence):
+                for label in ruled_out:
+                    if label in wanted:
+                        out.append(Mention(label, Presence.ABSENT, s0 + m.start(), s0 + m.end(), text[s0 + m.start() : s0 + m.end()], "normal statement"))
+        for label in wanted:
+            for m in _TERM_RES[label].finditer(sentence):
+                presence, trigger = _modifier(sentence, m.start(), m.end())
+                out.append(Mention(label, presence, s0 + m.start(), s0 + m.end(), text[s0 + m.start() : s0 + m.end()], trigger))
+    return sorted(out, key=lambda x: (x.start, x.label))
+
+
+_RANK = {Presence.PRESENT: 2, Presence.UNCERTAIN: 1, Presence.ABSENT: 0}
+
+
+def label_report(text: str, labels: Iterable[str] | None = None) -> dict[str, LabelResult]:
+    """Label -> aggregated result for each label the report mentions (present > uncertain > absent)."""
+    by_label: dict[str, list[Mention]] = {}
+    for m in mentions(text, labels):
+        by_label.setdefault(m.label, []).append(m)
+    return {
+        label: LabelResult(label, max((m.presence for m in ms), key=_RANK.__getitem__), tuple(ms))
+        for label, ms in by_label.items()
+    }
+
+
+def no_finding(results: dict[str, LabelResult]) -> bool:
+    """CheXpert's "No Finding": no pathology label present or uncertain (support devices do not count)."""
+    return not any(r.presence is not Presence.ABSENT for k, r in results.items() if k != "support_devices")
+
+
+def to_findings(results: dict[str, LabelResult], producer: Producer = LABELER_PRODUCER) -> tuple[Finding, ...]:
+    """Coded findings of the labelled report (one per label), with the span text as the finding text."""
+    out = []
+    for key, r in sorted(results.items()):
+        vocab = BY_KEY[key]
+        s, e = r.span
+        decisive = next(m for m in r.mentions if m.presence is r.presence)
+        out.append(
+            Finding(
+                concept=vocab.code,
+                text=decisive.text,
+                producer=producer,
+                presence=r.presence,
+                site=vocab.site,
+                criteria=(f"span {s}-{e}", f"trigger {decisive.trigger or 'none'}"),
+                critical=vocab.critical and r.presence is Presence.PRESENT,
+            )
+        )
+    return tuple(out)
+
+
+def label_sets() -> dict[str, tuple[str, ...]]:
+    """The label sets the labeler covers, by name."""
+    return {"chestxray14": CHESTXRAY14, "chexpert": CHEXPERT, "all": tuple(TERMS)}
+
+
+def as_json(report_id: str, text: str, labels: Iterable[str] | None = None) -> dict[str, object]:
+    """The ``mmdx label --json`` record of one report."""
+    res = label_report(text, labels)
+    return {
+        "report": report_id,
+        "no_finding": no_finding(res),
+        "labels": {
+            k: {
+                "presence": r.presence.value,
+                "code": {"system": BY_KEY[k].code.system, "code": BY_KEY[k].code.value, "display": BY_KEY[k].code.meaning},
+                "span": list(r.span),
+                "text": next(m.text for m in r.mentions if m.presence is r.presence),
+                "trigger": next(m.trigger for m in r.mentions if m.presence is r.presence),
+            }
+            for k, r in sorted(res.items())
+        },
+    }
