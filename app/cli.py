@@ -1,0 +1,155 @@
+"""The ``mmdx`` command line (Typer + Rich).
+
+Every command listed here works; area commands (``scp``, ``deid``, ``ecg``,
+``models``...) live in :mod:`app.commands` and register themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app import commands
+from app.context import AppContext
+from app.inputs import Collected, collect
+from app.pipeline import StudyOutcome, process_study
+from app.plan import plan_study
+from app.worker import run_forever
+from core.errors import MmdxError
+from store import index
+
+cli = typer.Typer(name="mmdx", help="Multimodal diagnostic pipeline: DICOM studies and ECGs in, draft reports out.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(width=None if Console().is_terminal else 160)
+err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
+]
+
+
+def _context(config: Path | None) -> AppContext:
+    try:
+        return AppContext.create(config)
+    except MmdxError as exc:
+        err_console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _study_table(ctx: AppContext, outcomes: list[StudyOutcome]) -> Table:
+    table = Table(title="Studies", show_lines=False)
+    table.add_column("Study", overflow="fold", min_width=20)
+    for col in ("Modality", "Series", "Instances"):
+        table.add_column(col, no_wrap=True)
+    for col in ("Analysis", "Result"):
+        table.add_column(col, overflow="fold")
+    for outcome in outcomes:
+        study = outcome.plan.study
+        analysis = "; ".join(p.summary for p in outcome.plan.series)
+        table.add_row(
+            study.study_instance_uid,
+            ", ".join(study.modalities),
+            str(len(study.series)),
+            str(study.instance_count),
+            analysis,
+            outcome.summary,
+        )
+    return table
+
+
+def _print_rejected(collected: Collected) -> None:
+    if not collected.rejected and not collected.empty_folders:
+        return
+    table = Table(title="Not used", title_style="yellow")
+    table.add_column("Path", overflow="fold")
+    table.add_column("Reason", overflow="fold")
+    for r in collected.rejected:
+        table.add_row(str(r.path), r.reason)
+    for folder in collected.empty_folders:
+        table.add_row(str(folder), "empty folder: no files")
+    err_console.print(table)
+
+
+@cli.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive), zip archives, DICOMDIRs")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports and artefacts")] = Path("output"),
+    config: ConfigOption = None,
+    analyse: Annotated[bool, typer.Option("--analyse/--index-only", help="Run the pipeline after indexing")] = True,
+) -> None:
+    """Read every file under PATHS, index the studies and run the pipeline on each."""
+    ctx = _context(config)
+    for p in paths:
+        if not p.exists():
+            err_console.print(f"[red]{p}: no such file or folder[/red]")
+    collected = collect(ctx, [p for p in paths if p.exists()])
+    outcomes: list[StudyOutcome] = []
+    for uid in collected.study_uids:
+        if analyse:
+            try:
+                outcomes.append(process_study(ctx, uid, out))
+            except MmdxError as exc:
+                with ctx.db.session() as session:
+                    study = index.load_study(session, uid)
+                assert study is not None
+                outcomes.append(StudyOutcome(uid, plan_study(study, ctx.settings), problems=(str(exc),)))
+        else:
+            with ctx.db.session() as session:
+                study = index.load_study(session, uid)
+            assert study is not None
+            outcomes.append(StudyOutcome(uid, plan_study(study, ctx.settings)))
+    console.print(_study_table(ctx, outcomes))
+    console.print(
+        f"indexed: {collected.new} new, {collected.duplicate} already known, {collected.conflict} conflicting; "
+        f"{len(collected.rejected)} not used; outputs in {out}/"
+    )
+    _print_rejected(collected)
+    if not collected.readable:
+        err_console.print("[red]nothing could be read[/red]")
+        raise typer.Exit(1)
+
+
+@cli.command()
+def worker(
+    config: ConfigOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Exit when no job is pending")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Artefact folder (default storage.out_dir)")] = None,
+) -> None:
+    """Claim jobs of stable studies from the database and run the pipeline on them."""
+    ctx = _context(config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    handled = run_forever(ctx, stop=stop, out_dir=out, once=once)
+    console.print(f"worker stopped after {handled} job(s)")
+
+
+@cli.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default service.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default service.port)")] = None,
+) -> None:
+    """Run the HTTP service (health, readiness, study index)."""
+    import uvicorn
+
+    from app.service import create_app
+
+    ctx = _context(config)
+    uvicorn.run(create_app(ctx), host=host or ctx.settings.service.host, port=port or ctx.settings.service.port,
+                log_level="info")
+
+
+commands.register_all(cli)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli()

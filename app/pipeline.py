@@ -1,0 +1,193 @@
+"""The one per-study pipeline that ``mmdx run``, ``mmdx worker`` and batch runs share.
+
+load the study from the index -> plan -> ECG analysis / image models ->
+DraftReport (preliminary) -> reports (FHIR, SR, SC, PDF, HL7) -> one
+transaction storing the report version and its outbox rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.context import AppContext
+from app.plan import Action, StudyPlan, plan_study
+from core.codes import LOINC
+from core.errors import EcgError, MmdxError
+from core.records import (
+    DraftReport,
+    Finding,
+    Measurement,
+    Presence,
+    Priority,
+    Producer,
+    ReportKind,
+    ReportSection,
+    Study,
+)
+from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
+from ecg.analysis import analyze
+from ecg.readers import read_ecg
+from ecg.render import render_png
+from reports.context import ReportContext
+from reports.outputs import build_outputs, write_outputs
+from store import audit, index
+from store import reports as report_store
+from store.reports import ArtefactRecord
+from store.serialize import report_to_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StudyOutcome:
+    """What happened to one study (PHI-free: UIDs, counts, reasons)."""
+
+    study_uid: str
+    plan: StudyPlan
+    report: DraftReport | None = None
+    report_version: int | None = None
+    artefacts: tuple[Path, ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def summary(self) -> str:
+        if self.report is None:
+            return "; ".join(self.problems) or "nothing to analyse"
+        statements = [f.text for f in self.report.findings if f.presence is Presence.PRESENT][:4]
+        return f"{self.report.priority.level.name.lower()}: " + ("; ".join(statements) or "no findings")
+
+
+@dataclass
+class _Draft:
+    findings: list[Finding] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+    priorities: list[Priority] = field(default_factory=list)
+    producers: list[Producer] = field(default_factory=list)
+    narrative: list[str] = field(default_factory=list)
+    printout_png: bytes | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def add_producer(self, producer: Producer) -> None:
+        if producer not in self.producers:
+            self.producers.append(producer)
+
+
+def _analyse_ecgs(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) -> None:
+    for series_plan in plan.of(Action.ECG_ANALYSIS):
+        for inst in series_plan.series.instances:
+            try:
+                record = read_ecg(inst.path)
+                analysis = analyze(record, ctx.settings.ecg, patient=study.patient)
+            except (EcgError, MmdxError) as exc:
+                draft.problems.append(f"ECG {inst.sop_instance_uid}: {exc}")
+                continue
+            draft.add_producer(analysis.producer)
+            draft.findings.extend(analysis.statements)
+            # global intervals/axes go in the report; per-lead amplitudes stay evidence of statements
+            draft.measurements.extend(m for m in analysis.measurements if m.site is None)
+            draft.priorities.append(analysis.priority)
+            draft.narrative.extend(f.text for f in analysis.statements if f.presence is Presence.PRESENT)
+            if draft.printout_png is None:
+                draft.printout_png = render_png(record, analysis.measurements, analysis.statements)
+
+
+def _report_kind(plan: StudyPlan) -> ReportKind:
+    return ReportKind.ECG if plan.of(Action.ECG_ANALYSIS) else ReportKind.IMAGING
+
+
+def _same_content(a: DraftReport, b: DraftReport) -> bool:
+    ja, jb = report_to_json(a), report_to_json(b)
+    for j in (ja, jb):
+        j.pop("created_at", None)
+        j.pop("version", None)
+    return ja == jb
+
+
+def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) -> StudyOutcome:
+    """Analyse one indexed study and store (and write) its preliminary report.
+
+    Re-running on unchanged content stores no new report version and enqueues
+    nothing twice.
+    """
+    with ctx.db.session() as session:
+        study = index.load_study(session, study_uid)
+    if study is None:
+        raise MmdxError(f"study {study_uid} is not in the index")
+    plan = plan_study(study, ctx.settings)
+    draft = _Draft()
+    _analyse_ecgs(ctx, study, plan, draft)
+    for skipped in plan.of(Action.SKIP):
+        draft.problems.append(skipped.summary)
+    if not draft.producers:
+        return StudyOutcome(study_uid, plan, problems=tuple(draft.problems))
+
+    kind = _report_kind(plan)
+    narrative_code = LOINC.EKG_NARRATIVE if kind is ReportKind.ECG else LOINC.FINDINGS
+    sections = (ReportSection(narrative_code, "\n".join(draft.narrative)),) if draft.narrative else ()
+    report = DraftReport(
+        study_instance_uid=study_uid,
+        kind=kind,
+        created_at=ctx.clock.now(),
+        sections=sections,
+        findings=tuple(draft.findings),
+        measurements=tuple(draft.measurements),
+        priority=Priority.highest(draft.priorities),
+        provenance=tuple(draft.producers),
+    )
+    with ctx.db.session() as session:
+        latest = report_store.latest_report(session, study_uid)
+    if latest is not None and _same_content(latest, report):
+        report = latest
+        version = latest.version
+        stored = False
+    else:
+        version = 1 if latest is None else latest.version + 1
+        report = DraftReport(**{**_fields(report), "version": version})
+        stored = True
+
+    rctx = ReportContext(
+        uid_root=ctx.settings.uid_root,
+        software_name=SOFTWARE_NAME,
+        software_version=SOFTWARE_VERSION,
+        clock=ctx.clock,
+    )
+    outputs = build_outputs(report, study, rctx, ecg_printout_png=draft.printout_png)
+    target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid
+    paths = tuple(write_outputs(outputs, target))
+    if stored:
+        with ctx.db.session() as session:
+            report_store.save_report_version(
+                session,
+                report,
+                [
+                    ArtefactRecord(a.kind, p, a.sha256, a.media_type, a.sop_instance_uid)
+                    for a, p in zip(outputs.artefacts, paths, strict=True)
+                ],
+                destinations_for(ctx, kind),
+                ctx.clock.now(),
+            )
+            audit.record(
+                session, actor=SOFTWARE_NAME, action="report.preliminary", study_uid=study_uid,
+                detail=f"version {version}, priority {report.priority.level.name}", at=ctx.clock.now(),
+            )
+    return StudyOutcome(study_uid, plan, report, version, paths, tuple(draft.problems))
+
+
+def _fields(report: DraftReport) -> dict[str, object]:
+    return {name: getattr(report, name) for name in report.__dataclass_fields__}
+
+
+def destinations_for(ctx: AppContext, kind: ReportKind) -> dict[str, list[str]]:
+    """Artefact kind -> destination names, from ``delivery_routing``."""
+    routes: dict[str, list[str]] = {}
+    for rule in ctx.settings.delivery_routing:
+        if rule.kind is not None and rule.kind != kind.value:
+            continue
+        for artefact in rule.artefacts:
+            for dest in rule.destinations:
+                routes.setdefault(artefact, [])
+                if dest not in routes[artefact]:
+                    routes[artefact].append(dest)
+    return routes
