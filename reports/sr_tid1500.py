@@ -16,6 +16,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 
 from core.codes import DCM, FHIRCODES, LOINC, SCT, UCUM, Code
+from core.errors import ReportError
 from core.identifiers import derive_uid
 from core.records import DraftReport, Finding, Instance, Laterality, Presence, ReportStatus, Study
 from reports import _dicom
@@ -172,10 +173,15 @@ def build_tid1500(
                 ],
             )
         )
+    if not groups:
+        raise ReportError(
+            "build_tid1500: the report has no coded finding and no measurement; TID 1500 needs at least one "
+            "measurement group (the narrative goes in the TID 2000 SR)"
+        )
     content = hd.sr.MeasurementReport(
         observation_context=observation_context(report, ctx),
         procedure_reported=_dicom.hd_code(procedure_code(study)),
-        imaging_measurements=groups or None,
+        imaging_measurements=groups,
     )
     ident = _dicom.identity(report, ctx, PURPOSE)
     sr = hd.sr.Comprehensive3DSR(
@@ -193,6 +199,11 @@ def build_tid1500(
     )
     _finish(sr, report, ctx, PURPOSE, SOP_CLASS_UID, used_schemes(report))
     return sr
+
+
+def has_coded_content(report: DraftReport) -> bool:
+    """Whether a TID 1500 SR has anything to say (a coded finding or a measurement)."""
+    return any(f.concept is not None for f in report.findings) or bool(report.measurements)
 
 
 def used_schemes(report: DraftReport) -> set[str]:
