@@ -1,0 +1,54 @@
+"""``mmdx db migrate`` / ``mmdx db status`` on a real SQLite file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from app.commands.store import register
+from store import jobs
+from store.db import Database
+from tests.store.conftest import T0, sha
+
+
+def _cli() -> typer.Typer:
+    cli = typer.Typer()
+
+    @cli.callback()
+    def main() -> None:
+        """mmdx (test harness)."""
+
+    register(cli)
+    return cli
+
+
+def test_migrate_then_status(tmp_path: Path) -> None:
+    db_file = tmp_path / "v" / "mmdx.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"database:\n  url: sqlite:///{db_file}\n")
+    runner = CliRunner()
+    result = runner.invoke(_cli(), ["db", "migrate", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "at revision 0001" in " ".join(result.output.split())
+    assert db_file.is_file()
+    db = Database(f"sqlite:///{db_file}")
+    with db.session() as s:
+        jobs.enqueue(s, "1.2.3", sha("a"), T0)
+        jobs.enqueue(s, "1.2.4", sha("b"), T0)
+    db.dispose()
+    result = runner.invoke(_cli(), ["db", "status", "--config", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {m.group(1): int(m.group(2)) for m in re.finditer(r"│ ([a-z_ ]+?) +│ +(\d+) │", result.output)}
+    assert rows["jobs pending"] == 2 and rows["jobs done"] == 0 and rows["studies"] == 0
+    assert rows["outbox dead"] == 0
+
+
+def test_bad_config_is_a_clean_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("database:\n  url: 'nosuchdb://x'\n")
+    result = CliRunner().invoke(_cli(), ["db", "status", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "cannot create an engine" in result.output
