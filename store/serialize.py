@@ -27,8 +27,9 @@ from typing import Any
 from core.errors import MmdxError, StoreError
 from core.records import DraftReport
 
-#: Written into every payload; bump on an incompatible change and keep a reader for the old one.
+#: Written into every payload under FORMAT_KEY; bump on an incompatible change and keep a reader for the old one.
 FORMAT = "mmdx.report/1"
+FORMAT_KEY = "_format"
 
 _JsonValue = Any
 
@@ -134,17 +135,18 @@ def _decode_dataclass(data: _JsonValue, cls: type, where: str) -> Any:
 
 
 def report_to_json(report: DraftReport) -> dict[str, Any]:
-    """A JSON-ready dict holding every field of ``report`` (plus the ``format`` marker)."""
+    """A JSON-ready dict: one key per DraftReport field (same names), plus ``"_format"``."""
     if not isinstance(report, DraftReport):
         raise StoreError(f"report_to_json: expected a DraftReport, got {type(report).__name__}")
-    return {"format": FORMAT, "report": _encode_dataclass(report, DraftReport, "DraftReport")}
+    return {FORMAT_KEY: FORMAT, **_encode_dataclass(report, DraftReport, "DraftReport")}
 
 
 def report_from_json(data: dict[str, Any]) -> DraftReport:
     """The DraftReport :func:`report_to_json` wrote (validated again by the record constructors)."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        got = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise StoreError(f"report payload: expected format {FORMAT!r}, got {got!r}")
-    report = _decode_dataclass(data.get("report"), DraftReport, "DraftReport")
+    if not isinstance(data, dict) or data.get(FORMAT_KEY) != FORMAT:
+        got = data.get(FORMAT_KEY) if isinstance(data, dict) else type(data).__name__
+        raise StoreError(f"report payload: expected {FORMAT_KEY} {FORMAT!r}, got {got!r}")
+    fields = {k: v for k, v in data.items() if k != FORMAT_KEY}
+    report = _decode_dataclass(fields, DraftReport, "DraftReport")
     assert isinstance(report, DraftReport)
     return report

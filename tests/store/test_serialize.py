@@ -100,30 +100,30 @@ def test_every_field_of_a_full_report_survives():
 
 def test_payload_is_validated_again_on_load():
     payload = report_to_json(full_report())
-    payload["report"]["findings"][0]["probability"] = 1.5
+    payload["findings"][0]["probability"] = 1.5
     with pytest.raises(StoreError, match=r"DraftReport\.findings\[0\].*probability"):
         report_from_json(payload)
 
 
 def test_unknown_format_and_fields_are_refused():
     payload = report_to_json(full_report())
-    with pytest.raises(StoreError, match="expected format"):
-        report_from_json({**payload, "format": "other/9"})
-    payload["report"]["colour"] = "blue"
+    with pytest.raises(StoreError, match="expected _format"):
+        report_from_json({**payload, "_format": "other/9"})
+    payload["colour"] = "blue"
     with pytest.raises(StoreError, match=r"unknown fields \['colour'\]"):
         report_from_json(payload)
 
 
 def test_missing_field_with_default_loads_older_payloads():
     payload = report_to_json(full_report())
-    del payload["report"]["replaces_version"]
+    del payload["replaces_version"]
     assert report_from_json(payload).replaces_version is None
-    assert payload["format"] == FORMAT
+    assert payload["_format"] == FORMAT
 
 
 def test_wrong_type_names_the_field():
     payload = report_to_json(full_report())
-    payload["report"]["version"] = "two"
+    payload["version"] = "two"
     with pytest.raises(StoreError, match=r"DraftReport\.version: expected int, got str"):
         report_from_json(payload)
 
@@ -133,4 +133,4 @@ def test_naive_instants_round_trip_too():
         "1.2.3", ReportKind.ECG, datetime(2026, 1, 1, 8, 0), sections=(ReportSection(LOINC.EKG_NARRATIVE, "ok"),)
     )
     assert report_from_json(report_to_json(report)) == report
-    assert report_to_json(report)["report"]["created_at"] == "2026-01-01T08:00:00"
+    assert report_to_json(report)["created_at"] == "2026-01-01T08:00:00"
