@@ -7,7 +7,7 @@ Public face::
     read_ecg_file(path) -> EcgFile         # + the device's representative beat and fiducials
 
 Formats: WFDB, DICOM 12-lead/General/Ambulatory ECG waveform, HL7 aECG, GE MUSE XML,
-Philips Sierra XML (SCP-ECG is recognised but not decoded).  Detection looks at content,
+Philips Sierra XML, SCP-ECG (default Huffman table; no reference-beat subtraction).  Detection looks at content,
 never at the extension: XML root element and namespace, the DICM preamble and SOP class,
 the WFDB header's structure, the SCP-ECG length field, section tag and CRC.  Every failure
 is an :class:`core.errors.EcgError` naming the file and what was expected.
@@ -39,7 +39,7 @@ class EcgFormat(enum.Enum):
     HL7_AECG = "hl7-aecg"  #: HL7 v3 annotated ECG (FDA)
     GE_MUSE = "ge-muse-xml"  #: GE MUSE RestingECG XML
     PHILIPS_SIERRA = "philips-sierra-xml"  #: Philips Sierra / PhilipsECG XML
-    SCP_ECG = "scp-ecg"  #: SCP-ECG binary (recognised, not decoded)
+    SCP_ECG = "scp-ecg"  #: SCP-ECG binary (EN 1064)
 
 
 _READERS: Final[dict[EcgFormat, Callable[[Path], EcgFile]]] = {

@@ -49,10 +49,10 @@ def test_wfdb_files_under_other_names(tmp_path: Path) -> None:
     assert detect_format(tmp_path / "1.i") is None
 
 
-def test_scp_ecg_recognised_but_reported_unsupported(tmp_path: Path) -> None:
+def test_scp_ecg_detected_by_crc_length_and_tag(tmp_path: Path) -> None:
     p = write_scp_header(tmp_path / "ecg.bin")
     assert detect_format(p) is EcgFormat.SCP_ECG
-    with pytest.raises(EcgError, match="ecg.bin: SCP-ECG file recognised, but mmdx does not decode SCP-ECG"):
+    with pytest.raises(EcgError, match="ecg.bin: no section 3"):
         read_ecg(p)
     # one flipped byte breaks the CRC: no longer SCP-ECG
     data = bytearray(p.read_bytes())
