@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pydicom
@@ -23,7 +24,7 @@ from ingest.scp import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, Storag
 from store import index as idx
 from store.db import Database
 
-from .conftest import DATA, DCMTK_ENV, MODALITY_AE, make_settings, require_binary, storescu, ts_of
+from .conftest import DATA, DCMTK_ENV, MODALITY_AE, free_port, make_settings, require_binary, storescu, ts_of
 
 pytestmark = pytest.mark.integration
 
@@ -284,3 +285,140 @@ def test_tls_config_with_missing_files_is_a_config_error(tmp_path: Path) -> None
     )
     with pytest.raises(ConfigError, match="scp.tls"):
         StorageServer(settings, Database.from_settings(settings), port=0)
+
+
+# --------------------------------------------------------------------------- `mmdx scp` as a process
+
+_CLI = (
+    "import typer\n"
+    "from app.commands.ingest import register\n"
+    "app = typer.Typer()\n"
+    "app.callback()(lambda: None)\n"
+    "register(app)\n"
+    "app()\n"
+)
+
+
+def _write_config(tmp: Path, port: int, stable_age_s: float = 60.0) -> Path:
+    import yaml
+
+    cfg = {
+        "database": {"url": f"sqlite:///{tmp / 'mmdx.db'}"},
+        "storage": {"store_dir": str(tmp / "store"), "quarantine_dir": str(tmp / "quarantine")},
+        "scp": {"port": port, "allowed_calling_aes": [MODALITY_AE], "stable_age_s": stable_age_s},
+    }
+    path = tmp / "mmdx.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _start_cli(config: Path, *args: str) -> subprocess.Popen[str]:
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLI, "scp", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until it listens
+        if "listening on" in line:
+            return proc
+    raise AssertionError(f"mmdx scp did not start (exit {proc.wait()})")
+
+
+def _many(tmp: Path, n: int) -> list[Path]:
+    from core.identifiers import derive_uid
+
+    base = pydicom.dcmread(DATA / "net" / "CT_small.dcm")
+    out = tmp / "many"
+    out.mkdir()
+    files = []
+    for i in range(n):
+        base.SOPInstanceUID = derive_uid("2.25", "kill-test", str(i))
+        base.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(base.SOPInstanceUID)
+        base.InstanceNumber = i + 1
+        path = out / f"{i:03d}.dcm"
+        base.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+def test_cli_scp_receives_dispatches_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal as sig
+
+    require_binary("storescu")
+    port = free_port()
+    config = _write_config(tmp_path, port, stable_age_s=0.5)
+    proc = _start_cli(config, "--ae-title", "MMDX", "--dispatch-every", "0.2")
+    try:
+        runs = storescu([DATA / "net" / "CT_small.dcm"], port)
+        assert runs[0].returncode == 0, runs[0].stderr
+        db = Database(f"sqlite:///{tmp_path / 'mmdx.db'}")
+        deadline = time.monotonic() + 10
+        from store.schema import JobRow
+
+        while time.monotonic() < deadline:
+            with db.session(readonly=True) as s:
+                if s.query(JobRow).count() == 1:
+                    break
+            time.sleep(0.1)
+        with db.session(readonly=True) as s:
+            assert s.query(JobRow).count() == 1  # the quiet study was dispatched once
+        db.dispose()
+    finally:
+        proc.send_signal(sig.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "received: stored 1" in out
+    patient = str(pydicom.dcmread(DATA / "net" / "CT_small.dcm").PatientName)
+    assert patient and patient not in out  # no patient name in the log
+
+
+def test_sigkill_midway_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """Acceptance: kill -9 the SCP during a push; every acknowledged object is indexed and whole."""
+    import re
+    import signal as sig
+
+    exe = require_binary("storescu")
+    files = _many(tmp_path, 60)
+    port = free_port()
+    config = _write_config(tmp_path, port)
+    proc = _start_cli(config)
+    sender = subprocess.Popen(
+        [exe, "-v", "-aet", MODALITY_AE, "-aec", "MMDX", "127.0.0.1", str(port), *map(str, files)],
+        env=DCMTK_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    acked: list[Path] = []
+    current: Path | None = None
+    assert sender.stdout is not None
+    for line in sender.stdout:
+        if m := re.search(r"Sending file: (\S+)", line):
+            current = Path(m.group(1))
+        elif "Received Store Response (Success)" in line and current is not None:
+            acked.append(current)
+            if len(acked) == 20:
+                proc.send_signal(sig.SIGKILL)  # mid-association, mid-stream
+    sender.wait(timeout=30)
+    proc.wait(timeout=10)
+    assert 20 <= len(acked) < len(files)
+    # restart: the store sweeps leftovers; every acknowledged object is there and complete
+    restarted = _start_cli(config)
+    restarted.send_signal(sig.SIGTERM)
+    restarted.communicate(timeout=20)
+    db = Database(f"sqlite:///{tmp_path / 'mmdx.db'}")
+    indexed = _indexed(db)
+    db.dispose()
+    for f in acked:
+        uid = pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+        assert uid in indexed, f.name
+        stored = pydicom.dcmread(indexed[uid][1])
+        assert stored.PixelData == pydicom.dcmread(f).PixelData
+    store = tmp_path / "store"
+    assert not list(store.rglob(".tmp-*"))
+    for path in store.rglob("*.dcm"):  # nothing half-written, acknowledged or not
+        pydicom.dcmread(path).PixelData  # noqa: B018
