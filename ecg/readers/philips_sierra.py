@@ -9,6 +9,7 @@ Philips files hold 10 s of ECG followed by a 1 mV calibration pulse in every lea
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -32,6 +33,7 @@ from ecg.readers._common import (
 )
 
 ROOT: Final = "restingecgdata"
+_BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 #: Document types and versions sierraecg decodes.
 SUPPORTED: Final[dict[str, tuple[str, ...]]] = {
     "SierraECG": ("1.03", "1.04", "1.04.01", "1.04.02"),
@@ -168,6 +170,10 @@ def read(path: Path) -> EcgFile:
         raise EcgError("signalresolution/samplingrate missing or not numbers", source=source) from None
     if resolution_uv <= 0 or fs <= 0:
         raise EcgError(f"signalresolution {resolution_uv} uV and samplingrate {fs} Hz must be positive", source=source)
+    waveform = _find(root, "waveforms", "parsedwaveforms")
+    payload = "".join((waveform.text or "").split()) if waveform is not None else ""
+    if not payload or not _BASE64.fullmatch(payload):
+        raise EcgError("waveforms/parsedwaveforms is missing or not valid base64", source=source)
     try:
         parsed = sierraecg.read_file(source)
     except (sierraecg.lib.UnsupportedXmlFileError, sierraecg.lib.MissingXmlElementError) as exc:

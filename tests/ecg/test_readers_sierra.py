@@ -92,3 +92,22 @@ def test_utf16_file_detected_under_another_extension(tmp_path: Path) -> None:
     p.write_bytes(V104.read_bytes())
     assert detect_format(p) is EcgFormat.PHILIPS_SIERRA
     assert read_ecg(p).signal.shape[0] == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "corrupt"),
+    [
+        ("bad-chars", lambda b64: b64[:500] + "@@#" + b64[500:]),
+        ("truncated", lambda b64: b64[: len(b64) // 3]),
+        ("garbage", lambda b64: "QUJD" * 50),
+        ("empty", lambda b64: ""),
+    ],
+)
+def test_corrupt_waveform_fails_cleanly(tmp_path: Path, name: str, corrupt) -> None:  # type: ignore[no-untyped-def]
+    text = _text(V103)
+    m = re.search(r"(<parsedwaveforms[^>]*>)(.*?)(</parsedwaveforms>)", text, re.DOTALL)
+    assert m is not None
+    p = tmp_path / f"{name}.xml"
+    p.write_text(text[: m.start(2)] + corrupt(m.group(2)) + text[m.end(2) :], encoding="utf-8")
+    with pytest.raises(EcgError, match=f"{name}.xml: .*(base64|not decodable)"):
+        read_ecg(p)
