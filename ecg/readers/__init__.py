@@ -127,8 +127,11 @@ def detect_format(path: str | Path) -> EcgFormat | None:
 
 def _why_not(path: Path) -> str:
     """What the content looked like, for the error message."""
-    if not path.exists() and wfdb_reader.header_path(path) is None:
-        return "no such file (and no WFDB header beside it)"
+    if not path.exists():
+        hea = wfdb_reader.header_path(path)
+        if hea is None:
+            return "no such file (and no WFDB header beside it)"
+        return f"{hea.name} is not a WFDB header (expected a record line, then one line per signal)"
     if path.is_dir():
         return "a directory, expected an ECG file"
     head = _head(path)

@@ -38,6 +38,11 @@ _TO_MV: Final[dict[str, float]] = {
     "nv": 1e-6,
 }
 
+#: Channel names that are not ECG leads even when the header gives no unit (WFDB then assumes mV).
+NON_ECG_NAMES: Final = frozenset(
+    {"RESP", "ABP", "ART", "PAP", "CVP", "PLETH", "SPO2", "CO2", "ICP", "NBP", "TEMP", "ANGLE", "PULSE", "EEG", "EMG"}
+)
+
 _RECORD_LINE = re.compile(rb"^[\w\-.~]+(?:/\d+)?[ \t]+\d+(?:[ \t]+\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?(?:\(\d+\))?)?")
 
 
@@ -54,7 +59,7 @@ def looks_like_header(head: bytes) -> bool:
     if nsig == 0:
         return True
     # the first signal line names a file and a format: "100.dat 212 200 11 1024 995 -22131 0 MLII"
-    return len(lines) > 1 and len(lines[1].split()) >= 2 and lines[1].split()[1][:3].isdigit()
+    return len(lines) > 1 and len(lines[1].split()) >= 2 and re.match(r"\d+", lines[1].split()[1]) is not None
 
 
 def header_path(path: Path) -> Path | None:
@@ -121,8 +126,8 @@ def read(path: Path) -> EcgFile:
     names: list[str] = []
     for i, (name, unit) in enumerate(zip(rec.sig_name, rec.units or [""] * rec.n_sig, strict=False)):
         factor = _TO_MV.get((unit or "").strip().lower())
-        if factor is None:
-            continue  # not a voltage: not an ECG lead
+        if factor is None or (name or "").strip().upper().rstrip(".") in NON_ECG_NAMES:
+            continue  # not a voltage, or a named non-ECG signal: not an ECG lead
         rows.append(rec.p_signal[:, i] * factor)
         names.append(name or f"ch{i + 1}")
     if not rows:

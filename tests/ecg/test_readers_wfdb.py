@@ -71,6 +71,19 @@ def test_non_voltage_channels_are_left_out(tmp_path: Path) -> None:
     assert rec.lead_names == ("II",)
 
 
+def test_unitless_respiration_channel_is_not_a_lead(tmp_path: Path) -> None:
+    # WFDB assumes mV when a header gives no unit: names such as RESP still mark non-ECG signals
+    sig = np.stack([np.linspace(-1, 1, 500), np.linspace(0, 3, 500)], axis=1)
+    path = _write(tmp_path, "resp", sig, ["mV", "mV"], ["MCL1", "RESP"])
+    assert read_ecg(path).lead_names == ("MCL1",)
+
+
+def test_format_with_byte_offset_is_recognised(tmp_path: Path) -> None:
+    # signal format fields such as "16+24" (byte offset into a .mat file) are valid headers
+    (tmp_path / "m.hea").write_text("m 1 250 10\nm.mat 16+24 200/mV 16 0 0 0 0 II\n")
+    assert detect_format(tmp_path / "m") is EcgFormat.WFDB
+
+
 def test_only_non_voltage_channels_fail(tmp_path: Path) -> None:
     sig = np.linspace(60, 120, 500)[:, None]
     with pytest.raises(EcgError, match="no voltage"):
@@ -93,5 +106,5 @@ def test_header_without_samples_fails_cleanly(tmp_path: Path) -> None:
 def test_garbage_header_is_not_wfdb(tmp_path: Path) -> None:
     (tmp_path / "x.hea").write_text("this is not a header\n")
     assert detect_format(tmp_path / "x") is None
-    with pytest.raises(EcgError, match="not a recognised ECG file"):
+    with pytest.raises(EcgError, match=r"not a recognised ECG file: x\.hea is not a WFDB header"):
         read_ecg(tmp_path / "x")
