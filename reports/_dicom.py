@@ -138,6 +138,12 @@ def set_times(ds: Dataset, report: DraftReport, ctx: ReportContext) -> None:
     if "SeriesDate" in ds or ds.get("Modality") in ("SR", "KO", "DOC"):
         ds.SeriesDate = content.strftime("%Y%m%d")
         ds.SeriesTime = content.strftime("%H%M%S")
+    if "DateOfSecondaryCapture" in ds:
+        ds.DateOfSecondaryCapture = created.strftime("%Y%m%d")
+        ds.TimeOfSecondaryCapture = created.strftime("%H%M%S")
+    for item in ds.get("ContributingEquipmentSequence", []):
+        # highdicom stamps its own contribution with the wall clock: use ours so re-runs are identical
+        item.ContributionDateTime = dicom_dt(created)
     if "TimezoneOffsetFromUTC" not in ds and content.tzinfo is not None:
         ds.TimezoneOffsetFromUTC = content.strftime("%z")
 

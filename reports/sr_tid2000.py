@@ -76,8 +76,9 @@ def build_tid2000(
         for f in report.findings
         if f.concept is not None and f.presence is Presence.PRESENT
     ]
-    if coded:
-        by_code.setdefault(LOINC.FINDINGS, []).extend(coded)
+    uncoded = [_text(DCM.REPORT_FINDING, f.text) for f in report.findings if f.concept is None and f.text.strip()]
+    if coded or uncoded:
+        by_code.setdefault(LOINC.FINDINGS, []).extend([*uncoded, *coded])
     if report.status is ReportStatus.PRELIMINARY:
         by_code.setdefault(LOINC.FINDINGS, []).insert(0, _text(DCM.REPORT_FINDING, STATUS_BANNER[report.status]))
     for code, children in by_code.items():
