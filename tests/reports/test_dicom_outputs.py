@@ -112,7 +112,7 @@ def test_tid1500_content_and_flags(tmp_path: Path, dciodvfy: Validator) -> None:
 
 
 def test_signed_sr_is_verified_and_amendment_references_predecessor(tmp_path: Path, dciodvfy: Validator) -> None:
-    draft, final, amended = _versions("chest")
+    _draft, final, amended = _versions("chest")
     ctx = h.context()
     f = _check(tmp_path, dciodvfy, "final.dcm", sr_tid1500.build_tid1500_bytes(final, h.chest_study(), ctx))
     assert (f.PreliminaryFlag, f.VerificationFlag) == ("FINAL", "VERIFIED")
@@ -194,7 +194,7 @@ def test_encapsulated_pdf(tmp_path: Path, dciodvfy: Validator) -> None:
 
 
 def test_withdrawal_rejects_earlier_objects_with_kos(tmp_path: Path, dciodvfy: Validator) -> None:
-    draft, final, amended = _versions("chest")
+    draft, final, _amended = _versions("chest")
     withdrawn = withdraw(final, h.RADIOLOGIST, h.AMENDED, "wrong side")
     ctx = h.context()
     refs = earlier_dicom_objects(withdrawn, ctx, n_captures=1)
