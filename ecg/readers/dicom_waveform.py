@@ -10,6 +10,7 @@ as device data.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -168,13 +169,18 @@ def _is_median(item: Dataset) -> bool:
     return "MEDIAN" in label or "AVERAGE" in label or "REPRESENTATIVE" in label
 
 
-def _patient(ds: Dataset) -> Patient:
+def _patient(ds: Dataset, acquired: datetime | None) -> Patient:
+    """Age from Patient's Age (AS), else from birth date and acquisition time; sex from Patient's Sex."""
     age: float | None = None
     m = re.fullmatch(r"(\d{3})([DWMY])", str(ds.get("PatientAge", "")).strip())
     if m:
         per_year = {"D": 365.25, "W": 52.18, "M": 12.0, "Y": 1.0}[m.group(2)]
         value = int(m.group(1)) / per_year
         age = value if value < 150 else None
+    birth = parse_hl7_ts(str(ds.get("PatientBirthDate", "")))
+    if age is None and birth is not None and acquired is not None and birth <= acquired:
+        value = (acquired - birth).days / 365.25
+        age = round(value, 1) if value < 150 else None
     return Patient(sex=Sex.from_dicom(str(ds.get("PatientSex", "")) or None), age_years=age)
 
 
@@ -251,7 +257,7 @@ def read(path: Path) -> EcgFile:
     )
     common = {
         "source": source,
-        "patient": _patient(ds),
+        "patient": _patient(ds, acquired),
         "acquired_at": acquired,
         "device_name": device,
     }

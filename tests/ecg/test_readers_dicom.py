@@ -133,3 +133,12 @@ def test_truncated_file_fails_cleanly(tmp_path: Path) -> None:
     assert detect_format(p) is EcgFormat.DICOM_WAVEFORM  # by its file meta information
     with pytest.raises(EcgError, match=f"{p.name}: (not a readable DICOM file|.*Waveform Data)"):
         read_ecg(p)
+
+
+def test_age_from_birth_date_when_age_is_absent(tmp_path: Path) -> None:
+    def drop_age(ds: Dataset) -> None:
+        del ds.PatientAge  # birth 1971-01-23, acquired 2013-01-25
+
+    rec = read_ecg(_modified(tmp_path, "noage.dcm", drop_age))
+    assert rec.patient.age_years == pytest.approx(42.0, abs=0.1)
+    assert "642341" not in repr(rec) and "Anonymous" not in repr(rec)
