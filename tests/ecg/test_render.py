@@ -152,3 +152,13 @@ def test_bad_arguments() -> None:
         render_png(_flat_record(("II",)), dpi=0)
     with pytest.raises(EcgError, match="expects an EcgRecord"):
         render_png(np.zeros((12, 100)))  # type: ignore[arg-type]
+
+
+def test_nan_gaps_and_huge_values_do_not_break_the_page() -> None:
+    sig = np.zeros((12, 5000), dtype=np.float32)
+    sig[:, 1000:1200] = np.nan  # a gap in every lead
+    sig[6] = 50.0  # a saturated lead: clipped to the paper, not drawn over the header
+    rec = EcgRecord(sig, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0, source="s")
+    arr = render_array(rec, dpi=60)
+    header = arr[: int(20 / 25.4 * 60)]  # top 20 mm: text only, no trace ink
+    assert (header.sum(axis=2) < 100).mean() < 0.05
