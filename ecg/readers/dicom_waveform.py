@@ -41,6 +41,7 @@ ECG_SOP_CLASSES: Final[dict[str, str]] = {
     "1.2.840.10008.5.1.4.1.1.9.1.3": "Ambulatory ECG Waveform Storage",
 }
 
+_UID: Final = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*")
 _UNIT_TO_MV: Final[dict[str, float]] = {"uv": 1e-3, "mv": 1.0, "v": 1e3, "nv": 1e-6}
 
 #: Annotation concepts by code value (SCPECG / LOINC) and, as a fallback, by code meaning.
@@ -250,7 +251,9 @@ def read(path: Path) -> EcgFile:
     signal, names, fs = _group(ds, rhythm_index, source)
     signal, names = complete_leads(signal, names)
     measurements, statements, fiducials = _annotations(ds)
-    study_uid = str(ds.get("StudyInstanceUID", "")) or None
+    study_uid = str(ds.get("StudyInstanceUID", "")).strip() or None
+    if study_uid is not None and (len(study_uid) > 64 or not _UID.fullmatch(study_uid)):
+        study_uid = None  # a malformed UID must not make the waveform unreadable; the app assigns one
     device = " ".join(str(ds.get(k, "")).strip() for k in ("Manufacturer", "ManufacturerModelName")).strip() or None
     acquired = parse_hl7_ts(str(ds.get("AcquisitionDateTime", ""))) or parse_hl7_ts(
         str(ds.get("ContentDate", "")) + str(ds.get("ContentTime", ""))

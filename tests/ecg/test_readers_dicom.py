@@ -142,3 +142,11 @@ def test_age_from_birth_date_when_age_is_absent(tmp_path: Path) -> None:
     rec = read_ecg(_modified(tmp_path, "noage.dcm", drop_age))
     assert rec.patient.age_years == pytest.approx(42.0, abs=0.1)
     assert "642341" not in repr(rec) and "Anonymous" not in repr(rec)
+
+
+def test_malformed_study_uid_does_not_block_reading(tmp_path: Path) -> None:
+    def bad_uid(ds: Dataset) -> None:
+        ds.StudyInstanceUID = "1.2.03.abc"
+
+    rec = read_ecg(_modified(tmp_path, "baduid.dcm", bad_uid))
+    assert rec.study_instance_uid is None and rec.signal.shape == (12, 10000)
