@@ -47,6 +47,9 @@ def scp_command(
     dispatch_every: Annotated[
         float, typer.Option("--dispatch-every", help="seconds between stable-study checks", min=0.1)
     ] = 5.0,
+    max_pdu: Annotated[
+        int | None, typer.Option("--max-pdu", help="maximum PDU length we receive, bytes (0: unlimited)", min=0)
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every C-STORE")] = False,
 ) -> None:
     """Run the Storage SCP (C-ECHO, C-STORE) until SIGINT/SIGTERM."""
@@ -63,7 +66,7 @@ def scp_command(
     try:
         settings = load_settings(config)
         db = Database.from_settings(settings)
-        server = StorageServer(settings, db, host=host, port=port, ae_title=ae_title)
+        server = StorageServer(settings, db, host=host, port=port, ae_title=ae_title, max_pdu=max_pdu)
         server.start()
     except MmdxError as exc:
         err.print(f"[red]error:[/red] {exc}")
