@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,10 +20,10 @@ from core.codes import MMDX, Code
 from core.config import EcgConfig
 from core.records import EcgRecord, EvidenceRef, Finding, Measurement, Patient, Priority, Producer
 from ecg.rules import PRODUCER, RuleInput, interpret, priority_of
-from ecg.signal.atrial import atrial_activity
+from ecg.signal.atrial import atrial_activity, flutter_in_tq
 from ecg.signal.beats import classify_beats
 from ecg.signal.conditioning import condition
-from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats
+from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats, p_wave_consistency
 from ecg.signal.measurements import (
     GlobalMeasurements,
     LeadAmplitudes,
@@ -37,6 +37,8 @@ from ecg.signal.quality import LeadProblem, LeadQuality, assess_leads
 #: Shorter records cannot give a representative beat and a rate.
 MIN_DURATION_S = 2.5
 MIN_FS_HZ = 100.0
+#: A median-beat P wave counts as conducted only if this fraction of beats carries it.
+P_CONSISTENCY = 0.7
 
 _PROBLEM_CODES: dict[LeadProblem, Code] = {
     LeadProblem.FLAT: MMDX.ECG_LEAD_OFF,
@@ -241,6 +243,13 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
     if mb is not None:
         rr = float(np.median(np.diff(beats)))
         fd = delineate(mb, rr_samples=rr, usable=usable)
+        flutter_rate = flutter_in_tq(
+            x, fs, beats, fd.qrs_on - mb.fiducial, None if fd.t_off is None else fd.t_off - mb.fiducial, usable
+        )
+        p_consistency = p_wave_consistency(x, beats, mb, fd, usable)
+        if flutter_rate is not None or p_consistency < P_CONSISTENCY:
+            # flutter waves or unlocked atrial waves are not a conducted P wave: no P values, no PR
+            fd = Fiducials(None, None, fd.qrs_on, fd.qrs_off, fd.t_off, fd.t_peak, None)
         names_used = tuple(n for n, u in zip(record.lead_names, usable, strict=True) if u)
         mb_used = MedianBeats(mb.beats[usable], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used)
         g = global_measurements(mb_used, fd, beats, names_used, np.ones(len(names_used), dtype=bool))
@@ -259,7 +268,13 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
             if v is not None
         )
         per_beat = _per_beat_fiducials(mb, fd, beats, scale)
-        atrial = atrial_activity(x, fs, beats, mb, record.lead_names, usable)
+        span = (
+            (fd.p_on - int(0.04 * fs)) if fd.p_on is not None else mb.fiducial - int(0.30 * fs),
+            (fd.t_off + int(0.04 * fs)) if fd.t_off is not None else mb.fiducial + int(0.45 * fs),
+        )
+        atrial = atrial_activity(x, fs, beats, mb, record.lead_names, usable, span)
+        if flutter_rate is not None:
+            atrial = replace(atrial, locked_flutter_per_min=flutter_rate)
     else:
         stmts.append(_technical("No complete beat for a representative beat: intervals not measured"))
     twelve = record.has_standard_12_leads and all(

@@ -67,7 +67,8 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     sd = float(np.median(np.abs(np.diff(rr))) / np.median(rr)) if rr.size >= 3 else 0.0
     p_present = g.pr_ms is not None
     atrial = ri.atrial
-    flutter = (
+    locked_flutter = atrial is not None and atrial.locked_flutter_per_min is not None
+    flutter = locked_flutter or (
         atrial is not None
         and atrial.dominant_hz is not None
         and th.FLUTTER_HZ[0] <= atrial.dominant_hz <= th.FLUTTER_HZ[1]
@@ -77,18 +78,19 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     irregular = sd > th.AF_SUCCESSIVE_DIFF and cv > th.AF_RR_CV
     af = irregular and not p_present and not flutter
     pr_m = ri.measurement(LOINC.PR_INTERVAL)
-    if flutter and atrial is not None and atrial.dominant_hz is not None:
-        out.append(
-            finding(
-                SCT.ATRIAL_FLUTTER,
-                [
-                    f"regular atrial activity at {atrial.dominant_hz * 60:.0f}/min after QRST cancellation "
-                    f"(spectral concentration {atrial.concentration:.2f})",
-                    "no discrete P wave locked to the QRS",
-                ],
-                hr_m,
-            )
-        )
+    if flutter and atrial is not None:
+        if atrial.locked_flutter_per_min is not None:
+            crit = [
+                f"regular atrial (flutter) waves at {atrial.locked_flutter_per_min:.0f}/min between T and QRS",
+                "fixed AV conduction: no isoelectric baseline between atrial waves",
+            ]
+        else:
+            crit = [
+                f"regular atrial activity at {(atrial.dominant_hz or 0) * 60:.0f}/min after QRST cancellation "
+                f"(spectral concentration {atrial.concentration:.2f})",
+                "no discrete P wave locked to the QRS",
+            ]
+        out.append(finding(SCT.ATRIAL_FLUTTER, crit, hr_m))
     elif af:
         crit = [
             f"irregularly irregular RR (median successive difference {sd:.2f} of RR, CV {cv:.2f})",
@@ -109,7 +111,12 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     elif p_present:
         p_axis_ok = g.p_axis_deg is None or -30.0 <= g.p_axis_deg <= 105.0
         if p_axis_ok:
-            crit = ["P wave before every QRS with constant PR", f"P axis {g.p_axis_deg} deg (normal atrial origin)"]
+            crit = ["P wave before every QRS with constant PR"]
+            crit.append(
+                f"P axis {g.p_axis_deg:.0f} deg (normal atrial origin)"
+                if g.p_axis_deg is not None
+                else "P axis not measurable (no frontal leads); P wave upright morphology assumed"
+            )
             if hr < th.BRADY_BPM:
                 out.append(finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {hr:.0f}/min < 60/min"], hr_m + pr_m))
             elif hr > th.TACHY_BPM:
@@ -175,8 +182,9 @@ def _av_block(ri: RuleInput, rr: np.ndarray, p_present: bool, atrial_arrhythmia:
         pp = np.diff(a.waves) / fs
         atrial_rate = 60.0 / float(np.median(pp))
         vent_rate = 60.0 / float(np.median(rr))
-        regular_a = float(np.std(pp) / np.mean(pp)) < th.REGULAR_CV
-        regular_v = float(np.std(rr) / np.mean(rr)) < th.REGULAR_CV
+        # regular: most intervals within REGULAR_CV of the median (a missed atrial wave may double one)
+        regular_a = float(np.mean(np.abs(pp / np.median(pp) - 1) < th.REGULAR_CV)) >= 0.75
+        regular_v = float(np.mean(np.abs(rr / np.median(rr) - 1) < th.REGULAR_CV)) >= 0.75
         if regular_a and regular_v and atrial_rate > vent_rate + th.AV_DISSOCIATION_EXTRA_BPM and atrial_rate < 200:
             out.append(
                 finding(

@@ -268,3 +268,32 @@ def delineate(
     tp, toff = t_wave_end(m, mb.fs, qon, qoff)
     pon, ppk, poff = p_wave(m, mb.fs, qon, rr_samples, toff)
     return Fiducials(pon, poff, qon, qoff, toff, tp, ppk)
+
+
+def p_wave_consistency(
+    x: FloatArray, beats: IntArray, mb: MedianBeats, fd: Fiducials, usable: npt.NDArray[np.bool_] | None = None
+) -> float:
+    """Fraction of the median's beats whose own P segment matches the median P (correlation > 0.6).
+
+    A P wave in the median beat means "P before every QRS with constant PR" only
+    if the beats carry it individually; unlocked atrial waves (AV dissociation)
+    can leave a bump in the median without being conducted.
+    """
+    if fd.p_on is None or fd.p_off is None:
+        return 0.0
+    fs = mb.fs
+    leads = np.flatnonzero(usable) if usable is not None and np.any(usable) else np.arange(x.shape[0])
+    a, b = max(0, fd.p_on - int(0.02 * fs)), min(mb.beats.shape[1], fd.p_off + int(0.02 * fs))
+    ref = mb.beats[leads, a:b]
+    ref = ref - ref.mean(axis=1, keepdims=True)
+    starts = beats[mb.used] + mb.lags - mb.fiducial + a
+    ok = (starts >= 0) & (starts + (b - a) <= x.shape[1])
+    if not ok.any():
+        return 0.0
+    idx = starts[ok][:, None] + np.arange(b - a)[None, :]
+    seg = x[leads][:, idx]  # L x B x W
+    seg = seg - seg.mean(axis=2, keepdims=True)
+    num = np.einsum("lbw,lw->b", seg, ref)
+    den = np.sqrt(np.einsum("lbw,lbw->b", seg, seg) * float((ref * ref).sum()))
+    corr = num / np.maximum(den, 1e-12)
+    return float(np.mean(corr > 0.6))

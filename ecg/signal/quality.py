@@ -79,21 +79,22 @@ def assess_leads(
 ) -> tuple[LeadQuality, ...]:
     """Judge every lead; ``raw`` at any rate, ``conditioned`` at ``fs``."""
     out: list[LeadQuality] = []
-    hf_sos = sps.butter(2, 40.0, btype="highpass", fs=fs, output="sos") if fs > 100 else None
+    c_all = np.asarray(conditioned, dtype=np.float64)
+    p_lo, p_hi = np.percentile(c_all, [0.5, 99.5], axis=1)
+    ptps = p_hi - p_lo
+    noises = np.zeros(len(lead_names))
+    lf_ptps = ptps.copy()
+    if fs > 100:
+        hf_sos = sps.butter(2, 40.0, btype="highpass", fs=fs, output="sos")
+        hf = sps.sosfiltfilt(hf_sos, c_all, axis=1)
+        # robust sigma of the HF part: the median ignores the short QRS bursts
+        noises = 1.4826 * np.median(np.abs(hf), axis=1)
+        l_lo, l_hi = np.percentile(c_all - hf, [0.5, 99.5], axis=1)
+        lf_ptps = l_hi - l_lo
     for i, name in enumerate(lead_names):
         r = np.nan_to_num(np.asarray(raw[i], dtype=np.float64))
-        c = conditioned[i]
-        p1, p99 = np.percentile(c, [0.5, 99.5])
-        ptp = float(p99 - p1)
+        ptp, noise, lf_ptp = float(ptps[i]), float(noises[i]), float(lf_ptps[i])
         clip = _clip_fraction(r)
-        noise = 0.0
-        lf_ptp = ptp
-        if hf_sos is not None:
-            hf = sps.sosfiltfilt(hf_sos, c)
-            # robust sigma of the HF part: the median ignores the short QRS bursts
-            noise = float(1.4826 * np.median(np.abs(hf)))
-            lo1, hi99 = np.percentile(c - hf, [0.5, 99.5])
-            lf_ptp = float(hi99 - lo1)
         problem: LeadProblem | None = None
         if nan_fraction[i] > NAN_FRACTION:
             problem = LeadProblem.MISSING
