@@ -13,14 +13,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from core.codes import LOINC, UCUM, Code
-from core.errors import EcgError
+from core.errors import EcgError, RecordError
 from core.records import EcgRecord, Measurement, Sex
 
 
@@ -113,6 +113,14 @@ class EcgFile:
     record: EcgRecord
     representative_beat: EcgRecord | None = None
     fiducials: tuple[DeviceFiducial, ...] = ()
+
+
+def build_record(source: str, what: str, **fields: Any) -> EcgRecord:
+    """An EcgRecord, with a failed validation reported as EcgError naming the file and the part."""
+    try:
+        return EcgRecord(source=source, **fields)
+    except RecordError as exc:
+        raise EcgError(f"{what} does not form a valid ECG record ({exc})", source=source) from None
 
 
 def parse_xml(path: Path) -> Element:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -22,14 +22,15 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.waveforms.numpy_handler import multiplex_array
 
-from core.errors import EcgError, RecordError
-from core.records import EcgRecord, Measurement, Patient, Sex
+from core.errors import EcgError
+from core.records import Measurement, Patient, Sex
 from ecg.leads import complete_leads
 from ecg.readers._common import (
     SCP_LEAD_NAMES,
     DeviceFiducial,
     DeviceQuantity,
     EcgFile,
+    build_record,
     device_measurement,
     parse_hl7_ts,
 )
@@ -147,6 +148,11 @@ def _group(ds: Dataset, index: int, source: str) -> tuple[np.ndarray, tuple[str,
         raise EcgError(
             f"multiplex group {index + 1}: {len(channels)} channel definitions for {n_ch} channels", source=source
         )
+    if n_samp < 2 or n_ch < 1:
+        raise EcgError(
+            f"multiplex group {index + 1}: {n_ch} channels x {n_samp} samples; expected at least 1 x 2",
+            source=source,
+        )
     data = item.get("WaveformData")
     bits = int(item.get("WaveformBitsAllocated", 16))
     expected = n_ch * n_samp * bits // 8
@@ -258,28 +264,28 @@ def read(path: Path) -> EcgFile:
     acquired = parse_hl7_ts(str(ds.get("AcquisitionDateTime", ""))) or parse_hl7_ts(
         str(ds.get("ContentDate", "")) + str(ds.get("ContentTime", ""))
     )
-    common = {
-        "source": source,
+    common: dict[str, Any] = {
         "patient": _patient(ds, acquired),
         "acquired_at": acquired,
         "device_name": device,
     }
-    try:
-        record = EcgRecord(
-            signal=signal,
-            lead_names=names,
-            sampling_rate_hz=fs,
-            study_instance_uid=study_uid,
-            device_measurements=tuple(measurements),
-            device_statements=tuple(statements),
-            **common,  # type: ignore[arg-type]
-        )
-    except RecordError as exc:
-        raise EcgError(f"waveform does not form a valid ECG record ({exc})", source=source) from None
+    record = build_record(
+        source,
+        "rhythm group",
+        signal=signal,
+        lead_names=names,
+        sampling_rate_hz=fs,
+        study_instance_uid=study_uid,
+        device_measurements=tuple(measurements),
+        device_statements=tuple(statements),
+        **common,
+    )
     median = None
     median_index = next((i for i, g in enumerate(groups) if _is_median(g)), None)
     if median_index is not None:
         msig, mnames, mfs = _group(ds, median_index, source)
         msig, mnames = complete_leads(msig, mnames)
-        median = EcgRecord(signal=msig, lead_names=mnames, sampling_rate_hz=mfs, **common)  # type: ignore[arg-type]
+        median = build_record(
+            source, "median-beat group", signal=msig, lead_names=mnames, sampling_rate_hz=mfs, **common
+        )
     return EcgFile(record=record, representative_beat=median, fiducials=tuple(fiducials))

@@ -28,6 +28,7 @@ from ecg.readers._common import (
     DeviceQuantity,
     EcgFile,
     age_from_text,
+    build_record,
     device_measurement,
     local_name,
     parse_xml,
@@ -204,5 +205,7 @@ def read(path: Path) -> EcgFile:
     median = None
     if "median" in waveforms:
         msig, mnames, mfs = _waveform(waveforms["median"], source)
-        median = EcgRecord(signal=msig, lead_names=mnames, sampling_rate_hz=mfs, source=source, patient=patient)
+        median = build_record(
+            source, "Median waveform", signal=msig, lead_names=mnames, sampling_rate_hz=mfs, patient=patient
+        )
     return EcgFile(record=record, representative_beat=median, fiducials=tuple(fiducials) if median else ())

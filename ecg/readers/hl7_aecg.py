@@ -25,6 +25,7 @@ from ecg.readers._common import (
     DeviceQuantity,
     EcgFile,
     age_from_text,
+    build_record,
     device_measurement,
     local_name,
     namespace_of,
@@ -273,7 +274,9 @@ def read(path: Path) -> EcgFile:
         if dset is not None:
             msig, mnames, mfs = _sequence_set(dset, source, "representative beat series")
             msig, mnames = complete_leads(msig, mnames)
-            median = EcgRecord(signal=msig, lead_names=mnames, sampling_rate_hz=mfs, source=source, patient=patient)
+            median = build_record(
+                source, "representative beat", signal=msig, lead_names=mnames, sampling_rate_hz=mfs, patient=patient
+            )
     head = seq_set.find("v3:component/v3:sequence/v3:value/v3:head", _NS)
     start = parse_hl7_ts(head.get("value") if head is not None else None) or acquired
     fiducials = _fiducials(series, fs, start, "rhythm")

@@ -150,3 +150,12 @@ def test_malformed_study_uid_does_not_block_reading(tmp_path: Path) -> None:
 
     rec = read_ecg(_modified(tmp_path, "baduid.dcm", bad_uid))
     assert rec.study_instance_uid is None and rec.signal.shape == (12, 10000)
+
+
+def test_group_without_samples_fails_cleanly(tmp_path: Path) -> None:
+    def empty(ds: Dataset) -> None:
+        ds.WaveformSequence[0].NumberOfWaveformSamples = 0
+        ds.WaveformSequence[0].WaveformData = b""
+
+    with pytest.raises(EcgError, match=r"multiplex group 1: 12 channels x 0 samples; expected at least 1 x 2"):
+        read_ecg(_modified(tmp_path, "empty.dcm", empty))
