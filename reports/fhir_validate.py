@@ -334,6 +334,26 @@ def validate_with_medplum(bundle_bytes: bytes, js_dir: Path = JS_DIR, timeout_s:
     return [BundleIssue(i["path"], i["message"], "medplum") for i in json.loads(proc.stdout or b"[]")]
 
 
+def validate_many_with_medplum(
+    documents: list[bytes], js_dir: Path = JS_DIR, timeout_s: float = 120
+) -> list[list[BundleIssue]]:
+    """Validate several FHIR JSON documents in one node run (loading the R4 definitions dominates)."""
+    node = shutil.which("node")
+    if node is None or not medplum_ready(js_dir):
+        raise ReportError(f"the Medplum FHIR validator is not installed (run `npm ci` in {js_dir})")
+    payload = b"[" + b",".join(documents) + b"]"
+    proc = subprocess.run(
+        [node, str(js_dir / "validate.mjs"), "--many"],
+        input=payload,
+        capture_output=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if proc.returncode not in (0, 1):
+        raise ReportError(f"FHIR validator failed (exit {proc.returncode}): {proc.stderr.decode()[-500:]}")
+    return [[BundleIssue(i["path"], i["message"], "medplum") for i in doc] for doc in json.loads(proc.stdout)]
+
+
 def assert_valid(bundle_bytes: bytes, *, stage: str | None = None, medplum: bool = True) -> None:
     """Run every validator; raise one ReportError listing all issues (no PHI: paths and rules only)."""
     issues = check_bundle(json.loads(bundle_bytes), stage=stage)

@@ -3,6 +3,8 @@
 // entry.resource against the R4 StructureDefinitions with @medplum/core's validateResource
 // (cardinality, types, unknown elements, FHIRPath invariants), and prints a JSON array of
 // issues {severity, path, message} on stdout. Exit code: 0 valid, 1 issues found, 2 could not run.
+// With --many, stdin is a JSON array of resources and stdout an array of issue arrays (one node
+// start for many documents: loading the definitions is most of the cost).
 // @medplum/core 5 expects Node >= 22 only for its WebSocket client, which validation never uses.
 globalThis.WebSocket ??= class {};
 
@@ -23,7 +25,7 @@ try {
   process.exit(2);
 }
 
-const issues = [];
+let issues = [];
 function check(resource, where) {
   try {
     validateResource(resource);
@@ -40,9 +42,20 @@ function check(resource, where) {
     }
   }
 }
-check(root, root.resourceType ?? '?');
-if (root.resourceType === 'Bundle') {
-  (root.entry ?? []).forEach((e, n) => { if (e.resource) check(e.resource, `Bundle.entry[${n}].resource`); });
+function validateDocument(doc) {
+  issues = [];
+  check(doc, doc.resourceType ?? '?');
+  if (doc.resourceType === 'Bundle') {
+    (doc.entry ?? []).forEach((e, n) => { if (e.resource) check(e.resource, `Bundle.entry[${n}].resource`); });
+  }
+  return issues;
 }
-process.stdout.write(JSON.stringify(issues));
-process.exit(issues.length ? 1 : 0);
+if (process.argv.includes('--many')) {
+  const all = (Array.isArray(root) ? root : [root]).map(validateDocument);
+  process.stdout.write(JSON.stringify(all));
+  process.exit(all.some((x) => x.length) ? 1 : 0);
+} else {
+  const found = validateDocument(root);
+  process.stdout.write(JSON.stringify(found));
+  process.exit(found.length ? 1 : 0);
+}
