@@ -105,9 +105,25 @@ def evidence_datasets(study: Study, instances: Sequence[Instance], charset: str 
     return out
 
 
+def _check_length(keyword: str, value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise ReportError(f"DICOM {keyword}: {len(value)} characters, the VR allows at most {limit}")
+    return value
+
+
 def patient_module(ds: Dataset, study: Study) -> None:
-    """Patient + General Study attributes (type 2 present even when unknown)."""
+    """Patient + General Study attributes (type 2 present even when unknown).
+
+    Raises
+    ------
+    ReportError
+        When an identifier is too long for its VR (never truncated: a cut identifier names someone else).
+    """
     p = study.patient
+    if p.identifiers:
+        _check_length("PatientID", p.identifiers[0].value, 64)
+    if study.accession_number:
+        _check_length("AccessionNumber", study.accession_number, 16)
     ds.PatientName = to_dicom_pn(p.name) if p.name else ""
     ds.PatientID = p.identifiers[0].value if p.identifiers else ""
     if p.identifiers and p.identifiers[0].issuer:
@@ -159,7 +175,10 @@ def set_sr_flags(ds: Dataset, report: DraftReport, ctx: ReportContext) -> None:
         obs = Dataset()
         obs.VerifyingObserverName = to_dicom_pn(sig.clinician.name)
         code = Dataset()
-        code.CodeValue = sig.clinician.identifier[:16]
+        if len(sig.clinician.identifier) <= 16:
+            code.CodeValue = sig.clinician.identifier
+        else:
+            code.LongCodeValue = sig.clinician.identifier
         code.CodingSchemeDesignator = LOCAL_DESIGNATOR
         code.CodeMeaning = f"{sig.clinician.role} identifier"[:64]
         obs.VerifyingObserverIdentificationCodeSequence = DicomSequence([code])
@@ -191,12 +210,12 @@ def set_predecessor(ds: Dataset, report: DraftReport, ctx: ReportContext, purpos
 
 
 def set_equipment(ds: Dataset, ctx: ReportContext) -> None:
-    ds.Manufacturer = ctx.manufacturer
-    ds.ManufacturerModelName = ctx.software_name
-    ds.SoftwareVersions = ctx.software_version
-    ds.InstitutionName = ctx.institution_name
+    ds.Manufacturer = ctx.manufacturer[:64]
+    ds.ManufacturerModelName = ctx.software_name[:64]
+    ds.SoftwareVersions = ctx.software_version[:64]
+    ds.InstitutionName = ctx.institution_name[:64]
     if ctx.department_name:
-        ds.InstitutionalDepartmentName = ctx.department_name
+        ds.InstitutionalDepartmentName = ctx.department_name[:64]
 
 
 def add_coding_schemes(ds: Dataset, schemes: Iterable[str]) -> None:

@@ -263,3 +263,11 @@ def test_unknown_code_scheme_is_refused_before_any_object() -> None:
     bad = Finding(Code("2:4", "MDC", "Lead V2"), "lead", h.CXR_MODEL)
     with pytest.raises(ReportError, match=r"findings\[0\]\.concept"):
         build_outputs(h.chest_report(findings=(bad,)), h.chest_study(), h.context())
+
+
+def test_identifier_too_long_for_dicom_is_refused_not_truncated() -> None:
+    from dataclasses import replace
+
+    study = replace(h.chest_study(), accession_number="A" * 17)
+    with pytest.raises(ReportError, match="AccessionNumber: 17 characters"):
+        sr_tid2000.build_tid2000_bytes(h.chest_report(), study, h.context())
