@@ -295,7 +295,7 @@ def stored_value_range(ds: Dataset) -> tuple[int, int]:
 
 
 def modality_lut(
-    stored: npt.NDArray[Any], ds: Dataset, attrs: FrameAttributes
+    stored: npt.NDArray[Any], ds: Dataset, attrs: FrameAttributes, out: npt.NDArray[np.float32] | None = None
 ) -> tuple[npt.NDArray[np.float32], tuple[float, float]]:
     """Stored values -> modality values (float32) and the modality-space range of possible values.
 
@@ -304,8 +304,10 @@ def modality_lut(
     goes through :func:`pydicom.pixels.apply_modality_lut`.
     """
     lo_s, hi_s = stored_value_range(ds)
+    if out is None:
+        out = np.empty(stored.shape, dtype=np.float32)
     if attrs.slope is not None and attrs.intercept is not None:
-        out = stored.astype(np.float32)
+        np.copyto(out, stored, casting="unsafe")
         if attrs.slope != 1.0:
             out *= np.float32(attrs.slope)
         if attrs.intercept != 0.0:
@@ -313,12 +315,13 @@ def modality_lut(
         a, b = lo_s * attrs.slope + attrs.intercept, hi_s * attrs.slope + attrs.intercept
         return out, (min(a, b), max(a, b))
     if ds.get("ModalityLUTSequence"):
-        mapped = apply_modality_lut(stored, ds)
+        np.copyto(out, apply_modality_lut(stored, ds), casting="unsafe")
         lut = np.asarray(apply_modality_lut(np.array([lo_s, hi_s], dtype=np.int64), ds))
         item = ds.ModalityLUTSequence[0]
         depth = int(item.LUTDescriptor[2])
-        return mapped.astype(np.float32), (0.0, float(max(int(lut.max()), 2**depth - 1)))
-    return stored.astype(np.float32), (float(lo_s), float(hi_s))
+        return out, (0.0, float(max(int(lut.max()), 2**depth - 1)))
+    np.copyto(out, stored, casting="unsafe")
+    return out, (float(lo_s), float(hi_s))
 
 
 def _voi_lut_window(ds: Dataset) -> tuple[float, float] | None:
@@ -381,6 +384,14 @@ def _sop_uid(ds: Dataset) -> str | None:
 # --------------------------------------------------------------------------- images
 
 
+def _readonly(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Hand a freshly made array to a record without the defensive copy a writeable one gets."""
+    if arr.base is not None and not arr.flags.owndata:
+        arr = np.array(arr)  # a view into a larger buffer (one frame of many): own it first
+    arr.setflags(write=False)
+    return arr
+
+
 def image_from_frame(ds: Dataset, stored: npt.NDArray[Any], photometric: str, frame: int, label: str) -> Image:
     """Build the Image of one decoded frame (stored values as decoded, photometric after decoding)."""
     attrs = frame_attributes(ds, frame, label)
@@ -397,11 +408,11 @@ def image_from_frame(ds: Dataset, stored: npt.NDArray[Any], photometric: str, fr
             rgb = apply_color_lut(stored, ds)
         except Exception as exc:
             raise IngestError(f"(0028,1201..1203) Palette Color LUT cannot be applied: {exc}", source=label) from None
-        return Image(pixels=np.ascontiguousarray(rgb), photometric="RGB", **common)
+        return Image(pixels=_readonly(np.ascontiguousarray(rgb)), photometric="RGB", **common)
     if stored.ndim == 3:
         if photometric not in ("RGB", "YBR_FULL", "YBR_FULL_422"):
             raise IngestError(f"(0028,0004) Photometric Interpretation {photometric!r} is not supported", source=label)
-        return Image(pixels=stored, photometric="RGB", **common)
+        return Image(pixels=_readonly(stored), photometric="RGB", **common)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise IngestError(
             f"(0028,0004) Photometric Interpretation {photometric!r} with one sample per pixel is not supported",
@@ -418,7 +429,7 @@ def image_from_frame(ds: Dataset, stored: npt.NDArray[Any], photometric: str, fr
         window = preset_window(str(ds.get("Modality", "")), str(ds.get("BodyPartExamined", "") or ""))
     if window is None:
         window = auto_window(values)
-    return Image(pixels=values, photometric="MONOCHROME2", window=window, **common)
+    return Image(pixels=_readonly(values), photometric="MONOCHROME2", window=window, **common)
 
 
 def load_image(src: Source, frame: int | None = None) -> Image:

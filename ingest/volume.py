@@ -221,7 +221,8 @@ def build_volume(
     if policy not in ("resample", "reject"):
         raise IngestError(f"policy must be 'resample' or 'reject', got {policy!r}")
     order, dist, inplane, axes = stack_geometry(geoms, [s.shape for s in slices], series)
-    voxels = slices[order]
+    identity = bool(np.all(order == np.arange(len(order))))
+    voxels = slices if identity else slices[order]
     gaps = np.diff(dist)
     sheared, uneven = _is_sheared(inplane), _is_uneven(gaps)
     tilt = _tilt_deg(dist, inplane)
@@ -239,6 +240,8 @@ def build_volume(
         voxels, step = regularise_stack(voxels, dist, inplane, axes, pixel_sp, spacing_mm)
     else:
         step = float(np.median(gaps))
+    if voxels.flags.writeable:
+        voxels.setflags(write=False)  # the record takes it as is instead of copying 100s of MB
     volume = Volume(
         voxels=voxels,
         spacing_mm=(step, float(pixel_sp[0]), float(pixel_sp[1])),
@@ -374,40 +377,40 @@ def load_volume(
 
 
 def _series_volume(items: list[Source], policy: Policy, spacing_mm: float | None) -> Volume:
+    """Read headers, sort by position, then decode each slice straight into its sorted place (no reorder copy)."""
+    datasets: list[tuple[Dataset, str, Any]] = []
     geoms: list[SliceGeometry] = []
-    voxels: npt.NDArray[np.float32] | None = None
+    shapes: list[tuple[int, ...]] = []
     series: str | None = None
-    first_ds: Dataset | None = None
-    first_attrs: Any = None
-    for k, src in enumerate(items):
+    for src in items:
         label = source_label(src)
         ds = read_dataset(src)
         uid = _series_uid(ds, label)
         if series is None:
-            series, first_ds = uid, ds
+            series = uid
         elif uid != series:
             raise IngestError(f"mixed series: {uid} is not {series}; a volume holds one series", source=label)
         if number_of_frames(ds, label) != 1:
             raise IngestError("multi-frame object in a list of slices; load it on its own", source=label)
-        stored, photometric = decode_pixels(ds, label, frame=0)
-        if stored.ndim != 2 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-            raise IngestError(f"volume needs greyscale slices, got {photometric}", source=label)
         geom, attrs = _geometry(ds, 0, label)
-        first_attrs = first_attrs or attrs
-        if voxels is None:
-            voxels = np.empty((len(items), *stored.shape), dtype=np.float32)
-        elif stored.shape != voxels.shape[1:]:
-            raise IngestError(
-                f"series {series}: mixed image sizes {voxels.shape[1:]} and {stored.shape}; "
-                "expected one (Rows, Columns) for the whole stack",
-                source=label,
-            )
-        voxels[k], _ = modality_lut(stored, ds, attrs)
+        datasets.append((ds, label, attrs))
         geoms.append(geom)
-    assert voxels is not None and series is not None and first_ds is not None
+        shapes.append((int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)))
+    assert series is not None
+    order, _, _, _ = stack_geometry(geoms, shapes, series)
+    voxels = np.empty((len(items), *shapes[0]), dtype=np.float32)
+    for rank, k in enumerate(order):
+        ds, label, attrs = datasets[k]
+        stored, photometric = decode_pixels(ds, label, frame=0)
+        if stored.shape != shapes[0] or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise IngestError(
+                f"volume needs greyscale {shapes[0]} slices, got {photometric} {stored.shape}", source=label
+            )
+        modality_lut(stored, ds, attrs, out=voxels[rank])
+    first_ds, _, first_attrs = datasets[order[0]]
     volume, _ = build_volume(
         voxels,
-        geoms,
+        [geoms[k] for k in order],
         series=series,
         modality=str(first_ds.get("Modality", "") or "OT"),
         window=_volume_window(first_ds, first_attrs, voxels),
