@@ -37,6 +37,8 @@ from ecg.signal.quality import LeadProblem, LeadQuality, assess_leads
 #: Shorter records cannot give a representative beat and a rate.
 MIN_DURATION_S = 2.5
 MIN_FS_HZ = 100.0
+#: Detected 'beats' that do not resemble each other (median correlation below this) are noise.
+MIN_BEAT_CONSISTENCY = 0.5
 #: A median-beat P wave counts as conducted only if this fraction of beats carries it.
 P_CONSISTENCY = 0.7
 
@@ -230,7 +232,15 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
     beats = detect_qrs(x, fs, usable=usable)
     if beats.size < 2:
         return _insufficient(record, f"{beats.size} QRS complex(es) detected", quality, info)
-    labels, _feat = classify_beats(x, fs, beats, usable=usable, pacing_spikes=cond.pacing_spikes)
+    labels, feat = classify_beats(x, fs, beats, usable=usable, pacing_spikes=cond.pacing_spikes)
+    consistency = float(np.median(feat.correlation))
+    if consistency < MIN_BEAT_CONSISTENCY:
+        return _insufficient(
+            record,
+            f"no consistent QRS complexes (median beat correlation {consistency:.2f}): noise or artefact",
+            quality,
+            info,
+        )
     mb = median_beats(x, fs, beats, labels, usable=usable)
     scale = fs0 / fs
     stmts: list[Finding] = _lead_statements(quality)

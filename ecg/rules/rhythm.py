@@ -115,7 +115,7 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
             crit.append(
                 f"P axis {g.p_axis_deg:.0f} deg (normal atrial origin)"
                 if g.p_axis_deg is not None
-                else "P axis not measurable (no frontal leads); P wave upright morphology assumed"
+                else "P axis not measurable (no frontal leads)"
             )
             if hr < th.BRADY_BPM:
                 out.append(finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {hr:.0f}/min < 60/min"], hr_m + pr_m))
