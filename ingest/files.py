@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
@@ -127,15 +128,21 @@ def _looks_like_raw_dataset(data: bytes) -> bool:
 
 
 def _truncation(ds: Dataset) -> str | None:
-    """Name the first top-level element whose value is shorter than its declared length."""
-    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset yields (converted) elements, not tags
-        raw = ds.get_item(tag)
-        length = getattr(raw, "length", None)
-        value = getattr(raw, "value", None)
-        if length is None or length == _UNDEFINED_LENGTH or not isinstance(value, bytes):
-            continue
-        if len(value) < length:
-            return f"element ({tag.group:04X},{tag.element:04X}) declares {length} bytes, file has {len(value)}"
+    """Name the element cut short by the end of the file, if any.
+
+    Only the last top-level element can be: the file ends inside it, so
+    nothing follows.  (Earlier elements are complete or pydicom fails outright.)
+    """
+    if not len(ds):
+        return None
+    tag = Tag(list(ds.keys())[-1])
+    raw = ds.get_item(tag)
+    length = getattr(raw, "length", None)
+    value = getattr(raw, "value", None)
+    if length is None or length == _UNDEFINED_LENGTH or not isinstance(value, bytes):
+        return None
+    if len(value) < length:
+        return f"element ({tag.group:04X},{tag.element:04X}) declares {length} bytes, file has {len(value)}"
     return None
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
@@ -61,8 +62,57 @@ def _get(ds: Dataset, keyword: str) -> object:
         return None
 
 
+#: Attributes whose VR only allows ASCII (UI, CS, DA, TM, AS, IS): read straight from the raw bytes.
+_ASCII_TAGS: dict[str, int] = {
+    kw: int(Tag(kw))
+    for kw in (
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "Modality",
+        "StudyDate",
+        "StudyTime",
+        "SeriesDate",
+        "SeriesTime",
+        "AcquisitionDate",
+        "AcquisitionTime",
+        "ContentDate",
+        "ContentTime",
+        "PatientBirthDate",
+        "PatientAge",
+        "PatientSex",
+        "TimezoneOffsetFromUTC",
+        "BodyPartExamined",
+        "InstanceNumber",
+        "SeriesNumber",
+        "NumberOfFrames",
+    )
+}
+
+
+def _raw_ascii(ds: Dataset, keyword: str) -> tuple[bool, str | None]:
+    """The stripped text of a still-raw ASCII element, skipping pydicom's value conversion (the scan's hot spot).
+
+    Returns ``(False, None)`` when the fast path does not apply and the caller must convert normally.
+    """
+    tag = _ASCII_TAGS.get(keyword)
+    if tag is None:
+        return False, None
+    if tag not in ds:
+        return True, None
+    elem = ds.get_item(tag)
+    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
+        return False, None
+    text = elem.value.decode("ascii", "replace").strip(" \x00")
+    return True, text or None
+
+
 def _text(ds: Dataset, keyword: str) -> str | None:
     """A string attribute, stripped; ``None`` when absent or empty."""
+    applies, text = _raw_ascii(ds, keyword)
+    if applies:
+        return text
     value = _get(ds, keyword)
     if value is None:
         return None
@@ -72,7 +122,8 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 def _int(ds: Dataset, keyword: str) -> int | None:
     """An IS/US attribute as int; ``None`` when absent or not a number (bad VR values are common)."""
-    value = _get(ds, keyword)
+    applies, text = _raw_ascii(ds, keyword)
+    value = text if applies else _get(ds, keyword)
     if value is None or value == "":
         return None
     try:
