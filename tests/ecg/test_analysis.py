@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
