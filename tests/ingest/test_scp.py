@@ -422,3 +422,24 @@ def test_sigkill_midway_loses_nothing_acknowledged(tmp_path: Path) -> None:
     assert not list(store.rglob(".tmp-*"))
     for path in store.rglob("*.dcm"):  # nothing half-written, acknowledged or not
         pydicom.dcmread(path).PixelData  # noqa: B018
+
+
+def test_mutual_tls_requires_a_trusted_client_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    tls = {"enabled": True, "certificate": cert, "private_key": key, "ca_certificates": cert}
+    settings = make_settings(tmp_path, scp={"tls": tls})
+    db = Database.from_settings(settings)
+    server = StorageServer(settings, db, port=0)
+    server.start()
+    try:
+        with_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        with_cert.load_cert_chain(str(cert), str(key))
+        assoc = _client().associate("127.0.0.1", server.port, ae_title="MMDX", tls_args=(with_cert, "localhost"))
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        without_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        refused = _client().associate("127.0.0.1", server.port, ae_title="MMDX", tls_args=(without_cert, "localhost"))
+        assert not refused.is_established
+    finally:
+        server.stop()
+        db.dispose()
