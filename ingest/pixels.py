@@ -160,8 +160,10 @@ def decode_pixels(ds: Dataset, label: str, frame: int | None = None) -> tuple[np
             warnings.simplefilter("ignore")
             arr, meta = decoder.as_array(ds, index=frame)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IngestError(f"cannot decode (7FE0,0010) Pixel Data ({ts}): {first}", source=label) from None
+        text = " ".join(str(exc).split()) or type(exc).__name__  # multi-line plugin reports on one line
+        if len(text) > 300:
+            text = text[:297] + "..."
+        raise IngestError(f"cannot decode (7FE0,0010) Pixel Data ({ts}): {text}", source=label) from None
     photometric = str(meta.get("photometric_interpretation", ds.PhotometricInterpretation)).strip()
     samples = int(ds.SamplesPerPixel)
     per_frame_ndim = 2 if samples == 1 else 3
