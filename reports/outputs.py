@@ -11,7 +11,8 @@ kind           file                                goes to
                ``sr_tid2000.dcm`` / ``sr_ecg.dcm``
 ``sc``         ``sc_<n>.dcm``                      PACS
 ``dicom-pdf``  ``report_pdf.dcm``                  PACS (Encapsulated PDF)
-``kos``        ``kos_rejection.dcm``               PACS (withdrawn reports only)
+``sr``         ``kos_rejection.dcm``               PACS (withdrawn reports only: a Key Object
+                                                   Selection document, SR family, modality KO)
 ``oru``        ``oru.hl7``                         RIS (MLLP)
 ``pdf``        ``report.pdf``                      people, EHR document
 ``html``       ``report.html``                     people, the app's pages
@@ -180,7 +181,7 @@ def build_outputs(
         refs = earlier_dicom_objects(report, ctx, n_captures=n_captures)
         if refs:
             arts.append(
-                _dicom_artefact("kos", "kos_rejection.dcm", kos.build_rejection_note_bytes(report, study, ctx, refs))
+                _dicom_artefact("sr", "kos_rejection.dcm", kos.build_rejection_note_bytes(report, study, ctx, refs))
             )
     else:
         if report.kind is ReportKind.ECG:

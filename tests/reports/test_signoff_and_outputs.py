@@ -95,7 +95,9 @@ def test_build_outputs_gives_every_kind_with_hashes(kind: str, tmp_path: Path) -
 def test_withdrawn_outputs_carry_kos_and_no_new_sr() -> None:
     gone = withdraw(sign(h.ecg_report(), h.CARDIOLOGIST, h.SIGNED), h.CARDIOLOGIST, h.AMENDED, "lead reversal")
     out = build_outputs(gone, h.ecg_study(), h.context(), ecg_printout_png=h.ecg_printout_png())
-    assert {a.kind for a in out.artefacts} == {"fhir", "oru", "kos", "pdf", "html"}
+    assert {a.kind for a in out.artefacts} == {"fhir", "oru", "sr", "pdf", "html"}
+    (kos,) = out.by_kind("sr")
+    assert kos.name == "kos_rejection.dcm" and kos.sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.59"
 
 
 def test_bad_input_writes_nothing(tmp_path: Path) -> None:
