@@ -22,6 +22,7 @@ for GPU runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import re
 import sys
@@ -72,7 +73,9 @@ def bench_labeler() -> None:
     ids = [i for i in gold if i in reports]
     keyword = {k: re.compile("|".join(TERMS[k])) for k in CHESTXRAY14}
     systems = {
-        "mmdx present": lambda t: {k for k, r in label_report(t, CHESTXRAY14).items() if r.presence is Presence.PRESENT},
+        "mmdx present": lambda t: {
+            k for k, r in label_report(t, CHESTXRAY14).items() if r.presence is Presence.PRESENT
+        },
         "mmdx present+uncertain": lambda t: {
             k for k, r in label_report(t, CHESTXRAY14).items() if r.presence is not Presence.ABSENT
         },
@@ -100,7 +103,10 @@ def bench_labeler() -> None:
                 macro[n].append(f)
             cells.append(f"P{p:.2f} R{r:.2f} F{f:.2f}")
         print(f"{col:20s} {len(pos):5d}  " + "  ".join(f"{c:>24s}" for c in cells))
-    print(f"{'micro':20s} {'':5s}  " + "  ".join(f"{'P%.2f R%.2f F%.3f' % _prf(*totals[n]):>24s}" for n in systems))
+    print(
+        f"{'micro':20s} {'':5s}  "
+        + "  ".join(f"{'P{:.2f} R{:.2f} F{:.3f}'.format(*_prf(*totals[n])):>24s}" for n in systems)
+    )
     print(f"{'macro F1 (n>0)':20s} {'':5s}  " + "  ".join(f"{sum(macro[n]) / len(macro[n]):>24.3f}" for n in systems))
 
 
@@ -109,30 +115,38 @@ def bench_vlm(args: argparse.Namespace) -> None:
     import torch
 
     from core.config import ModelSpec
+    from core.errors import ModelError
+    from core.records import Image
     from models.local_vlm import LocalVlmBackend
     from models.prompts import build_prompt
     from models.protocol import ClinicalContext, ModelInput
     from models.structured import parse_draft
-    from core.errors import ModelError
-    from core.records import Image
     from tests.models.tiny import build_tiny_gemma3
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tmp = Path(tempfile.mkdtemp(prefix="mmdx-bench-"))
     hidden, layers = (1024, 16) if args.wide else (32, 2)
     folder = build_tiny_gemma3(tmp / "gemma3", hidden=hidden, layers=layers)
-    spec = ModelSpec(backend="local_vlm", family="gemma3", path=folder, max_batch=args.batch, max_new_tokens=args.new_tokens,
-                     options={"min_new_tokens": args.new_tokens})  # fmt: skip
+    spec = ModelSpec(
+        backend="local_vlm",
+        family="gemma3",
+        path=folder,
+        max_batch=args.batch,
+        max_new_tokens=args.new_tokens,
+        options={"min_new_tokens": args.new_tokens},
+    )
     be = LocalVlmBackend("bench", spec)
     be.load()
     n_params = sum(p.numel() for p in be._model.parameters())
     rng = np.random.default_rng(0)
     studies = [
         ModelInput(
-            study_instance_uid=f"1.2.826.0.9.{i}", modality="DX", body_part="CHEST",
+            study_instance_uid=f"1.2.826.0.9.{i}",
+            modality="DX",
+            body_part="CHEST",
             images=(Image(rng.integers(0, 4096, (512, 512)).astype(np.uint16), view_position="PA"),),
             context=ClinicalContext(indication="cough" + " x" * (i % 5)),
-        )  # fmt: skip
+        )
         for i in range(args.studies)
     ]
 
@@ -155,19 +169,22 @@ def bench_vlm(args: argparse.Namespace) -> None:
     for s in studies:
         p = build_prompt(s)
         be._conversation(p.messages, p.images)
-        try:
+        with contextlib.suppress(ModelError):
             parse_draft('{"findings": [], "impression": "x", "recommendation": ""}')
-        except ModelError:
-            pass
     overhead = (time.perf_counter() - t) / len(studies)
     model_per_study = batched / len(studies)
-    print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}), model {n_params / 1e6:.1f} M params, "
-          f"{args.studies} studies, {args.new_tokens} new tokens each")  # fmt: skip
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}), "
+        f"model {n_params / 1e6:.1f} M params, "
+        f"{args.studies} studies, {args.new_tokens} new tokens each"
+    )
     print(f"one by one   : {one:8.3f} s  ({args.studies / one:7.2f} studies/s)")
     print(f"batch of {args.batch:<3d} : {batched:8.3f} s  ({args.studies / batched:7.2f} studies/s)")
     print(f"batching speed-up: {one / batched:.2f}x")
-    print(f"pipeline overhead per study (prompt+images+parse): {overhead * 1e3:.2f} ms = "
-          f"{100 * overhead / (model_per_study + overhead):.1f} % of batched study time")  # fmt: skip
+    print(
+        f"pipeline overhead per study (prompt+images+parse): {overhead * 1e3:.2f} ms = "
+        f"{100 * overhead / (model_per_study + overhead):.1f} % of batched study time"
+    )
 
 
 def main() -> None:

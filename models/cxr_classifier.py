@@ -39,10 +39,25 @@ from models.weights import check_weights
 
 #: torchxrayvision's default pathology order (the 18 outputs of ``densenet121-res224-all``).
 XRV_LABELS: tuple[str, ...] = (
-    "Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema", "Fibrosis",
-    "Effusion", "Pneumonia", "Pleural_Thickening", "Cardiomegaly", "Nodule", "Mass", "Hernia",
-    "Lung Lesion", "Fracture", "Lung Opacity", "Enlarged Cardiomediastinum",
-)  # fmt: skip
+    "Atelectasis",
+    "Consolidation",
+    "Infiltration",
+    "Pneumothorax",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Effusion",
+    "Pneumonia",
+    "Pleural_Thickening",
+    "Cardiomegaly",
+    "Nodule",
+    "Mass",
+    "Hernia",
+    "Lung Lesion",
+    "Fracture",
+    "Lung Opacity",
+    "Enlarged Cardiomediastinum",
+)
 
 _LAYER = re.compile(r"^(features\.denseblock\d+\.denselayer\d+)\.(norm|relu|conv)\.?([12])\.(.+)$")
 
@@ -112,7 +127,7 @@ class CxrClassifierBackend:
         if self._missing:
             raise ModelError(f"model {self.name!r} cannot run: {'; '.join(self._missing)}")
         import torch
-        from monai.networks.nets import DenseNet121
+        from monai.networks.nets.densenet import DenseNet121
 
         assert self.spec.path is not None
         state = load_state_dict_file(self.spec.path)
@@ -124,14 +139,18 @@ class CxrClassifierBackend:
         out_w = state.get("class_layers.out.weight")
         if out_w is None or out_w.shape[0] != len(self.labels):
             got = None if out_w is None else out_w.shape[0]
-            raise ModelError(f"{self.spec.path}: classifier has {got} outputs, {len(self.labels)} labels are configured")
+            raise ModelError(
+                f"{self.spec.path}: classifier has {got} outputs, {len(self.labels)} labels are configured"
+            )
         if op is not None and op.numel() != len(self.labels):
             raise ModelError(f"{self.spec.path}: op_threshs has {op.numel()} values for {len(self.labels)} labels")
         model = DenseNet121(spatial_dims=2, in_channels=1, out_channels=len(self.labels))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ModelError(f"{self.spec.path}: not a DenseNet-121 {self.layout} state dict: {str(exc)[:300]}") from None
+            raise ModelError(
+                f"{self.spec.path}: not a DenseNet-121 {self.layout} state dict: {str(exc)[:300]}"
+            ) from None
         self._model = model.eval()
         self._op = op.float() if op is not None else None
 

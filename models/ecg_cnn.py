@@ -35,52 +35,108 @@ from models.weights import check_weights
 
 #: PTB-XL statements (scp_codes) of the "all" task with their descriptions.
 PTBXL_DESCRIPTIONS: dict[str, str] = {
-    "NORM": "normal ECG", "IMI": "inferior myocardial infarction", "ASMI": "anteroseptal myocardial infarction",
-    "ILMI": "inferolateral myocardial infarction", "AMI": "anterior myocardial infarction",
-    "ALMI": "anterolateral myocardial infarction", "LMI": "lateral myocardial infarction",
-    "IPLMI": "inferoposterolateral myocardial infarction", "IPMI": "inferoposterior myocardial infarction",
-    "PMI": "posterior myocardial infarction", "INJAS": "subendocardial injury in anteroseptal leads",
-    "INJAL": "subendocardial injury in anterolateral leads", "INJIN": "subendocardial injury in inferior leads",
-    "INJLA": "subendocardial injury in lateral leads", "INJIL": "subendocardial injury in inferolateral leads",
-    "LAFB": "left anterior fascicular block", "IRBBB": "incomplete right bundle branch block",
-    "1AVB": "first degree AV block", "IVCD": "non-specific intraventricular conduction disturbance",
-    "CRBBB": "complete right bundle branch block", "CLBBB": "complete left bundle branch block",
-    "LPFB": "left posterior fascicular block", "WPW": "Wolff-Parkinson-White syndrome",
-    "ILBBB": "incomplete left bundle branch block", "2AVB": "second degree AV block",
-    "3AVB": "third degree AV block", "NDT": "non-diagnostic T abnormalities",
-    "NST_": "non-specific ST changes", "DIG": "digitalis effect", "LNGQT": "long QT interval",
-    "ISC_": "non-specific ischemic", "ISCAL": "ischemic in anterolateral leads",
-    "ISCIN": "ischemic in inferior leads", "ISCIL": "ischemic in inferolateral leads",
-    "ISCAS": "ischemic in anteroseptal leads", "ISCLA": "ischemic in lateral leads",
-    "ISCAN": "ischemic in anterior leads", "ANEUR": "ST-T changes compatible with ventricular aneurysm",
-    "EL": "electrolytic disturbance or drug", "LVH": "left ventricular hypertrophy",
-    "LAO/LAE": "left atrial overload/enlargement", "RVH": "right ventricular hypertrophy",
-    "RAO/RAE": "right atrial overload/enlargement", "SEHYP": "septal hypertrophy",
-    "ABQRS": "abnormal QRS", "PVC": "ventricular premature complex", "STD_": "non-specific ST depression",
-    "VCLVH": "voltage criteria (QRS) for left ventricular hypertrophy", "QWAVE": "Q waves present",
-    "LOWT": "low amplitude T-waves", "NT_": "non-specific T-wave changes", "PAC": "atrial premature complex",
-    "LPR": "prolonged PR interval", "INVT": "inverted T-waves", "LVOLT": "low QRS voltages in the frontal and horizontal leads",
-    "HVOLT": "high QRS voltage", "TAB_": "T-wave abnormality", "STE_": "non-specific ST elevation",
-    "PRC(S)": "premature complex(es)", "SR": "sinus rhythm", "AFIB": "atrial fibrillation",
-    "STACH": "sinus tachycardia", "SARRH": "sinus arrhythmia", "SBRAD": "sinus bradycardia",
-    "PACE": "normal functioning artificial pacemaker", "SVARR": "supraventricular arrhythmia",
-    "BIGU": "bigeminal pattern", "AFLT": "atrial flutter", "SVTAC": "supraventricular tachycardia",
-    "PSVT": "paroxysmal supraventricular tachycardia", "TRIGU": "trigeminal pattern",
-}  # fmt: skip
+    "NORM": "normal ECG",
+    "IMI": "inferior myocardial infarction",
+    "ASMI": "anteroseptal myocardial infarction",
+    "ILMI": "inferolateral myocardial infarction",
+    "AMI": "anterior myocardial infarction",
+    "ALMI": "anterolateral myocardial infarction",
+    "LMI": "lateral myocardial infarction",
+    "IPLMI": "inferoposterolateral myocardial infarction",
+    "IPMI": "inferoposterior myocardial infarction",
+    "PMI": "posterior myocardial infarction",
+    "INJAS": "subendocardial injury in anteroseptal leads",
+    "INJAL": "subendocardial injury in anterolateral leads",
+    "INJIN": "subendocardial injury in inferior leads",
+    "INJLA": "subendocardial injury in lateral leads",
+    "INJIL": "subendocardial injury in inferolateral leads",
+    "LAFB": "left anterior fascicular block",
+    "IRBBB": "incomplete right bundle branch block",
+    "1AVB": "first degree AV block",
+    "IVCD": "non-specific intraventricular conduction disturbance",
+    "CRBBB": "complete right bundle branch block",
+    "CLBBB": "complete left bundle branch block",
+    "LPFB": "left posterior fascicular block",
+    "WPW": "Wolff-Parkinson-White syndrome",
+    "ILBBB": "incomplete left bundle branch block",
+    "2AVB": "second degree AV block",
+    "3AVB": "third degree AV block",
+    "NDT": "non-diagnostic T abnormalities",
+    "NST_": "non-specific ST changes",
+    "DIG": "digitalis effect",
+    "LNGQT": "long QT interval",
+    "ISC_": "non-specific ischemic",
+    "ISCAL": "ischemic in anterolateral leads",
+    "ISCIN": "ischemic in inferior leads",
+    "ISCIL": "ischemic in inferolateral leads",
+    "ISCAS": "ischemic in anteroseptal leads",
+    "ISCLA": "ischemic in lateral leads",
+    "ISCAN": "ischemic in anterior leads",
+    "ANEUR": "ST-T changes compatible with ventricular aneurysm",
+    "EL": "electrolytic disturbance or drug",
+    "LVH": "left ventricular hypertrophy",
+    "LAO/LAE": "left atrial overload/enlargement",
+    "RVH": "right ventricular hypertrophy",
+    "RAO/RAE": "right atrial overload/enlargement",
+    "SEHYP": "septal hypertrophy",
+    "ABQRS": "abnormal QRS",
+    "PVC": "ventricular premature complex",
+    "STD_": "non-specific ST depression",
+    "VCLVH": "voltage criteria (QRS) for left ventricular hypertrophy",
+    "QWAVE": "Q waves present",
+    "LOWT": "low amplitude T-waves",
+    "NT_": "non-specific T-wave changes",
+    "PAC": "atrial premature complex",
+    "LPR": "prolonged PR interval",
+    "INVT": "inverted T-waves",
+    "LVOLT": "low QRS voltages in the frontal and horizontal leads",
+    "HVOLT": "high QRS voltage",
+    "TAB_": "T-wave abnormality",
+    "STE_": "non-specific ST elevation",
+    "PRC(S)": "premature complex(es)",
+    "SR": "sinus rhythm",
+    "AFIB": "atrial fibrillation",
+    "STACH": "sinus tachycardia",
+    "SARRH": "sinus arrhythmia",
+    "SBRAD": "sinus bradycardia",
+    "PACE": "normal functioning artificial pacemaker",
+    "SVARR": "supraventricular arrhythmia",
+    "BIGU": "bigeminal pattern",
+    "AFLT": "atrial flutter",
+    "SVTAC": "supraventricular tachycardia",
+    "PSVT": "paroxysmal supraventricular tachycardia",
+    "TRIGU": "trigeminal pattern",
+}
 
 #: Output order of the benchmark: sklearn's MultiLabelBinarizer sorts the class names.
 PTBXL_71: tuple[str, ...] = tuple(sorted(PTBXL_DESCRIPTIONS))
 
 #: Statements with a SNOMED CT concept in ``core.codes`` (the others are kept as text).
 PTBXL_TO_SCT: dict[str, Code] = {
-    "NORM": SCT.NORMAL_ECG, "SR": SCT.SINUS_RHYTHM, "SBRAD": SCT.SINUS_BRADYCARDIA, "STACH": SCT.SINUS_TACHYCARDIA,
-    "AFIB": SCT.ATRIAL_FIBRILLATION, "AFLT": SCT.ATRIAL_FLUTTER, "PAC": SCT.PREMATURE_ATRIAL_COMPLEX,
-    "PVC": SCT.PREMATURE_VENTRICULAR_COMPLEX, "PACE": SCT.PACED_RHYTHM, "1AVB": SCT.FIRST_DEGREE_AV_BLOCK,
-    "2AVB": SCT.SECOND_DEGREE_AV_BLOCK, "3AVB": SCT.COMPLETE_AV_BLOCK, "CLBBB": SCT.COMPLETE_LBBB,
-    "CRBBB": SCT.COMPLETE_RBBB, "IVCD": SCT.IVCD, "LAFB": SCT.LAFB, "LPFB": SCT.LPFB, "LVH": SCT.LVH,
-    "STE_": SCT.ST_ELEVATION, "STD_": SCT.ST_DEPRESSION, "INVT": SCT.T_WAVE_INVERSION,
-    "LNGQT": SCT.PROLONGED_QT, "LVOLT": SCT.LOW_QRS_VOLTAGE,
-}  # fmt: skip
+    "NORM": SCT.NORMAL_ECG,
+    "SR": SCT.SINUS_RHYTHM,
+    "SBRAD": SCT.SINUS_BRADYCARDIA,
+    "STACH": SCT.SINUS_TACHYCARDIA,
+    "AFIB": SCT.ATRIAL_FIBRILLATION,
+    "AFLT": SCT.ATRIAL_FLUTTER,
+    "PAC": SCT.PREMATURE_ATRIAL_COMPLEX,
+    "PVC": SCT.PREMATURE_VENTRICULAR_COMPLEX,
+    "PACE": SCT.PACED_RHYTHM,
+    "1AVB": SCT.FIRST_DEGREE_AV_BLOCK,
+    "2AVB": SCT.SECOND_DEGREE_AV_BLOCK,
+    "3AVB": SCT.COMPLETE_AV_BLOCK,
+    "CLBBB": SCT.COMPLETE_LBBB,
+    "CRBBB": SCT.COMPLETE_RBBB,
+    "IVCD": SCT.IVCD,
+    "LAFB": SCT.LAFB,
+    "LPFB": SCT.LPFB,
+    "LVH": SCT.LVH,
+    "STE_": SCT.ST_ELEVATION,
+    "STD_": SCT.ST_DEPRESSION,
+    "INVT": SCT.T_WAVE_INVERSION,
+    "LNGQT": SCT.PROLONGED_QT,
+    "LVOLT": SCT.LOW_QRS_VOLTAGE,
+}
 
 #: Statements that are critical results when asserted (acute injury patterns).
 CRITICAL: frozenset[str] = frozenset({"INJAS", "INJAL", "INJIN", "INJLA", "INJIL", "3AVB"})
@@ -124,10 +180,16 @@ def build_resnet1d_wang(num_classes: int = 71, input_channels: int = 12) -> Any:
         return nn.Sequential(BasicBlock1d(128, 128, stride, down))
 
     head = nn.Sequential(
-        AdaptiveConcatPool1d(), nn.Flatten(),
-        nn.BatchNorm1d(256), nn.Dropout(0.25), nn.Linear(256, 128), nn.ReLU(inplace=True),
-        nn.BatchNorm1d(128), nn.Dropout(0.5), nn.Linear(128, num_classes),
-    )  # fmt: skip
+        AdaptiveConcatPool1d(),
+        nn.Flatten(),
+        nn.BatchNorm1d(256),
+        nn.Dropout(0.25),
+        nn.Linear(256, 128),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm1d(128),
+        nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )
     return nn.Sequential(
         nn.Conv1d(input_channels, 128, 7, stride=1, padding=3, bias=False),
         nn.BatchNorm1d(128),
@@ -176,12 +238,15 @@ def ecg_windows(
         raise ModelError(f"ECG {record.source}: the signal contains NaN or infinite samples")
     src = round(record.sampling_rate_hz)
     if abs(src - fs) > 1e-6:
-        g = np.gcd(int(src), int(round(fs)))
-        x = resample_poly(x, int(round(fs)) // g, int(src) // g, axis=1)
+        dst = round(fs)
+        g = int(np.gcd(src, dst))
+        x = resample_poly(x, dst // g, src // g, axis=1)
     x = (x - np.asarray(mean, dtype=float).reshape(-1, 1)) / np.asarray(std, dtype=float).reshape(-1, 1)
-    n = int(round(window_s * fs))
+    n = round(window_s * fs)
     if x.shape[1] < n:
-        raise ModelError(f"ECG {record.source}: {record.duration_s:.2f} s is shorter than the {window_s} s model window")
+        raise ModelError(
+            f"ECG {record.source}: {record.duration_s:.2f} s is shorter than the {window_s} s model window"
+        )
     step = max(1, n // 2)
     starts = list(range(0, x.shape[1] - n + 1, step))
     return np.stack([x[:, s : s + n] for s in starts]).astype(np.float32)
@@ -238,7 +303,9 @@ class EcgCnnBackend:
 
         self.load()
         opts = self.spec.options
-        win = ecg_windows(record, self.fs, float(opts.get("window_s", 2.5)), opts.get("input_mean", 0.0), opts.get("input_std", 1.0))
+        win = ecg_windows(
+            record, self.fs, float(opts.get("window_s", 2.5)), opts.get("input_mean", 0.0), opts.get("input_std", 1.0)
+        )
         with torch.inference_mode():
             p = torch.sigmoid(self._model(torch.from_numpy(win))).numpy()
         agg = p.max(axis=0) if self.aggregate == "max" else p.mean(axis=0)
@@ -273,7 +340,11 @@ class EcgCnnBackend:
         for inp in batch:
             t0 = time.perf_counter()
             if inp.ecg is None:
-                outs.append(ModelOutput.failed(inp.study_instance_uid, producer, ModelError(f"study {inp.study_instance_uid}: no ECG signal")))
+                outs.append(
+                    ModelOutput.failed(
+                        inp.study_instance_uid, producer, ModelError(f"study {inp.study_instance_uid}: no ECG signal")
+                    )
+                )
                 continue
             try:
                 probs = self.probabilities(inp.ecg)

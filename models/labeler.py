@@ -35,16 +35,27 @@ from models.vocabulary import BY_KEY, CHESTXRAY14, CHEXPERT
 
 #: Mentions per label (regex over lower-cased text, word-bounded).  Order is irrelevant.
 TERMS: dict[str, tuple[str, ...]] = {
-    "atelectasis": (r"atelecta\w*", r"(?:lobar|lobe|lung|segmental) collapse", r"collapsed? (?:left |right )?(?:lung|lobe)"),
+    "atelectasis": (
+        r"atelecta\w*",
+        r"(?:lobar|lobe|lung|segmental) collapse",
+        r"collapsed? (?:left |right )?(?:lung|lobe)",
+    ),
     "cardiomegaly": (
-        r"cardiomegaly", r"cardiac (?:enlargement|silhouette (?:is |appears )?(?:\w+ )?enlarged)",
+        r"cardiomegaly",
+        r"cardiac (?:enlargement|silhouette (?:is |appears )?(?:\w+ )?enlarged)",
         r"enlarge(?:d|ment of the) (?:cardiac silhouette|heart|cardiac shadow)",
-        r"heart (?:size )?(?:is |appears |remains )?(?:mildly |moderately |markedly |severely |slightly )?(?:enlarged|increased)",
+        r"heart (?:size )?(?:is |appears |remains )?"
+        r"(?:mildly |moderately |markedly |severely |slightly )?(?:enlarged|increased)",
         r"(?:heart|cardiac) size (?:is )?(?:mildly |moderately |markedly )?(?:enlarged|increased)",
         r"(?:large|enlarged) heart",
     ),
-    "effusion": (r"(?<!pericardial )effusions?", r"pleural fluid", r"hydrothorax", r"hydropneumothorax",
-                 r"blunt(?:ing|ed) (?:of )?(?:the )?(?:left |right |bilateral )?(?:costophrenic|cp)"),
+    "effusion": (
+        r"(?<!pericardial )effusions?",
+        r"pleural fluid",
+        r"hydrothorax",
+        r"hydropneumothorax",
+        r"blunt(?:ing|ed) (?:of )?(?:the )?(?:left |right |bilateral )?(?:costophrenic|cp)",
+    ),
     "infiltration": (r"infiltrat\w*",),
     "mass": (r"mass(?:es)?(?!\w)(?! effect)",),
     "nodule": (r"nodul(?:e|es|ar|arity)",),
@@ -54,65 +65,159 @@ TERMS: dict[str, tuple[str, ...]] = {
     "edema": (r"o?edema(?:tous)?",),  # not "vascular congestion": NegBio and radiologists keep them apart
     "emphysema": (r"emphysema\w*",),
     "fibrosis": (r"fibros\w*", r"fibrotic", r"pulmonary scarring"),
-    "pleural_thickening": (r"pleural (?:\w+ )?thickening", r"thickening of the (?:\w+ )?pleura", r"pleural(?:-| )parenchymal scarring",
-                           r"apical (?:pleural )?(?:cap|capping|thickening)", r"pleural scarring"),
+    "pleural_thickening": (
+        r"pleural (?:\w+ )?thickening",
+        r"thickening of the (?:\w+ )?pleura",
+        r"pleural(?:-| )parenchymal scarring",
+        r"apical (?:pleural )?(?:cap|capping|thickening)",
+        r"pleural scarring",
+    ),
     "hernia": (r"hernia\w*",),
     "fracture": (r"fractures?", r"fractured"),
-    "lung_opacity": (r"opacit(?:y|ies)", r"airspace (?:disease|process)", r"densit(?:y|ies)", r"haziness", r"infiltrates?"),
+    "lung_opacity": (
+        r"opacit(?:y|ies)",
+        r"airspace (?:disease|process)",
+        r"densit(?:y|ies)",
+        r"haziness",
+        r"infiltrates?",
+    ),
     "lung_lesion": (r"lesions?", r"mass(?:es)?(?!\w)(?! effect)", r"nodul(?:e|es)"),
-    "enlarged_cardiomediastinum": (r"(?:widen(?:ed|ing)|enlarged) (?:cardio)?mediastin\w*",
-                                   r"(?:cardio)?mediastin\w* (?:silhouette |contours? )?(?:is |are )?(?:widened|enlarged)"),
+    "enlarged_cardiomediastinum": (
+        r"(?:widen(?:ed|ing)|enlarged) (?:cardio)?mediastin\w*",
+        r"(?:cardio)?mediastin\w* (?:silhouette |contours? )?(?:is |are )?(?:widened|enlarged)",
+    ),
     "pleural_other": (r"pleural (?:plaques?|calcifications?)", r"fibrothorax"),
-    "support_devices": (r"(?:endotracheal|et|nasogastric|ng|chest|feeding) tubes?", r"picc", r"catheters?", r"pacemaker",
-                        r"(?:central|venous) line", r"sternotomy wires?", r"pacing (?:wires?|leads?)", r"defibrillator",
-                        r"port-?a-?cath", r"\bport\b"),
-}  # fmt: skip
+    "support_devices": (
+        r"(?:endotracheal|et|nasogastric|ng|chest|feeding) tubes?",
+        r"picc",
+        r"catheters?",
+        r"pacemaker",
+        r"(?:central|venous) line",
+        r"sternotomy wires?",
+        r"pacing (?:wires?|leads?)",
+        r"defibrillator",
+        r"port-?a-?cath",
+        r"\bport\b",
+    ),
+}
 
 #: Pre-negation triggers: scope runs forward to the end of the clause.
 PRE_NEG = (
-    r"no", r"not", r"without", r"negative for", r"free of", r"absence of", r"resolution of", r"resolved",
-    r"clear of", r"rule out", r"ruled out", r"removal of", r"no evidence of", r"no signs? of", r"nor",
-)  # fmt: skip
+    r"no",
+    r"not",
+    r"without",
+    r"negative for",
+    r"free of",
+    r"absence of",
+    r"resolution of",
+    r"resolved",
+    r"clear of",
+    r"rule out",
+    r"ruled out",
+    r"removal of",
+    r"no evidence of",
+    r"no signs? of",
+    r"nor",
+)
 #: Post-negation triggers: scope runs backward to the start of the clause.
 POST_NEG = (
-    r"(?:is|are|was|were|has been|have been)? ?(?:not|no longer) (?:seen|identified|visualized|present|evident|appreciated|demonstrated|noted)",
-    r"(?:is|are|has|have)? ?(?:resolved|cleared|absent|removed)", r"(?:is|are) gone",
-)  # fmt: skip
+    r"(?:is|are|was|were|has been|have been)? ?(?:not|no longer) "
+    r"(?:seen|identified|visualized|present|evident|appreciated|demonstrated|noted)",
+    r"(?:is|are|has|have)? ?(?:resolved|cleared|absent|removed)",
+    r"(?:is|are) gone",
+)
 #: Pre-uncertainty triggers.
 PRE_UNC = (
-    r"may", r"might", r"possible", r"possibly", r"probable", r"probably", r"likely", r"questionable", r"question of",
-    r"suspicious (?:for|of)", r"suspect(?:ed)?", r"suggest(?:s|ed|ing|ive of)?", r"concern(?:ing)? for", r"could",
-    r"can represent", r"consider(?:ed)?", r"differential", r"borderline", r"equivocal", r"versus", r"vs\.?",
-    r"cannot (?:be )?(?:excluded?|ruled out)", r"not (?:be )?(?:excluded|ruled out)", r"worrisome for",
-    r"compatible with", r"consistent with", r"represent(?:s|ing)?", r"reflect(?:s|ing)?", r"favou?r",
-    r"atypical", r"indeterminate", r"potential",
-)  # fmt: skip
+    r"may",
+    r"might",
+    r"possible",
+    r"possibly",
+    r"probable",
+    r"probably",
+    r"likely",
+    r"questionable",
+    r"question of",
+    r"suspicious (?:for|of)",
+    r"suspect(?:ed)?",
+    r"suggest(?:s|ed|ing|ive of)?",
+    r"concern(?:ing)? for",
+    r"could",
+    r"can represent",
+    r"consider(?:ed)?",
+    r"differential",
+    r"borderline",
+    r"equivocal",
+    r"versus",
+    r"vs\.?",
+    r"cannot (?:be )?(?:excluded?|ruled out)",
+    r"not (?:be )?(?:excluded|ruled out)",
+    r"worrisome for",
+    r"compatible with",
+    r"consistent with",
+    r"represent(?:s|ing)?",
+    r"reflect(?:s|ing)?",
+    r"favou?r",
+    r"atypical",
+    r"indeterminate",
+    r"potential",
+)
 #: Post-uncertainty triggers (checked before post-negation: "cannot be excluded" is not a negation).
 POST_UNC = (
-    r"(?:can ?not|can't|cannot|not) be (?:excluded|ruled out|entirely excluded)", r"(?:is|are) (?:not )?excluded",
-    r"(?:is|are) (?:possible|suspected|questioned|likely|not excluded)", r"(?:is|are) (?:a )?(?:consideration|concern)",
+    r"(?:can ?not|can't|cannot|not) be (?:excluded|ruled out|entirely excluded)",
+    r"(?:is|are) (?:not )?excluded",
+    r"(?:is|are) (?:possible|suspected|questioned|likely|not excluded)",
+    r"(?:is|are) (?:a )?(?:consideration|concern)",
     r"(?:could|may|might) (?:be|represent)",
-)  # fmt: skip
+)
 #: Termination terms: a scope never crosses them.
 TERMINATORS = (
-    r"but", r"however", r"although", r"though", r"except", r"aside from", r"apart from", r"otherwise", r"which",
-    r"there (?:is|are|has been|have been)", r"new", r"now", r"remain(?:s|ing)?", r"persistent", r"persists?",
-    r"while", r"whereas", r"yet", r"secondary to", r"due to", r"concerning", r";", r":",
-)  # fmt: skip
+    r"but",
+    r"however",
+    r"although",
+    r"though",
+    r"except",
+    r"aside from",
+    r"apart from",
+    r"otherwise",
+    r"which",
+    r"there (?:is|are|has been|have been)",
+    r"new",
+    r"now",
+    r"remain(?:s|ing)?",
+    r"persistent",
+    r"persists?",
+    r"while",
+    r"whereas",
+    r"yet",
+    r"secondary to",
+    r"due to",
+    r"concerning",
+    r";",
+    r":",
+)
 
 #: "Normal" statements and the labels they rule out (ConText-style definite negatives).
 NORMAL_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (r"(?:heart|cardiac) (?:size|silhouette|shadow)s? (?:is |are |appears? |remains? )?(?:\w+ )?(?:normal|within normal limits|unremarkable|not enlarged|upper (?:limits? )?(?:of )?normal)",
-     ("cardiomegaly",)),
+    (
+        r"(?:heart|cardiac) (?:size|silhouette|shadow)s? (?:is |are |appears? |remains? )?(?:\w+ )?"
+        r"(?:normal|within normal limits|unremarkable|not enlarged|upper (?:limits? )?(?:of )?normal)",
+        ("cardiomegaly",),
+    ),
     (r"normal (?:heart|cardiac) (?:size|silhouette)", ("cardiomegaly",)),
     (r"heart is (?:not enlarged|normal in size)", ("cardiomegaly",)),
-    (r"(?:cardio)?mediastinal (?:silhouette|contours?|shadows?)s? (?:is |are |appears? |remains? )?(?:\w+ )?(?:normal|within normal limits|unremarkable|stable)",
-     ("cardiomegaly", "enlarged_cardiomediastinum")),
+    (
+        r"(?:cardio)?mediastinal (?:silhouette|contours?|shadows?)s? (?:is |are |appears? |remains? )?(?:\w+ )?"
+        r"(?:normal|within normal limits|unremarkable|stable)",
+        ("cardiomegaly", "enlarged_cardiomediastinum"),
+    ),
     (r"normal (?:cardio)?mediastinal (?:silhouette|contours?)", ("cardiomegaly", "enlarged_cardiomediastinum")),
     (r"(?:costophrenic|cp) (?:angles?|sulci|recesses) (?:is |are )?(?:sharp|clear|preserved|normal)", ("effusion",)),
-    (r"lungs? (?:is |are )?(?:otherwise )?(?:clear|well expanded and clear)", ("consolidation", "pneumonia", "edema", "lung_opacity")),
+    (
+        r"lungs? (?:is |are )?(?:otherwise )?(?:clear|well expanded and clear)",
+        ("consolidation", "pneumonia", "edema", "lung_opacity"),
+    ),
     (r"no (?:acute )?cardiopulmonary (?:abnormality|disease|process|findings?)", ()),
-)  # fmt: skip
+)
 
 _NORMAL_STATEMENTS = tuple((re.compile(p), labels) for p, labels in NORMAL_STATEMENTS)
 
@@ -140,7 +245,9 @@ def _version() -> str:
 
 
 #: Every labeler finding carries this producer: a rule engine with the hash of its tables.
-LABELER_PRODUCER = Producer(kind=ProducerKind.RULE_ENGINE, name="mmdx-report-labeler", version=_version(), digest=RULESET_DIGEST)
+LABELER_PRODUCER = Producer(
+    kind=ProducerKind.RULE_ENGINE, name="mmdx-report-labeler", version=_version(), digest=RULESET_DIGEST
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -242,11 +349,22 @@ def mentions(text: str, labels: Iterable[str] | None = None) -> list[Mention]:
             for m in pattern.finditer(sentence):
                 for label in ruled_out:
                     if label in wanted:
-                        out.append(Mention(label, Presence.ABSENT, s0 + m.start(), s0 + m.end(), text[s0 + m.start() : s0 + m.end()], "normal statement"))
+                        out.append(
+                            Mention(
+                                label,
+                                Presence.ABSENT,
+                                s0 + m.start(),
+                                s0 + m.end(),
+                                text[s0 + m.start() : s0 + m.end()],
+                                "normal statement",
+                            )
+                        )
         for label in wanted:
             for m in _TERM_RES[label].finditer(sentence):
                 presence, trigger = _modifier(sentence, m.start(), m.end())
-                out.append(Mention(label, presence, s0 + m.start(), s0 + m.end(), text[s0 + m.start() : s0 + m.end()], trigger))
+                out.append(
+                    Mention(label, presence, s0 + m.start(), s0 + m.end(), text[s0 + m.start() : s0 + m.end()], trigger)
+                )
     return sorted(out, key=lambda x: (x.start, x.label))
 
 
@@ -304,7 +422,11 @@ def as_json(report_id: str, text: str, labels: Iterable[str] | None = None) -> d
         "labels": {
             k: {
                 "presence": r.presence.value,
-                "code": {"system": BY_KEY[k].code.system, "code": BY_KEY[k].code.value, "display": BY_KEY[k].code.meaning},
+                "code": {
+                    "system": BY_KEY[k].code.system,
+                    "code": BY_KEY[k].code.value,
+                    "display": BY_KEY[k].code.meaning,
+                },
                 "span": list(r.span),
                 "text": next(m.text for m in r.mentions if m.presence is r.presence),
                 "trigger": next(m.trigger for m in r.mentions if m.presence is r.presence),

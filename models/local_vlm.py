@@ -58,11 +58,8 @@ def select_device(requested: str, dtype: str) -> tuple[Any, Any]:
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ModelError(f"device {requested!r} configured but CUDA is not available")
-    if dtype == "auto":
-        chosen = torch.bfloat16 if device.type == "cuda" else torch.float32
-    else:
-        chosen = getattr(torch, dtype)
-    return device, chosen
+    auto = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return device, (auto if dtype == "auto" else getattr(torch, dtype))
 
 
 class ImageOnlyQwenProcessor:
@@ -81,14 +78,16 @@ class ImageOnlyQwenProcessor:
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
-            raise ModelError(f"tokenizer has no image token {self.image_token!r}: processor does not match a Qwen-VL model")
+            raise ModelError(
+                f"tokenizer has no image token {self.image_token!r}: processor does not match a Qwen-VL model"
+            )
 
     @classmethod
     def from_pretrained(cls, folder: Path) -> ImageOnlyQwenProcessor:
         from transformers import AutoImageProcessor, AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        ip = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        ip = AutoImageProcessor.from_pretrained(folder, local_files_only=True)  # type: ignore[no-untyped-call]
         template = None
         for name in ("chat_template.jinja", "chat_template.json"):
             p = folder / name
@@ -112,7 +111,13 @@ class ImageOnlyQwenProcessor:
                     conv, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
                 )
             )
-            images += [c["image"] for turn in conv if isinstance(turn["content"], list) for c in turn["content"] if c["type"] == "image"]
+            images += [
+                c["image"]
+                for turn in conv
+                if isinstance(turn["content"], list)
+                for c in turn["content"]
+                if c["type"] == "image"
+            ]
         data: dict[str, Any] = {}
         if images:
             pix = self.image_processor(images=images, return_tensors="pt")
@@ -154,9 +159,13 @@ class LocalVlmBackend:
             else:
                 family = FAMILIES.get(model_type)
                 if family is None:
-                    self._missing.append(f"{spec.path}: model_type {model_type!r} is not supported ({sorted(FAMILIES)})")
+                    self._missing.append(
+                        f"{spec.path}: model_type {model_type!r} is not supported ({sorted(FAMILIES)})"
+                    )
                 elif spec.family and spec.family != family:
-                    self._missing.append(f"{spec.path}: configured family {spec.family!r} but the folder holds {family!r}")
+                    self._missing.append(
+                        f"{spec.path}: configured family {spec.family!r} but the folder holds {family!r}"
+                    )
                 else:
                     self._family = family
         self._model: Any = None
@@ -210,9 +219,7 @@ class LocalVlmBackend:
                 need_repair[i] = (ans, exc)
         repaired: dict[int, str | ModelError] = {}
         if need_repair:
-            rconvs = {
-                i: convs[i] + repair_messages(prev, err) for i, (prev, err) in need_repair.items()
-            }
+            rconvs = {i: convs[i] + repair_messages(prev, err) for i, (prev, err) in need_repair.items()}
             repaired = self._generate_all(list(need_repair), rconvs)
         per_study = gen_s / max(1, len(order))
         for i in order:
@@ -231,8 +238,13 @@ class LocalVlmBackend:
             try:
                 draft = parse_draft(text)
             except ModelError as exc:
-                err = ModelError(f"study {batch[i].study_instance_uid}: model {self.name!r} gave no valid draft after one repair: {exc}")
-                results[i] = ModelOutput.failed(batch[i].study_instance_uid, producer, err, raw_text=text, provenance=prov)
+                err = ModelError(
+                    f"study {batch[i].study_instance_uid}: model {self.name!r} "
+                    f"gave no valid draft after one repair: {exc}"
+                )
+                results[i] = ModelOutput.failed(
+                    batch[i].study_instance_uid, producer, err, raw_text=text, provenance=prov
+                )
                 continue
             results[i] = ModelOutput(
                 study_instance_uid=batch[i].study_instance_uid,
@@ -261,12 +273,16 @@ class LocalVlmBackend:
             if self._family == "qwen2_5_vl" and importlib.util.find_spec("torchvision") is None:
                 processor: Any = ImageOnlyQwenProcessor.from_pretrained(folder)
             else:
-                processor = AutoProcessor.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+                processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                    folder, local_files_only=True, trust_remote_code=False
+                )
             model = AutoModelForImageTextToText.from_pretrained(
                 folder, local_files_only=True, trust_remote_code=False, dtype=dtype
             )
         except Exception as exc:  # safetensors, tokenizers and torch raise their own types for corrupt files
-            raise ModelError(f"model {self.name!r}: cannot load {folder}: {type(exc).__name__}: {str(exc)[:300]}") from None
+            raise ModelError(
+                f"model {self.name!r}: cannot load {folder}: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from None
         self._check_match(processor, model)
         processor.tokenizer.padding_side = "left"
         self._processor = processor
@@ -367,12 +383,15 @@ class LocalVlmBackend:
         with torch.inference_mode():
             ids = self._model.generate(**inputs, **kwargs)
         new = ids[:, inputs["input_ids"].shape[1] :]
-        return self._processor.batch_decode(new, skip_special_tokens=True)
+        return list(self._processor.batch_decode(new, skip_special_tokens=True))
 
     def decoding_settings(self) -> dict[str, Any]:
         """Generation arguments: greedy unless the configuration asks for sampling."""
         opts = self.spec.options
-        settings: dict[str, Any] = {"max_new_tokens": self.spec.max_new_tokens, "do_sample": bool(opts.get("do_sample", False))}
+        settings: dict[str, Any] = {
+            "max_new_tokens": self.spec.max_new_tokens,
+            "do_sample": bool(opts.get("do_sample", False)),
+        }
         if settings["do_sample"]:
             settings["temperature"] = float(opts.get("temperature", 0.7))
             settings["top_p"] = float(opts.get("top_p", 0.95))

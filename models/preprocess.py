@@ -26,7 +26,7 @@ def apply_window(pixels: npt.NDArray[np.generic], window: tuple[float, float] | 
         lo, hi = (float(v) for v in np.percentile(x, [0.5, 99.5]))
         if hi <= lo:
             hi = lo + 1.0
-        return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+        return np.asarray(np.clip((x - lo) / (hi - lo), 0.0, 1.0), dtype=np.float32)
     center, width = window
     if width < 1:
         raise ModelError(f"window width must be >= 1, got {width}")
@@ -85,7 +85,9 @@ def xrv_input(image: Image, size: int = 224) -> npt.NDArray[np.float32]:
     display-window to [0, 1], map to [-1024, 1024], crop the centred square,
     resize (MONAI ``Resize``, area interpolation).
     """
-    from monai.transforms import CenterSpatialCrop, Resize
+    import torch
+    from monai.transforms.croppad.array import CenterSpatialCrop
+    from monai.transforms.spatial.array import Resize
 
     px = image.pixels
     grey = apply_window(px if px.ndim == 2 else px[..., :3].mean(axis=2), image.window)
@@ -93,7 +95,7 @@ def xrv_input(image: Image, size: int = 224) -> npt.NDArray[np.float32]:
         grey = 1.0 - grey
     x = (2.0 * grey - 1.0) * 1024.0
     side = min(x.shape)
-    chw = x[None, :, :]
-    chw = np.asarray(CenterSpatialCrop(roi_size=(side, side))(chw))
-    out = np.asarray(Resize(spatial_size=(size, size), mode="area")(chw), dtype=np.float32)
-    return out
+    chw = torch.from_numpy(np.ascontiguousarray(x[None, :, :], dtype=np.float32))
+    cropped = CenterSpatialCrop(roi_size=(side, side))(chw)
+    resized = Resize(spatial_size=(size, size), mode="area")(cropped)
+    return np.asarray(resized.detach().cpu().numpy() if hasattr(resized, "detach") else resized, dtype=np.float32)

@@ -131,7 +131,9 @@ class ModelOutput:
 
     def __post_init__(self) -> None:
         if self.producer.kind is not ProducerKind.MODEL or not self.producer.digest:
-            raise ModelError(f"study {self.study_instance_uid}: model output needs a MODEL producer with a weights hash")
+            raise ModelError(
+                f"study {self.study_instance_uid}: model output needs a MODEL producer with a weights hash"
+            )
         for f in self.findings:
             if f.producer != self.producer:
                 raise ModelError(

@@ -105,13 +105,28 @@ class Registry:
     def describe(self, name: str) -> ModelInfo:
         spec = self.specs[name]
         if spec.backend == "labeler":
-            return ModelInfo(name=name, backend="labeler", family="rules", version="builtin", weights_sha256=None,
-                             modalities=("CR", "DX"), licence="Apache-2.0 (mmdx)", location="models.labeler")  # fmt: skip
+            return ModelInfo(
+                name=name,
+                backend="labeler",
+                family="rules",
+                version="builtin",
+                weights_sha256=None,
+                modalities=("CR", "DX"),
+                licence="Apache-2.0 (mmdx)",
+                location="models.labeler",
+            )
         try:
             return self.backend(name).describe()
         except ModelError as exc:
-            return ModelInfo(name=name, backend=spec.backend, family=spec.family, version="?", weights_sha256=None,
-                             location=str(spec.path or spec.url), missing=(str(exc),))  # fmt: skip
+            return ModelInfo(
+                name=name,
+                backend=spec.backend,
+                family=spec.family,
+                version="?",
+                weights_sha256=None,
+                location=str(spec.path or spec.url),
+                missing=(str(exc),),
+            )
 
     def describe_all(self) -> list[ModelInfo]:
         return [self.describe(n) for n in self.names()]
@@ -125,11 +140,21 @@ def summary(infos: list[ModelInfo]) -> dict[str, Any]:
     """A JSON-able summary for ``mmdx models --json`` and the HTTP API."""
     return {
         "models": [
-            {"name": i.name, "backend": i.backend, "family": i.family, "version": i.version,
-             "weights_sha256": i.weights_sha256, "location": i.location, "licence": i.licence,
-             "available": i.available, "missing": list(i.missing)}
+            {
+                "name": i.name,
+                "backend": i.backend,
+                "family": i.family,
+                "version": i.version,
+                "weights_sha256": i.weights_sha256,
+                "location": i.location,
+                "licence": i.licence,
+                "available": i.available,
+                "missing": list(i.missing),
+            }
             for i in infos
-        ],  # fmt: skip
-        "radiology_model_available": any(i.available and i.backend in ("local_vlm", "remote_vlm", "cxr_classifier") for i in infos),
+        ],
+        "radiology_model_available": any(
+            i.available and i.backend in ("local_vlm", "remote_vlm", "cxr_classifier") for i in infos
+        ),
         "ecg_model_available": any(i.available and i.backend == "ecg_cnn" for i in infos),
     }

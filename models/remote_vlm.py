@@ -47,9 +47,9 @@ def png_data_url(image: npt.NDArray[np.uint8]) -> str:
 def openai_messages(messages: list[dict[str, Any]], images: Sequence[npt.NDArray[np.uint8]]) -> list[dict[str, Any]]:
     """Our chat turns with image placeholders -> OpenAI chat turns with base64 image parts."""
     it = iter(images)
-    out = []
+    out: list[dict[str, Any]] = []
     for turn in messages:
-        parts = []
+        parts: list[dict[str, Any]] = []
         for c in turn["content"]:
             if c["type"] == "image":
                 parts.append({"type": "image_url", "image_url": {"url": png_data_url(next(it))}})
@@ -215,7 +215,10 @@ class RemoteVlmBackend:
         return {
             "prompt_sha256": prompt.sha256,
             "decoding": json.dumps(
-                {"temperature": float(self.spec.options.get("temperature", 0.0)), "max_tokens": self.spec.max_new_tokens},
+                {
+                    "temperature": float(self.spec.options.get("temperature", 0.0)),
+                    "max_tokens": self.spec.max_new_tokens,
+                },
                 sort_keys=True,
             ),
             "constrained": "server json_schema" if self.structured_output else "parse+repair",

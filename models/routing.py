@@ -35,9 +35,7 @@ def _match(rule: RouteRule, modality: str, body_part: str | None) -> bool:
         return False
     if rule.modality is not None and rule.modality.upper() != modality.upper():
         return False
-    if rule.body_part is not None and rule.body_part.upper() != (body_part or "").upper().replace(" ", ""):
-        return False
-    return True
+    return rule.body_part is None or rule.body_part.upper() == (body_part or "").upper().replace(" ", "")
 
 
 def models_for(rules: Sequence[RouteRule], modality: str, body_part: str | None) -> list[str]:
@@ -82,13 +80,17 @@ def plan(study: Study, rules: Sequence[RouteRule], specs: Mapping[str, ModelSpec
             spec = specs.get(name)
             if spec is None or not _suitable(spec, series):
                 continue
-            target = triage if spec.backend in CHEAP_BACKENDS else drafting if spec.backend in DRAFTING_BACKENDS else None
+            target = (
+                triage if spec.backend in CHEAP_BACKENDS else drafting if spec.backend in DRAFTING_BACKENDS else None
+            )
             if target is not None:
                 target.setdefault(name, []).append(series)
     return RoutePlan({k: tuple(v) for k, v in triage.items()}, {k: tuple(v) for k, v in drafting.items()})
 
 
-def should_escalate(spec: ModelSpec, triage: Sequence[ModelOutput], thresholds: Mapping[str, float] | None = None) -> tuple[bool, str]:
+def should_escalate(
+    spec: ModelSpec, triage: Sequence[ModelOutput], thresholds: Mapping[str, float] | None = None
+) -> tuple[bool, str]:
     """Whether a drafting model runs after triage, and why (the reason goes to provenance)."""
     policy = str(spec.options.get("escalate", "abnormal_or_uncertain"))
     margin = float(spec.options.get("margin", 0.1))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.codes import LOINC, MMDX, SCT, Code
@@ -96,7 +96,9 @@ def refuse_unattributed(findings: Iterable[Finding]) -> tuple[Finding, ...]:
 def ensure_preliminary(report: DraftReport) -> DraftReport:
     """An AI-generated report may only be stored unsigned as preliminary (ModelError otherwise)."""
     if report.is_ai_generated and report.signature is None and report.status is not ReportStatus.PRELIMINARY:
-        raise ModelError(f"study {report.study_instance_uid}: an unsigned AI draft must be preliminary, not {report.status.value}")
+        raise ModelError(
+            f"study {report.study_instance_uid}: an unsigned AI draft must be preliminary, not {report.status.value}"
+        )
     return report
 
 
@@ -111,9 +113,9 @@ def draft_reading(draft: ModelOutput) -> dict[str, Presence]:
     for key, res in label_report(text).items():
         reading[key] = res.presence
     for f in draft.findings:
-        key = _key_of(f.concept)
-        if key is not None:
-            reading[key] = f.presence
+        coded = _key_of(f.concept)
+        if coded is not None:
+            reading[coded] = f.presence
     return reading
 
 
@@ -124,7 +126,9 @@ def _classifier_key(label: str) -> str | None:
     return lab.key if lab else None
 
 
-def draft_vs_classifier(draft: ModelOutput, classifier: ModelOutput, *, high: float | None = None, low: float | None = None) -> list[SafetyFlag]:
+def draft_vs_classifier(
+    draft: ModelOutput, classifier: ModelOutput, *, high: float | None = None, low: float | None = None
+) -> list[SafetyFlag]:
     """Flags where a confident classifier and the VLM draft disagree about a finding."""
     if not (draft.ok and classifier.ok):
         return []
@@ -140,9 +144,15 @@ def draft_vs_classifier(draft: ModelOutput, classifier: ModelOutput, *, high: fl
         said = reading.get(key)
         if p >= hi and said in (None, Presence.ABSENT):
             what = "does not mention it" if said is None else "says it is absent"
-            flags.append(SafetyFlag(key, f"{BY_KEY[key].code.meaning}: classifier score {p:.2f}, the draft {what}", models))
+            flags.append(
+                SafetyFlag(key, f"{BY_KEY[key].code.meaning}: classifier score {p:.2f}, the draft {what}", models)
+            )
         elif p <= lo and said is Presence.PRESENT:
-            flags.append(SafetyFlag(key, f"{BY_KEY[key].code.meaning}: the draft says present, classifier score only {p:.2f}", models))
+            flags.append(
+                SafetyFlag(
+                    key, f"{BY_KEY[key].code.meaning}: the draft says present, classifier score only {p:.2f}", models
+                )
+            )
     return flags
 
 
@@ -174,34 +184,54 @@ def ecg_model_vs_rules(
         if code is None or code in (SCT.NORMAL_ECG, SCT.SINUS_RHYTHM):
             continue
         if p >= hi and code not in rules_present:
-            flags.append(SafetyFlag(stmt, f"{PTBXL_DESCRIPTIONS[stmt]}: ECG model {p:.2f}, not in the rule-based interpretation", models))
+            flags.append(
+                SafetyFlag(
+                    stmt, f"{PTBXL_DESCRIPTIONS[stmt]}: ECG model {p:.2f}, not in the rule-based interpretation", models
+                )
+            )
         elif p <= lo and code in rules_present:
-            flags.append(SafetyFlag(stmt, f"{PTBXL_DESCRIPTIONS[stmt]}: in the rule-based interpretation, ECG model only {p:.2f}", models))
+            flags.append(
+                SafetyFlag(
+                    stmt,
+                    f"{PTBXL_DESCRIPTIONS[stmt]}: in the rule-based interpretation, ECG model only {p:.2f}",
+                    models,
+                )
+            )
     # the model's rhythm/interval statements against the measured values
     hr = _measure(measurements, LOINC.HEART_RATE, LOINC.EKG_HEART_RATE)
     pr = _measure(measurements, LOINC.PR_INTERVAL)
     qtc = _measure(measurements, LOINC.QTC_INTERVAL, LOINC.QTC_BAZETT, LOINC.QTC_FRIDERICIA)
-    checks = (
+    checks: tuple[tuple[str, float | None, Callable[[float], bool], str], ...] = (
         ("STACH", hr, lambda v: v < 100, "heart rate {v:.0f}/min"),
         ("SBRAD", hr, lambda v: v > 60, "heart rate {v:.0f}/min"),
         ("1AVB", pr, lambda v: v < 200, "PR {v:.0f} ms"),
         ("LNGQT", qtc, lambda v: v < 440, "QTc {v:.0f} ms"),
     )
     for stmt, value, contradicts, unit in checks:
-        p = model.probabilities.get(stmt)
-        if p is not None and value is not None and p >= hi and contradicts(value):
-            flags.append(SafetyFlag(stmt, f"{PTBXL_DESCRIPTIONS[stmt]}: ECG model {p:.2f} but measured {unit.format(v=value)}", models))
+        score = model.probabilities.get(stmt)
+        if score is not None and value is not None and score >= hi and contradicts(value):
+            flags.append(
+                SafetyFlag(
+                    stmt,
+                    f"{PTBXL_DESCRIPTIONS[stmt]}: ECG model {score:.2f} but measured {unit.format(v=value)}",
+                    models,
+                )
+            )
     return flags
 
 
-def review(outputs: Sequence[ModelOutput], flags: Sequence[SafetyFlag], other_findings: Sequence[Finding] = ()) -> SafetyReview:
+def review(
+    outputs: Sequence[ModelOutput], flags: Sequence[SafetyFlag], other_findings: Sequence[Finding] = ()
+) -> SafetyReview:
     """Priority from critical findings (STAT) and disagreements (URGENT); flags as findings."""
     priorities = []
     for f in [*(f for o in outputs if o.ok for f in o.findings), *other_findings]:
         if f.critical and f.presence is Presence.PRESENT:
             priorities.append(Priority(PriorityLevel.STAT, f"critical finding: {f.text[:80]} ({f.producer.name})"))
     if flags:
-        priorities.append(Priority(PriorityLevel.URGENT, f"AI models disagree on {len(flags)} point(s): human review needed"))
+        priorities.append(
+            Priority(PriorityLevel.URGENT, f"AI models disagree on {len(flags)} point(s): human review needed")
+        )
     return SafetyReview(tuple(flags), Priority.highest(priorities), tuple(fl.to_finding() for fl in flags))
 
 
@@ -214,13 +244,15 @@ def no_model_notice(kind: str, infos: Sequence[ModelInfo]) -> str | None:
     why = (" Configured but not usable: " + " | ".join(problems) + ".") if problems else ""
     if kind == "imaging":
         return (
-            "No radiology model is configured, so this draft contains no image findings; a radiologist must read the images."
+            "No radiology model is configured, so this draft contains no image findings; "
+            "a radiologist must read the images."
             + why
             + " To configure one, install weights locally and list them in the model registry (configs/models.yaml, "
             "models.registry); `mmdx models` checks them."
         )
     return (
-        "No ECG model is configured; the interpretation is the rule-based engine's alone." + why
+        "No ECG model is configured; the interpretation is the rule-based engine's alone."
+        + why
         + " To add the resnet1d_wang classifier, list its state dict in configs/models.yaml."
     )
 

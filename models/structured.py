@@ -214,13 +214,20 @@ def parse_draft(text: str) -> StructuredDraft:
 
 
 def schema_instruction() -> str:
-    """The instruction that tells a model the exact output format (part of every drafting prompt)."""
+    """The instruction that tells a model the exact output format (part of every drafting prompt).
+
+    A compact description rather than the JSON schema itself: shorter prompts,
+    and models follow an example better than a schema.  Servers that constrain
+    decoding get the full :data:`DRAFT_SCHEMA` separately.
+    """
     labels = ", ".join(lab.key for lab in LABELS)
     return (
-        "Answer with one JSON object only, no prose, matching this JSON schema:\n"
-        + json.dumps(DRAFT_SCHEMA, separators=(",", ":"))
-        + f"\nUse label '{OTHER}' for a finding not in: {labels}. "
-        "Report only what the images show; if unsure, use presence 'uncertain'."
+        "Answer with one JSON object only, no prose: "
+        '{"findings": [{"label": L, "text": "...", "site": S, "laterality": A, "presence": P, "certainty": 0.8}], '
+        '"impression": "...", "recommendation": "..."}. '
+        f"L is one of: {labels}, {OTHER}. S is one of: {', '.join(SITES)}. "
+        f"A is one of: {', '.join(_LATERALITIES)}. P is one of: {', '.join(_PRESENCES)}. "
+        "site, laterality and certainty (0 to 1) are optional. Report only what the images show."
     )
 
 

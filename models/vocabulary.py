@@ -40,14 +40,20 @@ LABELS: tuple[FindingLabel, ...] = (
     FindingLabel("edema", SCT.EDEMA, SCT.LUNG, "Edema", "Edema", "Edema"),
     FindingLabel("emphysema", SCT.EMPHYSEMA, SCT.LUNG, "Emphysema", None, "Emphysema"),
     FindingLabel("fibrosis", SCT.FIBROSIS, SCT.LUNG, "Fibrosis", None, "Fibrosis"),
-    FindingLabel("pleural_thickening", SCT.PLEURAL_THICKENING, SCT.PLEURA, "Pleural_Thickening", None, "Pleural_Thickening"),
+    FindingLabel(
+        "pleural_thickening", SCT.PLEURAL_THICKENING, SCT.PLEURA, "Pleural_Thickening", None, "Pleural_Thickening"
+    ),
     FindingLabel("hernia", SCT.HERNIA, SCT.CHEST, "Hernia", None, "Hernia"),
     FindingLabel("fracture", SCT.FRACTURE, SCT.CHEST, None, "Fracture", "Fracture"),
     FindingLabel("lung_lesion", MMDX.LUNG_LESION, SCT.LUNG, None, "Lung Lesion", "Lung Lesion"),
     FindingLabel("lung_opacity", MMDX.LUNG_OPACITY, SCT.LUNG, None, "Lung Opacity", "Lung Opacity"),
     FindingLabel(
-        "enlarged_cardiomediastinum", MMDX.ENLARGED_CARDIOMEDIASTINUM, SCT.CHEST, None,
-        "Enlarged Cardiomediastinum", "Enlarged Cardiomediastinum",
+        "enlarged_cardiomediastinum",
+        MMDX.ENLARGED_CARDIOMEDIASTINUM,
+        SCT.CHEST,
+        None,
+        "Enlarged Cardiomediastinum",
+        "Enlarged Cardiomediastinum",
     ),
     FindingLabel("pleural_other", MMDX.PLEURAL_OTHER, SCT.PLEURA, None, "Pleural Other", None),
     FindingLabel("support_devices", MMDX.SUPPORT_DEVICES, SCT.CHEST, None, "Support Devices", None),

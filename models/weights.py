@@ -16,7 +16,7 @@ from pathlib import Path
 from core.errors import ModelError
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
-_FOLDER_FILES = (".json", ".jinja", ".model", ".txt", ".tiktoken") + _WEIGHT_SUFFIXES
+_FOLDER_FILES = (".json", ".jinja", ".model", ".txt", ".tiktoken", *_WEIGHT_SUFFIXES)
 
 _cache: dict[tuple[str, int, int], str] = {}
 

@@ -34,5 +34,7 @@ def cxr_input(uid: str, rows: int = 64, cols: int = 64, seed: int = 0) -> ModelI
         modality="DX",
         body_part="CHEST",
         images=(lat, pa),
-        context=ClinicalContext(indication="cough, fever", technique="PA and lateral", prior_impressions=("Clear lungs.",)),
+        context=ClinicalContext(
+            indication="cough, fever", technique="PA and lateral", prior_impressions=("Clear lungs.",)
+        ),
     )

@@ -23,13 +23,19 @@ import numpy as np
 
 VALID_DRAFT = {
     "findings": [
-        {"label": "effusion", "text": "Small left pleural effusion", "site": "pleura", "laterality": "left",
-         "presence": "present", "certainty": 0.8},
+        {
+            "label": "effusion",
+            "text": "Small left pleural effusion",
+            "site": "pleura",
+            "laterality": "left",
+            "presence": "present",
+            "certainty": 0.8,
+        },
         {"label": "pneumothorax", "text": "No pneumothorax", "presence": "absent"},
     ],
     "impression": "Small left pleural effusion.",
     "recommendation": "Follow-up radiograph after treatment.",
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -122,10 +128,11 @@ def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                         "id": f"cmpl-{n}",
                         "object": "chat.completion",
                         "model": body.get("model"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                     "finish_reason": "stop"}],
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        ],
                     },
-                )  # fmt: skip
+                )
             finally:
                 with state.lock:
                     state.in_flight -= 1

@@ -43,8 +43,18 @@ def ecg_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_resnet1d_wang_keeps_the_benchmark_module_names(ecg_weights: Path) -> None:
     sd = torch.load(ecg_weights, weights_only=True)
-    for key in ("0.weight", "1.running_mean", "3.0.conv1.weight", "3.0.bn2.bias", "4.0.downsample.0.weight",
-                "5.0.downsample.1.running_var", "6.2.weight", "6.4.weight", "6.6.bias", "6.8.weight"):  # fmt: skip
+    for key in (
+        "0.weight",
+        "1.running_mean",
+        "3.0.conv1.weight",
+        "3.0.bn2.bias",
+        "4.0.downsample.0.weight",
+        "5.0.downsample.1.running_var",
+        "6.2.weight",
+        "6.4.weight",
+        "6.6.bias",
+        "6.8.weight",
+    ):
         assert key in sd, key
     assert sd["0.weight"].shape == (128, 12, 7)
     assert sd["3.0.conv1.weight"].shape == (128, 128, 5) and sd["3.0.conv2.weight"].shape == (128, 128, 3)
@@ -53,8 +63,14 @@ def test_resnet1d_wang_keeps_the_benchmark_module_names(ecg_weights: Path) -> No
 
 @pytest.mark.parametrize("fs", [100, 500])
 def test_ecg_cnn_loads_through_registry_and_gives_71_probabilities(ecg_weights: Path, fs: int) -> None:
-    spec = ModelSpec(backend="ecg_cnn", family="resnet1d_wang", path=ecg_weights, sha256=sha256_file(ecg_weights),
-                     options={"sampling_rate_hz": fs}, thresholds={"default": 0.0})  # fmt: skip
+    spec = ModelSpec(
+        backend="ecg_cnn",
+        family="resnet1d_wang",
+        path=ecg_weights,
+        sha256=sha256_file(ecg_weights),
+        options={"sampling_rate_hz": fs},
+        thresholds={"default": 0.0},
+    )
     reg = Registry.from_specs({"ecg": spec})
     assert reg.available() == ["ecg"]
     (out,) = reg.backend("ecg").predict([ModelInput(study_instance_uid="1.2.3.4", modality="ECG", ecg=_ecg())])
@@ -64,7 +80,11 @@ def test_ecg_cnn_loads_through_registry_and_gives_71_probabilities(ecg_weights: 
     assert len(out.findings) == 71  # threshold 0: every statement asserted, each attributed
     assert {f.producer.digest for f in out.findings} == {sha256_file(ecg_weights)}
     # the same weights loaded again give the same numbers (eval mode, no dropout)
-    again = Registry.from_specs({"ecg": spec}).backend("ecg").predict([ModelInput(study_instance_uid="1.2.3.4", modality="ECG", ecg=_ecg())])
+    again = (
+        Registry.from_specs({"ecg": spec})
+        .backend("ecg")
+        .predict([ModelInput(study_instance_uid="1.2.3.4", modality="ECG", ecg=_ecg())])
+    )
     assert dict(again[0].probabilities) == dict(out.probabilities)
 
 
@@ -72,7 +92,7 @@ def test_ecg_windows_resample_and_overlap() -> None:
     w = ecg_windows(_ecg(fs=500.0, seconds=10.0), 100.0)
     assert w.shape == (7, 12, 250)  # 10 s at 100 Hz, 2.5 s windows, 50 % overlap
     with pytest.raises(ModelError, match="needs leads"):
-        ecg_windows(_ecg(leads=LEADS[:11] + ("X",)), 100.0)
+        ecg_windows(_ecg(leads=(*LEADS[:11], "X")), 100.0)
     with pytest.raises(ModelError, match="shorter than"):
         ecg_windows(_ecg(seconds=2.0), 100.0)
 
@@ -102,9 +122,15 @@ def xrv_model_and_file(tmp_path_factory: pytest.TempPathFactory):
 def test_xrv_state_dict_has_xrv_key_names(xrv_model_and_file) -> None:
     _, path = xrv_model_and_file
     sd = torch.load(path, weights_only=True)
-    for key in ("features.conv0.weight", "features.denseblock1.denselayer1.norm1.weight",
-                "features.denseblock4.denselayer16.conv2.weight", "features.transition3.conv.weight",
-                "features.norm5.running_var", "classifier.weight", "op_threshs"):  # fmt: skip
+    for key in (
+        "features.conv0.weight",
+        "features.denseblock1.denselayer1.norm1.weight",
+        "features.denseblock4.denselayer16.conv2.weight",
+        "features.transition3.conv.weight",
+        "features.norm5.running_var",
+        "classifier.weight",
+        "op_threshs",
+    ):
         assert key in sd, key
     mapped, op = xrv_to_monai(sd)
     assert "features.denseblock1.denselayer1.layers.norm1.weight" in mapped
@@ -113,14 +139,14 @@ def test_xrv_state_dict_has_xrv_key_names(xrv_model_and_file) -> None:
 
 def test_xrv_checkpoint_loads_and_matches_the_reference_forward(xrv_model_and_file) -> None:
     ref, path = xrv_model_and_file
-    spec = ModelSpec(backend="cxr_classifier", family="xrv-all", path=path)
+    spec = ModelSpec(backend="cxr_classifier", family="xrv-all", path=path, options={"size": 96})  # 224 in use
     be = Registry.from_specs({"cxr": spec}).backend("cxr")
     assert isinstance(be, CxrClassifierBackend)
     rng = np.random.default_rng(0)
     img = Image(rng.integers(0, 4096, (300, 260)).astype(np.uint16), view_position="PA", window=(2048.0, 4096.0))
     ours = be.probabilities([img])[0]
     with torch.inference_mode():
-        theirs = ref(torch.from_numpy(xrv_input(img))[None])[0].numpy()
+        theirs = ref(torch.from_numpy(xrv_input(img, 96))[None])[0].numpy()
     assert list(ours) == list(XRV_LABELS)
     np.testing.assert_allclose(np.array(list(ours.values())), theirs, rtol=1e-4, atol=1e-5)
 
@@ -151,14 +177,25 @@ def test_plain_monai_state_dict_with_thresholds(tmp_path: Path) -> None:
         net.class_layers.out.bias.copy_(torch.tensor([8.0, -8.0]))  # pneumothorax certain, effusion not
     path = tmp_path / "monai.pt"
     torch.save(net.state_dict(), path)
-    spec = ModelSpec(backend="cxr_classifier", family="densenet121", path=path,
-                     options={"labels": ["pneumothorax", "effusion"]}, thresholds={"default": 0.5})  # fmt: skip
+    spec = ModelSpec(
+        backend="cxr_classifier",
+        family="densenet121",
+        path=path,
+        options={"labels": ["pneumothorax", "effusion"]},
+        thresholds={"default": 0.5},
+    )
     be = Registry.from_specs({"c": spec}).backend("c")
     rng = np.random.default_rng(2)
-    lateral_only = ModelInput(study_instance_uid="1.2.3.1", modality="DX",
-                              images=(Image(rng.random((64, 64)).astype(np.float32), view_position="LL"),))  # fmt: skip
-    frontal = ModelInput(study_instance_uid="1.2.3.2", modality="DX",
-                         images=(Image(rng.random((64, 64)).astype(np.float32), view_position="PA"),))  # fmt: skip
+    lateral_only = ModelInput(
+        study_instance_uid="1.2.3.1",
+        modality="DX",
+        images=(Image(rng.random((64, 64)).astype(np.float32), view_position="LL"),),
+    )
+    frontal = ModelInput(
+        study_instance_uid="1.2.3.2",
+        modality="DX",
+        images=(Image(rng.random((64, 64)).astype(np.float32), view_position="PA"),),
+    )
     lat, out = be.predict([lateral_only, frontal])
     assert "no frontal" in str(lat.error)
     assert out.ok and out.probabilities["pneumothorax"] > 0.99 and out.probabilities["effusion"] < 0.01

@@ -24,9 +24,17 @@ def _remote(url: str, **kw) -> RemoteVlmBackend:
     opts = {"retries": 2, "backoff_s": 0.01, **kw.pop("options", {})}
     return RemoteVlmBackend(
         "remote",
-        ModelSpec(backend="remote_vlm", family="gemma3", url=url, served_model="tiny", sha256=SHA,
-                  max_new_tokens=12, options=opts, **kw),
-    )  # fmt: skip
+        ModelSpec(
+            backend="remote_vlm",
+            family="gemma3",
+            url=url,
+            served_model="tiny",
+            sha256=SHA,
+            max_new_tokens=12,
+            options=opts,
+            **kw,
+        ),
+    )
 
 
 def test_valid_json_becomes_coded_findings_with_provenance() -> None:

@@ -73,30 +73,68 @@ def build_tiny_gemma3(out_dir: Path, *, hidden: int = 32, layers: int = 2) -> Pa
     from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>",
-                "<start_of_image>", "<end_of_image>", "<image_soft_token>"]  # fmt: skip
+    specials = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ]
     tok = _tokenizer(
-        specials, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"},
-    )  # fmt: skip
+        specials,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
     proc = Gemma3Processor(
-        image_processor=Gemma3ImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3),
-        tokenizer=tok, chat_template=GEMMA_TEMPLATE, image_seq_length=4,
-    )  # fmt: skip
+        image_processor=Gemma3ImageProcessorPil(
+            size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        ),
+        tokenizer=tok,
+        chat_template=GEMMA_TEMPLATE,
+        image_seq_length=4,
+    )
     ids = tok.convert_tokens_to_ids
     cfg = Gemma3Config(
         text_config=Gemma3TextConfig(
-            vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-            num_attention_heads=2, num_key_value_heads=1, head_dim=max(16, hidden // 2), query_pre_attn_scalar=16,
-            sliding_window=64, max_position_embeddings=MAX_POS, pad_token_id=ids("<pad>"), bos_token_id=ids("<bos>"),
+            vocab_size=len(tok),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=max(16, hidden // 2),
+            query_pre_attn_scalar=16,
+            sliding_window=64,
+            max_position_embeddings=MAX_POS,
+            pad_token_id=ids("<pad>"),
+            bos_token_id=ids("<bos>"),
             eos_token_id=ids("<eos>"),
         ),
-        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=2, image_size=32, patch_size=8, vision_use_head=False),
-        mm_tokens_per_image=4, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+        vision_config=SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            vision_use_head=False,
+        ),
+        mm_tokens_per_image=4,
+        boi_token_index=ids("<start_of_image>"),
+        eoi_token_index=ids("<end_of_image>"),
         image_token_index=ids("<image_soft_token>"),
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = Gemma3ForConditionalGeneration(cfg).eval()
     model.generation_config.eos_token_id = [ids("<eos>"), ids("<end_of_turn>")]
@@ -111,25 +149,50 @@ def build_tiny_llava(out_dir: Path) -> Path:
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     tok = _tokenizer(
-        ["<unk>", "<s>", "</s>", "<image>", "<pad>"], bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", extra_special_tokens={"image_token": "<image>"},
-    )  # fmt: skip
+        ["<unk>", "<s>", "</s>", "<image>", "<pad>"],
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
     ip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     proc = LlavaProcessor(
-        image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-        chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
-    )  # fmt: skip
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        chat_template=LLAVA_TEMPLATE,
+        num_additional_image_tokens=1,
+    )
     cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
-        text_config=MistralConfig(
-            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=1, head_dim=16, max_position_embeddings=MAX_POS, bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=32,
         ),
-        image_token_index=tok.convert_tokens_to_ids("<image>"), image_seq_length=16,
-        vision_feature_select_strategy="default", vision_feature_layer=-2,
-    )  # fmt: skip
+        text_config=MistralConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=MAX_POS,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_seq_length=16,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(cfg).eval()
     model.save_pretrained(out_dir)
@@ -143,29 +206,56 @@ def build_tiny_qwen2_5_vl(out_dir: Path) -> Path:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
     tok = _tokenizer(
-        specials, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        specials,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-    )  # fmt: skip
+    )
     ids = tok.convert_tokens_to_ids
     ip = Qwen2VLImageProcessorPil(
         size={"shortest_edge": 3136, "longest_edge": 3136}, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     cfg = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            num_key_value_heads=1, max_position_embeddings=MAX_POS, eos_token_id=ids("<|im_end|>"),
-            pad_token_id=ids("<|endoftext|>"), bos_token_id=None,
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=MAX_POS,
+            eos_token_id=ids("<|im_end|>"),
+            pad_token_id=ids("<|endoftext|>"),
+            bos_token_id=None,
             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
         ),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                           fullatt_block_indexes=[1]),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-    )  # fmt: skip
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=32,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
+        ),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
     model.save_pretrained(out_dir)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 
 class _DenseLayer(nn.Sequential):
@@ -31,11 +31,16 @@ class _DenseLayer(nn.Sequential):
 class XrvStyleDenseNet(nn.Module):
     def __init__(self, num_classes: int = 18, blocks: tuple[int, ...] = (6, 12, 24, 16)) -> None:
         super().__init__()
-        self.features = nn.Sequential(OrderedDict([
-            ("conv0", nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)),
-            ("norm0", nn.BatchNorm2d(64)), ("relu0", nn.ReLU(inplace=True)),
-            ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),
-        ]))  # fmt: skip
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv0", nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)),
+                    ("norm0", nn.BatchNorm2d(64)),
+                    ("relu0", nn.ReLU(inplace=True)),
+                    ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),
+                ]
+            )
+        )
         n = 64
         for i, layers in enumerate(blocks):
             block = nn.Sequential()
@@ -44,10 +49,16 @@ class XrvStyleDenseNet(nn.Module):
             self.features.add_module(f"denseblock{i + 1}", block)
             n += layers * 32
             if i != len(blocks) - 1:
-                trans = nn.Sequential(OrderedDict([
-                    ("norm", nn.BatchNorm2d(n)), ("relu", nn.ReLU(inplace=True)),
-                    ("conv", nn.Conv2d(n, n // 2, 1, bias=False)), ("pool", nn.AvgPool2d(2, stride=2)),
-                ]))  # fmt: skip
+                trans = nn.Sequential(
+                    OrderedDict(
+                        [
+                            ("norm", nn.BatchNorm2d(n)),
+                            ("relu", nn.ReLU(inplace=True)),
+                            ("conv", nn.Conv2d(n, n // 2, 1, bias=False)),
+                            ("pool", nn.AvgPool2d(2, stride=2)),
+                        ]
+                    )
+                )
                 self.features.add_module(f"transition{i + 1}", trans)
                 n //= 2
         self.features.add_module("norm5", nn.BatchNorm2d(n))
@@ -55,8 +66,8 @@ class XrvStyleDenseNet(nn.Module):
         self.register_buffer("op_threshs", torch.rand(num_classes) * 0.2 + 0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.features(x))
-        out = F.adaptive_avg_pool2d(out, (1, 1)).flatten(1)
+        out = functional.relu(self.features(x))
+        out = functional.adaptive_avg_pool2d(out, (1, 1)).flatten(1)
         out = torch.sigmoid(self.classifier(out))
         t = self.op_threshs.expand(out.shape[0], -1)
         new = torch.zeros_like(out)

@@ -1,0 +1,131 @@
+"""``mmdx models`` (configured backends, files, hashes, what is missing) and ``mmdx label`` (report labeler)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.config import load_settings
+from core.errors import MmdxError
+from models.labeler import as_json, label_report, label_sets
+from models.registry import Registry, summary
+from models.safety import no_model_notice
+
+console = Console()
+err_console = Console(stderr=True)
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
+]
+
+_TEXT_COLUMNS = ("report", "reports", "text", "findings")
+
+
+def _reports(source: str) -> Iterator[tuple[str, str]]:
+    """(id, text) per report: ``-`` (stdin), a text file, a folder of .txt, or a CSV with a report column."""
+    if source == "-":
+        yield "stdin", sys.stdin.read()
+        return
+    path = Path(source)
+    if path.is_dir():
+        for p in sorted(path.glob("*.txt")):
+            yield p.name, p.read_text(encoding="utf-8", errors="replace")
+        return
+    if not path.is_file():
+        raise typer.BadParameter(f"{source}: no such file or folder")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix.lower() != ".csv":
+        yield path.name, text
+        return
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    lower = [h.strip().lower() for h in header]
+    col = next((lower.index(c) for c in _TEXT_COLUMNS if c in lower), None)
+    if col is None:  # a headerless CSV of reports (as CheXpert's sample_reports.csv)
+        col = 0
+        reader = csv.reader(io.StringIO(text))
+    for n, row in enumerate(reader, 1):
+        if row and len(row) > col:
+            yield f"{path.name}:{n}", row[col]
+
+
+def register(cli: typer.Typer) -> None:
+    @cli.command("models")
+    def models_command(
+        as_json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
+        probe: Annotated[bool, typer.Option("--probe", help="also contact remote servers (GET /v1/models)")] = False,
+        check: Annotated[bool, typer.Option("--check", help="exit 1 when a configured backend cannot run")] = False,
+        config: ConfigOption = None,
+    ) -> None:
+        """List configured model backends: files present, sha256 matching, and what is missing."""
+        try:
+            registry = Registry.from_settings(load_settings(config))
+            infos = registry.describe_all()
+            if probe:
+                from models.remote_vlm import RemoteVlmBackend
+
+                for i, info in enumerate(infos):
+                    be = registry.backend(info.name) if info.backend == "remote_vlm" else None
+                    if isinstance(be, RemoteVlmBackend) and (problems := be.probe()):
+                        infos[i] = type(info)(
+                            **{
+                                **{f: getattr(info, f) for f in info.__slots__},
+                                "missing": info.missing + tuple(problems),
+                            }
+                        )
+        except MmdxError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        if as_json_out:
+            print(json.dumps(summary(infos), indent=2))
+        else:
+            table = Table(title="Model backends")
+            for col in ("name", "backend", "family", "location", "sha256", "status"):
+                table.add_column(col, overflow="fold")
+            for info in infos:
+                status = "[green]ready[/green]" if info.available else "[red]" + "; ".join(info.missing) + "[/red]"
+                sha = (info.weights_sha256 or "-")[:16]
+                table.add_row(info.name, info.backend, info.family, info.location or "-", sha, status)
+            console.print(table)
+            for kind in ("imaging", "ecg"):
+                if notice := no_model_notice(kind, infos):
+                    console.print(f"[yellow]{kind}:[/yellow] {notice}")
+        if check and any(not i.available for i in infos):
+            raise typer.Exit(1)
+
+    @cli.command("label")
+    def label_command(
+        source: Annotated[
+            str, typer.Argument(help="a report text file, a folder of .txt, a CSV with a report column, or - for stdin")
+        ],
+        as_json_out: Annotated[bool, typer.Option("--json", help="one JSON object per report, a line each")] = False,
+        labels: Annotated[str, typer.Option("--labels", help="label set: chestxray14, chexpert or all")] = "all",
+    ) -> None:
+        """Label free-text chest radiograph reports: each label present / absent / uncertain, with its text span."""
+        sets = label_sets()
+        if labels not in sets:
+            err_console.print(f"[red]error:[/red] --labels must be one of {sorted(sets)}, got {labels!r}")
+            raise typer.Exit(2)
+        try:
+            for report_id, text in _reports(source):
+                if as_json_out:
+                    print(json.dumps(as_json(report_id, text, sets[labels])), flush=True)
+                    continue
+                table = Table(title=report_id)
+                for col in ("label", "presence", "text", "trigger"):
+                    table.add_column(col)
+                for key, res in sorted(label_report(text, sets[labels]).items()):
+                    m = next(x for x in res.mentions if x.presence is res.presence)
+                    table.add_row(key, res.presence.value, m.text, m.trigger or "")
+                console.print(table)
+        except (OSError, UnicodeError) as exc:
+            err_console.print(f"[red]error:[/red] {source}: {exc}")
+            raise typer.Exit(2) from None
