@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pydicom
 import pytest
+import yaml
 
 from core.config import DicomPeer, Settings
 from core.errors import IngestError
@@ -169,3 +173,67 @@ def test_unreachable_pacs_is_a_clear_error(local: Local) -> None:
         web.find_studies(StudyQuery(accession_number="X"))
     with pytest.raises(IngestError, match="needs a study UID"):
         StudyQuery()
+
+
+# --------------------------------------------------------------------------- `mmdx pull`
+
+_CLI = (
+    "import typer\n"
+    "from app.commands.ingest import register\n"
+    "app = typer.Typer()\n"
+    "app.callback()(lambda: None)\n"
+    "register(app)\n"
+    "app()\n"
+)
+
+
+def _cli(tmp: Path, orthanc: Orthanc, mmdx_port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    cfg = {
+        "database": {"url": f"sqlite:///{tmp / 'mmdx.db'}"},
+        "storage": {"store_dir": str(tmp / "store"), "quarantine_dir": str(tmp / "quarantine")},
+        "scp": {"ae_title": "MMDX", "port": mmdx_port},
+        "pull": {
+            "dicomweb_url": f"{orthanc.url}/dicom-web",
+            "dimse_peer": {"ae_title": orthanc.ae_title, "host": "127.0.0.1", "port": orthanc.dicom_port},
+        },
+    }
+    (tmp / "mmdx.yaml").write_text(yaml.safe_dump(cfg))
+    return subprocess.run(
+        [sys.executable, "-c", _CLI, "pull", "--config", str(tmp / "mmdx.yaml"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_cli_pull_by_accession_with_priors_via_dicomweb(pacs: Pacs, tmp_path: Path) -> None:
+    orthanc, mmdx_port, _ = pacs
+    r = _cli(tmp_path, orthanc, mmdx_port, "--accession", "ACC0003", "--priors", "2", "--via", "dicomweb")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("prior") == 2 and "requested" in r.stdout
+    db = Database(f"sqlite:///{tmp_path / 'mmdx.db'}")
+    with db.session(readonly=True) as s:
+        dates = sorted(st.study_datetime.date() for st in idx.list_studies(s) if st.study_datetime)
+    db.dispose()
+    assert dates == [date(2021, 3, 10), date(2022, 7, 1), date(2023, 9, 15)]
+    assert PRIOR_PATIENT not in r.stdout + r.stderr
+
+
+def test_cli_pull_via_dimse_into_running_scp(pacs: Pacs, tmp_path: Path) -> None:
+    orthanc, mmdx_port, files = pacs
+    settings = make_settings(tmp_path)
+    db = Database.from_settings(settings)
+    server = StorageServer(settings, db, port=mmdx_port)
+    server.start()
+    try:
+        r = _cli(tmp_path, orthanc, mmdx_port, "--study-uid", pydicom.dcmread(files["20200105"]).StudyInstanceUID,
+                 "--via", "dimse", "--priors", "0")  # fmt: skip
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 sent to MMDX" in r.stdout
+    assert pydicom.dcmread(files["20200105"]).SOPInstanceUID in _indexed(db)
+    db.dispose()
+    missing = _cli(tmp_path, orthanc, mmdx_port, "--accession", "NO-SUCH", "--via", "dicomweb")
+    assert missing.returncode == 1 and "no matching study" in missing.stderr
