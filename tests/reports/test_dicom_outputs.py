@@ -88,6 +88,10 @@ def test_every_dicom_output_of_every_version_passes_dciodvfy(kind: str, tmp_path
             if a.is_dicom:
                 ds = _check(tmp_path, dciodvfy, f"v{report.version}_{a.name}", a.data)
                 assert ds.StudyInstanceUID == study.study_instance_uid
+                if a.name.startswith("sr"):  # highdicom re-reads the SR documents too
+                    assert hd.sr.srread(io.BytesIO(a.data)).SOPInstanceUID == a.sop_instance_uid
+                elif a.name.startswith("sc"):
+                    assert hd.imread(io.BytesIO(a.data)).SOPInstanceUID == a.sop_instance_uid
                 assert ds.SeriesInstanceUID not in {s.series_instance_uid for s in study.series}  # new series
                 seen += 1
     assert seen >= 10
