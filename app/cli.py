@@ -6,9 +6,11 @@ Every command listed here works; area commands (``scp``, ``deid``, ``ecg``,
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +27,13 @@ from app.worker import run_forever
 from core.errors import MmdxError
 from store import index
 
-cli = typer.Typer(name="mmdx", help="Multimodal diagnostic pipeline: DICOM studies and ECGs in, draft reports out.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+cli = typer.Typer(
+    name="mmdx",
+    help="Multimodal diagnostic pipeline: DICOM studies and ECGs in, draft reports out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
@@ -106,6 +113,9 @@ def run(
             assert study is not None
             outcomes.append(StudyOutcome(uid, plan_study(study, ctx.settings)))
     console.print(_study_table(ctx, outcomes))
+    if analyse:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "studies.json").write_text(json.dumps([o.to_json() for o in outcomes], indent=2), encoding="utf-8")
     console.print(
         f"indexed: {collected.new} new, {collected.duplicate} already known, {collected.conflict} conflicting; "
         f"{len(collected.rejected)} not used; outputs in {out}/"
@@ -143,13 +153,20 @@ def serve(
     from app.service import create_app
 
     ctx = _context(config)
-    uvicorn.run(create_app(ctx), host=host or ctx.settings.service.host, port=port or ctx.settings.service.port,
-                log_level="info")
+    uvicorn.run(
+        create_app(ctx),
+        host=host or ctx.settings.service.host,
+        port=port or ctx.settings.service.port,
+        log_level="info",
+    )
 
 
 commands.register_all(cli)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("app").setLevel(logging.INFO)
+    # highdicom warns on every single-component person name ("Anonymous"): not actionable for a reader
+    warnings.filterwarnings("ignore", message=r"The string .* is unlikely to represent the intended person name")
     cli()

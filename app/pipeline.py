@@ -53,10 +53,44 @@ class StudyOutcome:
 
     @property
     def summary(self) -> str:
+        """One line for the study table: report status, priority and the first statements."""
         if self.report is None:
-            return "; ".join(self.problems) or "nothing to analyse"
+            analysed = any(p.action is not Action.SKIP for p in self.plan.series)
+            return "; ".join(self.problems) if analysed and self.problems else "no report"
         statements = [f.text for f in self.report.findings if f.presence is Presence.PRESENT][:4]
-        return f"{self.report.priority.level.name.lower()}: " + ("; ".join(statements) or "no findings")
+        head = f"{self.report.status.value} v{self.report_version}, {self.report.priority.level.name}"
+        return f"{head}: " + ("; ".join(statements) or "no findings")
+
+    def to_json(self) -> dict[str, object]:
+        """A PHI-free summary (UIDs, plan, report status, statements, artefact names)."""
+        study = self.plan.study
+        report = self.report
+        return {
+            "study_instance_uid": self.study_uid,
+            "modalities": list(study.modalities),
+            "series": len(study.series),
+            "instances": study.instance_count,
+            "plan": [
+                {
+                    "series_instance_uid": p.series.series_instance_uid,
+                    "modality": p.series.modality,
+                    "action": p.action.name.lower(),
+                    "detail": p.detail,
+                }
+                for p in self.plan.series
+            ],
+            "report": None
+            if report is None
+            else {
+                "version": self.report_version,
+                "status": report.status.value,
+                "priority": report.priority.level.name.lower(),
+                "priority_reason": report.priority.reason,
+                "statements": [f.text for f in report.findings if f.presence is Presence.PRESENT],
+            },
+            "artefacts": [p.name for p in self.artefacts],
+            "problems": list(self.problems),
+        }
 
 
 @dataclass
@@ -169,8 +203,12 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
                 ctx.clock.now(),
             )
             audit.record(
-                session, actor=SOFTWARE_NAME, action="report.preliminary", study_uid=study_uid,
-                detail=f"version {version}, priority {report.priority.level.name}", at=ctx.clock.now(),
+                session,
+                actor=SOFTWARE_NAME,
+                action="report.preliminary",
+                study_uid=study_uid,
+                detail=f"version {version}, priority {report.priority.level.name}",
+                at=ctx.clock.now(),
             )
     return StudyOutcome(study_uid, plan, report, version, paths, tuple(draft.problems))
 

@@ -41,7 +41,9 @@ class SeriesPlan:
 
     @property
     def summary(self) -> str:
-        return f"{self.series.modality}: {self.action.value} ({self.detail})" if self.detail else self.action.value
+        if self.action is Action.SKIP:
+            return f"{self.series.modality}: not analysed, {self.detail}"
+        return f"{self.series.modality}: {self.action.value} ({self.detail})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,7 @@ class Destination(_Section):
 class DeliveryRule(_Section):
     """Which artefacts go to which destinations."""
 
-    artefacts: list[Literal["sr", "sc", "pdf", "fhir", "oru", "html"]]
+    artefacts: list[Literal["sr", "sc", "pdf", "dicom-pdf", "fhir", "oru", "html"]]
     destinations: list[str]
     kind: Literal["imaging", "ecg"] | None = None
 

@@ -402,11 +402,24 @@ def add_quarantine(
     """Record an input that was not indexed; returns the entry's id.
 
     ``reason`` must say what was wrong and what was expected, without PHI
-    (it is shown on pages and in logs).
+    (it is shown on pages and in logs).  Idempotent: the same input (path,
+    source, content hash) rejected for the same reason again returns the
+    existing entry, so re-running an import duplicates nothing.
     """
     aware("add_quarantine received_at", received_at)
     if not reason.strip():
         raise StoreError(f"quarantine entry for {path}: expected a non-empty reason")
+    same_hash = QuarantineRow.sha256.is_(None) if sha256 is None else QuarantineRow.sha256 == sha256
+    existing = session.scalar(
+        select(QuarantineRow.id).where(
+            QuarantineRow.path == str(path),
+            QuarantineRow.source == source,
+            QuarantineRow.reason == reason,
+            same_hash,
+        )
+    )
+    if existing is not None:
+        return existing
     row = QuarantineRow(
         path=str(path),
         reason=reason,

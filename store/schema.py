@@ -131,7 +131,8 @@ class ArtefactKind(enum.Enum):
 
     SR = "sr"  #: DICOM Comprehensive 3D SR (TID 1500)
     SC = "sc"  #: DICOM Secondary Capture (rendered report / overlay)
-    PDF = "pdf"  #: Encapsulated PDF or plain PDF
+    PDF = "pdf"  #: the human-readable PDF report
+    DICOM_PDF = "dicom-pdf"  #: the PDF report as DICOM Encapsulated PDF (for the PACS)
     FHIR = "fhir"  #: FHIR R4 Bundle (JSON)
     ORU = "oru"  #: HL7 v2.5.1 ORU^R01 message
     HTML = "html"  #: human-readable HTML report

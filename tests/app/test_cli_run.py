@@ -17,12 +17,19 @@ from store import schema
 runner = CliRunner()
 
 
+def _text(output: str) -> str:
+    """The table text without box drawing and line folding, for substring checks."""
+    for ch in "│┃┏┓┗┛━┡┩┳┻╇┼─└┘┴┬┌┐":
+        output = output.replace(ch, " ")
+    return " ".join(output.split())
+
+
 def _counts(ctx: AppContext) -> dict[str, int]:
     out = {}
     with ctx.db.session() as s:
-        for name in ("Study", "Series", "Instance", "Quarantine", "ReportVersion"):
+        for name in ("StudyRow", "SeriesRow", "InstanceRow", "QuarantineRow", "ReportVersionRow"):
             table = getattr(schema, name)
-            out[name] = s.scalar(select(func.count()).select_from(table))
+            out[name.removesuffix("Row")] = s.scalar(select(func.count()).select_from(table))
     return out
 
 
@@ -38,11 +45,14 @@ def test_run_on_samples_prints_every_study_and_writes_reports(workdir: Path, sam
     assert result.exit_code == 0, result.output
     ctx = AppContext.create()
     c = _counts(ctx)
-    # CT (4 slices, 1 series), CR, DICOM ECG, WFDB ECG -> 4 studies, 7 instances
-    assert c["Study"] == 4 and c["Instance"] == 7 and c["Quarantine"] == 0
+    # CT (4 slices, 1 series), CR, DICOM ECG, WFDB ECG -> 4 studies, 7 instances; NOTICE.md is not an input
+    assert c["Study"] == 4 and c["Instance"] == 7 and c["Quarantine"] == 1
+    assert "NOTICE.md" in result.output
     for modality in ("CT", "CR", "ECG"):
         assert modality in result.output
-    assert "no model configured for CT" in result.output
+    summary = {s["modalities"][0]: s for s in json.loads((workdir / "out" / "studies.json").read_text())}
+    assert summary["CT"]["plan"][0]["detail"] == "no model configured for CT (see model_routing)"
+    assert summary["CT"]["report"] is None and summary["CR"]["report"] is None
     # both ECGs were analysed: a report folder with FHIR + SR per ECG study
     report_dirs = [p for p in (workdir / "out").iterdir() if p.is_dir()]
     assert len(report_dirs) == 2
@@ -70,11 +80,11 @@ def test_bad_inputs_are_reported_and_good_files_still_indexed(workdir: Path, sam
     (bad / "good.dcm").write_bytes(good.read_bytes())
     (bad / "truncated.dcm").write_bytes(good.read_bytes()[:3000])
     (bad / "empty").mkdir()
-    result = runner.invoke(cli, ["run", str(bad), "--out", "out", "--index-only"])
+    result = runner.invoke(cli, ["run", "mixed", "--out", "out", "--index-only"])
     assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())
+    text = _text(result.output)
     assert "notes.txt" in text and "truncated.dcm" in text and "empty" in text
-    assert "truncat" in text.lower() and "not a" in text.lower()
+    assert "truncated DICOM" in text and "not a DICOM file" in text and "empty folder" in text
     c = _counts(AppContext.create())
     assert c["Instance"] == 1 and c["Quarantine"] == 2
 

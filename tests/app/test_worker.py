@@ -31,7 +31,7 @@ def test_worker_claims_stable_studies_and_runs_the_pipeline(workdir: Path, sampl
     assert done.outcome.report is not None and done.outcome.report.status.value == "preliminary"
     assert run_one(late, out_dir=workdir / "out") is None
     with base.db.session() as s:
-        states = s.scalars(select(schema.Job.state)).all()
+        states = s.scalars(select(schema.JobRow.state)).all()
     assert [str(getattr(st, "value", st)) for st in states] == ["done"]
 
 

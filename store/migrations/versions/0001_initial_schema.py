@@ -115,7 +115,7 @@ def upgrade() -> None:
     op.create_table('artefacts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('report_version_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.Enum('sr', 'sc', 'pdf', 'fhir', 'oru', 'html', name='artefact_kind', native_enum=False, create_constraint=True), nullable=False),
+    sa.Column('kind', sa.Enum('sr', 'sc', 'pdf', 'dicom-pdf', 'fhir', 'oru', 'html', name='artefact_kind', native_enum=False, create_constraint=True), nullable=False),
     sa.Column('path', sa.Text(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('sop_instance_uid', sa.String(length=64), nullable=True),
