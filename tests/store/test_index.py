@@ -238,3 +238,18 @@ def test_patient_repr_has_no_phi_in_errors(db):
     with db.session() as s, pytest.raises(StoreError) as err:
         index.add_instance(s, study=study, series=make_series(), instance=bad, received_at=T0)
     assert "PID-001" not in str(err.value) and "Doe" not in str(err.value)
+
+
+def test_quarantine_is_idempotent_per_input_and_reason(db):
+    def add(path: str, reason: str, digest: str | None, at) -> int:
+        with db.session() as s:
+            return index.add_quarantine(s, path=path, reason=reason, source="file", received_at=at, sha256=digest)
+
+    first = add("/in/a.txt", "not DICOM", sha("a"), T0)
+    assert add("/in/a.txt", "not DICOM", sha("a"), T0 + timedelta(hours=1)) == first  # re-run: same entry
+    assert add("/in/a.txt", "not DICOM", sha("changed"), T0) != first  # new content: a new entry
+    assert add("/in/a.txt", "another reason", sha("a"), T0) != first
+    none_hash = add("/in/b", "unreadable", None, T0)
+    assert add("/in/b", "unreadable", None, T0) == none_hash
+    with db.session() as s:
+        assert len(index.list_quarantine(s)) == 4
