@@ -12,7 +12,8 @@ from core.records import EcgRecord, Patient, Sex
 DATA = Path(__file__).resolve().parents[1] / "data" / "ecg"
 MITDB_100 = DATA / "wfdb" / "mitdb_100" / "100"
 LUDB_1 = DATA / "wfdb" / "ludb_1" / "1"
-DICOM_ECG = DATA / "dicom_waveform" / "waveform_ecg.dcm"
+DICOM_ECG = DATA / "dicom" / "waveform_ecg.dcm"
+AECG_SUBJECT1 = DATA / "hl7_aecg" / "subject1_0.xml"
 
 
 def load_wfdb(path: Path, *, sampto: int | None = None) -> EcgRecord:

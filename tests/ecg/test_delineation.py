@@ -7,11 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecg.analysis import analyze
+from ecg.readers import read_ecg_file
 from ecg.signal.beats import classify_beats
 from ecg.signal.conditioning import condition
 from ecg.signal.delineation import Fiducials, delineate, median_beats
 from ecg.signal.qrs import detect_qrs
-from tests.ecg._load import LUDB_1, load_wfdb, ludb_reference
+from tests.ecg._load import AECG_SUBJECT1, LUDB_1, load_wfdb, ludb_reference
 from tests.ecg._synth import synth_ecg
 
 
@@ -97,3 +98,45 @@ def test_ludb_record_1_against_cardiologist_marks() -> None:
         pr_err.append(((fid[s]["qrs_on"] - fid[s]["p_on"]) - (ref["qrs_on"][i] - ref["p_on"][i])) * 2.0)
     assert abs(np.mean(pr_err)) <= 10.0 and np.std(pr_err) <= 10.0
     assert len(a.beats) == 7
+
+
+def aecg_errors() -> dict[str, list[float]]:
+    """Per-beat differences (ms) between our per-beat fiducials and the aECG example's marked ones."""
+    f = read_ecg_file(AECG_SUBJECT1)
+    a = analyze(f.record)
+    ms = 1000.0 / f.record.sampling_rate_hz
+    names = {
+        "P Onset": "p_on",
+        "P Offset": "p_off",
+        "QRS Onset": "qrs_on",
+        "QRS Offset": "qrs_off",
+        "T Offset": "t_off",
+    }
+    marks: dict[int, dict[str, int]] = {}
+    for fid in f.fiducials:
+        if fid.waveform == "rhythm" and fid.name in names and fid.beat is not None:
+            marks.setdefault(fid.beat, {})[names[fid.name]] = fid.sample
+    ours = [dict(b.fiducials) for b in a.beats if b.fiducials]
+    err: dict[str, list[float]] = {k: [] for k in (*names.values(), "PR", "QRS", "QT")}
+    for m in marks.values():
+        if "qrs_on" not in m:
+            continue
+        o = min(ours, key=lambda d: abs(d["qrs_on"] - m["qrs_on"]))
+        if abs(o["qrs_on"] - m["qrs_on"]) * ms > 100:
+            continue
+        for k in names.values():
+            if k in m and k in o:
+                err[k].append((o[k] - m[k]) * ms)
+        for k, (a0, a1) in {"PR": ("p_on", "qrs_on"), "QRS": ("qrs_on", "qrs_off"), "QT": ("qrs_on", "t_off")}.items():
+            if all(x in m and x in o for x in (a0, a1)):
+                err[k].append(((o[a1] - o[a0]) - (m[a1] - m[a0])) * ms)
+    return err
+
+
+def test_hl7_aecg_example_per_beat_marks_within_iec_tolerances() -> None:
+    """The HL7 aECG example carries per-beat global P/QRS/T marks: our per-beat boundaries meet IEC mean/SD."""
+    err = aecg_errors()
+    assert len(err["QRS"]) >= 8
+    for k, (mean_tol, sd_tol) in {"PR": (10, 10), "QRS": (10, 10), "QT": (25, 30)}.items():
+        v = np.array(err[k])
+        assert abs(v.mean()) <= mean_tol and v.std() <= sd_tol, (k, v.mean(), v.std())
