@@ -125,7 +125,7 @@ def bench_vlm(args: argparse.Namespace) -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tmp = Path(tempfile.mkdtemp(prefix="mmdx-bench-"))
-    hidden, layers = (1024, 16) if args.wide else (32, 2)
+    hidden, layers = (1536, 16) if args.wide else (32, 2)
     folder = build_tiny_gemma3(tmp / "gemma3", hidden=hidden, layers=layers)
     spec = ModelSpec(
         backend="local_vlm",

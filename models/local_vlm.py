@@ -397,6 +397,8 @@ class LocalVlmBackend:
             settings["top_p"] = float(opts.get("top_p", 0.95))
         else:
             settings["num_beams"] = int(opts.get("num_beams", 1))
+        if "min_new_tokens" in opts:  # benchmarks: every answer the same length
+            settings["min_new_tokens"] = int(opts["min_new_tokens"])
         return settings
 
     def _provenance(self, prompt: Prompt, repaired: bool) -> dict[str, str]:
