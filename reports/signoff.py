@@ -7,6 +7,7 @@ all be derived from the version alone.
 
 ::
 
+    preliminary ──edit──▶ preliminary
     preliminary ──sign──▶ final ──amend──▶ amended ──amend──▶ amended ...
          │                  │                 │
          └──────────────withdraw (entered-in-error)──────────┘
@@ -35,26 +36,34 @@ def _check_time(report: DraftReport, at: datetime, action: str) -> None:
 
 def edit(
     report: DraftReport,
+    at: datetime,
     *,
     sections: Sequence[ReportSection] | None = None,
     findings: Sequence[Finding] | None = None,
     measurements: Sequence[Measurement] | None = None,
 ) -> DraftReport:
-    """Edit an unsigned draft in place of signing it (same version: nothing has left mmdx signed).
+    """A clinician edits the unsigned draft: a new ``preliminary`` version (the old one may have been sent).
 
     Raises
     ------
     ReportError
-        When the report is not preliminary (signed content changes only by :func:`amend`).
+        When the report is not preliminary (signed content changes only by :func:`amend`) or nothing changed.
     """
     if report.status is not ReportStatus.PRELIMINARY:
         raise ReportError(f"edit: version {report.version} is {report.status.value}; use amend() after signing")
-    return replace(
+    _check_time(report, at, "edit")
+    new = replace(
         report,
+        version=report.version + 1,
+        created_at=at,
+        replaces_version=report.version,
         sections=tuple(sections) if sections is not None else report.sections,
         findings=tuple(findings) if findings is not None else report.findings,
         measurements=tuple(measurements) if measurements is not None else report.measurements,
     )
+    if (new.sections, new.findings, new.measurements) == (report.sections, report.findings, report.measurements):
+        raise ReportError("edit: the edit changes nothing (sections, findings and measurements are the same)")
+    return new
 
 
 def sign(report: DraftReport, clinician: Clinician, at: datetime) -> DraftReport:

@@ -55,11 +55,14 @@ def test_sign_off_rules() -> None:
     with pytest.raises(ReportError, match="before version"):
         sign(draft, h.RADIOLOGIST, h.CREATED.replace(hour=1))
     with pytest.raises(ReportError, match="use amend"):
-        edit(final, findings=())
+        edit(final, h.SIGNED, findings=())
     with pytest.raises(ReportError, match="reason"):
         withdraw(draft, h.RADIOLOGIST, h.SIGNED, " ")
-    edited = edit(draft, findings=draft.findings[:1])
-    assert edited.version == 1 and len(edited.findings) == 1
+    edited = edit(draft, h.SIGNED, findings=draft.findings[:1])
+    assert (edited.version, edited.replaces_version, edited.status) == (2, 1, ReportStatus.PRELIMINARY)
+    assert len(edited.findings) == 1 and edited.signature is None
+    with pytest.raises(ReportError, match="changes nothing"):
+        edit(draft, h.SIGNED)
     with pytest.raises(RecordError):  # the record itself refuses a signed preliminary
         type(draft)(**{**{f: getattr(draft, f) for f in draft.__slots__}, "signature": final.signature})
 
