@@ -54,6 +54,9 @@ from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ingest.deid_profile import PHI_SOURCE_KEYWORDS, PROFILE, PROFILE_TAGS
 
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+#: Free-text VRs cleaned inside structured content (never CS/SH/UI: enumerated values and codes stay intact).
+_FREE_TEXT_VRS = frozenset({"LO", "LT", "ST", "UC", "UT"})
+_CODE_KEYWORDS = frozenset({"LongCodeValue", "URNCodeValue", "MappingResourceName", "ContextGroupVersion"})
 _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
 _DUMMY_TEXT = "ANONYMIZED"
 _DUMMY_BY_VR: dict[str, Any] = {
@@ -103,16 +106,17 @@ def resolve_action(keyword: str, vr: str, options: DeidOptions) -> str:
     """The single action (D, Z, X, K, C, U) for an element under the options in force.
 
     Compound codes resolve to the alternative that keeps every IOD conformant
-    (PS3.15 E.1.1 allows the choice): X/Z -> Z, X/D and Z/D and X/Z/D -> D,
-    X/Z/U* -> K with the items processed (their UIDs replaced).
+    (PS3.15 E.1.1 allows the choice): X/Z -> Z (a sequence: kept with its items
+    processed by the same table), X/D and Z/D and X/Z/D -> D, X/Z/U* -> K with
+    the items processed (their UIDs replaced).
     """
     basic, retain_dates, clean = PROFILE[keyword]
     if options.retain_longitudinal_temporal and retain_dates:
         return retain_dates
     if options.clean_descriptors and clean:
         return clean
-    if basic in ("X/Z",):
-        return "Z"
+    if basic == "X/Z":
+        return "K" if vr == "SQ" else "Z"  # an emptied sequence breaks "1-n items"; its items are processed instead
     if basic in ("X/D", "Z/D", "X/Z/D"):
         return "D"
     if basic == "X/Z/U*":
@@ -124,7 +128,8 @@ def clean_text(value: str, terms: Iterable[str]) -> str:
     """Remove identifying strings (names, IDs, dates) from a descriptor, keeping the rest of its meaning."""
     out = value
     for term in sorted(set(terms), key=len, reverse=True):
-        out = re.sub(re.escape(term), "", out, flags=re.IGNORECASE)
+        # whole words only: a surname "NAME" must not eat the "NAME" of "PNAME"
+        out = re.sub(rf"(?<!\w){re.escape(term)}(?!\w)", "", out, flags=re.IGNORECASE)
     for pattern in _DATE_PATTERNS:
         out = pattern.sub("", out)
     return re.sub(r"\s{2,}", " ", out).strip(" ,;:-_^")
@@ -257,7 +262,12 @@ class Deidentifier:
                 if elem.VR == "SQ":
                     for item in elem.value:
                         self._process(item, terms, structured=structured)
-                elif structured and elem.VR in _TEXT_VRS and isinstance(elem.value, str):
+                elif (
+                    structured
+                    and elem.VR in _FREE_TEXT_VRS
+                    and elem.keyword not in _CODE_KEYWORDS
+                    and isinstance(elem.value, str)
+                ):
                     elem.value = clean_text(elem.value, terms)
                 continue
             action = resolve_action(keyword, elem.VR, self.options)
@@ -452,13 +462,18 @@ def deidentify_files(
                 if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS:
                     raise IngestError("DICOMDIR is not exported (rebuild one over the output)", source=str(path))
                 marked = deid.deidentify(ds, str(path))
-                target = out / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+                study = str(ds.get("StudyInstanceUID", "") or "") or "no-study-uid"
+                series = str(ds.get("SeriesInstanceUID", "") or "") or "no-series-uid"
+                target = out / study / series / f"{ds.SOPInstanceUID}.dcm"
                 _write_atomic(ds, target, str(path))
         except IngestError as exc:
             reason = str(exc)
             if "Burned In Annotation" in reason:
                 report.refused_burned_in.append(str(path))
             report.failed.append((str(path), reason))
+            continue
+        except Exception as exc:  # malformed values deep in a data set: report the type only (messages quote values)
+            report.failed.append((str(path), f"{path}: could not be de-identified ({type(exc).__name__})"))
             continue
         if marked:
             report.marked_burned_in.append(str(path))

@@ -258,7 +258,8 @@ PROFILE: Final[dict[str, tuple[str, str, str]]] = {
     "AuthorObserverSequence": ("X", "", ""),
     "VerifyingObserverName": ("D", "", ""),
     "VerifyingObserverIdentificationCodeSequence": ("Z", "", ""),
-    "VerifyingOrganization": ("X", "", ""),
+    # X in the standard; a dummy instead because SR makes it Type 1 inside VerifyingObserverSequence
+    "VerifyingOrganization": ("D", "", ""),
     "VerifyingObserverSequence": ("D", "", ""),
     "VerificationDateTime": ("D", "K", ""),
     "ObservationDateTime": ("X/D", "K", ""),

@@ -121,6 +121,7 @@ def test_clean_text_removes_names_ids_and_dates() -> None:
     assert clean_text("CT HEAD for DOE JOHNATHAN 2021-03-04", {"DOE", "JOHNATHAN"}) == "CT HEAD for"
     assert clean_text("axial MRN77441", {"MRN77441"}) == "axial"
     assert clean_text("Chest PA 20210304", set()) == "Chest PA"
+    assert clean_text("PNAME", {"NAME"}) == "PNAME"  # whole words only
 
 
 # --------------------------------------------------------------------------- what comes out
@@ -213,16 +214,19 @@ def test_descriptors_removed_without_clean_option(tmp_path: Path) -> None:
     assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == ["113100"]
 
 
-def test_sr_structured_content_is_cleaned_not_dropped(tmp_path: Path) -> None:
-    ds = pydicom.dcmread(DATA / "highdicom_sr_document_tid1500.dcm")
-    ds.PatientName = "ROE^JANE"
-    names = [e.value for e in ds.iterall() if e.keyword == "PersonName"]
+@pytest.mark.parametrize("name", ["highdicom_sr_document_tid1500.dcm", "reportsi.dcm"])
+def test_sr_structured_content_is_cleaned_not_dropped(tmp_path: Path, name: str) -> None:
+    ds = pydicom.dcmread(DATA / name)
+    ds.PatientName = "ROEBUCK^JANETTE"
+    enumerated = ("ValueType", "CodeValue", "RelationshipType")
+    value_types = [e.value for item in ds.ContentSequence for e in item.iterall() if e.keyword in enumerated]
     out_path = deidentify_files([_write(ds, tmp_path / "sr.dcm")], tmp_path / "o", _settings()).outputs[0]
     out = pydicom.dcmread(out_path)
     assert "ContentSequence" in out and len(out.ContentSequence) == len(ds.ContentSequence)
+    # enumerated values and codes are never "cleaned"
+    assert [e.value for item in out.ContentSequence for e in item.iterall() if e.keyword in enumerated] == value_types
     assert all(str(e.value) == "ANONYMIZED" for e in out.iterall() if e.keyword == "PersonName")
-    for name in names:
-        assert str(name).encode() not in out_path.read_bytes()
+    assert b"ROEBUCK" not in out_path.read_bytes() and b"JANETTE" not in out_path.read_bytes()
 
 
 # --------------------------------------------------------------------------- burned-in annotation
@@ -282,12 +286,27 @@ def test_bad_files_are_listed_and_good_ones_written(tmp_path: Path) -> None:
 
 def _dciodvfy_errors(path: Path) -> set[str]:
     assert DCIODVFY is not None
-    proc = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [DCIODVFY, str(path)], capture_output=True, text=True, errors="replace", timeout=60, check=False
+    )
     lines = (proc.stdout + proc.stderr).splitlines()
-    return {re.sub(r"<[^>]*>$", "", ln).strip() for ln in lines if ln.startswith("Error")}
+    # UIDs differ by design after de-identification: compare messages with UIDs masked
+    masked = (re.sub(r"(UID) \S+$", r"\1 <uid>", re.sub(r"\b\d+(\.\d+){2,}\b", "<uid>", ln)) for ln in lines)
+    return {ln.strip() for ln in masked if ln.startswith("Error")}
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "highdicom_dx_image.dcm", "emri_small.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small.dcm",
+        "highdicom_dx_image.dcm",
+        "emri_small.dcm",
+        "examples_ybr_color.dcm",
+        "reportsi.dcm",
+        "highdicom_sr_document_tid1500.dcm",
+    ],
+)
 def test_output_passes_dciodvfy_without_new_errors(tmp_path: Path, name: str) -> None:
     if DCIODVFY is None:
         if os.environ.get("CI"):
@@ -297,7 +316,9 @@ def test_output_passes_dciodvfy_without_new_errors(tmp_path: Path, name: str) ->
     report = deidentify_files([src], tmp_path / "out", _settings())
     assert report.written == 1
     out = report.outputs[0]
-    pydicom.dcmread(out).pixel_array  # noqa: B018 - re-reads and decodes
+    reread = pydicom.dcmread(out)
+    if "PixelData" in reread:
+        reread.pixel_array  # noqa: B018 - re-reads and decodes
     new = _dciodvfy_errors(out) - _dciodvfy_errors(src)
     assert not new, new
 
