@@ -47,6 +47,12 @@ def _container(code: Code, children: Sequence[hd.sr.ContentItem], template_id: s
     return c
 
 
+def local_lead_code(lead: str) -> Code:
+    """A local (99MMDX) code for a lead outside CID 3001 (Holter MLII, Frank X/Y/Z...), so nothing is dropped."""
+    key = "".join(c for c in lead if c.isalnum())[:11] or "unnamed"
+    return Code(f"lead-{key}", "MMDX", f"Lead {lead}"[:64])
+
+
 def _num(m: Measurement) -> hd.sr.NumContentItem:
     return hd.sr.NumContentItem(
         name=_dicom.hd_code(m.code), value=float(m.value), unit=_dicom.hd_code(m.unit), relationship_type=_R.CONTAINS
@@ -113,12 +119,7 @@ def build_ecg_sr(
         if m.site is not None:
             leads.setdefault(m.site, []).append(m)
     for lead, ms in leads.items():
-        code = ECG_LEAD_CODES.get(lead)
-        if code is None:
-            raise ReportError(
-                f"build_ecg_sr: measurement site {lead!r} is not a standard lead; "
-                f"expected one of {list(ECG_LEAD_CODES)}"
-            )
+        code = ECG_LEAD_CODES.get(lead) or local_lead_code(lead)
         lead_item = hd.sr.CodeContentItem(
             name=_dicom.hd_code(DCM.LEAD_ID), value=_dicom.hd_code(code), relationship_type=_R.CONTAINS
         )
@@ -167,6 +168,8 @@ def build_ecg_sr(
         series_description="mmdx ECG report (TID 3700)",
     )
     schemes = {f.concept.scheme for f in report.findings if f.concept is not None}
+    if any(lead not in ECG_LEAD_CODES for lead in leads):
+        schemes.add("MMDX")
     if any(f.probability is not None for f in report.findings):
         schemes.add(FHIRCODES.MODEL_PROBABILITY.scheme)
     _finish(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)

@@ -168,6 +168,17 @@ def test_ecg_sr_tid3700(tmp_path: Path, dciodvfy: Validator) -> None:
         sr_ecg.build_ecg_sr(h.chest_report(), h.chest_study(), h.context())
 
 
+def test_ecg_sr_keeps_measurements_of_non_standard_leads(tmp_path: Path, dciodvfy: Validator) -> None:
+    from core.codes import LOINC, UCUM
+    from core.records import Measurement
+
+    holter = Measurement(LOINC.QRS_DURATION, 88.0, UCUM.MS, site="MLII")
+    r = h.ecg_report(measurements=(*h.ecg_measurements(), holter))
+    ds = _check(tmp_path, dciodvfy, "holter.dcm", sr_ecg.build_ecg_sr_bytes(r, h.ecg_study(), h.context()))
+    assert "lead-MLII" in _codes(ds)
+    assert ds.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == "99MMDX"
+
+
 def test_secondary_capture_has_burned_in_banner(tmp_path: Path, dciodvfy: Validator) -> None:
     png = h.ecg_printout_png()
     scs = build_secondary_capture_bytes(
