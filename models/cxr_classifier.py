@@ -188,7 +188,8 @@ class CxrClassifierBackend:
             out.append(
                 Finding(
                     concept=vocab.code if vocab else None,
-                    text=f"{label} (AI triage classifier, score {p:.2f} >= {self.threshold(label):.2f})",
+                    text=f"{vocab.code.meaning if vocab else label} (AI triage classifier, "
+                    f"score {p:.2f} >= {self.threshold(label):.2f})",
                     producer=producer,
                     presence=Presence.PRESENT,
                     site=vocab.site if vocab else None,

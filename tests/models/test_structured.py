@@ -68,7 +68,9 @@ def test_schema_is_strict_json_schema() -> None:
 def test_prompt_has_context_views_and_schema() -> None:
     p = build_prompt(cxr_input("1.2.3.9"))
     text = p.messages[0]["content"][-1]["text"]
-    assert "cough, fever" in text and "Clear lungs." in text and '"impression": "..."' in text and "pneumothorax" in text
+    assert (
+        "cough, fever" in text and "Clear lungs." in text and '"impression": "..."' in text and "pneumothorax" in text
+    )
     assert [c["type"] for c in p.messages[0]["content"]] == ["image", "image", "text"]
     assert p.images[0].shape == (64, 64, 3)  # PA first (the input had the lateral first)
     assert len(p.sha256) == 64

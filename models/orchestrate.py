@@ -1,0 +1,199 @@
+"""The models stage of the pipeline: route, triage, escalate, draft, cross-check.
+
+One call per batch of studies (:func:`analyse_batch`) so that each model sees
+all of its studies at once (VLM batching).  For each study:
+
+1. the routing rules name the models (:func:`models.routing.models_for`);
+   models that cannot run are reported in ``notices``, never silently skipped;
+2. the cheap models run first (CXR classifier, ECG CNN);
+3. each drafting VLM runs on the studies its escalation policy selects;
+4. the safety checks compare the draft with the classifier and the ECG model
+   with the rule-based interpretation, and set the priority;
+5. the result holds only validated, attributed findings; a failed model
+   leaves an error line, never a partial draft.
+
+Without any usable model the result says so (``notices``) and holds no
+findings: the app writes the rule-based / header-based draft alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from core.config import ModelSpec, RouteRule
+from core.errors import ModelError
+from core.records import Finding, Measurement, Priority, Producer, ReportSection
+from models.protocol import ModelInfo, ModelInput, ModelOutput
+from models.registry import Registry
+from models.routing import CHEAP_BACKENDS, DRAFTING_BACKENDS, ECG_MODALITIES, models_for, should_escalate
+from models.safety import (
+    SafetyFlag,
+    draft_vs_classifier,
+    ecg_model_vs_rules,
+    no_model_notice,
+    refuse_unattributed,
+    review,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsResult:
+    """Everything the models stage concluded about one study."""
+
+    study_instance_uid: str
+    outputs: tuple[ModelOutput, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    sections: tuple[ReportSection, ...] = ()
+    priority: Priority = field(default_factory=Priority.routine)
+    flags: tuple[SafetyFlag, ...] = ()
+    errors: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+    escalation: str = ""
+
+    @property
+    def provenance(self) -> tuple[Producer, ...]:
+        """Every producer whose findings are in ``findings`` (for ``DraftReport.provenance``)."""
+        seen: dict[Producer, None] = {}
+        for f in self.findings:
+            seen.setdefault(f.producer)
+        return tuple(seen)
+
+
+def _suits(spec: ModelSpec, inp: ModelInput) -> bool:
+    mod = inp.modality.upper()
+    allowed = spec.options.get("modalities")
+    if allowed and mod not in [m.upper() for m in allowed]:
+        return False
+    if spec.backend == "cxr_classifier":
+        return mod in ("CR", "DX") and (inp.body_part or "CHEST").upper() in ("CHEST", "THORAX", "LUNG")
+    if spec.backend == "ecg_cnn":
+        return mod in ECG_MODALITIES and inp.ecg is not None
+    return True
+
+
+def _run(registry: Registry, name: str, inputs: list[ModelInput]) -> list[ModelOutput | ModelError]:
+    """One model over its studies; a backend-wide failure becomes each study's error."""
+    try:
+        return list(registry.backend(name).predict(inputs))
+    except ModelError as exc:
+        return [exc] * len(inputs)
+
+
+def analyse_batch(
+    inputs: Sequence[ModelInput],
+    registry: Registry,
+    rules: Sequence[RouteRule],
+    *,
+    rule_findings: Mapping[str, Sequence[Finding]] | None = None,
+    measurements: Mapping[str, Sequence[Measurement]] | None = None,
+) -> list[ModelsResult]:
+    """Run the configured models over a batch of studies; one result per input, in order.
+
+    ``rule_findings`` / ``measurements`` (by study UID) are the ECG rule
+    engine's statements and intervals, the reference the ECG model is checked
+    against.
+    """
+    rule_findings = rule_findings or {}
+    measurements = measurements or {}
+    infos: dict[str, ModelInfo] = {n: registry.describe(n) for n in registry.names()}
+    routed: dict[str, list[str]] = {}
+    notices: dict[str, list[str]] = {inp.study_instance_uid: [] for inp in inputs}
+    for inp in inputs:
+        names = []
+        for name in models_for(rules, inp.modality, inp.body_part):
+            spec = registry.specs.get(name)
+            if spec is None:
+                notices[inp.study_instance_uid].append(f"routing names model {name!r}, which is not configured")
+            elif not _suits(spec, inp):
+                continue
+            elif not infos[name].available:
+                notices[inp.study_instance_uid].append(f"model {name!r} cannot run: {'; '.join(infos[name].missing)}")
+            else:
+                names.append(name)
+        routed[inp.study_instance_uid] = names
+
+    by_uid = {inp.study_instance_uid: inp for inp in inputs}
+    outputs: dict[str, list[ModelOutput]] = {uid: [] for uid in by_uid}
+    errors: dict[str, list[str]] = {uid: [] for uid in by_uid}
+    escalation: dict[str, list[str]] = {uid: [] for uid in by_uid}
+
+    def run_stage(backends: tuple[str, ...], select: dict[str, bool] | None = None) -> None:
+        for name in registry.names():
+            if registry.specs[name].backend not in backends:
+                continue
+            todo = [
+                by_uid[u] for u, ns in routed.items() if name in ns and (select is None or select.get(f"{u}|{name}"))
+            ]
+            if not todo:
+                continue
+            for inp, out in zip(todo, _run(registry, name, todo), strict=True):
+                uid = inp.study_instance_uid
+                if isinstance(out, ModelError):
+                    errors[uid].append(f"{name}: {out}")
+                elif out.error is not None:
+                    errors[uid].append(f"{name}: {out.error}")
+                    outputs[uid].append(out)
+                else:
+                    outputs[uid].append(out)
+
+    run_stage(CHEAP_BACKENDS)
+    select: dict[str, bool] = {}
+    for uid, names in routed.items():
+        triage = outputs[uid]
+        thresholds: dict[str, float] = {}
+        for out in triage:
+            spec = registry.specs.get(out.producer.name)
+            if spec is not None:
+                thresholds.update(spec.thresholds)
+        for name in names:
+            spec = registry.specs[name]
+            if spec.backend in DRAFTING_BACKENDS:
+                go, why = should_escalate(spec, triage, thresholds)
+                select[f"{uid}|{name}"] = go
+                escalation[uid].append(f"{name}: {'run' if go else 'skipped'} ({why})")
+    run_stage(DRAFTING_BACKENDS, select)
+
+    results = []
+    all_infos = list(infos.values())
+    for inp in inputs:
+        uid = inp.study_instance_uid
+        outs = outputs[uid]
+        ok = [o for o in outs if o.ok]
+        drafts = [o for o in ok if registry.specs[o.producer.name].backend in DRAFTING_BACKENDS]
+        classifiers = [o for o in ok if registry.specs[o.producer.name].backend == "cxr_classifier"]
+        ecg_models = [o for o in ok if registry.specs[o.producer.name].backend == "ecg_cnn"]
+        flags: list[SafetyFlag] = []
+        for d in drafts[:1]:
+            for c in classifiers:
+                flags += draft_vs_classifier(d, c)
+        for e in ecg_models:
+            flags += ecg_model_vs_rules(e, rule_findings.get(uid, ()), measurements.get(uid, ()))
+        try:
+            model_findings = refuse_unattributed(f for o in ok for f in o.findings)
+        except ModelError as exc:  # cannot happen with our backends: a guard against foreign ones
+            errors[uid].append(str(exc))
+            model_findings = ()
+        rev = review(ok, flags, rule_findings.get(uid, ()))
+        kind = "ecg" if inp.modality.upper() in ECG_MODALITIES else "imaging"
+        usable = [infos[n] for n in routed[uid]]
+        notice = no_model_notice(kind, usable if usable else all_infos) if not ok else None
+        results.append(
+            ModelsResult(
+                study_instance_uid=uid,
+                outputs=tuple(outs),
+                findings=model_findings + rev.findings,
+                sections=drafts[0].sections if drafts else (),
+                priority=rev.priority,
+                flags=rev.flags,
+                errors=tuple(errors[uid]),
+                notices=tuple(notices[uid] + ([notice] if notice else [])),
+                escalation="; ".join(escalation[uid]),
+            )
+        )
+    return results
+
+
+def analyse(inp: ModelInput, registry: Registry, rules: Sequence[RouteRule], **kw: object) -> ModelsResult:
+    """:func:`analyse_batch` for one study."""
+    return analyse_batch([inp], registry, rules, **kw)[0]  # type: ignore[arg-type]
