@@ -9,7 +9,8 @@ What it does to each object, in order:
    inside sequences too, with the options "Retain Longitudinal Temporal
    Information with Full Dates" (dates/times kept) and "Clean Descriptors"
    (descriptions kept with identifying strings removed, structured content
-   cleaned instead of removed);
+   cleaned instead of removed); person names, dates and times that the table
+   does not list (RTPlanDate, vendor additions...) are replaced by dummies too;
 4. replaces UIDs consistently: the new UID is a function of a secret salt and
    the original UID (:func:`core.identifiers.derive_uid` under ``uid_root``), so
    references between objects (ReferencedSOPInstanceUID in any sequence) still
@@ -262,6 +263,13 @@ class Deidentifier:
                 if elem.VR == "SQ":
                     for item in elem.value:
                         self._process(item, terms, structured=structured)
+                elif elem.VR == "PN" or (
+                    elem.VR in ("DA", "DT", "TM") and not self.options.retain_longitudinal_temporal
+                ):
+                    # beyond the table: any other person name or date/time is treated like those in it
+                    if elem.value not in (None, ""):
+                        self.actions["D"] += 1
+                        self._dummy(elem, elem.keyword, terms, structured)
                 elif (
                     structured
                     and elem.VR in _FREE_TEXT_VRS

@@ -58,6 +58,8 @@ def _phi_dataset(name: str = "CT_small.dcm") -> Dataset:
     ds.ImageComments = "patient Johnathan moved"
     ds.StudyDate = "20210304"
     ds.ContentDate = "20210304"
+    ds.DateOfLastDetectorCalibration = "20210211"  # not in the table: still a date
+    ds.CurrentObserverTrial = "KUTNER^LAWRENCE"  # not in the table: still a person name
     ds.OtherPatientIDsSequence = Sequence([Dataset()])
     ds.OtherPatientIDsSequence[0].PatientID = "OTHERID42"
     req = Dataset()
@@ -133,7 +135,8 @@ def test_no_phi_survives_anywhere_in_the_output_bytes(tmp_path: Path) -> None:
     assert report.written == 1 and not report.failed
     out = report.outputs[0]
     raw = out.read_bytes()
-    for value in [*PHI.values(), "OTHERID42", "WILSON", "JAMES", "RP123", "private DOE note", "Johnathan"]:
+    extra = ["OTHERID42", "WILSON", "JAMES", "RP123", "private DOE note", "Johnathan", "KUTNER", "LAWRENCE", "20210211"]
+    for value in [*PHI.values(), *extra]:
         for token in re.split(r"[\^ ]", value):
             if len(token) >= 3:
                 assert token.upper().encode() not in raw.upper(), token
@@ -205,6 +208,7 @@ def test_dates_removed_by_default_and_kept_with_longitudinal_option(tmp_path: Pa
     assert kept.LongitudinalTemporalInformationModified == "UNMODIFIED"
     assert "113106" in [i.CodeValue for i in kept.DeidentificationMethodCodeSequence]
     assert kept.PatientBirthDate == ""  # birth date is not a longitudinal date: still removed
+    assert basic.DateOfLastDetectorCalibration == "19000101" and kept.DateOfLastDetectorCalibration == "20210211"
 
 
 def test_descriptors_removed_without_clean_option(tmp_path: Path) -> None:
