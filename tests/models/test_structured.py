@@ -89,3 +89,25 @@ def test_ct_volume_becomes_one_montage() -> None:
     (img,) = p.images
     assert img.shape == (48, 48, 3) and img.dtype == np.uint8
     assert "montage" in p.messages[0]["content"][-1]["text"]
+
+
+def test_ecg_prompt_shows_the_printout_and_the_measurements() -> None:
+    page = np.full((120, 300, 3), 255, dtype=np.uint8)
+    inp = ModelInput(study_instance_uid="1.2.3.6", modality="ECG", ecg_printout=page,
+                     ecg_measurements_text="HR 72/min, PR 160 ms, QRS 90 ms, QTc 420 ms")  # fmt: skip
+    p = build_prompt(inp)
+    text = p.messages[0]["content"][-1]["text"]
+    assert "12-lead ECG" in text and "QTc 420 ms" in text
+    assert len(p.images) == 1 and p.images[0].shape == (120, 300, 3)
+    with pytest.raises(ModelError, match="ecg_printout must be an H x W x 3 array"):
+        ModelInput(study_instance_uid="1.2.3.7", modality="ECG", ecg_printout=np.zeros((10, 10), dtype=np.uint8))
+
+
+def test_configured_template_file_and_unknown_field(tmp_path) -> None:
+    f = tmp_path / "t.txt"
+    f.write_text("Local template for {modality} {body_part}.")
+    text = build_prompt(cxr_input("1.2.3.8"), str(f)).messages[0]["content"][-1]["text"]
+    assert text.startswith("Local template for DX chest.")
+    f.write_text("{patient_name}")
+    with pytest.raises(ModelError, match="unknown field 'patient_name'"):
+        build_prompt(cxr_input("1.2.3.8"), str(f))
