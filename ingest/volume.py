@@ -418,3 +418,34 @@ def _series_volume(items: list[Source], policy: Policy, spacing_mm: float | None
         spacing_mm=spacing_mm,
     )
     return volume
+
+
+def group_stacks(sources: Iterable[Source]) -> list[list[Source]]:
+    """Split a series' slices into stacks that :func:`load_volume` can take, largest first.
+
+    A CT or MR series often mixes a scout or a second orientation, or slices of
+    another size, with the main stack; those make ``load_volume`` refuse the
+    whole series ("mixed orientations").  This groups single-frame slices by
+    (Series Instance UID, orientation rounded to 1e-3, Rows x Columns, pixel
+    spacing) so the caller can pick the stack it wants.  Objects without plane
+    geometry are left out.  Headers only: pixel data is not decoded here.
+    """
+    groups: dict[tuple[Any, ...], list[Source]] = {}
+    for src in sources:
+        label = source_label(src)
+        ds = src if isinstance(src, Dataset) else read_dataset(src, stop_before_pixels=True)
+        try:
+            attrs = frame_attributes(ds, 0, label)
+        except IngestError:
+            continue
+        if attrs.orientation is None or attrs.position is None or attrs.pixel_spacing is None:
+            continue
+        key = (
+            str(ds.get("SeriesInstanceUID", "") or ""),
+            tuple(round(v, 3) + 0.0 for v in attrs.orientation),
+            int(ds.get("Rows") or 0),
+            int(ds.get("Columns") or 0),
+            tuple(round(v, 4) for v in attrs.pixel_spacing),
+        )
+        groups.setdefault(key, []).append(src)
+    return sorted(groups.values(), key=len, reverse=True)

@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from core.errors import IngestError
 from ingest.mosaic import csa_image_header, is_mosaic, parse_csa_header
 from ingest.pixels import load_image
-from ingest.volume import SliceGeometry, build_volume, load_volume
+from ingest.volume import SliceGeometry, build_volume, group_stacks, load_volume
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pixels"
 
@@ -275,6 +275,22 @@ def test_inconsistent_series_are_rejected_with_reason() -> None:
         load_volume(DATA / "CT_small.dcm")
     with pytest.raises(IngestError, match="policy"):
         load_volume([a, b], policy="guess")  # type: ignore[arg-type]
+
+
+def test_group_stacks_separates_scout_and_sizes(tmp_path: Path) -> None:
+    series = "1.2.826.0.1.3680043.10.1.9"
+    axial = [_slice([0, 0, 2.0 * k], [1, 0, 0, 0, 1, 0], np.zeros((6, 6)), series) for k in range(5)]
+    scout = _slice([0, 0, 0], [1, 0, 0, 0, 0, -1], np.zeros((6, 6)), series)
+    small = [_slice([0, 0, 2.0 * k], [1, 0, 0, 0, 1, 0], np.zeros((4, 4)), series) for k in range(2)]
+    paths = []
+    for i, ds in enumerate([scout, *small, *axial]):
+        paths.append(tmp_path / f"{i}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    with pytest.raises(IngestError, match="mixed"):
+        load_volume(paths)
+    stacks = group_stacks(paths)
+    assert [len(s) for s in stacks] == [5, 2, 1]
+    assert load_volume(stacks[0]).voxels.shape == (5, 6, 6)
 
 
 def test_uneven_spacing_alone_is_detected() -> None:
