@@ -30,10 +30,10 @@ from reports.context import ReportContext
 #: Series numbers of mmdx-derived series (one series per artefact kind; instance number = report version)
 SERIES_NUMBERS = {"sr-tid1500": 9001, "sr-tid2000": 9002, "sr-ecg": 9003, "sc": 9004, "pdf": 9005, "kos": 9006}
 
-_SOP_COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
-_SOP_COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
-_SOP_ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
-_SOP_BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+SOP_COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+SOP_COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+SOP_ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
+SOP_BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 #: Coding schemes that are not in DICOM's registry (PS3.16 8.1) and need a Coding Scheme Identification item;
 #: DICOM reserves designators starting with "99" for private schemes.
@@ -229,6 +229,17 @@ def add_coding_schemes(ds: Dataset, schemes: Iterable[str]) -> None:
         items.append(it)
     if items:
         ds.CodingSchemeIdentificationSequence = DicomSequence(items)
+
+
+def finish_sr(
+    ds: Dataset, report: DraftReport, ctx: ReportContext, purpose: str, sop_class: str, schemes: set[str]
+) -> None:
+    """The parts every mmdx SR shares: times, flags, predecessor, equipment, local coding schemes."""
+    set_times(ds, report, ctx)
+    set_sr_flags(ds, report, ctx)
+    set_predecessor(ds, report, ctx, purpose, sop_class)
+    set_equipment(ds, ctx)
+    add_coding_schemes(ds, schemes)
 
 
 def to_bytes(ds: Dataset) -> bytes:

@@ -34,10 +34,10 @@ from core.records import DraftReport, Finding, Instance, Measurement, ReportKind
 from reports import _dicom
 from reports._common import STATUS_BANNER, check_report, conclusion_text
 from reports.context import ReportContext
-from reports.sr_tid1500 import _PRESENCE, _finish, observation_context
+from reports.sr_tid1500 import PRESENCE_CODES, observation_context
 
 PURPOSE = "sr-ecg"
-SOP_CLASS_UID = _dicom._SOP_COMPREHENSIVE_SR
+SOP_CLASS_UID = _dicom.SOP_COMPREHENSIVE_SR
 _R = hd.sr.RelationshipTypeValues
 
 
@@ -67,7 +67,7 @@ def _statement(f: Finding) -> hd.sr.CodeContentItem:
     mods: list[hd.sr.ContentItem] = [
         hd.sr.CodeContentItem(
             name=_dicom.hd_code(SCT.PRESENCE),
-            value=_dicom.hd_code(_PRESENCE[f.presence]),
+            value=_dicom.hd_code(PRESENCE_CODES[f.presence]),
             relationship_type=_R.HAS_CONCEPT_MOD,
         ),
         hd.sr.TextContentItem(
@@ -172,7 +172,7 @@ def build_ecg_sr(
         schemes.add("MMDX")
     if any(f.probability is not None for f in report.findings):
         schemes.add(FHIRCODES.MODEL_PROBABILITY.scheme)
-    _finish(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)
+    _dicom.finish_sr(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)
     return sr
 
 

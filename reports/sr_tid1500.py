@@ -24,9 +24,9 @@ from reports._common import check_report, finding_label, to_dicom_pn
 from reports.context import ReportContext
 
 PURPOSE = "sr-tid1500"
-SOP_CLASS_UID = _dicom._SOP_COMPREHENSIVE_3D_SR
+SOP_CLASS_UID = _dicom.SOP_COMPREHENSIVE_3D_SR
 
-_PRESENCE: dict[Presence, Code] = {
+PRESENCE_CODES: dict[Presence, Code] = {
     Presence.PRESENT: SCT.PRESENT,
     Presence.ABSENT: SCT.ABSENT,
     Presence.UNCERTAIN: SCT.UNCERTAIN,
@@ -134,7 +134,7 @@ def _group(
         finding_sites=sites,
         measurements=measurements or None,
         qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(_dicom.hd_code(SCT.PRESENCE), _dicom.hd_code(_PRESENCE[f.presence]))
+            hd.sr.QualitativeEvaluation(_dicom.hd_code(SCT.PRESENCE), _dicom.hd_code(PRESENCE_CODES[f.presence]))
         ],
         source_images=_source_images(f, by_uid) or None,
     )
@@ -197,7 +197,7 @@ def build_tid1500(
         institutional_department_name=ctx.department_name,
         series_description="mmdx AI findings (TID 1500)",
     )
-    _finish(sr, report, ctx, PURPOSE, SOP_CLASS_UID, used_schemes(report))
+    _dicom.finish_sr(sr, report, ctx, PURPOSE, SOP_CLASS_UID, used_schemes(report))
     return sr
 
 
@@ -212,17 +212,6 @@ def used_schemes(report: DraftReport) -> set[str]:
     if any(f.probability is not None for f in report.findings):
         schemes.add(FHIRCODES.MODEL_PROBABILITY.scheme)
     return schemes
-
-
-def _finish(
-    ds: Dataset, report: DraftReport, ctx: ReportContext, purpose: str, sop_class: str, schemes: set[str]
-) -> None:
-    """The parts every mmdx SR shares: times, flags, predecessor, equipment, local coding schemes."""
-    _dicom.set_times(ds, report, ctx)
-    _dicom.set_sr_flags(ds, report, ctx)
-    _dicom.set_predecessor(ds, report, ctx, purpose, sop_class)
-    _dicom.set_equipment(ds, ctx)
-    _dicom.add_coding_schemes(ds, schemes)
 
 
 def build_tid1500_bytes(

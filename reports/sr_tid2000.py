@@ -20,10 +20,10 @@ from core.records import DraftReport, Instance, Presence, ReportStatus, Study
 from reports import _dicom
 from reports._common import STATUS_BANNER, check_report
 from reports.context import ReportContext
-from reports.sr_tid1500 import _finish, observation_context
+from reports.sr_tid1500 import observation_context
 
 PURPOSE = "sr-tid2000"
-SOP_CLASS_UID = _dicom._SOP_ENHANCED_SR
+SOP_CLASS_UID = _dicom.SOP_ENHANCED_SR
 
 #: section (CID 7001) -> the text item concept (CID 7002) it holds
 _ELEMENT: dict[Code, Code] = {
@@ -104,7 +104,7 @@ def build_tid2000(
         series_description="mmdx report narrative (TID 2000)",
     )
     schemes = {f.concept.scheme for f in report.findings if f.concept is not None and f.presence is Presence.PRESENT}
-    _finish(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)
+    _dicom.finish_sr(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)
     return sr
 
 
