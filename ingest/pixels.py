@@ -480,6 +480,61 @@ def window_to_uint8(image: Image, window: tuple[float, float] | None = None) -> 
     return window_array_to_uint8(image.pixels, win)
 
 
+def _voi_lut_table(ds: Dataset, label: str) -> tuple[npt.NDArray[np.int64], int, int] | None:
+    """(LUT entries, first mapped value, bits per entry) of the first VOI LUT Sequence item."""
+    seq = ds.get("VOILUTSequence")
+    if not seq:
+        return None
+    item = seq[0]
+    try:
+        n, first, bits = (int(v) for v in item.LUTDescriptor)
+    except (TypeError, ValueError, AttributeError):
+        raise IngestError(
+            "(0028,3002) LUT Descriptor of the VOI LUT Sequence: expected 3 numbers", source=label
+        ) from None
+    data = item.get("LUTData")
+    if data is None:
+        raise IngestError("(0028,3006) LUT Data of the VOI LUT Sequence is missing", source=label)
+    if isinstance(data, bytes):
+        little = bool(getattr(ds, "original_encoding", (None, True))[1] is not False)
+        entries = np.frombuffer(data, dtype="<u2" if little else ">u2").astype(np.int64)
+    else:
+        entries = np.asarray(list(data) if not isinstance(data, int) else [data], dtype=np.int64)
+    n = n or 65536
+    if entries.size < n or bits < 1 or bits > 16:
+        raise IngestError(
+            f"VOI LUT Sequence: {entries.size} entries for a descriptor of {n} x {bits} bits", source=label
+        )
+    return entries[:n], first, bits
+
+
+def render_uint8(src: Source, frame: int | None = None) -> npt.NDArray[np.uint8]:
+    """Display-ready 8-bit pixels, applying a VOI LUT Sequence exactly where the header has one.
+
+    ``Image.window`` can only carry a linear window; an object whose VOI stage
+    is a lookup table (non-linear, e.g. a film-like curve) is rendered here
+    through that table, then inverted for MONOCHROME1.  Everything else is
+    :func:`window_to_uint8` of :func:`load_image`.
+    """
+    label = source_label(src)
+    ds = read_dataset(src)
+    index = 0 if frame is None else frame
+    stored, photometric = decode_pixels(ds, label, frame=index)
+    table = _voi_lut_table(ds, label) if stored.ndim == 2 else None
+    if table is None or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return window_to_uint8(image_from_frame(ds, stored, photometric, index, label))
+    entries, first, bits = table
+    values, _ = modality_lut(stored, ds, frame_attributes(ds, index, label))
+    idx = np.clip(np.rint(values).astype(np.int64) - first, 0, entries.size - 1)
+    top = float(2**bits - 1)
+    out: npt.NDArray[np.uint8] = (
+        np.rint(entries[idx].astype(np.float32) * np.float32(255.0 / top)).clip(0, 255).astype(np.uint8)
+    )
+    if photometric == "MONOCHROME1":
+        out = (np.uint8(255) - out).astype(np.uint8)
+    return out
+
+
 def as_path(src: Source) -> Path | None:
     """The file path of a source, when it has one."""
     if isinstance(src, Dataset):

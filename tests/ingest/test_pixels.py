@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from core.errors import IngestError
-from ingest.pixels import load_image, load_images, window_to_uint8
+from ingest.pixels import load_image, load_images, render_uint8, window_to_uint8
 from ingest.windowing import WINDOW_PRESETS, apply_window, auto_window, preset_window, window_array_to_uint8
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pixels"
@@ -353,3 +353,22 @@ def test_auto_window_covers_data(values: np.ndarray) -> None:
 def test_window_rejects_bad_width() -> None:
     with pytest.raises(IngestError, match="width"):
         apply_window(np.zeros(3, np.float32), 0.0, 0.5)
+
+
+def test_render_uint8_applies_a_voi_lut_exactly() -> None:
+    ds = _read("MR_small.dcm")
+    stored = ds.pixel_array.astype(np.int64)
+    first, n = int(stored.min()), 512
+    lut = ((np.arange(n) ** 2) // 64).clip(0, 4095)  # non-linear: no window reproduces it
+    item = Dataset()
+    item.LUTDescriptor = [n, first, 12]
+    item.LUTData = [int(v) for v in lut]
+    ds.VOILUTSequence = Sequence([item])
+    out = render_uint8(ds)
+    expected = np.rint(lut[np.clip(stored - first, 0, n - 1)] * (255.0 / 4095)).astype(np.uint8)
+    np.testing.assert_array_equal(out, expected)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    np.testing.assert_array_equal(render_uint8(ds), 255 - expected)
+    # without a LUT it is the windowed image
+    plain = _read("CT_small.dcm")
+    np.testing.assert_array_equal(render_uint8(plain), window_to_uint8(load_image(plain)))
