@@ -171,14 +171,18 @@ def build_bundle(
     obs_urls: list[str] = []
     ai_targets: list[str] = []
     measurement_urls: dict[Measurement, str] = {}
-    for i, (m, producer) in enumerate(unique_measurements(report)):
-        url = _measurement_obs(b, i, m, producer, patient_url, study_url, devices)
+    keys = _StableKeys()
+    for m, producer in unique_measurements(report):
+        key = keys.key("measurement", m.code.scheme, m.code.value, m.site or "", m.method or "")
+        url = _measurement_obs(b, key, m, producer, patient_url, study_url, devices)
         measurement_urls[m] = url
         obs_urls.append(url)
         if producer is not None and producer.is_ai:
             ai_targets.append(url)
-    for i, f in enumerate(report.findings):
-        url = _finding_obs(b, i, f, patient_url, study_url, devices, measurement_urls)
+    for f in report.findings:
+        what = (f.concept.scheme, f.concept.value) if f.concept is not None else ("text", f.text.strip().lower())
+        where = (f.site.value if f.site else "", f.laterality.value)
+        url = _finding_obs(b, keys.key("finding", *what, *where), f, patient_url, study_url, devices, measurement_urls)
         obs_urls.append(url)
         if f.producer.is_ai:
             ai_targets.append(url)
@@ -400,16 +404,29 @@ def _quantity(m: Measurement) -> dict[str, Any]:
     return {"value": m.value, "unit": m.unit.value, "system": UCUM.MS.system, "code": m.unit.value}
 
 
+class _StableKeys:
+    """Observation keys that survive re-ordering between versions: what was observed where (+ occurrence)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def key(self, *parts: str) -> str:
+        base = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+        n = self.seen.get(base, 0)
+        self.seen[base] = n + 1
+        return f"{base}-{n}"
+
+
 def _measurement_obs(
     b: _Builder,
-    i: int,
+    key: str,
     m: Measurement,
     producer: Producer | None,
     patient_url: str,
     study_url: str,
     devices: Mapping[Producer, str],
 ) -> str:
-    identifier = {"system": b.ctx.system("observation"), "value": b.ctx.uid(b.uid, f"fhir-measurement-{i}")}
+    identifier = {"system": b.ctx.system("observation"), "value": b.ctx.uid(b.uid, f"fhir-observation-{key}")}
     res = _obs_common(b, patient_url)
     res.update(identifier=[identifier], code=concept(m.code), valueQuantity=_quantity(m), derivedFrom=[_ref(study_url)])
     if m.site:
@@ -420,21 +437,21 @@ def _measurement_obs(
         res["device"] = _ref(devices[producer])
         if producer.is_ai:
             res["meta"] = _ai_meta()
-    url = b.url("Observation", "measurement", str(i))
+    url = b.url("Observation", key)
     b.add(res, url, identifier, versioned=True)
     return url
 
 
 def _finding_obs(
     b: _Builder,
-    i: int,
+    key: str,
     f: Finding,
     patient_url: str,
     study_url: str,
     devices: Mapping[Producer, str],
     measurement_urls: Mapping[Measurement, str],
 ) -> str:
-    identifier = {"system": b.ctx.system("observation"), "value": b.ctx.uid(b.uid, f"fhir-finding-{i}")}
+    identifier = {"system": b.ctx.system("observation"), "value": b.ctx.uid(b.uid, f"fhir-observation-{key}")}
     res = _obs_common(b, patient_url)
     res["identifier"] = [identifier]
     res["code"] = concept(f.concept, f.text) if f.concept is not None else {"text": finding_label(f)}
@@ -465,7 +482,7 @@ def _finding_obs(
     res["derivedFrom"] = [_ref(study_url), *(_ref(measurement_urls[m]) for m in f.measurements)]
     if f.producer.is_ai:
         res["meta"] = _ai_meta()
-    url = b.url("Observation", "finding", str(i))
+    url = b.url("Observation", key)
     b.add(res, url, identifier, versioned=True)
     return url
 

@@ -243,3 +243,18 @@ def test_local_code_and_uncoded_finding_are_kept() -> None:
     assert codes[0]["coding"][0]["system"] == "urn:mmdx:codes" and codes[1] == {"text": "Old rib fracture, healed"}
     assert _resources(b, "Patient")[0]["name"][0]["family"] == "Ødegård"
     assert ReportStatus.PRELIMINARY.value == _resources(b, "DiagnosticReport")[0]["status"]
+
+
+def test_observation_identifiers_survive_reordering_between_versions() -> None:
+    draft = h.chest_report()
+    final = sign(draft, h.RADIOLOGIST, h.SIGNED)
+    amended = amend(final, h.RADIOLOGIST, h.AMENDED, findings=tuple(reversed(final.findings[1:])))
+
+    def ids(report) -> dict[str, str]:
+        b = json.loads(bundle_json(build_bundle(report, h.chest_study(), h.context())))
+        return {o["code"]["coding"][0]["code"]: o["identifier"][0]["value"] for o in _resources(b, "Observation")}
+
+    before, after = ids(draft), ids(amended)
+    for code, ident in after.items():
+        assert before[code] == ident  # the same finding updates the same Observation
+    assert len(set(before.values())) == len(before)
