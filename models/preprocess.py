@@ -24,7 +24,7 @@ def apply_window(pixels: npt.NDArray[np.generic], window: tuple[float, float] | 
     x = np.asarray(pixels, dtype=np.float32)
     if window is None:
         lo, hi = (float(v) for v in np.percentile(x, [0.5, 99.5]))
-        if hi <= lo:
+        if hi - lo < 1e-6 * max(1.0, abs(lo)):  # flat image: everything mid-grey-or-below, no overflow
             hi = lo + 1.0
         return np.asarray(np.clip((x - lo) / (hi - lo), 0.0, 1.0), dtype=np.float32)
     center, width = window
