@@ -53,6 +53,9 @@ from core.errors import ConfigError, IngestError
 from core.identifiers import derive_uid
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ingest.deid_profile import PHI_SOURCE_KEYWORDS, PROFILE, PROFILE_TAGS
+from ingest.pixels import install_log_redaction
+
+install_log_redaction()  # pydicom quotes malformed values (birth dates, names) in its log records
 
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 #: Free-text VRs cleaned inside structured content (never CS/SH/UI: enumerated values and codes stay intact).

@@ -16,6 +16,7 @@ first, then shared) so that the rest of the code never sees the difference.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -39,6 +40,32 @@ from ingest.windowing import auto_window, preset_window, window_array_to_uint8
 
 #: A DICOM object: a file path or an already-read dataset.
 Source = str | os.PathLike[str] | Dataset
+
+
+class RedactPydicomValues(logging.Filter):
+    """Redact quoted element values from pydicom's log records.
+
+    pydicom logs "Invalid value for VR DA: '1961-03-17'" when it meets a
+    malformed value — a birth date or a name in our logs.  This keeps the
+    message and drops the value.
+    """
+
+    _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._QUOTED.sub("'<redacted>'", record.getMessage())
+        record.args = ()
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach :class:`RedactPydicomValues` to the ``pydicom`` logger once."""
+    logger = logging.getLogger("pydicom")
+    if not any(isinstance(f, RedactPydicomValues) for f in logger.filters):
+        logger.addFilter(RedactPydicomValues())
+
+
+install_log_redaction()
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 

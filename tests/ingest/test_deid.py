@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 import shutil
@@ -359,3 +360,13 @@ def test_mmdx_deid_command(tmp_path: Path) -> None:
     assert len(outputs) == 1
     assert pydicom.dcmread(outputs[0]).StudyDate == "20210304"  # option from --config
     assert "DOE" not in result.output
+
+
+def test_pydicom_value_warnings_are_redacted_in_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ds = _phi_dataset()
+    ds.PatientBirthDate = "17-03-1961 DOE"  # invalid DA: pydicom logs the value when it meets it
+    src = _write(ds, tmp_path / "in.dcm")
+    with caplog.at_level(logging.DEBUG, logger="pydicom"):
+        report = deidentify_files([src], tmp_path / "out", _settings())
+    assert report.written == 1
+    assert "1961" not in caplog.text and "DOE" not in caplog.text
