@@ -142,6 +142,7 @@ def build_bundle(
     *,
     pdf: bytes | None = None,
     html: bytes | None = None,
+    previous: DraftReport | None = None,
 ) -> Bundle:
     """Build the transaction Bundle for one report version.
 
@@ -154,6 +155,9 @@ def build_bundle(
     pdf, html:
         The human-readable renderings, attached as ``presentedForm`` with size and
         SHA-1 hash (FHIR Attachment.hash).
+    previous:
+        The version this one replaces: its observations that this version no longer
+        contains are updated to ``entered-in-error`` so the EHR does not keep them.
 
     Raises
     ------
@@ -171,21 +175,20 @@ def build_bundle(
     obs_urls: list[str] = []
     ai_targets: list[str] = []
     measurement_urls: dict[Measurement, str] = {}
-    keys = _StableKeys()
-    for m, producer in unique_measurements(report):
-        key = keys.key("measurement", m.code.scheme, m.code.value, m.site or "", m.method or "")
+    m_keys, f_keys = observation_keys(report)
+    for (m, producer), key in zip(unique_measurements(report), m_keys, strict=True):
         url = _measurement_obs(b, key, m, producer, patient_url, study_url, devices)
         measurement_urls[m] = url
         obs_urls.append(url)
         if producer is not None and producer.is_ai:
             ai_targets.append(url)
-    for f in report.findings:
-        what = (f.concept.scheme, f.concept.value) if f.concept is not None else ("text", f.text.strip().lower())
-        where = (f.site.value if f.site else "", f.laterality.value)
-        url = _finding_obs(b, keys.key("finding", *what, *where), f, patient_url, study_url, devices, measurement_urls)
+    for f, key in zip(report.findings, f_keys, strict=True):
+        url = _finding_obs(b, key, f, patient_url, study_url, devices, measurement_urls)
         obs_urls.append(url)
         if f.producer.is_ai:
             ai_targets.append(url)
+    if previous is not None and report.version > 1:
+        _retract_dropped(b, previous, {*m_keys, *f_keys}, patient_url)
 
     dr_identifier = {"system": ctx.system("report"), "value": ctx.uid(b.uid, "fhir-diagnostic-report")}
     dr_url = b.url("DiagnosticReport")
@@ -402,6 +405,38 @@ def _obs_common(b: _Builder, patient_url: str) -> dict[str, Any]:
 
 def _quantity(m: Measurement) -> dict[str, Any]:
     return {"value": m.value, "unit": m.unit.value, "system": UCUM.MS.system, "code": m.unit.value}
+
+
+def observation_keys(report: DraftReport) -> tuple[list[str], list[str]]:
+    """Stable keys of the report's measurement and finding observations (what was observed where)."""
+    keys = _StableKeys()
+    m_keys = [
+        keys.key("measurement", m.code.scheme, m.code.value, m.site or "", m.method or "")
+        for m, _ in unique_measurements(report)
+    ]
+    f_keys = []
+    for f in report.findings:
+        what = (f.concept.scheme, f.concept.value) if f.concept is not None else ("text", f.text.strip().lower())
+        f_keys.append(keys.key("finding", *what, f.site.value if f.site else "", f.laterality.value))
+    return m_keys, f_keys
+
+
+def _retract_dropped(b: _Builder, previous: DraftReport, kept: set[str], patient_url: str) -> None:
+    """Observations of the previous version that this version dropped become entered-in-error."""
+    m_keys, f_keys = observation_keys(previous)
+    dropped: list[tuple[str, dict[str, Any]]] = []
+    for (m, _), key in zip(unique_measurements(previous), m_keys, strict=True):
+        if key not in kept:
+            dropped.append((key, concept(m.code)))
+    for f, key in zip(previous.findings, f_keys, strict=True):
+        if key not in kept:
+            dropped.append((key, concept(f.concept, f.text) if f.concept is not None else {"text": finding_label(f)}))
+    for key, code in dropped:
+        identifier = {"system": b.ctx.system("observation"), "value": b.ctx.uid(b.uid, f"fhir-observation-{key}")}
+        res = _obs_common(b, patient_url)
+        res.update(identifier=[identifier], status=ReportStatus.ENTERED_IN_ERROR.value, code=code)
+        res["note"] = [{"text": f"Removed in report version {b.report.version}"}]
+        b.add(res, b.url("Observation", key), identifier, versioned=True)
 
 
 class _StableKeys:

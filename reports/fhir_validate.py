@@ -234,12 +234,16 @@ def check_bundle(bundle: Mapping[str, Any], *, stage: str | None = None) -> list
             err("Provenance.agent", f"a {status} report needs a Provenance with a verifier agent")
 
     # observations
+    result_refs = {r.get("reference") for r in dr.get("result", [])}
     devices = {u: r for u, r in by_url.items() if r.get("resourceType") == "Device"}
     ai_devices = {u for u, d in devices.items() if _has_system(d.get("type"), frozenset({SYSTEM_URIS["DCM"]}))}
     for n, res in enumerate(resources):
         if res.get("resourceType") != "Observation":
             continue
         p = f"Bundle.entry[{n}].resource:Observation"
+        retracted = res.get("status") == "entered-in-error" and entries[n].get("fullUrl") not in result_refs
+        if retracted:
+            continue  # an observation a later version dropped: only its retraction is sent
         if res.get("status") != status:
             err(f"{p}.status", f"observation status {res.get('status')!r} differs from the report's {status!r}")
         if not _has_system_code(res.get("category", []), FHIRCODES.OBS_IMAGING.system):

@@ -144,6 +144,7 @@ def build_outputs(
     images: Sequence[Image] = (),
     ecg_printout_png: bytes | None = None,
     source_instances: Sequence[Instance] = (),
+    previous: DraftReport | None = None,
 ) -> ReportOutputs:
     """Build every artefact of one report version (pure: same inputs, same bytes).
 
@@ -157,6 +158,9 @@ def build_outputs(
         The rendered ECG (``ecg`` package), shown in PDF/HTML and sent as SC.
     source_instances:
         The instances the findings refer to (SR evidence); default: all of the study.
+    previous:
+        The version this one replaces (from the store): FHIR observations it had and this
+        version dropped are retracted (entered-in-error).
 
     Raises
     ------
@@ -171,7 +175,7 @@ def build_outputs(
         Artefact(
             "fhir",
             "bundle.json",
-            bundle_json(build_bundle(report, study, ctx, pdf=pdf, html=html)),
+            bundle_json(build_bundle(report, study, ctx, pdf=pdf, html=html, previous=previous)),
             "application/fhir+json",
         )
     )

@@ -258,3 +258,19 @@ def test_observation_identifiers_survive_reordering_between_versions() -> None:
     for code, ident in after.items():
         assert before[code] == ident  # the same finding updates the same Observation
     assert len(set(before.values())) == len(before)
+
+
+def test_amendment_retracts_dropped_observations(medplum: Path) -> None:
+    final = sign(h.chest_report(), h.RADIOLOGIST, h.SIGNED)
+    amended = amend(final, h.RADIOLOGIST, h.AMENDED, findings=final.findings[:2], measurements=())
+    raw = bundle_json(build_bundle(amended, h.chest_study(), h.context(), previous=final))
+    b = json.loads(raw)
+    retracted = [o for o in _resources(b, "Observation") if o["status"] == "entered-in-error"]
+    # the nodule finding, its size measurement and the pneumothorax finding are gone in the amendment
+    assert {o["code"]["coding"][0]["code"] for o in retracted} == {"786838002", "103339001", "36118008"}
+    before = json.loads(bundle_json(build_bundle(final, h.chest_study(), h.context())))
+    ids_before = {o["identifier"][0]["value"] for o in _resources(before, "Observation")}
+    assert {o["identifier"][0]["value"] for o in retracted} <= ids_before  # same identifiers: updates, not creates
+    assert all(e["request"]["method"] == "PUT" for e in _entries(b, "Observation"))
+    assert check_bundle(b, stage="signed") == []
+    assert validate_with_medplum(raw, medplum) == []
