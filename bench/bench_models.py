@@ -125,7 +125,7 @@ def bench_vlm(args: argparse.Namespace) -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tmp = Path(tempfile.mkdtemp(prefix="mmdx-bench-"))
-    hidden, layers = (1536, 16) if args.wide else (32, 2)
+    hidden, layers = (1536, 16) if args.wide else (args.hidden, args.layers)
     folder = build_tiny_gemma3(tmp / "gemma3", hidden=hidden, layers=layers)
     spec = ModelSpec(
         backend="local_vlm",
@@ -193,6 +193,8 @@ def main() -> None:
     sub.add_parser("labeler")
     v = sub.add_parser("vlm")
     v.add_argument("--wide", action="store_true", help="a few hundred million parameters (for GPUs)")
+    v.add_argument("--hidden", type=int, default=32, help="text model width (ignored with --wide: 1536)")
+    v.add_argument("--layers", type=int, default=2, help="text model depth (ignored with --wide: 16)")
     v.add_argument("--studies", type=int, default=16)
     v.add_argument("--batch", type=int, default=8)
     v.add_argument("--new-tokens", type=int, default=32)

@@ -113,3 +113,19 @@ def test_processor_from_another_model_is_refused(tiny_vlms: dict[str, Path], tmp
     be = LocalVlmBackend("m", _spec(folder, "gemma3"))
     with pytest.raises(ModelError, match="different models|cannot load"):
         be.load()
+
+
+def test_image_the_processor_cannot_take_fails_only_that_study(backends) -> None:
+    import numpy as np
+
+    from core.records import Image
+    from models.protocol import ModelInput
+
+    sliver = ModelInput(
+        study_instance_uid="1.2.826.0.1.11",
+        modality="DX",
+        images=(Image(np.ones((2, 1200), dtype=np.float32), view_position="PA"),),  # aspect ratio 600: Qwen refuses
+    )
+    outs = backends["qwen2_5_vl"].predict([sliver, cxr_input("1.2.826.0.1.12")])
+    assert "generation failed" in str(outs[0].error) and "aspect ratio" in str(outs[0].error)
+    assert "after one repair" in str(outs[1].error)  # the good study was retried alone and ran
