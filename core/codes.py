@@ -85,6 +85,7 @@ class LOINC:
     RADIOLOGY_NARRATIVE: Final = _ln("18782-3", "Radiology Study observation (narrative)")
     EKG_NARRATIVE: Final = _ln("18810-2", "EKG study (narrative)")
     CHEST_XRAY: Final = _ln("36643-5", "XR Chest 2 Views")
+    CHEST_XRAY_SINGLE_VIEW: Final = _ln("36554-4", "XR Chest Single view")
     CHEST_CT: Final = _ln("24627-2", "CT Chest")
     HEART_RATE: Final = _ln("8867-4", "Heart rate")
     EKG_HEART_RATE: Final = _ln("76282-3", "Heart rate.beat-to-beat by EKG")

@@ -43,7 +43,7 @@ def procedure_code(study: Study) -> Code:
     body = {(s.body_part or "").upper() for s in study.series}
     mods = set(study.modalities)
     if "CHEST" in body and mods & {"CR", "DX"}:
-        return LOINC.CHEST_XRAY
+        return LOINC.CHEST_XRAY_SINGLE_VIEW if study.instance_count == 1 else LOINC.CHEST_XRAY
     if "CHEST" in body and "CT" in mods:
         return LOINC.CHEST_CT
     return LOINC.IMAGING_STUDY

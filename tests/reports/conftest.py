@@ -33,6 +33,22 @@ def dciodvfy_errors(path: Path) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("Error") or " Error " in line[:20]]
 
 
+def dsrdump_errors(path: Path) -> list[str]:
+    """DCMTK's SR parser: errors it reports while reading the document tree (exit code != 0 or E: lines)."""
+    proc = subprocess.run(["dsrdump", "-Ee", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E:")]
+    return errors if proc.returncode == 0 else [*errors, f"dsrdump exit {proc.returncode}"]
+
+
+@pytest.fixture(scope="session")
+def dsrdump() -> object:
+    if shutil.which("dsrdump") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dsrdump (dcmtk) is required in CI")
+        pytest.skip("dsrdump not installed")
+    return dsrdump_errors
+
+
 @pytest.fixture(scope="session")
 def dciodvfy() -> object:
     if DCIODVFY is None:

@@ -75,7 +75,9 @@ def _versions(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["chest", "ecg"])
-def test_every_dicom_output_of_every_version_passes_dciodvfy(kind: str, tmp_path: Path, dciodvfy: Validator) -> None:
+def test_every_dicom_output_of_every_version_passes_dciodvfy(
+    kind: str, tmp_path: Path, dciodvfy: Validator, dsrdump: Validator
+) -> None:
     study = h.chest_study() if kind == "chest" else h.ecg_study()
     images = (h.chest_key_image(),) if kind == "chest" else ()
     png = h.ecg_printout_png() if kind == "ecg" else None
@@ -90,6 +92,8 @@ def test_every_dicom_output_of_every_version_passes_dciodvfy(kind: str, tmp_path
                 assert ds.StudyInstanceUID == study.study_instance_uid
                 if a.name.startswith("sr"):  # highdicom re-reads the SR documents too
                     assert hd.sr.srread(io.BytesIO(a.data)).SOPInstanceUID == a.sop_instance_uid
+                if a.kind == "sr":  # and DCMTK parses the document tree (SR and KOS)
+                    assert dsrdump(tmp_path / f"v{report.version}_{a.name}") == []
                 elif a.name.startswith("sc"):
                     assert hd.imread(io.BytesIO(a.data)).SOPInstanceUID == a.sop_instance_uid
                 assert ds.SeriesInstanceUID not in {s.series_instance_uid for s in study.series}  # new series
