@@ -282,7 +282,7 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
             (fd.p_on - int(0.04 * fs)) if fd.p_on is not None else mb.fiducial - int(0.30 * fs),
             (fd.t_off + int(0.04 * fs)) if fd.t_off is not None else mb.fiducial + int(0.45 * fs),
         )
-        atrial = atrial_activity(x, fs, beats, mb, record.lead_names, usable, span)
+        atrial = atrial_activity(x, fs, beats, mb, record.lead_names, usable, span, fd.p_peak)
         if flutter_rate is not None:
             atrial = replace(atrial, locked_flutter_per_min=flutter_rate)
     else:
@@ -303,6 +303,7 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
         twelve_lead=twelve,
         patient=pat,
         measurements=measurements,
+        paced_fraction=float(np.mean(feat.paced)) if feat.paced is not None and feat.paced.size else 0.0,
     )
     stmts += list(interpret(ri))
     statements = tuple(stmts)

@@ -46,6 +46,7 @@ class RuleInput:
     twelve_lead: bool
     patient: Patient | None
     measurements: tuple[Measurement, ...] = ()
+    paced_fraction: float = 0.0  #: fraction of beats preceded by a pacing spike
 
     def amp(self, lead: str) -> LeadAmplitudes | None:
         for a in self.amps:

@@ -48,17 +48,15 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     if n < 3 or g is None or g.hr_bpm is None:
         return out
     hr = g.hr_bpm
-    paced = float(np.mean(ri.labels == "Q"))
-    for start, length, rate in _vt_runs(ri.labels, ri.beats, ri.fs):
-        t0 = ri.beats[start] / ri.fs
-        out.append(
-            finding(
-                SCT.VENTRICULAR_TACHYCARDIA,
-                [f"{length} consecutive ventricular beats at {rate:.0f}/min from t={t0:.1f} s (>= 3 beats, > 100/min)"],
-                hr_m,
-                critical=True,
-            )
-        )
+    paced = ri.paced_fraction
+    runs = _vt_runs(ri.labels, ri.beats, ri.fs)
+    if runs:
+        longest = max(runs, key=lambda r: r[1])
+        crit = [
+            f"{len(runs)} run(s) of >= 3 consecutive ventricular beats at > 100/min",
+            f"longest: {longest[1]} beats at {longest[2]:.0f}/min from t={ri.beats[longest[0]] / ri.fs:.1f} s",
+        ]
+        out.append(finding(SCT.VENTRICULAR_TACHYCARDIA, crit, hr_m, critical=True))
     if paced >= th.PACED_FRACTION:
         out.append(finding(SCT.PACED_RHYTHM, [f"{paced:.0%} of beats preceded by a pacing spike"], hr_m))
         return out
@@ -163,7 +161,9 @@ def _av_block(ri: RuleInput, rr: np.ndarray, p_present: bool, atrial_arrhythmia:
         for k in pauses:
             if ri.labels[k] != "N" or ri.labels[k + 1] != "N" or (k > 0 and ri.labels[k - 1] != "N"):
                 continue  # a compensatory pause around an ectopic beat is not a block
-            inside = (a.waves > beats[k] + 0.25 * med_rr) & (a.waves < beats[k + 1] - 0.1 * fs)
+            # the blocked P sits where the next conducted P was due: one RR after the last beat, PR before it
+            due = beats[k] + med_rr - (ri.g.pr_ms if ri.g and ri.g.pr_ms else 160.0) * fs / 1000.0
+            inside = (np.abs(a.waves - due) < 0.12 * fs) & (a.waves < beats[k + 1] - 0.1 * fs)
             blocked += int(inside.any())
         if blocked:
             out.append(

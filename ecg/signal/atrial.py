@@ -75,6 +75,7 @@ def atrial_activity(
     lead_names: tuple[str, ...],
     usable: npt.NDArray[np.bool_],
     span: tuple[int, int] | None = None,
+    p_peak: int | None = None,
 ) -> AtrialActivity:
     """Analyse the QRST-cancelled signal of the atrial leads (``span``: see :func:`residual`)."""
     idx = [i for i, n in enumerate(lead_names) if n in ATRIAL_LEADS and usable[i]]
@@ -106,7 +107,25 @@ def atrial_activity(
             conc = float(p[near].sum() / p[band].sum())
     mag = np.sqrt((r * r).sum(axis=0)) * keep
     noise = float(np.median(mag[keep])) if keep.any() else 0.0
-    peaks, _ = sps.find_peaks(mag, height=max(0.05, 4.0 * noise), distance=int(0.2 * fs))
+    peaks, props = sps.find_peaks(mag, height=max(0.05, 4.0 * noise), distance=int(0.2 * fs))
+    if peaks.size:
+        # a P wave has little energy above 15 Hz; a missed QRS or an artefact burst has much
+        hf_sos = sps.butter(2, (15.0, min(40.0, 0.45 * fs)), btype="bandpass", fs=fs, output="sos")
+        hf = sps.sosfiltfilt(hf_sos, res, axis=1)
+        hmag = np.sqrt((hf * hf).sum(axis=0))
+        w = int(0.05 * fs)
+        around = np.clip(peaks[:, None] + np.arange(-w, w + 1)[None, :], 0, hmag.size - 1)
+        smooth = hmag[around].max(axis=1)
+        keep_p = smooth < 0.5 * props["peak_heights"]
+        peaks = peaks[keep_p]
+        props = {k: v[keep_p] for k, v in props.items()}
+    if p_peak is not None and 0 <= p_peak < mb.beats.shape[1]:
+        # with a conducted P wave known, a non-conducted one must look like it in size:
+        # a missed QRS or an artefact burst leaves a far larger residual
+        mp = sps.sosfiltfilt(sos, mb.beats[idx], axis=1, padlen=min(mb.beats.shape[1] - 1, 60))
+        ref = float(np.sqrt((mp[:, p_peak] ** 2).sum()))
+        h = props["peak_heights"]
+        peaks = peaks[(h >= 0.4 * ref) & (h <= 2.5 * ref)]
     return AtrialActivity(dom, conc, rms, peaks.astype(np.int64))
 
 

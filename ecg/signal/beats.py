@@ -23,11 +23,15 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 WINDOW_S = (-0.10, 0.14)
+#: Beats are compared with the template at the best shift within +-40 ms.
+ALIGN_S = 0.04
 PREMATURE_RATIO = 0.85
 V_CORRELATION = 0.80
 V_WIDTH_RATIO = 1.35
 V_WIDTH_MIN_EXTRA_MS = 25.0
 PACED_SPIKE_WINDOW_S = (-0.12, 0.02)
+#: A beat's surroundings this many times noisier than the lead's typical beat are artefact.
+ARTEFACT_RATIO = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +43,12 @@ class BeatFeatures:
     template_width_ms: float
     rr_prev_ms: FloatArray
     rr_local_ms: FloatArray
+    paced: npt.NDArray[np.bool_] | None = None  #: preceded by a pacing spike
+    artefact: npt.NDArray[np.bool_] | None = None  #: surrounded by artefact (unclassifiable)
 
 
-def _snippets(x: FloatArray, fs: float, beats: IntArray, usable: npt.NDArray[np.bool_]) -> FloatArray:
-    a, b = int(WINDOW_S[0] * fs), int(WINDOW_S[1] * fs)
+def _snippets(x: FloatArray, fs: float, beats: IntArray, usable: npt.NDArray[np.bool_], ext: int = 0) -> FloatArray:
+    a, b = int(WINDOW_S[0] * fs) - ext, int(WINDOW_S[1] * fs) + ext
     offs = np.arange(a, b)
     idx = np.clip(beats[:, None] + offs[None, :], 0, x.shape[1] - 1)
     leads = x[usable] if usable.any() else x
@@ -73,21 +79,33 @@ def classify_beats(
     if n == 0:
         empty = np.zeros(0)
         return labels, BeatFeatures(empty, empty, float("nan"), empty, empty)
-    snip = _snippets(x, fs, beats, mask)
-    flat = snip.reshape(n, -1)
-    template = np.median(flat, axis=0)
+    ext = int(ALIGN_S * fs)
+    wide_snip = _snippets(x, fs, beats, mask, ext)  # beats x leads x (W + 2 ext)
+    w = wide_snip.shape[2] - 2 * ext
+    snip = wide_snip[:, :, ext : ext + w]
+    template = np.median(snip.reshape(n, -1), axis=0)
 
-    def corr_with(t: FloatArray) -> FloatArray:
-        fc = flat - flat.mean(axis=1, keepdims=True)
+    def corr_with(t: FloatArray) -> tuple[FloatArray, IntArray]:
+        """Best correlation over +-ALIGN_S shifts: the detector's fiducial may sit on R or on S."""
         tc = t - t.mean()
-        den = np.linalg.norm(fc, axis=1) * np.linalg.norm(tc)
-        return np.asarray(fc @ tc / np.maximum(den, 1e-12), dtype=np.float64)
+        tn = np.linalg.norm(tc)
+        best = np.full(n, -np.inf)
+        lag = np.zeros(n, dtype=np.int64)
+        for k in range(-ext, ext + 1, max(1, ext // 10)):
+            f = wide_snip[:, :, ext + k : ext + k + w].reshape(n, -1)
+            fc = f - f.mean(axis=1, keepdims=True)
+            c = fc @ tc / np.maximum(np.linalg.norm(fc, axis=1) * tn, 1e-12)
+            better = c > best
+            best[better] = c[better]
+            lag[better] = k
+        return np.asarray(best, dtype=np.float64), lag
 
-    corr = corr_with(template)
+    corr, lags = corr_with(template)
     core_beats = corr > 0.9
     if core_beats.sum() >= max(3, n // 4):
-        template = np.median(flat[core_beats], axis=0)
-        corr = corr_with(template)
+        aligned = np.stack([wide_snip[i, :, ext + lags[i] : ext + lags[i] + w] for i in np.flatnonzero(core_beats)])
+        template = np.median(aligned.reshape(aligned.shape[0], -1), axis=0)
+        corr, lags = corr_with(template)
     width = _effective_width_ms(snip, fs)
     twidth = float(np.median(width[corr > 0.9])) if (corr > 0.9).any() else float(np.median(width))
 
@@ -105,15 +123,41 @@ def classify_beats(
         rr_local[1:] = loc
     premature = np.isfinite(rr_prev) & (rr_prev < PREMATURE_RATIO * rr_local)
     wide = width > np.maximum(V_WIDTH_RATIO * twidth, twidth + V_WIDTH_MIN_EXTRA_MS)
-    ventricular = (corr < V_CORRELATION) & (wide | premature | (corr < 0.5))
+    # different AND wide; or very different AND early (a narrow fascicular PVC). Different alone is not enough:
+    # alternans, lead switching and noise change correlation without making a beat ventricular.
+    ventricular = ((corr < V_CORRELATION) & wide) | ((corr < 0.5) & premature)
     labels[premature] = "S"
     labels[ventricular] = "V"
+    artefact = _artefact_beats(x[mask] if mask.any() else x, fs, beats)
+    labels[artefact] = "Q"
+    paced = np.zeros(n, dtype=bool)
     if pacing_spikes is not None and pacing_spikes.size:
         lo, hi = int(PACED_SPIKE_WINDOW_S[0] * fs), int(PACED_SPIKE_WINDOW_S[1] * fs)
         pos = np.searchsorted(pacing_spikes, beats + lo)
         has = (pos < pacing_spikes.size) & (pacing_spikes[np.minimum(pos, pacing_spikes.size - 1)] <= beats + hi)
         labels[has] = "Q"
-    return labels, BeatFeatures(corr, width, twidth, rr_prev, rr_local)
+        paced = has
+    return labels, BeatFeatures(corr, width, twidth, rr_prev, rr_local, paced, artefact)
+
+
+def _artefact_beats(x: FloatArray, fs: float, beats: IntArray) -> npt.NDArray[np.bool_]:
+    """Beats whose surroundings carry artefact in at least half of the leads (AAMI Q: unclassifiable).
+
+    The high-frequency activity (second difference) outside the QRS core, ±250 ms
+    around the beat, is compared with the lead's median over all beats: motion
+    and EMG bursts raise it many-fold, a normal or ectopic beat does not.
+    """
+    n = beats.size
+    if n < 5:
+        return np.zeros(n, dtype=bool)
+    d2 = np.abs(np.diff(x, n=2, axis=1))
+    half, core = int(0.25 * fs), int(0.08 * fs)
+    offs = np.concatenate((np.arange(-half, -core), np.arange(core + int(0.04 * fs), half)))
+    idx = np.clip(beats[:, None] + offs[None, :], 0, d2.shape[1] - 1)
+    level = d2[:, idx].mean(axis=2)  # leads x beats
+    ref = np.median(level, axis=1, keepdims=True)
+    noisy = level > ARTEFACT_RATIO * np.maximum(ref, 1e-9)
+    return np.asarray(noisy.mean(axis=0) >= 0.5, dtype=bool)
 
 
 def rr_irregularity(beats: IntArray, fs: float) -> tuple[float, float]:

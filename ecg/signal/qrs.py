@@ -34,6 +34,7 @@ T_WAVE_REF_FRACTION = 0.6
 THRESHOLD_FRACTION = 0.25
 SEARCHBACK_RR_FACTOR = 1.6
 SEARCHBACK_FRACTION = 0.5
+SEARCHBACK_PASSES = 3
 CHUNK_S = 300.0
 OVERLAP_S = 4.0
 
@@ -108,8 +109,10 @@ def _detect_chunk(env: FloatArray, mag: FloatArray, fs: float) -> IntArray:
         accepted.append(p)
         acc_h.append(float(h[i]))
     beats = np.asarray(accepted, dtype=np.int64)
-    # search back in gaps much longer than the local RR
-    if beats.size >= 3:
+    # search back in gaps much longer than the local RR (repeated: a gap may hide several beats)
+    for _ in range(SEARCHBACK_PASSES):
+        if beats.size < 3:
+            break
         rr = np.diff(beats)
         med_rr = sps.medfilt(rr.astype(np.float64), kernel_size=min(9, rr.size if rr.size % 2 else rr.size - 1))
         extra: list[int] = []
@@ -119,8 +122,9 @@ def _detect_chunk(env: FloatArray, mag: FloatArray, fs: float) -> IntArray:
             if sel.any():
                 k = np.flatnonzero(sel)[np.argmax(h[sel])]
                 extra.append(int(cand[k]))
-        if extra:
-            beats = np.unique(np.concatenate([beats, np.asarray(extra, dtype=np.int64)]))
+        if not extra:
+            break
+        beats = np.unique(np.concatenate([beats, np.asarray(extra, dtype=np.int64)]))
     # refine to the peak of the combined band-passed magnitude (the R/S apex region)
     half = int(0.06 * fs)
     if beats.size:
