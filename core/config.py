@@ -72,6 +72,7 @@ class ScpConfig(_Section):
     stable_age_s: float = Field(60.0, gt=0)  #: quiet period before a study is dispatched
     max_associations: int = Field(10, ge=1)
     tls: TlsConfig = Field(default_factory=TlsConfig)
+    engine: Literal["pynetdicom", "fast"] = "pynetdicom"  #: DIMSE acceptor: pynetdicom, or mmdx's lean one
 
     @field_validator("ae_title")
     @classmethod

@@ -26,6 +26,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from core.errors import ConfigError
 from ingest.filestore import FileStore
 from ingest.receive import Outcome, Received, Receiver
+from ingest.ul_acceptor import AcceptorConfig, UpperLayerServer
 
 if TYPE_CHECKING:
     from core.config import Settings, TlsConfig
@@ -143,6 +144,7 @@ class StorageServer:
         port: int | None = None,
         ae_title: str | None = None,
         max_pdu: int | None = None,
+        engine: str | None = None,
     ) -> None:
         self.settings = settings
         self.host = host or settings.scp.host
@@ -161,7 +163,11 @@ class StorageServer:
         self.ae.add_supported_context(Verification)
         for sop in STORAGE_SOP_CLASSES:
             self.ae.add_supported_context(sop, list(TRANSFER_SYNTAXES))
-        self._server: ThreadedAssociationServer | None = None
+        self.engine = engine or settings.scp.engine
+        if self.engine not in ("pynetdicom", "fast"):
+            raise ConfigError(f"scp.engine: expected 'pynetdicom' or 'fast', got {self.engine!r}")
+        self._max_pdu = 16384 if max_pdu is None else max_pdu
+        self._server: ThreadedAssociationServer | UpperLayerServer | None = None
         self._stopped = threading.Event()
 
     @property
@@ -191,14 +197,33 @@ class StorageServer:
             raise RuntimeError("StorageServer already started")
         self._stopped.clear()
         self.receiver.store.sweep_temporary()
-        self._server = self.ae.start_server(
-            (self.host, self._port), block=False, ssl_context=self._ssl, evt_handlers=self._handlers()
-        )
+        if self.engine == "fast":
+            config = AcceptorConfig(
+                ae_title=self.ae_title,
+                allowed_calling=tuple(self.settings.scp.allowed_calling_aes),
+                storage_sop_classes=frozenset(STORAGE_SOP_CLASSES),
+                transfer_syntaxes=TRANSFER_SYNTAXES,
+                max_pdu=self._max_pdu,
+            )
+            server = UpperLayerServer(
+                (self.host, self._port),
+                config,
+                self._on_fast_store,
+                ssl_context=self._ssl,
+                max_associations=self.settings.scp.max_associations,
+            )
+            server.start()
+            self._server = server
+        else:
+            self._server = self.ae.start_server(
+                (self.host, self._port), block=False, ssl_context=self._ssl, evt_handlers=self._handlers()
+            )
         log.info(
-            "SCP %s listening on %s:%d (TLS %s, %d allowed calling AEs)",
+            "SCP %s listening on %s:%d (engine %s, TLS %s, %d allowed calling AEs)",
             self.ae_title,
             self.host,
             self.port,
+            self.engine,
             "on" if self._ssl else "off",
             len(self.settings.scp.allowed_calling_aes),
         )
@@ -254,6 +279,19 @@ class StorageServer:
         status = status_for(received)
         log.debug("C-STORE %s from %s: %s (0x%04X)", received.sop_instance_uid, calling, received.outcome.value, status)
         return status
+
+    def _on_fast_store(self, data: bytes, calling: str, transfer_syntax: str, sop_instance_uid: str) -> int:
+        try:
+            received = self.receiver.receive(
+                data,
+                source=f"scp:{calling}",
+                transfer_syntax_uid=transfer_syntax,
+                expected_sop_instance_uid=sop_instance_uid or None,
+            )
+        except Exception as exc:  # never let one object take the server down
+            log.exception("C-STORE from %s: unexpected failure (%s)", calling, type(exc).__name__)
+            return STATUS_OUT_OF_RESOURCES
+        return status_for(received)
 
     def _on_accepted(self, event: Any) -> None:
         log.info("association accepted from %s", self._peer(event))

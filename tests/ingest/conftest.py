@@ -90,9 +90,13 @@ def db(settings: Settings) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture
-def scp(settings: Settings, db: Database) -> Iterator[StorageServer]:
-    server = StorageServer(settings, db, port=0)
+ENGINES = ("pynetdicom", "fast")
+
+
+@pytest.fixture(params=ENGINES)
+def scp(request: pytest.FixtureRequest, settings: Settings, db: Database) -> Iterator[StorageServer]:
+    """A running SCP on a free port, once per engine (both must pass every test)."""
+    server = StorageServer(settings, db, port=0, engine=request.param)
     server.start()
     yield server
     server.stop()

@@ -24,7 +24,7 @@ from ingest.scp import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, Storag
 from store import index as idx
 from store.db import Database
 
-from .conftest import DATA, DCMTK_ENV, MODALITY_AE, free_port, make_settings, require_binary, storescu, ts_of
+from .conftest import DATA, DCMTK_ENV, ENGINES, MODALITY_AE, free_port, make_settings, require_binary, storescu, ts_of
 
 pytestmark = pytest.mark.integration
 
@@ -248,13 +248,14 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_tls_association_with_self_signed_certificate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tls_association_with_self_signed_certificate(tmp_path: Path, engine: str) -> None:
     cert, key = _self_signed(tmp_path)
     settings: Settings = make_settings(
         tmp_path, scp={"tls": {"enabled": True, "certificate": cert, "private_key": key}}
     )
     db = Database.from_settings(settings)
-    server = StorageServer(settings, db, port=0)
+    server = StorageServer(settings, db, port=0, engine=engine)
     server.start()
     try:
         client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
@@ -424,12 +425,13 @@ def test_sigkill_midway_loses_nothing_acknowledged(tmp_path: Path) -> None:
         pydicom.dcmread(path).PixelData  # noqa: B018
 
 
-def test_mutual_tls_requires_a_trusted_client_certificate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_mutual_tls_requires_a_trusted_client_certificate(tmp_path: Path, engine: str) -> None:
     cert, key = _self_signed(tmp_path)
     tls = {"enabled": True, "certificate": cert, "private_key": key, "ca_certificates": cert}
     settings = make_settings(tmp_path, scp={"tls": tls})
     db = Database.from_settings(settings)
-    server = StorageServer(settings, db, port=0)
+    server = StorageServer(settings, db, port=0, engine=engine)
     server.start()
     try:
         with_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
@@ -440,6 +442,53 @@ def test_mutual_tls_requires_a_trusted_client_certificate(tmp_path: Path) -> Non
         without_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
         refused = _client().associate("127.0.0.1", server.port, ae_title="MMDX", tls_args=(without_cert, "localhost"))
         assert not refused.is_established
+    finally:
+        server.stop()
+        db.dispose()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_association_limit_rejects_then_recovers(tmp_path: Path, engine: str) -> None:
+    settings = make_settings(tmp_path, scp={"max_associations": 1})
+    db = Database.from_settings(settings)
+    server = StorageServer(settings, db, port=0, engine=engine)
+    server.start()
+    try:
+        first = _client().associate("127.0.0.1", server.port, ae_title="MMDX")
+        assert first.is_established
+        second = _client().associate("127.0.0.1", server.port, ae_title="MMDX")
+        assert second.is_rejected  # rejected-transient: local limit exceeded
+        first.release()
+        time.sleep(0.3)
+        third = _client().associate("127.0.0.1", server.port, ae_title="MMDX")
+        assert third.is_established and third.send_c_echo().Status == 0x0000
+        third.release()
+    finally:
+        server.stop()
+        db.dispose()
+
+
+def test_fast_engine_aborts_protocol_violations(tmp_path: Path) -> None:
+    """Oversized PDUs and unknown PDU types end the association; the server goes on."""
+    import struct
+
+    settings = make_settings(tmp_path)
+    db = Database.from_settings(settings)
+    server = StorageServer(settings, db, port=0, engine="fast", max_pdu=16384)
+    server.start()
+    try:
+        for payload in (
+            struct.pack(">BBL", 0x04, 0, 1 << 30),  # P-DATA before association, declaring 1 GiB
+            struct.pack(">BBL", 0x01, 0, 1 << 24) + b"\x00" * 16,  # A-ASSOCIATE-RQ declaring 16 MiB
+            b"\x16\x03\x01\x00\x05hello",  # a TLS ClientHello on a plain port
+        ):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(payload)
+                reply = sock.recv(16)
+            assert reply[:1] in (b"\x07", b"")  # A-ABORT or closed, never a hang
+        assoc = _client().associate("127.0.0.1", server.port, ae_title="MMDX")
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
     finally:
         server.stop()
         db.dispose()
