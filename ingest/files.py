@@ -20,8 +20,8 @@ import io
 import logging
 import os
 import zipfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -97,16 +97,24 @@ class ScanResult:
     dicom: tuple[ScannedInstance, ...] = ()
     rejected: tuple[Rejected, ...] = ()
     empty_folders: tuple[Path, ...] = ()
-    dicomdirs: tuple[Path, ...] = field(default=())
+    dicomdirs: tuple[Path, ...] = ()
 
     @property
     def other_files(self) -> tuple[Path, ...]:
-        """Non-DICOM files, for the other format readers to try before they are quarantined."""
-        return tuple(r.path for r in self.rejected if not r.dicom)
+        """Non-DICOM files on disk, for the other format readers to try before they are quarantined.
+
+        Zip members and missing paths are not offered (no reader can open them):
+        :func:`index_scan` quarantines those itself.
+        """
+        return tuple(r.path for r in self.rejected if _offerable(r))
 
     @property
     def broken_dicom(self) -> tuple[Rejected, ...]:
         return tuple(r for r in self.rejected if r.dicom)
+
+
+def _offerable(rejected: Rejected) -> bool:
+    return not rejected.dicom and rejected.path.is_file()
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,11 +381,6 @@ def scan(paths: Sequence[Path]) -> ScanResult:
     return scanner.result()
 
 
-def iter_scan(result: ScanResult) -> Iterator[ScannedInstance]:
-    """The DICOM objects of a scan, in order (a convenience for pipelines)."""
-    yield from result.dicom
-
-
 # --------------------------------------------------------------------------- indexing
 
 
@@ -397,7 +400,8 @@ def index_scan(
         Copy every object into the file store first (required for zip members,
         which have no file of their own); without it files are indexed where they are.
     quarantine_other:
-        Also quarantine non-DICOM files (by default the caller does, after the ECG readers had a go).
+        Also quarantine non-DICOM files on disk (by default the caller does, after the ECG readers had a go);
+        broken DICOM, zip members and missing paths are always quarantined here.
     """
     from store import index as idx
 
@@ -438,7 +442,8 @@ def index_scan(
         else:
             conflict += 1
     for rej in result.rejected:
-        if (rej.dicom or quarantine_other) and not _already_quarantined(session, str(rej.path), rej.reason):
+        quarantine = rej.dicom or quarantine_other or not _offerable(rej)
+        if quarantine and not _already_quarantined(session, str(rej.path), rej.reason):
             idx.add_quarantine(session, path=str(rej.path), reason=rej.reason, source="file", received_at=received_at)
             quarantined += 1
     return IndexCounts(new=new, duplicate=duplicate, conflict=conflict, quarantined=quarantined)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE, evt
@@ -304,8 +303,3 @@ class StorageServer:
 
     def _on_aborted(self, event: Any) -> None:
         log.warning("association aborted with %s", self._peer(event))
-
-
-def default_store_path(settings: Settings) -> Path:
-    """Where the SCP stores objects (for callers that print it)."""
-    return Path(settings.storage.store_dir)

@@ -53,9 +53,13 @@ def test_each_broken_file_gets_a_clear_reason(name: str, expected: str) -> None:
     assert rej.dicom is (expected != NOT_DICOM)
 
 
-def test_missing_path_is_rejected() -> None:
-    (rej,) = scan([Path("/nonexistent/x.dcm")]).rejected
+def test_missing_path_is_rejected_and_quarantined(db: Database) -> None:
+    result = scan([Path("/nonexistent/x.dcm")])
+    (rej,) = result.rejected
     assert rej.reason == "no such file or folder"
+    assert result.other_files == ()
+    with db.session() as s:
+        assert index_scan(s, result, NOW).quarantined == 1
 
 
 def test_zip_members_read_in_memory_without_traversal(tmp_path: Path) -> None:
@@ -72,7 +76,9 @@ def test_zip_members_read_in_memory_without_traversal(tmp_path: Path) -> None:
     assert names == sorted([f"{archive}!/../escaped.dcm", f"{archive}!/a/one.dcm"])
     assert {s.member for s in result.dicom} == {"a/one.dcm", "../escaped.dcm"}
     assert result.dicom[0].read_bytes() in (NET_FILES[0].read_bytes(), NET_FILES[1].read_bytes())
-    assert Path(f"{archive}!/abs/two.txt") in result.other_files
+    text_member = Path(f"{archive}!/abs/two.txt")
+    assert any(r.path == text_member and not r.dicom for r in result.rejected)
+    assert text_member not in result.other_files  # no other reader can open a zip member: quarantined here
     assert any(r.path == Path(f"{archive}!/bad.dcm") for r in result.broken_dicom)
 
 
