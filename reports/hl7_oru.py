@@ -203,6 +203,11 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
         obr.append(f"{escape(c.identifier)}&{escape(cn.family)}&{escape(' '.join(cn.given[:1]))}")
     segs.append(_seg(*obr))
     segs.append(_seg("NTE", "1", "L", escape(STATUS_BANNER[report.status])))
+    ai = [p for p in report.provenance if p.is_ai]
+    if ai:
+        # v2 has no AIAST label: say it in words, with the models that produced content
+        models = ", ".join(f"{p.name} {p.version}" for p in ai)
+        segs.append(_seg("NTE", "2", "L", escape(f"Contains AI-generated content ({models})")))
     segs.append(_seg("TQ1", "1", "", "", "", "", "", "", "", PRIORITY[report.priority.level]))
 
     observer = ""
