@@ -52,6 +52,9 @@ def scp_command(
     max_pdu: Annotated[
         int | None, typer.Option("--max-pdu", help="maximum PDU length we receive, bytes (0: unlimited)", min=0)
     ] = None,
+    engine: Annotated[
+        str | None, typer.Option("--engine", help="DIMSE acceptor: pynetdicom or fast (default: scp.engine)")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every C-STORE")] = False,
 ) -> None:
     """Run the Storage SCP (C-ECHO, C-STORE) until SIGINT/SIGTERM."""
@@ -68,7 +71,7 @@ def scp_command(
     try:
         settings = load_settings(config)
         db = Database.from_settings(settings)
-        server = StorageServer(settings, db, host=host, port=port, ae_title=ae_title, max_pdu=max_pdu)
+        server = StorageServer(settings, db, host=host, port=port, ae_title=ae_title, max_pdu=max_pdu, engine=engine)
         server.start()
     except MmdxError as exc:
         err.print(f"[red]error:[/red] {exc}")

@@ -352,7 +352,7 @@ def test_cli_scp_receives_dispatches_and_stops_on_sigterm(tmp_path: Path) -> Non
     require_binary("storescu")
     port = free_port()
     config = _write_config(tmp_path, port, stable_age_s=0.5)
-    proc = _start_cli(config, "--ae-title", "MMDX", "--dispatch-every", "0.2")
+    proc = _start_cli(config, "--ae-title", "MMDX", "--dispatch-every", "0.2", "--engine", "fast")
     try:
         runs = storescu([DATA / "net" / "CT_small.dcm"], port)
         assert runs[0].returncode == 0, runs[0].stderr
@@ -377,7 +377,8 @@ def test_cli_scp_receives_dispatches_and_stops_on_sigterm(tmp_path: Path) -> Non
     assert patient and patient not in out  # no patient name in the log
 
 
-def test_sigkill_midway_loses_nothing_acknowledged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigkill_midway_loses_nothing_acknowledged(tmp_path: Path, engine: str) -> None:
     """Acceptance: kill -9 the SCP during a push; every acknowledged object is indexed and whole."""
     import re
     import signal as sig
@@ -386,7 +387,7 @@ def test_sigkill_midway_loses_nothing_acknowledged(tmp_path: Path) -> None:
     files = _many(tmp_path, 60)
     port = free_port()
     config = _write_config(tmp_path, port)
-    proc = _start_cli(config)
+    proc = _start_cli(config, "--engine", engine)
     sender = subprocess.Popen(
         [exe, "-v", "-aet", MODALITY_AE, "-aec", "MMDX", "127.0.0.1", str(port), *map(str, files)],
         env=DCMTK_ENV,
