@@ -5,7 +5,8 @@ versus the floor ``pydicom.dcmread(f).pixel_array`` + ``apply_modality_lut``.
 Part 2 (3D): a 100-slice 512x512 CT series (built in a temp folder from one real
 slice, positions written regularly along z, files shuffled) to a float32 HU
 volume with ``ingest.volume.load_volume`` versus pydicom read + sort by
-position + stack + rescale.
+position + stack + rescale, and versus MONAI ``LoadImage(reader="PydicomReader")``
+when MONAI is installed (the bench may import it; ``ingest`` never does).
 
 Run::
 
@@ -100,9 +101,10 @@ def _make_series(src: Path, out: Path, n: int = 100) -> list[Path]:
     return paths
 
 
-def bench_volume(shared: Path, repeat: int) -> tuple[int, float, float]:
+def bench_volume(shared: Path, repeat: int) -> tuple[int, float, float, float | None]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = _make_series(shared / "small_basic" / "693_UNCR.dcm", Path(tmp))
+        t_monai = _monai_time(Path(tmp), repeat)
 
         def mmdx() -> None:
             load_volume(paths)
@@ -114,7 +116,23 @@ def bench_volume(shared: Path, repeat: int) -> tuple[int, float, float]:
             vol *= np.float32(dss[0].RescaleSlope)
             vol += np.float32(dss[0].RescaleIntercept)
 
-        return len(paths), *_paired_medians(mmdx, floor, repeat)
+        return len(paths), *_paired_medians(mmdx, floor, repeat), t_monai
+
+
+def _monai_time(folder: Path, repeat: int) -> float | None:
+    """MONAI ``LoadImage(reader="PydicomReader")`` on the same folder, when MONAI is installed (bench only)."""
+    try:
+        from monai.transforms import LoadImage
+    except ImportError:
+        return None
+    loader = LoadImage(reader="PydicomReader", image_only=True)
+    loader(str(folder))
+    times = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        loader(str(folder))
+        times.append(time.process_time() - t0)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -124,11 +142,19 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     n, t_mmdx, t_floor = bench_2d(args.shared, args.repeat)
-    print(f"2D decode, {n} files: mmdx load_image {t_mmdx * 1000:.1f} ms, "
-          f"pydicom pixel_array+modality LUT {t_floor * 1000:.1f} ms, ratio {t_mmdx / t_floor:.2f}")
-    n, t_mmdx, t_floor = bench_volume(args.shared, args.repeat)
-    print(f"volume, {n} slices 512x512: mmdx load_volume {t_mmdx * 1000:.1f} ms, "
-          f"pydicom read+sort+stack+rescale {t_floor * 1000:.1f} ms, ratio {t_mmdx / t_floor:.2f}")
+    print(
+        f"2D decode, {n} files: mmdx load_image {t_mmdx * 1000:.1f} ms, "
+        f"pydicom pixel_array+modality LUT {t_floor * 1000:.1f} ms, ratio {t_mmdx / t_floor:.2f}"
+    )
+    n, t_mmdx, t_floor, t_monai = bench_volume(args.shared, args.repeat)
+    print(
+        f"volume, {n} slices 512x512: mmdx load_volume {t_mmdx * 1000:.1f} ms, "
+        f"pydicom read+sort+stack+rescale {t_floor * 1000:.1f} ms, ratio {t_mmdx / t_floor:.2f}"
+    )
+    if t_monai is not None:
+        print(
+            f"volume, MONAI LoadImage(PydicomReader) {t_monai * 1000:.1f} ms, ratio mmdx/MONAI {t_mmdx / t_monai:.2f}"
+        )
 
 
 if __name__ == "__main__":
