@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -151,7 +152,7 @@ def phi_terms(ds: Dataset) -> set[str]:
             text = str(v).strip()
             if not text:
                 continue
-            if keyword.endswith(("Name", "Names", "Physician")) or keyword == "OperatorsName":
+            if dictionary_VR(keyword) == "PN":  # person names: every part ("DOE", "JOHN") on its own
                 terms.update(p for p in re.split(r"[\^=\s,]+", text) if len(p) >= 2)
             else:
                 terms.add(text)
