@@ -138,7 +138,9 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
 
 def number_of_frames(ds: Dataset, label: str) -> int:
     """(0028,0008) Number of Frames as an int (1 when absent)."""
-    raw = ds.get("NumberOfFrames", 1)
+    with warnings.catch_warnings():  # an invalid IS warns first; the IngestError below says it better
+        warnings.simplefilter("ignore")
+        raw = ds.get("NumberOfFrames", 1)
     try:
         n = int(raw if raw not in (None, "") else 1)
     except (TypeError, ValueError):

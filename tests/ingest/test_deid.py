@@ -374,7 +374,8 @@ def test_mmdx_deid_command(tmp_path: Path) -> None:
 
 def test_pydicom_value_warnings_are_redacted_in_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ds = _phi_dataset()
-    ds.PatientBirthDate = "17-03-1961 DOE"  # invalid DA: pydicom logs the value when it meets it
+    with pytest.warns(UserWarning, match="Invalid value for VR DA"):
+        ds.PatientBirthDate = "17-03-1961 DOE"  # invalid DA: pydicom logs the value when it meets it
     src = _write(ds, tmp_path / "in.dcm")
     with caplog.at_level(logging.DEBUG, logger="pydicom"):
         report = deidentify_files([src], tmp_path / "out", _settings())
