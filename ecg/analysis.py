@@ -9,7 +9,9 @@ measured yields an explicit technical statement and no measurements.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -328,9 +330,20 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
     )
 
 
-def analyze_batch(records: Sequence[EcgRecord], config: EcgConfig | None = None) -> list[EcgAnalysis]:
-    """Analyse many records in one call (shared filter design; records are independent)."""
-    return [analyze(r, config) for r in records]
+def analyze_batch(
+    records: Sequence[EcgRecord], config: EcgConfig | None = None, *, workers: int | None = None
+) -> list[EcgAnalysis]:
+    """Analyse many records in one call, in input order.
+
+    Records are independent and the heavy steps (filters, resampling, FFTs)
+    release the GIL, so a thread pool uses every core without copying the
+    signals to other processes; filter designs are cached across records.
+    """
+    n = workers or min(len(records), os.cpu_count() or 1)
+    if n <= 1 or len(records) <= 1:
+        return [analyze(r, config) for r in records]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(lambda r: analyze(r, config), records))
 
 
 def _code(c: Code) -> dict[str, str]:

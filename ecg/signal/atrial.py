@@ -17,6 +17,7 @@ import numpy.typing as npt
 from scipy import signal as sps
 
 from ecg.signal.delineation import MedianBeats
+from ecg.signal.filters import butter_sos
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -84,7 +85,7 @@ def atrial_activity(
     if not idx or x.shape[1] < int(2 * fs):
         return AtrialActivity(None, 0.0, 0.0, np.zeros(0, dtype=np.int64))
     res = residual(x[idx], beats, MedianBeats(mb.beats[idx], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used), span)
-    sos = sps.butter(2, (2.0, 15.0), btype="bandpass", fs=fs, output="sos")
+    sos = butter_sos(2, (2.0, 15.0), "bandpass", fs)
     r = sps.sosfiltfilt(sos, res, axis=1)
     # blank +-60 ms around each QRS, where cancellation is least exact
     keep = np.ones(r.shape[1], dtype=bool)
@@ -110,7 +111,7 @@ def atrial_activity(
     peaks, props = sps.find_peaks(mag, height=max(0.05, 4.0 * noise), distance=int(0.2 * fs))
     if peaks.size:
         # a P wave has little energy above 15 Hz; a missed QRS or an artefact burst has much
-        hf_sos = sps.butter(2, (15.0, min(40.0, 0.45 * fs)), btype="bandpass", fs=fs, output="sos")
+        hf_sos = butter_sos(2, (15.0, min(40.0, 0.45 * fs)), "bandpass", fs)
         hf = sps.sosfiltfilt(hf_sos, res, axis=1)
         hmag = np.sqrt((hf * hf).sum(axis=0))
         w = int(0.05 * fs)
@@ -148,7 +149,7 @@ def flutter_in_tq(
     if t_off_offset is None or beats.size < 3:
         return None
     leads = np.flatnonzero(usable) if usable.any() else np.arange(x.shape[0])
-    sos = sps.butter(2, (2.0, 15.0), btype="bandpass", fs=fs, output="sos")
+    sos = butter_sos(2, (2.0, 15.0), "bandpass", fs)
     lags = np.arange(int(0.17 * fs), int(0.273 * fs) + 1)
     acs: list[FloatArray] = []
     maxlag = int(lags[-1])

@@ -14,7 +14,6 @@ out, and baseline wander removed with the 0.67 Hz zero-phase high-pass.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -24,6 +23,7 @@ import numpy.typing as npt
 from scipy import signal as sps
 
 from core.errors import EcgError
+from ecg.signal.filters import butter_sos
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -176,12 +176,6 @@ def notch(x: FloatArray, fs: float, f0: float, *, quality: float = 30.0, harmoni
     return np.asarray(out, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=64)
-def _butter(order: int, wn: float | tuple[float, float], btype: str, fs: float) -> FloatArray:
-    """Butterworth second-order sections, designed once per (order, corner, type, rate)."""
-    return np.asarray(sps.butter(order, wn, btype=btype, fs=fs, output="sos"))
-
-
 def bandlimit(x: FloatArray, fs: float, highpass_hz: float, lowpass_hz: float) -> FloatArray:
     """Zero-phase Butterworth band limits (2nd-order sections, filtered forward and back)."""
     nyq = fs / 2
@@ -190,11 +184,11 @@ def bandlimit(x: FloatArray, fs: float, highpass_hz: float, lowpass_hz: float) -
     out = x - np.median(x, axis=1, keepdims=True) if highpass_hz > 0 else x
     low_ok = lowpass_hz < nyq * 0.98
     if low_ok and highpass_hz > 0:
-        sos = _butter(2, (highpass_hz, lowpass_hz), "bandpass", fs)
+        sos = butter_sos(2, (highpass_hz, lowpass_hz), "bandpass", fs)
     elif low_ok:
-        sos = _butter(2, lowpass_hz, "lowpass", fs)
+        sos = butter_sos(2, lowpass_hz, "lowpass", fs)
     elif highpass_hz > 0:
-        sos = _butter(2, highpass_hz, "highpass", fs)
+        sos = butter_sos(2, highpass_hz, "highpass", fs)
     else:
         return np.asarray(out, dtype=np.float64)
     out = sps.sosfiltfilt(sos, out, axis=1, padlen=pad)

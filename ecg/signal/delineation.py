@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
+from ecg.signal.filters import butter_sos
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -124,7 +126,7 @@ def median_beats(
 def _lowpass(m: FloatArray, fs: float, fc: float) -> FloatArray:
     if m.shape[-1] < 20 or fc >= fs / 2:
         return m
-    sos = sps.butter(2, fc, btype="lowpass", fs=fs, output="sos")
+    sos = butter_sos(2, fc, "lowpass", fs)
     return np.asarray(sps.sosfiltfilt(sos, m, axis=-1, padlen=min(m.shape[-1] - 1, 30)))
 
 

@@ -21,6 +21,8 @@ import numpy.typing as npt
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
+from ecg.signal.filters import butter_sos
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -41,7 +43,7 @@ OVERLAP_S = 4.0
 
 def _envelope(x: FloatArray, fs: float, usable: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
     """Combined normalised QRS energy envelope and the combined band-passed magnitude."""
-    sos = sps.butter(2, BAND_HZ, btype="bandpass", fs=fs, output="sos")
+    sos = butter_sos(2, BAND_HZ, "bandpass", fs)
     bp = sps.sosfiltfilt(sos, x, axis=1)
     d = np.gradient(bp, axis=1) * fs / 1000.0  # mV/ms
     e = uniform_filter1d(d * d, size=max(1, int(INTEGRATION_S * fs)), axis=1, mode="nearest")

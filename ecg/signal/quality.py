@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
+from ecg.signal.filters import butter_sos
+
 FloatArray = npt.NDArray[np.float64]
 
 #: A lead whose robust peak-to-peak stays below this (mV) carries no ECG (flat line / lead off).
@@ -85,7 +87,7 @@ def assess_leads(
     noises = np.zeros(len(lead_names))
     lf_ptps = ptps.copy()
     if fs > 100:
-        hf_sos = sps.butter(2, 40.0, btype="highpass", fs=fs, output="sos")
+        hf_sos = butter_sos(2, 40.0, "highpass", fs)
         hf = sps.sosfiltfilt(hf_sos, c_all, axis=1)
         # robust sigma of the HF part: the median ignores the short QRS bursts
         noises = 1.4826 * np.median(np.abs(hf), axis=1)
