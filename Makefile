@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PKGS := orthanc orthanc-dicomweb dcmtk dicom3tools postgresql
+APT_PKGS := orthanc orthanc-dicomweb dcmtk dicom3tools postgresql nodejs npm fonts-dejavu-core fonts-droid-fallback
 
 .PHONY: demo test lint sysdeps clean
 
@@ -28,11 +28,13 @@ demo: $(VENV)/.base-installed
 
 sysdeps:
 	@missing=""; \
-	for b in storescu echoscu dciodvfy Orthanc; do \
+	for b in storescu echoscu dsrdump dciodvfy Orthanc node npm; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; \
 	done; \
 	[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$$missing orthanc-dicomweb"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	[ -e /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing="$$missing fonts-droid-fallback"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    export DEBIAN_FRONTEND=noninteractive; \
@@ -49,7 +51,11 @@ lint: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-test: $(VENV)/.test-installed sysdeps
+# the second, independent FHIR validator (Medplum) runs under node
+reports/_js/node_modules/.package-lock.json: reports/_js/package-lock.json
+	cd reports/_js && npm ci --no-audit --no-fund
+
+test: $(VENV)/.test-installed sysdeps reports/_js/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 clean:
