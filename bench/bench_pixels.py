@@ -45,7 +45,8 @@ def _paired_medians(a: Callable[[], object], b: Callable[[], object], repeat: in
     """Median times of ``a`` and ``b`` run alternately, so that load from other processes hits both alike."""
     a()
     b()  # warm the page cache and imports
-    ta, tb = [], []
+    ta: list[float] = []
+    tb: list[float] = []
     for _ in range(repeat):
         for fn, times in ((a, ta), (b, tb)):
             t0 = time.process_time()
@@ -122,7 +123,7 @@ def bench_volume(shared: Path, repeat: int) -> tuple[int, float, float, float | 
 def _monai_time(folder: Path, repeat: int) -> float | None:
     """MONAI ``LoadImage(reader="PydicomReader")`` on the same folder, when MONAI is installed (bench only)."""
     try:
-        from monai.transforms import LoadImage
+        from monai.transforms.io.array import LoadImage
     except ImportError:
         return None
     loader = LoadImage(reader="PydicomReader", image_only=True)
