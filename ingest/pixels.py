@@ -396,7 +396,8 @@ def pixel_spacing(ds: Dataset, attrs: FrameAttributes, label: str) -> tuple[tupl
         return attrs.pixel_spacing, (f"patient ({cal.lower()})" if cal else "patient")
     imager = _positive_spacing(_floats(ds.get("ImagerPixelSpacing"), 2, label, "(0018,1164) Imager Pixel Spacing"))
     if imager is None:
-        return None, None
+        us = _ultrasound_spacing(ds)
+        return (us, "ultrasound region calibration") if us is not None else (None, None)
     mag_raw = ds.get("EstimatedRadiographicMagnificationFactor")
     try:
         mag = float(mag_raw) if mag_raw not in (None, "") else None
@@ -405,6 +406,29 @@ def pixel_spacing(ds: Dataset, attrs: FrameAttributes, label: str) -> tuple[tupl
     if mag is not None and mag > 0 and math.isfinite(mag):
         return (imager[0] / mag, imager[1] / mag), "detector corrected by estimated magnification"
     return imager, "detector (not corrected for magnification)"
+
+
+def _ultrasound_spacing(ds: Dataset) -> tuple[float, float] | None:
+    """Spacing from the Sequence of Ultrasound Regions when every region agrees and is in cm (units code 3).
+
+    Ultrasound images rarely carry Pixel Spacing: the calibration is per region
+    (Physical Delta X/Y).  Regions that disagree (a Doppler strip beside a
+    B-mode image) give no single spacing, so None.
+    """
+    regions = ds.get("SequenceOfUltrasoundRegions")
+    if not regions:
+        return None
+    found: set[tuple[float, float]] = set()
+    for region in regions:
+        try:
+            units = (int(region.PhysicalUnitsXDirection), int(region.PhysicalUnitsYDirection))
+            dx, dy = abs(float(region.PhysicalDeltaX)), abs(float(region.PhysicalDeltaY))
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if units != (3, 3) or not (dx > 0 and dy > 0):
+            continue  # time or velocity axes (spectral Doppler): not a spatial calibration
+        found.add((round(dy * 10.0, 9), round(dx * 10.0, 9)))  # cm -> mm, (row, column)
+    return found.pop() if len(found) == 1 else None
 
 
 def _sop_uid(ds: Dataset) -> str | None:

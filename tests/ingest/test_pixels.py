@@ -372,3 +372,27 @@ def test_render_uint8_applies_a_voi_lut_exactly() -> None:
     # without a LUT it is the windowed image
     plain = _read("CT_small.dcm")
     np.testing.assert_array_equal(render_uint8(plain), window_to_uint8(load_image(plain)))
+
+
+def test_ultrasound_region_calibration_gives_spacing() -> None:
+    ds = _read("SC_rgb_rle.dcm")
+    del ds.PixelSpacing
+    region = Dataset()
+    region.PhysicalUnitsXDirection = 3  # cm
+    region.PhysicalUnitsYDirection = 3
+    region.PhysicalDeltaX = 0.02
+    region.PhysicalDeltaY = 0.025
+    doppler = Dataset()
+    doppler.PhysicalUnitsXDirection = 4  # seconds: not spatial, ignored
+    doppler.PhysicalUnitsYDirection = 7
+    doppler.PhysicalDeltaX = 0.01
+    doppler.PhysicalDeltaY = 0.5
+    ds.SequenceOfUltrasoundRegions = Sequence([region, doppler])
+    image = load_image(ds)
+    assert image.pixel_spacing_mm == pytest.approx((0.25, 0.2))
+    assert image.pixel_spacing_note == "ultrasound region calibration"
+    other = Dataset()
+    other.PhysicalUnitsXDirection = other.PhysicalUnitsYDirection = 3
+    other.PhysicalDeltaX = other.PhysicalDeltaY = 0.05
+    ds.SequenceOfUltrasoundRegions.append(other)
+    assert load_image(ds).pixel_spacing_mm is None  # two spatial calibrations: no single spacing
