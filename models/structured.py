@@ -113,6 +113,7 @@ class StructuredDraft:
         return tuple(sections)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
@@ -131,7 +132,9 @@ def extract_json(text: str) -> Any:
         if not cand:
             continue
         try:
-            return json.loads(cand)
+            # strict=False: raw control characters inside strings (which grammar-constrained decoders
+            # let through) are accepted here and removed by validation
+            return json.loads(cand, strict=False)
         except json.JSONDecodeError as exc:
             last_error = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     raise ModelError(f"draft is not JSON: {last_error}")
@@ -150,6 +153,7 @@ def _string(obj: dict[str, Any], key: str, path: str, *, min_len: int = 0, max_l
     value = obj[key]
     if not isinstance(value, str):
         raise ModelError(f"draft {path}.{key}: expected a string, got {type(value).__name__}")
+    value = _CONTROL.sub(" ", value)
     if not min_len <= len(value.strip()) <= max_len:
         raise ModelError(f"draft {path}.{key}: expected {min_len}..{max_len} characters, got {len(value.strip())}")
     return value.strip()

@@ -108,7 +108,14 @@ def test_client_error_is_not_retried() -> None:
 
 def test_tiny_model_behind_the_server_garbage_becomes_model_error(tiny_vlms: dict[str, Path]) -> None:
     local = LocalVlmBackend(
-        "tiny", ModelSpec(backend="local_vlm", family="gemma3", path=tiny_vlms["gemma3"], max_new_tokens=12)
+        "tiny",
+        ModelSpec(
+            backend="local_vlm",
+            family="gemma3",
+            path=tiny_vlms["gemma3"],
+            max_new_tokens=12,
+            options={"constrained": False},
+        ),
     )
     local.load()
     state = ServerState(mode="model", backend=local)
