@@ -19,6 +19,7 @@ import hashlib
 import io
 import logging
 import os
+import struct
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,17 +167,63 @@ def _expected_native_pixel_bytes(ds: Dataset) -> int | None:
     return (total_bits + 7) // 8
 
 
-def parse_dicom(data: bytes, where: str) -> Dataset:
-    """Parse a whole object and check it is complete and indexable.
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_IMPLICIT = "1.2.840.10008.1.2"
+_DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"})
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_PIXEL_EXPLAINED = "(Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames)"
 
-    Raises
-    ------
-    IngestError
-        With a reason a reader can act on: not DICOM, truncated, missing tag.
+
+def _pixel_tail_ok(data: bytes, pos: int, ts: str, ds: Dataset, where: str) -> bool:
+    """Check the Pixel Data element that starts at ``pos`` without decoding it.
+
+    True: complete.  False: unusual layout, the caller parses the whole file
+    instead.  Raises IngestError when the file is cut short inside it.
     """
-    has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
-    if not has_preamble and not _looks_like_raw_dataset(data):
-        raise IngestError(NOT_DICOM, source=where)
+    if pos >= len(data):
+        return True  # no pixel data
+    if pos + 12 > len(data):
+        return False
+    fmt = ">" if ts == _BIG_ENDIAN else "<"
+    if struct.unpack_from(fmt + "HH", data, pos) != (0x7FE0, 0x0010):
+        return False  # stopped at float/double pixel data: let the full parse judge
+    if ts == _IMPLICIT:
+        (length,), start = struct.unpack_from("<L", data, pos + 4), pos + 8
+    elif data[pos + 4 : pos + 6] in _LONG_VRS:
+        (length,), start = struct.unpack_from(fmt + "L", data, pos + 8), pos + 12
+    else:
+        (length,), start = struct.unpack_from(fmt + "H", data, pos + 6), pos + 8
+    if length == _UNDEFINED_LENGTH:
+        return data.endswith(_SEQ_DELIMITER)  # encapsulated: complete when the sequence is closed
+    if start + length > len(data):
+        raise IngestError(
+            f"truncated DICOM: element (7FE0,0010) declares {length} bytes, file has {len(data) - start}",
+            source=where,
+        )
+    expected = _expected_native_pixel_bytes(ds)
+    if expected is not None and length < expected:
+        raise IngestError(
+            f"truncated DICOM: (7FE0,0010) PixelData has {length} bytes, expected {expected} {_PIXEL_EXPLAINED}",
+            source=where,
+        )
+    return True
+
+
+def _header_only(data: bytes, where: str) -> Dataset | None:
+    """Fast path: headers parsed, Pixel Data checked in place; None when the full parse must decide."""
+    fp = io.BytesIO(data)
+    try:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+    except Exception:
+        return None
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+    if not ts or ts in _DEFLATED or len(ds) == 0 or _truncation(ds):
+        return None
+    return ds if _pixel_tail_ok(data, fp.tell(), ts, ds, where) else None
+
+
+def _full_parse(data: bytes, where: str, has_preamble: bool) -> Dataset:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble)
     except InvalidDicomError:
@@ -200,6 +247,36 @@ def parse_dicom(data: bytes, where: str) -> Dataset:
     truncated = _truncation(ds)
     if truncated:
         raise IngestError(f"truncated DICOM: {truncated}", source=where)
+    pixel = ds.get_item("PixelData") if "PixelData" in ds else None
+    if pixel is not None and getattr(pixel, "length", _UNDEFINED_LENGTH) != _UNDEFINED_LENGTH:
+        expected = _expected_native_pixel_bytes(ds)
+        actual = len(ds.PixelData)
+        if expected is not None and actual < expected:
+            raise IngestError(
+                f"truncated DICOM: (7FE0,0010) PixelData has {actual} bytes, expected {expected} {_PIXEL_EXPLAINED}",
+                source=where,
+            )
+    return ds
+
+
+def parse_dicom(data: bytes, where: str) -> Dataset:
+    """Parse an object's headers and check it is complete and indexable.
+
+    Pixel Data is checked for completeness in place, not decoded; the
+    returned dataset may stop before it.  Unusual layouts (no preamble,
+    deflate, trailing elements) get a full parse.
+
+    Raises
+    ------
+    IngestError
+        With a reason a reader can act on: not DICOM, truncated, missing tag.
+    """
+    has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    if not has_preamble and not _looks_like_raw_dataset(data):
+        raise IngestError(NOT_DICOM, source=where)
+    ds = _header_only(data, where) if has_preamble else None
+    if ds is None:
+        ds = _full_parse(data, where, has_preamble)
     missing = missing_required(ds)
     if missing:
         if not has_preamble:
@@ -208,16 +285,6 @@ def parse_dicom(data: bytes, where: str) -> Dataset:
     meta = getattr(ds, "file_meta", None)
     if has_preamble and (meta is None or "TransferSyntaxUID" not in meta):
         raise IngestError("missing required tag (0002,0010) TransferSyntaxUID in the file meta", source=where)
-    pixel = ds.get_item("PixelData") if "PixelData" in ds else None
-    if pixel is not None and getattr(pixel, "length", _UNDEFINED_LENGTH) != _UNDEFINED_LENGTH:
-        expected = _expected_native_pixel_bytes(ds)
-        actual = len(ds.PixelData)
-        if expected is not None and actual < expected:
-            raise IngestError(
-                f"truncated DICOM: (7FE0,0010) PixelData has {actual} bytes, expected {expected} "
-                "(Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames)",
-                source=where,
-            )
     return ds
 
 
