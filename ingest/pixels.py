@@ -23,7 +23,6 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -586,11 +585,3 @@ def render_uint8(src: Source, frame: int | None = None) -> npt.NDArray[np.uint8]
     if photometric == "MONOCHROME1":
         out = (np.uint8(255) - out).astype(np.uint8)
     return out
-
-
-def as_path(src: Source) -> Path | None:
-    """The file path of a source, when it has one."""
-    if isinstance(src, Dataset):
-        filename = getattr(src, "filename", None)
-        return Path(filename) if isinstance(filename, str) and filename else None
-    return Path(src)
