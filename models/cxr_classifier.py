@@ -107,6 +107,7 @@ class CxrClassifierBackend:
             self._missing.append("options.labels: a plain MONAI state dict needs its label list")
         self._model: Any = None
         self._op: Any = None
+        self._device: Any = None
 
     def describe(self) -> ModelInfo:
         return ModelInfo(
@@ -151,20 +152,23 @@ class CxrClassifierBackend:
             raise ModelError(
                 f"{self.spec.path}: not a DenseNet-121 {self.layout} state dict: {str(exc)[:300]}"
             ) from None
-        self._model = model.eval()
-        self._op = op.float() if op is not None else None
+        from models.local_vlm import select_device
+
+        self._device, _ = select_device(self.spec.device, "float32")
+        self._model = model.eval().to(self._device)
+        self._op = op.float().to(self._device) if op is not None else None
 
     def probabilities(self, images: Sequence[Image]) -> list[dict[str, float]]:
         """Label -> probability per image (calibrated with op_threshs when present)."""
         import torch
 
         self.load()
-        x = torch.from_numpy(np.stack([xrv_input(im, self.size) for im in images]))
+        x = torch.from_numpy(np.stack([xrv_input(im, self.size) for im in images])).to(self._device)
         with torch.inference_mode():
             p = torch.sigmoid(self._model(x))
             if self._op is not None:
                 p = op_norm(p, self._op)
-        return [{lab: float(v) for lab, v in zip(self.labels, row, strict=True)} for row in p.numpy()]
+        return [{lab: float(v) for lab, v in zip(self.labels, row, strict=True)} for row in p.cpu().numpy()]
 
     def vocabulary_key(self, label: str) -> str | None:
         """The shared vocabulary key of a classifier label (xrv names or vocabulary keys)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -169,6 +170,7 @@ class LocalVlmBackend:
                 else:
                     self._family = family
         self._model: Any = None
+        self._lock = threading.RLock()  # one generation at a time per loaded model (worker threads share it)
         self._processor: Any = None
         self._device: Any = None
         self._logits_processor_factory: Any = None
@@ -260,7 +262,11 @@ class LocalVlmBackend:
     # ------------------------------------------------------------------ loading
 
     def load(self) -> None:
-        """Load processor and model once (idempotent); ModelError on any mismatch or load failure."""
+        """Load processor and model once (idempotent, thread-safe); ModelError on any mismatch or load failure."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> None:
         if self._model is not None:
             return
         import torch
@@ -380,7 +386,7 @@ class LocalVlmBackend:
             from transformers import LogitsProcessorList
 
             kwargs["logits_processor"] = LogitsProcessorList([self._logits_processor_factory()])
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             ids = self._model.generate(**inputs, **kwargs)
         new = ids[:, inputs["input_ids"].shape[1] :]
         return list(self._processor.batch_decode(new, skip_special_tokens=True))
