@@ -7,6 +7,7 @@ transaction storing the report version and its outbox rows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,7 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
         stored = False
     else:
         version = 1 if latest is None else latest.version + 1
-        report = DraftReport(**{**_fields(report), "version": version})
+        report = dataclasses.replace(report, version=version)
         stored = True
 
     rctx = ReportContext(
@@ -187,7 +188,9 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
         software_version=SOFTWARE_VERSION,
         clock=ctx.clock,
     )
-    outputs = build_outputs(report, study, rctx, ecg_printout_png=draft.printout_png)
+    # a new version names the one it replaces, so the EHR retracts observations it dropped
+    previous = latest if stored and latest is not None else None
+    outputs = build_outputs(report, study, rctx, ecg_printout_png=draft.printout_png, previous=previous)
     target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid
     paths = tuple(write_outputs(outputs, target))
     if stored:
@@ -211,10 +214,6 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
                 at=ctx.clock.now(),
             )
     return StudyOutcome(study_uid, plan, report, version, paths, tuple(draft.problems))
-
-
-def _fields(report: DraftReport) -> dict[str, object]:
-    return {name: getattr(report, name) for name in report.__dataclass_fields__}
 
 
 def destinations_for(ctx: AppContext, kind: ReportKind) -> dict[str, list[str]]:
