@@ -89,15 +89,21 @@ def classify_beats(
         """Best correlation over +-ALIGN_S shifts: the detector's fiducial may sit on R or on S."""
         tc = t - t.mean()
         tn = np.linalg.norm(tc)
-        best = np.full(n, -np.inf)
-        lag = np.zeros(n, dtype=np.int64)
-        for k in range(-ext, ext + 1, max(1, ext // 10)):
-            f = wide_snip[:, :, ext + k : ext + k + w].reshape(n, -1)
+
+        def at(k: int, rows: IntArray) -> FloatArray:
+            f = wide_snip[rows, :, ext + k : ext + k + w].reshape(rows.size, -1)
             fc = f - f.mean(axis=1, keepdims=True)
-            c = fc @ tc / np.maximum(np.linalg.norm(fc, axis=1) * tn, 1e-12)
-            better = c > best
-            best[better] = c[better]
-            lag[better] = k
+            return np.asarray(fc @ tc / np.maximum(np.linalg.norm(fc, axis=1) * tn, 1e-12))
+
+        best = at(0, np.arange(n))
+        lag = np.zeros(n, dtype=np.int64)
+        rows = np.flatnonzero(best < 0.95)  # only beats that do not already match need the shift search
+        if rows.size:
+            for k in range(-ext, ext + 1, max(1, ext // 10)):
+                c = at(k, rows)
+                better = c > best[rows]
+                best[rows[better]] = c[better]
+                lag[rows[better]] = k
         return np.asarray(best, dtype=np.float64), lag
 
     corr, lags = corr_with(template)

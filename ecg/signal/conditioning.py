@@ -36,6 +36,9 @@ PACING_SLOPE_FACTOR = 4.0
 #: ... and at least this many millivolts per millisecond, and the spike must be over within this time.
 PACING_MIN_SLOPE_MV_PER_MS = 0.5
 PACING_MAX_WIDTH_MS = 4.0
+#: Records longer than this are conditioned in chunks with this much context on each side.
+CHUNK_S = 600.0
+OVERLAP_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ def condition(
     powerline: Literal["auto", "50", "60", "off"] = "auto",
     remove_baseline: bool = True,
     source: str | None = None,
+    chunk_s: float = CHUNK_S,
 ) -> Conditioned:
     """Condition a leads x samples millivolt array for measurement.
 
@@ -220,6 +224,8 @@ def condition(
         "auto" detects 50/60 Hz from the spectrum; "off" leaves it.
     remove_baseline
         Apply the 0.67 Hz zero-phase high-pass (AHA-compatible for zero-phase filters).
+    chunk_s
+        Longer records are conditioned in chunks of this length (bounded memory).
     """
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2:
@@ -228,6 +234,12 @@ def condition(
         raise EcgError(f"sampling rate {fs!r} Hz is too low for diagnostic ECG (expected >= 100 Hz)", source=source)
     if arr.shape[1] < int(fs):
         raise EcgError(f"record is {arr.shape[1] / fs:.2f} s long; at least 1 s is needed", source=source)
+    opts = {"target_fs": target_fs, "highpass_hz": highpass_hz, "lowpass_hz": lowpass_hz}
+    step = Fraction(target_fs / fs).limit_denominator(1000).denominator  # chunk edges map to whole samples
+    chunk = int(chunk_s * fs) // step * step
+    overlap = int(OVERLAP_S * fs) // step * step
+    if arr.shape[1] > chunk + 2 * overlap and step * 1000 < chunk:
+        return _condition_chunked(arr, fs, chunk, overlap, powerline, remove_baseline, source, opts)
     filled, nan_frac = fill_nans(arr)
     spikes_src = detect_pacing_spikes(filled, fs)
     filled = blank_spikes(filled, spikes_src, fs)
@@ -253,5 +265,53 @@ def condition(
         highpass_hz=hp,
         lowpass_hz=lp,
         pacing_spikes=spikes,
+        nan_fraction=np.asarray(nan_frac, dtype=np.float64),
+    )
+
+
+def _condition_chunked(
+    arr: FloatArray,
+    fs: float,
+    chunk: int,
+    overlap: int,
+    powerline: Literal["auto", "50", "60", "off"],
+    remove_baseline: bool,
+    source: str | None,
+    opts: dict[str, float],
+) -> Conditioned:
+    """Condition a long (Holter-length) record in overlapping chunks to bound memory.
+
+    The zero-phase filters settle within a few seconds, so each chunk is
+    conditioned with ``OVERLAP_S`` of context on both sides and only its
+    central part is kept; the powerline frequency is decided once, on the
+    first chunk, so that every chunk is filtered the same way.
+    """
+    n = arr.shape[1]
+    target = opts["target_fs"]
+    first = condition(arr[:, :chunk], fs, powerline=powerline, remove_baseline=remove_baseline, source=source, **opts)
+    fixed: Literal["auto", "50", "60", "off"]
+    fixed = "off" if first.powerline_hz is None else ("50" if first.powerline_hz == 50.0 else "60")
+    ratio = target / fs
+    pieces: list[FloatArray] = []
+    spikes: list[npt.NDArray[np.int64]] = []
+    start = 0
+    while start < n:
+        a, b = max(0, start - overlap), min(n, start + chunk + overlap)
+        c = condition(arr[:, a:b], fs, powerline=fixed, remove_baseline=remove_baseline, source=source, **opts)
+        ta = round((start - a) * ratio)
+        tb = ta + round((min(start + chunk, n) - start) * ratio)
+        pieces.append(c.signal[:, ta:tb])
+        sp = c.pacing_spikes
+        spikes.append(sp[(sp >= ta) & (sp < tb)] - ta + round(start * ratio))
+        start += chunk
+    _, nan_frac = fill_nans(arr)
+    return Conditioned(
+        signal=np.concatenate(pieces, axis=1),
+        fs=float(target),
+        source_fs=float(fs),
+        powerline_hz=first.powerline_hz,
+        highpass_hz=first.highpass_hz,
+        lowpass_hz=first.lowpass_hz,
+        pacing_spikes=np.concatenate(spikes).astype(np.int64),
         nan_fraction=np.asarray(nan_frac, dtype=np.float64),
     )

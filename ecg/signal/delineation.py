@@ -34,6 +34,9 @@ IntArray = npt.NDArray[np.int64]
 PRE_S = 0.45
 POST_S = 0.70
 ALIGN_MAX_S = 0.02
+#: Beats aligned per block, and at most this many in the median (memory on Holter records).
+ALIGN_BLOCK = 2000
+MAX_MEDIAN_BEATS = 600
 #: QRS boundaries: fraction of (peak - floor) spatial velocity, and the quiet time required beyond it.
 QRS_ON_FRACTION = 0.04
 QRS_OFF_FRACTION = 0.06
@@ -102,23 +105,32 @@ def median_beats(
         return None
     b = beats[chosen]
     leads = np.flatnonzero(mask) if mask.any() else np.arange(x.shape[0])
-    # alignment on the QRS region of the usable leads
-    qa, qb = int(0.08 * fs), int(0.08 * fs)
-    offs = np.arange(-qa, qb)
-    seg = x[leads][:, np.clip(b[:, None] + offs[None, :], 0, x.shape[1] - 1)]  # L x B x W
-    ref = np.median(seg, axis=1)  # L x W
+    # alignment on the QRS region of the usable leads: one gather, then slide within it
+    qa = int(0.08 * fs)
+    offs = np.arange(-qa - maxlag, qa + maxlag)
     lags = np.zeros(b.size, dtype=np.int64)
     if b.size >= 3:
         best = np.full(b.size, -np.inf)
-        for lag in range(-maxlag, maxlag + 1):
-            s = x[leads][:, np.clip(b[:, None] + lag + offs[None, :], 0, x.shape[1] - 1)]
-            s = s - s.mean(axis=2, keepdims=True)
-            score = np.einsum("lbw,lw->b", s, ref - ref.mean(axis=1, keepdims=True))
-            better = score > best
-            best[better] = score[better]
-            lags[better] = lag
+        for start in range(0, b.size, ALIGN_BLOCK):  # bounded memory on Holter-length records
+            bb = b[start : start + ALIGN_BLOCK]
+            wide = x[leads][:, bb[:, None] + offs[None, :]]  # L x B x (W + 2 maxlag)
+            if start == 0:
+                core = wide[:, :, maxlag : maxlag + 2 * qa]
+                ref = np.median(core, axis=1)
+                ref = ref - ref.mean(axis=1, keepdims=True)
+            for lag in range(-maxlag, maxlag + 1):
+                seg = wide[:, :, maxlag + lag : maxlag + lag + 2 * qa]
+                seg = seg - seg.mean(axis=2, keepdims=True)
+                score = np.einsum("lbw,lw->b", seg, ref)
+                sl = slice(start, start + bb.size)
+                better = score > best[sl]
+                best[sl] = np.where(better, score, best[sl])
+                lags[sl] = np.where(better, lag, lags[sl])
     win = np.arange(-pre, post)
-    idx = b[:, None] + lags[:, None] + win[None, :]
+    pick = np.arange(b.size)
+    if b.size > MAX_MEDIAN_BEATS:  # a median over a few hundred beats is as stable as over thousands
+        pick = np.unique(np.linspace(0, b.size - 1, MAX_MEDIAN_BEATS).astype(int))
+    idx = b[pick, None] + lags[pick, None] + win[None, :]
     med = np.median(x[:, idx], axis=1)  # leads x W
     return MedianBeats(np.asarray(med), fs, pre, int(b.size), lags, chosen.astype(np.int64))
 

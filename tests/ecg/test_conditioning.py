@@ -101,3 +101,14 @@ def test_quality_flags_flat_clipped_and_noisy_leads() -> None:
     q = assess_leads(x, c.signal, c.fs, ("I", "II", "V1", "V2"), c.nan_fraction)
     assert [v.problem for v in q] == [None, LeadProblem.FLAT, LeadProblem.SATURATED, LeadProblem.NOISY]
     assert q[0].usable and not q[1].usable
+
+
+def test_long_record_conditioned_in_chunks_matches_whole() -> None:
+    fs = 360.0
+    x, _ = synth_ecg(np.random.default_rng(12), fs=fs, n_leads=2, duration_s=200.0, wander_mv=0.3, powerline_hz=60)
+    whole = condition(x, fs)
+    chunked = condition(x, fs, chunk_s=60.0)  # four chunks on this 200 s record
+    assert chunked.signal.shape == whole.signal.shape
+    assert chunked.powerline_hz == whole.powerline_hz == 60.0
+    inner = slice(5 * 500, -(5 * 500))
+    assert np.max(np.abs(chunked.signal[:, inner] - whole.signal[:, inner])) < 0.01
