@@ -179,7 +179,9 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
         stored = False
     else:
         version = 1 if latest is None else latest.version + 1
-        report = dataclasses.replace(report, version=version)
+        report = dataclasses.replace(
+            report, version=version, replaces_version=None if latest is None else latest.version
+        )
         stored = True
 
     rctx = ReportContext(

@@ -104,3 +104,21 @@ def test_console_script_entry_point(workdir: Path) -> None:
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "run" in proc.stdout
     json.dumps(proc.stdout)  # printable
+
+
+def test_changed_analysis_stores_a_new_version_replacing_the_old(workdir: Path, samples_copy: Path) -> None:
+    from store import index
+    from store import reports as report_store
+
+    ecg_dir = str(samples_copy / "ecg_wfdb")
+    assert runner.invoke(cli, ["run", ecg_dir, "--out", "out"]).exit_code == 0
+    # same input, different conditioning settings -> different measurements -> version 2
+    changed = runner.invoke(cli, ["run", ecg_dir, "--out", "out"], env={"MMDX_ECG__LOWPASS_HZ": "40"})
+    assert changed.exit_code == 0, changed.output
+    ctx = AppContext.create()
+    with ctx.db.session() as s:
+        (uid,) = [st.study_instance_uid for st in index.list_studies(s)]
+        history = report_store.report_history(s, uid)
+        latest = report_store.latest_report(s, uid)
+    assert [h.version for h in history] == [1, 2]
+    assert latest is not None and latest.replaces_version == 1 and latest.status.value == "preliminary"
