@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from app.commands import ecg as ecg_cmd
-from core.codes import LOINC, MMDX, SCT
+from core.codes import LOINC, MMDX, SCT, Code
 from core.records import EcgRecord, PriorityLevel, ProducerKind
-from ecg.analysis import analyze, analyze_batch, to_json
+from ecg.analysis import EcgAnalysis, analyze, analyze_batch, to_json
 from ecg.readers import read_ecg
 from tests.ecg._load import DICOM_ECG, LUDB_1, MITDB_100
 from tests.ecg._synth import LEADS_12, synth_ecg
@@ -32,7 +32,7 @@ def _cli() -> typer.Typer:
     return cli
 
 
-def _codes(a) -> set:  # type: ignore[no-untyped-def]
+def _codes(a: EcgAnalysis) -> set[Code | None]:
     return {s.concept for s in a.statements}
 
 
@@ -85,7 +85,7 @@ def _rec(x: np.ndarray, fs: float = 500.0, leads: tuple[str, ...] = LEADS_12) ->
     return EcgRecord(np.asarray(x, dtype=np.float32), leads[: x.shape[0]], fs, "synthetic")
 
 
-def _insufficient(a) -> bool:  # type: ignore[no-untyped-def]
+def _insufficient(a: EcgAnalysis) -> bool:
     return a.measurements == () and any(s.concept == MMDX.ECG_TECHNICAL for s in a.statements)
 
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import signal as sps
 
 from core.codes import SCT, Code
-from core.records import EcgRecord, Patient, PriorityLevel, Sex
+from core.records import EcgRecord, Finding, Patient, PriorityLevel, Sex
 from ecg.analysis import analyze
 from ecg.rules import RuleInput, interpret, priority_of
 from ecg.signal.measurements import GlobalMeasurements, LeadAmplitudes
@@ -42,7 +42,7 @@ def _ri(
     )  # fmt: skip
 
 
-def _codes(findings: tuple) -> set[Code]:
+def _codes(findings: tuple[Finding, ...]) -> set[Code | None]:
     return {f.concept for f in findings}
 
 
@@ -181,7 +181,7 @@ def _record(x: np.ndarray, fs: float = 500.0, leads: tuple[str, ...] = LEADS_12)
     return EcgRecord(x.astype(np.float32), leads[: x.shape[0]], fs, "synthetic")
 
 
-def _statements(x: np.ndarray, fs: float = 500.0, leads: tuple[str, ...] = LEADS_12) -> set[Code]:
+def _statements(x: np.ndarray, fs: float = 500.0, leads: tuple[str, ...] = LEADS_12) -> set[Code | None]:
     return {s.concept for s in analyze(_record(x, fs, leads)).statements}
 
 
