@@ -98,7 +98,7 @@ def test_pacing_spikes_do_not_create_beats() -> None:
     assert cmp.fn == 0 and cmp.fp == 0
 
 
-def test_flat_or_pure_noise_signal_gives_no_beats() -> None:
+def test_flat_or_too_short_signal_gives_no_beats() -> None:
     assert detect_qrs(np.zeros((2, 5000)), 500.0).size == 0
     short = detect_qrs(np.zeros((1, 100)), 500.0)
     assert short.size == 0
