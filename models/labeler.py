@@ -59,7 +59,7 @@ TERMS: dict[str, tuple[str, ...]] = {
     "infiltration": (r"infiltrat\w*",),
     "mass": (r"mass(?:es)?(?!\w)(?! effect)",),
     "nodule": (r"nodul(?:e|es|ar|arity)",),
-    "pneumonia": (r"pneumonia", r"pneumonic", r"bronchopneumonia"),
+    "pneumonia": (r"pneumonia", r"pneumonic", r"bronchopneumonia", r"pneumonitis"),
     "pneumothorax": (r"pneumothora(?:x|ces)", r"hydropneumothorax", r"ptx"),
     "consolidation": (r"consolidat\w*",),
     "edema": (r"o?edema(?:tous)?",),  # not "vascular congestion": NegBio and radiologists keep them apart
@@ -152,11 +152,7 @@ PRE_UNC = (
     r"cannot (?:be )?(?:excluded?|ruled out)",
     r"not (?:be )?(?:excluded|ruled out)",
     r"worrisome for",
-    r"compatible with",
-    r"consistent with",
-    r"represent(?:s|ing)?",
-    r"reflect(?:s|ing)?",
-    r"favou?r",
+    r"favou?r",  # "consistent with", "compatible with", "representing" affirm a finding: not hedges
     r"atypical",
     r"indeterminate",
     r"potential",

@@ -30,6 +30,8 @@ def apply_window(pixels: npt.NDArray[np.generic], window: tuple[float, float] | 
     center, width = window
     if width < 1:
         raise ModelError(f"window width must be >= 1, got {width}")
+    if width == 1:  # PS3.3: a width of 1 is a threshold at the centre
+        return (x >= center - 0.5).astype(np.float32)
     y = ((x - (center - 0.5)) / (width - 1) + 0.5).astype(np.float32)
     return np.clip(y, 0.0, 1.0)
 

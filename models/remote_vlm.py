@@ -193,8 +193,8 @@ class RemoteVlmBackend:
             except httpx.TimeoutException:
                 last = f"timed out after {self.spec.timeout_s} s"
                 continue
-            except httpx.TransportError as exc:
-                last = f"connection failed ({type(exc).__name__})"
+            except httpx.HTTPError as exc:  # connection refused/reset, protocol errors
+                last = f"request failed ({type(exc).__name__})"
                 continue
             if r.status_code in _RETRY_STATUS:
                 last = f"HTTP {r.status_code}"
