@@ -41,6 +41,8 @@ MIN_DURATION_S = 2.5
 MIN_FS_HZ = 100.0
 #: Detected 'beats' that do not resemble each other (median correlation below this) are noise.
 MIN_BEAT_CONSISTENCY = 0.5
+#: Detections amid artefact whose RR is below this fraction of the local RR are dropped.
+ARTEFACT_EARLY = 0.5
 #: A median-beat P wave counts as conducted only if this fraction of beats carries it.
 P_CONSISTENCY = 0.7
 
@@ -235,6 +237,12 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
     if beats.size < 2:
         return _insufficient(record, f"{beats.size} QRS complex(es) detected", quality, info)
     labels, feat = classify_beats(x, fs, beats, usable=usable, pacing_spikes=cond.pacing_spikes)
+    if feat.artefact is not None and feat.artefact.any():
+        # a detection inside an artefact burst, far earlier than any plausible beat, is the artefact itself
+        spurious = feat.artefact & (feat.rr_prev_ms < ARTEFACT_EARLY * feat.rr_local_ms)
+        if spurious.any() and (~spurious).sum() >= 2:
+            beats = beats[~spurious]
+            labels, feat = classify_beats(x, fs, beats, usable=usable, pacing_spikes=cond.pacing_spikes)
     consistency = float(np.median(feat.correlation))
     if consistency < MIN_BEAT_CONSISTENCY:
         return _insufficient(

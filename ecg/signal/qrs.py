@@ -34,6 +34,8 @@ T_WAVE_RATIO = 0.4
 #: Within the T-wave window a candidate must also reach this fraction of the local typical beat energy.
 T_WAVE_REF_FRACTION = 0.6
 THRESHOLD_FRACTION = 0.25
+#: Block maxima are capped at this multiple of the record's median block maximum.
+REFERENCE_CAP = 2.0
 SEARCHBACK_RR_FACTOR = 1.6
 SEARCHBACK_FRACTION = 0.5
 SEARCHBACK_PASSES = 3
@@ -72,14 +74,16 @@ def _envelope(x: FloatArray, fs: float, usable: npt.NDArray[np.bool_]) -> tuple[
 
 
 def _local_reference(env: FloatArray, fs: float, at: IntArray) -> FloatArray:
-    """Median beat-energy level around each index: running median of 2 s block maxima over ~10 s."""
+    """Typical beat-energy level around each index: running median of 2 s block maxima over ~14 s."""
     block = int(2 * fs)
     n = env.size
     nb = max(1, int(np.ceil(n / block)))
     padded = np.full(nb * block, np.nan)
     padded[:n] = env
     bmax = np.nanmax(padded.reshape(nb, block), axis=1)
-    k = min(5, nb if nb % 2 else max(1, nb - 1))
+    # artefact bursts must not raise the reference over a whole neighbourhood: cap them first
+    bmax = np.minimum(bmax, REFERENCE_CAP * float(np.median(bmax)))
+    k = min(7, nb if nb % 2 else max(1, nb - 1))
     ref = sps.medfilt(bmax, kernel_size=k) if k > 1 else bmax
     return np.asarray(ref[np.minimum(at // block, nb - 1)], dtype=np.float64)
 
