@@ -259,3 +259,17 @@ def test_rhythm_statements_on_two_leads() -> None:
     x, _ = synth_ecg(np.random.default_rng(9), hr_bpm=48, n_leads=2)
     st = _statements(x, leads=("MLII", "V5"))
     assert SCT.SINUS_BRADYCARDIA in st
+
+
+def test_artefact_burst_is_not_ventricular_tachycardia() -> None:
+    """Motion artefact in one of two monitoring leads (a classic false VT alarm) raises no VT."""
+    rng = np.random.default_rng(10)
+    x, truth = synth_ecg(rng, hr_bpm=100, n_leads=2, duration_s=30.0, qt_ms=320.0, pr_ms=140.0)
+    a, b = 10 * 500, 13 * 500
+    x[0, a:b] += 1.5 * np.sign(np.sin(2 * np.pi * rng.uniform(3, 9, b - a).cumsum() / 500.0))
+    result = analyze(_record(x, leads=("II", "V")))
+    assert SCT.VENTRICULAR_TACHYCARDIA not in {s.concept for s in result.statements}
+    assert result.priority.level is PriorityLevel.ROUTINE
+    found = np.array([bt.sample for bt in result.beats])
+    hits = sum(np.min(np.abs(found - r)) <= 75 for r in truth.r_peaks)
+    assert hits >= len(truth.r_peaks) - 2  # the true beats are still found
