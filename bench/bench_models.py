@@ -31,6 +31,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,7 +73,7 @@ def bench_labeler() -> None:
         gold = {row["filename"]: row for row in csv.DictReader(fh)}
     ids = [i for i in gold if i in reports]
     keyword = {k: re.compile("|".join(TERMS[k])) for k in CHESTXRAY14}
-    systems = {
+    systems: dict[str, Any] = {
         "mmdx present": lambda t: {
             k for k, r in label_report(t, CHESTXRAY14).items() if r.presence is Presence.PRESENT
         },
@@ -87,7 +88,7 @@ def bench_labeler() -> None:
     print(f"{len(ids)} reports with gold labels; labelling all three ways took {elapsed:.2f} s")
     print(f"{'label':20s} {'n':>5s}  " + "  ".join(f"{n:>24s}" for n in systems))
     totals = {n: [0, 0, 0] for n in systems}
-    macro = {n: [] for n in systems}
+    macro: dict[str, list[float]] = {n: [] for n in systems}
     for k in CHESTXRAY14:
         col = BY_KEY[k].chestxray14
         assert col is not None

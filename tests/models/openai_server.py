@@ -151,8 +151,8 @@ class OpenAIServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self.httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> OpenAIServer:
         self.thread.start()

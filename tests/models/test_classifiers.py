@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from .xrv_reference import XrvStyleDenseNet, randomised
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
-def _ecg(fs: float = 500.0, seconds: float = 10.0, leads=LEADS) -> EcgRecord:
+def _ecg(fs: float = 500.0, seconds: float = 10.0, leads: tuple[str, ...] = LEADS) -> EcgRecord:
     t = np.arange(int(fs * seconds)) / fs
     sig = np.stack([np.sin(2 * np.pi * 1.2 * t + k) for k in range(len(leads))]).astype(np.float32)
     return EcgRecord(signal=sig, lead_names=leads, sampling_rate_hz=fs, source="synthetic")
@@ -111,7 +112,7 @@ def test_ecg_cnn_wrong_state_dict_and_missing_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def xrv_model_and_file(tmp_path_factory: pytest.TempPathFactory):
+def xrv_model_and_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
     torch.manual_seed(5)
     ref = randomised(XrvStyleDenseNet())
     path = tmp_path_factory.mktemp("cxr") / "xrv-all.pt"
@@ -119,7 +120,7 @@ def xrv_model_and_file(tmp_path_factory: pytest.TempPathFactory):
     return ref, path
 
 
-def test_xrv_state_dict_has_xrv_key_names(xrv_model_and_file) -> None:
+def test_xrv_state_dict_has_xrv_key_names(xrv_model_and_file: tuple[torch.nn.Module, Path]) -> None:
     _, path = xrv_model_and_file
     sd = torch.load(path, weights_only=True)
     for key in (
@@ -137,7 +138,9 @@ def test_xrv_state_dict_has_xrv_key_names(xrv_model_and_file) -> None:
     assert "class_layers.out.weight" in mapped and op is not None and op.shape == (18,)
 
 
-def test_xrv_checkpoint_loads_and_matches_the_reference_forward(xrv_model_and_file) -> None:
+def test_xrv_checkpoint_loads_and_matches_the_reference_forward(
+    xrv_model_and_file: tuple[torch.nn.Module, Path],
+) -> None:
     ref, path = xrv_model_and_file
     spec = ModelSpec(backend="cxr_classifier", family="xrv-all", path=path, options={"size": 96})  # 224 in use
     be = Registry.from_specs({"cxr": spec}).backend("cxr")
@@ -168,13 +171,14 @@ def test_xrv_input_range_and_shape() -> None:
 
 
 def test_plain_monai_state_dict_with_thresholds(tmp_path: Path) -> None:
-    from monai.networks.nets import DenseNet121
+    from monai.networks.nets.densenet import DenseNet121
 
     torch.manual_seed(1)
     net = DenseNet121(spatial_dims=2, in_channels=1, out_channels=2)
     with torch.no_grad():
-        net.class_layers.out.weight.zero_()
-        net.class_layers.out.bias.copy_(torch.tensor([8.0, -8.0]))  # pneumothorax certain, effusion not
+        out_layer: Any = net.class_layers.out
+        out_layer.weight.zero_()
+        out_layer.bias.copy_(torch.tensor([8.0, -8.0]))  # pneumothorax certain, effusion not
     path = tmp_path / "monai.pt"
     torch.save(net.state_dict(), path)
     spec = ModelSpec(
@@ -203,9 +207,9 @@ def test_plain_monai_state_dict_with_thresholds(tmp_path: Path) -> None:
     assert f.presence is Presence.PRESENT and f.critical and f.producer.kind is ProducerKind.MODEL
 
 
-def test_label_count_mismatch_is_explained(tmp_path: Path, xrv_model_and_file) -> None:
+def test_label_count_mismatch_is_explained(tmp_path: Path, xrv_model_and_file: tuple[torch.nn.Module, Path]) -> None:
     _, path = xrv_model_and_file
     spec = ModelSpec(backend="cxr_classifier", family="densenet121", path=path, options={"labels": ["a", "b"]})
-    be = Registry.from_specs({"c": spec}).backend("c")
+    be = CxrClassifierBackend("c", spec)
     with pytest.raises(ModelError, match="18 outputs, 2 labels"):
         be.load()

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from .conftest import cxr_input
 FAMILIES = ["gemma3", "llava", "qwen2_5_vl"]
 
 
-def _spec(path: Path, family: str, **kw) -> ModelSpec:
+def _spec(path: Path, family: str, **kw: Any) -> ModelSpec:
     """The parse + repair path (constrained decoding off); see test_constrained_decoding for the other."""
     opts = {"constrained": False, **kw.pop("options", {})}
     kw = {"max_batch": 2, "max_new_tokens": 12, **kw}
@@ -39,7 +40,9 @@ def backends(tiny_vlms: dict[str, Path]) -> dict[str, LocalVlmBackend]:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_describe_reports_hash_and_family(family: str, tiny_vlms: dict[str, Path], backends) -> None:
+def test_describe_reports_hash_and_family(
+    family: str, tiny_vlms: dict[str, Path], backends: dict[str, LocalVlmBackend]
+) -> None:
     info = backends[family].describe()
     assert info.available, info.missing
     assert info.family == family
@@ -48,7 +51,7 @@ def test_describe_reports_hash_and_family(family: str, tiny_vlms: dict[str, Path
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_batched_left_padded_generation_matches_one_by_one(family: str, backends) -> None:
+def test_batched_left_padded_generation_matches_one_by_one(family: str, backends: dict[str, LocalVlmBackend]) -> None:
     be = backends[family]
     # different image sizes and prompts of different lengths: the batch needs padding
     a = cxr_input("1.2.826.0.1.1", rows=64, cols=64, seed=1)
@@ -62,7 +65,9 @@ def test_batched_left_padded_generation_matches_one_by_one(family: str, backends
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_random_model_garbage_becomes_model_error_after_one_repair(family: str, backends) -> None:
+def test_random_model_garbage_becomes_model_error_after_one_repair(
+    family: str, backends: dict[str, LocalVlmBackend]
+) -> None:
     be = backends[family]
     outs = be.predict([cxr_input("1.2.826.0.1.3"), cxr_input("1.2.826.0.1.4", seed=5)])
     assert len(outs) == 2
@@ -75,7 +80,7 @@ def test_random_model_garbage_becomes_model_error_after_one_repair(family: str, 
         assert json.loads(out.provenance["decoding"])["do_sample"] is False
 
 
-def test_bad_input_fails_only_that_study(backends) -> None:
+def test_bad_input_fails_only_that_study(backends: dict[str, LocalVlmBackend]) -> None:
     from models.protocol import ModelInput
 
     empty = ModelInput(study_instance_uid="1.2.826.0.1.9", modality="DX")  # nothing to look at
@@ -120,7 +125,7 @@ def test_processor_from_another_model_is_refused(tiny_vlms: dict[str, Path], tmp
         be.load()
 
 
-def test_image_the_processor_cannot_take_fails_only_that_study(backends) -> None:
+def test_image_the_processor_cannot_take_fails_only_that_study(backends: dict[str, LocalVlmBackend]) -> None:
     import numpy as np
 
     from core.records import Image

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,8 +30,9 @@ def classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     net = DenseNet121(spatial_dims=2, in_channels=1, out_channels=2)
     with torch.no_grad():
-        net.class_layers.out.weight.zero_()
-        net.class_layers.out.bias.copy_(torch.tensor([6.0, -6.0]))  # pneumothorax 0.998, effusion 0.002
+        out_layer: Any = net.class_layers.out
+        out_layer.weight.zero_()
+        out_layer.bias.copy_(torch.tensor([6.0, -6.0]))  # pneumothorax 0.998, effusion 0.002
     path = tmp_path_factory.mktemp("cls") / "cls.pt"
     torch.save(net.state_dict(), path)
     return path

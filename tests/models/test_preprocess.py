@@ -18,7 +18,7 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
     arrays(np.float32, st.tuples(st.integers(2, 20), st.integers(2, 20)), elements=st.floats(-3000, 3000, width=32)),
     st.one_of(st.none(), st.tuples(st.floats(-1000, 1000), st.floats(1, 4000))),
 )
-def test_window_output_is_in_unit_range_and_monotonic(px: np.ndarray, window) -> None:
+def test_window_output_is_in_unit_range_and_monotonic(px: np.ndarray, window: tuple[float, float] | None) -> None:
     out = apply_window(px, window)
     assert out.shape == px.shape and out.dtype == np.float32
     assert np.all((out >= 0) & (out <= 1))

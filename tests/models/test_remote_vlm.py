@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from .openai_server import OpenAIServer, ServerState
 SHA = "ab" * 32
 
 
-def _remote(url: str, **kw) -> RemoteVlmBackend:
+def _remote(url: str, **kw: Any) -> RemoteVlmBackend:
     opts = {"retries": 2, "backoff_s": 0.01, **kw.pop("options", {})}
     return RemoteVlmBackend(
         "remote",

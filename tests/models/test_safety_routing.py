@@ -41,7 +41,7 @@ RULES = Producer(ProducerKind.RULE_ENGINE, "ecg-rules", "1", "d" * 64)
 UID = "1.2.826.0.5.1"
 
 
-def _draft(text: str, findings=()) -> ModelOutput:
+def _draft(text: str, findings: tuple[Finding, ...] | list[Finding] = ()) -> ModelOutput:
     return ModelOutput(UID, VLM, findings=tuple(findings), sections=(ReportSection(LOINC.IMPRESSION, text),))
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,7 +47,7 @@ def test_valid_draft_in_a_fenced_block_becomes_findings_and_sections() -> None:
         (lambda d: d.update(impression="  "), r"\$\.impression: expected 1\.\.4000 characters"),
     ],
 )
-def test_invalid_drafts_name_the_path(mutate, message: str) -> None:
+def test_invalid_drafts_name_the_path(mutate: Callable[[dict[str, Any]], object], message: str) -> None:
     doc = json.loads(json.dumps(VALID_DRAFT))
     mutate(doc)
     with pytest.raises(ModelError, match=message):
@@ -103,7 +106,7 @@ def test_ecg_prompt_shows_the_printout_and_the_measurements() -> None:
         ModelInput(study_instance_uid="1.2.3.7", modality="ECG", ecg_printout=np.zeros((10, 10), dtype=np.uint8))
 
 
-def test_configured_template_file_and_unknown_field(tmp_path) -> None:
+def test_configured_template_file_and_unknown_field(tmp_path: Path) -> None:
     f = tmp_path / "t.txt"
     f.write_text("Local template for {modality} {body_part}.")
     text = build_prompt(cxr_input("1.2.3.8"), str(f)).messages[0]["content"][-1]["text"]

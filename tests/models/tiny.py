@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """Tiny randomly initialised VLMs of the real architectures, built offline.
 
 Each builder trains a 400-token byte-level BPE tokenizer on a few sentences,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -25,7 +27,7 @@ CORPUS = [
 MAX_POS = 8192
 
 
-def _tokenizer(specials: list[str], **kw: object):
+def _tokenizer(specials: list[str], **kw: Any) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

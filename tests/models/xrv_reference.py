@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """An independent torchvision-style DenseNet-121 with torchxrayvision's names and forward, for tests.
 
 Written from torchxrayvision's layout (``_DenseLayer(nn.Sequential)`` with norm1/relu1/conv1/norm2/relu2/conv2,
@@ -69,7 +70,8 @@ class XrvStyleDenseNet(nn.Module):
         out = functional.relu(self.features(x))
         out = functional.adaptive_avg_pool2d(out, (1, 1)).flatten(1)
         out = torch.sigmoid(self.classifier(out))
-        t = self.op_threshs.expand(out.shape[0], -1)
+        thr: torch.Tensor = self.get_buffer("op_threshs")
+        t = thr.expand(out.shape[0], -1)
         new = torch.zeros_like(out)
         leq = out < t
         new[leq] = out[leq] / (t[leq] * 2)
@@ -83,6 +85,7 @@ def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
+                assert m.running_mean is not None and m.running_var is not None
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
