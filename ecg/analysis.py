@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from core.codes import MMDX, Code
 from core.config import EcgConfig
-from core.records import EcgRecord, EvidenceRef, Finding, Measurement, Patient, Priority, Producer
+from core.records import EcgRecord, EvidenceRef, Finding, Measurement, Patient, Priority, Producer, Sex
 from ecg.rules import PRODUCER, RuleInput, interpret, priority_of
 from ecg.signal.atrial import atrial_activity, flutter_in_tq
 from ecg.signal.beats import classify_beats
@@ -195,6 +195,15 @@ def _per_beat_fiducials(
     return out
 
 
+def _merge_patient(given: Patient | None, from_file: Patient) -> Patient:
+    """The caller's demographics, completed by the file's where the caller's are unknown (thresholds need both)."""
+    if given is None:
+        return from_file
+    sex = given.sex if given.sex not in (Sex.UNKNOWN, Sex.OTHER) else from_file.sex
+    age = given.age_years if given.age_years is not None else from_file.age_years
+    return Patient(sex=sex, age_years=age)
+
+
 def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Patient | None = None) -> EcgAnalysis:
     """Analyse one ECG record.
 
@@ -208,7 +217,7 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
         Demographics for sex/age-dependent thresholds (defaults to ``record.patient``).
     """
     cfg = config or EcgConfig()
-    pat = patient or record.patient
+    pat = _merge_patient(patient, record.patient)
     fs0 = record.sampling_rate_hz
     if fs0 < MIN_FS_HZ:
         return _insufficient(record, f"sampling rate {fs0:g} Hz < {MIN_FS_HZ:g} Hz")

@@ -172,3 +172,16 @@ def test_never_crashes_and_never_returns_unphysiological_values(
         assert len(a.beats) >= 2
     if kind == "noise":
         assert _insufficient(a)  # noise never yields beats and intervals
+
+
+def test_patient_demographics_completed_from_the_file() -> None:
+    """A study patient without sex/age still gets the file's, so sex-specific thresholds apply."""
+    from core.records import Patient, Sex
+    from ecg.analysis import _merge_patient
+
+    from_file = Patient(sex=Sex.MALE, age_years=50)
+    merged = _merge_patient(Patient(), from_file)
+    assert merged.sex is Sex.MALE and merged.age_years == 50
+    given = _merge_patient(Patient(sex=Sex.FEMALE), from_file)
+    assert given.sex is Sex.FEMALE and given.age_years == 50  # the caller's known values win
+    assert _merge_patient(None, from_file) is from_file
