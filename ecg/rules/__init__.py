@@ -20,7 +20,36 @@ def interpret(ri: RuleInput) -> tuple[Finding, ...]:
     """All statements for one analysed record."""
     rhythm = rhythm_statements(ri)
     paced = any(f.concept == SCT.PACED_RHYTHM for f in rhythm)
-    return tuple(rhythm + morphology_statements(ri, paced=paced))
+    out = rhythm + morphology_statements(ri, paced=paced)
+    summary = _summary(ri, out)
+    return tuple(out + ([summary] if summary else []))
+
+
+def _summary(ri: RuleInput, statements: list[Finding]) -> Finding | None:
+    """Normal / abnormal ECG, for a complete 12-lead analysis only."""
+    g = ri.g
+    if not ri.twelve_lead or g is None or not statements:
+        return None
+    concepts = {f.concept for f in statements}
+    if concepts == {SCT.SINUS_RHYTHM}:
+        checks = [
+            g.pr_ms is not None and 120.0 <= g.pr_ms <= 200.0,
+            g.qrs_ms < 110.0,
+            g.qrs_axis_deg is not None and -30.0 <= g.qrs_axis_deg <= 90.0,
+            g.qt_ms is not None,
+        ]
+        if all(checks):
+            return finding(
+                SCT.NORMAL_ECG,
+                [
+                    "sinus rhythm 60-100/min",
+                    f"PR {g.pr_ms:.0f} ms, QRS {g.qrs_ms:.0f} ms, QRS axis {g.qrs_axis_deg:.0f} deg: normal limits",
+                    "no conduction, voltage, ST-T or QT abnormality met its criteria",
+                ],
+            )
+        return None
+    abnormal = [f.text for f in statements if f.concept != SCT.SINUS_RHYTHM]
+    return finding(SCT.ABNORMAL_ECG, ["abnormal statement(s): " + "; ".join(abnormal)])
 
 
 def priority_of(statements: tuple[Finding, ...]) -> Priority:

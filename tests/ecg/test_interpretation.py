@@ -46,9 +46,9 @@ def _codes(findings: tuple[Finding, ...]) -> set[Code | None]:
     return {f.concept for f in findings}
 
 
-def test_normal_measurements_give_only_sinus_rhythm() -> None:
+def test_normal_measurements_give_sinus_rhythm_and_normal_ecg() -> None:
     out = interpret(_ri())
-    assert _codes(out) == {SCT.SINUS_RHYTHM}
+    assert _codes(out) == {SCT.SINUS_RHYTHM, SCT.NORMAL_ECG}
     assert priority_of(out).level is PriorityLevel.ROUTINE
 
 
@@ -59,6 +59,7 @@ def test_sinus_rate_statements(hr: float, code: Code) -> None:
 
 def test_first_degree_av_block() -> None:
     out = interpret(_ri(replace(NORMAL_G, pr_ms=240.0)))
+    assert SCT.ABNORMAL_ECG in _codes(out) and SCT.NORMAL_ECG not in _codes(out)
     f = next(f for f in out if f.concept == SCT.FIRST_DEGREE_AV_BLOCK)
     assert "240" in f.criteria[0]
 
