@@ -28,7 +28,7 @@ import numpy as np
 
 from core.config import ModelSpec
 from core.errors import ModelError
-from models.prompts import Prompt, build_prompt
+from models.prompts import Prompt, build_prompt, prompt_options
 from models.protocol import ModelInfo, ModelInput, ModelOutput
 from models.structured import DRAFT_SCHEMA, parse_draft, repair_messages
 from models.weights import check_weights
@@ -201,7 +201,7 @@ class LocalVlmBackend:
         prompts: dict[int, Prompt] = {}
         for i, inp in enumerate(batch):
             try:
-                prompts[i] = build_prompt(inp, self.spec.prompt_template)
+                prompts[i] = build_prompt(inp, self.spec.prompt_template, **prompt_options(self.spec.options))
             except ModelError as exc:
                 results[i] = ModelOutput.failed(inp.study_instance_uid, producer, exc)
         order = list(prompts)
@@ -430,7 +430,7 @@ class LocalVlmBackend:
         self.load()
         convs = []
         for inp in batch:
-            p = build_prompt(inp, self.spec.prompt_template)
+            p = build_prompt(inp, self.spec.prompt_template, **prompt_options(self.spec.options))
             convs.append(self._conversation(p.messages, p.images))
         return self._generate(convs)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ class Prompt:
         return h.hexdigest()
 
 
+def prompt_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``build_prompt`` keyword arguments from a model spec's ``options``.
+
+    ``max_images`` (default 2) and ``volume_windows`` (a list of [center, width],
+    e.g. ``[[-600, 1500], [40, 400]]`` for lung and mediastinal CT windows).
+    """
+    wins = options.get("volume_windows", ())
+    try:
+        windows = tuple((float(c), float(w)) for c, w in wins)
+    except (TypeError, ValueError):
+        raise ModelError(f"options.volume_windows must be a list of [center, width] pairs, got {wins!r}") from None
+    return {"max_images": int(options.get("max_images", 2)), "volume_windows": windows}
+
+
 def template_for(inp: ModelInput, configured: str | None = None) -> str:
     """Choose the template: the configured one (a name or a text file), else by modality/body part."""
     if configured:
@@ -97,7 +112,9 @@ def _context_text(inp: ModelInput) -> str:
     return " ".join(parts)
 
 
-def model_images(inp: ModelInput, *, max_images: int = 2) -> tuple[npt.NDArray[np.uint8], ...]:
+def model_images(
+    inp: ModelInput, *, max_images: int = 2, volume_windows: Sequence[tuple[float, float]] = ()
+) -> tuple[npt.NDArray[np.uint8], ...]:
     """The images a VLM sees: ECG printout, else the study's views (PA before lateral), else a montage."""
     if inp.ecg_printout is not None:
         return (np.ascontiguousarray(inp.ecg_printout, dtype=np.uint8),)
@@ -106,14 +123,22 @@ def model_images(inp: ModelInput, *, max_images: int = 2) -> tuple[npt.NDArray[n
         views = sorted(inp.images, key=lambda im: order.get((im.view_position or "").upper(), 9))
         return tuple(to_rgb_uint8(im) for im in views[:max_images])
     if inp.volume is not None:
-        return (montage(inp.volume),)
+        # one montage per configured window (CT: lung + mediastinum), else the volume's own window
+        wins: list[tuple[float, float] | None] = [*volume_windows][:max_images] or [None]
+        return tuple(montage(inp.volume, window=w) for w in wins)
     raise ModelError(f"study {inp.study_instance_uid}: no image, volume or ECG printout to show the model")
 
 
-def build_prompt(inp: ModelInput, configured_template: str | None = None, *, max_images: int = 2) -> Prompt:
+def build_prompt(
+    inp: ModelInput,
+    configured_template: str | None = None,
+    *,
+    max_images: int = 2,
+    volume_windows: Sequence[tuple[float, float]] = (),
+) -> Prompt:
     """The drafting prompt of one study."""
     template = template_for(inp, configured_template)
-    images = model_images(inp, max_images=max_images)
+    images = model_images(inp, max_images=max_images, volume_windows=volume_windows)
     fields = {
         "modality": inp.modality,
         "body_part": (inp.body_part or "unspecified").lower(),

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from core.config import ModelSpec
 from core.errors import ModelError
-from models.prompts import Prompt, build_prompt
+from models.prompts import Prompt, build_prompt, prompt_options
 from models.protocol import ModelInfo, ModelInput, ModelOutput
 from models.structured import DRAFT_SCHEMA, parse_draft, repair_messages
 
@@ -130,7 +130,7 @@ class RemoteVlmBackend:
     def _one(self, inp: ModelInput, producer: Any) -> ModelOutput:
         t0 = time.perf_counter()
         try:
-            prompt = build_prompt(inp, self.spec.prompt_template)
+            prompt = build_prompt(inp, self.spec.prompt_template, **prompt_options(self.spec.options))
         except ModelError as exc:
             return ModelOutput.failed(inp.study_instance_uid, producer, exc)
         prov = self._provenance(prompt)

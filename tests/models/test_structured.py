@@ -114,3 +114,17 @@ def test_configured_template_file_and_unknown_field(tmp_path: Path) -> None:
     f.write_text("{patient_name}")
     with pytest.raises(ModelError, match="unknown field 'patient_name'"):
         build_prompt(cxr_input("1.2.3.8"), str(f))
+
+
+def test_ct_volume_windows_become_one_montage_each() -> None:
+    from models.prompts import prompt_options
+
+    hu = np.linspace(-1000, 1000, 30 * 16 * 16).reshape(30, 16, 16).astype(np.float32)
+    vol = Volume(hu, (2.0, 1.0, 1.0), (0, 0, 0), ((1, 0, 0), (0, 1, 0), (0, 0, 1)), "1.2.3.4")
+    inp = ModelInput(study_instance_uid="1.2.3.5", modality="CT", body_part="CHEST", volume=vol)
+    opts = prompt_options({"volume_windows": [[-600, 1500], [40, 400]]})
+    lung, mediastinum = build_prompt(inp, **opts).images
+    assert lung.shape == mediastinum.shape == (48, 48, 3)
+    assert lung.mean() > mediastinum.mean()  # the lung window shows more of the low-HU range as grey
+    with pytest.raises(ModelError, match="volume_windows"):
+        prompt_options({"volume_windows": [[1]]})
