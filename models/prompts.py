@@ -124,7 +124,9 @@ def model_images(
         return tuple(to_rgb_uint8(im) for im in views[:max_images])
     if inp.volume is not None:
         # one montage per configured window (CT: lung + mediastinum), else the volume's own window
-        wins: list[tuple[float, float] | None] = [*volume_windows][:max_images] or [None]
+        wins: list[tuple[float, float] | None] = list(volume_windows[:max_images])
+        if not wins:
+            wins = [None]
         return tuple(montage(inp.volume, window=w) for w in wins)
     raise ModelError(f"study {inp.study_instance_uid}: no image, volume or ECG printout to show the model")
 
