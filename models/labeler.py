@@ -270,9 +270,14 @@ class LabelResult:
     mentions: tuple[Mention, ...]
 
     @property
+    def decisive(self) -> Mention:
+        """The mention that decided the label: a direct mention before a "normal" statement."""
+        same = [m for m in self.mentions if m.presence is self.presence]
+        return next((m for m in same if m.trigger != "normal statement"), same[0])
+
+    @property
     def span(self) -> tuple[int, int]:
-        decisive = next(m for m in self.mentions if m.presence is self.presence)
-        return decisive.start, decisive.end
+        return self.decisive.start, self.decisive.end
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:
@@ -389,7 +394,7 @@ def to_findings(results: dict[str, LabelResult], producer: Producer = LABELER_PR
     for key, r in sorted(results.items()):
         vocab = BY_KEY[key]
         s, e = r.span
-        decisive = next(m for m in r.mentions if m.presence is r.presence)
+        decisive = r.decisive
         out.append(
             Finding(
                 concept=vocab.code,
@@ -424,8 +429,8 @@ def as_json(report_id: str, text: str, labels: Iterable[str] | None = None) -> d
                     "display": BY_KEY[k].code.meaning,
                 },
                 "span": list(r.span),
-                "text": next(m.text for m in r.mentions if m.presence is r.presence),
-                "trigger": next(m.trigger for m in r.mentions if m.presence is r.presence),
+                "text": r.decisive.text,
+                "trigger": r.decisive.trigger,
             }
             for k, r in sorted(res.items())
         },

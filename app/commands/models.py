@@ -123,7 +123,7 @@ def register(cli: typer.Typer) -> None:
                 for col in ("label", "presence", "text", "trigger"):
                     table.add_column(col)
                 for key, res in sorted(label_report(text, sets[labels]).items()):
-                    m = next(x for x in res.mentions if x.presence is res.presence)
+                    m = res.decisive
                     table.add_row(key, res.presence.value, m.text, m.trigger or "")
                 console.print(table)
         except (OSError, UnicodeError) as exc:
