@@ -240,9 +240,6 @@ def p_wave(
     The search starts after the previous beat's T wave (this beat's T end one RR
     earlier) so that a fast rate does not turn the preceding T into a P.
     """
-    iso = _isoelectric(m, fs, qrs_on)
-    sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ)
-    mag = np.sqrt((sm * sm).sum(axis=0))
     back = int(0.32 * fs)
     if rr_samples:
         back = min(back, int(0.5 * rr_samples))
@@ -252,6 +249,17 @@ def p_wave(
     b = qrs_on - int(0.03 * fs)
     if b - a < int(0.05 * fs):
         return None, None, None
+    # baseline: a straight line from the T-P level at the window start to the PR level before the QRS;
+    # the T-P and PR levels differ (high-pass after-effect of the QRS-T, atrial repolarisation), and an
+    # offset between them would shift the P boundaries found on the magnitude
+    iso = _isoelectric(m, fs, qrs_on)
+    w0 = max(2, int(0.01 * fs))
+    start_level = m[:, a : a + w0].mean(axis=1)
+    end_i = max(a + 1, qrs_on - int(0.014 * fs))
+    t = np.clip((np.arange(m.shape[1]) - a) / (end_i - a), 0.0, 1.0)
+    base = start_level[:, None] + (iso - start_level)[:, None] * t[None, :]
+    sm = _lowpass(m - base, fs, WAVE_LOWPASS_HZ)
+    mag = np.sqrt((sm * sm).sum(axis=0))
     pp = a + int(np.argmax(mag[a:b]))
     # noise: the quietest 40 ms stretch of the window's magnitude slope-free part
     w = max(2, int(0.04 * fs))
