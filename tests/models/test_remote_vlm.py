@@ -131,3 +131,21 @@ def test_without_weights_hash_it_refuses_to_run() -> None:
     assert "sha256" in be.describe().missing[0]
     with pytest.raises(ModelError, match="cannot run"):
         be.predict([cxr_input("1.2.826.0.2.8")])
+
+
+def test_ecg_printout_and_measurements_reach_an_ecg_capable_server() -> None:
+    import numpy as np
+
+    from models.protocol import ModelInput
+
+    page = np.full((200, 400, 3), 250, dtype=np.uint8)
+    page[100, :, :] = 0  # a baseline
+    inp = ModelInput(study_instance_uid="1.2.826.0.2.9", modality="ECG", ecg_printout=page,
+                     ecg_measurements_text="HR 61/min; PR 161 ms; QRS 75 ms; QT 368 ms")  # fmt: skip
+    state = ServerState(mode="valid")
+    with OpenAIServer(state) as srv:
+        (out,) = _remote(srv.url).predict([inp])
+    assert out.ok
+    parts = state.requests[0]["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["image_url", "text"]
+    assert "PR 161 ms" in parts[1]["text"] and "12-lead ECG" in parts[1]["text"]

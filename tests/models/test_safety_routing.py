@@ -166,3 +166,11 @@ def test_escalation_policies() -> None:
     assert should_escalate(ModelSpec(backend="local_vlm", options={"escalate": "abnormal"}), [borderline])[0] is False
     assert should_escalate(ModelSpec(backend="local_vlm", options={"escalate": "always"}), [normal])[0] is True
     assert should_escalate(ModelSpec(backend="local_vlm", options={"escalate": "never"}), [abnormal])[0] is False
+
+
+def test_critical_rule_finding_such_as_stemi_sets_stat() -> None:
+    stemi = Finding(SCT.STEMI, "Acute ST elevation myocardial infarction", RULES, critical=True)
+    r = review([], [], [stemi])
+    assert r.priority.level is PriorityLevel.STAT and "ST elevation" in r.priority.reason
+    absent = Finding(SCT.STEMI, "No STEMI", RULES, presence=Presence.ABSENT, critical=True)
+    assert review([], [], [absent]).priority.level is PriorityLevel.ROUTINE
