@@ -134,7 +134,7 @@ def bench_vlm(args: argparse.Namespace) -> None:
         path=folder,
         max_batch=args.batch,
         max_new_tokens=args.new_tokens,
-        options={"min_new_tokens": args.new_tokens},
+        options={"min_new_tokens": args.new_tokens, "constrained": False},
     )
     be = LocalVlmBackend("bench", spec)
     be.load()
