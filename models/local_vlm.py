@@ -178,7 +178,7 @@ class LocalVlmBackend:
     # ------------------------------------------------------------------ protocol
 
     def describe(self) -> ModelInfo:
-        version = str(self.spec.options.get("version", "local"))
+        version = str(self.spec.options.get("version", f"sha256:{(self._digest or 'unknown')[:12]}"))
         return ModelInfo(
             name=self.name,
             backend="local_vlm",
