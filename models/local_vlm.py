@@ -438,4 +438,5 @@ class LocalVlmBackend:
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    msg = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in msg or "not enough memory" in msg
