@@ -195,6 +195,42 @@ def _per_beat_fiducials(
     return out
 
 
+#: Physiological ranges of global values; a value outside is withheld and flagged, never reported.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "hr_bpm": (15.0, 350.0),
+    "pr_ms": (50.0, 450.0),
+    "p_ms": (30.0, 250.0),
+    "qrs_ms": (40.0, 250.0),
+    "qt_ms": (150.0, 750.0),
+}
+
+
+def _plausible(g: GlobalMeasurements) -> tuple[GlobalMeasurements | None, list[Finding]]:
+    """Withhold global values outside physiological ranges, with a technical statement for each."""
+    flags: list[Finding] = []
+    changes: dict[str, Any] = {}  # field name -> None (withheld)
+    for name, (lo, hi) in PLAUSIBLE.items():
+        v = getattr(g, name)
+        if v is not None and not lo <= v <= hi:
+            label = name.rsplit("_", 1)[0].upper()
+            flags.append(
+                _technical(
+                    f"{label} {v:.0f} outside the physiological range {lo:g}-{hi:g}: not reported",
+                    criteria=(f"{name} = {v:.1f}",),
+                )
+            )
+            changes[name] = None
+    if not changes:
+        return g, flags
+    if "qrs_ms" in changes:  # everything hangs on the QRS boundaries: report no interval at all
+        return None, flags
+    if "qt_ms" in changes:
+        changes.update(qtc_bazett_ms=None, qtc_fridericia_ms=None, qtc_framingham_ms=None, qtc_hodges_ms=None)
+    if "hr_bpm" in changes:
+        changes["rr_ms"] = None
+    return replace(g, **changes), flags
+
+
 def _merge_patient(given: Patient | None, from_file: Patient) -> Patient:
     """The caller's demographics, completed by the file's where the caller's are unknown (thresholds need both)."""
     if given is None:
@@ -281,9 +317,16 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
             fd = Fiducials(None, None, fd.qrs_on, fd.qrs_off, fd.t_off, fd.t_peak, None)
         names_used = tuple(n for n, u in zip(record.lead_names, usable, strict=True) if u)
         mb_used = MedianBeats(mb.beats[usable], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used)
-        g = global_measurements(mb_used, fd, beats, names_used, np.ones(len(names_used), dtype=bool))
-        amps = lead_amplitudes(mb_used, fd, names_used)
-        measurements = to_measurements(g, amps)
+        g_raw = global_measurements(mb_used, fd, beats, names_used, np.ones(len(names_used), dtype=bool))
+        g, implausible = _plausible(g_raw)
+        stmts.extend(implausible)
+        if g is not None and g.pr_ms is None and fd.p_on is not None:
+            fd = Fiducials(None, None, fd.qrs_on, fd.qrs_off, fd.t_off, fd.t_peak, None)  # P withheld
+        if g is not None and g.qt_ms is None and fd.t_off is not None:
+            fd = Fiducials(fd.p_on, fd.p_off, fd.qrs_on, fd.qrs_off, None, fd.t_peak, fd.p_peak)  # T withheld
+        if g is not None:
+            amps = lead_amplitudes(mb_used, fd, names_used)
+            measurements = to_measurements(g, amps)
         ms = 1000.0 / fs
         fid_ms = tuple(
             (k, round((v - fd.qrs_on) * ms, 1))
@@ -294,9 +337,9 @@ def analyze(record: EcgRecord, config: EcgConfig | None = None, *, patient: Pati
                 ("qrs_off", fd.qrs_off),
                 ("t_off", fd.t_off),
             )
-            if v is not None
+            if v is not None and g is not None
         )
-        per_beat = _per_beat_fiducials(mb, fd, beats, scale)
+        per_beat = _per_beat_fiducials(mb, fd, beats, scale) if g is not None else {}
         span = (
             (fd.p_on - int(0.04 * fs)) if fd.p_on is not None else mb.fiducial - int(0.30 * fs),
             (fd.t_off + int(0.04 * fs)) if fd.t_off is not None else mb.fiducial + int(0.45 * fs),

@@ -185,3 +185,19 @@ def test_patient_demographics_completed_from_the_file() -> None:
     given = _merge_patient(Patient(sex=Sex.FEMALE), from_file)
     assert given.sex is Sex.FEMALE and given.age_years == 50  # the caller's known values win
     assert _merge_patient(None, from_file) is from_file
+
+
+def test_unphysiological_values_are_withheld_and_flagged() -> None:
+    from dataclasses import replace
+
+    from ecg.analysis import _plausible
+    from ecg.signal.measurements import GlobalMeasurements
+
+    g = GlobalMeasurements(72.0, 833.0, 160.0, 100.0, 90.0, 380.0, 416.0, 404.0, 406.0, 401.0, 55.0, 45.0, 40.0)
+    same, flags = _plausible(g)
+    assert same == g and flags == []
+    long_qt, flags = _plausible(replace(g, qt_ms=900.0))
+    assert long_qt is not None and long_qt.qt_ms is None and long_qt.qtc_bazett_ms is None
+    assert len(flags) == 1 and flags[0].concept == MMDX.ECG_TECHNICAL and "900" in flags[0].text
+    narrow, flags = _plausible(replace(g, qrs_ms=28.0))
+    assert narrow is None and "QRS 28" in flags[0].text
