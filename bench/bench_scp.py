@@ -177,6 +177,34 @@ def bare_pynetdicom(work: Path, pdu: int) -> Iterator[tuple[int, str]]:
         stop(proc)
 
 
+_FAST_NOOP = """
+import sys, threading
+from ingest.scp import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from ingest.ul_acceptor import AcceptorConfig, UpperLayerServer
+port, pdu = int(sys.argv[1]), int(sys.argv[2])
+cfg = AcceptorConfig("FASTNOOP", (), frozenset(STORAGE_SOP_CLASSES), TRANSFER_SYNTAXES, pdu)
+UpperLayerServer(("127.0.0.1", port), cfg, lambda data, calling, ts, uid: 0).start()
+threading.Event().wait()
+"""
+
+
+@contextmanager
+def fast_noop(work: Path, pdu: int) -> Iterator[tuple[int, str]]:
+    """mmdx's fast DIMSE engine with a handler that stores nothing: the network layer's own ceiling."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FAST_NOOP, str(port), str(pdu)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, proc)
+        yield port, "FASTNOOP"
+    finally:
+        stop(proc)
+
+
 @contextmanager
 def storescp(work: Path, pdu: int) -> Iterator[tuple[int, str]]:
     port = free_port()
@@ -261,6 +289,7 @@ def main() -> None:
         "Orthanc (fsync)": lambda w: orthanc(w, pdu, True),
         "Orthanc (no fsync)": lambda w: orthanc(w, pdu, False),
         "pynetdicom bare (no fsync)": lambda w: bare_pynetdicom(w, pdu),
+        "fast engine, no-op handler": lambda w: fast_noop(w, pdu),
         "mmdx pynetdicom (fsync)": lambda w: mmdx(w, pdu, True),
         "mmdx pynetdicom (no fsync)": lambda w: mmdx(w, pdu, False),
         "mmdx fast (fsync)": lambda w: mmdx(w, pdu, True, "fast"),

@@ -339,7 +339,7 @@ class _Scanner:
         self.rejected: list[Rejected] = []
         self.empty: list[Path] = []
         self.dicomdirs: list[Path] = []
-        self.seen: set[Path] = set()
+        self.seen: set[tuple[int, int]] = set()
 
     def add_bytes(self, data: bytes, path: Path, *, archive: Path | None = None, member: str | None = None) -> None:
         try:
@@ -351,25 +351,30 @@ class _Scanner:
             self.rejected.append(Rejected(path, reason, dicom=reason != NOT_DICOM))
 
     def add_file(self, path: Path) -> None:
-        resolved = path.resolve()
-        if resolved in self.seen:
-            return
-        self.seen.add(resolved)
         try:
             with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                key = (st.st_dev, st.st_ino)  # one file reached twice (DICOMDIR and folder walk, links)
+                if key in self.seen:
+                    return
+                self.seen.add(key)
                 head = fh.read(1024)
-                if zipfile.is_zipfile(fh):
-                    self.add_zip(path)
-                    return
-                if _is_dicomdir(path, head):
-                    self.add_dicomdir(path)
-                    return
-                fh.seek(0)
-                data = fh.read()
+                # a zip starts with a local file header (or is an empty archive); a DICOM file never does
+                if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(fh):
+                    kind = "zip"
+                elif _is_dicomdir(path, head):
+                    kind = "dicomdir"
+                else:
+                    kind, data = "file", head + fh.read()
         except OSError as exc:
             self.rejected.append(Rejected(path, f"unreadable: {exc.strerror or exc}", dicom=False))
             return
-        self.add_bytes(data, path)
+        if kind == "zip":
+            self.add_zip(path)
+        elif kind == "dicomdir":
+            self.add_dicomdir(path)
+        else:
+            self.add_bytes(data, path)
 
     def add_dicomdir(self, path: Path) -> None:
         self.dicomdirs.append(path)
