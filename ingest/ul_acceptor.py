@@ -48,7 +48,7 @@ IMPLEMENTATION_VERSION = f"MMDX_{SOFTWARE_VERSION}"[:16]
 _PDU_HEADER = struct.Struct(">BBL")
 _C_STORE_RQ, _C_STORE_RSP, _C_ECHO_RQ, _C_ECHO_RSP = 0x0001, 0x8001, 0x0030, 0x8030
 _NO_DATASET = 0x0101
-#: With "unlimited" PDUs announced, still refuse to allocate more than this for one PDU.
+#: Whatever was negotiated, refuse to allocate more than this for one PDU.
 _UNLIMITED_PDU_CAP = 1 << 26
 
 #: A store handler: (file bytes, calling AE, transfer syntax, affected SOP instance UID) -> DIMSE status.
@@ -191,9 +191,11 @@ class Association:
         pdu_type, _, length = _PDU_HEADER.unpack(self._recv_exact(6))
         if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
             raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X} (not DICOM?)")
-        limit = (1 << 20) if pdu_type == 0x01 else (self.config.max_pdu or _UNLIMITED_PDU_CAP)
-        if length > limit + 6:  # a little slack: some senders count the PDU header
-            raise ProtocolError(f"PDU of {length} bytes exceeds the maximum {limit}")
+        # Lenient on purpose: a PDU above the negotiated maximum is a peer bug we tolerate, up to a hard
+        # memory cap (what stops a hostile or garbled length from allocating gigabytes).
+        limit = (1 << 20) if pdu_type == 0x01 else max(self.config.max_pdu, _UNLIMITED_PDU_CAP)
+        if length > limit:
+            raise ProtocolError(f"PDU of {length} bytes exceeds the limit of {limit}")
         return pdu_type, self._recv_exact(length)
 
     # --------------------------------------------------------------- negotiation
