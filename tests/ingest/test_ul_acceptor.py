@@ -1,0 +1,172 @@
+"""The fast engine's PDU and command-set parsing: properties and hostile input on a socket pair."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.scp import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
+from ingest.ul_acceptor import (
+    AcceptorConfig,
+    Association,
+    ProtocolError,
+    _command,
+    _parse_command,
+    _response,
+    _ui,
+    _us,
+)
+
+CONFIG = AcceptorConfig(
+    ae_title="MMDX",
+    allowed_calling=("MODALITY",),
+    storage_sop_classes=frozenset(STORAGE_SOP_CLASSES),
+    transfer_syntaxes=TRANSFER_SYNTAXES,
+    max_pdu=16384,
+    acse_timeout_s=2,
+    network_timeout_s=2,
+)
+
+
+@given(st.lists(st.tuples(st.integers(1, 0xFFFF), st.binary(max_size=40)), max_size=12, unique_by=lambda t: t[0]))
+def test_command_set_round_trips(elements: list[tuple[int, bytes]]) -> None:
+    encoded = _command(elements)
+    fields = _parse_command(encoded)
+    assert fields[0x00000000] == struct.pack("<L", len(encoded) - 12)
+    for element, value in elements:
+        assert fields[element] == value
+
+
+@given(st.binary(max_size=200))
+def test_command_parser_only_raises_protocol_error(data: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        _parse_command(data)
+
+
+def test_store_response_carries_status_and_uids() -> None:
+    fields = _parse_command(_response(0x8001, 7, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", 0xA700))
+    assert (_us(fields, 0x0100), _us(fields, 0x0120), _us(fields, 0x0900)) == (0x8001, 7, 0xA700)
+    assert _ui(fields, 0x1000) == "1.2.3.4" and _ui(fields, 0x0002) == "1.2.840.10008.5.1.4.1.1.2"
+    assert _us(fields, 0x0800) == 0x0101  # no dataset follows
+
+
+def _associate_rq(called: str, calling: str, contexts: list[tuple[int, str, list[str]]], max_pdu: int = 0) -> bytes:
+    def item(t: int, payload: bytes) -> bytes:
+        return struct.pack(">BBH", t, 0, len(payload)) + payload
+
+    body = struct.pack(">HH", 1, 0) + called.encode().ljust(16) + calling.encode().ljust(16) + bytes(32)
+    body += item(0x10, b"1.2.840.10008.3.1.1.1")
+    for cid, abstract, syntaxes in contexts:
+        sub = item(0x30, abstract.encode()) + b"".join(item(0x40, ts.encode()) for ts in syntaxes)
+        body += item(0x20, bytes([cid, 0, 0, 0]) + sub)
+    body += item(0x50, item(0x51, struct.pack(">L", max_pdu)))
+    return struct.pack(">BBL", 0x01, 0, len(body)) + body
+
+
+def _run(payload: bytes, handler_calls: list[bytes] | None = None) -> bytes:
+    """Feed bytes to one Association over a socket pair; return what it answered."""
+    ours, theirs = socket.socketpair()
+    calls = handler_calls if handler_calls is not None else []
+
+    def handler(data: bytes, calling: str, ts: str, uid: str) -> int:
+        calls.append(data)
+        return 0
+
+    def serve() -> None:
+        assoc = Association(ours, CONFIG, handler)
+        try:
+            if assoc.negotiate():
+                assoc.serve()
+        except (ProtocolError, ConnectionError, TimeoutError, OSError):
+            pass
+        finally:  # drain what the peer still sends, so closing does not reset the connection
+            ours.shutdown(socket.SHUT_WR)
+            ours.settimeout(5)
+            try:
+                while ours.recv(65536):
+                    pass
+            except OSError:
+                pass
+            ours.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    theirs.sendall(payload)
+    theirs.shutdown(socket.SHUT_WR)
+    answer = b""
+    theirs.settimeout(5)
+    while chunk := theirs.recv(65536):
+        answer += chunk
+    thread.join(5)
+    theirs.close()
+    assert not thread.is_alive()
+    return answer
+
+
+def test_negotiation_accepts_known_contexts_and_rejects_others() -> None:
+    rq = _associate_rq(
+        "MMDX",
+        "MODALITY",
+        [
+            (1, "1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.2", "1.2.840.10008.1.2"]),
+            (3, "1.2.840.10008.5.1.4.1.1.481.1", ["1.2.840.10008.1.2"]),  # RT Image: not ours
+            (5, "1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.4.100"]),  # MPEG2: not ours
+        ],
+    )
+    answer = _run(rq)
+    assert answer[0] == 0x02  # A-ASSOCIATE-AC
+    results = {}
+    pos = 6 + 68
+    while pos < len(answer):
+        t, _, length = struct.unpack_from(">BBH", answer, pos)
+        if t == 0x21:
+            cid, result = answer[pos + 4], answer[pos + 6]
+            ts_len = struct.unpack_from(">H", answer, pos + 10)[0]
+            results[cid] = (result, answer[pos + 12 : pos + 12 + ts_len].decode())
+        pos += 4 + length
+    assert results[1] == (0, "1.2.840.10008.1.2")  # little endian preferred over big endian
+    assert results[3][0] == 3  # abstract syntax not supported
+    assert results[5][0] == 4  # transfer syntaxes not supported
+
+
+@pytest.mark.parametrize(
+    ("called", "calling", "reason"),
+    [("MMDX", "INTRUDER", 0x03), ("OTHER", "MODALITY", 0x07)],
+)
+def test_wrong_ae_titles_get_associate_rj(called: str, calling: str, reason: int) -> None:
+    answer = _run(_associate_rq(called, calling, [(1, "1.2.840.10008.1.1", ["1.2.840.10008.1.2"])]))
+    assert answer == struct.pack(">BBL", 0x03, 0, 4) + bytes([0, 0x01, 0x01, reason])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_after_association_never_crash_or_store(noise: bytes) -> None:
+    rq = _associate_rq("MMDX", "MODALITY", [(1, "1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.1"])])
+    calls: list[bytes] = []
+    answer = _run(rq + noise, calls)
+    assert answer[0] == 0x02
+    # random bytes are at most a (very unlikely) well-formed exchange; never a handler call with garbage
+    assert calls == [] or all(c[128:132] == b"DICM" for c in calls)
+
+
+def test_echo_and_release_over_socket_pair() -> None:
+    rq = _associate_rq("MMDX", "MODALITY", [(1, "1.2.840.10008.1.1", ["1.2.840.10008.1.2"])])
+    echo = _command([(0x0002, b"1.2.840.10008.1.1\x00"), (0x0100, struct.pack("<H", 0x0030)),
+                     (0x0110, struct.pack("<H", 9)), (0x0800, struct.pack("<H", 0x0101))])  # fmt: skip
+    pdv = struct.pack(">LBB", len(echo) + 2, 1, 0x03) + echo
+    p_data = struct.pack(">BBL", 0x04, 0, len(pdv)) + pdv
+    release = struct.pack(">BBL", 0x05, 0, 4) + bytes(4)
+    answer = _run(rq + p_data + release)
+    ac_len = struct.unpack_from(">L", answer, 2)[0]
+    rest = answer[6 + ac_len :]
+    assert rest[0] == 0x04  # the C-ECHO-RSP
+    rsp_len = struct.unpack_from(">L", rest, 2)[0]
+    fields = _parse_command(rest[12 : 6 + rsp_len])
+    assert (_us(fields, 0x0100), _us(fields, 0x0120), _us(fields, 0x0900)) == (0x8030, 9, 0)
+    assert rest[6 + rsp_len :] == struct.pack(">BBL", 0x06, 0, 4) + bytes(4)  # A-RELEASE-RP
