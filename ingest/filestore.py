@@ -1,7 +1,7 @@
 """Durable, content-addressed placement of received DICOM objects.
 
 An object is acknowledged only once it is durable, so every write goes to a
-temporary file in the destination folder, is fsynced, and is then linked into
+temporary file in ``<store_dir>/.tmp`` (same filesystem), is fsynced, and is then linked into
 place (``os.link`` never overwrites: two associations racing on one SOP
 Instance UID cannot clobber each other) and the folder entry is fsynced too.
 A crash at any point leaves either no file or the complete file under its
@@ -79,6 +79,8 @@ class FileStore:
         self.root = Path(root)
         self.fsync = fsync
         self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir = self.root / ".tmp"  #: one folder for partial writes: a crash sweep never walks the store
+        self.tmp_dir.mkdir(exist_ok=True)
         self._known_dirs: set[Path] = set()
 
     def path_for(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
@@ -106,8 +108,8 @@ class FileStore:
                 _fsync_dir(d)
         self._known_dirs.add(folder)
 
-    def _write_temp(self, folder: Path, data: bytes) -> Path:
-        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=folder)
+    def _write_temp(self, data: bytes) -> Path:
+        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -133,7 +135,7 @@ class FileStore:
             self._ensure_dir(final.parent)
             if final.exists():
                 return self._resolve_existing(final, data, digest)
-            tmp = self._write_temp(final.parent, data)
+            tmp = self._write_temp(data)
             try:
                 os.link(tmp, final)
             except FileExistsError:
@@ -153,7 +155,7 @@ class FileStore:
         self._ensure_dir(folder)
         target = folder / f"{final.stem}.{digest[:16]}.dcm"
         if not target.exists():
-            tmp = self._write_temp(folder, data)
+            tmp = self._write_temp(data)
             try:
                 os.replace(tmp, target)
             finally:
@@ -165,7 +167,7 @@ class FileStore:
     def sweep_temporary(self) -> int:
         """Remove temporary files left by a crash; returns how many. Call at start-up only."""
         count = 0
-        for tmp in self.root.rglob(".tmp-*"):
+        for tmp in self.tmp_dir.glob(".tmp-*"):
             tmp.unlink(missing_ok=True)
             count += 1
         return count

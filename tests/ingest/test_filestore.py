@@ -21,7 +21,7 @@ def test_put_writes_by_uid_with_digest(tmp_path: Path) -> None:
     assert placed.path == tmp_path / "s" / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"
     assert placed.path.read_bytes() == b"abc" * 100
     assert placed.sha256 == hashlib.sha256(b"abc" * 100).hexdigest() == sha256_file(placed.path)
-    assert not list(placed.path.parent.glob(".tmp-*"))
+    assert not list(store.tmp_dir.iterdir())
 
 
 def test_same_bytes_again_is_identical_other_bytes_conflict(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_disk_failure_raises_store_error_and_leaves_nothing(tmp_path: Path) -> N
     (tmp_path / "s" / "1.2.3").write_bytes(b"a file where the study folder should be")
     with pytest.raises(StoreError, match=r"cannot write .*1\.2\.3\.4\.5\.dcm"):
         store.put(b"data", **UIDS)
-    assert sorted(p.name for p in (tmp_path / "s").rglob("*")) == ["1.2.3"]
+    assert sorted(p.name for p in (tmp_path / "s").rglob("*")) == [".tmp", "1.2.3"]  # .tmp is empty
 
 
 def test_racing_writers_of_one_uid_keep_exactly_one_original(tmp_path: Path) -> None:
@@ -78,6 +78,6 @@ def test_racing_writers_of_one_uid_keep_exactly_one_original(tmp_path: Path) -> 
 def test_sweep_removes_crash_leftovers_only(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     placed = store.put(b"keep", **UIDS)
-    (placed.path.parent / ".tmp-abc.dcm").write_bytes(b"half")
+    (store.tmp_dir / ".tmp-abc.dcm").write_bytes(b"half")
     assert store.sweep_temporary() == 1
     assert placed.path.read_bytes() == b"keep"
