@@ -21,6 +21,8 @@ $(VENV)/.base-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test-installed: $(VENV)/.base-installed
 	$(BIN)/pip install --quiet -e '.[ml,test,dev]'
+	# constrained decoding for the structured-output tests, without triton (~1 GB, GPU only)
+	$(BIN)/pip install --quiet --no-deps xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
 	touch $@
 
 demo: $(VENV)/.base-installed

@@ -8,6 +8,7 @@ from typing import Any
 
 from core.config import Settings, load_settings
 from core.identifiers import Clock, SystemClock
+from models.registry import Registry
 from store.db import Database
 
 
@@ -18,6 +19,14 @@ class AppContext:
     settings: Settings
     db: Database
     clock: Clock = field(default_factory=SystemClock)
+    _registry: Registry | None = field(default=None, init=False, repr=False)
+
+    @property
+    def registry(self) -> Registry:
+        """The model registry, built on first use (loading a backend is left to the backend)."""
+        if self._registry is None:
+            self._registry = Registry.from_settings(self.settings)
+        return self._registry
 
     @classmethod
     def create(cls, config: Path | None = None, *, clock: Clock | None = None, **overrides: Any) -> AppContext:

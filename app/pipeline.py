@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.context import AppContext
+from app.models_stage import image_input
 from app.plan import Action, StudyPlan, plan_study
 from core.codes import LOINC
 from core.errors import EcgError, MmdxError
 from core.records import (
     DraftReport,
     Finding,
+    Image,
     Measurement,
     Presence,
     Priority,
@@ -31,6 +33,7 @@ from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ecg.analysis import analyze
 from ecg.readers import read_ecg
 from ecg.render import render_png
+from models.orchestrate import analyse_batch
 from reports.context import ReportContext
 from reports.outputs import build_outputs, write_outputs
 from store import audit, index
@@ -39,6 +42,9 @@ from store.reports import ArtefactRecord
 from store.serialize import report_to_json
 
 log = logging.getLogger(__name__)
+
+#: How many of the analysed views are sent back as Secondary Capture.
+MAX_KEY_IMAGES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,8 @@ class _Draft:
     priorities: list[Priority] = field(default_factory=list)
     producers: list[Producer] = field(default_factory=list)
     narrative: list[str] = field(default_factory=list)
+    sections: list[ReportSection] = field(default_factory=list)
+    key_images: list[Image] = field(default_factory=list)
     printout_png: bytes | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -128,6 +136,27 @@ def _analyse_ecgs(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft)
                 draft.printout_png = render_png(record, analysis.measurements, analysis.statements)
 
 
+def _run_image_models(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) -> None:
+    plans = plan.of(Action.IMAGE_MODELS)
+    if not plans:
+        return
+    inp = image_input(study, plans, draft.problems)
+    if inp is None:
+        return
+    (result,) = analyse_batch([inp], ctx.registry, ctx.settings.model_routing)
+    draft.problems.extend(result.errors)
+    draft.problems.extend(result.notices)
+    if not result.findings and not result.sections:
+        return
+    for producer in result.provenance:
+        draft.add_producer(producer)
+    draft.findings.extend(result.findings)
+    draft.sections.extend(result.sections)
+    draft.priorities.append(result.priority)
+    # the views the draft was written from go back to the PACS as bannered secondary captures
+    draft.key_images.extend(inp.images[:MAX_KEY_IMAGES])
+
+
 def _report_kind(plan: StudyPlan) -> ReportKind:
     return ReportKind.ECG if plan.of(Action.ECG_ANALYSIS) else ReportKind.IMAGING
 
@@ -153,6 +182,7 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
     plan = plan_study(study, ctx.settings)
     draft = _Draft()
     _analyse_ecgs(ctx, study, plan, draft)
+    _run_image_models(ctx, study, plan, draft)
     for skipped in plan.of(Action.SKIP):
         draft.problems.append(skipped.summary)
     if not draft.producers:
@@ -160,7 +190,9 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
 
     kind = _report_kind(plan)
     narrative_code = LOINC.EKG_NARRATIVE if kind is ReportKind.ECG else LOINC.FINDINGS
-    sections = (ReportSection(narrative_code, "\n".join(draft.narrative)),) if draft.narrative else ()
+    sections = tuple(draft.sections)
+    if draft.narrative:
+        sections = (ReportSection(narrative_code, "\n".join(draft.narrative)), *sections)
     report = DraftReport(
         study_instance_uid=study_uid,
         kind=kind,
@@ -192,7 +224,9 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
     )
     # a new version names the one it replaces, so the EHR retracts observations it dropped
     previous = latest if stored and latest is not None else None
-    outputs = build_outputs(report, study, rctx, ecg_printout_png=draft.printout_png, previous=previous)
+    outputs = build_outputs(
+        report, study, rctx, ecg_printout_png=draft.printout_png, previous=previous, images=draft.key_images
+    )
     target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid
     paths = tuple(write_outputs(outputs, target))
     if stored:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.records import Series, Study
+from models.routing import models_for
 
 ECG_SOP_CLASSES = frozenset(
     {
@@ -55,19 +56,6 @@ class StudyPlan:
         return tuple(p for p in self.series if p.action is action)
 
 
-def _models_for(settings: Settings, series: Series) -> list[str]:
-    names: list[str] = []
-    for rule in settings.model_routing:
-        if rule.kind == "ecg":
-            continue
-        if rule.modality and rule.modality.upper() != series.modality.upper():
-            continue
-        if rule.body_part and (series.body_part or "").upper() != rule.body_part.upper():
-            continue
-        names.extend(n for n in rule.models if n not in names)
-    return names
-
-
 def plan_series(series: Series, settings: Settings) -> SeriesPlan:
     """Decide the action for one series from its modality, SOP classes and the model routing."""
     sop_classes = {i.sop_class_uid for i in series.instances}
@@ -76,7 +64,7 @@ def plan_series(series: Series, settings: Settings) -> SeriesPlan:
     if series.modality in DERIVED_MODALITIES:
         return SeriesPlan(series, Action.SKIP, f"{series.modality} is a derived object")
     if series.modality in PROJECTION_MODALITIES or series.modality in CROSS_SECTIONAL_MODALITIES:
-        models = _models_for(settings, series)
+        models = models_for(settings.model_routing, series.modality, series.body_part)
         if models:
             return SeriesPlan(series, Action.IMAGE_MODELS, ", ".join(models))
         return SeriesPlan(series, Action.SKIP, f"no model configured for {series.modality} (see model_routing)")

@@ -1,0 +1,62 @@
+"""Wiring between the pipeline and ``models``: build model inputs from indexed series.
+
+Pixel decoding lives in ``ingest`` and model code in ``models``; neither may
+import the other, so the pipeline hands ``core`` records from one to the other
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.plan import PROJECTION_MODALITIES, SeriesPlan
+from core.errors import IngestError
+from core.records import Image, Study
+from ingest.pixels import load_image
+from ingest.volume import load_volume
+from models.protocol import ClinicalContext, ModelInput
+
+
+def clinical_context(study: Study) -> ClinicalContext:
+    """What a model may know about the request: never identity, only age/sex and the exam."""
+    sex = study.patient.sex.value if study.patient.sex.value != "U" else None
+    return ClinicalContext(
+        technique=study.description,
+        patient_age_years=study.patient.age_years,
+        patient_sex=sex,
+    )
+
+
+def image_input(study: Study, plans: Sequence[SeriesPlan], problems: list[str]) -> ModelInput | None:
+    """One model input for the image series of a study (radiograph views and/or the first volume).
+
+    Series that cannot be decoded are left out with their reason in ``problems``.
+    """
+    images: list[Image] = []
+    volume = None
+    modality = None
+    body_part = None
+    for plan in plans:
+        series = plan.series
+        try:
+            if series.modality in PROJECTION_MODALITIES:
+                images.extend(load_image(inst.path) for inst in series.instances)
+            elif volume is None:
+                volume = load_volume([inst.path for inst in series.instances])
+            else:
+                continue
+        except IngestError as exc:
+            problems.append(f"series {series.series_instance_uid}: {exc}")
+            continue
+        modality = modality or series.modality
+        body_part = body_part or series.body_part
+    if modality is None:
+        return None
+    return ModelInput(
+        study_instance_uid=study.study_instance_uid,
+        modality=modality,
+        body_part=body_part,
+        images=tuple(images),
+        volume=volume,
+        context=clinical_context(study),
+    )

@@ -1,0 +1,71 @@
+"""`mmdx run` on a chest radiograph with a configured vision-language model (our OpenAI-compatible server).
+
+The server is real HTTP on loopback; it returns a schema-valid draft so the path from pixels to a
+preliminary, AI-labelled report can be checked end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.context import AppContext
+from core.records import ProducerKind, ReportStatus
+from store import reports as report_store
+from tests.models.openai_server import OpenAIServer, ServerState
+
+SHA = "cd" * 32
+
+
+def _config(path: Path, url: str) -> Path:
+    cfg = {
+        "models": {
+            "backends": {
+                "cxr-vlm": {
+                    "backend": "remote_vlm",
+                    "family": "gemma3",
+                    "url": url,
+                    "served_model": "tiny",
+                    "sha256": SHA,
+                    "max_new_tokens": 64,
+                    "options": {"retries": 1, "backoff_s": 0.01},
+                }
+            }
+        },
+        "model_routing": [{"modality": "CR", "models": ["cxr-vlm"]}],
+    }
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+def test_radiograph_gets_a_preliminary_ai_draft(workdir: Path, samples_copy: Path) -> None:
+    state = ServerState(mode="valid")
+    with OpenAIServer(state) as srv:
+        cfg = _config(workdir / "site.yaml", srv.url)
+        result = CliRunner().invoke(cli, ["run", str(samples_copy / "chest_cr"), "--out", "out", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert state.requests, "the model server was never called"
+    (summary,) = json.loads((workdir / "out" / "studies.json").read_text())
+    assert summary["plan"][0]["action"] == "image_models" and summary["report"]["status"] == "preliminary"
+    ctx = AppContext.create(cfg)
+    with ctx.db.session() as s:
+        report = report_store.latest_report(s, summary["study_instance_uid"])
+    assert report is not None and report.status is ReportStatus.PRELIMINARY and report.is_ai_generated
+    assert report.findings and all(f.producer.kind is ProducerKind.MODEL for f in report.findings)
+    assert {f.producer.digest for f in report.findings} == {SHA}
+    bundle = json.loads(next((workdir / "out" / summary["study_instance_uid"]).glob("*.json")).read_text())
+    text = json.dumps(bundle)
+    assert "AIAST" in text and '"preliminary"' in text
+    assert (workdir / "out" / summary["study_instance_uid"] / "sc_1.dcm").is_file()  # bannered key image
+
+
+def test_model_server_down_is_a_reason_not_a_report(workdir: Path, samples_copy: Path) -> None:
+    cfg = _config(workdir / "site.yaml", "http://127.0.0.1:9")
+    result = CliRunner().invoke(cli, ["run", str(samples_copy / "chest_cr"), "--out", "out", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    (summary,) = json.loads((workdir / "out" / "studies.json").read_text())
+    assert summary["report"] is None
+    assert summary["problems"], "the failure must be reported"
