@@ -1,11 +1,13 @@
 """Read DICOM from disk: files, folders, zip archives and DICOMDIR file-sets.
 
 :func:`scan` only reads: it sorts every input into DICOM objects (with their
-records and content hash), rejected objects (broken DICOM, with a reason that
-names the tag or the problem) and other files that are not DICOM at all.  The
-caller decides what to do with the last group (the app first offers them to the
-ECG readers, then quarantines what nobody could read).  :func:`index_scan` puts
-a scan into the index, idempotently.
+records and content hash: sha256 of the dataset without its file meta, so the
+same object read from a folder or received by DIMSE or WADO hashes the same),
+rejected objects (broken DICOM, with a reason that names the tag or the
+problem) and other files that are not DICOM at all.  The caller decides what to
+do with the last group (the app first offers them to the ECG readers, then
+quarantines what nobody could read).  :func:`index_scan` puts a scan into the
+index, idempotently.
 
 Zip members are read in memory and never extracted, so a member named
 ``../../etc/passwd`` cannot write anywhere; its display path is
@@ -15,7 +17,6 @@ is not itself indexed.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -34,7 +35,7 @@ from pydicom.tag import Tag
 
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
-from ingest.filestore import FileStore, Placement
+from ingest.filestore import FileStore, Placement, content_sha256
 from ingest.headers import missing_required, records_from_dataset
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ def examine(
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class == DICOMDIR_SOP_CLASS:
         raise IngestError("DICOMDIR is a directory of a file-set, not an image", source=where)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = content_sha256(data)
     rec = records_from_dataset(ds, path=path, sha256=digest, source=source)
     return ScannedInstance(rec.study, rec.series, rec.instance, len(data), archive, member)
 

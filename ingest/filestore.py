@@ -17,14 +17,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from core._validate import check_uid
 from core.errors import RecordError, StoreError
-
-_CHUNK = 1 << 20
 
 
 class Placement(enum.Enum):
@@ -37,7 +36,7 @@ class Placement(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """Where the bytes are now, their digest, and what happened."""
+    """Where the bytes are now, their content digest (:func:`content_sha256`), and what happened."""
 
     path: Path
     sha256: str
@@ -45,13 +44,44 @@ class StoredFile:
     placement: Placement
 
 
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+
+
+def content_offset(data: bytes | memoryview) -> int:
+    """Where the dataset starts: after the preamble and the group 0002 file meta (0 without a preamble).
+
+    The file meta is written by whoever stored the file (implementation UID,
+    source AE...), so the same object received by two routes differs there
+    and nowhere else.
+    """
+    if len(data) < 132 or bytes(data[128:132]) != b"DICM":
+        return 0
+    pos = 132
+    while pos + 8 <= len(data):
+        group = data[pos] | (data[pos + 1] << 8)
+        if group != 0x0002:
+            break
+        if bytes(data[pos + 4 : pos + 6]) in _LONG_VRS:
+            if pos + 12 > len(data):
+                break
+            pos += 12 + struct.unpack_from("<L", data, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", data, pos + 6)[0]
+    return min(pos, len(data))
+
+
+def content_sha256(data: bytes) -> str:
+    """Hex sha256 of the object's content: the dataset, without preamble and file meta.
+
+    This is the dedupe key beside the SOP Instance UID: the same object sent
+    by another AE, pulled by WADO or read from a folder hashes the same.
+    """
+    return hashlib.sha256(memoryview(data)[content_offset(data) :]).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """:func:`content_sha256` of a stored file."""
+    return content_sha256(path.read_bytes())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -130,7 +160,7 @@ class FileStore:
             A UID cannot name a file, or the disk refused the write (full, read-only...).
         """
         final = self.path_for(study_uid, series_uid, sop_instance_uid)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = content_sha256(data)
         try:
             self._ensure_dir(final.parent)
             if final.exists():

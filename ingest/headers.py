@@ -269,7 +269,8 @@ def records_from_dataset(
     path:
         Where the object is stored; also names the object in errors.
     sha256:
-        Hex digest of the whole stored file (dedupe key beside the SOP Instance UID).
+        Content digest of the stored object (``ingest.filestore.content_sha256``: the dataset without
+        the file meta), the dedupe key beside the SOP Instance UID.
     source:
         ``"file"``, ``"scp:<calling AE>"`` or ``"pull:<peer>"``.
     transfer_syntax_uid:

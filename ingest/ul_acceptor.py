@@ -262,9 +262,10 @@ class Association:
         items = [_item(0x10, APPLICATION_CONTEXT.encode())]
         for context_id, abstract, syntaxes in proposals:
             supported = abstract == VERIFICATION or abstract in self.config.storage_sop_classes
-            # the requestor's order (its first choice keeps the object as encoded), big endian only as a last resort
+            # the requestor's order (its first compressed choice keeps the object as encoded), except that
+            # explicit VR little endian beats implicit VR, and big endian is the last resort
             usable = [ts for ts in syntaxes if ts in self.config.transfer_syntaxes]
-            usable.sort(key=lambda ts: ts == "1.2.840.10008.1.2.2")
+            usable.sort(key=lambda ts: (ts == "1.2.840.10008.1.2.2", ts == "1.2.840.10008.1.2"))
             chosen = usable[0] if usable else None
             if abstract == VERIFICATION and chosen is None and "1.2.840.10008.1.2" in syntaxes:
                 chosen = "1.2.840.10008.1.2"

@@ -81,3 +81,28 @@ def test_sweep_removes_crash_leftovers_only(tmp_path: Path) -> None:
     (store.tmp_dir / ".tmp-abc.dcm").write_bytes(b"half")
     assert store.sweep_temporary() == 1
     assert placed.path.read_bytes() == b"keep"
+
+
+def test_content_digest_ignores_the_file_meta(tmp_path: Path) -> None:
+    """The same object stored by another implementation (other meta) has the same content digest."""
+    import pydicom
+    from pydicom.uid import UID
+
+    from ingest.filestore import content_offset, content_sha256
+
+    from .conftest import DATA
+
+    original = DATA / "net" / "CT_small.dcm"
+    ds = pydicom.dcmread(original)
+    ds.file_meta.ImplementationClassUID = UID("1.2.3.4.5.6.7")
+    ds.file_meta.ImplementationVersionName = "OTHER_SW_1"
+    ds.file_meta.SourceApplicationEntityTitle = "SOMEONE"
+    copy = tmp_path / "copy.dcm"
+    ds.save_as(copy, enforce_file_format=True)
+    a, b = original.read_bytes(), copy.read_bytes()
+    assert a != b and content_offset(a) != content_offset(b)
+    assert content_sha256(a) == content_sha256(b) == sha256_file(copy)
+    ds.PatientWeight = 71  # a changed dataset is other content
+    ds.save_as(copy, enforce_file_format=True)
+    assert content_sha256(copy.read_bytes()) != content_sha256(a)
+    assert content_offset(b"not dicom") == 0

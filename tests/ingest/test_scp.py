@@ -493,3 +493,23 @@ def test_fast_engine_aborts_protocol_violations(tmp_path: Path) -> None:
     finally:
         server.stop()
         db.dispose()
+
+
+def test_same_object_by_other_routes_is_a_duplicate(scp: StorageServer, db: Database) -> None:
+    """Received from one AE, re-sent by another, then found in a folder: one instance, no conflict."""
+    from datetime import UTC, datetime
+
+    from ingest.files import index_scan, scan
+
+    original = DATA / "net" / "CT_small.dcm"
+    ds = pydicom.dcmread(original)
+    for calling in (MODALITY_AE, "ECHOSCU"):  # the file meta each receipt writes differs by source AE
+        assoc = _client(calling).associate("127.0.0.1", scp.port, ae_title="MMDX")
+        assert assoc.send_c_store(ds).Status == 0x0000
+        assoc.release()
+    with db.session() as s:
+        counts = index_scan(s, scan([original]), datetime.now(UTC))
+    assert (counts.new, counts.duplicate, counts.conflict) == (0, 1, 0)
+    assert scp.receiver.counts[Outcome.DUPLICATE] == 1
+    with db.session(readonly=True) as s:
+        assert idx.list_conflicts(s) == []
