@@ -63,6 +63,11 @@ class StudyQuery:
     def __post_init__(self) -> None:
         if not (self.study_uid or self.accession_number or self.patient_id):
             raise IngestError("a study query needs a study UID, an accession number or a patient ID")
+        for name in ("study_uid", "accession_number", "patient_id"):
+            value = getattr(self, name)
+            if value and any(c in value for c in "*?\\"):
+                # C-FIND and QIDO treat these as wildcards / value separators: a pull must name exact keys
+                raise IngestError(f"study query: {name} contains a wildcard or backslash; exact values only")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise IngestError(f"study query: date_from {self.date_from} is after date_to {self.date_to}")
 

@@ -173,6 +173,11 @@ def test_unreachable_pacs_is_a_clear_error(local: Local) -> None:
         web.find_studies(StudyQuery(accession_number="X"))
     with pytest.raises(IngestError, match="needs a study UID"):
         StudyQuery()
+    with pytest.raises(IngestError, match="patient_id contains a wildcard"):
+        StudyQuery(patient_id="PULL*")
+    with pytest.raises(IngestError, match="date_from .* is after date_to"):
+        StudyQuery(accession_number="A1", date_from=date(2024, 2, 1), date_to=date(2024, 1, 1))
+    assert "PULLTEST" not in repr(StudyQuery(patient_id=PRIOR_PATIENT))
 
 
 # --------------------------------------------------------------------------- `mmdx pull`
