@@ -513,3 +513,33 @@ def test_same_object_by_other_routes_is_a_duplicate(scp: StorageServer, db: Data
     assert scp.receiver.counts[Outcome.DUPLICATE] == 1
     with db.session(readonly=True) as s:
         assert idx.list_conflicts(s) == []
+
+
+def test_every_storage_sop_class_is_accepted_and_indexed(scp: StorageServer, db: Database) -> None:
+    """One object of each SOP class the pipeline uses (headers only: the SCP does not decode pixels)."""
+    from core.identifiers import derive_uid
+    from ingest.scp import STORAGE_SOP_CLASSES
+
+    ae = AE(ae_title=MODALITY_AE)
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="MMDX")
+    assert assoc.is_established and len(assoc.accepted_contexts) == len(STORAGE_SOP_CLASSES)
+    study = derive_uid("2.25", "sop-class-test")
+    for sop_class in STORAGE_SOP_CLASSES:
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = sop_class
+        ds.SOPInstanceUID = derive_uid("2.25", "sop-class-test", sop_class)
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = derive_uid("2.25", "sop-class-test-series", sop_class)
+        assert assoc.send_c_store(ds).Status == 0x0000, sop_class
+    assoc.release()
+    with db.session(readonly=True) as s:
+        (indexed,) = idx.list_studies(s)
+    classes = {i.sop_class_uid for se in indexed.series for i in se.instances}
+    assert classes == set(STORAGE_SOP_CLASSES)
+    modality = {se.instances[0].sop_class_uid: se.modality for se in indexed.series}
+    assert modality["1.2.840.10008.5.1.4.1.1.9.1.1"] == "ECG"  # no (0008,0060): implied by the SOP class
+    assert modality["1.2.840.10008.5.1.4.1.1.104.1"] == "DOC"
