@@ -15,14 +15,14 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
 from ingest.files import outcome_name, parse_dicom
-from ingest.filestore import FileStore, Placement
+from ingest.filestore import FileStore, Placement, content_sha256
 from ingest.headers import HeaderRecords, records_from_dataset
 
 if TYPE_CHECKING:
@@ -168,10 +168,61 @@ class Receiver:
             from store import index as idx
 
             with self.db.session() as session:
-                idx.add_quarantine(session, path=str(target), reason=reason, source=source, received_at=received_at)
+                idx.add_quarantine(
+                    session, path=str(target), reason=reason, source=source, received_at=received_at, sha256=digest
+                )
         except Exception as exc:
             log.error("cannot record quarantine entry from %s: %s", source, type(exc).__name__)
         return Received(Outcome.REJECTED, path=target, reason=reason)
+
+
+RECOVERY_MARGIN = timedelta(minutes=10)
+
+
+def reindex_stored(receiver: Receiver, *, since: datetime | None = None) -> int:
+    """Index objects that are in the store but not in the index; returns how many were added.
+
+    Files are fsynced before an object is acknowledged, index commits may not
+    be (SQLite WAL with ``synchronous=NORMAL`` can roll back the last commits
+    on power loss).  Run at start-up, this closes that gap: every stored file
+    written since the newest indexed instance (less a margin; ``since``
+    overrides) is indexed again, which is a no-op for the ones already there.
+    """
+    from sqlalchemy import func, select
+
+    from store import index as idx
+    from store.schema import InstanceRow
+
+    if since is None:
+        with receiver.db.session(readonly=True) as session:
+            newest = session.scalar(select(func.max(InstanceRow.received_at)))
+        since = newest - RECOVERY_MARGIN if newest is not None else None
+    cutoff = since.timestamp() if since is not None else float("-inf")
+    root = receiver.store.root
+    added = 0
+    for study_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        for path in sorted(study_dir.glob("*/*.dcm")):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    continue
+                data = path.read_bytes()
+                ds = parse_dicom(data, str(path))
+                records = records_from_dataset(ds, path=path, sha256=content_sha256(data), source="store:recovered")
+            except (OSError, IngestError) as exc:
+                log.warning("recovery: cannot re-index %s: %s", path, exc)
+                continue
+            with receiver.db.session() as session:
+                result = idx.add_instance(
+                    session,
+                    study=records.study,
+                    series=records.series,
+                    instance=records.instance,
+                    received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+                )
+            added += outcome_name(result) == "new"
+    if added:
+        log.warning("recovery: %d stored object(s) were missing from the index and were re-indexed", added)
+    return added
 
 
 def _finalise(records: HeaderRecords, path: Path, sha256: str) -> HeaderRecords:
@@ -180,4 +231,4 @@ def _finalise(records: HeaderRecords, path: Path, sha256: str) -> HeaderRecords:
     return HeaderRecords(records.study, records.series, replace(records.instance, path=path, sha256=sha256))
 
 
-__all__ = ["Outcome", "Received", "Receiver", "outcome_name"]
+__all__ = ["Outcome", "Received", "Receiver", "outcome_name", "reindex_stored"]

@@ -24,7 +24,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from core.errors import ConfigError
 from ingest.filestore import FileStore
-from ingest.receive import Outcome, Received, Receiver
+from ingest.receive import Outcome, Received, Receiver, reindex_stored
 from ingest.ul_acceptor import AcceptorConfig, UpperLayerServer
 
 if TYPE_CHECKING:
@@ -132,6 +132,12 @@ class StorageServer:
         The index database.
     host, port, ae_title:
         Override the configuration (CLI flags, tests: ``port=0`` binds a free port).
+    max_pdu:
+        Largest PDU we announce (bytes; 0 = unlimited).
+    engine:
+        ``pynetdicom`` or ``fast`` (``ingest.ul_acceptor``); default ``scp.engine``.
+    recover:
+        At start, re-index stored files the index lacks (see :func:`ingest.receive.reindex_stored`), in the background.
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class StorageServer:
         ae_title: str | None = None,
         max_pdu: int | None = None,
         engine: str | None = None,
+        recover: bool = True,
     ) -> None:
         self.settings = settings
         self.host = host or settings.scp.host
@@ -168,6 +175,10 @@ class StorageServer:
         self._max_pdu = 16384 if max_pdu is None else max_pdu
         self._server: ThreadedAssociationServer | UpperLayerServer | None = None
         self._stopped = threading.Event()
+        self.recover = recover
+        self.recovered = 0
+        self.recovery_done = threading.Event()
+        self._recovery: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -217,6 +228,9 @@ class StorageServer:
             self._server = self.ae.start_server(
                 (self.host, self._port), block=False, ssl_context=self._ssl, evt_handlers=self._handlers()
             )
+        if self.recover:
+            self._recovery = threading.Thread(target=self._recover, name="mmdx-scp-recovery", daemon=True)
+            self._recovery.start()
         log.info(
             "SCP %s listening on %s:%d (engine %s, TLS %s, %d allowed calling AEs)",
             self.ae_title,
@@ -228,6 +242,14 @@ class StorageServer:
         )
         if block:
             self.wait()
+
+    def _recover(self) -> None:
+        try:
+            self.recovered = reindex_stored(self.receiver)
+        except Exception as exc:  # recovery must never stop the SCP
+            log.error("recovery of unindexed stored objects failed: %s", type(exc).__name__)
+        finally:
+            self.recovery_done.set()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until :meth:`stop` has been called."""

@@ -543,3 +543,33 @@ def test_every_storage_sop_class_is_accepted_and_indexed(scp: StorageServer, db:
     modality = {se.instances[0].sop_class_uid: se.modality for se in indexed.series}
     assert modality["1.2.840.10008.5.1.4.1.1.9.1.1"] == "ECG"  # no (0008,0060): implied by the SOP class
     assert modality["1.2.840.10008.5.1.4.1.1.104.1"] == "DOC"
+
+
+def test_stored_but_unindexed_objects_are_reindexed_at_start(settings: Settings, db: Database) -> None:
+    """A power loss can roll back the last index commits of fsynced, acknowledged files: start-up re-indexes them."""
+    from ingest.filestore import FileStore
+
+    ds = pydicom.dcmread(DATA / "net" / "MR_small.dcm")
+    store = FileStore(settings.storage.store_dir)
+    placed = store.put(
+        (DATA / "net" / "MR_small.dcm").read_bytes(),
+        study_uid=ds.StudyInstanceUID,
+        series_uid=ds.SeriesInstanceUID,
+        sop_instance_uid=ds.SOPInstanceUID,
+    )
+    assert _indexed(db) == {}
+    server = StorageServer(settings, db, port=0)
+    server.start()
+    try:
+        assert server.recovery_done.wait(10)
+    finally:
+        server.stop()
+    assert server.recovered == 1
+    assert _indexed(db)[ds.SOPInstanceUID][1] == placed.path
+    second = StorageServer(settings, db, port=0)  # nothing to do the second time
+    second.start()
+    try:
+        assert second.recovery_done.wait(10)
+    finally:
+        second.stop()
+    assert second.recovered == 0
