@@ -174,3 +174,19 @@ def test_any_damaged_prefix_is_rejected_cleanly_or_parsed(cut: int, noise: bytes
         assert str(exc).startswith("fuzz.dcm: ")
     else:
         assert "SOPInstanceUID" in ds
+
+
+def test_huge_declared_length_is_rejected_without_reading_it(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    good = pydicom.dcmread(DATA / "net" / "CT_small.dcm", stop_before_pixels=True)
+    head = Dataset()
+    head.file_meta = good.file_meta
+    head.SOPClassUID = good.SOPClassUID
+    path = tmp_path / "huge.dcm"
+    head.save_as(path, enforce_file_format=True)
+    with path.open("ab") as fh:  # (0009,1010) OB declaring 4 GB - 16 bytes, followed by 10 bytes
+        fh.write(b"\x09\x00\x10\x10OB\x00\x00\xf0\xff\xff\xff" + b"0123456789")
+    (rej,) = scan([path]).rejected
+    assert rej.dicom and rej.reason.startswith("truncated DICOM"), rej.reason
