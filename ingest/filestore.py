@@ -151,8 +151,10 @@ class FileStore:
             raise
         return Path(name)
 
-    def put(self, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredFile:
-        """Store ``data`` durably under its UIDs.
+    def put(
+        self, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str, sha256: str | None = None
+    ) -> StoredFile:
+        """Store ``data`` durably under its UIDs (``sha256``: its :func:`content_sha256`, when already known).
 
         Raises
         ------
@@ -160,7 +162,7 @@ class FileStore:
             A UID cannot name a file, or the disk refused the write (full, read-only...).
         """
         final = self.path_for(study_uid, series_uid, sop_instance_uid)
-        digest = content_sha256(data)
+        digest = sha256 or content_sha256(data)
         try:
             self._ensure_dir(final.parent)
             if final.exists():

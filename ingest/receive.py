@@ -9,11 +9,13 @@ DIMSE (``0xC000`` cannot understand, ``0xA700`` out of resources).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +28,8 @@ from ingest.filestore import FileStore, Placement, content_sha256
 from ingest.headers import HeaderRecords, records_from_dataset
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from store.db import Database
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,7 @@ class Receiver:
         self.quarantine_dir = Path(quarantine_dir)
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mmdx-store-write")
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
     def _count(self, outcome: Outcome) -> None:
@@ -117,29 +122,37 @@ class Receiver:
                 )
         except IngestError as exc:
             return self._reject(data, str(exc), source, received_at)
+        digest = content_sha256(data)
+        inst = records.instance
         try:
-            placed = self.store.put(
-                data,
-                study_uid=records.instance.study_instance_uid,
-                series_uid=records.instance.series_instance_uid,
-                sop_instance_uid=uid,
-            )
+            final_path = self.store.path_for(inst.study_instance_uid, inst.series_instance_uid, uid)
         except StoreError as exc:
-            log.error("cannot store %s from %s: %s", uid, source, exc)
-            self._count(Outcome.FAILED)
-            return Received(Outcome.FAILED, uid, records.study.study_instance_uid, reason=str(exc))
-        final = _finalise(records, placed.path, placed.sha256)
+            return self._failed(uid, records, source, exc)
+        # The file write (and its fsyncs) runs beside the index work; the row commits only once the file is
+        # durable, so an acknowledged object is always both on disk and in the index.
+        write = self._writer.submit(
+            self.store.put,
+            data,
+            study_uid=inst.study_instance_uid,
+            series_uid=inst.series_instance_uid,
+            sop_instance_uid=uid,
+            sha256=digest,
+        )
         try:
-            from store import index as idx
-
             with self.db.session() as session:
-                result = idx.add_instance(
-                    session, study=final.study, series=final.series, instance=final.instance, received_at=received_at
-                )
-        except Exception as exc:  # any database failure: the sender retries, the file may stay (re-sent = same)
+                result = self._index(session, _finalise(records, final_path, digest), received_at, len(data))
+                placed = write.result()
+                if placed.placement is Placement.CONFLICT and outcome_name(result) == "new":
+                    session.rollback()  # other bytes hold this UID's file: index the newcomer where it went
+                    result = self._index(session, _finalise(records, placed.path, digest), received_at, len(data))
+        except StoreError as exc:
+            return self._failed(uid, records, source, exc)
+        except Exception as exc:  # any database failure: the sender retries (a re-sent object is identical)
+            with contextlib.suppress(Exception):
+                write.result()
             log.error("cannot index %s from %s: %s", uid, source, type(exc).__name__)
             self._count(Outcome.FAILED)
-            return Received(Outcome.FAILED, uid, records.study.study_instance_uid, placed.path, f"index: {exc}")
+            return Received(Outcome.FAILED, uid, records.study.study_instance_uid, final_path, f"index: {exc}")
         kind = outcome_name(result)
         if placed.placement is Placement.CONFLICT or kind == "conflict":
             log.warning("conflict: %s from %s has other content than the stored copy; original kept", uid, source)
@@ -150,6 +163,24 @@ class Receiver:
             outcome = Outcome.STORED
         self._count(outcome)
         return Received(outcome, uid, records.study.study_instance_uid, placed.path)
+
+    @staticmethod
+    def _index(session: Session, records: HeaderRecords, received_at: datetime, size: int) -> object:
+        from store import index as idx
+
+        return idx.add_instance(
+            session,
+            study=records.study,
+            series=records.series,
+            instance=records.instance,
+            received_at=received_at,
+            size_bytes=size,
+        )
+
+    def _failed(self, uid: str, records: HeaderRecords, source: str, exc: Exception) -> Received:
+        log.error("cannot store %s from %s: %s", uid, source, exc)
+        self._count(Outcome.FAILED)
+        return Received(Outcome.FAILED, uid, records.study.study_instance_uid, reason=str(exc))
 
     def _reject(self, data: bytes, reason: str, source: str, received_at: datetime) -> Received:
         """Keep the bytes aside and record the reason in the index; never raises."""

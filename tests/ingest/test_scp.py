@@ -573,3 +573,20 @@ def test_stored_but_unindexed_objects_are_reindexed_at_start(settings: Settings,
     finally:
         second.stop()
     assert second.recovered == 0
+
+
+def test_same_uid_other_content_is_a_logged_conflict(scp: StorageServer, db: Database) -> None:
+    """MR_small and MR_small_RLE share one SOP Instance UID: the first is kept, the second set aside."""
+    first, second = DATA / "net" / "MR_small.dcm", DATA / "net" / "MR_small_RLE.dcm"
+    for f in (first, second):
+        (run,) = storescu([f], scp.port)
+        assert run.returncode == 0, run.stderr  # a conflict is acknowledged: the sender must not retry forever
+    uid = pydicom.dcmread(first).SOPInstanceUID
+    ts, path = _indexed(db)[uid]
+    assert ts == "1.2.840.10008.1.2.1" and pydicom.dcmread(path).PixelData == pydicom.dcmread(first).PixelData
+    assert scp.receiver.counts[Outcome.CONFLICT] == 1
+    with db.session(readonly=True) as s:
+        (conflict,) = idx.list_conflicts(s)
+    assert conflict.sop_instance_uid == uid
+    kept = list((Path(scp.settings.storage.store_dir) / "_conflicts").iterdir())
+    assert len(kept) == 1 and pydicom.dcmread(kept[0]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
