@@ -505,7 +505,12 @@ def index_scan(
                 quarantined += 1
             continue
         outcome = idx.add_instance(
-            session, study=item.study, series=item.series, instance=instance, received_at=received_at
+            session,
+            study=item.study,
+            series=item.series,
+            instance=instance,
+            received_at=received_at,
+            size_bytes=item.size,
         )
         kind = outcome_name(outcome)
         if kind == "new":
