@@ -59,7 +59,7 @@ def _check(db: Database, runs: list[list[IndexResult]]) -> None:
 def test_processes_index_one_study_on_sqlite(db: Database, db_url: str) -> None:
     db.dispose()
     start_at = time.time() + 0.5
-    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
         runs = pool.starmap(_ingest_in_process, [(db_url, w, start_at) for w in range(WORKERS)])
     _check(db, runs)
 

@@ -111,7 +111,7 @@ def _migrate(url: str) -> str | None:
 def test_concurrent_first_start_migrates_once(tmp_path):
     """The SCP and a worker starting together on a fresh file both come up (one migrates, one waits)."""
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    with multiprocessing.get_context("fork").Pool(3) as pool:
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
         revisions = pool.map(_migrate, [url] * 3)
     assert len(set(revisions)) == 1 and revisions[0] is not None
 

@@ -170,7 +170,7 @@ def test_concurrent_claims_in_processes_never_share_a_job(db, db_url):
     ids = _fill(db)
     db.dispose()  # no open connection crosses the fork
     start_at = time.time() + 0.5
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(N_WORKERS) as pool:
         runs = pool.starmap(_drain_in_process, [(db_url, f"w{k}", start_at) for k in range(N_WORKERS)])
     _assert_each_job_ran_once(db, ids, runs)
@@ -196,7 +196,7 @@ def test_concurrent_claims_on_postgresql_processes(pg_db, pg_url):
     ids = _fill(pg_db)
     pg_db.dispose()
     start_at = time.time() + 0.5
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(N_WORKERS) as pool:
         runs = pool.starmap(_drain_in_process, [(pg_url, f"w{k}", start_at) for k in range(N_WORKERS)])
     _assert_each_job_ran_once(pg_db, ids, runs)
