@@ -31,11 +31,10 @@ import numpy as np
 from core.config import ModelSpec
 from core.errors import ModelError
 from core.records import Finding, Image, Presence, Producer
-from models.ecg_cnn import load_state_dict_file
 from models.preprocess import xrv_input
 from models.protocol import ModelInfo, ModelInput, ModelOutput
 from models.vocabulary import BY_KEY, BY_XRV
-from models.weights import check_weights
+from models.weights import check_weights, load_state_dict_file, require_weights
 
 #: torchxrayvision's default pathology order (the 18 outputs of ``densenet121-res224-all``).
 XRV_LABELS: tuple[str, ...] = (
@@ -125,13 +124,11 @@ class CxrClassifierBackend:
     def load(self) -> None:
         if self._model is not None:
             return
-        if self._missing:
-            raise ModelError(f"model {self.name!r} cannot run: {'; '.join(self._missing)}")
+        path = require_weights(self.name, self.spec.path, self._missing)
         import torch
         from monai.networks.nets.densenet import DenseNet121
 
-        assert self.spec.path is not None
-        state = load_state_dict_file(self.spec.path)
+        state = load_state_dict_file(path)
         op = None
         if self.layout == "xrv" or "classifier.weight" in state:
             state, op = xrv_to_monai(state)
@@ -205,10 +202,7 @@ class CxrClassifierBackend:
         return tuple(out)
 
     def predict(self, batch: Sequence[ModelInput]) -> list[ModelOutput]:
-        info = self.describe()
-        if not info.available:
-            raise ModelError(f"model {self.name!r} cannot run: {'; '.join(info.missing)}")
-        producer = info.producer()
+        producer = self.describe().runnable_producer()
         self.load()
         outs = []
         for inp in batch:

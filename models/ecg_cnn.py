@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from core.config import ModelSpec
 from core.errors import ModelError
 from core.records import STANDARD_LEADS, EcgRecord, Finding, Producer
 from models.protocol import ModelInfo, ModelInput, ModelOutput
-from models.weights import check_weights
+from models.weights import check_weights, load_state_dict_file, require_weights
 
 #: PTB-XL statements (scp_codes) of the "all" task with their descriptions.
 PTBXL_DESCRIPTIONS: dict[str, str] = {
@@ -201,28 +200,6 @@ def build_resnet1d_wang(num_classes: int = 71, input_channels: int = 12) -> Any:
     )
 
 
-def load_state_dict_file(path: Path) -> dict[str, Any]:
-    """A state dict from ``.safetensors`` or a torch file (``weights_only``: no pickled code runs)."""
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd: Any = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"{path}: not a readable state dict ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
-        sd = sd["model"]  # fastai learner.save() layout
-    if not isinstance(sd, dict) or not all(hasattr(v, "shape") for v in sd.values()):
-        raise ModelError(f"{path}: expected a mapping of parameter names to tensors")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
 def ecg_windows(
     record: EcgRecord, fs: float, window_s: float = 2.5, mean: Any = 0.0, std: Any = 1.0
 ) -> npt.NDArray[np.float32]:
@@ -284,10 +261,7 @@ class EcgCnnBackend:
     def load(self) -> None:
         if self._model is not None:
             return
-        if self._missing:
-            raise ModelError(f"model {self.name!r} cannot run: {'; '.join(self._missing)}")
-        assert self.spec.path is not None
-        sd = load_state_dict_file(self.spec.path)
+        sd = load_state_dict_file(require_weights(self.name, self.spec.path, self._missing))
         model = build_resnet1d_wang(num_classes=len(self.labels))
         try:
             model.load_state_dict(sd, strict=True)
@@ -331,10 +305,7 @@ class EcgCnnBackend:
         return tuple(out)
 
     def predict(self, batch: Sequence[ModelInput]) -> list[ModelOutput]:
-        info = self.describe()
-        if not info.available:
-            raise ModelError(f"model {self.name!r} cannot run: {'; '.join(info.missing)}")
-        producer = info.producer()
+        producer = self.describe().runnable_producer()
         self.load()
         outs = []
         for inp in batch:

@@ -26,7 +26,7 @@ from core.errors import ModelError
 from core.records import Finding, Measurement, Priority, Producer, ReportSection
 from models.protocol import ModelInfo, ModelInput, ModelOutput
 from models.registry import Registry
-from models.routing import CHEAP_BACKENDS, DRAFTING_BACKENDS, ECG_MODALITIES, models_for, should_escalate
+from models.routing import CHEAP_BACKENDS, DRAFTING_BACKENDS, ECG_MODALITIES, models_for, should_escalate, suits
 from models.safety import (
     SafetyFlag,
     draft_vs_classifier,
@@ -61,15 +61,9 @@ class ModelsResult:
 
 
 def _suits(spec: ModelSpec, inp: ModelInput) -> bool:
-    mod = inp.modality.upper()
-    allowed = spec.options.get("modalities")
-    if allowed and mod not in [m.upper() for m in allowed]:
+    if not suits(spec, inp.modality, inp.body_part):
         return False
-    if spec.backend == "cxr_classifier":
-        return mod in ("CR", "DX") and (inp.body_part or "CHEST").upper() in ("CHEST", "THORAX", "LUNG")
-    if spec.backend == "ecg_cnn":
-        return mod in ECG_MODALITIES and inp.ecg is not None
-    return True
+    return spec.backend != "ecg_cnn" or inp.ecg is not None
 
 
 def _run(registry: Registry, name: str, inputs: list[ModelInput]) -> list[ModelOutput | ModelError]:

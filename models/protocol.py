@@ -62,6 +62,12 @@ class ModelInfo:
             raise ModelError(f"model {self.name!r}: no weights sha256 known, its findings cannot be attributed")
         return Producer(kind=ProducerKind.MODEL, name=self.name, version=self.version, digest=self.weights_sha256)
 
+    def runnable_producer(self) -> Producer:
+        """:meth:`producer`, after a :class:`ModelError` listing ``missing`` when the backend cannot run."""
+        if not self.available:
+            raise ModelError(f"model {self.name!r} cannot run: {'; '.join(self.missing)}")
+        return self.producer()
+
 
 @dataclass(frozen=True, slots=True)
 class ClinicalContext:

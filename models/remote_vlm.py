@@ -120,10 +120,7 @@ class RemoteVlmBackend:
     # ------------------------------------------------------------------ protocol
 
     def predict(self, batch: Sequence[ModelInput]) -> list[ModelOutput]:
-        info = self.describe()
-        if not info.available:
-            raise ModelError(f"model {self.name!r} cannot run: {'; '.join(info.missing)}")
-        producer = info.producer()
+        producer = self.describe().runnable_producer()
         with ThreadPoolExecutor(max_workers=self.spec.concurrency, thread_name_prefix=f"mmdx-{self.name}") as pool:
             return list(pool.map(lambda inp: self._one(inp, producer), batch))
 

@@ -59,13 +59,14 @@ class RoutePlan:
         return not self.triage and not self.drafting
 
 
-def _suitable(spec: ModelSpec, series: Series) -> bool:
-    mod = series.modality.upper()
+def suits(spec: ModelSpec, modality: str, body_part: str | None) -> bool:
+    """Whether a model takes data of this modality and body part (its ``options.modalities``, its backend)."""
+    mod = modality.upper()
     allowed = spec.options.get("modalities")
     if allowed and mod not in [m.upper() for m in allowed]:
         return False
     if spec.backend == "cxr_classifier":
-        return mod in ("CR", "DX") and (series.body_part or "CHEST").upper() in ("CHEST", "THORAX", "LUNG")
+        return mod in ("CR", "DX") and (body_part or "CHEST").upper() in ("CHEST", "THORAX", "LUNG")
     if spec.backend == "ecg_cnn":
         return mod in ECG_MODALITIES
     return True
@@ -78,7 +79,7 @@ def plan(study: Study, rules: Sequence[RouteRule], specs: Mapping[str, ModelSpec
     for series in study.series:
         for name in models_for(rules, series.modality, series.body_part):
             spec = specs.get(name)
-            if spec is None or not _suitable(spec, series):
+            if spec is None or not suits(spec, series.modality, series.body_part):
                 continue
             target = (
                 triage if spec.backend in CHEAP_BACKENDS else drafting if spec.backend in DRAFTING_BACKENDS else None

@@ -10,8 +10,9 @@ simply its sha256.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.errors import ModelError
 
@@ -72,3 +73,33 @@ def check_weights(path: Path | None, expected_sha256: str | None) -> tuple[str |
 def first_missing(paths: Iterable[Path]) -> Path | None:
     """The first of ``paths`` that does not exist (for messages naming what to install)."""
     return next((p for p in paths if not p.exists()), None)
+
+
+def require_weights(name: str, path: Path | None, missing: Sequence[str]) -> Path:
+    """The weights path of model ``name``; :class:`ModelError` listing ``missing`` when it cannot run."""
+    if missing:
+        raise ModelError(f"model {name!r} cannot run: {'; '.join(missing)}")
+    assert path is not None
+    return path
+
+
+def load_state_dict_file(path: Path) -> dict[str, Any]:
+    """A state dict from ``.safetensors`` or a torch file (``weights_only``: no pickled code runs)."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd: Any = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable state dict ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
+        sd = sd["model"]  # fastai learner.save() layout
+    if not isinstance(sd, dict) or not all(hasattr(v, "shape") for v in sd.values()):
+        raise ModelError(f"{path}: expected a mapping of parameter names to tensors")
+    return {k.removeprefix("module."): v for k, v in sd.items()}

@@ -20,8 +20,8 @@ from xml.etree.ElementTree import Element
 
 import numpy as np
 
-from core.errors import EcgError, RecordError
-from core.records import EcgRecord, Measurement, Patient
+from core.errors import EcgError
+from core.records import Measurement, Patient
 from ecg.leads import complete_leads
 from ecg.readers._common import (
     DeviceFiducial,
@@ -188,20 +188,18 @@ def read(path: Path) -> EcgFile:
     patient = _patient(root)
     acquired = _acquired(root)
     device = _text(root, "TestDemographics/AcquisitionDevice")
-    try:
-        record = EcgRecord(
-            signal=signal,
-            lead_names=names,
-            sampling_rate_hz=fs,
-            source=source,
-            patient=patient,
-            acquired_at=acquired,
-            device_measurements=tuple(measurements),
-            device_statements=_statements(root),
-            device_name=f"GE {device}" if device else "GE MUSE",
-        )
-    except RecordError as exc:
-        raise EcgError(f"Rhythm waveform does not form a valid ECG record ({exc})", source=source) from None
+    record = build_record(
+        source,
+        "Rhythm waveform",
+        signal=signal,
+        lead_names=names,
+        sampling_rate_hz=fs,
+        patient=patient,
+        acquired_at=acquired,
+        device_measurements=tuple(measurements),
+        device_statements=_statements(root),
+        device_name=f"GE {device}" if device else "GE MUSE",
+    )
     median = None
     if "median" in waveforms:
         msig, mnames, mfs = _waveform(waveforms["median"], source)

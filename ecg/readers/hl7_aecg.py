@@ -17,8 +17,8 @@ from xml.etree.ElementTree import Element
 
 import numpy as np
 
-from core.errors import EcgError, RecordError
-from core.records import EcgRecord, Measurement, Patient
+from core.errors import EcgError
+from core.records import Measurement, Patient
 from ecg.leads import complete_leads
 from ecg.readers._common import (
     DeviceFiducial,
@@ -254,20 +254,18 @@ def read(path: Path) -> EcgFile:
         t for t in ((maker.text if maker is not None else None), (model.text if model is not None else None)) if t
     )
     patient = _patient(root, acquired)
-    try:
-        record = EcgRecord(
-            signal=signal,
-            lead_names=names,
-            sampling_rate_hz=fs,
-            source=source,
-            patient=patient,
-            acquired_at=acquired,
-            device_measurements=tuple(measurements),
-            device_statements=tuple(statements),
-            device_name=device.strip() or None,
-        )
-    except RecordError as exc:
-        raise EcgError(f"rhythm series does not form a valid ECG record ({exc})", source=source) from None
+    record = build_record(
+        source,
+        "rhythm series",
+        signal=signal,
+        lead_names=names,
+        sampling_rate_hz=fs,
+        patient=patient,
+        acquired_at=acquired,
+        device_measurements=tuple(measurements),
+        device_statements=tuple(statements),
+        device_name=device.strip() or None,
+    )
     median = None
     if derived is not None:
         dset = derived.find("v3:component/v3:sequenceSet", _NS)

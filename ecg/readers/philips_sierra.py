@@ -19,13 +19,14 @@ import numpy as np
 import numpy.typing as npt
 import sierraecg
 
-from core.errors import EcgError, RecordError
-from core.records import EcgRecord, Measurement, Patient
+from core.errors import EcgError
+from core.records import Measurement, Patient
 from ecg.leads import complete_leads
 from ecg.readers._common import (
     DeviceQuantity,
     EcgFile,
     age_from_text,
+    build_record,
     device_measurement,
     local_name,
     parse_xml,
@@ -195,18 +196,16 @@ def read(path: Path) -> EcgFile:
         age_years=_age(root, acquired),
     )
     machine = _text(root, "dataacquisition", "machine")
-    try:
-        record = EcgRecord(
-            signal=signal,
-            lead_names=names,
-            sampling_rate_hz=fs,
-            source=source,
-            patient=patient,
-            acquired_at=acquired,
-            device_measurements=tuple(_measurements(root)),
-            device_statements=_statements(root),
-            device_name=f"Philips {machine}" if machine else "Philips",
-        )
-    except RecordError as exc:
-        raise EcgError(f"waveform does not form a valid ECG record ({exc})", source=source) from None
+    record = build_record(
+        source,
+        "waveform",
+        signal=signal,
+        lead_names=names,
+        sampling_rate_hz=fs,
+        patient=patient,
+        acquired_at=acquired,
+        device_measurements=tuple(_measurements(root)),
+        device_statements=_statements(root),
+        device_name=f"Philips {machine}" if machine else "Philips",
+    )
     return EcgFile(record=record)
