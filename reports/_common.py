@@ -8,9 +8,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.codes import LOINC, Code
+from core.codes import LOINC, SCT, Code
 from core.errors import ReportError
-from core.records import DraftReport, Finding, Measurement, Producer, ReportKind, ReportStatus, Study
+from core.records import (
+    DraftReport,
+    Finding,
+    Laterality,
+    Measurement,
+    Presence,
+    Producer,
+    ReportKind,
+    ReportStatus,
+    Study,
+)
 
 #: Coding schemes a finding concept may come from (anything else is refused before any output is built).
 FINDING_SCHEMES = frozenset({"SCT", "RADLEX", "MMDX", "DCM", "LN"})
@@ -24,6 +34,19 @@ STATUS_BANNER: dict[ReportStatus, str] = {
     ReportStatus.FINAL: "FINAL — signed",
     ReportStatus.AMENDED: "AMENDED — signed correction of an earlier final report",
     ReportStatus.ENTERED_IN_ERROR: "WITHDRAWN — entered in error, do not use",
+}
+
+#: SNOMED CT value of a finding's presence (SR qualitative evaluation, FHIR/HL7 observation value).
+PRESENCE_CODES: dict[Presence, Code] = {
+    Presence.PRESENT: SCT.PRESENT,
+    Presence.ABSENT: SCT.ABSENT,
+    Presence.UNCERTAIN: SCT.UNCERTAIN,
+}
+#: SNOMED CT laterality qualifier of a finding site (unknown/none has no code).
+LATERALITY_CODES: dict[Laterality, Code] = {
+    Laterality.LEFT: SCT.LEFT,
+    Laterality.RIGHT: SCT.RIGHT,
+    Laterality.BILATERAL: SCT.BILATERAL,
 }
 
 

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -23,6 +24,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from core.codes import SYSTEM_URIS, Code
 from core.errors import ReportError
+from core.identifiers import derive_uid
 from core.records import DraftReport, Instance, ReportStatus, Study
 from reports._common import to_dicom_pn
 from reports.context import ReportContext
@@ -61,6 +63,21 @@ def identity(report: DraftReport, ctx: ReportContext, purpose: str) -> DicomIden
     )
 
 
+def document_kwargs(report: DraftReport, ctx: ReportContext, purpose: str, series_description: str) -> dict[str, Any]:
+    """The identity, equipment and series arguments every highdicom SR/KOS document constructor takes."""
+    ident = identity(report, ctx, purpose)
+    return {
+        "series_instance_uid": ident.series_instance_uid,
+        "series_number": ident.series_number,
+        "sop_instance_uid": ident.sop_instance_uid,
+        "instance_number": ident.instance_number,
+        "manufacturer": ctx.manufacturer,
+        "institution_name": ctx.institution_name,
+        "institutional_department_name": ctx.department_name,
+        "series_description": series_description,
+    }
+
+
 def predecessor_uid(report: DraftReport, ctx: ReportContext, purpose: str) -> str | None:
     """SOP Instance UID of the previous version's object of the same kind, if any."""
     if report.replaces_version is None:
@@ -72,6 +89,38 @@ def hd_code(code: Code) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(
         value=code.value, scheme_designator=_DICOM_DESIGNATOR.get(code.scheme, code.scheme), meaning=code.meaning[:64]
     )
+
+
+def observation_context(report: DraftReport, ctx: ReportContext) -> hd.sr.ObservationContext:
+    """The device observer is mmdx itself; once signed, the verifying clinician is the person observer."""
+    device = hd.sr.ObserverContext(
+        observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=derive_uid(ctx.uid_root, ctx.software_name, ctx.software_version, "device-observer"),
+            name=ctx.software_name,
+            manufacturer_name=ctx.manufacturer,
+            model_name=f"{ctx.software_name} {ctx.software_version}",
+        ),
+    )
+    person = None
+    if report.signature is not None and report.status in (ReportStatus.FINAL, ReportStatus.AMENDED):
+        person = hd.sr.ObserverContext(
+            observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                name=to_dicom_pn(report.signature.clinician.name),
+                login_name=report.signature.clinician.identifier,
+                organization_name=ctx.institution_name,
+            ),
+        )
+    return hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
+
+
+def content_preamble(report: DraftReport, ctx: ReportContext) -> list[Any]:
+    """Language of content (TID 1204) and observation context (TID 1001) items that open a document tree."""
+    items: list[Any] = []  # content items and templates (sequences of items)
+    items.extend(hd.sr.LanguageOfContentItemAndDescendants(hd.sr.CodedConcept("en-US", "RFC5646", "English (US)")))
+    items.extend(observation_context(report, ctx))
+    return items
 
 
 def needs_utf8(*texts: str | None) -> bool:
@@ -87,22 +136,52 @@ def character_set(study: Study, report: DraftReport, *extra: str | None) -> str 
     return "ISO_IR 192" if needs_utf8(*texts) else None
 
 
+def study_instances(study: Study, source_instances: Sequence[Instance] = ()) -> list[Instance]:
+    """The instances an object references: those given, else every instance of ``study``."""
+    return list(source_instances) or [i for s in study.series for i in s.instances]
+
+
+def study_dataset(study: Study, charset: str | None) -> Dataset:
+    """A dataset with the character set, patient/study module and Study Instance UID (no series or SOP)."""
+    ds = Dataset()
+    if charset:
+        ds.SpecificCharacterSet = charset
+    patient_module(ds, study)
+    ds.StudyInstanceUID = study.study_instance_uid
+    return ds
+
+
+def evidence_dataset(
+    study: Study, charset: str | None, series_instance_uid: str, sop_instance_uid: str, sop_class_uid: str
+) -> Dataset:
+    """A minimal source dataset (patient, study, series, SOP) for highdicom's evidence handling."""
+    ds = study_dataset(study, charset)
+    ds.SeriesInstanceUID = series_instance_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.SOPClassUID = sop_class_uid
+    return ds
+
+
 def evidence_datasets(study: Study, instances: Sequence[Instance], charset: str | None) -> list[Dataset]:
     """Minimal source datasets (patient, study, series, SOP) for highdicom's evidence handling."""
     if not instances:
         raise ReportError(f"study {study.study_instance_uid}: no source instances to reference")
-    out = []
-    for inst in instances:
-        ds = Dataset()
-        if charset:
-            ds.SpecificCharacterSet = charset
-        patient_module(ds, study)
-        ds.StudyInstanceUID = study.study_instance_uid
-        ds.SeriesInstanceUID = inst.series_instance_uid
-        ds.SOPInstanceUID = inst.sop_instance_uid
-        ds.SOPClassUID = inst.sop_class_uid
-        out.append(ds)
-    return out
+    return [
+        evidence_dataset(study, charset, inst.series_instance_uid, inst.sop_instance_uid, inst.sop_class_uid)
+        for inst in instances
+    ]
+
+
+def sr_evidence(
+    study: Study, report: DraftReport, source_instances: Sequence[Instance], *extra: str | None
+) -> tuple[list[Instance], list[Dataset]]:
+    """The referenced instances (:func:`study_instances`) and their evidence datasets, in the report's charset.
+
+    ``extra`` are further texts the document writes (see :func:`character_set`).
+    """
+    instances = study_instances(study, source_instances)
+    charset = character_set(study, report, *extra)
+    return instances, evidence_datasets(study, instances, charset)
 
 
 def _check_length(keyword: str, value: str, limit: int) -> str:
@@ -240,6 +319,31 @@ def finish_sr(
     set_predecessor(ds, report, ctx, purpose, sop_class)
     set_equipment(ds, ctx)
     add_coding_schemes(ds, schemes)
+
+
+def build_sr(
+    sr_class: type[hd.sr.Comprehensive3DSR] | type[hd.sr.ComprehensiveSR] | type[hd.sr.EnhancedSR],
+    report: DraftReport,
+    ctx: ReportContext,
+    purpose: str,
+    sop_class: str,
+    schemes: set[str],
+    *,
+    evidence: Sequence[Dataset],
+    content: Dataset | DicomSequence,
+    series_description: str,
+    **extra: Any,
+) -> Dataset:
+    """A complete SR document of ``sr_class`` with mmdx's identity, then :func:`finish_sr`."""
+    sr = sr_class(
+        evidence=evidence,
+        content=content,
+        is_complete=True,
+        **document_kwargs(report, ctx, purpose, series_description),
+        **extra,
+    )
+    finish_sr(sr, report, ctx, purpose, sop_class, schemes)
+    return sr
 
 
 def to_bytes(ds: Dataset) -> bytes:

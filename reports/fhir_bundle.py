@@ -30,12 +30,11 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
 from core._validate import _UID_RE
-from core.codes import DCM, FHIRCODES, SCT, UCUM, Code
+from core.codes import DCM, FHIRCODES, UCUM, Code
 from core.records import (
     Clinician,
     DraftReport,
     Finding,
-    Laterality,
     Measurement,
     Presence,
     Producer,
@@ -46,6 +45,8 @@ from core.records import (
     Study,
 )
 from reports._common import (
+    LATERALITY_CODES,
+    PRESENCE_CODES,
     check_report,
     conclusion_text,
     finding_label,
@@ -59,16 +60,6 @@ FHIR_VERSION = "4.0.1"
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 RFC3986 = "urn:ietf:rfc:3986"
 
-_PRESENCE: dict[Presence, Code] = {
-    Presence.PRESENT: SCT.PRESENT,
-    Presence.ABSENT: SCT.ABSENT,
-    Presence.UNCERTAIN: SCT.UNCERTAIN,
-}
-_LATERALITY: dict[Laterality, Code] = {
-    Laterality.LEFT: SCT.LEFT,
-    Laterality.RIGHT: SCT.RIGHT,
-    Laterality.BILATERAL: SCT.BILATERAL,
-}
 _GENDER = {Sex.MALE: "male", Sex.FEMALE: "female", Sex.OTHER: "other", Sex.UNKNOWN: "unknown"}
 
 
@@ -490,10 +481,10 @@ def _finding_obs(
     res = _obs_common(b, patient_url)
     res["identifier"] = [identifier]
     res["code"] = concept(f.concept, f.text) if f.concept is not None else {"text": finding_label(f)}
-    res["valueCodeableConcept"] = concept(_PRESENCE[f.presence])
+    res["valueCodeableConcept"] = concept(PRESENCE_CODES[f.presence])
     if f.site is not None:
         site: dict[str, Any] = concept(f.site)
-        lat = _LATERALITY.get(f.laterality)
+        lat = LATERALITY_CODES.get(f.laterality)
         site["text"] = f"{lat.meaning.lower()} {f.site.meaning}" if lat else f.site.meaning
         res["bodySite"] = site
     if f.probability is not None:

@@ -16,10 +16,11 @@ import hashlib
 from collections.abc import Iterator
 from datetime import datetime
 
-from core.codes import FHIRCODES, LOINC, SCT, Code
+from core.codes import FHIRCODES, LOINC, Code
 from core.errors import ReportError
-from core.records import DraftReport, Presence, PriorityLevel, ReportKind, ReportStatus, Study
+from core.records import DraftReport, PriorityLevel, ReportKind, ReportStatus, Study
 from reports._common import (
+    PRESENCE_CODES,
     STATUS_BANNER,
     check_report,
     finding_label,
@@ -50,7 +51,6 @@ _V2_SYSTEM = {
     "RADLEX": "RADLEX",
     "MMDX": "99MMDX",
 }
-_PRESENCE = {Presence.PRESENT: SCT.PRESENT, Presence.ABSENT: SCT.ABSENT, Presence.UNCERTAIN: SCT.UNCERTAIN}
 
 
 def escape(text: str) -> str:
@@ -116,7 +116,7 @@ def _obx_lines(report: DraftReport) -> Iterator[tuple[str, Code, str, str, str]]
     for f in report.findings:
         sub += 1
         if f.concept is not None:
-            yield "CWE", f.concept, str(sub), _ce(_PRESENCE[f.presence]), ""
+            yield "CWE", f.concept, str(sub), _ce(PRESENCE_CODES[f.presence]), ""
         else:
             narrative = LOINC.EKG_NARRATIVE if report.kind is ReportKind.ECG else LOINC.RADIOLOGY_NARRATIVE
             yield "TX", narrative, str(sub), escape(f"{finding_label(f)} ({f.presence.value})"), ""

@@ -49,35 +49,20 @@ def build_rejection_note(
     if not rejected:
         raise ReportError("build_rejection_note: no earlier DICOM objects to reject")
     charset = _dicom.character_set(study, report)
-    evidence = []
-    for ref in rejected:
-        ds = Dataset()
-        if charset:
-            ds.SpecificCharacterSet = charset
-        _dicom.patient_module(ds, study)
-        ds.StudyInstanceUID = study.study_instance_uid
-        ds.SeriesInstanceUID = ref.series_instance_uid
-        ds.SOPInstanceUID = ref.sop_instance_uid
-        ds.SOPClassUID = ref.sop_class_uid
-        evidence.append(ds)
+    evidence = [
+        _dicom.evidence_dataset(study, charset, ref.series_instance_uid, ref.sop_instance_uid, ref.sop_class_uid)
+        for ref in rejected
+    ]
     reason = next((s.text for s in report.sections if s.text.startswith("Withdrawn")), "Withdrawn")
     content = hd.ko.KeyObjectSelection(
         document_title=_dicom.hd_code(DCM.REJECTED_FOR_PATIENT_SAFETY),
         referenced_objects=evidence,
         description=reason[:1024],
     )
-    ident = _dicom.identity(report, ctx, PURPOSE)
     ko = hd.ko.KeyObjectSelectionDocument(
         evidence=evidence,
         content=content,
-        series_instance_uid=ident.series_instance_uid,
-        series_number=ident.series_number,
-        sop_instance_uid=ident.sop_instance_uid,
-        instance_number=ident.instance_number,
-        manufacturer=ctx.manufacturer,
-        institution_name=ctx.institution_name,
-        institutional_department_name=ctx.department_name,
-        series_description="mmdx rejection note",
+        **_dicom.document_kwargs(report, ctx, PURPOSE, "mmdx rejection note"),
     )
     _dicom.set_times(ko, report, ctx)
     _dicom.set_equipment(ko, ctx)

@@ -110,10 +110,14 @@ def build_secondary_captures(
     sources += [to_rgb8(im) for im in images]
     if not sources:
         raise ReportError("build_secondary_captures: no images and no ECG printout to capture")
-    instances = [i for s in study.series for i in s.instances]
+    instances = _dicom.study_instances(study)
     text = _BANNER_TEXT[report.status]
     charset = _dicom.character_set(study, report, text)
-    (ref,) = _dicom.evidence_datasets(study, instances[:1], charset) if instances else (_bare_ref(study, charset),)
+    (ref,) = (
+        _dicom.evidence_datasets(study, instances[:1], charset)
+        if instances
+        else (_dicom.study_dataset(study, charset),)
+    )
     out: list[Dataset] = []
     series_uid = ctx.series_uid(report, PURPOSE)
     for n, rgb in enumerate(sources):
@@ -144,15 +148,6 @@ def build_secondary_captures(
             sc.SpecificCharacterSet = charset
         out.append(sc)
     return out
-
-
-def _bare_ref(study: Study, charset: str | None) -> Dataset:
-    ds = Dataset()
-    if charset:
-        ds.SpecificCharacterSet = charset
-    _dicom.patient_module(ds, study)
-    ds.StudyInstanceUID = study.study_instance_uid
-    return ds
 
 
 def build_secondary_capture_bytes(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from core.codes import LOINC
 from core.errors import ReportError
@@ -32,6 +33,35 @@ def _check_time(report: DraftReport, at: datetime, action: str) -> None:
             f"{action}: 'at' ({at.isoformat()}) is before version {report.version} was created "
             f"({report.created_at.isoformat()})"
         )
+
+
+def _next_version(report: DraftReport, at: datetime, **changes: Any) -> DraftReport:
+    """The version after ``report``, created ``at`` and replacing it, with ``changes`` applied."""
+    return replace(report, version=report.version + 1, created_at=at, replaces_version=report.version, **changes)
+
+
+def _revise_content(
+    report: DraftReport,
+    at: datetime,
+    action: str,
+    what: str,
+    sections: Sequence[ReportSection] | None,
+    findings: Sequence[Finding] | None,
+    measurements: Sequence[Measurement] | None,
+    **changes: Any,
+) -> DraftReport:
+    """The next version with new content (``None`` keeps the previous); refuses a revision that changes nothing."""
+    new = _next_version(
+        report,
+        at,
+        sections=tuple(sections) if sections is not None else report.sections,
+        findings=tuple(findings) if findings is not None else report.findings,
+        measurements=tuple(measurements) if measurements is not None else report.measurements,
+        **changes,
+    )
+    if (new.sections, new.findings, new.measurements) == (report.sections, report.findings, report.measurements):
+        raise ReportError(f"{action}: {what} changes nothing (sections, findings and measurements are the same)")
+    return new
 
 
 def edit(
@@ -52,18 +82,7 @@ def edit(
     if report.status is not ReportStatus.PRELIMINARY:
         raise ReportError(f"edit: version {report.version} is {report.status.value}; use amend() after signing")
     _check_time(report, at, "edit")
-    new = replace(
-        report,
-        version=report.version + 1,
-        created_at=at,
-        replaces_version=report.version,
-        sections=tuple(sections) if sections is not None else report.sections,
-        findings=tuple(findings) if findings is not None else report.findings,
-        measurements=tuple(measurements) if measurements is not None else report.measurements,
-    )
-    if (new.sections, new.findings, new.measurements) == (report.sections, report.findings, report.measurements):
-        raise ReportError("edit: the edit changes nothing (sections, findings and measurements are the same)")
-    return new
+    return _revise_content(report, at, "edit", "the edit", sections, findings, measurements)
 
 
 def sign(report: DraftReport, clinician: Clinician, at: datetime) -> DraftReport:
@@ -79,14 +98,7 @@ def sign(report: DraftReport, clinician: Clinician, at: datetime) -> DraftReport
             f"sign: only a preliminary draft can be signed, version {report.version} is {report.status.value}"
         )
     _check_time(report, at, "sign")
-    return replace(
-        report,
-        status=ReportStatus.FINAL,
-        version=report.version + 1,
-        created_at=at,
-        signature=Signature(clinician, at),
-        replaces_version=report.version,
-    )
+    return _next_version(report, at, status=ReportStatus.FINAL, signature=Signature(clinician, at))
 
 
 def amend(
@@ -115,20 +127,17 @@ def amend(
             f"amend: only a signed report can be amended, version {report.version} is {report.status.value}"
         )
     _check_time(report, at, "amend")
-    new = replace(
+    return _revise_content(
         report,
+        at,
+        "amend",
+        "the amendment",
+        sections,
+        findings,
+        measurements,
         status=ReportStatus.AMENDED,
-        version=report.version + 1,
-        created_at=at,
         signature=Signature(clinician, at),
-        replaces_version=report.version,
-        sections=tuple(sections) if sections is not None else report.sections,
-        findings=tuple(findings) if findings is not None else report.findings,
-        measurements=tuple(measurements) if measurements is not None else report.measurements,
     )
-    if (new.sections, new.findings, new.measurements) == (report.sections, report.findings, report.measurements):
-        raise ReportError("amend: the amendment changes nothing (sections, findings and measurements are the same)")
-    return new
 
 
 def withdraw(report: DraftReport, clinician: Clinician, at: datetime, reason: str) -> DraftReport:
@@ -149,12 +158,6 @@ def withdraw(report: DraftReport, clinician: Clinician, at: datetime, reason: st
     _check_time(report, at, "withdraw")
     note = ReportSection(LOINC.IMPRESSION, f"Withdrawn: {reason.strip()}")
     kept = tuple(s for s in report.sections if s.code != LOINC.IMPRESSION)
-    return replace(
-        report,
-        status=ReportStatus.ENTERED_IN_ERROR,
-        version=report.version + 1,
-        created_at=at,
-        signature=Signature(clinician, at),
-        replaces_version=report.version,
-        sections=(*kept, note),
+    return _next_version(
+        report, at, status=ReportStatus.ENTERED_IN_ERROR, signature=Signature(clinician, at), sections=(*kept, note)
     )

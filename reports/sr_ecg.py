@@ -23,7 +23,6 @@ generic content items (which validate value types and relationships):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -32,9 +31,8 @@ from core.codes import DCM, ECG_LEAD_CODES, FHIRCODES, LOINC, SCT, UCUM, Code
 from core.errors import ReportError
 from core.records import DraftReport, Finding, Instance, Measurement, ReportKind, ReportStatus, Study
 from reports import _dicom
-from reports._common import STATUS_BANNER, check_report, conclusion_text
+from reports._common import PRESENCE_CODES, STATUS_BANNER, check_report, conclusion_text
 from reports.context import ReportContext
-from reports.sr_tid1500 import PRESENCE_CODES, observation_context
 
 PURPOSE = "sr-ecg"
 SOP_CLASS_UID = _dicom.SOP_COMPREHENSIVE_SR
@@ -103,13 +101,9 @@ def build_ecg_sr(
     if report.kind is not ReportKind.ECG:
         raise ReportError(f"build_ecg_sr: report kind is {report.kind.value!r}, expected 'ecg'")
     check_report(report, study)
-    instances = list(source_instances) or [i for s in study.series for i in s.instances]
-    charset = _dicom.character_set(study, report, STATUS_BANNER[report.status])
-    evidence = _dicom.evidence_datasets(study, instances, charset)
+    _, evidence = _dicom.sr_evidence(study, report, source_instances, STATUS_BANNER[report.status])
 
-    items: list[Any] = []  # content items and templates (sequences of items)
-    items.extend(hd.sr.LanguageOfContentItemAndDescendants(hd.sr.CodedConcept("en-US", "RFC5646", "English (US)")))
-    items.extend(observation_context(report, ctx))
+    items = _dicom.content_preamble(report, ctx)
     measurements = list(dict.fromkeys((*report.measurements, *(m for f in report.findings for m in f.measurements))))
     global_ms = [m for m in measurements if m.site is None]
     if global_ms:
@@ -152,28 +146,23 @@ def build_ecg_sr(
 
     root = hd.sr.ContainerContentItem(name=_dicom.hd_code(DCM.ECG_REPORT), template_id="3700")
     root.ContentSequence = hd.sr.ContentSequence(items)
-    ident = _dicom.identity(report, ctx, PURPOSE)
-    sr = hd.sr.ComprehensiveSR(
-        evidence=evidence,
-        content=root,
-        series_instance_uid=ident.series_instance_uid,
-        series_number=ident.series_number,
-        sop_instance_uid=ident.sop_instance_uid,
-        instance_number=ident.instance_number,
-        manufacturer=ctx.manufacturer,
-        is_complete=True,
-        institution_name=ctx.institution_name,
-        institutional_department_name=ctx.department_name,
-        performed_procedure_codes=[_dicom.hd_code(LOINC.EKG_STUDY)],
-        series_description="mmdx ECG report (TID 3700)",
-    )
     schemes = {f.concept.scheme for f in report.findings if f.concept is not None}
     if any(lead not in ECG_LEAD_CODES for lead in leads):
         schemes.add("MMDX")
     if any(f.probability is not None for f in report.findings):
         schemes.add(FHIRCODES.MODEL_PROBABILITY.scheme)
-    _dicom.finish_sr(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)
-    return sr
+    return _dicom.build_sr(
+        hd.sr.ComprehensiveSR,
+        report,
+        ctx,
+        PURPOSE,
+        SOP_CLASS_UID,
+        schemes,
+        evidence=evidence,
+        content=root,
+        series_description="mmdx ECG report (TID 3700)",
+        performed_procedure_codes=[_dicom.hd_code(LOINC.EKG_STUDY)],
+    )
 
 
 def build_ecg_sr_bytes(

@@ -17,25 +17,14 @@ from pydicom.dataset import Dataset
 
 from core.codes import DCM, FHIRCODES, LOINC, SCT, UCUM, Code
 from core.errors import ReportError
-from core.identifiers import derive_uid
-from core.records import DraftReport, Finding, Instance, Laterality, Presence, ReportStatus, Study
+from core.records import DraftReport, Finding, Instance, Study
 from reports import _dicom
-from reports._common import check_report, finding_label, to_dicom_pn
+from reports._common import LATERALITY_CODES, PRESENCE_CODES, check_report, finding_label
+from reports._dicom import observation_context
 from reports.context import ReportContext
 
 PURPOSE = "sr-tid1500"
 SOP_CLASS_UID = _dicom.SOP_COMPREHENSIVE_3D_SR
-
-PRESENCE_CODES: dict[Presence, Code] = {
-    Presence.PRESENT: SCT.PRESENT,
-    Presence.ABSENT: SCT.ABSENT,
-    Presence.UNCERTAIN: SCT.UNCERTAIN,
-}
-_LATERALITY: dict[Laterality, Code] = {
-    Laterality.LEFT: SCT.LEFT,
-    Laterality.RIGHT: SCT.RIGHT,
-    Laterality.BILATERAL: SCT.BILATERAL,
-}
 
 
 def procedure_code(study: Study) -> Code:
@@ -47,30 +36,6 @@ def procedure_code(study: Study) -> Code:
     if "CHEST" in body and "CT" in mods:
         return LOINC.CHEST_CT
     return LOINC.IMAGING_STUDY
-
-
-def observation_context(report: DraftReport, ctx: ReportContext) -> hd.sr.ObservationContext:
-    """The device observer is mmdx itself; once signed, the verifying clinician is the person observer."""
-    device = hd.sr.ObserverContext(
-        observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=derive_uid(ctx.uid_root, ctx.software_name, ctx.software_version, "device-observer"),
-            name=ctx.software_name,
-            manufacturer_name=ctx.manufacturer,
-            model_name=f"{ctx.software_name} {ctx.software_version}",
-        ),
-    )
-    person = None
-    if report.signature is not None and report.status in (ReportStatus.FINAL, ReportStatus.AMENDED):
-        person = hd.sr.ObserverContext(
-            observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
-            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                name=to_dicom_pn(report.signature.clinician.name),
-                login_name=report.signature.clinician.identifier,
-                organization_name=ctx.institution_name,
-            ),
-        )
-    return hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
 
 
 def _source_images(f: Finding, by_uid: dict[str, Instance]) -> list[hd.sr.SourceImageForMeasurementGroup]:
@@ -104,7 +69,7 @@ def _group(
     )
     sites = None
     if f.site is not None:
-        lat = _LATERALITY.get(f.laterality)
+        lat = LATERALITY_CODES.get(f.laterality)
         sites = [hd.sr.FindingSite(_dicom.hd_code(f.site), laterality=_dicom.hd_code(lat) if lat else None)]
     measurements = [
         hd.sr.Measurement(
@@ -156,9 +121,7 @@ def build_tid1500(
         Bad input (see ``reports._common.check_report``) or a study without instances.
     """
     check_report(report, study)
-    instances = list(source_instances) or [i for s in study.series for i in s.instances]
-    charset = _dicom.character_set(study, report)
-    evidence = _dicom.evidence_datasets(study, instances, charset)
+    instances, evidence = _dicom.sr_evidence(study, report, source_instances)
     by_uid = {i.sop_instance_uid: i for i in instances}
     groups = [_group(i, f, report, ctx, by_uid) for i, f in enumerate(report.findings) if f.concept is not None]
     loose = [m for m in report.measurements if not any(m in f.measurements for f in report.findings)]
@@ -183,22 +146,17 @@ def build_tid1500(
         procedure_reported=_dicom.hd_code(procedure_code(study)),
         imaging_measurements=groups,
     )
-    ident = _dicom.identity(report, ctx, PURPOSE)
-    sr = hd.sr.Comprehensive3DSR(
+    return _dicom.build_sr(
+        hd.sr.Comprehensive3DSR,
+        report,
+        ctx,
+        PURPOSE,
+        SOP_CLASS_UID,
+        used_schemes(report),
         evidence=evidence,
         content=content,
-        series_instance_uid=ident.series_instance_uid,
-        series_number=ident.series_number,
-        sop_instance_uid=ident.sop_instance_uid,
-        instance_number=ident.instance_number,
-        manufacturer=ctx.manufacturer,
-        is_complete=True,
-        institution_name=ctx.institution_name,
-        institutional_department_name=ctx.department_name,
         series_description="mmdx AI findings (TID 1500)",
     )
-    _dicom.finish_sr(sr, report, ctx, PURPOSE, SOP_CLASS_UID, used_schemes(report))
-    return sr
 
 
 def has_coded_content(report: DraftReport) -> bool:

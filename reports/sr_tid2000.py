@@ -10,7 +10,6 @@ this narrative.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -20,7 +19,6 @@ from core.records import DraftReport, Instance, Presence, ReportStatus, Study
 from reports import _dicom
 from reports._common import STATUS_BANNER, check_report
 from reports.context import ReportContext
-from reports.sr_tid1500 import observation_context
 
 PURPOSE = "sr-tid2000"
 SOP_CLASS_UID = _dicom.SOP_ENHANCED_SR
@@ -54,14 +52,10 @@ def build_tid2000(
         Bad input (see ``reports._common.check_report``) or a study without instances.
     """
     check_report(report, study)
-    instances = list(source_instances) or [i for s in study.series for i in s.instances]
-    charset = _dicom.character_set(study, report, STATUS_BANNER[report.status])
-    evidence = _dicom.evidence_datasets(study, instances, charset)
+    _, evidence = _dicom.sr_evidence(study, report, source_instances, STATUS_BANNER[report.status])
 
     root = hd.sr.ContainerContentItem(name=_dicom.hd_code(DCM.DIAGNOSTIC_IMAGING_REPORT), template_id="2000")
-    items: list[Any] = []  # content items and templates (sequences of items)
-    items.extend(hd.sr.LanguageOfContentItemAndDescendants(hd.sr.CodedConcept("en-US", "RFC5646", "English (US)")))
-    items.extend(observation_context(report, ctx))
+    items = _dicom.content_preamble(report, ctx)
 
     sections = sorted(report.sections, key=lambda s: _ORDER.index(s.code) if s.code in _ORDER else len(_ORDER))
     by_code: dict[Code, list[hd.sr.ContentItem]] = {}
@@ -89,23 +83,18 @@ def build_tid2000(
         items.append(container)
     root.ContentSequence = hd.sr.ContentSequence(items)
 
-    ident = _dicom.identity(report, ctx, PURPOSE)
-    sr = hd.sr.EnhancedSR(
+    schemes = {f.concept.scheme for f in report.findings if f.concept is not None and f.presence is Presence.PRESENT}
+    return _dicom.build_sr(
+        hd.sr.EnhancedSR,
+        report,
+        ctx,
+        PURPOSE,
+        SOP_CLASS_UID,
+        schemes,
         evidence=evidence,
         content=root,
-        series_instance_uid=ident.series_instance_uid,
-        series_number=ident.series_number,
-        sop_instance_uid=ident.sop_instance_uid,
-        instance_number=ident.instance_number,
-        manufacturer=ctx.manufacturer,
-        is_complete=True,
-        institution_name=ctx.institution_name,
-        institutional_department_name=ctx.department_name,
         series_description="mmdx report narrative (TID 2000)",
     )
-    schemes = {f.concept.scheme for f in report.findings if f.concept is not None and f.presence is Presence.PRESENT}
-    _dicom.finish_sr(sr, report, ctx, PURPOSE, SOP_CLASS_UID, schemes)
-    return sr
 
 
 def build_tid2000_bytes(
