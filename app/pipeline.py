@@ -16,7 +16,7 @@ from app.context import AppContext
 from app.models_stage import image_input
 from app.plan import Action, StudyPlan, plan_study
 from core.codes import LOINC
-from core.errors import EcgError, MmdxError
+from core.errors import EcgError, IngestError, MmdxError
 from core.records import (
     DraftReport,
     Finding,
@@ -33,11 +33,14 @@ from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ecg.analysis import analyze
 from ecg.readers import read_ecg
 from ecg.render import render_png
+from ingest.technique import series_technique
 from models.orchestrate import analyse_batch
+from models.safety import no_model_notice
 from reports.context import ReportContext
 from reports.outputs import build_outputs, write_outputs
 from store import audit, index
 from store import reports as report_store
+from store.priors import prior_studies
 from store.reports import ArtefactRecord
 from store.serialize import report_to_json
 
@@ -64,8 +67,10 @@ class StudyOutcome:
         if self.report is None:
             analysed = any(p.action is not Action.SKIP for p in self.plan.series)
             return "; ".join(self.problems) if analysed and self.problems else "no report"
-        statements = [f.text for f in self.report.findings if f.presence is Presence.PRESENT][:4]
         head = f"{self.report.status.value} v{self.report_version}, {self.report.priority.level.name}"
+        if not self.report.provenance:
+            return f"{head}: exam and technique only, no model has read the images"
+        statements = [f.text for f in self.report.findings if f.presence is Presence.PRESENT][:4]
         return f"{head}: " + ("; ".join(statements) or "no findings")
 
     def to_json(self) -> dict[str, object]:
@@ -157,6 +162,36 @@ def _run_image_models(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Dr
     draft.key_images.extend(inp.images[:MAX_KEY_IMAGES])
 
 
+def _exam_only(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) -> None:
+    """Without an image model the draft still says what was done and plainly that nobody has read it."""
+    plans = plan.of(Action.EXAM_ONLY)
+    if not plans:
+        return
+    sentences = []
+    for series_plan in plans:
+        try:
+            sentences.append(series_technique([i.path for i in series_plan.series.instances]).sentence())
+        except IngestError as exc:
+            draft.problems.append(f"series {series_plan.series.series_instance_uid}: {exc}")
+    exam = study.description or ", ".join(study.modalities)
+    draft.sections.append(ReportSection(LOINC.TECHNIQUE, f"Exam: {exam}. Technique: " + " ".join(sentences)))
+    with ctx.db.session() as session:
+        priors = prior_studies(session, study.study_instance_uid)
+    if priors:
+        listed = "; ".join(
+            f"{p.study_datetime:%Y-%m-%d} {', '.join(p.modalities)}" + (f" ({p.description})" if p.description else "")
+            for p in priors
+            if p.study_datetime is not None
+        )
+        comparison = f"Prior studies available for comparison: {listed}."
+    else:
+        comparison = "No prior study of this patient in the index."
+    draft.sections.append(ReportSection(LOINC.COMPARISON, comparison))
+    notice = no_model_notice("imaging", ctx.registry.describe_all())
+    if notice:
+        draft.sections.append(ReportSection(LOINC.FINDINGS, notice))
+
+
 def _report_kind(plan: StudyPlan) -> ReportKind:
     return ReportKind.ECG if plan.of(Action.ECG_ANALYSIS) else ReportKind.IMAGING
 
@@ -183,9 +218,10 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
     draft = _Draft()
     _analyse_ecgs(ctx, study, plan, draft)
     _run_image_models(ctx, study, plan, draft)
+    _exam_only(ctx, study, plan, draft)
     for skipped in plan.of(Action.SKIP):
         draft.problems.append(skipped.summary)
-    if not draft.producers:
+    if not draft.producers and not draft.sections:
         return StudyOutcome(study_uid, plan, problems=tuple(draft.problems))
 
     kind = _report_kind(plan)

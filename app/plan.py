@@ -31,6 +31,7 @@ class Action(enum.Enum):
 
     ECG_ANALYSIS = "ECG measurements + rule-based interpretation"
     IMAGE_MODELS = "image models"
+    EXAM_ONLY = "exam, technique and comparison only"  #: imaging without a configured model
     SKIP = "not analysed"
 
 
@@ -44,6 +45,8 @@ class SeriesPlan:
     def summary(self) -> str:
         if self.action is Action.SKIP:
             return f"{self.series.modality}: not analysed, {self.detail}"
+        if self.action is Action.EXAM_ONLY:
+            return f"{self.series.modality}: {self.action.value}; {self.detail}"
         return f"{self.series.modality}: {self.action.value} ({self.detail})"
 
 
@@ -67,7 +70,7 @@ def plan_series(series: Series, settings: Settings) -> SeriesPlan:
         models = models_for(settings.model_routing, series.modality, series.body_part)
         if models:
             return SeriesPlan(series, Action.IMAGE_MODELS, ", ".join(models))
-        return SeriesPlan(series, Action.SKIP, f"no model configured for {series.modality} (see model_routing)")
+        return SeriesPlan(series, Action.EXAM_ONLY, f"no model configured for {series.modality} (see model_routing)")
     return SeriesPlan(series, Action.SKIP, f"modality {series.modality} is not supported")
 
 

@@ -52,14 +52,19 @@ def test_run_on_samples_prints_every_study_and_writes_reports(workdir: Path, sam
         assert modality in result.output
     summary = {s["modalities"][0]: s for s in json.loads((workdir / "out" / "studies.json").read_text())}
     assert summary["CT"]["plan"][0]["detail"] == "no model configured for CT (see model_routing)"
-    assert summary["CT"]["report"] is None and summary["CR"]["report"] is None
-    # both ECGs were analysed: a report folder with FHIR + SR per ECG study
+    # without weights, imaging drafts say what was done and that no model read them: no findings, ever
+    for modality in ("CT", "CR"):
+        assert summary[modality]["plan"][0]["action"] == "exam_only"
+        assert summary[modality]["report"]["status"] == "preliminary"
+        assert summary[modality]["report"]["statements"] == []
+    # every study has a report folder with the FHIR bundle, SR, PDF (also as DICOM), HTML and ORU
     report_dirs = [p for p in (workdir / "out").iterdir() if p.is_dir()]
-    assert len(report_dirs) == 2
+    assert len(report_dirs) == 4
     for d in report_dirs:
-        names = {p.suffix for p in d.iterdir()}
-        assert ".json" in names and ".dcm" in names
-    assert c["ReportVersion"] == 2
+        names = {p.name for p in d.iterdir()}
+        assert {"bundle.json", "oru.hl7", "report.pdf", "report.html", "report_pdf.dcm"} <= names
+        assert any(n.startswith("sr_") for n in names)
+    assert c["ReportVersion"] == 4
 
 
 def test_run_twice_duplicates_nothing(workdir: Path, samples_copy: Path) -> None:
