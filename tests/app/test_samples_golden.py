@@ -62,11 +62,12 @@ def test_every_output_kind_of_the_bundled_samples_matches_the_golden_files(workd
     with OpenAIServer(ServerState(mode="valid")) as srv:
         digests = _run(workdir, samples_copy, srv.url)
     reported = {uid: names for uid, names in digests.items() if names}
-    # both ECGs and the radiograph get a report; the CT (no model configured) does not
-    assert len(reported) == 3 and len(digests) == 4
+    # every study gets a report: ECGs and the radiograph (model) with printouts/key images, the CT exam-only
+    assert len(reported) == 4
     for names in reported.values():
         assert set(names) >= EXPECTED_KINDS, sorted(names)
-        assert any(n.startswith("sr_") for n in names) and any(n.startswith("sc_") for n in names)
+        assert any(n.startswith("sr_") for n in names)
+    assert sum(any(n.startswith("sc_") for n in names) for names in reported.values()) == 3
     golden_file = GOLDEN / "samples_digests.json"
     if UPDATE:
         golden_file.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
