@@ -27,11 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import Table, and_, bindparam, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.util import identity_key
 
 from core.errors import StoreError
 from core.records import Instance, Patient, PatientIdentifier, Series, Sex, Study
@@ -220,25 +223,6 @@ def _naive(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=None) if value is not None and value.tzinfo is not None else value
 
 
-def _record_conflict(session: Session, existing: InstanceRow, instance: Instance, at: datetime) -> IndexResult:
-    session.add(
-        InstanceConflictRow(
-            sop_instance_uid=instance.sop_instance_uid,
-            existing_sha256=existing.sha256,
-            new_sha256=instance.sha256,
-            new_path=str(instance.path),
-            source=instance.source,
-            at=at,
-        )
-    )
-    session.flush()
-    return IndexResult.CONFLICT
-
-
-def _instance_by_uid(session: Session, uid: str) -> InstanceRow | None:
-    return session.scalars(select(InstanceRow).where(InstanceRow.sop_instance_uid == uid)).one_or_none()
-
-
 # --------------------------------------------------------------------------- public API
 
 
@@ -284,6 +268,142 @@ def add_instance(
         ) from None
 
 
+# Per-transaction cache of the rows add_instance touches: a batch of objects of one study (a folder import,
+# group-committed C-STOREs) reads its study and series once, not once per object.  It lives in
+# ``session.info`` keyed by the root transaction, so it never outlives the transaction that read it; the study
+# UPDATE is conditional on the cached content version, so a stale entry is detected and re-read.
+_CACHE_KEY = "mmdx_index_cache"
+
+
+@dataclass(slots=True)
+class _StudyState:
+    id: int
+    content_version: str
+    last_received_at: datetime
+
+
+def _cache(session: Session) -> tuple[dict[str, _StudyState], dict[str, tuple[int, int]]]:
+    txn = session.get_transaction()
+    entry = session.info.get(_CACHE_KEY)
+    if entry is None or entry[0] is not txn or session.in_nested_transaction():
+        entry = (txn, {}, {})
+        # inside a savepoint the entries may be rolled back: start empty and keep nothing for the outer unit
+        session.info[_CACHE_KEY] = (None, {}, {}) if session.in_nested_transaction() else entry
+    return entry[1], entry[2]
+
+
+def _insert_ignoring_duplicates(session: Session, table: Table, values: dict[str, object]) -> bool:
+    """INSERT that does nothing when a unique key already exists; True when the row was inserted."""
+    dialect = session.get_bind().dialect.name
+    conn = session.connection()
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            return bool(conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing()).rowcount)
+        # psycopg reports no rowcount here: ask for the inserted key instead
+        stmt = pg_insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+        return conn.execute(stmt).first() is not None
+    try:
+        with conn.begin_nested():
+            conn.execute(table.insert().values(**values))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _expire_loaded(session: Session, cls: type[Base], row_id: int) -> None:
+    """Rows changed by Core statements: make an ORM object of the same row (if loaded) re-read itself."""
+    if not session.identity_map:
+        return
+    obj = session.identity_map.get(identity_key(cls, (row_id,)))
+    if obj is not None:
+        session.expire(obj)
+
+
+_INSTANCES = cast(Table, InstanceRow.__table__)
+_STUDIES = cast(Table, StudyRow.__table__)
+_SERIES = cast(Table, SeriesRow.__table__)
+_CONFLICTS = cast(Table, InstanceConflictRow.__table__)
+_SELECT_INSTANCE = select(_INSTANCES.c.sha256).where(_INSTANCES.c.sop_instance_uid == bindparam("uid"))
+_SELECT_STUDY = (
+    select(_STUDIES.c.id, _STUDIES.c.content_version, _STUDIES.c.last_received_at)
+    .where(_STUDIES.c.study_instance_uid == bindparam("uid"))
+    .with_for_update()
+)
+_SELECT_SERIES = select(_SERIES.c.id, _SERIES.c.study_id).where(_SERIES.c.series_instance_uid == bindparam("uid"))
+
+
+def _record_conflict_core(session: Session, existing_sha256: str, instance: Instance, at: datetime) -> IndexResult:
+    session.connection().execute(
+        _CONFLICTS.insert().values(
+            sop_instance_uid=instance.sop_instance_uid,
+            existing_sha256=existing_sha256,
+            new_sha256=instance.sha256,
+            new_path=str(instance.path),
+            source=instance.source,
+            at=at,
+        )
+    )
+    return IndexResult.CONFLICT
+
+
+def _locked_study(session: Session, study: Study, received_at: datetime) -> _StudyState:
+    """The study's row, locked for this transaction (PostgreSQL; SQLite holds the write lock); created if new."""
+    conn = session.connection()
+    found = conn.execute(_SELECT_STUDY, {"uid": study.study_instance_uid}).first()
+    if found is None:
+
+        def find_study() -> StudyRow | None:
+            return session.scalars(
+                select(StudyRow).where(StudyRow.study_instance_uid == study.study_instance_uid)
+            ).one_or_none()
+
+        def create_study() -> StudyRow:
+            return StudyRow(
+                study_instance_uid=study.study_instance_uid,
+                patient=_upsert_patient(session, study.patient, received_at),
+                accession_number=study.accession_number,
+                study_datetime=_naive(study.study_datetime),
+                description=study.description,
+                referring_physician=study.referring_physician,
+                first_received_at=received_at,
+                last_received_at=received_at,
+                content_version="",
+            )
+
+        _get_or_create(session, find_study, create_study)
+        session.flush()
+        found = conn.execute(_SELECT_STUDY, {"uid": study.study_instance_uid}).first()
+        if found is None:
+            raise StoreError(f"study {study.study_instance_uid} vanished while it was being indexed")
+    return _StudyState(found.id, found.content_version, found.last_received_at)
+
+
+def _series_id(session: Session, series: Series, study: Study, study_id: int) -> int:
+    conn = session.connection()
+    found = conn.execute(_SELECT_SERIES, {"uid": series.series_instance_uid}).first()
+    if found is None:
+        _insert_ignoring_duplicates(
+            session,
+            _SERIES,
+            {
+                "series_instance_uid": series.series_instance_uid,
+                "study_id": study_id,
+                "modality": series.modality,
+                "series_number": series.series_number,
+                "description": series.description,
+                "body_part": series.body_part,
+            },
+        )
+        _expire_loaded(session, StudyRow, study_id)  # its ``series`` collection grew
+        found = conn.execute(_SELECT_SERIES, {"uid": series.series_instance_uid}).one()
+    if found.study_id != study_id:
+        raise StoreError(
+            f"series {series.series_instance_uid} is already indexed under another study, "
+            f"not under {study.study_instance_uid}"
+        )
+    return int(found.id)
+
+
 def _add_instance(
     session: Session,
     study: Study,
@@ -292,100 +412,89 @@ def _add_instance(
     received_at: datetime,
     size_bytes: int | None,
 ) -> IndexResult:
-    existing = _instance_by_uid(session, instance.sop_instance_uid)
+    session.flush()  # Core statements below do not autoflush pending ORM changes
+    conn = session.connection()
+    existing = conn.execute(_SELECT_INSTANCE, {"uid": instance.sop_instance_uid}).first()
     if existing is not None:
         if existing.sha256 == instance.sha256:
             return IndexResult.DUPLICATE
-        return _record_conflict(session, existing, instance, received_at)
+        return _record_conflict_core(session, existing.sha256, instance, received_at)
 
-    def find_study() -> StudyRow | None:
-        return session.scalars(
-            select(StudyRow).where(StudyRow.study_instance_uid == study.study_instance_uid)
-        ).one_or_none()
-
-    def create_study() -> StudyRow:
-        return StudyRow(
-            study_instance_uid=study.study_instance_uid,
-            patient=_upsert_patient(session, study.patient, received_at),
-            accession_number=study.accession_number,
-            study_datetime=_naive(study.study_datetime),
-            description=study.description,
-            referring_physician=study.referring_physician,
-            first_received_at=received_at,
-            last_received_at=received_at,
-            content_version="",
-        )
-
-    study_row = _get_or_create(session, find_study, create_study)
-    # Serialise concurrent writers of one study (PostgreSQL row lock; SQLite already holds the write lock) and
-    # re-read the row under the lock, so that the running content version never loses another writer's instance.
-    session.refresh(study_row, with_for_update=True)
-    if study_row.accession_number is None and study.accession_number:
-        study_row.accession_number = study.accession_number
-    if study_row.study_datetime is None and study.study_datetime is not None:
-        study_row.study_datetime = _naive(study.study_datetime)
-    if study_row.description is None and study.description:
-        study_row.description = study.description
-    if study_row.referring_physician is None and study.referring_physician:
-        study_row.referring_physician = study.referring_physician
-
-    def find_series() -> SeriesRow | None:
-        return session.scalars(
-            select(SeriesRow).where(SeriesRow.series_instance_uid == series.series_instance_uid)
-        ).one_or_none()
-
-    def create_series() -> SeriesRow:
-        return SeriesRow(
-            series_instance_uid=series.series_instance_uid,
-            study_id=study_row.id,
-            modality=series.modality,
-            series_number=series.series_number,
-            description=series.description,
-            body_part=series.body_part,
-        )
-
-    series_row = _get_or_create(session, find_series, create_series)
-    if series_row.study_id != study_row.id:
-        raise StoreError(
-            f"series {series.series_instance_uid} is already indexed under another study, "
-            f"not under {study.study_instance_uid}"
-        )
+    studies, series_ids = _cache(session)
+    state = studies.get(study.study_instance_uid)
+    if state is None:
+        state = _locked_study(session, study, received_at)
+    cached_series = series_ids.get(series.series_instance_uid)
+    if cached_series is not None and cached_series[1] == state.id:
+        series_id = cached_series[0]
+    else:
+        series_id = _series_id(session, series, study, state.id)
 
     if size_bytes is None:
         try:
             size_bytes = Path(instance.path).stat().st_size
         except OSError:
             size_bytes = None
-    row = InstanceRow(
-        sop_instance_uid=instance.sop_instance_uid,
-        series_id=series_row.id,
-        sop_class_uid=instance.sop_class_uid,
-        transfer_syntax_uid=instance.transfer_syntax_uid,
-        path=str(instance.path),
-        sha256=instance.sha256,
-        size_bytes=size_bytes,
-        instance_number=instance.instance_number,
-        number_of_frames=instance.number_of_frames,
-        rows=instance.rows,
-        columns=instance.columns,
-        source=instance.source,
-        received_at=received_at,
+    inserted = _insert_ignoring_duplicates(
+        session,
+        _INSTANCES,
+        {
+            "sop_instance_uid": instance.sop_instance_uid,
+            "series_id": series_id,
+            "sop_class_uid": instance.sop_class_uid,
+            "transfer_syntax_uid": instance.transfer_syntax_uid,
+            "path": str(instance.path),
+            "sha256": instance.sha256,
+            "size_bytes": size_bytes,
+            "instance_number": instance.instance_number,
+            "number_of_frames": instance.number_of_frames,
+            "rows": instance.rows,
+            "columns": instance.columns,
+            "source": instance.source,
+            "received_at": received_at,
+        },
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
+    if not inserted:
         # another process indexed the same SOP Instance UID between our check and insert
-        raced = _instance_by_uid(session, instance.sop_instance_uid)
+        raced = conn.execute(_SELECT_INSTANCE, {"uid": instance.sop_instance_uid}).first()
         if raced is None:
-            raise
+            raise StoreError(f"instance {instance.sop_instance_uid} could not be inserted nor found")
         if raced.sha256 == instance.sha256:
             return IndexResult.DUPLICATE
-        return _record_conflict(session, raced, instance, received_at)
+        return _record_conflict_core(session, raced.sha256, instance, received_at)
 
-    study_row.last_received_at = max(study_row.last_received_at, received_at)
-    study_row.content_version = _add_to_version(study_row.content_version, instance.sop_instance_uid, instance.sha256)
-    session.flush()
+    for _attempt in range(2):
+        version = _add_to_version(state.content_version, instance.sop_instance_uid, instance.sha256)
+        last = max(state.last_received_at, received_at)
+        fill = {
+            "accession_number": study.accession_number or None,
+            "study_datetime": _naive(study.study_datetime),
+            "description": study.description or None,
+            "referring_physician": study.referring_physician or None,
+        }
+        updated = conn.execute(
+            update(_STUDIES)
+            .where(_STUDIES.c.id == state.id, _STUDIES.c.content_version == state.content_version)
+            .values(
+                content_version=version,
+                last_received_at=last,
+                **{  # fill what the stored study lacks, never overwrite
+                    name: func.coalesce(_STUDIES.c[name], value) for name, value in fill.items() if value is not None
+                },
+            )
+        ).rowcount
+        if updated == 1:
+            break
+        state = _locked_study(session, study, received_at)  # the cached row was stale: re-read it under the lock
+    else:
+        raise StoreError(
+            f"study {study.study_instance_uid} changed while instance {instance.sop_instance_uid} was indexed"
+        )
+    state.content_version, state.last_received_at = version, last
+    studies[study.study_instance_uid] = state
+    series_ids[series.series_instance_uid] = (series_id, state.id)
+    _expire_loaded(session, StudyRow, state.id)
+    _expire_loaded(session, SeriesRow, series_id)
     return IndexResult.NEW
 
 
