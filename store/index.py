@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, and_, bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -292,22 +292,33 @@ def _cache(session: Session) -> tuple[dict[str, _StudyState], dict[str, tuple[in
     return entry[1], entry[2]
 
 
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+
+
 def _insert_ignoring_duplicates(session: Session, table: Table, values: dict[str, object]) -> bool:
-    """INSERT that does nothing when a unique key already exists; True when the row was inserted."""
-    dialect = session.get_bind().dialect.name
+    """INSERT that does nothing when a unique key already exists; True when the row was inserted.
+
+    The statements are built once per dialect and table (their compiled form is cached) and take
+    the values as parameters.
+    """
     conn = session.connection()
-    if dialect in ("sqlite", "postgresql"):
+    dialect = conn.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), values)
+        except IntegrityError:
+            return False
+        return True
+    stmt = _INSERT_IGNORE.get((dialect, table.name))
+    if stmt is None:
         if dialect == "sqlite":
-            return bool(conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing()).rowcount)
-        # psycopg reports no rowcount here: ask for the inserted key instead
-        stmt = pg_insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-        return conn.execute(stmt).first() is not None
-    try:
-        with conn.begin_nested():
-            conn.execute(table.insert().values(**values))
-    except IntegrityError:
-        return False
-    return True
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+        else:  # psycopg reports no rowcount here: ask for the inserted key instead
+            stmt = pg_insert(table).on_conflict_do_nothing().returning(table.c.id)
+        _INSERT_IGNORE[(dialect, table.name)] = stmt
+    result = conn.execute(stmt, values)
+    return bool(result.rowcount) if dialect == "sqlite" else result.first() is not None
 
 
 def _expire_loaded(session: Session, cls: type[Base], row_id: int) -> None:
@@ -328,6 +339,19 @@ _SELECT_STUDY = (
     select(_STUDIES.c.id, _STUDIES.c.content_version, _STUDIES.c.last_received_at)
     .where(_STUDIES.c.study_instance_uid == bindparam("uid"))
     .with_for_update()
+)
+# fills what the stored study lacks (COALESCE), never overwrites; conditional on the version read before
+_UPDATE_STUDY = (
+    update(_STUDIES)
+    .where(_STUDIES.c.id == bindparam("sid"), _STUDIES.c.content_version == bindparam("old_version"))
+    .values(
+        content_version=bindparam("new_version"),
+        last_received_at=bindparam("last", type_=_STUDIES.c.last_received_at.type),
+        **{
+            name: func.coalesce(_STUDIES.c[name], bindparam(f"fill_{name}", type_=_STUDIES.c[name].type))
+            for name in ("accession_number", "study_datetime", "description", "referring_physician")
+        },
+    )
 )
 _SELECT_SERIES = select(_SERIES.c.id, _SERIES.c.study_id).where(_SERIES.c.series_instance_uid == bindparam("uid"))
 
@@ -466,22 +490,18 @@ def _add_instance(
     for _attempt in range(2):
         version = _add_to_version(state.content_version, instance.sop_instance_uid, instance.sha256)
         last = max(state.last_received_at, received_at)
-        fill = {
-            "accession_number": study.accession_number or None,
-            "study_datetime": _naive(study.study_datetime),
-            "description": study.description or None,
-            "referring_physician": study.referring_physician or None,
-        }
         updated = conn.execute(
-            update(_STUDIES)
-            .where(_STUDIES.c.id == state.id, _STUDIES.c.content_version == state.content_version)
-            .values(
-                content_version=version,
-                last_received_at=last,
-                **{  # fill what the stored study lacks, never overwrite
-                    name: func.coalesce(_STUDIES.c[name], value) for name, value in fill.items() if value is not None
-                },
-            )
+            _UPDATE_STUDY,
+            {
+                "sid": state.id,
+                "old_version": state.content_version,
+                "new_version": version,
+                "last": last,
+                "fill_accession_number": study.accession_number or None,
+                "fill_study_datetime": _naive(study.study_datetime),
+                "fill_description": study.description or None,
+                "fill_referring_physician": study.referring_physician or None,
+            },
         ).rowcount
         if updated == 1:
             break
