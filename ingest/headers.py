@@ -161,12 +161,12 @@ def parse_tm(value: str | None) -> tuple[int, int, int, int]:
         return (0, 0, 0, 0)
     text = value.strip().replace(":", "")
     main, _, frac = text.partition(".")
-    if not main.isdigit() or len(main) not in (2, 4, 6):
+    if not (main.isascii() and main.isdigit()) or len(main) not in (2, 4, 6):  # "²".isdigit() is True
         return (0, 0, 0, 0)
     h = int(main[0:2])
     m = int(main[2:4]) if len(main) >= 4 else 0
     s = int(main[4:6]) if len(main) >= 6 else 0
-    us = int((frac + "000000")[:6]) if frac.isdigit() else 0
+    us = int((frac + "000000")[:6]) if frac.isascii() and frac.isdigit() else 0
     if h > 23 or m > 59 or s > 60:
         return (0, 0, 0, 0)
     return (h, m, min(s, 59), us)
