@@ -180,6 +180,46 @@ class FileStore:
             raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
         return StoredFile(final, digest, len(data), Placement.WRITTEN)
 
+    def write_temporary(self, data: bytes) -> Path:
+        """Write ``data`` to a new temporary file in the store (fsynced when ``fsync``), to :meth:`place` later.
+
+        Lets a receiver start the write (and its fsync) before it has parsed the object's UIDs.
+
+        Raises
+        ------
+        StoreError
+            The disk refused the write.
+        """
+        try:
+            return self._write_temp(data)
+        except OSError as exc:
+            raise StoreError(f"cannot write a temporary file in {self.tmp_dir}: {exc.strerror or exc}") from None
+
+    def place(
+        self, tmp: Path, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str, sha256: str
+    ) -> StoredFile:
+        """Link a durable temporary file from :meth:`write_temporary` (holding ``data``) into place, as :meth:`put`.
+
+        The temporary file is removed in every case.
+        """
+        try:
+            final = self.path_for(study_uid, series_uid, sop_instance_uid)
+            try:
+                self._ensure_dir(final.parent)
+                if final.exists():
+                    return self._resolve_existing(final, data, sha256)
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    return self._resolve_existing(final, data, sha256)
+                if self.fsync:
+                    _fsync_dir(final.parent)
+            except OSError as exc:
+                raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StoredFile(final, sha256, len(data), Placement.WRITTEN)
+
     def _resolve_existing(self, final: Path, data: bytes, digest: str) -> StoredFile:
         if sha256_file(final) == digest:
             return StoredFile(final, digest, len(data), Placement.IDENTICAL)

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
 from ingest.files import outcome_name, parse_dicom
-from ingest.filestore import FileStore, Placement, content_sha256
+from ingest.filestore import FileStore, Placement, StoredFile, content_sha256
 from ingest.headers import HeaderRecords, records_from_dataset
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Receiver:
         self.quarantine_dir = Path(quarantine_dir)
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mmdx-store-write")
+        self._writer = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mmdx-store-write")
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
     def _count(self, outcome: Outcome) -> None:
@@ -108,40 +108,44 @@ class Receiver:
         """
         received_at = self.clock.now()
         where = source
+        # The bytes go to a durable temporary file at once, beside the parse and the index work; the row commits
+        # only once the file is linked into place and durable, so an acknowledged object is on disk and indexed.
+        target: Future[tuple[str, str, str, str] | None] = Future()
+        write = self._writer.submit(self._write_then_place, data, target)
         try:
-            ds = parse_dicom(data, where)
-            records = records_from_dataset(
-                ds, path=Path("."), sha256="0" * 64, source=source, transfer_syntax_uid=transfer_syntax_uid
-            )
-            uid = records.instance.sop_instance_uid
-            if expected_sop_instance_uid is not None and uid != expected_sop_instance_uid.strip():
-                raise IngestError(
-                    f"(0008,0018) SOPInstanceUID {uid} differs from the request's Affected SOP Instance UID "
-                    f"{expected_sop_instance_uid}",
-                    source=where,
+            try:
+                ds = parse_dicom(data, where)
+                records = records_from_dataset(
+                    ds, path=Path("."), sha256="0" * 64, source=source, transfer_syntax_uid=transfer_syntax_uid
                 )
-        except IngestError as exc:
-            return self._reject(data, str(exc), source, received_at)
-        digest = content_sha256(data)
-        inst = records.instance
-        try:
-            final_path = self.store.path_for(inst.study_instance_uid, inst.series_instance_uid, uid)
-        except StoreError as exc:
-            return self._failed(uid, records, source, exc)
-        # The file write (and its fsyncs) runs beside the index work; the row commits only once the file is
-        # durable, so an acknowledged object is always both on disk and in the index.
-        write = self._writer.submit(
-            self.store.put,
-            data,
-            study_uid=inst.study_instance_uid,
-            series_uid=inst.series_instance_uid,
-            sop_instance_uid=uid,
-            sha256=digest,
-        )
+                uid = records.instance.sop_instance_uid
+                if expected_sop_instance_uid is not None and uid != expected_sop_instance_uid.strip():
+                    raise IngestError(
+                        f"(0008,0018) SOPInstanceUID {uid} differs from the request's Affected SOP Instance UID "
+                        f"{expected_sop_instance_uid}",
+                        source=where,
+                    )
+            except IngestError as exc:
+                target.set_result(None)
+                with contextlib.suppress(Exception):
+                    write.result()
+                return self._reject(data, str(exc), source, received_at)
+            digest = content_sha256(data)
+            inst = records.instance
+            try:
+                final_path = self.store.path_for(inst.study_instance_uid, inst.series_instance_uid, uid)
+            except StoreError as exc:
+                return self._failed(uid, records, source, exc)
+            target.set_result((inst.study_instance_uid, inst.series_instance_uid, uid, digest))
+        finally:
+            if not target.done():
+                target.set_result(None)
         try:
             with self.db.session() as session:
                 result = self._index(session, _finalise(records, final_path, digest), received_at, len(data))
                 placed = write.result()
+                if placed is None:
+                    raise StoreError(f"cannot place {uid}: the file write was cancelled")
                 if placed.placement is Placement.CONFLICT and outcome_name(result) == "new":
                     session.rollback()  # other bytes hold this UID's file: index the newcomer where it went
                     result = self._index(session, _finalise(records, placed.path, digest), received_at, len(data))
@@ -163,6 +167,22 @@ class Receiver:
             outcome = Outcome.STORED
         self._count(outcome)
         return Received(outcome, uid, records.study.study_instance_uid, placed.path)
+
+    def _write_then_place(self, data: bytes, target: Future[tuple[str, str, str, str] | None]) -> StoredFile | None:
+        """Writer thread: temporary file first, then (once the UIDs are known) link it into place."""
+        tmp = self.store.write_temporary(data)
+        try:
+            names = target.result()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if names is None:  # rejected or unplaceable: nothing is kept under the store
+            tmp.unlink(missing_ok=True)
+            return None
+        study_uid, series_uid, uid, digest = names
+        return self.store.place(
+            tmp, data, study_uid=study_uid, series_uid=series_uid, sop_instance_uid=uid, sha256=digest
+        )
 
     @staticmethod
     def _index(session: Session, records: HeaderRecords, received_at: datetime, size: int) -> object:
