@@ -1,6 +1,6 @@
 """Benchmarks of the models package.
 
-``labeler``: the rule-based report labeler against NegBio's gold standard
+``labeler``: the report labeler (spaCy + negspacy NegEx, our uncertainty rules) against NegBio's gold standard
 (ChestX-ray14 labels) on the Indiana University reports, read from
 ``../shared/data/reports`` (CC BY-NC-ND: read in place, never copied).
 Prints per-label precision/recall/F1 and micro/macro averages, scoring

@@ -1,15 +1,18 @@
 """Report labeler: free-text chest radiograph findings -> coded findings with negation and uncertainty.
 
-Works without weights.  NegEx/ConText-style rules, written here (medspacy
-pins a spaCy that breaks with numpy 2; spaCy itself is not needed for this):
+Works without weights.  spaCy 3.8 + negspacy on a blank English pipeline
+(:mod:`models.labeler_nlp`; medspacy pins a spaCy that breaks with numpy 2),
+with ConText-style rules of our own for uncertainty and "normal" statements:
 
-1. split the report into sentences (a full stop between digits is not a break);
-2. find finding mentions with a term table per label of the shared vocabulary
-   (:mod:`models.vocabulary`: the 14 ChestX-ray14 labels and the CheXpert ones);
-3. find modifier triggers - negation and uncertainty, each *pre* (scope runs
-   forward) or *post* (scope runs backward) - and termination terms that cut
-   a scope ("but", "however", "which"...); a trigger modifies the mentions in
-   its scope within the sentence;
+1. spaCy's sentencizer splits the report into sentences (a line break also
+   ends one; "1.5" is one token);
+2. a finding ruler marks mentions with a term table per label of the shared
+   vocabulary (:mod:`models.vocabulary`: the 14 ChestX-ray14 labels and the
+   CheXpert ones);
+3. negspacy's NegEx (``en_clinical`` termset, adjusted for radiology) decides
+   negation; our uncertainty triggers - *pre* (scope runs forward) or *post*
+   (scope runs backward), cut at termination terms ("but", "however",
+   "which"...) - decide hedging ("cannot be excluded" is uncertain, not negated);
 4. "normal" statements ("heart size is normal", "costophrenic angles are
    sharp", "lungs are clear") assert absence of the labels they rule out;
 5. per label, present beats uncertain beats absent (as the CheXpert labeler
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from core.records import Finding, Presence, Producer, ProducerKind
+from models import labeler_nlp
+from models.labeler_nlp import NEGEX_TRIGGER
 from models.vocabulary import BY_KEY, CHESTXRAY14, CHEXPERT
 
 # --------------------------------------------------------------------------- term tables
@@ -101,31 +106,6 @@ TERMS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-#: Pre-negation triggers: scope runs forward to the end of the clause.
-PRE_NEG = (
-    r"no",
-    r"not",
-    r"without",
-    r"negative for",
-    r"free of",
-    r"absence of",
-    r"resolution of",
-    r"resolved",
-    r"clear of",
-    r"rule out",
-    r"ruled out",
-    r"removal of",
-    r"no evidence of",
-    r"no signs? of",
-    r"nor",
-)
-#: Post-negation triggers: scope runs backward to the start of the clause.
-POST_NEG = (
-    r"(?:is|are|was|were|has been|have been)? ?(?:not|no longer) "
-    r"(?:seen|identified|visualized|present|evident|appreciated|demonstrated|noted)",
-    r"(?:is|are|has|have)? ?(?:resolved|cleared|absent|removed)",
-    r"(?:is|are) gone",
-)
 #: Pre-uncertainty triggers.
 PRE_UNC = (
     r"may",
@@ -157,7 +137,7 @@ PRE_UNC = (
     r"indeterminate",
     r"potential",
 )
-#: Post-uncertainty triggers (checked before post-negation: "cannot be excluded" is not a negation).
+#: Post-uncertainty triggers (right after a mention they beat negation: "cannot be excluded" is not a negation).
 POST_UNC = (
     r"(?:can ?not|can't|cannot|not) be (?:excluded|ruled out|entirely excluded)",
     r"(?:is|are) (?:not )?excluded",
@@ -223,13 +203,15 @@ def _alt(patterns: Iterable[str]) -> re.Pattern[str]:
 
 
 _TERM_RES = {label: _alt(pats) for label, pats in TERMS.items()}
-_PRE_NEG, _POST_NEG = _alt(PRE_NEG), _alt(POST_NEG)
 _PRE_UNC, _POST_UNC = _alt(PRE_UNC), _alt(POST_UNC)
 _TERM = re.compile(r"(?<![\w-])(?:" + "|".join(t for t in TERMINATORS if t not in (";", ":")) + r")(?!\w)|[;:]")
 _SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?\n]|(?<=\s)\d+\.\s")
 
 RULESET_DIGEST = hashlib.sha256(
-    json.dumps([TERMS, PRE_NEG, POST_NEG, PRE_UNC, POST_UNC, TERMINATORS, NORMAL_STATEMENTS], sort_keys=True).encode()
+    json.dumps(
+        [TERMS, PRE_UNC, POST_UNC, TERMINATORS, NORMAL_STATEMENTS, labeler_nlp.RULES, labeler_nlp.versions()],
+        sort_keys=True,
+    ).encode()
 ).hexdigest()
 
 
@@ -303,26 +285,23 @@ def _clause_bounds(sentence: str, pos: int) -> tuple[int, int]:
     return lo, hi
 
 
-def _modifier(sentence: str, start: int, end: int) -> tuple[Presence, str | None]:
-    """Presence of a mention at [start, end) of a sentence from the triggers in scope."""
+def _modifier(sentence: str, start: int, end: int, negated: bool) -> tuple[Presence, str | None]:
+    """Presence of a mention at [start, end) of a sentence.
+
+    ``negated`` is negspacy's NegEx verdict on the mention; the uncertainty rules
+    (ConText-style, ours: negspacy has none) are applied around it.
+    """
     lo, hi = _clause_bounds(sentence, start)
     after = sentence[end:hi]
     before = sentence[lo:start]
     m = _POST_UNC.match(after.lstrip(" ,"))
-    if m:
+    if m:  # "pneumothorax cannot be excluded", "effusion is possible"
         return Presence.UNCERTAIN, m.group(0)
+    if negated:  # "no pleural line to suggest pneumothorax": a negation governs the hedges after it
+        return Presence.ABSENT, NEGEX_TRIGGER
     pre_unc = list(_PRE_UNC.finditer(before))
-    pre_neg = list(_PRE_NEG.finditer(before))
-    # "cannot be excluded" contains "not": uncertainty phrases win over the negation inside them
-    if pre_unc and pre_neg and pre_unc[-1].start() <= pre_neg[-1].start() < pre_unc[-1].end():
-        pre_neg = []
-    if pre_neg:  # "no pleural line to suggest pneumothorax": a negation governs the hedges after it
-        return Presence.ABSENT, pre_neg[-1].group(0)
     if pre_unc:
         return Presence.UNCERTAIN, pre_unc[-1].group(0)
-    m = _POST_NEG.search(after)
-    if m:
-        return Presence.ABSENT, m.group(0)
     m = _POST_UNC.search(after)
     if m:
         return Presence.UNCERTAIN, m.group(0)
@@ -342,10 +321,11 @@ _TERM_RES_ANY = re.compile("|".join(f"(?:{r.pattern})" for r in _TERM_RES.values
 def mentions(text: str, labels: Iterable[str] | None = None) -> list[Mention]:
     """Every labelled mention in a report, in text order."""
     wanted = tuple(labels) if labels is not None else tuple(TERMS)
-    low = text.lower()
+    doc = labeler_nlp.parse(text)
     out: list[Mention] = []
-    for s0, s1 in _sentences(low):
-        sentence = low[s0:s1]
+    for sent in doc.sents:
+        s0 = sent.start_char
+        sentence = sent.text.lower()
         for pattern, ruled_out in _NORMAL_STATEMENTS:
             for m in pattern.finditer(sentence):
                 for label in ruled_out:
@@ -360,12 +340,15 @@ def mentions(text: str, labels: Iterable[str] | None = None) -> list[Mention]:
                                 "normal statement",
                             )
                         )
-        for label in wanted:
-            for m in _TERM_RES[label].finditer(sentence):
-                presence, trigger = _modifier(sentence, m.start(), m.end())
-                out.append(
-                    Mention(label, presence, s0 + m.start(), s0 + m.end(), text[s0 + m.start() : s0 + m.end()], trigger)
-                )
+    for span in doc.spans[labeler_nlp.SPAN_KEY]:
+        if span.label_ not in wanted:
+            continue
+        sent = span.sent
+        s0 = sent.start_char
+        presence, trigger = _modifier(
+            sent.text.lower(), span.start_char - s0, span.end_char - s0, labeler_nlp.negated(span)
+        )
+        out.append(Mention(span.label_, presence, span.start_char, span.end_char, span.text, trigger))
     return sorted(out, key=lambda x: (x.start, x.label))
 
 

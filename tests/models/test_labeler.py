@@ -113,3 +113,35 @@ def test_arbitrary_text_never_crashes_and_spans_are_in_range(text: str) -> None:
     for m in mentions(text):
         assert 0 <= m.start < m.end <= len(text)
         assert text[m.start : m.end] == m.text
+
+
+def test_engine_is_spacy_with_negspacy_built_once() -> None:
+    from models import labeler_nlp
+
+    nlp = labeler_nlp.nlp()
+    assert nlp is labeler_nlp.nlp()  # built once per process
+    assert nlp.pipe_names == ["sentencizer", "mmdx_line_breaks", "mmdx_findings", "negex"]
+    r = label_report("No pneumothorax. Small left pleural effusion.")
+    assert r["pneumothorax"].decisive.trigger == labeler_nlp.NEGEX_TRIGGER and r["effusion"].presence is P
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("Atelectasis versus infiltrate.", "infiltration", U),  # en_clinical's "versus" is a hedge here
+        ("Pneumothorax cannot be excluded.", "pneumothorax", U),
+        ("Effusion\nNo pneumothorax", "effusion", P),  # a line break ends the negation's scope
+        ("Effusion\nNo pneumothorax", "pneumothorax", A),
+        ("Hydropneumothorax on the right.", "effusion", P),  # overlapping mentions both count
+        ("Hydropneumothorax on the right.", "pneumothorax", P),
+        ("No focal consolidation but a new nodule.", "nodule", P),
+        ("Pneumonia has resolved.", "pneumonia", A),
+    ],
+)
+def test_negspacy_scope_and_our_hedges(text: str, key: str, expected: Presence) -> None:
+    assert label_report(text)[key].presence is expected
+
+
+def test_double_full_stop_ends_a_sentence() -> None:
+    r = label_report("No pneumothorax or pleural effusion.. Streaky opacities are atelectatic.")
+    assert (r["effusion"].presence, r["atelectasis"].presence) == (A, P)
