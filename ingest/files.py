@@ -36,7 +36,7 @@ from pydicom.tag import Tag
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
 from ingest.filestore import FileStore, Placement, content_sha256
-from ingest.headers import missing_required, records_from_dataset
+from ingest.headers import int_value, missing_required, records_from_dataset
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -157,13 +157,11 @@ def _truncation(ds: Dataset) -> str | None:
 
 
 def _expected_native_pixel_bytes(ds: Dataset) -> int | None:
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        bits = int(ds.BitsAllocated)
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
+    rows, cols, bits = int_value(ds, "Rows"), int_value(ds, "Columns"), int_value(ds, "BitsAllocated")
+    if rows is None or cols is None or bits is None:
         return None
+    spp = int_value(ds, "SamplesPerPixel") or 1  # absent, empty or zero: one sample
+    frames = int_value(ds, "NumberOfFrames") or 1
     total_bits = rows * cols * spp * bits * max(frames, 1)
     return (total_bits + 7) // 8
 

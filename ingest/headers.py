@@ -91,20 +91,59 @@ _ASCII_TAGS: dict[str, int] = {
 }
 
 
+#: Free-text attributes (LO, SH, PN) read from the raw bytes when those are plain ASCII with a single value:
+#: every DICOM character set decodes such bytes alike (ISO 2022 escapes start with ESC, excluded).
+_TEXT_TAGS: dict[str, int] = {
+    kw: int(Tag(kw))
+    for kw in (
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientName",
+        "AccessionNumber",
+        "StudyDescription",
+        "SeriesDescription",
+        "ReferringPhysicianName",
+    )
+}
+
+#: Single unsigned 16-bit attributes read straight from the raw bytes.
+_US_TAGS: dict[str, int] = {kw: int(Tag(kw)) for kw in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel")}
+
+
+def _raw_element(ds: Dataset, tag: int) -> tuple[bool, object]:
+    """``(True, element or None)`` from the dataset's own mapping (no conversion); ``(False, None)`` if unavailable."""
+    elements = getattr(ds, "_dict", None)
+    if not isinstance(elements, dict):
+        return False, None
+    return True, elements.get(tag)
+
+
 def _raw_ascii(ds: Dataset, keyword: str) -> tuple[bool, str | None]:
     """The stripped text of a still-raw ASCII element, skipping pydicom's value conversion (the scan's hot spot).
 
     Returns ``(False, None)`` when the fast path does not apply and the caller must convert normally.
     """
     tag = _ASCII_TAGS.get(keyword)
+    free_text = tag is None
     if tag is None:
+        tag = _TEXT_TAGS.get(keyword)
+        if tag is None:
+            return False, None
+    ok, elem = _raw_element(ds, tag)
+    if not ok:
         return False, None
-    if tag not in ds:
+    if elem is None:
         return True, None
-    elem = ds.get_item(tag)
     if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
         return False, None
-    text = elem.value.decode("ascii", "replace").strip(" \x00")
+    raw = elem.value
+    if free_text:
+        # several values, ISO 2022 escapes, PN component groups: pydicom's conversion decides
+        if not raw.isascii() or b"\\" in raw or b"\x1b" in raw or b"=" in raw:
+            return False, None
+        text = raw.decode("ascii").strip().strip("\x00")
+    else:
+        text = raw.decode("ascii", "replace").strip(" \x00")
     return True, text or None
 
 
@@ -120,8 +159,27 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     return text or None
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _raw_us(ds: Dataset, keyword: str) -> tuple[bool, int | None]:
+    tag = _US_TAGS.get(keyword)
+    if tag is None:
+        return False, None
+    ok, elem = _raw_element(ds, tag)
+    if not ok:
+        return False, None
+    if elem is None:
+        return True, None
+    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes) or len(elem.value) != 2:
+        return False, None
+    if elem.VR not in ("US", None):
+        return False, None
+    return True, int.from_bytes(elem.value, "little" if elem.is_little_endian else "big")
+
+
+def int_value(ds: Dataset, keyword: str) -> int | None:
     """An IS/US attribute as int; ``None`` when absent or not a number (bad VR values are common)."""
+    applies, number = _raw_us(ds, keyword)
+    if applies:
+        return number
     applies, text = _raw_ascii(ds, keyword)
     value = text if applies else _get(ds, keyword)
     if value is None or value == "":
@@ -133,6 +191,9 @@ def _int(ds: Dataset, keyword: str) -> int | None:
             return int(float(str(value)))
         except (TypeError, ValueError):
             return None
+
+
+_int = int_value
 
 
 def _uid(ds: Dataset, keyword: str, tag: str, source: str) -> str:
