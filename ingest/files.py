@@ -36,7 +36,7 @@ from pydicom.tag import Tag
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
 from ingest.filestore import FileStore, Placement, content_sha256
-from ingest.headers import int_value, missing_required, records_from_dataset
+from ingest.headers import int_value, missing_required, records_from_dataset, text_value
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -145,7 +145,7 @@ def _truncation(ds: Dataset) -> str | None:
     """
     if not len(ds):
         return None
-    tag = Tag(list(ds.keys())[-1])
+    tag = Tag(next(reversed(ds.keys())))  # type: ignore[call-overload]  # a dict view: reversible
     raw = ds.get_item(tag)
     length = getattr(raw, "length", None)
     value = getattr(raw, "value", None)
@@ -216,7 +216,7 @@ def _header_only(data: bytes, where: str) -> Dataset | None:
         ds = pydicom.dcmread(fp, stop_before_pixels=True)
     except Exception:
         return None
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+    ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
     if not ts or ts in _DEFLATED or len(ds) == 0 or _truncation(ds):
         return None
     return ds if _pixel_tail_ok(data, fp.tell(), ts, ds, where) else None
@@ -293,7 +293,7 @@ def examine(
     """Parse, check and describe one object held in memory."""
     where = str(path)
     ds = parse_dicom(data, where)
-    sop_class = str(ds.get("SOPClassUID", ""))
+    sop_class = text_value(ds, "SOPClassUID") or ""
     if sop_class == DICOMDIR_SOP_CLASS:
         raise IngestError("DICOMDIR is a directory of a file-set, not an image", source=where)
     digest = content_sha256(data)

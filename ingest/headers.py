@@ -87,6 +87,7 @@ _ASCII_TAGS: dict[str, int] = {
         "InstanceNumber",
         "SeriesNumber",
         "NumberOfFrames",
+        "TransferSyntaxUID",
     )
 }
 
@@ -108,6 +109,9 @@ _TEXT_TAGS: dict[str, int] = {
 
 #: Single unsigned 16-bit attributes read straight from the raw bytes.
 _US_TAGS: dict[str, int] = {kw: int(Tag(kw)) for kw in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel")}
+
+
+_OTHER_IDS = int(Tag("OtherPatientIDsSequence"))
 
 
 def _raw_element(ds: Dataset, tag: int) -> tuple[bool, object]:
@@ -194,6 +198,7 @@ def int_value(ds: Dataset, keyword: str) -> int | None:
 
 
 _int = int_value
+text_value = _text  #: a text attribute, stripped; ``None`` when absent or empty
 
 
 def _uid(ds: Dataset, keyword: str, tag: str, source: str) -> str:
@@ -287,7 +292,8 @@ def patient_from_dataset(ds: Dataset) -> Patient:
     pid = _text(ds, "PatientID")
     if pid:
         identifiers.append(PatientIdentifier(pid, _text(ds, "IssuerOfPatientID")))
-    for item in _get(ds, "OtherPatientIDsSequence") or ():  # type: ignore[attr-defined]
+    ok, other_ids = _raw_element(ds, _OTHER_IDS)
+    for item in (_get(ds, "OtherPatientIDsSequence") if other_ids is not None or not ok else None) or ():  # type: ignore[attr-defined]
         other = _text(item, "PatientID")
         if other and all(other != i.value for i in identifiers):
             identifiers.append(PatientIdentifier(other, _text(item, "IssuerOfPatientID")))
