@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import os
+import secrets
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -112,6 +114,8 @@ class FileStore:
         self.tmp_dir = self.root / ".tmp"  #: one folder for partial writes: a crash sweep never walks the store
         self.tmp_dir.mkdir(exist_ok=True)
         self._known_dirs: set[Path] = set()
+        self._counter = itertools.count()  # thread-safe in CPython: next() on a count is atomic
+        self._token = secrets.token_hex(4)
 
     def path_for(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
         """The final path of an object; every part is checked to be a UID so no name escapes ``root``."""
@@ -138,8 +142,19 @@ class FileStore:
                 _fsync_dir(d)
         self._known_dirs.add(folder)
 
+    def _new_temp(self) -> tuple[int, str]:
+        """Create a new temporary file exclusively (cheaper than ``tempfile.mkstemp``'s random names)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(100):
+            name = str(self.tmp_dir / f".tmp-{os.getpid()}-{self._token}-{next(self._counter)}.dcm")
+            try:
+                return os.open(name, flags, 0o600), name
+            except FileExistsError:  # left by an earlier process: take the next number
+                continue
+        return tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=self.tmp_dir)
+
     def _write_temp(self, data: bytes) -> Path:
-        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=self.tmp_dir)
+        fd, name = self._new_temp()
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
