@@ -23,8 +23,9 @@ from ingest.receive import Receiver
 from ingest.scp import StorageServer
 from store import index as idx
 from store.db import Database
+from tests.peers import Orthanc, free_port, start_orthanc, stop_pid
 
-from .conftest import DATA, Orthanc, free_port, make_settings, start_orthanc, stop_pid
+from .conftest import DATA, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,9 @@ from ingest.receive import Outcome
 from ingest.scp import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, StorageServer
 from store import index as idx
 from store.db import Database
+from tests.peers import DCMTK_ENV, free_port, require_binary
 
-from .conftest import DATA, DCMTK_ENV, ENGINES, MODALITY_AE, free_port, make_settings, require_binary, storescu, ts_of
+from .conftest import DATA, ENGINES, MODALITY_AE, make_settings, storescu, ts_of
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,6 @@ PDF Orthanc hands back from the Encapsulated PDF must be the report's PDF byte f
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,63 +13,19 @@ import httpx
 import pytest
 
 from reports.outputs import build_outputs
+from tests.peers import free_port, start_orthanc, stop_pid
 from tests.reports import helpers as h
 
-ORTHANC = "/usr/sbin/Orthanc"
 BOUNDARY = "mmdx-stow-boundary"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
 def orthanc(tmp_path: Path) -> Iterator[str]:
-    if not Path(ORTHANC).exists() or shutil.which("storescu") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Orthanc is required in CI")
-        pytest.skip("Orthanc not installed")
-    port = _free_port()
-    config = {
-        "Name": "REPORTS-TEST-PACS",
-        "StorageDirectory": str(tmp_path / "db"),
-        "IndexDirectory": str(tmp_path / "db"),
-        "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
-        "HttpPort": port,
-        "DicomPort": _free_port(),
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "Host": "127.0.0.1"},
-    }
-    cfg = tmp_path / "orthanc.json"
-    cfg.write_text(json.dumps(config))
-    with (tmp_path / "orthanc.log").open("wb") as log:
-        proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
+    peer, proc = start_orthanc(tmp_path, mmdx_port=free_port())
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {proc.returncode}")
-            try:
-                if httpx.get(f"{url}/system", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("Orthanc did not start")
-            time.sleep(0.1)
-        yield url
+        yield peer.url
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_pid(proc)
 
 
 def _stow(url: str, parts: list[bytes]) -> dict:
