@@ -89,31 +89,46 @@ def detect_pacing_spikes(x: FloatArray, fs: float) -> npt.NDArray[np.int64]:
     enough that noise on a flat lead never qualifies.  Needs ``fs`` >= 500 Hz
     (below that a spike is smeared into one sample and cannot be told apart).
     """
-    if fs < 450 or x.shape[1] < 8:
-        return np.zeros(0, dtype=np.int64)
+    return detect_pacing_spikes_many(np.asarray(x, dtype=np.float64)[None], fs)[0]
+
+
+def detect_pacing_spikes_many(x: FloatArray, fs: float) -> list[npt.NDArray[np.int64]]:
+    """:func:`detect_pacing_spikes` for records x leads x samples, one array of spikes per record.
+
+    Vectorised over every lead of every record (one percentile call, one
+    candidate test) so that a batch pays the Python overhead once.
+    """
+    n_rec, n_leads, n = x.shape
+    empty = np.zeros(0, dtype=np.int64)
+    if fs < 450 or n < 8 or n_rec * n_leads == 0:
+        return [empty] * n_rec
     dt_ms = 1000.0 / fs
-    d = np.diff(x, axis=1) / dt_ms  # mV/ms
+    d = np.diff(x.reshape(n_rec * n_leads, n), axis=1) / dt_ms  # mV/ms
+    a = np.abs(d)
+    m = a.shape[1]
     width = max(1, round(PACING_MAX_WIDTH_MS / dt_ms))
-    hits: list[npt.NDArray[np.int64]] = []
-    for lead in range(x.shape[0]):
-        a = np.abs(d[lead])
-        thr = max(PACING_SLOPE_FACTOR * float(np.percentile(a, 99)), PACING_MIN_SLOPE_MV_PER_MS)
-        cand = np.flatnonzero(a > thr)
-        if cand.size == 0 or cand.size > 0.01 * a.size:
-            continue
-        keep = np.zeros(cand.size, dtype=bool)
-        for k in range(1, width + 1):
-            j = np.minimum(cand + k, a.size - 1)
-            keep |= (np.sign(d[lead, j]) == -np.sign(d[lead, cand])) & (a[j] > 0.5 * a[cand])
-        hits.append(cand[keep])
-    if not hits:
-        return np.zeros(0, dtype=np.int64)
-    allh = np.unique(np.concatenate(hits))
-    if allh.size == 0:
-        return allh.astype(np.int64)
-    # one index per spike: merge hits closer than 2 widths
-    starts = np.concatenate(([True], np.diff(allh) > 2 * width))
-    return allh[starts].astype(np.int64)
+    thr = np.maximum(PACING_SLOPE_FACTOR * np.percentile(a, 99, axis=1), PACING_MIN_SLOPE_MV_PER_MS)
+    over = a > thr[:, None]
+    count = over.sum(axis=1)
+    skip = (count == 0) | (count > 0.01 * m)
+    if skip.all():
+        return [empty] * n_rec
+    over[skip] = False
+    rows, cand = np.nonzero(over)
+    keep = np.zeros(cand.size, dtype=bool)
+    for k in range(1, width + 1):
+        j = np.minimum(cand + k, m - 1)
+        keep |= (np.sign(d[rows, j]) == -np.sign(d[rows, cand])) & (a[rows, j] > 0.5 * a[rows, cand])
+    if not keep.any():
+        return [empty] * n_rec
+    rec = rows[keep] // n_leads
+    key = np.unique(rec.astype(np.int64) * m + cand[keep])  # sorted by record, then sample
+    rec_u, hit = key // m, key % m
+    # one index per spike: merge hits of one record closer than 2 widths
+    starts = np.concatenate(([True], (np.diff(hit) > 2 * width) | (np.diff(rec_u) != 0)))
+    rec_s, hit_s = rec_u[starts], hit[starts].astype(np.int64)
+    bounds = np.searchsorted(rec_s, np.arange(n_rec + 1))
+    return [hit_s[bounds[r] : bounds[r + 1]] for r in range(n_rec)]
 
 
 def blank_spikes(x: FloatArray, spikes: npt.NDArray[np.int64], fs: float) -> FloatArray:
@@ -146,24 +161,33 @@ def detect_powerline(x: FloatArray, fs: float) -> float | None:
     (the QRS's own harmonic lines sit there too, so a periodic ECG does not pass).  The
     stronger candidate wins when it passes ``POWERLINE_PEAK_RATIO``.
     """
-    if fs < 130 or x.shape[1] < int(fs):
-        return None
-    nper = int(min(x.shape[1], 4 * fs))
-    f, p = sps.welch(x, fs=fs, nperseg=nper, axis=1)
-    p = p.sum(axis=0) if p.ndim == 2 else p
-    best: tuple[float, float] | None = None
+    return detect_powerline_many(np.asarray(x, dtype=np.float64)[None], fs)[0]
+
+
+def detect_powerline_many(x: FloatArray, fs: float) -> list[float | None]:
+    """:func:`detect_powerline` for records x leads x samples: one Welch call for all of them."""
+    n_rec = x.shape[0]
+    if fs < 130 or x.shape[2] < int(fs):
+        return [None] * n_rec
+    nper = int(min(x.shape[2], 4 * fs))
+    f, p = sps.welch(x, fs=fs, nperseg=nper, axis=-1)
+    p = p.sum(axis=1)  # records x frequencies
+    best: list[tuple[float, float] | None] = [None] * n_rec
     for f0 in (50.0, 60.0):
         if f0 >= fs / 2 - 2:
             continue
-        peak = p[(f >= f0 - 0.5) & (f <= f0 + 0.5)]
-        side = p[((f >= f0 - 6) & (f <= f0 - 2)) | ((f >= f0 + 2) & (f <= f0 + 6))]
-        if peak.size == 0 or side.size == 0:
+        in_peak = (f >= f0 - 0.5) & (f <= f0 + 0.5)
+        in_side = ((f >= f0 - 6) & (f <= f0 - 2)) | ((f >= f0 + 2) & (f <= f0 + 6))
+        if not in_peak.any() or not in_side.any():
             continue
         # against the upper side-band level: an ECG's own harmonic lines must not pass for mains
-        ratio = float(peak.max() / max(float(np.percentile(side, 90)), 1e-20))
-        if ratio >= POWERLINE_PEAK_RATIO and (best is None or ratio > best[1]):
-            best = (f0, ratio)
-    return best[0] if best else None
+        ratios = p[:, in_peak].max(axis=1) / np.maximum(np.percentile(p[:, in_side], 90, axis=1), 1e-20)
+        for r in range(n_rec):
+            ratio = float(ratios[r])
+            cur = best[r]
+            if ratio >= POWERLINE_PEAK_RATIO and (cur is None or ratio > cur[1]):
+                best[r] = (f0, ratio)
+    return [b[0] if b else None for b in best]
 
 
 def notch(x: FloatArray, fs: float, f0: float, *, quality: float = 30.0, harmonics: bool = True) -> FloatArray:
@@ -240,33 +264,64 @@ def condition(
     overlap = int(OVERLAP_S * fs) // step * step
     if arr.shape[1] > chunk + 2 * overlap and step * 1000 < chunk:
         return _condition_chunked(arr, fs, chunk, overlap, powerline, remove_baseline, source, opts)
-    filled, nan_frac = fill_nans(arr)
-    spikes_src = detect_pacing_spikes(filled, fs)
-    filled = blank_spikes(filled, spikes_src, fs)
+    return condition_many(arr[None], fs, powerline=powerline, remove_baseline=remove_baseline, **opts)[0]
+
+
+def condition_many(
+    x: FloatArray,
+    fs: float,
+    *,
+    target_fs: float = 500.0,
+    highpass_hz: float = 0.05,
+    lowpass_hz: float = 150.0,
+    powerline: Literal["auto", "50", "60", "off"] = "auto",
+    remove_baseline: bool = True,
+) -> list[Conditioned]:
+    """Condition records x leads x samples of one rate and length together, one result per record.
+
+    Every step filters each lead on its own, so stacking the records' leads as
+    rows of one array gives each record exactly what :func:`condition` gives
+    it, while each scipy call (resampling, Welch, band limits, notch) is made
+    once for the batch instead of once per record.  No chunking: callers pass
+    records shorter than ``CHUNK_S`` (see :func:`condition`); inputs are assumed
+    validated.
+    """
+    n_rec, n_leads, n = x.shape
+    filled, nan_frac = fill_nans(x.reshape(n_rec * n_leads, n))
+    spikes_src = detect_pacing_spikes_many(filled.reshape(n_rec, n_leads, n), fs)
+    for r, sp in enumerate(spikes_src):
+        if sp.size:
+            rows = slice(r * n_leads, (r + 1) * n_leads)
+            filled[rows] = blank_spikes(filled[rows], sp, fs)
     sig = resample(filled, fs, target_fs)
-    spikes = np.unique(np.round(spikes_src * (target_fs / fs)).astype(np.int64))
-    pl: float | None
+    m = sig.shape[1]
+    pls: list[float | None]
     if powerline == "auto":
-        pl = detect_powerline(sig, target_fs)
+        pls = detect_powerline_many(sig.reshape(n_rec, n_leads, m), target_fs)
     elif powerline == "off":
-        pl = None
+        pls = [None] * n_rec
     else:
-        pl = float(powerline)
+        pls = [float(powerline)] * n_rec
     hp = max(highpass_hz, BASELINE_CORNER_HZ) if remove_baseline else highpass_hz
     lp = min(lowpass_hz, 0.45 * fs)  # never pretend to have bandwidth the file did not record
-    sig = bandlimit(sig, target_fs, hp, lp)
-    if pl is not None:
-        sig = notch(sig, target_fs, pl)
-    return Conditioned(
-        signal=sig,
-        fs=float(target_fs),
-        source_fs=float(fs),
-        powerline_hz=pl,
-        highpass_hz=hp,
-        lowpass_hz=lp,
-        pacing_spikes=spikes,
-        nan_fraction=np.asarray(nan_frac, dtype=np.float64),
-    )
+    sig = bandlimit(sig, target_fs, hp, lp).reshape(n_rec, n_leads, m)
+    for f0 in {pl for pl in pls if pl is not None}:
+        recs = [r for r, pl in enumerate(pls) if pl == f0]
+        sig[recs] = notch(sig[recs].reshape(len(recs) * n_leads, m), target_fs, f0).reshape(len(recs), n_leads, m)
+    nan_frac = nan_frac.reshape(n_rec, n_leads)
+    return [
+        Conditioned(
+            signal=sig[r],
+            fs=float(target_fs),
+            source_fs=float(fs),
+            powerline_hz=pls[r],
+            highpass_hz=hp,
+            lowpass_hz=lp,
+            pacing_spikes=np.unique(np.round(spikes_src[r] * (target_fs / fs)).astype(np.int64)),
+            nan_fraction=np.asarray(nan_frac[r], dtype=np.float64),
+        )
+        for r in range(n_rec)
+    ]
 
 
 def _condition_chunked(

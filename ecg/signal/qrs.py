@@ -45,32 +45,48 @@ OVERLAP_S = 4.0
 
 def _envelope(x: FloatArray, fs: float, usable: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
     """Combined normalised QRS energy envelope and the combined band-passed magnitude."""
+    env, mag = envelopes_many(x[None], fs, usable[None])
+    return env[0], mag[0]
+
+
+def envelopes_many(x: FloatArray, fs: float, usable: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
+    """:func:`_envelope` for records x leads x samples (``usable`` is records x leads): one filter call for all.
+
+    Returns records x samples envelopes and magnitudes.  Leads are combined
+    one at a time in lead order, so a record's envelope does not depend on
+    which other records share the batch.
+    """
+    n_rec, n_leads, n = x.shape
     sos = butter_sos(2, BAND_HZ, "bandpass", fs)
-    bp = sps.sosfiltfilt(sos, x, axis=1)
+    bp = sps.sosfiltfilt(sos, x.reshape(n_rec * n_leads, n), axis=1)
     d = np.gradient(bp, axis=1) * fs / 1000.0  # mV/ms
     e = uniform_filter1d(d * d, size=max(1, int(INTEGRATION_S * fs)), axis=1, mode="nearest")
     block = int(2 * fs)
-    n = e.shape[1]
     nb = max(1, n // block)
     if n >= block:
-        bmax = e[:, : nb * block].reshape(e.shape[0], nb, block).max(axis=2)
-        bmed = np.median(e[:, : nb * block].reshape(e.shape[0], nb, block), axis=2)
+        blocks = e[:, : nb * block].reshape(e.shape[0], nb, block)
+        bmax = blocks.max(axis=2)
+        bmed = np.median(blocks, axis=2)
     else:
         bmax = e.max(axis=1, keepdims=True)
         bmed = np.median(e, axis=1, keepdims=True)
-    peak_level = np.median(bmax, axis=1)  # typical beat energy per lead
-    floor = np.median(bmed, axis=1)
+    peak_level = np.median(bmax, axis=1).reshape(n_rec, n_leads)  # typical beat energy per lead
+    floor = np.median(bmed, axis=1).reshape(n_rec, n_leads)
     snr = peak_level / np.maximum(floor, 1e-12)
-    w = np.where(usable & (peak_level > 1e-10), np.log(np.clip(snr, 1.0, 1e6)), 0.0)
-    if w.sum() <= 0:
-        w = np.where(peak_level > 1e-10, 1.0, 0.0)
-    if w.sum() <= 0:
-        return np.zeros(n), np.zeros(n)
-    w = w / w.sum()
-    norm = np.maximum(peak_level, 1e-12)[:, None]
-    env = np.tensordot(w, e / norm, axes=1)
-    mag = np.tensordot(w, np.abs(bp) / np.sqrt(norm), axes=1)
-    return np.asarray(env), np.asarray(mag)
+    alive = peak_level > 1e-10
+    w = np.where(usable & alive, np.log(np.clip(snr, 1.0, 1e6)), 0.0)
+    none = w.sum(axis=1) <= 0
+    w[none] = np.where(alive[none], 1.0, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)  # a record with no live lead gets zeros
+    norm = np.maximum(peak_level, 1e-12)
+    e3, bp3 = e.reshape(n_rec, n_leads, n), bp.reshape(n_rec, n_leads, n)
+    env = np.zeros((n_rec, n))
+    mag = np.zeros((n_rec, n))
+    for j in range(n_leads):
+        env += (w[:, j] / norm[:, j])[:, None] * e3[:, j]
+        mag += (w[:, j] / np.sqrt(norm[:, j]))[:, None] * np.abs(bp3[:, j])
+    return env, mag
 
 
 def _local_reference(env: FloatArray, fs: float, at: IntArray) -> FloatArray:
@@ -180,3 +196,21 @@ def detect_qrs(
         keep = np.concatenate(([True], np.diff(allb) > int(REFRACTORY_S * fs)))
         allb = allb[keep]
     return allb.astype(np.int64)
+
+
+def detect_qrs_many(x: FloatArray, fs: float, usable: npt.NDArray[np.bool_]) -> list[IntArray]:
+    """:func:`detect_qrs` for records x leads x samples of one length, one array of beats per record.
+
+    The envelopes (the filtering, the bulk of the work) are computed in one
+    call for every lead of every record; peak picking stays per record.
+    Records longer than one detection chunk go through :func:`detect_qrs`.
+    """
+    n_rec, _, n = x.shape
+    if n < int(0.5 * fs):
+        return [np.zeros(0, dtype=np.int64) for _ in range(n_rec)]
+    if n > int(CHUNK_S * fs) + int(OVERLAP_S * fs):
+        return [detect_qrs(x[r], fs, usable=usable[r]) for r in range(n_rec)]
+    mask = np.asarray(usable, dtype=bool).copy()
+    mask[~mask.any(axis=1)] = True  # no usable lead: try them all, as detect_qrs does
+    env, mag = envelopes_many(x, fs, mask)
+    return [_detect_chunk(env[r], mag[r], fs) for r in range(n_rec)]

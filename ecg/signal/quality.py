@@ -8,6 +8,7 @@ statement; nothing is measured on it.  Checks run on the raw millivolt signal
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,21 +56,22 @@ class LeadQuality:
         return self.problem is None
 
 
-def _clip_fraction(x: FloatArray) -> float:
-    """Fraction of samples sitting on the lead's own min or max with runs of equal values.
+def _clip_fractions(x: FloatArray) -> FloatArray:
+    """Per row: fraction of samples sitting on the row's own min or max with runs of equal values.
 
     An ADC that saturates pins many consecutive samples at exactly one
     value; a genuine R peak touches its maximum once.
     """
-    if x.size < 3:
-        return 0.0
-    hi, lo = float(x.max()), float(x.min())
-    if hi - lo <= 0:
-        return 0.0
-    tol = 1e-6 * max(abs(hi), abs(lo), 1.0)
+    rows, n = x.shape
+    if n < 3:
+        return np.zeros(rows)
+    hi, lo = x.max(axis=1, keepdims=True), x.min(axis=1, keepdims=True)
+    tol = 1e-6 * np.maximum(np.maximum(np.abs(hi), np.abs(lo)), 1.0)
     at_edge = (np.abs(x - hi) <= tol) | (np.abs(x - lo) <= tol)
-    flat_run = np.concatenate(([False], np.abs(np.diff(x)) <= tol))
-    return float(np.mean(at_edge & flat_run))
+    at_edge[:, 1:] &= np.abs(np.diff(x, axis=1)) <= tol
+    at_edge[:, 0] = False
+    frac = np.count_nonzero(at_edge, axis=1) / n
+    return np.where((hi - lo)[:, 0] > 0, frac, 0.0)
 
 
 def assess_leads(
@@ -80,11 +82,28 @@ def assess_leads(
     nan_fraction: FloatArray,
 ) -> tuple[LeadQuality, ...]:
     """Judge every lead; ``raw`` at any rate, ``conditioned`` at ``fs``."""
-    out: list[LeadQuality] = []
-    c_all = np.asarray(conditioned, dtype=np.float64)
+    return assess_leads_many(
+        np.asarray(raw, dtype=np.float64)[None],
+        np.asarray(conditioned, dtype=np.float64)[None],
+        fs,
+        [lead_names],
+        np.asarray(nan_fraction, dtype=np.float64)[None],
+    )[0]
+
+
+def assess_leads_many(
+    raw: FloatArray,
+    conditioned: FloatArray,
+    fs: float,
+    lead_names: Sequence[tuple[str, ...]],
+    nan_fraction: FloatArray,
+) -> list[tuple[LeadQuality, ...]]:
+    """:func:`assess_leads` for records x leads x samples of one shape: each check is one call for all leads."""
+    n_rec, n_leads, n = conditioned.shape
+    c_all = conditioned.reshape(n_rec * n_leads, n)
     p_lo, p_hi = np.percentile(c_all, [0.5, 99.5], axis=1)
     ptps = p_hi - p_lo
-    noises = np.zeros(len(lead_names))
+    noises = np.zeros(n_rec * n_leads)
     lf_ptps = ptps.copy()
     if fs > 100:
         hf_sos = butter_sos(2, 40.0, "highpass", fs)
@@ -93,18 +112,23 @@ def assess_leads(
         noises = 1.4826 * np.median(np.abs(hf), axis=1)
         l_lo, l_hi = np.percentile(c_all - hf, [0.5, 99.5], axis=1)
         lf_ptps = l_hi - l_lo
-    for i, name in enumerate(lead_names):
-        r = np.nan_to_num(np.asarray(raw[i], dtype=np.float64))
-        ptp, noise, lf_ptp = float(ptps[i]), float(noises[i]), float(lf_ptps[i])
-        clip = _clip_fraction(r)
-        problem: LeadProblem | None = None
-        if nan_fraction[i] > NAN_FRACTION:
-            problem = LeadProblem.MISSING
-        elif ptp < FLAT_PTP_MV:
-            problem = LeadProblem.FLAT
-        elif clip > CLIP_FRACTION:
-            problem = LeadProblem.SATURATED
-        elif noise > NOISE_HF_RMS_MV and noise > NOISE_HF_RATIO * lf_ptp:
-            problem = LeadProblem.NOISY
-        out.append(LeadQuality(name, problem, ptp, clip, noise, float(nan_fraction[i])))
-    return tuple(out)
+    clips = _clip_fractions(np.nan_to_num(raw.reshape(n_rec * n_leads, raw.shape[2])))
+    nan_flat = nan_fraction.reshape(-1)
+    out: list[tuple[LeadQuality, ...]] = []
+    for r in range(n_rec):
+        leads: list[LeadQuality] = []
+        for j, name in enumerate(lead_names[r]):
+            i = r * n_leads + j
+            ptp, noise, lf_ptp, clip = float(ptps[i]), float(noises[i]), float(lf_ptps[i]), float(clips[i])
+            problem: LeadProblem | None = None
+            if nan_flat[i] > NAN_FRACTION:
+                problem = LeadProblem.MISSING
+            elif ptp < FLAT_PTP_MV:
+                problem = LeadProblem.FLAT
+            elif clip > CLIP_FRACTION:
+                problem = LeadProblem.SATURATED
+            elif noise > NOISE_HF_RMS_MV and noise > NOISE_HF_RATIO * lf_ptp:
+                problem = LeadProblem.NOISY
+            leads.append(LeadQuality(name, problem, ptp, clip, noise, float(nan_flat[i])))
+        out.append(tuple(leads))
+    return out
