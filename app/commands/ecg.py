@@ -1,8 +1,10 @@
 """``mmdx ecg analyze PATH... [--json]``: analyse ECG files (any supported format).
 
 With ``--json`` one JSON object per record is printed, a line each (the
-stable shape of :func:`ecg.analysis.to_json`); a file that cannot be read
-prints ``{"record": ..., "error": ...}`` and the command exits 1 at the end.
+stable shape of :func:`ecg.analysis.to_json`), in the order of the paths; a
+file that cannot be read or analysed prints ``{"record": ..., "error": ...}``
+and the command exits 1 at the end.  Files are analysed with
+:func:`ecg.analysis.analyze_batch`, up to ``BATCH`` at a time.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from rich.table import Table
 
 from core.config import load_settings
 from core.errors import MmdxError
-from ecg.analysis import EcgAnalysis, analyze, to_json
+from core.records import EcgRecord
+from ecg.analysis import EcgAnalysis, analyze_batch, to_json
 from ecg.readers import read_ecg
 
 console = Console()
 err_console = Console(stderr=True)
+
+#: Files read and analysed per batch call (bounds memory on long path lists; output still streams per batch).
+BATCH = 32
 
 
 def _table(a: EcgAnalysis) -> Table:
@@ -34,6 +40,13 @@ def _table(a: EcgAnalysis) -> Table:
     for s in a.statements:
         t.add_row(("[red]CRITICAL[/red] " if s.critical else "") + s.text, "; ".join(s.criteria)[:80])
     return t
+
+
+def _read(path: Path) -> EcgRecord | MmdxError:
+    try:
+        return read_ecg(path)
+    except MmdxError as exc:
+        return exc
 
 
 def register(cli: typer.Typer) -> None:
@@ -53,21 +66,22 @@ def register(cli: typer.Typer) -> None:
             err_console.print(f"configuration error: {exc}")
             raise typer.Exit(2) from None
         failed = 0
-        for p in paths:
-            try:
-                record = read_ecg(p)
-                result = analyze(record, settings.ecg)
-            except MmdxError as exc:
-                failed += 1
-                if as_json:
-                    print(json.dumps({"record": str(p), "error": str(exc)}), flush=True)
+        for start in range(0, len(paths), BATCH):
+            chunk = paths[start : start + BATCH]
+            read = [_read(p) for p in chunk]
+            analysed = iter(analyze_batch([r for r in read if isinstance(r, EcgRecord)], settings.ecg))
+            results = [next(analysed) if isinstance(r, EcgRecord) else r for r in read]
+            for p, result in zip(chunk, results, strict=True):
+                if isinstance(result, MmdxError):
+                    failed += 1
+                    if as_json:
+                        print(json.dumps({"record": str(p), "error": str(result)}), flush=True)
+                    else:
+                        err_console.print(f"[red]{p}[/red]: {result}")
+                elif as_json:
+                    print(json.dumps(to_json(result), allow_nan=False), flush=True)
                 else:
-                    err_console.print(f"[red]{p}[/red]: {exc}")
-                continue
-            if as_json:
-                print(json.dumps(to_json(result), allow_nan=False), flush=True)
-            else:
-                console.print(_table(result))
+                    console.print(_table(result))
         if failed:
             raise typer.Exit(1)
 

@@ -222,6 +222,19 @@ def bandlimit(x: FloatArray, fs: float, highpass_hz: float, lowpass_hz: float) -
     return np.asarray(out, dtype=np.float64)
 
 
+def _chunking(fs: float, target_fs: float, chunk_s: float) -> tuple[int, int]:
+    """Chunk and overlap lengths in source samples; chunk edges map to whole samples at ``target_fs``."""
+    step = Fraction(target_fs / fs).limit_denominator(1000).denominator
+    return int(chunk_s * fs) // step * step, int(OVERLAP_S * fs) // step * step
+
+
+def needs_chunking(n_samples: int, fs: float, target_fs: float = 500.0, chunk_s: float = CHUNK_S) -> bool:
+    """Whether :func:`condition` conditions a record of this length in chunks (then not via :func:`condition_many`)."""
+    chunk, overlap = _chunking(fs, target_fs, chunk_s)
+    step = Fraction(target_fs / fs).limit_denominator(1000).denominator
+    return n_samples > chunk + 2 * overlap and step * 1000 < chunk
+
+
 def condition(
     x: npt.ArrayLike,
     fs: float,
@@ -259,10 +272,8 @@ def condition(
     if arr.shape[1] < int(fs):
         raise EcgError(f"record is {arr.shape[1] / fs:.2f} s long; at least 1 s is needed", source=source)
     opts = {"target_fs": target_fs, "highpass_hz": highpass_hz, "lowpass_hz": lowpass_hz}
-    step = Fraction(target_fs / fs).limit_denominator(1000).denominator  # chunk edges map to whole samples
-    chunk = int(chunk_s * fs) // step * step
-    overlap = int(OVERLAP_S * fs) // step * step
-    if arr.shape[1] > chunk + 2 * overlap and step * 1000 < chunk:
+    chunk, overlap = _chunking(fs, target_fs, chunk_s)
+    if needs_chunking(arr.shape[1], fs, target_fs, chunk_s):
         return _condition_chunked(arr, fs, chunk, overlap, powerline, remove_baseline, source, opts)
     return condition_many(arr[None], fs, powerline=powerline, remove_baseline=remove_baseline, **opts)[0]
 
