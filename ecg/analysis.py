@@ -24,7 +24,7 @@ from core.config import EcgConfig
 from core.errors import EcgError
 from core.records import EcgRecord, EvidenceRef, Finding, Measurement, Patient, Priority, Producer, Sex
 from ecg.rules import PRODUCER, RuleInput, interpret, priority_of
-from ecg.signal.atrial import atrial_activity, flutter_in_tq
+from ecg.signal.atrial import atrial_activity, diastolic_wave, flutter_in_tq, half_rr_wave
 from ecg.signal.beats import classify_beats
 from ecg.signal.conditioning import Conditioned, condition, condition_many, needs_chunking
 from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats, p_wave_consistency
@@ -374,6 +374,12 @@ def _from_beats(
         atrial = atrial_activity(x, fs, beats, mb, record.lead_names, usable, span, fd.p_peak)
         if flutter_rate is not None:
             atrial = replace(atrial, locked_flutter_per_min=flutter_rate)
+        # waves locked to the QRS (2:1 conduction) and the evidence for absent P waves
+        atrial = replace(
+            atrial,
+            half_rr_wave=half_rr_wave(x, fs, beats, mb, fd, usable),
+            diastolic_wave_mv=diastolic_wave(mb, fd, rr, usable),
+        )
     else:
         stmts.append(_technical("No complete beat for a representative beat: intervals not measured"))
     twelve = record.has_standard_12_leads and all(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from core.codes import LOINC, SCT
-from core.records import Finding
+from core.records import Finding, Measurement
 from ecg.rules import thresholds as th
 from ecg.rules.base import RuleInput, finding
+from ecg.signal.atrial import HalfRRWave
 
 
 def _vt_runs(labels: np.ndarray, beats: np.ndarray, fs: float) -> list[tuple[int, int, float]]:
@@ -39,8 +40,99 @@ def _conducted_rr(ri: RuleInput) -> np.ndarray:
     return np.asarray(np.diff(b)[ok] / ri.fs, dtype=np.float64)
 
 
+def _regular(rr: np.ndarray) -> bool:
+    """Most RR intervals within REGULAR_CV of the median (a regular ventricular rhythm)."""
+    if rr.size < 3:
+        return False
+    return float(np.mean(np.abs(rr / np.median(rr) - 1.0) < th.REGULAR_CV)) >= th.REGULAR_FRACTION
+
+
+def _at_harmonic(hz: float, rr: np.ndarray) -> bool:
+    """Whether ``hz`` is a multiple (1-4x) of a regular ventricular rate.
+
+    QRST-cancellation leftovers repeat with every beat, so a regular rhythm
+    puts residual energy at the harmonics of its rate: a spectral peak there is
+    not evidence of independent atrial activity (flutter waves locked 2:1 to
+    the QRS cancel and are recognised by :func:`_two_to_one` instead).
+    """
+    if not _regular(rr):
+        return False
+    fv = 1.0 / float(np.median(rr))
+    k = round(hz / fv)
+    return 1 <= k <= 4 and abs(hz - k * fv) <= 0.04 * hz
+
+
+def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, float, HalfRRWave] | None:
+    """('flutter' | 'block', atrial rate /min, the hidden wave) for 2:1 AV conduction, or None.
+
+    The conducted atrial wave repeats half an RR away (see
+    ``ecg.signal.atrial.half_rr_wave``): the atria beat at twice the regular
+    ventricular rate.  At 220-350/min that is flutter with 2:1 conduction; below
+    200/min discrete P waves (a conducted P with constant PR) with every other
+    one blocked, which is only called when the blocked P stands clear of the T
+    wave's peak.
+    """
+    a = ri.atrial
+    h = a.half_rr_wave if a is not None else None
+    if h is None or not _regular(rr):
+        return None
+    lo, hi = th.HALF_RR_AMPLITUDE
+    if h.correlation < th.HALF_RR_CORRELATION or not lo <= h.amplitude_ratio <= hi:
+        return None
+    atrial_rate = 2.0 * 60.0 / float(np.median(rr))
+    if th.FLUTTER_BPM[0] <= atrial_rate <= th.FLUTTER_BPM[1]:
+        return "flutter", atrial_rate, h  # a flutter wave need not pass as a P wave
+    if not (p_present and h.from_p_wave):
+        return None
+    clear_of_t = h.t_position is not None and h.t_position >= th.HALF_RR_T_POSITION
+    if atrial_rate <= th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM and clear_of_t:
+        return "block", atrial_rate, h
+    return None
+
+
+def _without_p(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement, ...]) -> list[Finding]:
+    """Junctional, accelerated junctional, supraventricular tachycardia or idioventricular rhythm.
+
+    Called only for a regular rhythm with no conducted P wave, no AF or
+    flutter; the absence of P waves must be shown (a hump-free diastole in the
+    median beat), not just a P wave that delineation could not place: a P
+    fused with the T wave at a fast sinus rate leaves a hump, and then nothing
+    is said.
+    """
+    g, a = ri.g, ri.atrial
+    if g is None or a is None or a.diastolic_wave_mv is None or a.diastolic_wave_mv >= th.P_ABSENT_MV:
+        return []
+    if not _regular(rr) or np.mean(ri.labels == "N") < 0.9:
+        return []
+    no_p = f"no P wave: nothing in diastole above {th.P_ABSENT_MV} mV (largest {a.diastolic_wave_mv:.3f} mV)"
+    regular = f"regular RR ({float(np.median(rr)) * 1000:.0f} ms)"
+    qrs_m = ri.measurement(LOINC.QRS_DURATION)
+    if g.qrs_ms >= th.WIDE_QRS_MS:
+        if hr < th.IDIOVENTRICULAR_MAX_BPM:
+            crit = [
+                no_p,
+                regular,
+                f"wide QRS {g.qrs_ms:.0f} ms",
+                f"rate {hr:.0f}/min < {th.IDIOVENTRICULAR_MAX_BPM:.0f}/min",
+            ]
+            return [finding(SCT.IDIOVENTRICULAR_RHYTHM, crit, hr_m + qrs_m, critical=True)]
+        return []  # a wide-QRS rhythm at 50/min or more: junctional with bundle branch block or ventricular
+    narrow = f"narrow QRS {g.qrs_ms:.0f} ms"
+    if hr < th.JUNCTIONAL_MAX_BPM:
+        crit = [no_p, regular, narrow, f"rate {hr:.0f}/min < {th.JUNCTIONAL_MAX_BPM:.0f}/min"]
+        return [finding(SCT.JUNCTIONAL_RHYTHM, crit, hr_m + qrs_m, text="Junctional rhythm")]
+    if hr <= th.TACHY_BPM:
+        crit = [no_p, regular, narrow, f"rate {hr:.0f}/min in 60-100/min"]
+        return [finding(SCT.ACCELERATED_JUNCTIONAL_RHYTHM, crit, hr_m + qrs_m)]
+    crit = [no_p, regular, narrow, f"rate {hr:.0f}/min > 100/min"]
+    critical = hr >= th.SVT_CRITICAL_BPM
+    if critical:
+        crit.append(f"rate >= {th.SVT_CRITICAL_BPM:.0f}/min")
+    return [finding(SCT.SUPRAVENTRICULAR_TACHYCARDIA, crit, hr_m + qrs_m, critical=critical)]
+
+
 def rhythm_statements(ri: RuleInput) -> list[Finding]:
-    """Sinus/AF/flutter/paced rhythm, ectopy, VT and AV block."""
+    """Sinus/AF/flutter/paced/junctional/idioventricular rhythm, ectopy, VT and AV block."""
     out: list[Finding] = []
     g = ri.g
     hr_m = ri.measurement(LOINC.HEART_RATE)
@@ -65,19 +157,32 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     sd = float(np.median(np.abs(np.diff(rr))) / np.median(rr)) if rr.size >= 3 else 0.0
     p_present = g.pr_ms is not None
     atrial = ri.atrial
+    two = _two_to_one(ri, rr, p_present)
     locked_flutter = atrial is not None and atrial.locked_flutter_per_min is not None
-    flutter = locked_flutter or (
+    spectral_flutter = (
         atrial is not None
         and atrial.dominant_hz is not None
         and th.FLUTTER_HZ[0] <= atrial.dominant_hz <= th.FLUTTER_HZ[1]
         and atrial.concentration >= th.FLUTTER_CONCENTRATION
         and not p_present
+        and not _at_harmonic(atrial.dominant_hz, rr)
     )
+    flutter = locked_flutter or spectral_flutter or (two is not None and two[0] == "flutter")
     irregular = sd > th.AF_SUCCESSIVE_DIFF and cv > th.AF_RR_CV
     af = irregular and not p_present and not flutter
     pr_m = ri.measurement(LOINC.PR_INTERVAL)
     if flutter and atrial is not None:
-        if atrial.locked_flutter_per_min is not None:
+        text = None
+        if two is not None and two[0] == "flutter":
+            h = two[2]
+            crit = [
+                f"atrial waves at {two[1]:.0f}/min, twice the regular ventricular rate {hr:.0f}/min",
+                f"the wave before each QRS recurs half an RR later, {h.after_qrs_ms:.0f} ms after QRS onset "
+                f"(multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f})",
+                "2:1 AV conduction",
+            ]
+            text = "Atrial flutter with 2:1 AV conduction"
+        elif atrial.locked_flutter_per_min is not None:
             crit = [
                 f"regular atrial (flutter) waves at {atrial.locked_flutter_per_min:.0f}/min between T and QRS",
                 "fixed AV conduction: no isoelectric baseline between atrial waves",
@@ -88,7 +193,11 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 f"(spectral concentration {atrial.concentration:.2f})",
                 "no discrete P wave locked to the QRS",
             ]
-        out.append(finding(SCT.ATRIAL_FLUTTER, crit, hr_m))
+        rvr = hr >= th.AF_RVR_BPM
+        if rvr:
+            crit.append(f"ventricular rate {hr:.0f}/min >= {th.AF_RVR_BPM:.0f}/min (rapid ventricular response)")
+            text = text or "Atrial flutter with rapid ventricular response"
+        out.append(finding(SCT.ATRIAL_FLUTTER, crit, hr_m, critical=rvr, text=text))
     elif af:
         crit = [
             f"irregularly irregular RR (median successive difference {sd:.2f} of RR, CV {cv:.2f})",
@@ -115,12 +224,19 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 if g.p_axis_deg is not None
                 else "P axis not measurable (no frontal leads)"
             )
-            if hr < th.BRADY_BPM:
-                out.append(finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {hr:.0f}/min < 60/min"], hr_m + pr_m))
-            elif hr > th.TACHY_BPM:
-                out.append(finding(SCT.SINUS_TACHYCARDIA, [*crit, f"rate {hr:.0f}/min > 100/min"], hr_m + pr_m))
+            # the sinus rate is the P-P rate: with 2:1 block twice the ventricular rate
+            rate = two[1] if two is not None else hr
+            if two is not None:
+                crit.append(f"P-P rate {rate:.0f}/min, every other P wave not conducted")
+            if rate < th.BRADY_BPM:
+                out.append(finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {rate:.0f}/min < 60/min"], hr_m + pr_m))
+            elif rate > th.TACHY_BPM:
+                out.append(finding(SCT.SINUS_TACHYCARDIA, [*crit, f"rate {rate:.0f}/min > 100/min"], hr_m + pr_m))
             else:
-                out.append(finding(SCT.SINUS_RHYTHM, [*crit, f"rate {hr:.0f}/min in 60-100/min"], hr_m + pr_m))
+                out.append(finding(SCT.SINUS_RHYTHM, [*crit, f"rate {rate:.0f}/min in 60-100/min"], hr_m + pr_m))
+    av = [] if two is not None else _av_block(ri, rr, p_present, af or flutter)
+    if not (af or flutter or p_present or any(f.concept == SCT.COMPLETE_AV_BLOCK for f in av)):
+        out += _without_p(ri, rr, hr, hr_m)
     n_s = int(np.sum(ri.labels == "S"))
     n_v = int(np.sum(ri.labels == "V"))
     if n_s and not af and not flutter:
@@ -140,9 +256,19 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 ],
             )
         )
-    if p_present and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
+    if two is not None and two[0] == "block":
+        h = two[2]
+        crit = [
+            f"P waves at {two[1]:.0f}/min, twice the regular ventricular rate {hr:.0f}/min",
+            f"conducted P with constant PR {g.pr_ms:.0f} ms before every QRS",
+            f"a second, identical P wave half an RR later ({h.after_qrs_ms:.0f} ms after QRS onset, "
+            f"multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f}) not followed by a QRS",
+            "2:1 AV block: the level of block (nodal or infranodal) cannot be told from the surface ECG",
+        ]
+        out.append(finding(SCT.SECOND_DEGREE_AV_BLOCK, crit, hr_m + pr_m, critical=True, text="2:1 AV block"))
+    elif p_present and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
         out.append(finding(SCT.FIRST_DEGREE_AV_BLOCK, [f"PR {g.pr_ms:.0f} ms > 200 ms, every P conducted"], pr_m))
-    out += _av_block(ri, rr, p_present, af or flutter)
+    out += av
     return out
 
 

@@ -28,6 +28,26 @@ DROPPED_BEAT_RR: Final = 1.6
 #: 3rd-degree: atrial rate exceeds the ventricular rate by this much, both regular.
 AV_DISSOCIATION_EXTRA_BPM: Final = 15.0
 REGULAR_CV: Final = 0.12
+#: A regular rhythm: at least this fraction of RR intervals within REGULAR_CV of the median.
+REGULAR_FRACTION: Final = 0.9
+#: 2:1 conduction: the wave half an RR from the conducted P repeats it across leads (correlation, size ratio) ...
+HALF_RR_CORRELATION: Final = 0.85
+HALF_RR_AMPLITUDE: Final = (0.5, 2.0)
+#: ... and a blocked P sits on the terminal half of the T wave or after it: a "P" at the T peak is the T itself.
+HALF_RR_T_POSITION: Final = 0.5
+#: Atrial rate of a 2:1 AV block (discrete P waves) and of atrial flutter (sawtooth) in /min.
+AV_BLOCK_2TO1_MAX_ATRIAL_BPM: Final = 200.0
+FLUTTER_BPM: Final = (220.0, 350.0)
+#: No P wave: no wave in diastole taller than this (mV, spatial magnitude; under the smallest detectable P).
+P_ABSENT_MV: Final = 0.02
+#: Rhythms without P waves (AHA/ACCF/HRS 2009 Part II rate bands): junctional rhythm < 60/min,
+#: accelerated junctional rhythm 60-100/min, supraventricular tachycardia > 100/min (narrow QRS);
+#: idioventricular (ventricular escape) rhythm < 50/min with a wide QRS.
+WIDE_QRS_MS: Final = 120.0
+JUNCTIONAL_MAX_BPM: Final = 60.0
+IDIOVENTRICULAR_MAX_BPM: Final = 50.0
+#: A regular narrow-complex tachycardia this fast needs attention now (like AF with RVR).
+SVT_CRITICAL_BPM: Final = 150.0
 COMPLETE_BBB_QRS_MS: Final = 120.0
 IVCD_QRS_MS: Final = 110.0
 LAD_DEG: Final = -30.0

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from ecg.signal.delineation import MedianBeats
+from ecg.signal.delineation import Fiducials, MedianBeats, p_wave
 from ecg.signal.filters import butter_sos
 
 FloatArray = npt.NDArray[np.float64]
@@ -28,6 +28,23 @@ ATRIAL_LEADS = ("II", "III", "aVF", "V1", "MLII", "V2")
 MAX_TQ_SEGMENTS = 40
 #: Mean T-Q autocorrelation at one flutter cycle needed to call locked flutter waves.
 FLUTTER_AC = 0.4
+#: Flutter has no isoelectric baseline: at most this fraction of a T-Q interval may be "quiet", i.e. below
+#: ISOELECTRIC_FRACTION of the interval's peak atrial-band magnitude (a sinus T-Q is mostly quiet).
+ISOELECTRIC_FRACTION = 0.2
+FLUTTER_MAX_QUIET = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class HalfRRWave:
+    """How well the cycle half an RR away from the conducted P wave repeats it (2:1 conduction)."""
+
+    correlation: float  #: multi-lead correlation with the conducted P wave (4-30 Hz band)
+    amplitude_ratio: float  #: its size relative to the conducted P wave
+    after_qrs_ms: float  #: where it sits, ms after QRS onset
+    #: where it sits on the T wave: 0 at the T peak, 1 at the T end (> 1: after it); None without a T wave
+    t_position: float | None
+    #: whether the template is delineation's conducted P wave (else the wave found before the QRS)
+    from_p_wave: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +56,10 @@ class AtrialActivity:
     residual_rms_mv: float
     waves: IntArray  #: sample indices of non-conducted atrial waves found in the residual
     locked_flutter_per_min: float | None = None  #: flutter waves surviving in the median beat (fixed conduction)
+    #: a second atrial wave half an RR from the conducted one (2:1 conduction): its match to it, or None
+    half_rr_wave: HalfRRWave | None = None
+    #: tallest wave (mV, spatial magnitude prominence) between the previous T peak and the QRS; None: unmeasurable
+    diastolic_wave_mv: float | None = None
 
 
 def residual(x: FloatArray, beats: IntArray, mb: MedianBeats, span: tuple[int, int] | None = None) -> FloatArray:
@@ -94,6 +115,10 @@ def atrial_activity(
         keep[max(0, int(b) - half) : int(b) + half] = False
     rk = r[:, keep]
     rms = float(np.sqrt(np.mean(rk**2))) if rk.size else 0.0
+    # the spectrum on the blanked (zeroed) signal, not on the kept parts joined end to end: joining
+    # shortens every beat by the blanked 120 ms and moves a regular rhythm's leftovers to 1/(RR - 0.12 s),
+    # a made-up "atrial" frequency (4.3 Hz at 170/min)
+    rk = r * keep[None, :]
     nper = int(min(rk.shape[1], 4 * fs))
     dom: float | None = None
     conc = 0.0
@@ -144,7 +169,8 @@ def flutter_in_tq(
     they survive averaging and QRST cancellation.  Between the end of T and
     the next QRS a sinus rhythm shows one P wave on a flat baseline, flutter a
     continuous regular wave: its autocorrelation, averaged over the beats, is
-    high at one flutter cycle (170-273 ms, 220-350/min) and negative at half a cycle.
+    high at one flutter cycle (170-273 ms, 220-350/min) and negative at half a cycle,
+    and no stretch of the interval is isoelectric.
     """
     if t_off_offset is None or beats.size < 3:
         return None
@@ -162,20 +188,139 @@ def flutter_in_tq(
         return None
     lo, hi = int(starts[ok].min()), int(stops[ok].max())
     band = sps.sosfiltfilt(sos, x[leads, lo:hi], axis=1)  # one filter pass over the span
+    quiet: list[float] = []
     for a, b in zip(starts[ok] - lo, stops[ok] - lo, strict=True):
         seg = band[:, a:b]
         seg = seg - seg.mean(axis=1, keepdims=True)
         energy = float((seg * seg).sum())
         if energy <= 0:
             continue
+        mag = np.sqrt((seg * seg).sum(axis=0))
+        quiet.append(float(np.mean(mag < ISOELECTRIC_FRACTION * mag.max())))
         n = seg.shape[1]
         spec = np.fft.rfft(seg, 2 * n, axis=1)
         raw = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, : maxlag + 1].sum(axis=0)
         acs.append(raw * n / (n - np.arange(maxlag + 1)) / energy)
     if len(acs) < 2:
         return None
+    if float(np.median(quiet)) > FLUTTER_MAX_QUIET:
+        return None  # an isoelectric stretch between the waves: P waves, not flutter
     mean_ac = np.mean(acs, axis=0)
     k = int(lags[np.argmax(mean_ac[lags])])
     if mean_ac[k] > FLUTTER_AC and mean_ac[k // 2] < -0.2:
         return 60.0 * fs / k
     return None
+
+
+#: Atrial-wave band: keeps the edges of a P or flutter wave, damps the slow T wave and the baseline.
+WAVE_BAND_HZ = (4.0, 30.0)
+#: The hidden wave may sit this fraction of half an RR off the exact midpoint (ventriculophasic P-P).
+HALF_RR_TOLERANCE = 0.10
+
+
+def _cycle_median(x: FloatArray, beats: IntArray, mb: MedianBeats, lo: int, hi: int) -> tuple[FloatArray, int]:
+    """Median over the median's own (aligned) beats of samples ``lo``..``hi`` around each QRS fiducial."""
+    starts = beats[mb.used] + mb.lags
+    ok = (starts + lo >= 0) & (starts + hi <= x.shape[1])
+    if not ok.any():
+        return np.zeros((x.shape[0], hi - lo)), 0
+    idx = starts[ok][:, None] + np.arange(lo, hi)[None, :]
+    return np.asarray(np.median(x[:, idx], axis=1)), int(ok.sum())
+
+
+def half_rr_wave(
+    x: FloatArray, fs: float, beats: IntArray, mb: MedianBeats, fd: Fiducials, usable: npt.NDArray[np.bool_]
+) -> HalfRRWave | None:
+    """Look for a copy of the conducted P wave half an RR away from it (2:1 AV block or 2:1 flutter).
+
+    With 2:1 conduction the atria beat at exactly twice the ventricular rate,
+    so the non-conducted atrial wave is locked to the QRS as well: it survives
+    in the median beat (QRST cancellation removes it together with the T wave)
+    at half an RR from the conducted one, on the T wave or after it.  It comes
+    from the same atrial activation, so it must repeat the conducted wave's
+    shape *across leads* (the atrial vector), which a T or U wave - another
+    vector, another width - does not.  Both are compared in a 4-30 Hz band that
+    keeps a P wave's edges and damps the broad T wave.  None when there is no
+    conducted P wave to compare with or too few regular beats.
+    """
+    conducted = fd.p_on is not None and fd.p_off is not None
+    p_on, p_off = fd.p_on, fd.p_off
+    if not conducted and beats.size >= 2:
+        # no P wave passed delineation's checks (a flutter wave is no P wave): the atrial wave standing
+        # out before the QRS, searched without the T-end limit, is the template
+        u = usable if usable.any() else np.ones(mb.beats.shape[0], dtype=bool)
+        p_on, _, p_off = p_wave(mb.beats[u], fs, fd.qrs_on, float(np.median(np.diff(beats))), None)
+    if p_on is None or p_off is None or beats.size < 4:
+        return None
+    rr = np.diff(beats).astype(np.float64)
+    med = float(np.median(rr))
+    if np.mean(np.abs(rr / med - 1.0) < 0.1) < 0.8:
+        return None  # 2:1 conduction is a regular ventricular rhythm
+    leads = np.flatnonzero(usable) if usable.any() else np.arange(x.shape[0])
+    f = mb.fiducial
+    m = int(0.02 * fs)
+    a0, a1 = p_on - f - m, p_off - f + m  # conducted wave, samples from the QRS fiducial
+    half = med / 2.0
+    qrs_lo, qrs_hi = fd.qrs_on - f - int(0.01 * fs), fd.qrs_off - f + int(0.01 * fs)
+    # at fast rates only the part of the wave whose copy lands after the QRS can be compared
+    a0 = max(a0, int(qrs_hi - half + 1))
+    a1 = min(a1, qrs_lo)
+    if a1 - a0 < int(0.05 * fs):
+        return None
+    sh = max(1, int(HALF_RR_TOLERANCE * half))
+    pad = int(0.3 * fs)
+    lo, hi = a0 - pad, int(a1 + half) + sh + pad
+    cyc, n_used = _cycle_median(x[leads], beats, mb, lo, hi)
+    if n_used < 4:
+        return None
+    cyc = sps.sosfiltfilt(butter_sos(2, WAVE_BAND_HZ, "bandpass", fs), cyc, axis=1)
+    t0 = a0 - lo
+    tmpl = cyc[:, t0 : t0 + a1 - a0]
+    tmpl = tmpl - tmpl.mean(axis=1, keepdims=True)
+    e_t = float((tmpl * tmpl).sum())
+    if e_t <= 0:
+        return None
+    best: tuple[float, float, int] | None = None
+    for s in range(-sh, sh + 1):
+        b0 = round(a0 + half) + s  # candidate start, samples from the fiducial
+        if b0 < qrs_hi and b0 + (a1 - a0) > qrs_lo:
+            continue  # inside the QRS nothing atrial can be seen
+        c = cyc[:, b0 - lo : b0 - lo + a1 - a0]
+        c = c - c.mean(axis=1, keepdims=True)
+        e_c = float((c * c).sum())
+        if e_c <= 0:
+            continue
+        r = float((tmpl * c).sum() / np.sqrt(e_t * e_c))
+        if best is None or r > best[0]:
+            best = (r, float(np.sqrt(e_c / e_t)), b0)
+    if best is None:
+        return None
+    r, ratio, b0 = best
+    centre = b0 + (a1 - a0) // 2 + f
+    after_ms = 1000.0 * (centre - fd.qrs_on) / fs
+    t_pos = None
+    if fd.t_off is not None and fd.t_peak is not None and fd.t_off > fd.t_peak:
+        t_pos = round((centre - fd.t_peak) / (fd.t_off - fd.t_peak), 2)
+    return HalfRRWave(round(r, 3), round(ratio, 3), round(after_ms, 1), t_pos, conducted)
+
+
+def diastolic_wave(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: npt.NDArray[np.bool_]) -> float | None:
+    """Tallest wave (mV) between the previous beat's T peak and this QRS in the median beat, or None.
+
+    The evidence for "no P wave": any atrial wave - a P wave fused with the
+    T wave at a fast rate, a flutter wave, a retrograde P - stands out of the
+    decaying T wave as a separate hump of the spatial magnitude; a junctional
+    or ventricular rhythm leaves a hump-free diastole.  None when the window
+    is too short to tell.
+    """
+    fs = mb.fs
+    m = mb.beats[usable] if usable.any() else mb.beats
+    a = 0 if fd.t_peak is None else max(0, int(fd.t_peak - rr_samples))
+    b = fd.qrs_on - int(0.01 * fs)
+    if b - a < int(0.06 * fs) or fd.qrs_on < int(0.03 * fs):
+        return None
+    iso = m[:, fd.qrs_on - int(0.024 * fs) : fd.qrs_on - int(0.004 * fs)].mean(axis=1)
+    sm = sps.sosfiltfilt(butter_sos(2, 25.0, "lowpass", fs), m - iso[:, None], axis=1)
+    mag = np.sqrt((sm * sm).sum(axis=0))[a:b]
+    _, props = sps.find_peaks(mag, prominence=0.0)
+    return float(props["prominences"].max()) if props["prominences"].size else 0.0

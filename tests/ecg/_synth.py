@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import signal as sps
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -189,3 +190,188 @@ def synth_rhythm(
             sig[lead] += _lobe(n, tp, 0.1, 0.12 * abs(gains[lead, 0]), fs)
     sig += noise_mv * rng.standard_normal(sig.shape)
     return sig, np.asarray(r_idx, dtype=np.int64), list(kinds)
+
+
+# ----------------------------------------------------------------- rhythms from a heart-vector model
+#
+# The rhythm generators above give each lead a random gain per wave.  Rhythm rules that compare an
+# atrial wave with the T wave need a harder, more physiological test: here every wave is a heart
+# vector (x: left, y: inferior, z: anterior) projected on the lead vectors, so P, T and U waves have
+# the correlated lead patterns of a real ECG (P and T both upright in II, for example), the limb leads
+# obey Einthoven's law, and flutter waves are one continuous sawtooth over the whole record.
+
+#: Lead vectors; limb leads from I = (1, 0) and II = (cos 60, sin 60) by Einthoven and Goldberger.
+LEAD_VECTORS: dict[str, tuple[float, float, float]] = {
+    "I": (1.0, 0.0, 0.0),
+    "II": (0.5, 0.866, 0.0),
+    "III": (-0.5, 0.866, 0.0),
+    "aVR": (-0.75, -0.433, 0.0),
+    "aVL": (0.75, -0.433, 0.0),
+    "aVF": (0.0, 0.866, 0.0),
+    "V1": (-0.35, 0.15, 1.1),
+    "V2": (-0.05, 0.2, 1.4),
+    "V3": (0.35, 0.25, 1.3),
+    "V4": (0.8, 0.3, 1.0),
+    "V5": (1.1, 0.3, 0.6),
+    "V6": (1.1, 0.3, 0.25),
+    "MLII": (0.5, 0.866, 0.0),
+}
+
+
+def _unit(v: tuple[float, float, float] | FloatArray) -> FloatArray:
+    a = np.asarray(v, dtype=np.float64)
+    return np.asarray(a / max(float(np.linalg.norm(a)), 1e-9))
+
+
+def _frontal(deg: float, z: float) -> FloatArray:
+    r = np.deg2rad(deg)
+    return _unit((np.cos(r), np.sin(r), z))
+
+
+@dataclass(frozen=True)
+class CardiacTruth:
+    """What was generated: atrial wave onsets and QRS onsets (seconds), the R sample of each QRS."""
+
+    fs: float
+    atrial_s: tuple[float, ...]
+    qrs_s: tuple[float, ...]
+    r_peaks: npt.NDArray[np.int64]
+    atrial_kind: str
+    wide: bool
+
+
+def synth_cardiac(
+    rng: np.random.Generator,
+    *,
+    qrs_s: list[float] | FloatArray,
+    atrial_s: list[float] | FloatArray = (),
+    atrial_kind: str = "p",
+    duration_s: float = 10.0,
+    fs: float = 500.0,
+    leads: tuple[str, ...] = LEADS_12,
+    wide: bool = False,
+    qrs_ms: float | None = None,
+    qt_ms: float | None = None,
+    p_ms: float = 100.0,
+    p_mv: float = 0.15,
+    t_mv: float = 0.4,
+    u_mv: float = 0.0,
+    flutter_mv: float = 0.2,
+    noise_mv: float = 0.01,
+    wander_mv: float = 0.0,
+) -> tuple[FloatArray, CardiacTruth]:
+    """ECG from atrial and ventricular event times with heart-vector waves.
+
+    ``atrial_kind`` 'p': a P wave (right then left atrial lobe, biphasic in V1) starts at each
+    ``atrial_s``; 'flutter': a continuous sawtooth whose cycles start at ``atrial_s`` (typical
+    counter-clockwise flutter: negative in II, III, aVF, positive in V1); 'none': no atrial wave.
+    Each QRS starts at ``qrs_s``; narrow beats have a septal, main and terminal vector, ``wide``
+    beats (ventricular origin) a 160 ms QRS and a discordant T.  ``qt_ms`` defaults to a QTc
+    (Fridericia) of 400 ms at the median RR; the U wave follows the T wave's direction.  Wave axes
+    are drawn per record within normal limits.
+    """
+    n = int(duration_s * fs)
+    qrs_t = np.asarray(qrs_s, dtype=np.float64)
+    rr = float(np.median(np.diff(qrs_t))) if qrs_t.size > 1 else 1.0
+    qd = (qrs_ms or (160.0 if wide else 80.0)) / 1000.0
+    qt = (qt_ms or 400.0 * rr ** (1.0 / 3.0) + (60.0 if wide else 0.0)) / 1000.0
+    lv = np.array([LEAD_VECTORS[name] for name in leads])  # L x 3
+    a_qrs = rng.uniform(10.0, 70.0)
+    p1 = _frontal(rng.uniform(60.0, 85.0), 0.6)  # right atrium: inferior, anterior
+    p2 = _frontal(rng.uniform(20.0, 50.0), -0.5)  # left atrium: leftward, posterior
+    if wide:
+        main = _frontal(rng.uniform(-40.0, 100.0), rng.choice([-1.2, 1.0]))
+        lobes = [(0.0, 0.55, 1.4, main), (0.45, 0.55, -0.5, main)]
+        t_dir, t_amp = -main, 0.6
+    else:
+        lobes = [
+            (0.0, 0.3, 0.2, _unit((-0.4, 0.1, 0.8))),
+            (0.15, 0.55, 1.3, _frontal(a_qrs, -0.35)),
+            (0.6, 0.4, 0.35, _unit((-0.5, -0.6, -0.5))),
+        ]
+        t_dir, t_amp = _frontal(a_qrs + rng.uniform(-20.0, 20.0), 0.55), t_mv
+    sig = np.zeros((len(leads), n))
+
+    def add(vec: FloatArray, wave: FloatArray) -> None:
+        sig[:] += (lv @ vec)[:, None] * wave[None, :]
+
+    r_idx = []
+    for q0 in qrs_t:
+        for start, dur, amp, vec in lobes:
+            add(vec, _lobe(n, q0 + start * qd, dur * qd, amp, fs))
+        t0 = q0 + qd + 0.06
+        add(t_dir, _lobe(n, t0, q0 + qt - t0, t_amp, fs, skew=0.62))
+        if u_mv:
+            add(t_dir, _lobe(n, q0 + qt + 0.03, 0.16, u_mv, fs))
+        r_idx.append(round((q0 + (0.3 if wide else 0.425) * qd) * fs))
+    a_t = np.asarray(atrial_s, dtype=np.float64)
+    if atrial_kind == "p":
+        for a0 in a_t:
+            add(p1, _lobe(n, a0, 0.6 * p_ms / 1000, p_mv, fs))
+            add(p2, _lobe(n, a0 + 0.35 * p_ms / 1000, 0.65 * p_ms / 1000, p_mv, fs))
+    elif atrial_kind == "flutter" and a_t.size > 1:
+        # phase 0..1 within each cycle: a quick upstroke (first 30 %) and a slow descent, smoothed
+        t = np.arange(n) / fs
+        k = np.clip(np.searchsorted(a_t, t, side="right") - 1, 0, a_t.size - 2)
+        cl = np.diff(a_t)[k]
+        ph = np.clip((t - a_t[k]) / cl, 0.0, 1.0)
+        saw = np.where(ph < 0.3, -1.0 + 2.0 * ph / 0.3, 1.0 - 2.0 * (ph - 0.3) / 0.7)
+        saw[(t < a_t[0]) | (t > a_t[-1])] = 0.0
+        sos = sps.butter(2, 30.0, btype="lowpass", fs=fs, output="sos")
+        add(_unit((0.15, -1.0, 0.55)), flutter_mv * sps.sosfiltfilt(sos, saw))
+    tt = np.arange(n) / fs
+    if wander_mv:
+        sig += wander_mv * np.sin(2 * np.pi * 0.25 * tt + rng.uniform(0, 6.28, size=(len(leads), 1)))
+    if noise_mv:
+        sig += noise_mv * rng.standard_normal(sig.shape)
+    truth = CardiacTruth(fs, tuple(a_t.tolist()), tuple(qrs_t.tolist()), np.asarray(r_idx, dtype=np.int64),
+                         atrial_kind, wide)  # fmt: skip
+    return sig, truth
+
+
+def _regular(rng: np.random.Generator, start: float, stop: float, period: float, jitter: float) -> FloatArray:
+    """Event times from ``start`` to ``stop`` every ``period`` s with a small relative jitter (not cumulative drift)."""
+    t = np.arange(start, stop, period)
+    return np.asarray(t + jitter * period * rng.standard_normal(t.size))
+
+
+def sinus(
+    rng: np.random.Generator, hr_bpm: float, *, pr_ms: float = 160.0, duration_s: float = 10.0, **kw: object
+) -> tuple[FloatArray, CardiacTruth]:
+    """Sinus rhythm: a P wave, then a QRS after a constant PR, at ``hr_bpm``."""
+    p = _regular(rng, 0.3, duration_s - 0.9, 60.0 / hr_bpm, 0.01)
+    return synth_cardiac(rng, atrial_s=p, qrs_s=p + pr_ms / 1000.0, duration_s=duration_s, **kw)  # type: ignore[arg-type]
+
+
+def av_block_2to1(
+    rng: np.random.Generator, atrial_bpm: float, *, pr_ms: float = 180.0, duration_s: float = 10.0, **kw: object
+) -> tuple[FloatArray, CardiacTruth]:
+    """Sinus P waves at ``atrial_bpm``; every other one conducted after a constant PR (2:1 AV block)."""
+    p = _regular(rng, 0.3, duration_s - 0.9, 60.0 / atrial_bpm, 0.005)
+    q = p[1::2] + pr_ms / 1000.0
+    return synth_cardiac(rng, atrial_s=p, qrs_s=q, duration_s=duration_s, **kw)  # type: ignore[arg-type]
+
+
+def flutter_2to1(
+    rng: np.random.Generator,
+    atrial_bpm: float = 300.0,
+    *,
+    fr_ms: float | None = None,
+    duration_s: float = 10.0,
+    **kw: object,
+) -> tuple[FloatArray, CardiacTruth]:
+    """Atrial flutter at ``atrial_bpm``, every other wave conducted after ``fr_ms`` (random when None)."""
+    cl = 60.0 / atrial_bpm
+    a = np.arange(0.05 + rng.uniform(0, cl), duration_s + cl, cl)
+    fr = (fr_ms if fr_ms is not None else rng.uniform(180.0, 300.0)) / 1000.0
+    q = a[1::2] + fr
+    q = q[q < duration_s - 0.6]
+    return synth_cardiac(rng, atrial_s=a, atrial_kind="flutter", qrs_s=q, duration_s=duration_s, **kw)  # type: ignore[arg-type]
+
+
+def escape(
+    rng: np.random.Generator, hr_bpm: float, *, duration_s: float = 10.0, wide: bool = False, **kw: object
+) -> tuple[FloatArray, CardiacTruth]:
+    """A regular rhythm without atrial activity: junctional (narrow) or idioventricular (``wide``)."""
+    q = _regular(rng, 0.4, duration_s - 0.9, 60.0 / hr_bpm, 0.005)
+    return synth_cardiac(rng, qrs_s=q, atrial_kind="none", duration_s=duration_s, wide=wide, **kw)  # type: ignore[arg-type]
