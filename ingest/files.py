@@ -180,24 +180,34 @@ def _pixel_tail_ok(data: bytes, pos: int, ts: str, ds: Dataset, where: str) -> b
     True: complete.  False: unusual layout, the caller parses the whole file
     instead.  Raises IngestError when the file is cut short inside it.
     """
-    if pos >= len(data):
+    return pixel_element_ok(bytes(data[pos : pos + 12]), len(data) - pos, data.endswith(_SEQ_DELIMITER), ts, ds, where)
+
+
+def pixel_element_ok(head: bytes, available: int, closed: bool, ts: str, ds: Dataset, where: str) -> bool:
+    """Check a Pixel Data element from its first 12 bytes, the bytes left from its start, and the object's end.
+
+    ``closed``: the object ends with a sequence delimiter (what an encapsulated
+    Pixel Data element must end with).  Lets a streaming receiver check an
+    object whose bytes it never joined.  Returns and raises as :func:`_pixel_tail_ok`.
+    """
+    if available <= 0:
         return True  # no pixel data
-    if pos + 12 > len(data):
+    if available < 12 or len(head) < 12:
         return False
     fmt = ">" if ts == _BIG_ENDIAN else "<"
-    if struct.unpack_from(fmt + "HH", data, pos) != (0x7FE0, 0x0010):
+    if struct.unpack_from(fmt + "HH", head, 0) != (0x7FE0, 0x0010):
         return False  # stopped at float/double pixel data: let the full parse judge
     if ts == _IMPLICIT:
-        (length,), start = struct.unpack_from("<L", data, pos + 4), pos + 8
-    elif data[pos + 4 : pos + 6] in _LONG_VRS:
-        (length,), start = struct.unpack_from(fmt + "L", data, pos + 8), pos + 12
+        (length,), start = struct.unpack_from("<L", head, 4), 8
+    elif head[4:6] in _LONG_VRS:
+        (length,), start = struct.unpack_from(fmt + "L", head, 8), 12
     else:
-        (length,), start = struct.unpack_from(fmt + "H", data, pos + 6), pos + 8
+        (length,), start = struct.unpack_from(fmt + "H", head, 6), 8
     if length == _UNDEFINED_LENGTH:
-        return data.endswith(_SEQ_DELIMITER)  # encapsulated: complete when the sequence is closed
-    if start + length > len(data):
+        return closed  # encapsulated: complete when the sequence is closed
+    if start + length > available:
         raise IngestError(
-            f"truncated DICOM: element (7FE0,0010) declares {length} bytes, file has {len(data) - start}",
+            f"truncated DICOM: element (7FE0,0010) declares {length} bytes, file has {available - start}",
             source=where,
         )
     expected = _expected_native_pixel_bytes(ds)
@@ -207,6 +217,35 @@ def _pixel_tail_ok(data: bytes, pos: int, ts: str, ds: Dataset, where: str) -> b
             source=where,
         )
     return True
+
+
+def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None:
+    """The headers of an object from its first bytes, when these hold everything before Pixel Data.
+
+    Returns the dataset (stopped before Pixel Data) and where the Pixel Data
+    element starts, for :func:`pixel_element_ok` once the object is complete;
+    ``None`` when the prefix is too short or the layout is unusual (the caller
+    then parses the whole object with :func:`parse_dicom`).  Never raises: a
+    prefix may end anywhere.
+    """
+    if len(prefix) < 132 or prefix[128:132] != b"DICM":
+        return None
+    fp = io.BytesIO(prefix)
+    try:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+    except Exception:
+        return None
+    pos = fp.tell()
+    ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
+    if not ts or ts in _DEFLATED or len(ds) == 0 or pos + 12 > len(prefix):
+        return None
+    fmt = ">" if ts == _BIG_ENDIAN else "<"
+    # pydicom stopped *at* Pixel Data, not at the end of the prefix: the headers are complete
+    if struct.unpack_from(fmt + "HH", prefix, pos) != (0x7FE0, 0x0010):
+        return None
+    if _truncation(ds) or missing_required(ds):
+        return None
+    return ds, pos
 
 
 def _header_only(data: bytes, where: str) -> Dataset | None:

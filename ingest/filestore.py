@@ -14,13 +14,16 @@ is kept and the newcomer goes to ``<store_dir>/_conflicts/`` for review.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import itertools
 import os
+import queue
 import secrets
 import struct
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +97,106 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: ``os.writev`` takes at most IOV_MAX (1024 on Linux) buffers per call.
+_IOV_BATCH = 512
+
+
+class TemporaryFile:
+    """A file under ``.tmp`` being written in pieces; :meth:`close` makes it durable (when fsync is on)."""
+
+    def __init__(self, fd: int, path: Path, fsync: bool) -> None:
+        self.fd: int | None = fd
+        self.path = path
+        self.fsync = fsync
+        self.size = 0
+
+    def write(self, chunks: list[bytes | memoryview] | tuple[bytes | memoryview, ...]) -> None:
+        """Append ``chunks`` with as few system calls as possible (``writev``)."""
+        if self.fd is None:
+            raise OSError(f"{self.path} is already closed")
+        for i in range(0, len(chunks), _IOV_BATCH):
+            batch = chunks[i : i + _IOV_BATCH]
+            total = sum(len(c) for c in batch)
+            done = os.writev(self.fd, batch)
+            if done < total:  # a short write (rare on regular files): finish it piece by piece
+                rest = memoryview(b"".join(bytes(c) for c in batch))[done:]
+                while rest:
+                    rest = rest[os.write(self.fd, rest) :]
+            self.size += total
+
+    def close(self) -> Path:
+        """Make the content durable (fsync when configured) and close; returns the path for :meth:`FileStore.place`."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        return self.path
+
+    def discard(self) -> None:
+        """Close and remove: the object will not be kept."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+        self.path.unlink(missing_ok=True)
+
+
+class _Spares:
+    """Temporary files created ahead of need, and used temporary names removed later, on one thread.
+
+    Creating or removing a directory entry waits on the filesystem journal,
+    up to a millisecond or more while other processes write to the same disk;
+    doing both off the receive path keeps that wait out of the DIMSE round
+    trip.  What is left there is the one link into place (and its fsync).
+    """
+
+    def __init__(self, store: FileStore, count: int) -> None:
+        self.store = store
+        self.count = count
+        self.ready: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
+        self.work: queue.SimpleQueue[str | None] = queue.SimpleQueue()  # names to unlink; "" = top up; None = stop
+        self.thread = threading.Thread(target=self._run, name="mmdx-store-spares", daemon=True)
+        self.thread.start()
+        self.work.put("")
+
+    def take(self) -> tuple[int, str] | None:
+        try:
+            found = self.ready.get_nowait()
+        except queue.Empty:
+            return None
+        self.work.put("")
+        return found
+
+    def _run(self) -> None:
+        while True:
+            item = self.work.get()
+            if item is None:
+                return
+            if item:
+                with contextlib.suppress(OSError):
+                    os.unlink(item)
+                continue
+            while self.ready.qsize() < self.count:
+                try:
+                    self.ready.put(self.store._create_temp())
+                except OSError:
+                    break  # disk trouble: the receive path creates its own and reports the error
+
+    def close(self) -> None:
+        self.work.put(None)
+        self.thread.join(5)
+        while True:
+            try:
+                fd, name = self.ready.get_nowait()
+            except queue.Empty:
+                return
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+
 class FileStore:
     """Files under ``root`` named by Study/Series/SOP Instance UID.
 
@@ -116,6 +219,28 @@ class FileStore:
         self._known_dirs: set[Path] = set()
         self._counter = itertools.count()  # thread-safe in CPython: next() on a count is atomic
         self._token = secrets.token_hex(4)
+        self._spares: _Spares | None = None
+
+    def keep_spares(self, count: int = 16) -> None:
+        """Keep ``count`` temporary files created ahead, and remove used temporary names in the background.
+
+        For a long-running receiver (the SCP); :meth:`close` stops it.
+        """
+        if self._spares is None and count > 0:
+            self._spares = _Spares(self, count)
+
+    def close(self) -> None:
+        """Stop the background work of :meth:`keep_spares` and remove the spare files."""
+        spares, self._spares = self._spares, None
+        if spares is not None:
+            spares.close()
+
+    def _discard_name(self, path: Path) -> None:
+        """Remove a temporary name that is no longer needed (in the background when spares are kept)."""
+        if self._spares is not None:
+            self._spares.work.put(str(path))
+        else:
+            path.unlink(missing_ok=True)
 
     def path_for(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
         """The final path of an object; every part is checked to be a UID so no name escapes ``root``."""
@@ -143,28 +268,46 @@ class FileStore:
         self._known_dirs.add(folder)
 
     def _new_temp(self) -> tuple[int, str]:
+        """A new, empty temporary file: a spare if one is ready, else created now."""
+        spare = self._spares.take() if self._spares is not None else None
+        return spare if spare is not None else self._create_temp()
+
+    def _create_temp(self) -> tuple[int, str]:
         """Create a new temporary file exclusively (cheaper than ``tempfile.mkstemp``'s random names)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         for _ in range(100):
-            name = str(self.tmp_dir / f".tmp-{os.getpid()}-{self._token}-{next(self._counter)}.dcm")
+            name = str(self.tmp_dir / f".tmp-{os.getpid()}-{self._token}-{next(self._counter)}")
             try:
                 return os.open(name, flags, 0o600), name
             except FileExistsError:  # left by an earlier process: take the next number
                 continue
-        return tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=self.tmp_dir)
+        return tempfile.mkstemp(prefix=".tmp-", dir=self.tmp_dir)
+
+    def open_temporary(self) -> TemporaryFile:
+        """A new temporary file in the store to stream an object into, then :meth:`place` it.
+
+        Lets a receiver write (and fsync) the bytes while they arrive and before it
+        knows the object's UIDs.
+
+        Raises
+        ------
+        StoreError
+            The disk refused to create the file.
+        """
+        try:
+            fd, name = self._new_temp()
+        except OSError as exc:
+            raise StoreError(f"cannot create a temporary file in {self.tmp_dir}: {exc.strerror or exc}") from None
+        return TemporaryFile(fd, Path(name), self.fsync)
 
     def _write_temp(self, data: bytes) -> Path:
-        fd, name = self._new_temp()
+        tmp = self.open_temporary()
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                if self.fsync:
-                    os.fsync(fh.fileno())
+            tmp.write((data,))
+            return tmp.close()
         except BaseException:
-            Path(name).unlink(missing_ok=True)
+            tmp.discard()
             raise
-        return Path(name)
 
     def put(
         self, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str, sha256: str | None = None
@@ -180,40 +323,19 @@ class FileStore:
         digest = sha256 or content_sha256(data)
         try:
             self._ensure_dir(final.parent)
-            if final.exists():
-                return self._resolve_existing(final, data, digest)
+            if final.exists() and sha256_file(final) == digest:  # a re-import: nothing to write
+                return StoredFile(final, digest, len(data), Placement.IDENTICAL)
             tmp = self._write_temp(data)
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                return self._resolve_existing(final, data, digest)
-            finally:
-                tmp.unlink(missing_ok=True)
-            if self.fsync:
-                _fsync_dir(final.parent)
         except OSError as exc:
             raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
-        return StoredFile(final, digest, len(data), Placement.WRITTEN)
-
-    def write_temporary(self, data: bytes) -> Path:
-        """Write ``data`` to a new temporary file in the store (fsynced when ``fsync``), to :meth:`place` later.
-
-        Lets a receiver start the write (and its fsync) before it has parsed the object's UIDs.
-
-        Raises
-        ------
-        StoreError
-            The disk refused the write.
-        """
-        try:
-            return self._write_temp(data)
-        except OSError as exc:
-            raise StoreError(f"cannot write a temporary file in {self.tmp_dir}: {exc.strerror or exc}") from None
+        return self.place(
+            tmp, len(data), study_uid=study_uid, series_uid=series_uid, sop_instance_uid=sop_instance_uid, sha256=digest
+        )
 
     def place(
-        self, tmp: Path, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str, sha256: str
+        self, tmp: Path, size: int, *, study_uid: str, series_uid: str, sop_instance_uid: str, sha256: str
     ) -> StoredFile:
-        """Link a durable temporary file from :meth:`write_temporary` (holding ``data``) into place, as :meth:`put`.
+        """Link a closed temporary file (``size`` bytes, content digest ``sha256``) into place, as :meth:`put`.
 
         The temporary file is removed in every case.
         """
@@ -221,35 +343,31 @@ class FileStore:
             final = self.path_for(study_uid, series_uid, sop_instance_uid)
             try:
                 self._ensure_dir(final.parent)
-                if final.exists():
-                    return self._resolve_existing(final, data, sha256)
                 try:
                     os.link(tmp, final)
                 except FileExistsError:
-                    return self._resolve_existing(final, data, sha256)
+                    return self._resolve_existing(final, tmp, size, sha256)
                 if self.fsync:
                     _fsync_dir(final.parent)
             except OSError as exc:
                 raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
         finally:
-            tmp.unlink(missing_ok=True)
-        return StoredFile(final, sha256, len(data), Placement.WRITTEN)
+            self._discard_name(tmp)  # after a link it is only a second name of the placed file
+        return StoredFile(final, sha256, size, Placement.WRITTEN)
 
-    def _resolve_existing(self, final: Path, data: bytes, digest: str) -> StoredFile:
+    def _resolve_existing(self, final: Path, tmp: Path, size: int, digest: str) -> StoredFile:
+        """Another file holds this UID: identical content is a no-op, other content goes to ``_conflicts``."""
         if sha256_file(final) == digest:
-            return StoredFile(final, digest, len(data), Placement.IDENTICAL)
+            return StoredFile(final, digest, size, Placement.IDENTICAL)
         folder = self.root / "_conflicts"
         self._ensure_dir(folder)
         target = folder / f"{final.stem}.{digest[:16]}.dcm"
         if not target.exists():
-            tmp = self._write_temp(data)
-            try:
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, target)
             if self.fsync:
                 _fsync_dir(folder)
-        return StoredFile(target, digest, len(data), Placement.CONFLICT)
+        return StoredFile(target, digest, size, Placement.CONFLICT)
 
     def sweep_temporary(self) -> int:
         """Remove temporary files left by a crash; returns how many. Call at start-up only."""

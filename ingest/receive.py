@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 
 from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
-from ingest.files import outcome_name, parse_dicom
-from ingest.filestore import FileStore, Placement, StoredFile, content_sha256
+from ingest.files import outcome_name, parse_dicom, parse_header_prefix, pixel_element_ok
+from ingest.filestore import FileStore, Placement, StoredFile, TemporaryFile, content_offset, content_sha256
 from ingest.headers import HeaderRecords, records_from_dataset
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
     from sqlalchemy.orm import Session
 
     from store.db import Database
@@ -106,49 +107,52 @@ class Receiver:
             The C-STORE request's Affected SOP Instance UID; a dataset naming
             another UID is rejected rather than filed under the wrong name.
         """
-        received_at = self.clock.now()
-        where = source
-        # The bytes go to a durable temporary file at once, beside the parse and the index work; the row commits
-        # only once the file is linked into place and durable, so an acknowledged object is on disk and indexed.
-        target: Future[tuple[str, str, str, str] | None] = Future()
-        write = self._writer.submit(self._write_then_place, data, target)
-        try:
-            try:
-                ds = parse_dicom(data, where)
-                records = records_from_dataset(
-                    ds, path=Path("."), sha256="0" * 64, source=source, transfer_syntax_uid=transfer_syntax_uid
-                )
-                uid = records.instance.sop_instance_uid
-                if expected_sop_instance_uid is not None and uid != expected_sop_instance_uid.strip():
-                    raise IngestError(
-                        f"(0008,0018) SOPInstanceUID {uid} differs from the request's Affected SOP Instance UID "
-                        f"{expected_sop_instance_uid}",
-                        source=where,
-                    )
-            except IngestError as exc:
-                target.set_result(None)
-                with contextlib.suppress(Exception):
-                    write.result()
-                return self._reject(data, str(exc), source, received_at)
-            digest = content_sha256(data)
-            inst = records.instance
-            try:
-                final_path = self.store.path_for(inst.study_instance_uid, inst.series_instance_uid, uid)
-            except StoreError as exc:
-                return self._failed(uid, records, source, exc)
-            target.set_result((inst.study_instance_uid, inst.series_instance_uid, uid, digest))
-        finally:
-            if not target.done():
-                target.set_result(None)
+        offset = content_offset(data)
+        incoming = self.begin(
+            data[:offset],
+            source=source,
+            transfer_syntax_uid=transfer_syntax_uid,
+            expected_sop_instance_uid=expected_sop_instance_uid,
+        )
+        incoming.add(memoryview(data)[offset:])
+        return incoming.finish()
+
+    def begin(
+        self,
+        head: bytes,
+        *,
+        source: str,
+        transfer_syntax_uid: str | None = None,
+        expected_sop_instance_uid: str | None = None,
+    ) -> Incoming:
+        """Start receiving an object whose dataset arrives in pieces (see :class:`Incoming`).
+
+        ``head`` is the preamble and file meta (empty for a raw dataset); the
+        other parameters are those of :meth:`receive`.
+        """
+        return Incoming(self, head, source, transfer_syntax_uid, expected_sop_instance_uid)
+
+    def _commit(
+        self,
+        records: HeaderRecords,
+        final_path: Path,
+        digest: str,
+        write: Future[StoredFile | None],
+        received_at: datetime,
+        size: int,
+        source: str,
+    ) -> Received:
+        """Index the object and wait for its file to be in place; the row commits only after both."""
+        uid = records.instance.sop_instance_uid
         try:
             with self.db.session() as session:
-                result = self._index(session, _finalise(records, final_path, digest), received_at, len(data))
+                result = self._index(session, _finalise(records, final_path, digest), received_at, size)
                 placed = write.result()
                 if placed is None:
                     raise StoreError(f"cannot place {uid}: the file write was cancelled")
                 if placed.placement is Placement.CONFLICT and outcome_name(result) == "new":
                     session.rollback()  # other bytes hold this UID's file: index the newcomer where it went
-                    result = self._index(session, _finalise(records, placed.path, digest), received_at, len(data))
+                    result = self._index(session, _finalise(records, placed.path, digest), received_at, size)
         except StoreError as exc:
             return self._failed(uid, records, source, exc)
         except Exception as exc:  # any database failure: the sender retries (a re-sent object is identical)
@@ -167,22 +171,6 @@ class Receiver:
             outcome = Outcome.STORED
         self._count(outcome)
         return Received(outcome, uid, records.study.study_instance_uid, placed.path)
-
-    def _write_then_place(self, data: bytes, target: Future[tuple[str, str, str, str] | None]) -> StoredFile | None:
-        """Writer thread: temporary file first, then (once the UIDs are known) link it into place."""
-        tmp = self.store.write_temporary(data)
-        try:
-            names = target.result()
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if names is None:  # rejected or unplaceable: nothing is kept under the store
-            tmp.unlink(missing_ok=True)
-            return None
-        study_uid, series_uid, uid, digest = names
-        return self.store.place(
-            tmp, data, study_uid=study_uid, series_uid=series_uid, sop_instance_uid=uid, sha256=digest
-        )
 
     @staticmethod
     def _index(session: Session, records: HeaderRecords, received_at: datetime, size: int) -> object:
@@ -225,6 +213,196 @@ class Receiver:
         except Exception as exc:
             log.error("cannot record quarantine entry from %s: %s", source, type(exc).__name__)
         return Received(Outcome.REJECTED, path=target, reason=reason)
+
+
+#: Dataset sizes at which the headers are parsed while the rest still arrives.
+_PARSE_AT = (8 << 10, 32 << 10, 128 << 10)
+#: Pending bytes written to the temporary file in one ``writev``.
+_FLUSH_AT = 256 << 10
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+class Incoming:
+    """One object arriving in pieces (a C-STORE's P-DATA fragments).
+
+    The work that does not need the whole object is done as it arrives, while
+    the sender is still busy sending: the bytes stream into a temporary file
+    and into the content digest, and the headers are parsed as soon as they are
+    all there.  Left for :meth:`finish`, between the last fragment and the
+    answer: the completeness check, fsync, linking into place and the index
+    transaction, in the order that makes an acknowledgement trustworthy.  Not
+    thread-safe: one per C-STORE.
+    """
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        head: bytes,
+        source: str,
+        transfer_syntax_uid: str | None,
+        expected_sop_instance_uid: str | None,
+    ) -> None:
+        self._receiver = receiver
+        self._head = head
+        self._source = source
+        self._ts = transfer_syntax_uid
+        self._expected = expected_sop_instance_uid
+        self._received_at = receiver.clock.now()
+        self._pieces: list[bytes | memoryview] = []
+        self._size = 0  # dataset bytes so far
+        self._digest = hashlib.sha256()
+        self._digest_ok = True  # False when the dataset itself starts with group 0002: hashed whole at the end
+        self._pending: list[bytes | memoryview] = [head] if head else []
+        self._pending_size = len(head)
+        self._tmp: TemporaryFile | None = None
+        self._write_error: StoreError | None = None
+        self._header: tuple[Dataset, int] | None = None
+        self._parse_step = 0 if head else len(_PARSE_AT)  # a raw dataset (no preamble) gets the full parse
+
+    def add(self, piece: bytes | memoryview) -> None:
+        """Take the next piece of the dataset; never raises (a failure is reported by :meth:`finish`)."""
+        if not piece:
+            return
+        if not self._pieces and len(piece) >= 2 and piece[0] == 0x02 and piece[1] == 0x00:
+            self._digest_ok = False
+        self._pieces.append(piece)
+        self._size += len(piece)
+        self._digest.update(piece)
+        self._pending.append(piece)
+        self._pending_size += len(piece)
+        if self._pending_size >= _FLUSH_AT:
+            self._flush()
+        while self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:
+            self._parse_step += 1
+            self._header = parse_header_prefix(self._data(), self._source)
+            if self._header is not None:
+                self._parse_step = len(_PARSE_AT)
+
+    def _flush(self) -> None:
+        if self._write_error is not None or not self._pending:
+            self._pending, self._pending_size = [], 0
+            return
+        try:
+            if self._tmp is None:
+                self._tmp = self._receiver.store.open_temporary()
+            self._tmp.write(self._pending)
+        except StoreError as exc:
+            self._write_error = exc
+        except OSError as exc:
+            self._write_error = StoreError(f"cannot write a temporary file: {exc.strerror or exc}")
+        self._pending, self._pending_size = [], 0
+
+    def abort(self) -> None:
+        """The object will not complete (association lost): drop what was written."""
+        self._pending, self._pieces = [], []
+        if self._tmp is not None:
+            self._tmp.discard()
+            self._tmp = None
+
+    def _data(self) -> bytes:
+        return b"".join((self._head, *self._pieces))
+
+    def _slice(self, start: int, n: int) -> bytes:
+        """Bytes ``start:start+n`` of the dataset, across pieces."""
+        out: list[bytes] = []
+        pos = 0
+        for piece in self._pieces:
+            end = pos + len(piece)
+            if end > start and pos < start + n:
+                out.append(bytes(piece[max(start - pos, 0) : min(start + n - pos, len(piece))]))
+            pos = end
+            if pos >= start + n:
+                break
+        return b"".join(out)
+
+    def _parse(self) -> Dataset:
+        """The headers, checked complete; raises IngestError as :func:`ingest.files.parse_dicom` does."""
+        if self._header is not None:
+            ds, pos = self._header
+            start = pos - len(self._head)  # where Pixel Data starts within the dataset
+            tail = self._slice(self._size - 8, 8) if self._size >= 8 else b""
+            ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+            closed = tail == _SEQ_DELIMITER
+            if pixel_element_ok(self._slice(start, 12), self._size - start, closed, ts, ds, self._source):
+                return ds
+        return parse_dicom(self._data(), self._source)
+
+    def finish(self) -> Received:
+        """The object is complete: check, make durable, index; then (and only then) it may be acknowledged."""
+        receiver, source, received_at = self._receiver, self._source, self._received_at
+        self._flush()
+        tmp, self._tmp = self._tmp, None
+        if self._write_error is not None or tmp is None:
+            if tmp is not None:
+                tmp.discard()
+            exc = self._write_error or StoreError("cannot store an empty object")
+            log.error("cannot store an object from %s: %s", source, exc)
+            receiver._count(Outcome.FAILED)
+            return Received(Outcome.FAILED, reason=str(exc))
+        size = len(self._head) + self._size
+        # With fsync, the file is closed and synced beside the parse and the index work; the row commits only
+        # once the file is linked into place and durable, so an acknowledged object is on disk and indexed.
+        names: Future[tuple[str, str, str, str] | None] = Future()
+        write: Future[StoredFile | None] | None = None
+        if receiver.store.fsync:
+            write = receiver._writer.submit(_close_then_place, receiver.store, tmp, size, names)
+        try:
+            try:
+                ds = self._parse()
+                records = records_from_dataset(
+                    ds, path=Path("."), sha256="0" * 64, source=source, transfer_syntax_uid=self._ts
+                )
+                uid = records.instance.sop_instance_uid
+                expected = self._expected
+                if expected is not None and uid != expected.strip():
+                    raise IngestError(
+                        f"(0008,0018) SOPInstanceUID {uid} differs from the request's Affected SOP Instance UID "
+                        f"{expected}",
+                        source=source,
+                    )
+            except IngestError as exc:
+                names.set_result(None)
+                if write is not None:
+                    with contextlib.suppress(Exception):
+                        write.result()
+                return receiver._reject(self._data(), str(exc), source, received_at)
+            digest = self._digest.hexdigest() if self._digest_ok else content_sha256(self._data())
+            inst = records.instance
+            try:
+                final_path = receiver.store.path_for(inst.study_instance_uid, inst.series_instance_uid, uid)
+            except StoreError as exc:
+                return receiver._failed(uid, records, source, exc)
+            names.set_result((inst.study_instance_uid, inst.series_instance_uid, uid, digest))
+        finally:
+            if not names.done():
+                names.set_result(None)
+            if write is None and names.result() is None:
+                tmp.discard()
+        if write is None:
+            write = Future()
+            try:
+                write.set_result(_close_then_place(receiver.store, tmp, size, names))
+            except BaseException as exc:
+                write.set_exception(exc)
+        return receiver._commit(records, final_path, digest, write, received_at, size, source)
+
+
+def _close_then_place(
+    store: FileStore, tmp: TemporaryFile, size: int, names: Future[tuple[str, str, str, str] | None]
+) -> StoredFile | None:
+    """Close (and fsync) the temporary file, then, once the UIDs are known, link it into place."""
+    try:
+        path = tmp.close()
+    except OSError as exc:
+        tmp.discard()
+        names.result()
+        raise StoreError(f"cannot write {tmp.path}: {exc.strerror or exc}") from None
+    found = names.result()
+    if found is None:  # rejected or unplaceable: nothing is kept under the store
+        path.unlink(missing_ok=True)
+        return None
+    study_uid, series_uid, uid, digest = found
+    return store.place(path, size, study_uid=study_uid, series_uid=series_uid, sop_instance_uid=uid, sha256=digest)
 
 
 RECOVERY_MARGIN = timedelta(minutes=10)
@@ -282,4 +460,4 @@ def _finalise(records: HeaderRecords, path: Path, sha256: str) -> HeaderRecords:
     return HeaderRecords(records.study, records.series, replace(records.instance, path=path, sha256=sha256))
 
 
-__all__ = ["Outcome", "Received", "Receiver", "outcome_name", "reindex_stored"]
+__all__ = ["Incoming", "Outcome", "Received", "Receiver", "outcome_name", "reindex_stored"]

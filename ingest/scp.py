@@ -24,7 +24,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from core.errors import ConfigError
 from ingest.filestore import FileStore
-from ingest.receive import Outcome, Received, Receiver, reindex_stored
+from ingest.receive import Incoming, Outcome, Received, Receiver, reindex_stored
 from ingest.ul_acceptor import AcceptorConfig, UpperLayerServer
 
 if TYPE_CHECKING:
@@ -207,6 +207,7 @@ class StorageServer:
             raise RuntimeError("StorageServer already started")
         self._stopped.clear()
         self.receiver.store.sweep_temporary()
+        self.receiver.store.keep_spares()
         if self.engine == "fast":
             config = AcceptorConfig(
                 ae_title=self.ae_title,
@@ -218,7 +219,7 @@ class StorageServer:
             server = UpperLayerServer(
                 (self.host, self._port),
                 config,
-                self._on_fast_store,
+                _FastStore(self.receiver),
                 ssl_context=self._ssl,
                 max_associations=self.settings.scp.max_associations,
             )
@@ -260,6 +261,7 @@ class StorageServer:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
+            self.receiver.store.close()
             log.info("SCP %s stopped", self.ae_title)
         self._stopped.set()
 
@@ -301,19 +303,6 @@ class StorageServer:
         log.debug("C-STORE %s from %s: %s (0x%04X)", received.sop_instance_uid, calling, received.outcome.value, status)
         return status
 
-    def _on_fast_store(self, data: bytes, calling: str, transfer_syntax: str, sop_instance_uid: str) -> int:
-        try:
-            received = self.receiver.receive(
-                data,
-                source=f"scp:{calling}",
-                transfer_syntax_uid=transfer_syntax,
-                expected_sop_instance_uid=sop_instance_uid or None,
-            )
-        except Exception as exc:  # never let one object take the server down
-            log.exception("C-STORE from %s: unexpected failure (%s)", calling, type(exc).__name__)
-            return STATUS_OUT_OF_RESOURCES
-        return status_for(received)
-
     def _on_accepted(self, event: Any) -> None:
         log.info("association accepted from %s", self._peer(event))
 
@@ -325,3 +314,38 @@ class StorageServer:
 
     def _on_aborted(self, event: Any) -> None:
         log.warning("association aborted with %s", self._peer(event))
+
+
+class _FastStore:
+    """The fast engine's store handler: each dataset streams into the receiver as it arrives."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    def begin(self, head: bytes, calling: str, transfer_syntax: str, sop_instance_uid: str) -> _FastSink:
+        incoming = self.receiver.begin(
+            head,
+            source=f"scp:{calling}",
+            transfer_syntax_uid=transfer_syntax,
+            expected_sop_instance_uid=sop_instance_uid or None,
+        )
+        return _FastSink(incoming, calling)
+
+
+class _FastSink:
+    def __init__(self, incoming: Incoming, calling: str) -> None:
+        self.incoming = incoming
+        self.calling = calling
+
+    def add(self, piece: memoryview) -> None:
+        self.incoming.add(piece)
+
+    def finish(self) -> int:
+        try:
+            return status_for(self.incoming.finish())
+        except Exception as exc:  # never let one object take the server down
+            log.exception("C-STORE from %s: unexpected failure (%s)", self.calling, type(exc).__name__)
+            return STATUS_OUT_OF_RESOURCES
+
+    def abort(self) -> None:
+        self.incoming.abort()

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
+from typing import Protocol
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -55,6 +56,26 @@ _UNLIMITED_PDU_CAP = 1 << 26
 StoreHandler = Callable[[bytes, str, str, str], int]
 
 
+class StoreSink(Protocol):
+    """Where one C-STORE's dataset goes while it arrives."""
+
+    def add(self, piece: memoryview) -> None:
+        """The next dataset fragment (a view into a received PDU, not copied)."""
+
+    def finish(self) -> int:
+        """The dataset is complete: the DIMSE status to answer."""
+
+    def abort(self) -> None:
+        """The association ended before the dataset was complete."""
+
+
+class StreamingStoreHandler(Protocol):
+    """A store handler that takes each dataset as it arrives instead of as one ``bytes`` at the end."""
+
+    def begin(self, head: bytes, calling: str, transfer_syntax: str, sop_instance_uid: str) -> StoreSink:
+        """A C-STORE request arrived; ``head`` is the preamble and file meta the stored file starts with."""
+
+
 class ProtocolError(Exception):
     """The peer broke PS3.8; the association is aborted."""
 
@@ -74,6 +95,7 @@ class _Message:
     data: list[memoryview] = field(default_factory=list)
     command_done: bool = False
     fields: dict[int, bytes] = field(default_factory=dict)
+    sink: StoreSink | None = None  #: set when a streaming handler takes the dataset as it arrives
 
 
 # --------------------------------------------------------------------------- encoding helpers
@@ -164,7 +186,9 @@ class AcceptorConfig:
 class Association:
     """One accepted connection, served on the calling thread."""
 
-    def __init__(self, sock: socket.socket, config: AcceptorConfig, handler: StoreHandler) -> None:
+    def __init__(
+        self, sock: socket.socket, config: AcceptorConfig, handler: StoreHandler | StreamingStoreHandler
+    ) -> None:
         self.sock = sock
         self.config = config
         self.handler = handler
@@ -172,6 +196,7 @@ class Association:
         self.peer = "?"
         self.contexts: dict[int, _Context] = {}
         self.peer_max_pdu = 0
+        self._message: _Message | None = None
 
     # --------------------------------------------------------------- reading
 
@@ -286,6 +311,14 @@ class Association:
 
     def serve(self) -> None:
         """Answer DIMSE messages until release, abort or error."""
+        try:
+            self._serve()
+        finally:
+            message, self._message = self._message, None
+            if message is not None and message.sink is not None:
+                message.sink.abort()
+
+    def _serve(self) -> None:
         message: _Message | None = None
         while True:
             pdu_type, body = self._read_pdu()
@@ -310,7 +343,7 @@ class Association:
                 if context_id not in self.contexts:
                     raise ProtocolError(f"PDV on presentation context {context_id}, which was not accepted")
                 if message is None:
-                    message = _Message(context_id)
+                    message = self._message = _Message(context_id)
                 elif message.context_id != context_id:
                     raise ProtocolError("PDVs of two messages interleaved")
                 if control & 0x01:
@@ -320,14 +353,30 @@ class Association:
                         message.command_done = True
                         if _us(message.fields, 0x0800) == _NO_DATASET:
                             self._dispatch(message)
-                            message = None
+                            message = self._message = None
+                        else:
+                            self._open_sink(message)
                 else:
                     if not message.command_done:
                         raise ProtocolError("dataset fragment before the command set was complete")
-                    message.data.append(fragment)
+                    if message.sink is not None:
+                        message.sink.add(fragment)
+                    else:
+                        message.data.append(fragment)
                     if control & 0x02:
                         self._dispatch(message)
-                        message = None
+                        message = self._message = None
+
+    def _open_sink(self, message: _Message) -> None:
+        """A C-STORE's command set is complete: a streaming handler takes the dataset from here on."""
+        begin = getattr(self.handler, "begin", None)
+        if begin is None or _us(message.fields, 0x0100) != _C_STORE_RQ:
+            return
+        context = self.contexts[message.context_id]
+        sop_class = _ui(message.fields, 0x0002) or context.abstract_syntax
+        sop_instance = _ui(message.fields, 0x1000)
+        head = _file_head(sop_class, sop_instance, context.transfer_syntax, self.calling)
+        message.sink = begin(head, self.calling, context.transfer_syntax, sop_instance)
 
     def _dispatch(self, message: _Message) -> None:
         fields = message.fields
@@ -339,9 +388,14 @@ class Association:
         elif command == _C_STORE_RQ:
             sop_class = _ui(fields, 0x0002) or context.abstract_syntax
             sop_instance = _ui(fields, 0x1000)
-            data = _file_bytes(sop_class, sop_instance, context.transfer_syntax, self.calling, message.data)
-            message.data.clear()
-            status = self.handler(data, self.calling, context.transfer_syntax, sop_instance)
+            if message.sink is not None:
+                sink, message.sink = message.sink, None
+                status = sink.finish()
+            else:
+                data = _file_bytes(sop_class, sop_instance, context.transfer_syntax, self.calling, message.data)
+                message.data.clear()
+                handler: StoreHandler = self.handler  # type: ignore[assignment]
+                status = handler(data, self.calling, context.transfer_syntax, sop_instance)
             rsp = _response(_C_STORE_RSP, message_id, sop_class, sop_instance, status)
         else:
             raise ProtocolError(f"unsupported DIMSE command 0x{command or 0:04X}")
@@ -355,13 +409,18 @@ def _meta_element(element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
 
 
 def _file_bytes(sop_class: str, sop_instance: str, ts: str, calling: str, fragments: list[memoryview]) -> bytes:
-    """DICOM file format around the received dataset (as pynetdicom's ``encoded_dataset`` builds it).
+    """DICOM file format around the received dataset (as pynetdicom's ``encoded_dataset`` builds it)."""
+    return b"".join((_file_head(sop_class, sop_instance, ts, calling), *fragments))
 
-    The group 0002 file meta is encoded here directly (explicit VR little endian, the same bytes as pydicom's
-    ``write_file_meta_info``), which costs a fraction of building a ``FileMetaDataset`` per object.
+
+def _file_head(sop_class: str, sop_instance: str, ts: str, calling: str) -> bytes:
+    """Preamble, ``DICM`` and the group 0002 file meta of a received object.
+
+    Encoded here directly (explicit VR little endian, the same bytes as pydicom's ``write_file_meta_info``),
+    which costs a fraction of building a ``FileMetaDataset`` per object.
     """
     if not (sop_class.isascii() and sop_instance.isascii() and ts.isascii() and calling.isascii()):
-        return _file_bytes_pydicom(sop_class, sop_instance, ts, calling, fragments)
+        return _file_bytes_pydicom(sop_class, sop_instance, ts, calling, [])
     body = b"".join(
         (
             struct.pack("<HH", 0x0002, 0x0001) + b"OB\x00\x00" + struct.pack("<L", 2) + b"\x00\x01",
@@ -374,7 +433,7 @@ def _file_bytes(sop_class: str, sop_instance: str, ts: str, calling: str, fragme
         )
     )
     group_length = struct.pack("<HH", 0x0002, 0x0000) + b"UL" + struct.pack("<HL", 4, len(body))
-    return b"".join((b"\x00" * 128, b"DICM", group_length, body, *fragments))
+    return b"".join((b"\x00" * 128, b"DICM", group_length, body))
 
 
 def _file_bytes_pydicom(sop_class: str, sop_instance: str, ts: str, calling: str, fragments: list[memoryview]) -> bytes:
@@ -408,7 +467,7 @@ class UpperLayerServer:
         self,
         address: tuple[str, int],
         config: AcceptorConfig,
-        handler: StoreHandler,
+        handler: StoreHandler | StreamingStoreHandler,
         *,
         ssl_context: ssl.SSLContext | None = None,
         max_associations: int = 10,

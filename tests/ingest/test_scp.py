@@ -76,6 +76,7 @@ def test_storescu_every_transfer_syntax_is_indexed_as_sent(
             assert stored.PixelData == original.PixelData, f.name
         assert stored.SOPInstanceUID == original.SOPInstanceUID
     assert scp.receiver.counts[Outcome.STORED] == len(distinct_files)
+    scp.stop()  # spare temporary files exist while it serves; none is left once it stops
     assert not list(Path(scp.settings.storage.store_dir).rglob(".tmp-*"))
 
 
