@@ -9,6 +9,7 @@ amplitudes and polarities vary across leads like in a real 12-lead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -243,8 +244,8 @@ class CardiacTruth:
 def synth_cardiac(
     rng: np.random.Generator,
     *,
-    qrs_s: list[float] | FloatArray,
-    atrial_s: list[float] | FloatArray = (),
+    qrs_s: Sequence[float] | FloatArray,
+    atrial_s: Sequence[float] | FloatArray = (),
     atrial_kind: str = "p",
     duration_s: float = 10.0,
     fs: float = 500.0,

@@ -1,0 +1,248 @@
+"""Rhythm statements on heart-vector synthetic ECGs: 2:1 conduction, rhythms without P waves, and look-alikes.
+
+The signals come from ``_synth.synth_cardiac``: P, QRS, T and U waves are heart
+vectors projected on the leads, so a T or U wave has a lead pattern correlated
+with the P wave's like in a real ECG - the hard case for a detector that looks
+for a "second P wave" - and flutter is one continuous sawtooth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.codes import SCT, Code
+from core.records import EcgRecord, Finding, PriorityLevel
+from ecg.analysis import EcgAnalysis, analyze
+from ecg.rules import RuleInput, interpret
+from ecg.signal.atrial import AtrialActivity, HalfRRWave
+from ecg.signal.measurements import GlobalMeasurements
+from tests.ecg._load import LUDB_1, MITDB_100, load_dicom, load_wfdb
+from tests.ecg._synth import LEADS_12, av_block_2to1, escape, flutter_2to1, sinus, synth_cardiac
+from tests.ecg.test_interpretation import NORMAL_G, _amps
+
+#: The statements that name the rhythm itself (one at most per record).
+RHYTHMS = {
+    SCT.SINUS_RHYTHM,
+    SCT.SINUS_BRADYCARDIA,
+    SCT.SINUS_TACHYCARDIA,
+    SCT.ATRIAL_FIBRILLATION,
+    SCT.ATRIAL_FLUTTER,
+    SCT.JUNCTIONAL_RHYTHM,
+    SCT.ACCELERATED_JUNCTIONAL_RHYTHM,
+    SCT.SUPRAVENTRICULAR_TACHYCARDIA,
+    SCT.IDIOVENTRICULAR_RHYTHM,
+    SCT.PACED_RHYTHM,
+}
+SINUS = {SCT.SINUS_RHYTHM, SCT.SINUS_BRADYCARDIA, SCT.SINUS_TACHYCARDIA}
+NO_P = {
+    SCT.JUNCTIONAL_RHYTHM,
+    SCT.ACCELERATED_JUNCTIONAL_RHYTHM,
+    SCT.SUPRAVENTRICULAR_TACHYCARDIA,
+    SCT.IDIOVENTRICULAR_RHYTHM,
+}
+
+
+def _analyze(x: np.ndarray) -> EcgAnalysis:
+    return analyze(EcgRecord(x.astype(np.float32), LEADS_12[: x.shape[0]], 500.0, "synthetic"))
+
+
+def _codes(a: EcgAnalysis) -> set[Code | None]:
+    return {s.concept for s in a.statements}
+
+
+def _one(a: EcgAnalysis, code: Code) -> Finding:
+    found = [s for s in a.statements if s.concept == code]
+    assert len(found) == 1, [s.text for s in a.statements]
+    return found[0]
+
+
+# ----------------------------------------------------------------- 2:1 AV block
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_2to1_av_block_atrial_80_ventricular_40_is_stat_with_the_sinus_rate(seed: int) -> None:
+    a = _analyze(av_block_2to1(np.random.default_rng(seed), 80.0, pr_ms=180.0)[0])
+    block = _one(a, SCT.SECOND_DEGREE_AV_BLOCK)
+    assert block.text == "2:1 AV block" and block.critical
+    assert a.priority.level is PriorityLevel.STAT and "2:1 AV block" in (a.priority.reason or "")
+    assert any("80/min" in c for c in block.criteria)
+    # the atria are in sinus rhythm at 80/min: not "sinus bradycardia" at the ventricular 40/min
+    assert _codes(a) & RHYTHMS == {SCT.SINUS_RHYTHM}
+    assert SCT.FIRST_DEGREE_AV_BLOCK not in _codes(a)
+
+
+def test_2to1_av_block_with_the_blocked_p_at_the_end_of_the_t_wave() -> None:
+    a = _analyze(av_block_2to1(np.random.default_rng(4), 90.0, pr_ms=240.0)[0])
+    assert _one(a, SCT.SECOND_DEGREE_AV_BLOCK).critical
+
+
+def test_2to1_av_block_on_two_monitoring_leads() -> None:
+    x, _ = av_block_2to1(np.random.default_rng(5), 76.0, leads=("MLII", "V5"))
+    a = analyze(EcgRecord(x.astype(np.float32), ("MLII", "V5"), 500.0, "synthetic"))
+    assert _one(a, SCT.SECOND_DEGREE_AV_BLOCK).text == "2:1 AV block"
+
+
+def test_complete_heart_block_stays_critical_and_gets_no_escape_rhythm_statement() -> None:
+    rng = np.random.default_rng(6)
+    x, _ = synth_cardiac(rng, atrial_s=np.arange(0.2, 9.3, 0.7), qrs_s=np.arange(0.5, 9.2, 1.5), qrs_ms=130.0)
+    a = _analyze(x)
+    assert _one(a, SCT.COMPLETE_AV_BLOCK).critical
+    assert not _codes(a) & (NO_P | SINUS)
+
+
+# ----------------------------------------------------------------- rhythms without P waves
+
+
+@pytest.mark.parametrize(
+    ("hr", "wide", "code", "critical"),
+    [
+        (50.0, False, SCT.JUNCTIONAL_RHYTHM, False),
+        (80.0, False, SCT.ACCELERATED_JUNCTIONAL_RHYTHM, False),
+        (170.0, False, SCT.SUPRAVENTRICULAR_TACHYCARDIA, True),
+        (130.0, False, SCT.SUPRAVENTRICULAR_TACHYCARDIA, False),
+        (35.0, True, SCT.IDIOVENTRICULAR_RHYTHM, True),
+    ],
+)
+def test_regular_rhythm_without_p_waves(hr: float, wide: bool, code: Code, critical: bool) -> None:
+    a = _analyze(escape(np.random.default_rng(int(hr)), hr, wide=wide)[0])
+    f = _one(a, code)
+    assert f.critical is critical
+    assert any("no P wave" in c for c in f.criteria)
+    assert _codes(a) & RHYTHMS == {code}
+
+
+def test_wide_qrs_rhythm_without_p_at_70_gets_no_rhythm_statement() -> None:
+    """Junctional with bundle branch block or accelerated idioventricular: not told apart, so not named."""
+    a = _analyze(escape(np.random.default_rng(11), 70.0, wide=True)[0])
+    assert not _codes(a) & RHYTHMS
+
+
+# ----------------------------------------------------------------- 2:1 flutter and the look-alikes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_2to1_flutter_at_150_is_never_called_sinus_or_junctional(seed: int) -> None:
+    a = _analyze(flutter_2to1(np.random.default_rng(seed), 300.0)[0])
+    rhythm = _codes(a) & RHYTHMS
+    assert rhythm <= {SCT.ATRIAL_FLUTTER, SCT.SUPRAVENTRICULAR_TACHYCARDIA}
+    assert SCT.SECOND_DEGREE_AV_BLOCK not in _codes(a)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sinus_tachycardia_150_is_not_flutter_svt_or_block(seed: int) -> None:
+    a = _analyze(sinus(np.random.default_rng(seed), 150.0, pr_ms=130.0)[0])
+    assert _codes(a) & RHYTHMS <= {SCT.SINUS_TACHYCARDIA}  # the P fused with the T: say sinus or nothing
+    assert not _codes(a) & {SCT.SECOND_DEGREE_AV_BLOCK, SCT.COMPLETE_AV_BLOCK}
+
+
+@pytest.mark.parametrize(
+    ("hr", "kw", "code"),
+    [
+        (120.0, {"pr_ms": 140.0}, SCT.SINUS_TACHYCARDIA),
+        (70.0, {"t_mv": 1.0}, SCT.SINUS_RHYTHM),  # tall T exactly half an RR from the P
+        (60.0, {"u_mv": 0.12}, SCT.SINUS_RHYTHM),
+        (45.0, {"u_mv": 0.12}, SCT.SINUS_BRADYCARDIA),  # U wave half an RR from the P
+        (40.0, {"t_mv": 0.8}, SCT.SINUS_BRADYCARDIA),
+        (50.0, {"pr_ms": 280.0}, SCT.SINUS_BRADYCARDIA),
+    ],
+)
+def test_sinus_look_alikes_keep_their_sinus_statement(hr: float, kw: dict[str, float], code: Code) -> None:
+    for seed in (1, 2):
+        a = _analyze(sinus(np.random.default_rng(seed), hr, **kw)[0])
+        assert _codes(a) & RHYTHMS == {code}, [s.text for s in a.statements]
+        assert not _codes(a) & {SCT.SECOND_DEGREE_AV_BLOCK, SCT.COMPLETE_AV_BLOCK}
+        assert (SCT.FIRST_DEGREE_AV_BLOCK in _codes(a)) is (kw.get("pr_ms", 160.0) > 200.0)
+
+
+# ----------------------------------------------------------------- the rules on constructed inputs
+
+
+def _ri(g: GlobalMeasurements, atrial: AtrialActivity, rr_s: float = 1.5) -> RuleInput:
+    n = 7
+    beats = (np.arange(n) * rr_s * 500).astype(np.int64) + 200
+    return RuleInput(
+        fs=500.0, duration_s=10.0, beats=beats, labels=np.array(["N"] * n), g=g, amps=_amps(),
+        atrial=atrial, twelve_lead=True, patient=None,
+    )  # fmt: skip
+
+
+BRADY_G = replace(NORMAL_G, hr_bpm=40.0, rr_ms=1500.0)
+QUIET = AtrialActivity(None, 0.0, 0.005, np.zeros(0, dtype=np.int64), diastolic_wave_mv=0.005)
+
+
+@pytest.mark.parametrize(
+    ("wave", "block"),
+    [
+        (HalfRRWave(0.95, 0.9, 620.0, 2.0), True),
+        (HalfRRWave(0.95, 0.9, 300.0, 0.1), False),  # at the T peak: it is the T wave
+        (HalfRRWave(0.95, 0.9, 620.0, None), False),  # no T wave found: cannot tell
+        (HalfRRWave(0.80, 0.9, 620.0, 2.0), False),  # not the same atrial vector
+        (HalfRRWave(0.95, 3.0, 620.0, 2.0), False),  # far larger than the P wave
+        (HalfRRWave(0.95, 0.9, 620.0, 2.0, from_p_wave=False), False),  # no conducted P wave to compare
+    ],
+)
+def test_2to1_block_criteria(wave: HalfRRWave, block: bool) -> None:
+    out = interpret(_ri(BRADY_G, replace(QUIET, half_rr_wave=wave)))
+    assert (SCT.SECOND_DEGREE_AV_BLOCK in {f.concept for f in out}) is block
+
+
+def test_no_p_needs_a_quiet_diastole() -> None:
+    g = replace(NORMAL_G, hr_bpm=50.0, rr_ms=1200.0, pr_ms=None, p_axis_deg=None)
+    assert SCT.JUNCTIONAL_RHYTHM in {f.concept for f in interpret(_ri(g, QUIET, 1.2))}
+    for atrial in (replace(QUIET, diastolic_wave_mv=0.05), replace(QUIET, diastolic_wave_mv=None), None):
+        out = (
+            interpret(_ri(g, atrial, 1.2))
+            if atrial is not None
+            else interpret(replace(_ri(g, QUIET, 1.2), atrial=None))
+        )
+        assert not {f.concept for f in out} & RHYTHMS  # a hump in diastole or nothing measured: say nothing
+
+
+# ----------------------------------------------------------------- properties
+
+
+@settings(max_examples=12)
+@given(
+    kind=st.sampled_from(["sinus", "junctional", "wide", "block", "flutter"]),
+    rate=st.floats(35.0, 180.0),
+    noise=st.floats(0.0, 0.05),
+    seed=st.integers(0, 2**16),
+)
+def test_rhythm_rules_never_crash_or_contradict(kind: str, rate: float, noise: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    if kind == "sinus":
+        x, _ = sinus(rng, rate, noise_mv=noise)
+    elif kind == "block":
+        x, _ = av_block_2to1(rng, min(2 * rate, 180.0), noise_mv=noise)
+    elif kind == "flutter":
+        x, _ = flutter_2to1(rng, float(np.clip(2 * rate, 240.0, 340.0)), noise_mv=noise)
+    else:
+        x, _ = escape(rng, rate, wide=kind == "wide", noise_mv=noise)
+    codes = _codes(_analyze(x))
+    assert len(codes & RHYTHMS) <= 1
+    assert not (codes & SINUS and codes & NO_P)
+    if codes & NO_P:
+        assert not codes & {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK, SCT.PREMATURE_ATRIAL_COMPLEX}
+
+
+# ----------------------------------------------------------------- real records keep their rhythm
+
+
+@pytest.mark.parametrize(
+    ("load", "code"),
+    [
+        (lambda: load_wfdb(LUDB_1), SCT.SINUS_BRADYCARDIA),  # 45/min with T and U waves: no 2:1 block
+        (lambda: load_wfdb(MITDB_100, sampto=360 * 60), SCT.SINUS_RHYTHM),
+        (load_dicom, SCT.SINUS_RHYTHM),
+    ],
+)
+def test_real_sinus_records_keep_their_rhythm(load: Callable[[], EcgRecord], code: Code) -> None:
+    a = analyze(load())
+    assert _codes(a) & RHYTHMS == {code}
+    assert not _codes(a) & {SCT.SECOND_DEGREE_AV_BLOCK, SCT.COMPLETE_AV_BLOCK}
