@@ -45,6 +45,27 @@ QRS_QUIET_S = 0.010
 P_MIN_MV = 0.03
 P_MIN_SNR = 3.0
 VELOCITY_LOWPASS_HZ = 50.0
+#: Per-lead QRS boundaries: low-pass of the slope, lobe significance and boundary fractions of the lead's
+#: own slopes, the noise floor (multiple of the lead's slope noise) and the SNR a lead needs to count.
+LEAD_LOWPASS_HZ = 120.0
+LEAD_LOBE_FRACTION = 0.15
+LEAD_ON_FRACTION = 0.08
+LEAD_OFF_FRACTION = 0.12
+LEAD_NOISE_FACTOR = 8.0
+LEAD_LOBE_SNR = 10.0
+LEAD_KNEE_FRACTION = 0.25
+LEAD_ON_KNEE = False
+LEAD_ON_MAX_FRACTION = 0.0
+LEAD_OFF_MAX_FRACTION = 0.03
+LEAD_MIN_SNR = 8.0
+#: Per-lead T end: a lead's T must reach this fraction of its QRS amplitude and this multiple of its noise.
+LEAD_T_MIN_REL = 0.05
+LEAD_T_MIN_SNR = 5.0
+CONFIRM_T_S = 0.010
+LEAD_T_MAX_LATE_S = 0.05
+#: A global extreme must be confirmed by a second lead within this time.
+CONFIRM_QRS_S = 0.006
+CONFIRM_LEADS = 3
 WAVE_LOWPASS_HZ = 25.0
 
 
@@ -168,8 +189,114 @@ def _quiet_run(below: npt.NDArray[np.bool_], start: int, step: int, run: int) ->
     return None
 
 
-def qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int]:
-    """Global QRS onset and offset on the spatial velocity of the median beats."""
+def _lead_slopes(m: FloatArray, fs: float) -> tuple[FloatArray, FloatArray]:
+    """Per-lead |slope| (mV/ms) of the low-passed median beats and each lead's slope noise level.
+
+    The noise is the 10th percentile of the 20 ms moving RMS of the slope: the
+    quietest stretches of the beat (PR, ST, TP), which the median has already
+    cleaned of beat-to-beat noise.
+    """
+    sm = _lowpass(m, fs, LEAD_LOWPASS_HZ)
+    ad = np.abs(np.gradient(sm, axis=1)) * fs / 1000.0
+    w = max(2, int(0.02 * fs))
+    k = np.ones(w) / w
+    rms = np.sqrt(np.apply_along_axis(lambda v: np.convolve(v * v, k, mode="valid"), 1, ad))
+    return ad, np.asarray(np.percentile(rms, 10, axis=1), dtype=np.float64)
+
+
+def lead_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]]:
+    """QRS onset and offset in every lead, each with thresholds relative to that lead alone.
+
+    In each lead the QRS is the span of its significant slope lobes (local
+    maxima of |slope| above ``LEAD_LOBE_FRACTION`` of the lead's largest QRS
+    slope).  The onset is where |slope| falls, going back from the first lobe,
+    below ``LEAD_ON_FRACTION`` of that lobe's slope (or a noise floor) for
+    ``QRS_QUIET_S``; the offset likewise after the last lobe.  Being relative
+    to the lead's own slopes, the result does not depend on the lead's gain,
+    and a small early q or late terminal wave in a low-amplitude lead counts as
+    much as in a large one (Martinez et al. 2004, single lead; Laguna et al.
+    1994, multilead).  Returns (onsets, offsets, valid) per lead.
+    """
+    ad, noise = _lead_slopes(m, fs)
+    n_leads, n = ad.shape
+    half = int(0.07 * fs)
+    lo, hi = max(1, fiducial - half), min(n - 1, fiducial + half)
+    wlo, whi = max(1, fiducial - int(0.12 * fs)), min(n - 1, fiducial + int(0.18 * fs))
+    run = max(2, int(QRS_QUIET_S * fs))
+    ons = np.zeros(n_leads, dtype=np.int64)
+    offs = np.zeros(n_leads, dtype=np.int64)
+    valid = np.zeros(n_leads, dtype=bool)
+    for i in range(n_leads):
+        a = ad[i]
+        peak = float(a[lo:hi].max())
+        if peak <= LEAD_MIN_SNR * noise[i] or peak <= 0.0:
+            continue  # no QRS standing out of this lead's noise
+        seg = a[wlo:whi]
+        floor = LEAD_NOISE_FACTOR * noise[i]
+        lobe_min = max(LEAD_LOBE_FRACTION * peak, LEAD_LOBE_SNR * noise[i])
+        is_max = (seg[1:-1] >= seg[:-2]) & (seg[1:-1] > seg[2:]) & (seg[1:-1] > lobe_min)
+        lobes = wlo + 1 + np.flatnonzero(is_max)
+        # lobes must belong to this QRS: chained to the main one without a long quiet gap
+        main = lo + int(np.argmax(a[lo:hi]))
+        first, last = main, main
+        for j in lobes[::-1]:
+            if j < first and not np.any(
+                np.convolve(a[j:first] < LEAD_ON_FRACTION * peak, np.ones(run), "valid") >= run
+            ):
+                first = int(j)
+        for j in lobes:
+            if j > last and not np.any(
+                np.convolve(a[last:j] < LEAD_OFF_FRACTION * peak, np.ones(run), "valid") >= run
+            ):
+                last = int(j)
+        on_thr = max(LEAD_ON_FRACTION * a[first], LEAD_ON_MAX_FRACTION * peak, floor)
+        off_thr = max(LEAD_OFF_FRACTION * a[last], LEAD_OFF_MAX_FRACTION * peak, floor)
+        on = _quiet_run(a < on_thr, first, -1, run)
+        off = _quiet_run(a < off_thr, last, +1, run)
+        # a sloping ST segment never gets quiet: the knee (first minimum of |slope| well below the lobe)
+        if LEAD_ON_KNEE:
+            on = _first_minimum(a, first, -1, LEAD_KNEE_FRACTION * a[first], on)
+        off = _first_minimum(a, last, +1, LEAD_KNEE_FRACTION * a[last], off)
+        if on is None or off is None:
+            continue
+        ons[i], offs[i], valid[i] = on, off, True
+    return ons, offs, valid
+
+
+def _first_minimum(a: FloatArray, start: int, step: int, below: float, limit: int | None) -> int | None:
+    """First local minimum of ``a`` from ``start`` going by ``step`` with a value under ``below``, not beyond ``limit``."""
+    i = start + step
+    while 0 < i < a.size - 1:
+        if limit is not None and (i - limit) * step > 0:
+            return limit
+        if a[i] < below and a[i] <= a[i - 1] and a[i] <= a[i + 1]:
+            return i
+        i += step
+    return limit
+
+
+def robust_extreme(
+    values: IntArray, valid: npt.NDArray[np.bool_], *, latest: bool, within: int, leads: int = 2
+) -> int | None:
+    """Earliest (or latest) value that ``leads`` leads in all share within ``within`` samples, else None.
+
+    The cardiologists' global boundary is the earliest onset / latest offset in
+    any lead; a lone lead far outside the others is more often noise than an
+    early wave, so the extreme must be seen by more than one lead.  None (the
+    caller keeps its all-lead estimate) when too few valid leads agree.
+    """
+    v = np.sort(values[valid])
+    if latest:
+        v = v[::-1]
+    k = max(1, leads) - 1
+    if v.size <= k:
+        return None
+    ok = np.flatnonzero(np.abs(v[k:] - v[:-k] if k else np.zeros(v.size)) <= within)
+    return int(v[ok[0]]) if ok.size else None
+
+
+def spatial_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int, int]:
+    """QRS onset, offset and peak index on the spatial velocity (amplitude-weighted over leads)."""
     sv = spatial_velocity(m, fs)
     half = int(0.07 * fs)
     lo, hi = max(0, fiducial - half), min(sv.size, fiducial + half)
@@ -183,6 +310,24 @@ def qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int]:
     off = _quiet_run(sv < off_thr, peak_i, +1, run)
     on_i = on if on is not None else max(0, peak_i - int(0.06 * fs))
     off_i = off if off is not None else min(sv.size - 1, peak_i + int(0.08 * fs))
+    return int(on_i), int(off_i), peak_i
+
+
+def qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int]:
+    """Global QRS onset and offset: earliest/latest confirmed per-lead boundary, guarded by the spatial one.
+
+    The per-lead boundaries follow the cardiologists' convention and are
+    gain-invariant; the spatial velocity (which weights leads by amplitude)
+    keeps the result sane when few leads are valid.  The global span is the
+    union of both, capped to physiological widths.
+    """
+    s_on, s_off, peak_i = spatial_qrs_bounds(m, fs, fiducial)
+    ons, offs, valid = lead_qrs_bounds(m, fs, fiducial)
+    within = max(0, int(round(CONFIRM_QRS_S * fs)))
+    p_on = robust_extreme(ons, valid, latest=False, within=within, leads=CONFIRM_LEADS)
+    p_off = robust_extreme(offs, valid, latest=True, within=within, leads=CONFIRM_LEADS)
+    on_i = s_on if p_on is None else min(s_on, p_on)
+    off_i = s_off if p_off is None else max(s_off, p_off)
     # cap implausible widths (a very wide QRS is reported, an unbounded one is not)
     on_i = max(on_i, peak_i - int(0.12 * fs))
     off_i = min(off_i, peak_i + int(0.20 * fs))
@@ -209,8 +354,71 @@ def _isoelectric(m: FloatArray, fs: float, qrs_on: int) -> FloatArray:
     return np.asarray(m[:, a:b].mean(axis=1) if b > a else m[:, max(0, qrs_on - 1)], dtype=np.float64)
 
 
+def _t_end_on(
+    mag: FloatArray, fs: float, a: int, b: int, b_peak: int, c_max: int | None = None
+) -> tuple[int, int | None]:
+    """(T peak, T end) of a non-negative T-wave trace: trapezium from the steepest descent after the peak."""
+    tp = a + int(np.argmax(mag[a:b_peak]))
+    slope = np.gradient(mag)
+    c = min(b if c_max is None else c_max, tp + int(0.20 * fs))
+    if c <= tp + 1:
+        return tp, None
+    i_m = tp + int(np.argmin(slope[tp:c]))
+    i_r = min(b, i_m + int(0.15 * fs))
+    return tp, _trapezium(mag, i_m, i_r)
+
+
+def lead_t_ends(
+    m: FloatArray, fs: float, qrs_on: int, qrs_off: int, spatial_end: int | None = None
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """T end in every lead whose T wave stands out of that lead's own noise and QRS (gain-invariant).
+
+    Each lead's T (baseline-corrected, sign-folded so that its largest lobe is
+    positive) gets the trapezium end.  A lead counts when its T amplitude is at
+    least ``LEAD_T_MIN_REL`` of its own QRS amplitude and ``LEAD_T_MIN_SNR``
+    times the noise of its TP/ST stretch; a flat T has no measurable end.
+    With ``spatial_end`` (the T end of all leads together) a lead's T peak is
+    sought before it and its steepest descent within 50 ms after it, so that
+    the next beat's P wave at fast rates is not taken for a lead's T.
+    """
+    iso = _isoelectric(m, fs, qrs_on)
+    sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ)
+    n_leads, n = m.shape
+    a = qrs_off + int(0.06 * fs)
+    b = min(n - 1, qrs_on + int(0.68 * fs))
+    b_peak = min(b, qrs_on + int(0.45 * fs))
+    c_max = b
+    if spatial_end is not None:
+        b_peak = min(b_peak, spatial_end)
+        c_max = min(b, spatial_end + int(0.05 * fs))
+    ends = np.zeros(n_leads, dtype=np.int64)
+    valid = np.zeros(n_leads, dtype=bool)
+    if b - a < int(0.08 * fs) or b_peak <= a:
+        return ends, valid
+    w = max(2, int(0.02 * fs))
+    for i in range(n_leads):
+        y = sm[i]
+        k = a + int(np.argmax(np.abs(y[a:b_peak])))
+        amp = abs(float(y[k]))
+        qrs_amp = float(np.ptp(sm[i, qrs_on : qrs_off + 1])) if qrs_off > qrs_on else 0.0
+        raw = m[i] - iso[i]
+        noise = float(np.std(raw[max(0, b - 4 * w) : b] - y[max(0, b - 4 * w) : b])) if b > 4 * w else 0.0
+        if amp < LEAD_T_MIN_REL * qrs_amp or amp <= LEAD_T_MIN_SNR * noise or amp <= 0.0:
+            continue
+        _, te = _t_end_on(np.sign(y[k]) * y, fs, a, b, b_peak, c_max)
+        if te is not None:
+            ends[i], valid[i] = te, True
+    return ends, valid
+
+
 def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int | None, int | None]:
-    """(T peak, T end) on the spatial magnitude of the baseline-corrected median beats."""
+    """(T peak, T end): the latest confirmed per-lead T end, guarded by the spatial-magnitude T end.
+
+    The spatial magnitude (Zhang's trapezium on the root-sum-square of the
+    baseline-corrected leads) decides whether there is a T wave at all and
+    gives the peak; the global end is the later of its end and the latest
+    per-lead end that a second lead confirms within ``CONFIRM_T_S``.
+    """
     iso = _isoelectric(m, fs, qrs_on)
     sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ)
     mag = np.sqrt((sm * sm).sum(axis=0))
@@ -220,16 +428,15 @@ def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int
         return None, None
     # T peak: largest magnitude in the early part of the window (T rarely peaks > 450 ms after QRS onset)
     b_peak = min(b, qrs_on + int(0.45 * fs))
-    tp = a + int(np.argmax(mag[a:b_peak]))
-    if mag[tp] < 0.03:
-        return None, None
-    slope = np.gradient(mag)
-    c = min(b, tp + int(0.20 * fs))
-    if c <= tp + 1:
-        return tp, None
-    i_m = tp + int(np.argmin(slope[tp:c]))
-    i_r = min(b, i_m + int(0.15 * fs))
-    return tp, _trapezium(mag, i_m, i_r)
+    tp, te = _t_end_on(mag, fs, a, b, b_peak)
+    if mag[tp] < 0.03 or te is None:
+        return (tp if mag[tp] >= 0.03 else None), None
+    ends, valid = lead_t_ends(m, fs, qrs_on, qrs_off, te)
+    # a lead ending far after all leads together is following something else (next P, U wave, drift)
+    valid &= ends <= te + int(LEAD_T_MAX_LATE_S * fs)
+    within_t = max(0, int(round(CONFIRM_T_S * fs)))
+    late = robust_extreme(ends, valid, latest=True, within=within_t, leads=CONFIRM_LEADS)
+    return tp, te if late is None else max(te, late)
 
 
 def p_wave(
