@@ -1,0 +1,159 @@
+"""The receiver fed in pieces (as the fast SCP engine feeds it): same outcome as whole, nothing half-kept."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pydicom
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.config import Settings
+from ingest.filestore import FileStore, content_offset, content_sha256
+from ingest.receive import Outcome, Received, Receiver
+from store.db import Database
+from tests.ingest.conftest import BAD_FILES, DATA, make_settings
+
+CT = DATA / "net" / "CT_small.dcm"  # 39 KB: headers parsed from the first pieces while the rest arrives
+TRUNCATED = next(f for f in BAD_FILES if f.name == "MR_truncated.dcm")
+
+
+def _receiver(tmp: Path) -> tuple[Receiver, Database, Settings]:
+    s = make_settings(tmp)
+    db = Database.from_settings(s)
+    store = FileStore(s.storage.store_dir, fsync=s.storage.fsync)
+    return Receiver(store, db, s.storage.quarantine_dir), db, s
+
+
+def _feed(receiver: Receiver, data: bytes, cuts: list[int], uid: str | None = None) -> Received:
+    head = content_offset(data)
+    incoming = receiver.begin(data[:head], source="scp:TEST", expected_sop_instance_uid=uid)
+    body = memoryview(bytearray(data[head:]))
+    edges = [0, *sorted({c % (len(body) + 1) for c in cuts}), len(body)]
+    for a, b in itertools.pairwise(edges):
+        incoming.add(body[a:b])
+    return incoming.finish()
+
+
+def _leftovers(store: Path) -> list[Path]:
+    return [p for p in (store / ".tmp").iterdir()]
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(0, 1 << 16), max_size=12))
+def test_any_split_stores_the_same_bytes_and_digest(tmp_path_factory: pytest.TempPathFactory, cuts: list[int]) -> None:
+    tmp = tmp_path_factory.mktemp("split")
+    receiver, db, s = _receiver(tmp)
+    data = CT.read_bytes()
+    try:
+        received = _feed(receiver, data, cuts)
+        assert received.outcome is Outcome.STORED, received.reason
+        assert received.path is not None and received.path.read_bytes() == data
+        with db.session(readonly=True) as session:
+            from store.schema import InstanceRow
+
+            row = session.query(InstanceRow).one()
+            assert row.sha256 == content_sha256(data) and row.size_bytes == len(data)
+        assert not _leftovers(s.storage.store_dir)
+    finally:
+        db.dispose()
+
+
+def test_headers_from_the_first_pieces_match_the_whole_parse(tmp_path: Path) -> None:
+    """Pieces of 4 KiB: the headers are parsed at 8 KiB, long before the end, and index exactly as a whole parse."""
+    data = CT.read_bytes()
+    whole_receiver, whole_db, _ = _receiver(tmp_path / "whole")
+    streamed_receiver, streamed_db, _ = _receiver(tmp_path / "streamed")
+    try:
+        whole_receiver.receive(data, source="scp:TEST")
+        head = content_offset(data)
+        incoming = streamed_receiver.begin(data[:head], source="scp:TEST")
+        for k in range(head, len(data), 4096):
+            incoming.add(data[k : k + 4096])
+            if k - head >= 8192:
+                assert incoming._header is not None  # parsed while the rest was still arriving
+        assert incoming.finish().outcome is Outcome.STORED
+        rows = []
+        for db in (whole_db, streamed_db):
+            with db.session(readonly=True) as session:
+                from store.schema import InstanceRow, SeriesRow, StudyRow
+
+                i, se, st_ = (
+                    session.query(InstanceRow, SeriesRow, StudyRow)
+                    .filter(InstanceRow.series_id == SeriesRow.id, SeriesRow.study_id == StudyRow.id)
+                    .one()
+                )
+                rows.append(
+                    (i.sop_instance_uid, i.sha256, i.rows, i.columns, i.transfer_syntax_uid, se.modality,
+                     st_.study_instance_uid, st_.content_version, st_.accession_number)
+                )  # fmt: skip
+        assert rows[0] == rows[1]
+    finally:
+        whole_db.dispose()
+        streamed_db.dispose()
+
+
+@pytest.mark.parametrize("piece", [512, 4096, 1 << 20])
+def test_truncated_pixel_data_is_rejected_with_the_lengths(tmp_path: Path, piece: int) -> None:
+    receiver, db, s = _receiver(tmp_path)
+    data = TRUNCATED.read_bytes()
+    try:
+        received = _feed(receiver, data, list(range(piece, len(data), piece)))
+        assert received.outcome is Outcome.REJECTED
+        assert received.reason is not None and "truncated" in received.reason and "(7FE0,0010)" in received.reason
+        assert received.path is not None and received.path.read_bytes() == data  # kept aside for review
+        assert not list(Path(s.storage.store_dir).rglob("*.dcm")) and not _leftovers(s.storage.store_dir)
+    finally:
+        db.dispose()
+
+
+def test_mismatched_uid_from_the_request_is_rejected(tmp_path: Path) -> None:
+    receiver, db, s = _receiver(tmp_path)
+    try:
+        received = _feed(receiver, CT.read_bytes(), [9000, 20000], uid="1.2.3.4")
+        assert received.outcome is Outcome.REJECTED and "Affected SOP Instance UID 1.2.3.4" in (received.reason or "")
+        assert not _leftovers(s.storage.store_dir)
+    finally:
+        db.dispose()
+
+
+def test_abort_midway_keeps_nothing(tmp_path: Path) -> None:
+    receiver, db, s = _receiver(tmp_path)
+    data = CT.read_bytes()
+    head = content_offset(data)
+    try:
+        incoming = receiver.begin(data[:head], source="scp:TEST")
+        for k in range(head, head + 300_000, 65536):  # enough to be written to a temporary file
+            incoming.add(data[k : k + 65536] or b"\0" * 65536)
+        assert _leftovers(s.storage.store_dir)  # it streamed to disk while arriving
+        incoming.abort()
+        assert not _leftovers(s.storage.store_dir)
+        with db.session(readonly=True) as session:
+            from store.schema import InstanceRow
+
+            assert session.query(InstanceRow).count() == 0
+    finally:
+        db.dispose()
+
+
+def test_spares_are_used_and_removed_on_close(tmp_path: Path) -> None:
+    receiver, db, s = _receiver(tmp_path)
+    store = receiver.store
+    store.keep_spares(4)
+    try:
+        ds = pydicom.dcmread(CT)
+        for i in range(10):
+            ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{i + 1}"
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            from io import BytesIO
+
+            buf = BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            assert receiver.receive(buf.getvalue(), source="scp:TEST").outcome is Outcome.STORED
+    finally:
+        store.close()
+        db.dispose()
+    assert len(list(Path(s.storage.store_dir).rglob("*.dcm"))) == 10
+    assert not _leftovers(s.storage.store_dir)  # spares removed, used names unlinked
