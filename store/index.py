@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, select, update
+from sqlalchemy import Table, and_, bindparam, event, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -282,6 +283,38 @@ class _StudyState:
     last_received_at: datetime
 
 
+#: Committed entries of the per-transaction caches, shared by the sessions of one engine (one per process):
+#: a receiver indexing one object per transaction reads its study and series once, not once per object.
+#: Entries are published only after a commit (a rolled-back row is never cached); rows are never deleted and a
+#: series never changes study, and the study's cached state is checked by the conditional UPDATE as above.
+_SHARED: weakref.WeakKeyDictionary[Any, tuple[dict[str, _StudyState], dict[str, tuple[int, int]]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHARED_MAX = 10_000  #: entries kept per map; a full map is cleared (a cache miss costs two SELECTs)
+
+
+def _shared(session: Session) -> tuple[dict[str, _StudyState], dict[str, tuple[int, int]]]:
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    entry = _SHARED.get(engine)
+    if entry is None:
+        entry = _SHARED.setdefault(engine, ({}, {}))
+    return entry
+
+
+@event.listens_for(Session, "after_commit")
+def _publish(session: Session) -> None:
+    entry = session.info.get(_CACHE_KEY)
+    if entry is None or entry[0] is None:
+        return
+    studies, series_ids = _shared(session)
+    for shared, local in ((studies, entry[1]), (series_ids, entry[2])):
+        if len(shared) + len(local) > _SHARED_MAX:
+            shared.clear()
+        shared.update(local)
+    session.info.pop(_CACHE_KEY, None)
+
+
 def _cache(session: Session) -> tuple[dict[str, _StudyState], dict[str, tuple[int, int]]]:
     txn = session.get_transaction()
     entry = session.info.get(_CACHE_KEY)
@@ -445,10 +478,15 @@ def _add_instance(
         return _record_conflict_core(session, existing.sha256, instance, received_at)
 
     studies, series_ids = _cache(session)
+    shared_studies, shared_series = _shared(session)
     state = studies.get(study.study_instance_uid)
     if state is None:
-        state = _locked_study(session, study, received_at)
-    cached_series = series_ids.get(series.series_instance_uid)
+        known = shared_studies.get(study.study_instance_uid)
+        if known is not None:  # a copy: this transaction's changes are published only when it commits
+            state = _StudyState(known.id, known.content_version, known.last_received_at)
+        else:
+            state = _locked_study(session, study, received_at)
+    cached_series = series_ids.get(series.series_instance_uid) or shared_series.get(series.series_instance_uid)
     if cached_series is not None and cached_series[1] == state.id:
         series_id = cached_series[0]
     else:

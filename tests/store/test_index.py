@@ -122,6 +122,33 @@ def test_content_version_independent_of_arrival_order(tmp_path):
     assert versions[0] == versions[1]
 
 
+def test_cached_study_state_survives_writers_on_other_engines_and_rollbacks(db):
+    """The process-wide study/series cache: stale after another engine wrote, never fed by a rolled-back unit."""
+    other = Database(db.url.render_as_string(hide_password=False))
+    try:
+        for n in range(1, 9):  # alternate writers: each one's cached content version is stale every other time
+            _add(db if n % 2 else other, n, at=T0 + timedelta(seconds=n))
+        with pytest.raises(RuntimeError), db.session() as s:
+            study2 = make_study(uid=STUDY_UID + ".99")
+            series2 = make_series(uid=STUDY_UID + ".99.1", study_uid=study2.study_instance_uid)
+            index.add_instance(
+                s, study=study2, series=series2, instance=make_instance(
+                    50, study_uid=study2.study_instance_uid, series_uid=series2.series_instance_uid
+                ), received_at=T0,
+            )  # fmt: skip
+            raise RuntimeError("the unit of work fails after indexing")
+        # the rolled-back study and series were not cached: indexing them again creates them
+        assert _add(db, 51, study=study2, series=series2) is IndexResult.NEW
+        with db.session() as s:
+            assert index.content_version(s, STUDY_UID) == index.recompute_content_version(s, STUDY_UID)
+            assert index.content_version(s, study2.study_instance_uid) == index.recompute_content_version(
+                s, study2.study_instance_uid
+            )
+            assert s.scalar(select(func.count(InstanceRow.id))) == 9
+    finally:
+        other.dispose()
+
+
 def test_content_version_unknown_study_names_uid(db):
     with db.session() as s, pytest.raises(StoreError, match=r"study 1\.2\.3 is not in the index"):
         index.content_version(s, "1.2.3")
