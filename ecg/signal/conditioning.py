@@ -23,7 +23,7 @@ import numpy.typing as npt
 from scipy import signal as sps
 
 from core.errors import EcgError
-from ecg.signal.filters import butter_sos
+from ecg.signal.filters import butter_sos, sosfiltfilt
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -218,7 +218,7 @@ def bandlimit(x: FloatArray, fs: float, highpass_hz: float, lowpass_hz: float) -
         sos = butter_sos(2, highpass_hz, "highpass", fs)
     else:
         return np.asarray(out, dtype=np.float64)
-    out = sps.sosfiltfilt(sos, out, axis=1, padlen=pad)
+    out = sosfiltfilt(sos, out, padlen=pad)
     return np.asarray(out, dtype=np.float64)
 
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
-from ecg.signal.filters import butter_sos
+from ecg.signal.filters import butter_sos, sosfiltfilt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -58,7 +58,7 @@ def envelopes_many(x: FloatArray, fs: float, usable: npt.NDArray[np.bool_]) -> t
     """
     n_rec, n_leads, n = x.shape
     sos = butter_sos(2, BAND_HZ, "bandpass", fs)
-    bp = sps.sosfiltfilt(sos, x.reshape(n_rec * n_leads, n), axis=1)
+    bp = sosfiltfilt(sos, x.reshape(n_rec * n_leads, n))
     d = np.gradient(bp, axis=1) * fs / 1000.0  # mV/ms
     e = uniform_filter1d(d * d, size=max(1, int(INTEGRATION_S * fs)), axis=1, mode="nearest")
     block = int(2 * fs)

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
 
-from ecg.signal.filters import butter_sos
+from ecg.signal.filters import butter_sos, sosfiltfilt
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -107,7 +106,7 @@ def assess_leads_many(
     lf_ptps = ptps.copy()
     if fs > 100:
         hf_sos = butter_sos(2, 40.0, "highpass", fs)
-        hf = sps.sosfiltfilt(hf_sos, c_all, axis=1)
+        hf = sosfiltfilt(hf_sos, c_all)
         # robust sigma of the HF part: the median ignores the short QRS bursts
         noises = 1.4826 * np.median(np.abs(hf), axis=1)
         l_lo, l_hi = np.percentile(c_all - hf, [0.5, 99.5], axis=1)
