@@ -66,6 +66,8 @@ LEAD_T_MAX_LATE_S = 0.05
 #: A global extreme must be confirmed by a second lead within this time.
 CONFIRM_QRS_S = 0.006
 CONFIRM_LEADS = 3
+NORMALISE_SPATIAL = True
+NORMALISE_MIN_SNR = 20.0
 WAVE_LOWPASS_HZ = 25.0
 
 
@@ -245,9 +247,7 @@ def lead_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[IntArray, 
             ):
                 first = int(j)
         for j in lobes:
-            if j > last and not np.any(
-                np.convolve(a[last:j] < LEAD_OFF_FRACTION * peak, np.ones(run), "valid") >= run
-            ):
+            if j > last and not np.any(np.convolve(a[last:j] < LEAD_OFF_FRACTION * peak, np.ones(run), "valid") >= run):
                 last = int(j)
         on_thr = max(LEAD_ON_FRACTION * a[first], LEAD_ON_MAX_FRACTION * peak, floor)
         off_thr = max(LEAD_OFF_FRACTION * a[last], LEAD_OFF_MAX_FRACTION * peak, floor)
@@ -295,8 +295,29 @@ def robust_extreme(
     return int(v[ok[0]]) if ok.size else None
 
 
+def _normalised(m: FloatArray, fs: float, fiducial: int) -> FloatArray:
+    """Leads scaled to a common peak QRS slope, so that the all-lead (spatial) estimates are gain-invariant.
+
+    A lead's scale is its largest QRS slope, but at least ``NORMALISE_MIN_SNR``
+    times its own slope noise: a lead that sees the QRS edge-on (isoelectric
+    complex) is not blown up into pure noise.  Both terms scale with the
+    lead's gain, so the result does not depend on it; the common level is the
+    median lead's, which keeps millivolt-like units for the absolute checks.
+    """
+    ad, noise = _lead_slopes(m, fs)
+    half = int(0.07 * fs)
+    lo, hi = max(0, fiducial - half), min(m.shape[1], fiducial + half)
+    peak = ad[:, lo:hi].max(axis=1)
+    scale = np.maximum(peak, NORMALISE_MIN_SNR * noise)
+    ok = scale > 0
+    if not ok.any():
+        return m
+    scale = np.where(ok, scale, 1.0)
+    return np.asarray(m / scale[:, None] * float(np.median(scale[ok])))
+
+
 def spatial_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int, int]:
-    """QRS onset, offset and peak index on the spatial velocity (amplitude-weighted over leads)."""
+    """QRS onset, offset and peak index on the spatial velocity (see ``delineate`` for the lead weights)."""
     sv = spatial_velocity(m, fs)
     half = int(0.07 * fs)
     lo, hi = max(0, fiducial - half), min(sv.size, fiducial + half)
@@ -493,6 +514,8 @@ def delineate(
 ) -> Fiducials:
     """Global fiducials of the median beats over the usable leads."""
     m = mb.beats if usable is None or not np.any(usable) else mb.beats[np.asarray(usable, dtype=bool)]
+    if NORMALISE_SPATIAL:
+        m = _normalised(m, mb.fs, mb.fiducial)
     qon, qoff = qrs_bounds(m, mb.fs, mb.fiducial)
     tp, toff = t_wave_end(m, mb.fs, qon, qoff)
     pon, ppk, poff = p_wave(m, mb.fs, qon, rr_samples, toff)
