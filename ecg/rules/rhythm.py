@@ -266,7 +266,7 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
             "2:1 AV block: the level of block (nodal or infranodal) cannot be told from the surface ECG",
         ]
         out.append(finding(SCT.SECOND_DEGREE_AV_BLOCK, crit, hr_m + pr_m, critical=True, text="2:1 AV block"))
-    elif p_present and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
+    elif p_present and not flutter and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
         out.append(finding(SCT.FIRST_DEGREE_AV_BLOCK, [f"PR {g.pr_ms:.0f} ms > 200 ms, every P conducted"], pr_m))
     out += av
     return out

@@ -192,6 +192,20 @@ def test_2to1_block_criteria(wave: HalfRRWave, block: bool) -> None:
     assert (SCT.SECOND_DEGREE_AV_BLOCK in {f.concept for f in out}) is block
 
 
+@pytest.mark.parametrize("from_p_wave", [True, False])
+def test_2to1_flutter_criteria(from_p_wave: bool) -> None:
+    """Atrial waves at twice a regular 150/min: flutter with 2:1 conduction, STAT, nothing P-based beside it."""
+    g = replace(NORMAL_G, hr_bpm=150.0, rr_ms=400.0, pr_ms=240.0)
+    wave = HalfRRWave(0.92, 1.1, 150.0, -0.5, from_p_wave)
+    out = interpret(_ri(g, replace(QUIET, half_rr_wave=wave), 0.4))
+    fl = [f for f in out if f.concept == SCT.ATRIAL_FLUTTER]
+    assert fl and fl[0].text == "Atrial flutter with 2:1 AV conduction" and fl[0].critical
+    assert not {f.concept for f in out} & (SINUS | {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK})
+    # the same copy at 2 x 100/min = 200/min is neither flutter nor (inside the T wave) a 2:1 block
+    slow = interpret(_ri(replace(g, hr_bpm=100.0, rr_ms=600.0), replace(QUIET, half_rr_wave=wave), 0.6))
+    assert not {f.concept for f in slow} & {SCT.ATRIAL_FLUTTER, SCT.SECOND_DEGREE_AV_BLOCK}
+
+
 def test_no_p_needs_a_quiet_diastole() -> None:
     g = replace(NORMAL_G, hr_bpm=50.0, rr_ms=1200.0, pr_ms=None, p_axis_deg=None)
     assert SCT.JUNCTIONAL_RHYTHM in {f.concept for f in interpret(_ri(g, QUIET, 1.2))}
@@ -246,3 +260,61 @@ def test_real_sinus_records_keep_their_rhythm(load: Callable[[], EcgRecord], cod
     a = analyze(load())
     assert _codes(a) & RHYTHMS == {code}
     assert not _codes(a) & {SCT.SECOND_DEGREE_AV_BLOCK, SCT.COMPLETE_AV_BLOCK}
+
+
+@settings(max_examples=150)
+@given(
+    hr=st.floats(25.0, 220.0),
+    pr=st.one_of(st.none(), st.floats(60.0, 400.0)),
+    qrs=st.floats(60.0, 200.0),
+    jitter=st.floats(0.0, 0.3),
+    dominant=st.one_of(st.none(), st.floats(3.0, 10.0)),
+    concentration=st.floats(0.0, 1.0),
+    diastolic=st.one_of(st.none(), st.floats(0.0, 0.3)),
+    wave=st.one_of(
+        st.none(),
+        st.builds(
+            HalfRRWave,
+            st.floats(-1.0, 1.0),
+            st.floats(0.0, 4.0),
+            st.floats(50.0, 900.0),
+            st.one_of(st.none(), st.floats(-2.0, 4.0)),
+            st.booleans(),
+        ),
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_rules_name_at_most_one_rhythm_and_never_contradict(
+    hr: float,
+    pr: float | None,
+    qrs: float,
+    jitter: float,
+    dominant: float | None,
+    concentration: float,
+    diastolic: float | None,
+    wave: HalfRRWave | None,
+    seed: int,
+) -> None:
+    """Whatever the measurements, the rules name one rhythm at most, and a P-less rhythm excludes P-based ones."""
+    rng = np.random.default_rng(seed)
+    rr = 60.0 / hr * (1.0 + jitter * rng.uniform(-1.0, 1.0, 14))
+    beats = (np.concatenate([[0.3], 0.3 + np.cumsum(rr)]) * 500).astype(np.int64)
+    g = replace(NORMAL_G, hr_bpm=hr, rr_ms=60000.0 / hr, pr_ms=pr, qrs_ms=qrs, p_axis_deg=None if pr is None else 50.0)
+    atrial = AtrialActivity(dominant, concentration, 0.01, np.zeros(0, dtype=np.int64), None, wave, diastolic)
+    ri = RuleInput(
+        fs=500.0, duration_s=float(beats[-1]) / 500.0 + 0.5, beats=beats, labels=np.array(["N"] * beats.size),
+        g=g, amps=_amps(), atrial=atrial, twelve_lead=True, patient=None,
+    )  # fmt: skip
+    codes = {f.concept for f in interpret(ri)}
+    assert len(codes & RHYTHMS) <= 1
+    assert not (codes & NO_P and codes & (SINUS | {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK}))
+    if codes & {SCT.ATRIAL_FLUTTER, SCT.ATRIAL_FIBRILLATION}:  # no P waves to conduct or block
+        assert not codes & {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK, SCT.PREMATURE_ATRIAL_COMPLEX}
+    if codes & NO_P or SCT.SECOND_DEGREE_AV_BLOCK in codes:
+        assert _regular_enough(rr)
+    if SCT.SECOND_DEGREE_AV_BLOCK in codes:
+        assert pr is not None and wave is not None and wave.from_p_wave and SCT.FIRST_DEGREE_AV_BLOCK not in codes
+
+
+def _regular_enough(rr: np.ndarray) -> bool:
+    return float(np.mean(np.abs(rr / np.median(rr) - 1.0) < 0.12)) >= 0.9
