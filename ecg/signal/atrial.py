@@ -270,9 +270,16 @@ def half_rr_wave(
     sh = max(1, int(HALF_RR_TOLERANCE * half))
     pad = int(0.3 * fs)
     lo, hi = a0 - pad, int(a1 + half) + sh + pad
-    cyc, n_used = _cycle_median(x[leads], beats, mb, lo, hi)
-    if n_used < 4:
+    if mb.n_beats < 4:
         return None
+    edge = int(0.2 * fs)  # enough for the band-pass to settle
+    if a0 - edge + f >= 0 and int(a1 + half) + sh + edge + f <= mb.beats.shape[1]:
+        lo, hi = max(lo, -f), min(hi, mb.beats.shape[1] - f)
+        cyc = mb.beats[leads, lo + f : hi + f]  # the median beat already spans both waves
+    else:
+        cyc, n_used = _cycle_median(x[leads], beats, mb, lo, hi)
+        if n_used < 4:
+            return None
     cyc = sps.sosfiltfilt(butter_sos(2, WAVE_BAND_HZ, "bandpass", fs), cyc, axis=1)
     t0 = a0 - lo
     tmpl = cyc[:, t0 : t0 + a1 - a0]
@@ -280,21 +287,21 @@ def half_rr_wave(
     e_t = float((tmpl * tmpl).sum())
     if e_t <= 0:
         return None
-    best: tuple[float, float, int] | None = None
-    for s in range(-sh, sh + 1):
-        b0 = round(a0 + half) + s  # candidate start, samples from the fiducial
-        if b0 < qrs_hi and b0 + (a1 - a0) > qrs_lo:
-            continue  # inside the QRS nothing atrial can be seen
-        c = cyc[:, b0 - lo : b0 - lo + a1 - a0]
-        c = c - c.mean(axis=1, keepdims=True)
-        e_c = float((c * c).sum())
-        if e_c <= 0:
-            continue
-        r = float((tmpl * c).sum() / np.sqrt(e_t * e_c))
-        if best is None or r > best[0]:
-            best = (r, float(np.sqrt(e_c / e_t)), b0)
-    if best is None:
+    w = a1 - a0
+    starts = round(a0 + half) + np.arange(-sh, sh + 1)  # candidate starts, samples from the fiducial
+    starts = starts[(starts >= qrs_hi) | (starts + w <= qrs_lo)]  # inside the QRS nothing atrial can be seen
+    if starts.size == 0:
         return None
+    cand = np.lib.stride_tricks.sliding_window_view(cyc, w, axis=1)[:, starts - lo, :]  # L x S x W
+    cand = cand - cand.mean(axis=2, keepdims=True)
+    e_c = np.einsum("lsw,lsw->s", cand, cand)
+    num = np.einsum("lsw,lw->s", cand, tmpl)
+    ok = e_c > 0
+    if not ok.any():
+        return None
+    corr = np.where(ok, num / np.sqrt(e_t * np.maximum(e_c, 1e-30)), -np.inf)
+    k = int(np.argmax(corr))
+    best = (float(corr[k]), float(np.sqrt(e_c[k] / e_t)), int(starts[k]))
     r, ratio, b0 = best
     centre = b0 + (a1 - a0) // 2 + f
     after_ms = 1000.0 * (centre - fd.qrs_on) / fs

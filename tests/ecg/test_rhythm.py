@@ -182,7 +182,7 @@ QUIET = AtrialActivity(None, 0.0, 0.005, np.zeros(0, dtype=np.int64), diastolic_
         (HalfRRWave(0.95, 0.9, 620.0, 2.0), True),
         (HalfRRWave(0.95, 0.9, 300.0, 0.1), False),  # at the T peak: it is the T wave
         (HalfRRWave(0.95, 0.9, 620.0, None), False),  # no T wave found: cannot tell
-        (HalfRRWave(0.80, 0.9, 620.0, 2.0), False),  # not the same atrial vector
+        (HalfRRWave(0.75, 0.9, 620.0, 2.0), False),  # not the same atrial vector
         (HalfRRWave(0.95, 3.0, 620.0, 2.0), False),  # far larger than the P wave
         (HalfRRWave(0.95, 0.9, 620.0, 2.0, from_p_wave=False), False),  # no conducted P wave to compare
     ],
