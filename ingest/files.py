@@ -516,6 +516,7 @@ def index_scan(
     from store import index as idx
 
     new = duplicate = conflict = quarantined = 0
+    batch: list[idx.NewInstance] = []
     for item in result.dicom:
         instance, sha = item.instance, item.instance.sha256
         if store is not None:
@@ -541,14 +542,8 @@ def index_scan(
                 idx.add_quarantine(session, path=str(item.path), reason=reason, source="file", received_at=received_at)
                 quarantined += 1
             continue
-        outcome = idx.add_instance(
-            session,
-            study=item.study,
-            series=item.series,
-            instance=instance,
-            received_at=received_at,
-            size_bytes=item.size,
-        )
+        batch.append(idx.NewInstance(item.study, item.series, instance, item.size))
+    for outcome in idx.add_instances(session, batch, received_at=received_at):
         kind = outcome_name(outcome)
         if kind == "new":
             new += 1

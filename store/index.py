@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -461,6 +461,95 @@ def _series_id(session: Session, series: Series, study: Study, study_id: int) ->
     return int(found.id)
 
 
+def _ids_for(session: Session, study: Study, series: Series, received_at: datetime) -> tuple[_StudyState, int]:
+    """The study's state (cached, else read and locked, created if new) and the series row id."""
+    studies, series_ids = _cache(session)
+    shared_studies, shared_series = _shared(session)
+    state = studies.get(study.study_instance_uid)
+    if state is None:
+        known = shared_studies.get(study.study_instance_uid)
+        if known is not None:  # a copy: this transaction's changes are published only when it commits
+            state = _StudyState(known.id, known.content_version, known.last_received_at)
+        else:
+            state = _locked_study(session, study, received_at)
+        studies[study.study_instance_uid] = state
+    cached_series = series_ids.get(series.series_instance_uid) or shared_series.get(series.series_instance_uid)
+    if cached_series is not None and cached_series[1] == state.id:
+        series_id = cached_series[0]
+    else:
+        series_id = _series_id(session, series, study, state.id)
+        series_ids[series.series_instance_uid] = (series_id, state.id)
+    return state, series_id
+
+
+def _instance_values(
+    instance: Instance, series_id: int, size_bytes: int | None, received_at: datetime
+) -> dict[str, Any]:
+    if size_bytes is None:
+        try:
+            size_bytes = Path(instance.path).stat().st_size
+        except OSError:
+            size_bytes = None
+    return {
+        "sop_instance_uid": instance.sop_instance_uid,
+        "series_id": series_id,
+        "sop_class_uid": instance.sop_class_uid,
+        "transfer_syntax_uid": instance.transfer_syntax_uid,
+        "path": str(instance.path),
+        "sha256": instance.sha256,
+        "size_bytes": size_bytes,
+        "instance_number": instance.instance_number,
+        "number_of_frames": instance.number_of_frames,
+        "rows": instance.rows,
+        "columns": instance.columns,
+        "source": instance.source,
+        "received_at": received_at,
+    }
+
+
+def _bump_study(
+    session: Session, state: _StudyState, studies: Sequence[Study], pairs: Sequence[tuple[str, str]], at: datetime
+) -> None:
+    """Fold new (SOP UID, sha256) pairs into the study's content version, conditional on the version read.
+
+    ``studies``: the study records the objects came with; a value the stored study lacks is filled from the
+    first that has it.
+    """
+    study = studies[0]
+
+    def fill(name: str) -> Any:
+        return next((v for v in (getattr(x, name) for x in studies) if v), None)
+
+    fills = {
+        "fill_accession_number": fill("accession_number"),
+        "fill_study_datetime": _naive(fill("study_datetime")),
+        "fill_description": fill("description"),
+        "fill_referring_physician": fill("referring_physician"),
+    }
+    conn = session.connection()
+    for _attempt in range(2):
+        version = state.content_version
+        for uid, sha in pairs:
+            version = _add_to_version(version, uid, sha)
+        last = max(state.last_received_at, at)
+        updated = conn.execute(
+            _UPDATE_STUDY,
+            {"sid": state.id, "old_version": state.content_version, "new_version": version, "last": last, **fills},
+        ).rowcount
+        if updated == 1:
+            break
+        fresh = _locked_study(session, study, at)  # the cached row was stale: re-read it under the lock
+        state.id, state.content_version, state.last_received_at = (
+            fresh.id,
+            fresh.content_version,
+            fresh.last_received_at,
+        )
+    else:
+        raise StoreError(f"study {study.study_instance_uid} changed while its instances were indexed")
+    state.content_version, state.last_received_at = version, last
+    _expire_loaded(session, StudyRow, state.id)
+
+
 def _add_instance(
     session: Session,
     study: Study,
@@ -476,45 +565,9 @@ def _add_instance(
         if existing.sha256 == instance.sha256:
             return IndexResult.DUPLICATE
         return _record_conflict_core(session, existing.sha256, instance, received_at)
-
-    studies, series_ids = _cache(session)
-    shared_studies, shared_series = _shared(session)
-    state = studies.get(study.study_instance_uid)
-    if state is None:
-        known = shared_studies.get(study.study_instance_uid)
-        if known is not None:  # a copy: this transaction's changes are published only when it commits
-            state = _StudyState(known.id, known.content_version, known.last_received_at)
-        else:
-            state = _locked_study(session, study, received_at)
-    cached_series = series_ids.get(series.series_instance_uid) or shared_series.get(series.series_instance_uid)
-    if cached_series is not None and cached_series[1] == state.id:
-        series_id = cached_series[0]
-    else:
-        series_id = _series_id(session, series, study, state.id)
-
-    if size_bytes is None:
-        try:
-            size_bytes = Path(instance.path).stat().st_size
-        except OSError:
-            size_bytes = None
+    state, series_id = _ids_for(session, study, series, received_at)
     inserted = _insert_ignoring_duplicates(
-        session,
-        _INSTANCES,
-        {
-            "sop_instance_uid": instance.sop_instance_uid,
-            "series_id": series_id,
-            "sop_class_uid": instance.sop_class_uid,
-            "transfer_syntax_uid": instance.transfer_syntax_uid,
-            "path": str(instance.path),
-            "sha256": instance.sha256,
-            "size_bytes": size_bytes,
-            "instance_number": instance.instance_number,
-            "number_of_frames": instance.number_of_frames,
-            "rows": instance.rows,
-            "columns": instance.columns,
-            "source": instance.source,
-            "received_at": received_at,
-        },
+        session, _INSTANCES, _instance_values(instance, series_id, size_bytes, received_at)
     )
     if not inserted:
         # another process indexed the same SOP Instance UID between our check and insert
@@ -524,36 +577,105 @@ def _add_instance(
         if raced.sha256 == instance.sha256:
             return IndexResult.DUPLICATE
         return _record_conflict_core(session, raced.sha256, instance, received_at)
-
-    for _attempt in range(2):
-        version = _add_to_version(state.content_version, instance.sop_instance_uid, instance.sha256)
-        last = max(state.last_received_at, received_at)
-        updated = conn.execute(
-            _UPDATE_STUDY,
-            {
-                "sid": state.id,
-                "old_version": state.content_version,
-                "new_version": version,
-                "last": last,
-                "fill_accession_number": study.accession_number or None,
-                "fill_study_datetime": _naive(study.study_datetime),
-                "fill_description": study.description or None,
-                "fill_referring_physician": study.referring_physician or None,
-            },
-        ).rowcount
-        if updated == 1:
-            break
-        state = _locked_study(session, study, received_at)  # the cached row was stale: re-read it under the lock
-    else:
-        raise StoreError(
-            f"study {study.study_instance_uid} changed while instance {instance.sop_instance_uid} was indexed"
-        )
-    state.content_version, state.last_received_at = version, last
-    studies[study.study_instance_uid] = state
-    series_ids[series.series_instance_uid] = (series_id, state.id)
-    _expire_loaded(session, StudyRow, state.id)
+    _bump_study(session, state, (study,), ((instance.sop_instance_uid, instance.sha256),), received_at)
     _expire_loaded(session, SeriesRow, series_id)
     return IndexResult.NEW
+
+
+@dataclass(frozen=True, slots=True)
+class NewInstance:
+    """One stored object for :func:`add_instances` (the arguments of :func:`add_instance`)."""
+
+    study: Study
+    series: Series
+    instance: Instance
+    size_bytes: int | None = None
+
+
+#: Objects per SELECT / multi-row INSERT in :func:`add_instances` (well under SQLite's 32766 parameters).
+_BULK = 500
+
+
+def add_instances(session: Session, items: Sequence[NewInstance], *, received_at: datetime) -> list[IndexResult]:
+    """Index many stored objects at once (a folder import): the results :func:`add_instance` gives one by one.
+
+    Per 500 objects, one SELECT finds what is already indexed and one
+    multi-row INSERT adds the rest; each study's content version is folded in
+    Python and written once.  The same object twice in ``items`` is a
+    DUPLICATE the second time (a CONFLICT when the bytes differ).
+    """
+    aware("add_instances received_at", received_at)
+    for it in items:
+        _check_hierarchy(it.study, it.series, it.instance)
+    results: list[IndexResult] = []
+    try:
+        for start in range(0, len(items), _BULK):
+            results += _add_chunk(session, items[start : start + _BULK], received_at)
+    except IntegrityError as exc:
+        raise StoreError(
+            f"indexing {len(items)} instances failed: a database constraint was violated ({type(exc.orig).__name__})"
+        ) from None
+    return results
+
+
+def _add_chunk(session: Session, chunk: Sequence[NewInstance], at: datetime) -> list[IndexResult]:
+    session.flush()
+    conn = session.connection()
+    uids = {it.instance.sop_instance_uid for it in chunk}
+    existing: dict[str, str] = dict(
+        conn.execute(
+            select(_INSTANCES.c.sop_instance_uid, _INSTANCES.c.sha256).where(_INSTANCES.c.sop_instance_uid.in_(uids))
+        ).all()
+    )
+    results: list[IndexResult | None] = [None] * len(chunk)
+    fresh: list[tuple[int, _StudyState, int]] = []
+    for k, it in enumerate(chunk):
+        inst = it.instance
+        prior = existing.get(inst.sop_instance_uid)
+        if prior is not None:
+            if prior == inst.sha256:
+                results[k] = IndexResult.DUPLICATE
+            else:
+                results[k] = _record_conflict_core(session, prior, inst, at)
+            continue
+        existing[inst.sop_instance_uid] = inst.sha256  # a second copy later in the batch compares to this one
+        state, series_id = _ids_for(session, it.study, it.series, at)
+        fresh.append((k, state, series_id))
+    if not fresh:
+        return [r for r in results if r is not None]
+    inserted = _insert_many_ignoring_duplicates(
+        session,
+        _INSTANCES,
+        [_instance_values(chunk[k].instance, series_id, chunk[k].size_bytes, at) for k, _, series_id in fresh],
+    )
+    per_study: dict[int, tuple[_StudyState, list[Study], list[tuple[str, str]]]] = {}
+    for k, state, series_id in fresh:
+        it = chunk[k]
+        if it.instance.sop_instance_uid not in inserted:  # another process indexed it since the SELECT
+            results[k] = _add_instance(session, it.study, it.series, it.instance, at, it.size_bytes)
+            continue
+        entry = per_study.setdefault(state.id, (state, [], []))
+        entry[1].append(it.study)
+        entry[2].append((it.instance.sop_instance_uid, it.instance.sha256))
+        results[k] = IndexResult.NEW
+        _expire_loaded(session, SeriesRow, series_id)
+    for state, studies, pairs in per_study.values():
+        _bump_study(session, state, studies, pairs, at)
+    return [r for r in results if r is not None]
+
+
+def _insert_many_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> set[str]:
+    """Multi-row INSERT that skips existing SOP Instance UIDs; returns the UIDs it inserted."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt: Any = sqlite_insert(table).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        stmt = pg_insert(table).on_conflict_do_nothing()
+    else:
+        return {str(r["sop_instance_uid"]) for r in rows if _insert_ignoring_duplicates(session, table, r)}
+    result = conn.execute(stmt.returning(table.c.sop_instance_uid), rows)
+    return set(result.scalars().all())
 
 
 def add_quarantine(

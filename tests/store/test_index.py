@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 from sqlalchemy import func, select
 
 from core.errors import StoreError
@@ -280,3 +282,61 @@ def test_quarantine_is_idempotent_per_input_and_reason(db):
     assert add("/in/b", "unreadable", None, T0) == none_hash
     with db.session() as s:
         assert len(index.list_quarantine(s)) == 4
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    plan=hst.lists(
+        hst.tuples(hst.integers(1, 12), hst.sampled_from(["a", "b"]), hst.integers(0, 2)), min_size=1, max_size=30
+    ),
+    preload=hst.sets(hst.integers(1, 12), max_size=4),
+)
+def test_bulk_add_equals_one_by_one(tmp_path_factory, plan, preload):
+    """add_instances gives add_instance's results, rows, conflicts and content versions, batch duplicates included."""
+    results, states = [], []
+    for mode in ("single", "bulk"):
+        d = Database(f"sqlite:///{tmp_path_factory.mktemp(mode)}/i.db")
+        d.migrate()
+        studies = [make_study(uid=f"{STUDY_UID}.{k}") for k in range(3)]
+        series = [make_series(study_uid=st_.study_instance_uid, uid=f"{st_.study_instance_uid}.1") for st_ in studies]
+        for n in sorted(preload):  # already indexed before the batch
+            _add(d, n, study=studies[n % 3], series=series[n % 3])
+        items = [
+            index.NewInstance(
+                studies[n % 3],
+                series[n % 3],
+                make_instance(
+                    n, study_uid=studies[n % 3].study_instance_uid, series_uid=series[n % 3].series_instance_uid,
+                    content=f"{content}-{n}",
+                ),
+            )
+            for n, content, _ in plan
+        ]  # fmt: skip
+        with d.session() as s:
+            if mode == "single":
+                got = [
+                    index.add_instance(s, study=i.study, series=i.series, instance=i.instance, received_at=T0)
+                    for i in items
+                ]
+            else:
+                got = index.add_instances(s, items, received_at=T0)
+        with d.session() as s:
+            versions = [
+                index.content_version(s, x.study_instance_uid)
+                for x in studies
+                if index.load_study(s, x.study_instance_uid)
+            ]
+            for x in studies:
+                if index.load_study(s, x.study_instance_uid):
+                    assert index.content_version(s, x.study_instance_uid) == index.recompute_content_version(
+                        s, x.study_instance_uid
+                    )
+            rows = sorted(
+                s.execute(select(InstanceRow.sop_instance_uid, InstanceRow.sha256, InstanceRow.series_id)).all()
+            )
+            conflicts = sorted((c.existing_sha256, c.new_sha256) for c in index.list_conflicts(s))
+        results.append(got)
+        states.append((versions, rows, conflicts))
+        d.dispose()
+    assert results[0] == results[1]
+    assert states[0] == states[1]
