@@ -53,19 +53,28 @@ LEAD_ON_FRACTION = 0.08
 LEAD_OFF_FRACTION = 0.12
 LEAD_NOISE_FACTOR = 8.0
 LEAD_LOBE_SNR = 10.0
+#: ... and the knee: a QRS offset is at the latest the first minimum of |slope| below this fraction of the lobe.
 LEAD_KNEE_FRACTION = 0.25
-LEAD_ON_KNEE = False
-LEAD_ON_MAX_FRACTION = 0.0
-LEAD_OFF_MAX_FRACTION = 0.03
 LEAD_MIN_SNR = 8.0
 #: Per-lead T end: a lead's T must reach this fraction of its QRS amplitude and this multiple of its noise.
 LEAD_T_MIN_REL = 0.05
 LEAD_T_MIN_SNR = 5.0
-CONFIRM_T_S = 0.010
+#: ... and may end at most this long after the T end of all leads together.
 LEAD_T_MAX_LATE_S = 0.05
-#: A global extreme must be confirmed by a second lead within this time.
+#: A global extreme counts when this many leads share it within this time: two for the sharp QRS
+#: boundaries, three for the smooth, noisier T ends.
 CONFIRM_QRS_S = 0.006
-CONFIRM_LEADS = 3
+CONFIRM_QRS_LEADS = 2
+CONFIRM_T_S = 0.010
+CONFIRM_T_LEADS = 3
+#: Per-lead P boundaries (confirmed like the T ends) widen the all-lead P; a lead's P must stand this
+#: many times above its own noise.
+PER_LEAD_P = True
+LEAD_P_MIN_SNR = 20.0
+CONFIRM_P_S = 0.010
+LEAD_P_MAX_EXT_S = 0.02
+#: All-lead (spatial) estimates run on leads scaled to a common QRS slope (gain-invariant); a lead's
+#: scale is at least this multiple of its slope noise.
 NORMALISE_SPATIAL = True
 NORMALISE_MIN_SNR = 20.0
 WAVE_LOWPASS_HZ = 25.0
@@ -249,13 +258,11 @@ def lead_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[IntArray, 
         for j in lobes:
             if j > last and not np.any(np.convolve(a[last:j] < LEAD_OFF_FRACTION * peak, np.ones(run), "valid") >= run):
                 last = int(j)
-        on_thr = max(LEAD_ON_FRACTION * a[first], LEAD_ON_MAX_FRACTION * peak, floor)
-        off_thr = max(LEAD_OFF_FRACTION * a[last], LEAD_OFF_MAX_FRACTION * peak, floor)
+        on_thr = max(LEAD_ON_FRACTION * a[first], floor)
+        off_thr = max(LEAD_OFF_FRACTION * a[last], floor)
         on = _quiet_run(a < on_thr, first, -1, run)
         off = _quiet_run(a < off_thr, last, +1, run)
         # a sloping ST segment never gets quiet: the knee (first minimum of |slope| well below the lobe)
-        if LEAD_ON_KNEE:
-            on = _first_minimum(a, first, -1, LEAD_KNEE_FRACTION * a[first], on)
         off = _first_minimum(a, last, +1, LEAD_KNEE_FRACTION * a[last], off)
         if on is None or off is None:
             continue
@@ -264,7 +271,7 @@ def lead_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[IntArray, 
 
 
 def _first_minimum(a: FloatArray, start: int, step: int, below: float, limit: int | None) -> int | None:
-    """First local minimum of ``a`` from ``start`` going by ``step`` with a value under ``below``, not beyond ``limit``."""
+    """First local minimum of ``a`` from ``start`` by ``step`` with a value under ``below``, at most ``limit``."""
     i = start + step
     while 0 < i < a.size - 1:
         if limit is not None and (i - limit) * step > 0:
@@ -344,11 +351,11 @@ def qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int]:
     """
     s_on, s_off, peak_i = spatial_qrs_bounds(m, fs, fiducial)
     ons, offs, valid = lead_qrs_bounds(m, fs, fiducial)
-    within = max(0, int(round(CONFIRM_QRS_S * fs)))
-    p_on = robust_extreme(ons, valid, latest=False, within=within, leads=CONFIRM_LEADS)
-    p_off = robust_extreme(offs, valid, latest=True, within=within, leads=CONFIRM_LEADS)
-    on_i = s_on if p_on is None else min(s_on, p_on)
-    off_i = s_off if p_off is None else max(s_off, p_off)
+    within = max(0, round(CONFIRM_QRS_S * fs))
+    p_on = robust_extreme(ons, valid, latest=False, within=within, leads=CONFIRM_QRS_LEADS)
+    p_off = robust_extreme(offs, valid, latest=True, within=within, leads=CONFIRM_QRS_LEADS)
+    on_i = s_on if p_on is None else p_on
+    off_i = s_off if p_off is None else p_off
     # cap implausible widths (a very wide QRS is reported, an unbounded one is not)
     on_i = max(on_i, peak_i - int(0.12 * fs))
     off_i = min(off_i, peak_i + int(0.20 * fs))
@@ -455,8 +462,8 @@ def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int
     ends, valid = lead_t_ends(m, fs, qrs_on, qrs_off, te)
     # a lead ending far after all leads together is following something else (next P, U wave, drift)
     valid &= ends <= te + int(LEAD_T_MAX_LATE_S * fs)
-    within_t = max(0, int(round(CONFIRM_T_S * fs)))
-    late = robust_extreme(ends, valid, latest=True, within=within_t, leads=CONFIRM_LEADS)
+    within_t = max(0, round(CONFIRM_T_S * fs))
+    late = robust_extreme(ends, valid, latest=True, within=within_t, leads=CONFIRM_T_LEADS)
     return tp, te if late is None else max(te, late)
 
 
@@ -506,7 +513,49 @@ def p_wave(
     off = _trapezium(mag, i_dn, min(qrs_on - 1, i_dn + int(0.08 * fs)))
     if not (on < pp < off < qrs_on):
         return None, None, None
+    if PER_LEAD_P:
+        ons, offs, valid = _lead_p_bounds(m - base, sm, fs, a, on, off, qrs_on)
+        # a lead's P may widen the all-lead P a little, not run into the PR segment or the T-P baseline
+        ext = int(LEAD_P_MAX_EXT_S * fs)
+        valid &= (ons >= on - ext) & (offs <= off + ext)
+        within = max(0, round(CONFIRM_P_S * fs))
+        early = robust_extreme(ons, valid, latest=False, within=within, leads=CONFIRM_T_LEADS)
+        late = robust_extreme(offs, valid, latest=True, within=within, leads=CONFIRM_T_LEADS)
+        on = on if early is None else min(on, early)
+        off = off if late is None else max(off, late)
     return on, pp, off
+
+
+def _lead_p_bounds(
+    raw: FloatArray, sm: FloatArray, fs: float, a: int, on: int, off: int, qrs_on: int
+) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]]:
+    """P onset and offset in every lead whose P stands out of its own noise (gain-invariant).
+
+    ``raw`` and ``sm`` are the baseline-corrected leads, unfiltered and low-passed; the lead's P is its
+    largest deflection inside the all-lead P, sign-folded, and its ends come from the trapezium.
+    """
+    n_leads = sm.shape[0]
+    ons = np.zeros(n_leads, dtype=np.int64)
+    offs = np.zeros(n_leads, dtype=np.int64)
+    valid = np.zeros(n_leads, dtype=bool)
+    lo_w, hi_w = max(0, a - int(0.05 * fs)), qrs_on
+    for i in range(n_leads):
+        y = sm[i]
+        k = on + int(np.argmax(np.abs(y[on : off + 1])))
+        noise = float(np.std(raw[i, lo_w:hi_w] - y[lo_w:hi_w]))
+        if abs(float(y[k])) <= LEAD_P_MIN_SNR * noise or y[k] == 0.0:
+            continue
+        f = np.sign(y[k]) * y
+        slope = np.gradient(f)
+        lo = max(a, k - int(0.10 * fs))
+        i_up = lo + int(np.argmax(slope[lo : k + 1])) if k > lo else k
+        hi = min(qrs_on - 1, k + int(0.10 * fs))
+        i_dn = k + int(np.argmin(slope[k:hi])) if hi > k else k
+        p_on = _trapezium(f, i_up, max(0, i_up - int(0.10 * fs)))
+        p_off = _trapezium(f, i_dn, min(qrs_on - 1, i_dn + int(0.08 * fs)))
+        if p_on < k < p_off < qrs_on:
+            ons[i], offs[i], valid[i] = p_on, p_off, True
+    return ons, offs, valid
 
 
 def delineate(
