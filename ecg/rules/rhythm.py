@@ -94,17 +94,23 @@ def _without_p(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement
     """Junctional, accelerated junctional, supraventricular tachycardia or idioventricular rhythm.
 
     Called only for a regular rhythm with no conducted P wave, no AF or
-    flutter; the absence of P waves must be shown (a hump-free diastole in the
-    median beat), not just a P wave that delineation could not place: a P
-    fused with the T wave at a fast sinus rate leaves a hump, and then nothing
+    flutter; the absence of P waves must be shown (a hump-free diastole and a
+    flat baseline before the QRS in the median beat), not just a P wave that
+    delineation could not place: a P fused with the T wave at a fast sinus
+    rate leaves a hump, flutter waves leave no flat baseline, and then nothing
     is said.
     """
     g, a = ri.g, ri.atrial
     if g is None or a is None or a.diastolic_wave_mv is None or a.diastolic_wave_mv >= th.P_ABSENT_MV:
         return []
+    if a.isoelectric_tq_ms is None or a.isoelectric_tq_ms < th.ISOELECTRIC_TQ_MS:
+        return []
     if not _regular(rr) or np.mean(ri.labels == "N") < 0.9:
         return []
-    no_p = f"no P wave: nothing in diastole above {th.P_ABSENT_MV} mV (largest {a.diastolic_wave_mv:.3f} mV)"
+    no_p = (
+        f"no P wave: no discrete wave in diastole above {th.P_ABSENT_MV} mV (largest {a.diastolic_wave_mv:.3f} mV), "
+        f"isoelectric baseline for {a.isoelectric_tq_ms:.0f} ms before the QRS"
+    )
     regular = f"regular RR ({float(np.median(rr)) * 1000:.0f} ms)"
     qrs_m = ri.measurement(LOINC.QRS_DURATION)
     if g.qrs_ms >= th.WIDE_QRS_MS:

@@ -40,6 +40,9 @@ AV_BLOCK_2TO1_MAX_ATRIAL_BPM: Final = 200.0
 FLUTTER_BPM: Final = (220.0, 350.0)
 #: No P wave: no wave in diastole taller than this (mV, spatial magnitude; under the smallest detectable P).
 P_ABSENT_MV: Final = 0.02
+#: ... and a flat baseline between T and QRS at least this long (ms; 10 ms after the T end to 30 ms before the QRS):
+#: flutter waves or a P wave fused with the T wave leave none.
+ISOELECTRIC_TQ_MS: Final = 20.0
 #: Rhythms without P waves (AHA/ACCF/HRS 2009 Part II rate bands): junctional rhythm < 60/min,
 #: accelerated junctional rhythm 60-100/min, supraventricular tachycardia > 100/min (narrow QRS);
 #: idioventricular (ventricular escape) rhythm < 50/min with a wide QRS.

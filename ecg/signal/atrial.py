@@ -60,6 +60,8 @@ class AtrialActivity:
     half_rr_wave: HalfRRWave | None = None
     #: tallest wave (mV, spatial magnitude prominence) between the previous T peak and the QRS; None: unmeasurable
     diastolic_wave_mv: float | None = None
+    #: length (ms) of the flat baseline between the previous T end and the QRS; 0 when not flat, None: no T end
+    isoelectric_tq_ms: float | None = None
 
 
 def residual(x: FloatArray, beats: IntArray, mb: MedianBeats, span: tuple[int, int] | None = None) -> FloatArray:
@@ -331,3 +333,35 @@ def diastolic_wave(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: np
     mag = np.sqrt((sm * sm).sum(axis=0))[a:b]
     _, props = sps.find_peaks(mag, prominence=0.0)
     return float(props["prominences"].max()) if props["prominences"].size else 0.0
+
+
+#: A T-Q baseline is flat when no lead moves more than this (mV) over it (median beat, 20 ms moving average).
+ISOELECTRIC_MV = 0.04
+#: Only the last part of the T-Q interval is examined (a long diastole may drift).
+ISOELECTRIC_WINDOW_S = 0.15
+
+
+def isoelectric_tq(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: npt.NDArray[np.bool_]) -> float | None:
+    """Length (ms) of the flat baseline before the QRS after the previous T wave has ended; 0 if it is not flat.
+
+    A junctional rhythm or an AV-nodal re-entry leaves the baseline between
+    T and QRS isoelectric; flutter waves, or a P wave fused with the T wave at
+    a fast sinus rate, leave no such stretch (the T wave seems to run into the
+    next QRS).  None without a T end to start from.
+    """
+    if fd.t_off is None:
+        return None
+    fs = mb.fs
+    b = fd.qrs_on - int(0.03 * fs)  # clear of the QRS onset (measured onsets are a few ms late)
+    c = max(0, int(fd.t_off - rr_samples + 0.01 * fs), b - int(ISOELECTRIC_WINDOW_S * fs))
+    if b - c < int(0.02 * fs):
+        return 0.0
+    m = mb.beats[usable] if usable.any() else mb.beats
+    # a 20 ms moving average inside the window keeps any P or flutter wave, damps the noise left in
+    # a median of few beats, and (unlike a filter over the whole beat) takes nothing from the QRS
+    w = max(1, int(0.02 * fs))
+    seg = m[:, c:b]
+    sm = np.cumsum(np.pad(seg, ((0, 0), (1, 0))), axis=1)
+    sm = (sm[:, w:] - sm[:, :-w]) / w
+    flat = float(np.ptp(sm, axis=1).max()) < ISOELECTRIC_MV
+    return round(1000.0 * (b - c) / fs, 1) if flat else 0.0

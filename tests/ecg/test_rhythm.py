@@ -127,10 +127,11 @@ def test_wide_qrs_rhythm_without_p_at_70_gets_no_rhythm_statement() -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_2to1_flutter_at_150_is_never_called_sinus_or_junctional(seed: int) -> None:
+def test_2to1_flutter_at_150_is_never_called_sinus_junctional_or_svt(seed: int) -> None:
+    """The hidden flutter wave on the ST-T is not reliably found: then no rhythm is named, never a wrong one."""
     a = _analyze(flutter_2to1(np.random.default_rng(seed), 300.0)[0])
     rhythm = _codes(a) & RHYTHMS
-    assert rhythm <= {SCT.ATRIAL_FLUTTER, SCT.SUPRAVENTRICULAR_TACHYCARDIA}
+    assert rhythm <= {SCT.ATRIAL_FLUTTER}
     assert SCT.SECOND_DEGREE_AV_BLOCK not in _codes(a)
 
 
@@ -173,7 +174,7 @@ def _ri(g: GlobalMeasurements, atrial: AtrialActivity, rr_s: float = 1.5) -> Rul
 
 
 BRADY_G = replace(NORMAL_G, hr_bpm=40.0, rr_ms=1500.0)
-QUIET = AtrialActivity(None, 0.0, 0.005, np.zeros(0, dtype=np.int64), diastolic_wave_mv=0.005)
+QUIET = AtrialActivity(None, 0.0, 0.005, np.zeros(0, dtype=np.int64), diastolic_wave_mv=0.005, isoelectric_tq_ms=150.0)
 
 
 @pytest.mark.parametrize(
@@ -209,13 +210,19 @@ def test_2to1_flutter_criteria(from_p_wave: bool) -> None:
 def test_no_p_needs_a_quiet_diastole() -> None:
     g = replace(NORMAL_G, hr_bpm=50.0, rr_ms=1200.0, pr_ms=None, p_axis_deg=None)
     assert SCT.JUNCTIONAL_RHYTHM in {f.concept for f in interpret(_ri(g, QUIET, 1.2))}
-    for atrial in (replace(QUIET, diastolic_wave_mv=0.05), replace(QUIET, diastolic_wave_mv=None), None):
+    for atrial in (
+        replace(QUIET, diastolic_wave_mv=0.05),  # a hump: a P wave somewhere in diastole
+        replace(QUIET, diastolic_wave_mv=None),
+        replace(QUIET, isoelectric_tq_ms=0.0),  # no flat baseline before the QRS: flutter waves or a fused P
+        replace(QUIET, isoelectric_tq_ms=None),
+        None,
+    ):
         out = (
             interpret(_ri(g, atrial, 1.2))
             if atrial is not None
             else interpret(replace(_ri(g, QUIET, 1.2), atrial=None))
         )
-        assert not {f.concept for f in out} & RHYTHMS  # a hump in diastole or nothing measured: say nothing
+        assert not {f.concept for f in out} & RHYTHMS  # atrial activity possible or nothing measured: say nothing
 
 
 # ----------------------------------------------------------------- properties
@@ -271,6 +278,7 @@ def test_real_sinus_records_keep_their_rhythm(load: Callable[[], EcgRecord], cod
     dominant=st.one_of(st.none(), st.floats(3.0, 10.0)),
     concentration=st.floats(0.0, 1.0),
     diastolic=st.one_of(st.none(), st.floats(0.0, 0.3)),
+    flat_ms=st.one_of(st.none(), st.floats(0.0, 200.0)),
     wave=st.one_of(
         st.none(),
         st.builds(
@@ -292,6 +300,7 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     dominant: float | None,
     concentration: float,
     diastolic: float | None,
+    flat_ms: float | None,
     wave: HalfRRWave | None,
     seed: int,
 ) -> None:
@@ -300,7 +309,7 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     rr = 60.0 / hr * (1.0 + jitter * rng.uniform(-1.0, 1.0, 14))
     beats = (np.concatenate([[0.3], 0.3 + np.cumsum(rr)]) * 500).astype(np.int64)
     g = replace(NORMAL_G, hr_bpm=hr, rr_ms=60000.0 / hr, pr_ms=pr, qrs_ms=qrs, p_axis_deg=None if pr is None else 50.0)
-    atrial = AtrialActivity(dominant, concentration, 0.01, np.zeros(0, dtype=np.int64), None, wave, diastolic)
+    atrial = AtrialActivity(dominant, concentration, 0.01, np.zeros(0, dtype=np.int64), None, wave, diastolic, flat_ms)
     ri = RuleInput(
         fs=500.0, duration_s=float(beats[-1]) / 500.0 + 0.5, beats=beats, labels=np.array(["N"] * beats.size),
         g=g, amps=_amps(), atrial=atrial, twelve_lead=True, patient=None,
