@@ -123,6 +123,8 @@ def _without_p(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement
             ]
             return [finding(SCT.IDIOVENTRICULAR_RHYTHM, crit, hr_m + qrs_m, critical=True)]
         return []  # a wide-QRS rhythm at 50/min or more: junctional with bundle branch block or ventricular
+    if g.qrs_ms >= th.IVCD_QRS_MS:
+        return []  # 110-120 ms: a narrow junctional or a wide ventricular QRS measured short; not told apart
     narrow = f"narrow QRS {g.qrs_ms:.0f} ms"
     if hr < th.JUNCTIONAL_MAX_BPM:
         crit = [no_p, regular, narrow, f"rate {hr:.0f}/min < {th.JUNCTIONAL_MAX_BPM:.0f}/min"]

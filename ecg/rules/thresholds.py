@@ -45,7 +45,7 @@ P_ABSENT_MV: Final = 0.02
 ISOELECTRIC_TQ_MS: Final = 20.0
 #: Rhythms without P waves (AHA/ACCF/HRS 2009 Part II rate bands): junctional rhythm < 60/min,
 #: accelerated junctional rhythm 60-100/min, supraventricular tachycardia > 100/min (narrow QRS);
-#: idioventricular (ventricular escape) rhythm < 50/min with a wide QRS.
+#: idioventricular (ventricular escape) rhythm < 50/min with a wide QRS (>= 120 ms); "narrow" is < IVCD_QRS_MS.
 WIDE_QRS_MS: Final = 120.0
 JUNCTIONAL_MAX_BPM: Final = 60.0
 IDIOVENTRICULAR_MAX_BPM: Final = 50.0

@@ -207,6 +207,23 @@ def test_2to1_flutter_criteria(from_p_wave: bool) -> None:
     assert not {f.concept for f in slow} & {SCT.ATRIAL_FLUTTER, SCT.SECOND_DEGREE_AV_BLOCK}
 
 
+@pytest.mark.parametrize(
+    ("hr", "qrs", "code"),
+    [
+        (45.0, 90.0, SCT.JUNCTIONAL_RHYTHM),
+        (75.0, 90.0, SCT.ACCELERATED_JUNCTIONAL_RHYTHM),
+        (120.0, 90.0, SCT.SUPRAVENTRICULAR_TACHYCARDIA),
+        (40.0, 150.0, SCT.IDIOVENTRICULAR_RHYTHM),
+        (75.0, 150.0, None),  # junctional with bundle branch block or accelerated idioventricular
+        (45.0, 115.0, None),  # between narrow and wide: a measurement away from either reading
+    ],
+)
+def test_no_p_rhythm_by_rate_and_qrs_width(hr: float, qrs: float, code: Code | None) -> None:
+    g = replace(NORMAL_G, hr_bpm=hr, rr_ms=60000.0 / hr, pr_ms=None, p_axis_deg=None, qrs_ms=qrs)
+    named = {f.concept for f in interpret(_ri(g, QUIET, 60.0 / hr))} & RHYTHMS
+    assert named == ({code} if code else set())
+
+
 def test_no_p_needs_a_quiet_diastole() -> None:
     g = replace(NORMAL_G, hr_bpm=50.0, rr_ms=1200.0, pr_ms=None, p_axis_deg=None)
     assert SCT.JUNCTIONAL_RHYTHM in {f.concept for f in interpret(_ri(g, QUIET, 1.2))}
