@@ -10,13 +10,14 @@ blocked P waves.  Those drive the AF, flutter and AV-block statements.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
-from ecg.signal.delineation import Fiducials, MedianBeats, p_wave
+from ecg.signal.delineation import Fiducials, MedianBeats, p_wave, qrs_bounds
 from ecg.signal.filters import butter_sos
 
 FloatArray = npt.NDArray[np.float64]
@@ -110,21 +111,29 @@ def atrial_activity(
     res = residual(x[idx], beats, MedianBeats(mb.beats[idx], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used), span)
     sos = butter_sos(2, (2.0, 15.0), "bandpass", fs)
     r = sps.sosfiltfilt(sos, res, axis=1)
-    # blank +-60 ms around each QRS, where cancellation is least exact
+    # blank each QRS, where cancellation is least exact: +-60 ms, or the median beat's own QRS
+    # (plus 20 / 40 ms) when it is wider - a wide escape beat leaves leftovers beyond 60 ms
+    q_on, q_off = qrs_bounds(mb.beats[idx], fs, mb.fiducial)
+    before = max(int(0.06 * fs), mb.fiducial - q_on + int(0.02 * fs))
+    after = max(int(0.06 * fs), q_off - mb.fiducial + int(0.04 * fs))
     keep = np.ones(r.shape[1], dtype=bool)
-    half = int(0.06 * fs)
     for b in beats:
-        keep[max(0, int(b) - half) : int(b) + half] = False
+        keep[max(0, int(b) - before) : int(b) + after] = False
     rk = r[:, keep]
     rms = float(np.sqrt(np.mean(rk**2))) if rk.size else 0.0
-    # the spectrum on the blanked (zeroed) signal, not on the kept parts joined end to end: joining
-    # shortens every beat by the blanked 120 ms and moves a regular rhythm's leftovers to 1/(RR - 0.12 s),
-    # a made-up "atrial" frequency (4.3 Hz at 170/min)
-    rk = r * keep[None, :]
+    # the spectrum only over diastole - from the end of the subtracted beat (T end + 40 ms) to the next
+    # QRS - where no ventricular leftover can mimic atrial waves (a large, wide QRS-T leaves some), and
+    # on the zeroed signal, not on the kept parts joined end to end: joining shortens every beat and
+    # moves a regular rhythm's leftovers to a made-up "atrial" frequency (4.3 Hz at 170/min)
+    d0 = (span[1] if span is not None else mb.beats.shape[1]) - mb.fiducial
+    dia = np.zeros(r.shape[1], dtype=bool)
+    for b0, b1 in itertools.pairwise(beats):
+        dia[max(0, int(b0) + d0) : max(0, int(b1) - before)] = True
+    rk = r * (keep & dia)[None, :]
     nper = int(min(rk.shape[1], 4 * fs))
     dom: float | None = None
     conc = 0.0
-    if nper >= int(fs):
+    if nper >= int(fs) and int(dia.sum()) >= int(fs):
         f, p = sps.welch(rk, fs=fs, nperseg=nper, axis=1)
         p = p.sum(axis=0)
         band = (f >= 3.0) & (f <= 10.0)

@@ -281,8 +281,10 @@ def synth_cardiac(
     p1 = _frontal(rng.uniform(60.0, 85.0), 0.6)  # right atrium: inferior, anterior
     p2 = _frontal(rng.uniform(20.0, 50.0), -0.5)  # left atrium: leftward, posterior
     if wide:
+        # a broad, notched complex (slow cell-to-cell spread), then a terminal deflection
         main = _frontal(rng.uniform(-40.0, 100.0), rng.choice([-1.2, 1.0]))
-        lobes = [(0.0, 0.55, 1.4, main), (0.45, 0.55, -0.5, main)]
+        notch = _unit(main + 0.5 * _frontal(rng.uniform(0.0, 360.0), 0.0))
+        lobes = [(0.0, 0.5, 1.2, main), (0.35, 0.45, 1.0, notch), (0.72, 0.28, -0.6, main)]
         t_dir, t_amp = -main, 0.6
     else:
         lobes = [
