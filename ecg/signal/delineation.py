@@ -1,21 +1,33 @@
 """Representative (median) beats and global wave boundaries across leads.
 
 A certified cart measures intervals once, globally, on the representative
-beats of all leads together: the QRS starts at the earliest onset in any
-lead and ends at the latest offset, which single-lead delineators miss.
-Here:
+beats of all leads together; cardiologists mark a wave's onset at the
+earliest onset in any lead and its end at the latest end in any lead.  A
+single-lead delineator misses that, and a method that weights leads by
+amplitude lets large leads drown the small early or late deflections of
+the others (and depends on each lead's gain).  Here:
 
 * **median beat per lead** — dominant-class beats aligned by cross-correlation
   of their QRS, sample-wise median (rejects ectopics and noise);
-* **QRS onset/offset** — on the spatial velocity (root sum of squared slopes
-  over the usable leads), where it leaves / returns to the isoelectric level
-  for at least 10 ms, threshold relative to the QRS peak velocity;
-* **T offset** — Zhang's trapezium-area method on the T-wave spatial
-  magnitude (a tangent-like construction that is robust to noise and to the
-  T-wave's shape), which follows the latest-ending leads;
+* **gain normalisation** — for the all-lead (spatial) estimates every lead is
+  scaled to a common QRS slope (at least a multiple of its own noise), so no
+  boundary depends on a lead's gain;
+* **QRS onset/offset** — per lead, on that lead's own slope: the span of its
+  significant slope lobes, ended where the slope falls below a fraction of the
+  first / last lobe (or its noise) for 10 ms, or at the knee of a sloping ST;
+  globally the earliest onset / latest offset that a second lead confirms
+  within 6 ms (a lone lead is more often noise than an early wave), or the
+  spatial velocity's (root sum of squared slopes, which pools the leads'
+  noise) where that is wider;
+* **T offset** — Zhang's trapezium-area method on the T-wave spatial magnitude
+  (decides there is a T and gives its peak) and on every lead whose T stands
+  out of its noise; globally the later of the spatial end and the latest lead
+  end confirmed by three leads within 10 ms;
 * **P onset/offset** — the same area method, backward and forward from the
   P peak of the atrial spatial magnitude, with a detection test (the P must
-  stand above the baseline noise) so that an absent P yields no P values.
+  stand above the baseline noise) so that an absent P yields no P values;
+  leads with a clear P of their own (20 x noise, confirmed by three leads)
+  may widen it by up to 20 ms.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ ALIGN_MAX_S = 0.02
 ALIGN_BLOCK = 2000
 MAX_MEDIAN_BEATS = 600
 #: QRS boundaries: fraction of (peak - floor) spatial velocity, and the quiet time required beyond it.
-QRS_ON_FRACTION = 0.04
+QRS_ON_FRACTION = 0.05
 QRS_OFF_FRACTION = 0.06
 QRS_QUIET_S = 0.010
 #: P detection: peak spatial magnitude above baseline must exceed this (mV) and this multiple of noise.
@@ -48,7 +60,7 @@ VELOCITY_LOWPASS_HZ = 50.0
 #: Per-lead QRS boundaries: low-pass of the slope, lobe significance and boundary fractions of the lead's
 #: own slopes, the noise floor (multiple of the lead's slope noise) and the SNR a lead needs to count.
 LEAD_LOWPASS_HZ = 120.0
-LEAD_LOBE_FRACTION = 0.15
+LEAD_LOBE_FRACTION = 0.05
 LEAD_ON_FRACTION = 0.08
 LEAD_OFF_FRACTION = 0.12
 LEAD_NOISE_FACTOR = 8.0
@@ -251,12 +263,12 @@ def lead_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[IntArray, 
         main = lo + int(np.argmax(a[lo:hi]))
         first, last = main, main
         for j in lobes[::-1]:
-            if j < first and not np.any(
-                np.convolve(a[j:first] < LEAD_ON_FRACTION * peak, np.ones(run), "valid") >= run
-            ):
+            gap = max(LEAD_ON_FRACTION * min(a[j], a[first]), floor)
+            if j < first and not np.any(np.convolve(a[j:first] < gap, np.ones(run), "valid") >= run):
                 first = int(j)
         for j in lobes:
-            if j > last and not np.any(np.convolve(a[last:j] < LEAD_OFF_FRACTION * peak, np.ones(run), "valid") >= run):
+            gap = max(LEAD_OFF_FRACTION * min(a[j], a[last]), floor)
+            if j > last and not np.any(np.convolve(a[last:j] < gap, np.ones(run), "valid") >= run):
                 last = int(j)
         on_thr = max(LEAD_ON_FRACTION * a[first], floor)
         off_thr = max(LEAD_OFF_FRACTION * a[last], floor)
@@ -342,20 +354,21 @@ def spatial_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, in
 
 
 def qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int]:
-    """Global QRS onset and offset: earliest/latest confirmed per-lead boundary, guarded by the spatial one.
+    """Global QRS onset and offset: union of the confirmed per-lead extremes and the spatial span.
 
-    The per-lead boundaries follow the cardiologists' convention and are
-    gain-invariant; the spatial velocity (which weights leads by amplitude)
-    keeps the result sane when few leads are valid.  The global span is the
-    union of both, capped to physiological widths.
+    ``m`` are gain-normalised median beats.  The per-lead boundaries follow the
+    cardiologists' convention (earliest onset / latest offset in any lead, here
+    seen by two leads); the spatial velocity pools the leads' noise and still
+    sees a small initial wave that each noisy lead alone loses under its noise
+    floor.  The span is capped to physiological widths.
     """
     s_on, s_off, peak_i = spatial_qrs_bounds(m, fs, fiducial)
     ons, offs, valid = lead_qrs_bounds(m, fs, fiducial)
     within = max(0, round(CONFIRM_QRS_S * fs))
     p_on = robust_extreme(ons, valid, latest=False, within=within, leads=CONFIRM_QRS_LEADS)
     p_off = robust_extreme(offs, valid, latest=True, within=within, leads=CONFIRM_QRS_LEADS)
-    on_i = s_on if p_on is None else p_on
-    off_i = s_off if p_off is None else p_off
+    on_i = s_on if p_on is None else min(s_on, p_on)
+    off_i = s_off if p_off is None else max(s_off, p_off)
     # cap implausible widths (a very wide QRS is reported, an unbounded one is not)
     on_i = max(on_i, peak_i - int(0.12 * fs))
     off_i = min(off_i, peak_i + int(0.20 * fs))

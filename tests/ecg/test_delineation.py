@@ -10,7 +10,7 @@ from ecg.analysis import analyze
 from ecg.readers import read_ecg_file
 from ecg.signal.beats import classify_beats
 from ecg.signal.conditioning import condition
-from ecg.signal.delineation import Fiducials, delineate, median_beats
+from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats
 from ecg.signal.qrs import detect_qrs
 from tests.ecg._load import AECG_SUBJECT1, LUDB_1, load_wfdb, ludb_reference
 from tests.ecg._synth import synth_ecg
@@ -140,3 +140,175 @@ def test_hl7_aecg_example_per_beat_marks_within_iec_tolerances() -> None:
     for k, (mean_tol, sd_tol) in {"PR": (10, 10), "QRS": (10, 10), "QT": (25, 30)}.items():
         v = np.array(err[k])
         assert abs(v.mean()) <= mean_tol and v.std() <= sd_tol, (k, v.mean(), v.std())
+
+
+# ------------------------------------------------- per-lead boundaries, gain invariance, early small leads
+
+
+def _median_of(x: np.ndarray, fs: float = 500.0) -> tuple[MedianBeats, np.ndarray]:
+    c = condition(x, fs)
+    beats = detect_qrs(c.signal, c.fs)
+    labels, _ = classify_beats(c.signal, c.fs, beats)
+    mb = median_beats(c.signal, c.fs, beats, labels)
+    assert mb is not None
+    return mb, beats
+
+
+def _scaled(mb: MedianBeats, lead: int, gain: float) -> MedianBeats:
+    m = mb.beats.copy()
+    m[lead] *= gain
+    return MedianBeats(m, mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used)
+
+
+def _bounds(fd: Fiducials) -> tuple[int | None, ...]:
+    return (fd.p_on, fd.p_off, fd.qrs_on, fd.qrs_off, fd.t_off)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    lead=st.integers(0, 11),
+    log_gain=st.floats(np.log(0.05), np.log(20.0)),
+)
+def test_boundaries_do_not_depend_on_a_lead_gain(seed: int, lead: int, log_gain: float) -> None:
+    """Scaling one lead (a renormalised or mis-calibrated channel) must not move any global boundary."""
+    x, _ = synth_ecg(np.random.default_rng(seed), hr_bpm=70, n_leads=12, scale=1.0)
+    mb, beats = _median_of(x)
+    rr = float(np.median(np.diff(beats)))
+    ref = _bounds(delineate(mb, rr_samples=rr))
+    got = _bounds(delineate(_scaled(mb, lead, float(np.exp(log_gain))), rr_samples=rr))
+    for r, g in zip(ref, got, strict=True):
+        assert (r is None) == (g is None), (ref, got)
+        if r is not None and g is not None:
+            assert abs(r - g) <= 1, (ref, got)  # 2 ms at 500 Hz
+
+
+def test_ludb_record_1_boundaries_do_not_depend_on_a_lead_gain() -> None:
+    """The LUDB copy's per-lead gains look renormalised: the boundaries must not care (x10 and x0.1 per lead)."""
+    rec = load_wfdb(LUDB_1)
+    mb, beats = _median_of(np.asarray(rec.signal, dtype=np.float64), rec.sampling_rate_hz)
+    rr = float(np.median(np.diff(beats)))
+    ref = _bounds(delineate(mb, rr_samples=rr))
+    for lead in range(12):
+        for gain in (10.0, 0.1):
+            got = _bounds(delineate(_scaled(mb, lead, gain), rr_samples=rr))
+            assert all(r is None or g is None or abs(r - g) <= 1 for r, g in zip(ref, got, strict=True)), (
+                lead,
+                gain,
+                ref,
+                got,
+            )
+
+
+def _early_wave(x: np.ndarray, qrs_on: np.ndarray, leads: list[int], lead_ms: float, fs: float = 500.0) -> np.ndarray:
+    """Add to ``leads`` a small initial deflection (8 % of the lead's own QRS) starting ``lead_ms`` before the QRS."""
+    y = x.copy()
+    n = round((lead_ms + 10.0) * fs / 1000.0)
+    lobe = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+    for lead in leads:
+        amp = 0.08 * float(np.ptp(x[lead, qrs_on[1] : qrs_on[1] + int(0.1 * fs)]))
+        for q in qrs_on:
+            a = int(q) - round(lead_ms * fs / 1000.0)
+            if a >= 0 and a + n <= y.shape[1]:
+                y[lead, a : a + n] -= amp * lobe
+    return y
+
+
+def test_small_early_deflection_in_two_leads_moves_the_global_onset() -> None:
+    """Cardiologists take the earliest onset in any lead: a small q 20 ms ahead in two low-amplitude leads counts.
+
+    An amplitude-weighted spatial velocity hides it (the two leads' slopes are a few percent of the
+    others'); per-lead thresholds see it.  A single lead with the same wave is not enough (noise guard).
+    """
+    rng = np.random.default_rng(11)
+    x, truth = synth_ecg(rng, hr_bpm=70, n_leads=12, qrs_ms=90.0)
+    x[[2, 7]] *= 0.15  # two small-amplitude leads
+    fs = 500.0
+
+    def onset_error_ms(sig: np.ndarray) -> float:
+        mb, beats = _median_of(sig)
+        fd = delineate(mb, rr_samples=float(np.median(np.diff(beats))))
+        k = int(mb.used[0])
+        base = int(beats[k]) + int(mb.lags[0]) - mb.fiducial
+        j = int(np.argmin(np.abs(truth.qrs_on - beats[k])))
+        return (fd.qrs_on + base - int(truth.qrs_on[j])) * 1000.0 / fs
+
+    plain = onset_error_ms(x)
+    both = onset_error_ms(_early_wave(x, truth.qrs_on, [2, 7], 20.0))
+    one = onset_error_ms(_early_wave(x, truth.qrs_on, [2], 20.0))
+    assert abs(plain) <= 8.0, plain
+    assert both <= plain - 12.0, (plain, both)  # the global onset follows the early leads
+    assert abs(one - plain) <= 4.0, (plain, one)  # one lead alone does not move it
+
+
+def ludb_lead_errors() -> dict[str, list[float]]:
+    """Per-lead boundaries vs the LUDB cardiologists' per-lead marks, every annotated beat of every lead (ms).
+
+    The global test above uses 4 beats; the per-lead marks give 12 x ~6 QRS and T boundaries to check
+    the per-lead delineator that the global boundaries are built from.
+    """
+    import wfdb
+
+    from ecg.signal.delineation import _normalised, lead_qrs_bounds, lead_t_ends, t_wave_end
+
+    rec = load_wfdb(LUDB_1)
+    mb, beats = _median_of(np.asarray(rec.signal, dtype=np.float64), rec.sampling_rate_hz)
+    m = _normalised(mb.beats, mb.fs, mb.fiducial)
+    fd = delineate(mb, rr_samples=float(np.median(np.diff(beats))))
+    ons, offs, qv = lead_qrs_bounds(m, mb.fs, mb.fiducial)
+    _, te = t_wave_end(m, mb.fs, fd.qrs_on, fd.qrs_off)
+    tends, tv = lead_t_ends(m, mb.fs, fd.qrs_on, fd.qrs_off, te)
+    ms = 1000.0 / mb.fs
+    bases = {int(beats[k]): int(beats[k]) + int(lag) - mb.fiducial for k, lag in zip(mb.used, mb.lags, strict=True)}
+    err: dict[str, list[float]] = {"qrs_on": [], "qrs_off": [], "t_off": []}
+    for i, name in enumerate(("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")):
+        ann = wfdb.rdann(str(LUDB_1), name)
+        sym, smp = list(ann.symbol), [int(s) for s in ann.sample]
+        for j in range(1, len(sym) - 1):
+            if sym[j - 1] != "(" or sym[j + 1] != ")" or sym[j] not in "Nt":
+                continue
+            r = min(bases, key=lambda b: abs(b - smp[j]) if sym[j] == "N" else abs(b + 200 - smp[j]))
+            base = bases[r]
+            if sym[j] == "N" and abs(r - smp[j]) < 40 and qv[i]:
+                err["qrs_on"].append((base + ons[i] - smp[j - 1]) * ms)
+                err["qrs_off"].append((base + offs[i] - smp[j + 1]) * ms)
+            elif sym[j] == "t" and 0 < smp[j] - r < 300 and tv[i]:
+                err["t_off"].append((base + tends[i] - smp[j + 1]) * ms)
+    return err
+
+
+def test_ludb_record_1_per_lead_boundaries_against_cardiologists() -> None:
+    """Each lead's own QRS and T boundaries against the same lead's marks, all annotated beats.
+
+    QRS: mean within 10 ms and SD within 10 ms (IEC-style, per lead).  T end: the median within
+    10 ms and 80 % of the marks within 20 ms — aVF's T is nearly flat, its marked end 50 ms after the
+    other leads' and ours 100 ms before it (a flat T has no measurable end; the global T end takes the
+    latest end that three leads confirm, so one such lead cannot move it).
+    """
+    err = ludb_lead_errors()
+    assert len(err["qrs_on"]) >= 60 and len(err["t_off"]) >= 40
+    for k in ("qrs_on", "qrs_off"):
+        a = np.array(err[k])
+        assert abs(a.mean()) <= 10.0 and a.std() <= 10.0, (k, a.mean(), a.std())
+    t = np.array(err["t_off"])
+    assert abs(np.median(t)) <= 10.0 and np.mean(np.abs(t) <= 20.0) >= 0.8, (np.median(t), np.abs(t))
+
+
+def test_ludb_record_1_global_qrs_and_qt_against_cardiologists() -> None:
+    """Global QRS and QT on LUDB 1 against the earliest-onset / latest-offset reference (4 fully marked beats).
+
+    QRS meets the IEC mean/SD criterion (the amplitude-weighted method was at -40.5 ms).  QT (was
+    -63 ms) is held to 40 ms: the reference T end is aVF's, whose T is nearly flat and marked 50 ms
+    after every other lead's; that gap is reported (bench/RESULTS.md), not fitted.
+    """
+    rec = load_wfdb(LUDB_1)
+    a = analyze(rec)
+    ref = ludb_reference()
+    fid = {b.sample: dict(b.fiducials) for b in a.beats}
+    qrs, qt = [], []
+    for i, r in enumerate(ref["r"]):
+        f = fid[min(fid, key=lambda x: abs(x - r))]
+        qrs.append(((f["qrs_off"] - f["qrs_on"]) - (ref["qrs_off"][i] - ref["qrs_on"][i])) * 2.0)
+        qt.append(((f["t_off"] - f["qrs_on"]) - (ref["t_off"][i] - ref["qrs_on"][i])) * 2.0)
+    assert abs(np.mean(qrs)) <= 10.0 and np.std(qrs) <= 10.0, qrs
+    assert abs(np.mean(qt)) <= 40.0 and np.std(qt) <= 30.0, qt
