@@ -29,9 +29,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.tag import Tag
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
 
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
@@ -219,6 +222,67 @@ def pixel_element_ok(head: bytes, available: int, closed: bool, ts: str, ds: Dat
     return True
 
 
+_META_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+def _at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag in _PIXEL_TAGS
+
+
+def _quick_header(data: bytes) -> tuple[Dataset, int] | None:
+    """``pydicom.dcmread(stop_before_pixels=True)`` for the usual layout, about a third cheaper.
+
+    The file meta (group 0002, always explicit VR little endian) is read here
+    into raw elements instead of by pydicom's validating meta pass, and the
+    dataset by pydicom's own ``read_dataset``.  Returns the dataset and where
+    it stopped (the Pixel Data element, or the end); ``None`` for anything
+    unusual (big endian, deflate, private transfer syntax, command elements,
+    damage), which the caller then leaves to ``dcmread``.
+    """
+    n = len(data)
+    if n < 144 or data[128:132] != b"DICM":
+        return None
+    meta: dict[BaseTag, DataElement | RawDataElement] = {}
+    pos = 132
+    while pos + 8 <= n:
+        group, elem = struct.unpack_from("<HH", data, pos)
+        if group != 0x0002:
+            break
+        vr = data[pos + 4 : pos + 6]
+        if vr in _META_LONG_VRS:
+            if pos + 12 > n:
+                return None
+            (length,), start = struct.unpack_from("<L", data, pos + 8), pos + 12
+        else:
+            (length,), start = struct.unpack_from("<H", data, pos + 6), pos + 8
+        if length == _UNDEFINED_LENGTH or start + length > n or not vr.isalpha():
+            return None
+        tag = BaseTag((group << 16) | elem)
+        meta[tag] = RawDataElement(tag, vr.decode("ascii"), length, data[start : start + length], start, False, True)
+        pos = start + length
+    ts_element = meta.get(BaseTag(0x00020010))
+    raw_ts = ts_element.value if isinstance(ts_element, RawDataElement) else None
+    if not isinstance(raw_ts, bytes) or pos + 4 > n or data[pos : pos + 2] == b"\x00\x00":  # command elements
+        return None
+    ts = UID(raw_ts.decode("ascii", "replace").strip(" \x00"))
+    if ts == _IMPLICIT:
+        implicit = True
+    elif ts.is_transfer_syntax and ts.is_little_endian and not ts.is_deflated and not ts.is_implicit_VR:
+        implicit = False
+    else:
+        return None
+    fp = io.BytesIO(data)
+    fp.seek(pos)
+    try:
+        body = read_dataset(fp, implicit, True, stop_when=_at_pixel_data)
+        ds = FileDataset(fp, body, data[:128], FileMetaDataset(meta), implicit, True)
+    except Exception:
+        return None
+    ds.set_original_encoding(implicit, True, body._character_set)
+    return ds, fp.tell()
+
+
 def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None:
     """The headers of an object from its first bytes, when these hold everything before Pixel Data.
 
@@ -230,12 +294,16 @@ def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None
     """
     if len(prefix) < 132 or prefix[128:132] != b"DICM":
         return None
-    fp = io.BytesIO(prefix)
-    try:
-        ds = pydicom.dcmread(fp, stop_before_pixels=True)
-    except Exception:
-        return None
-    pos = fp.tell()
+    quick = _quick_header(prefix)
+    if quick is None:
+        fp = io.BytesIO(prefix)
+        try:
+            ds: Dataset = pydicom.dcmread(fp, stop_before_pixels=True)
+        except Exception:
+            return None
+        pos = fp.tell()
+    else:
+        ds, pos = quick
     ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
     if not ts or ts in _DEFLATED or len(ds) == 0 or pos + 12 > len(prefix):
         return None
@@ -250,15 +318,20 @@ def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None
 
 def _header_only(data: bytes, where: str) -> Dataset | None:
     """Fast path: headers parsed, Pixel Data checked in place; None when the full parse must decide."""
-    fp = io.BytesIO(data)
-    try:
-        ds = pydicom.dcmread(fp, stop_before_pixels=True)
-    except Exception:
-        return None
+    quick = _quick_header(data)
+    if quick is None:
+        fp = io.BytesIO(data)
+        try:
+            ds: Dataset = pydicom.dcmread(fp, stop_before_pixels=True)
+        except Exception:
+            return None
+        pos = fp.tell()
+    else:
+        ds, pos = quick
     ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
     if not ts or ts in _DEFLATED or len(ds) == 0 or _truncation(ds):
         return None
-    return ds if _pixel_tail_ok(data, fp.tell(), ts, ds, where) else None
+    return ds if _pixel_tail_ok(data, pos, ts, ds, where) else None
 
 
 def _full_parse(data: bytes, where: str, has_preamble: bool) -> Dataset:
