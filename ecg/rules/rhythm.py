@@ -172,6 +172,7 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
         and atrial.dominant_hz is not None
         and th.FLUTTER_HZ[0] <= atrial.dominant_hz <= th.FLUTTER_HZ[1]
         and atrial.concentration >= th.FLUTTER_CONCENTRATION
+        and atrial.residual_rms_mv >= th.FLUTTER_MIN_RMS_MV
         and not p_present
         and not _at_harmonic(atrial.dominant_hz, rr)
     )

@@ -19,6 +19,8 @@ AF_RVR_BPM: Final = 110.0
 #: Flutter: atrial activity at 220-350/min with a concentrated spectral peak.
 FLUTTER_HZ: Final = (3.67, 5.83)
 FLUTTER_CONCENTRATION: Final = 0.35
+#: ... and atrial activity of flutter size (waves of >= 0.1 mV): a spectral peak in a noise-level residual is noise.
+FLUTTER_MIN_RMS_MV: Final = 0.02
 PACED_FRACTION: Final = 0.5
 VT_MIN_BEATS: Final = 3
 VT_MIN_BPM: Final = 100.0

@@ -346,6 +346,8 @@ def diastolic_wave(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: np
 
 #: A T-Q baseline is flat when no lead moves more than this (mV) over it (median beat, 20 ms moving average).
 ISOELECTRIC_MV = 0.04
+#: ... and drifts less than this (mV/s; a flutter wave's slow limb slopes at >= 1 mV/s).
+ISOELECTRIC_SLOPE = 0.5
 #: Only the last part of the T-Q interval is examined (a long diastole may drift).
 ISOELECTRIC_WINDOW_S = 0.15
 
@@ -372,5 +374,9 @@ def isoelectric_tq(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: np
     seg = m[:, c:b]
     sm = np.cumsum(np.pad(seg, ((0, 0), (1, 0))), axis=1)
     sm = (sm[:, w:] - sm[:, :-w]) / w
-    flat = float(np.ptp(sm, axis=1).max()) < ISOELECTRIC_MV
+    # flat: little excursion, and no steady drift either (a short window on a flutter wave's slow limb
+    # moves little in total but keeps sloping)
+    t = (np.arange(sm.shape[1]) - (sm.shape[1] - 1) / 2.0) / fs
+    slope = (sm @ t) / max(float(t @ t), 1e-12)  # mV/s, least squares per lead
+    flat = float(np.ptp(sm, axis=1).max()) < ISOELECTRIC_MV and float(np.abs(slope).max()) < ISOELECTRIC_SLOPE
     return round(1000.0 * (b - c) / fs, 1) if flat else 0.0
