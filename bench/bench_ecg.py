@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_ecg.py [--repeat 10] [--no-xqrs]
+    .venv/bin/python bench/bench_ecg.py [--repeat 10] [--no-xqrs] [--delineation-only]
 
 Prints, for each part, both tools' figures and their ratio:
 
@@ -11,7 +11,10 @@ Prints, for each part, both tools' figures and their ratio:
 2. global intervals on the DICOM sample against its device (PR 161, QRS 75, QT 368 ms);
 3. wave boundaries on LUDB record 1 against the cardiologists' marks (global = earliest onset /
    latest offset over the 12 leads), and on the HL7 aECG example against its per-beat global marks,
-   mean and SD of the differences, with the IEC 60601-2-25 limits;
+   mean and SD of the differences, with the IEC 60601-2-25 limits; per lead against the same lead's
+   LUDB marks (every marked beat), with how much the earliest/latest reference gains from the marks'
+   own scatter; the GE MUSE sample against ecgpuwave's boundaries (weak: a program, one lead); and the
+   largest boundary move when one lead's gain changes x10 / x0.1;
 4. end-to-end time for one 10 s, 500 Hz, 12-lead record (mmdx ``analyze``: conditioning, detection,
    delineation, measurements, statements) vs ``neurokit2.ecg_process`` on all 12 leads, and mmdx batch mode.
 """
@@ -190,6 +193,137 @@ def part_aecg() -> list[str]:
     return out
 
 
+def _ludb_mark_spread() -> dict[str, tuple[float, float]]:
+    """How much the earliest/latest-over-12-leads reference gains from the marks' own scatter (ms).
+
+    For each boundary: the extreme over leads of each lead's *mean* mark (what a noise-free annotator
+    would give) and the mean over beats of the per-beat extreme (the reference).  The difference is the
+    order-statistic widening of an extreme of 12 independently noisy marks.
+    """
+    leads = ["i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6"]
+    ref = ludb_reference(LUDB_1)
+    rel: dict[str, list[list[float]]] = {"qrs_on": [], "qrs_off": [], "t_off": []}
+    for lead in leads:
+        a = wfdb.rdann(str(LUDB_1), lead)
+        sym, smp = list(a.symbol), [int(v) for v in a.sample]
+        rows: dict[str, list[float]] = {k: [] for k in rel}
+        for r in ref["r"]:
+            q = [j for j in range(1, len(sym) - 1) if sym[j] == "N" and abs(smp[j] - r) <= 60]
+            t = [j for j in range(1, len(sym) - 1) if sym[j] == "t" and 50 <= smp[j] - r <= 400]
+            rows["qrs_on"].append(smp[q[0] - 1] - r if q else np.nan)
+            rows["qrs_off"].append(smp[q[0] + 1] - r if q else np.nan)
+            rows["t_off"].append(smp[t[0] + 1] - r if t else np.nan)
+        for k in rel:
+            rel[k].append(rows[k])
+    out = {}
+    for k, v in rel.items():
+        arr = np.asarray(v, dtype=float) * 2.0  # leads x beats, ms
+        ext = np.nanmin if k == "qrs_on" else np.nanmax
+        out[k] = (float(ext(np.nanmean(arr, axis=1))), float(np.nanmean(ext(arr, axis=0))))
+    return out
+
+
+def part_ludb_leads() -> list[str]:
+    """Per-lead boundaries vs the same lead's cardiologist marks (every marked beat of every lead)."""
+    from tests.ecg.test_delineation import ludb_lead_errors
+
+    err = ludb_lead_errors()
+    out = [
+        "### 3c. LUDB record 1, per lead: mmdx per-lead boundaries vs the same lead's cardiologist marks",
+        "",
+        "| boundary | mean ± SD ms | median ms | within 20 ms | n |",
+        "|---|---|---|---|---|",
+    ]
+    for k, v in err.items():
+        a = np.asarray(v)
+        out.append(
+            f"| {k} | {a.mean():+.1f} ± {a.std():.1f} | {np.median(a):+.1f} | {100 * np.mean(np.abs(a) <= 20):.0f} % "
+            f"| {a.size} |"
+        )
+    spread = _ludb_mark_spread()
+    out += [
+        "",
+        "Reference widening by the marks' scatter (relative to lead II R; extreme over leads of each lead's mean mark"
+        " vs mean over beats of the per-beat extreme):",
+        "",
+        "| boundary | extreme of lead means ms | mean of per-beat extremes ms | widening ms |",
+        "|---|---|---|---|",
+    ]
+    for k, (m1, m2) in spread.items():
+        out.append(f"| {k} | {m1:+.1f} | {m2:+.1f} | {abs(m2 - m1):.1f} |")
+    return out
+
+
+SHARED_EGM = ROOT.parent / "shared" / "data" / "ecg" / "wfdb" / "egm_muse-sinus" / "muse-sinus"
+
+
+def part_egm_muse() -> list[str]:
+    """Weak check: per-beat boundaries vs ecgpuwave's program-made ones (lead I only) on the GE MUSE sample.
+
+    The record and its ``.ecgpuwave`` annotations are GPL: read in place from ../shared, never copied.
+    """
+    head = ["### 3d. egm_muse-sinus (GE MUSE, 12 leads): mmdx vs ecgpuwave's single-lead (I) boundaries", ""]
+    if not SHARED_EGM.with_suffix(".hea").exists():
+        return [*head, "(../shared/data/ecg/wfdb/egm_muse-sinus not present: skipped)"]
+    a = analyze(read_ecg(SHARED_EGM.with_suffix(".hea")))
+    ann = wfdb.rdann(str(SHARED_EGM), "ecgpuwave")
+    sym, smp = list(ann.symbol), [int(v) for v in ann.sample]
+    marks: list[dict[str, int]] = []
+    for j in range(1, len(sym) - 1):
+        if sym[j] == "N" and sym[j - 1] == "(" and sym[j + 1] == ")":
+            m = {"qrs_on": smp[j - 1], "qrs_off": smp[j + 1]}
+            p = [i for i in range(1, j) if sym[i] == "p" and 0 < smp[j] - smp[i] < 300 and sym[i - 1] == "("]
+            t = [i for i in range(j, len(sym) - 1) if sym[i] == "t" and 0 < smp[i] - smp[j] < 400 and sym[i + 1] == ")"]
+            if p:
+                m["p_on"] = smp[p[-1] - 1]
+            if t:
+                m["t_off"] = smp[t[0] + 1]
+            marks.append(m)
+    ours = [dict(b.fiducials) for b in a.beats if b.fiducials]
+    err: dict[str, list[float]] = {k: [] for k in ("p_on", "qrs_on", "qrs_off", "t_off", "PR", "QRS", "QT")}
+    for m in marks:
+        o = min(ours, key=lambda d: abs(d["qrs_on"] - m["qrs_on"]))
+        if abs(o["qrs_on"] - m["qrs_on"]) > 50:
+            continue
+        for k in ("p_on", "qrs_on", "qrs_off", "t_off"):
+            if k in m and k in o:
+                err[k].append((o[k] - m[k]) * 2.0)
+        for k, (a0, a1) in {"PR": ("p_on", "qrs_on"), "QRS": ("qrs_on", "qrs_off"), "QT": ("qrs_on", "t_off")}.items():
+            if all(x in m and x in o for x in (a0, a1)):
+                err[k].append(((o[a1] - o[a0]) - (m[a1] - m[a0])) * 2.0)
+    out = [*head, "| boundary / interval | mmdx - ecgpuwave ms (mean ± SD) |", "|---|---|"]
+    for k, v in err.items():
+        out.append(f"| {k} | {np.mean(v):+.1f} ± {np.std(v):.1f} (n={len(v)}) |" if v else f"| {k} | n/a |")
+    return out
+
+
+def part_gain() -> list[str]:
+    """Gain invariance: each LUDB lead scaled x10 and x0.1 in turn; the largest move of any per-beat boundary."""
+    from dataclasses import replace
+
+    rec = read_ecg(LUDB_1)
+    base = {b.sample: dict(b.fiducials) for b in analyze(rec).beats if b.fiducials}
+    worst = {k: 0.0 for k in ("p_on", "p_off", "qrs_on", "qrs_off", "t_off")}
+    sig = np.asarray(rec.signal, dtype=np.float64)
+    for lead in range(sig.shape[0]):
+        for gain in (10.0, 0.1):
+            x = sig.copy()
+            x[lead] *= gain
+            a = analyze(replace(rec, signal=x.astype(np.float32)))
+            for b in a.beats:
+                ref = base.get(b.sample)
+                for k, v in dict(b.fiducials).items():
+                    if ref is not None and k in ref:
+                        worst[k] = max(worst[k], abs(v - ref[k]) * 1000.0 / rec.sampling_rate_hz)
+    return [
+        "### 3e. Gain invariance (LUDB 1, each lead x10 and x0.1 in turn, 24 analyses)",
+        "",
+        "| boundary | largest move ms |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in worst.items()],
+    ]
+
+
 def _speed_records(n: int, seed: int = 0) -> list[Any]:
     """``n`` 10 s, 500 Hz, 12-lead records: LUDB 1 and the DICOM sample resampled to 500 Hz, each copy with its own
     noise (and every fourth with 50 Hz mains) so that no cache can serve one record's work to another."""
@@ -310,6 +444,7 @@ def main() -> None:
     ap.add_argument("--nk-records", type=int, default=3, help="records neurokit2 is timed on (0.6 s+ each)")
     ap.add_argument("--workers", type=int, default=0, help="also time analyze_batch(workers=N) when N > 1")
     ap.add_argument("--speed-only", action="store_true", help="run part 4 only")
+    ap.add_argument("--delineation-only", action="store_true", help="run parts 2-3e (wave boundaries) only")
     ap.add_argument("--no-xqrs", action="store_true", help="skip wfdb XQRS on the 30-min record (slow)")
     args = ap.parse_args()
     lines: list[str] = []
@@ -322,8 +457,13 @@ def main() -> None:
         part_dicom,
         part_ludb,
         part_aecg,
+        part_ludb_leads,
+        part_egm_muse,
+        part_gain,
         speed,
     ]
+    if args.delineation_only:
+        parts = parts[1:-1]
     for part in [speed] if args.speed_only else parts:
         lines += [*part(), ""]
     print("\n".join(lines))

@@ -162,6 +162,11 @@ def median_beats(
                 core = wide[:, :, maxlag : maxlag + 2 * qa]
                 ref = np.median(core, axis=1)
                 ref = ref - ref.mean(axis=1, keepdims=True)
+                # every lead weighs the same whatever its gain: scale by its median QRS, or by its
+                # beat-to-beat noise where that is larger (a lead without a QRS does not steer)
+                resid = core - core.mean(axis=2, keepdims=True) - ref[:, None, :]
+                level = np.maximum(np.sqrt((ref * ref).mean(axis=1)), np.sqrt((resid * resid).mean(axis=(1, 2))))
+                ref = ref / np.where(level > 0, level, 1.0)[:, None] ** 2
             for lag in range(-maxlag, maxlag + 1):
                 seg = wide[:, :, maxlag + lag : maxlag + lag + 2 * qa]
                 seg = seg - seg.mean(axis=2, keepdims=True)
