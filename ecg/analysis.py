@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import pickle
+import threading
 from collections.abc import Sequence
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -464,9 +466,10 @@ def analyze_batch(
     patients
         Demographics per record (``None`` entries use the record's own).
     workers
-        With more than one, chunks of records are analysed in that many
-        processes (spawned; worth it only for large batches on idle cores).
-        The default analyses in this process.
+        Processes to analyse chunks of records in.  ``None`` (the default):
+        one per CPU when the batch is large enough to pay for them (at least
+        :data:`RECORDS_PER_WORKER` records each) and this process can fork
+        cheaply (it runs no other thread); else this process alone.
     group_size
         At most this many records are stacked into one array.
     """
@@ -474,9 +477,20 @@ def analyze_batch(
     pats: list[Patient | None] = list(patients) if patients is not None else [None] * len(records)
     if len(pats) != len(records):
         raise EcgError(f"{len(pats)} patients given for {len(records)} records; expected one per record")
-    if workers is not None and workers > 1 and len(records) > group_size:
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(records) // RECORDS_PER_WORKER) if _can_fork() else 1
+    if workers > 1 and len(records) > group_size:
         return _analyze_in_processes(list(records), cfg, pats, workers, group_size)
     return _analyze_many(records, cfg, pats, max(1, group_size))
+
+
+#: A forked worker costs ~20 ms to start and ~1 ms per result to send back: worth it from this many records up.
+RECORDS_PER_WORKER = 8
+
+
+def _can_fork() -> bool:
+    """Forking is safe only while no other thread could hold a lock the child would inherit."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 
 def _failure(record: EcgRecord, exc: Exception) -> EcgError:
@@ -570,7 +584,9 @@ def _analyze_in_processes(
     """Contiguous chunks of records to spawned worker processes; results reassembled in input order."""
     size = max(group_size, -(-len(records) // (2 * workers)))
     chunks = [(records[k : k + size], cfg, pats[k : k + size], group_size) for k in range(0, len(records), size)]
-    ctx = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads or open sockets
+    # fork starts a worker in milliseconds, spawn in a second or two (it re-imports numpy, scipy...); fork only
+    # while this process runs a single thread (a lock held by another thread would stay held in the child)
+    ctx = multiprocessing.get_context("fork" if _can_fork() else "spawn")
     out: list[EcgAnalysis | EcgError] = []
     try:
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
