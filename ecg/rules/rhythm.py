@@ -63,7 +63,7 @@ def _at_harmonic(hz: float, rr: np.ndarray) -> bool:
 
 
 def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, float, HalfRRWave] | None:
-    """('flutter' | 'block', atrial rate /min, the hidden wave) for 2:1 AV conduction, or None.
+    """('flutter' | 'block' | 'uncertain', atrial rate /min, the hidden wave) for 2:1 AV conduction, or None.
 
     The conducted atrial wave repeats half an RR away (see
     ``ecg.signal.atrial.half_rr_wave``): the atria beat at twice the regular
@@ -84,10 +84,11 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
         return "flutter", atrial_rate, h  # a flutter wave need not pass as a P wave
     if not (p_present and h.from_p_wave):
         return None
+    if atrial_rate > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM:
+        return None
     clear_of_t = h.t_position is not None and h.t_position >= th.HALF_RR_T_POSITION
-    if atrial_rate <= th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM and clear_of_t:
-        return "block", atrial_rate, h
-    return None
+    # on the T wave a P-like copy may be a blocked P or the T itself: then no rhythm is named at all
+    return ("block" if clear_of_t else "uncertain"), atrial_rate, h
 
 
 def _without_p(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement, ...]) -> list[Finding]:
@@ -224,7 +225,7 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 text="Atrial fibrillation with rapid ventricular response" if rvr else None,
             )
         )
-    elif p_present:
+    elif p_present and not (two is not None and two[0] == "uncertain"):
         p_axis_ok = g.p_axis_deg is None or -30.0 <= g.p_axis_deg <= 105.0
         if p_axis_ok:
             crit = ["P wave before every QRS with constant PR"]
@@ -243,7 +244,10 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 out.append(finding(SCT.SINUS_TACHYCARDIA, [*crit, f"rate {rate:.0f}/min > 100/min"], hr_m + pr_m))
             else:
                 out.append(finding(SCT.SINUS_RHYTHM, [*crit, f"rate {rate:.0f}/min in 60-100/min"], hr_m + pr_m))
-    av = [] if two is not None else _av_block(ri, rr, p_present, af or flutter)
+    uncertain = two is not None and two[0] == "uncertain"
+    if uncertain:
+        two = None  # neither a 2:1 block nor a plain sinus rhythm is claimed
+    av = [] if two is not None or uncertain else _av_block(ri, rr, p_present, af or flutter)
     if not (af or flutter or p_present or any(f.concept == SCT.COMPLETE_AV_BLOCK for f in av)):
         out += _without_p(ri, rr, hr, hr_m)
     n_s = int(np.sum(ri.labels == "S"))
@@ -275,7 +279,7 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
             "2:1 AV block: the level of block (nodal or infranodal) cannot be told from the surface ECG",
         ]
         out.append(finding(SCT.SECOND_DEGREE_AV_BLOCK, crit, hr_m + pr_m, critical=True, text="2:1 AV block"))
-    elif p_present and not flutter and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
+    elif p_present and not flutter and not uncertain and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
         out.append(finding(SCT.FIRST_DEGREE_AV_BLOCK, [f"PR {g.pr_ms:.0f} ms > 200 ms, every P conducted"], pr_m))
     out += av
     return out

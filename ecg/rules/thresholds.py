@@ -33,7 +33,7 @@ REGULAR_CV: Final = 0.12
 #: A regular rhythm: at least this fraction of RR intervals within REGULAR_CV of the median.
 REGULAR_FRACTION: Final = 0.9
 #: 2:1 conduction: the wave half an RR from the conducted P repeats it across leads (correlation, size ratio) ...
-HALF_RR_CORRELATION: Final = 0.8
+HALF_RR_CORRELATION: Final = 0.85
 HALF_RR_AMPLITUDE: Final = (0.5, 2.0)
 #: ... and a blocked P sits on the terminal half of the T wave or after it: a "P" at the T peak is the T itself.
 HALF_RR_T_POSITION: Final = 0.5

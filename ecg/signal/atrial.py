@@ -239,6 +239,14 @@ def _cycle_median(x: FloatArray, beats: IntArray, mb: MedianBeats, lo: int, hi: 
     return np.asarray(np.median(x[:, idx], axis=1)), int(ok.sum())
 
 
+def _detrend(a: FloatArray) -> FloatArray:
+    """``a`` minus its least-squares straight line along the last axis."""
+    n = a.shape[-1]
+    t = np.arange(n) - (n - 1) / 2.0
+    tt = float(t @ t) or 1.0
+    return np.asarray(a - a.mean(axis=-1, keepdims=True) - ((a @ t) / tt)[..., None] * t)
+
+
 def half_rr_wave(
     x: FloatArray, fs: float, beats: IntArray, mb: MedianBeats, fd: Fiducials, usable: npt.NDArray[np.bool_]
 ) -> HalfRRWave | None:
@@ -293,8 +301,8 @@ def half_rr_wave(
             return None
     cyc = sps.sosfiltfilt(butter_sos(2, WAVE_BAND_HZ, "bandpass", fs), cyc, axis=1)
     t0 = a0 - lo
-    tmpl = cyc[:, t0 : t0 + a1 - a0]
-    tmpl = tmpl - tmpl.mean(axis=1, keepdims=True)
+    # each window minus its least-squares line: a P wave riding on the slope of a T wave keeps its shape
+    tmpl = _detrend(cyc[:, t0 : t0 + a1 - a0])
     e_t = float((tmpl * tmpl).sum())
     if e_t <= 0:
         return None
@@ -303,8 +311,7 @@ def half_rr_wave(
     starts = starts[(starts >= qrs_hi) | (starts + w <= qrs_lo)]  # inside the QRS nothing atrial can be seen
     if starts.size == 0:
         return None
-    cand = np.lib.stride_tricks.sliding_window_view(cyc, w, axis=1)[:, starts - lo, :]  # L x S x W
-    cand = cand - cand.mean(axis=2, keepdims=True)
+    cand = _detrend(np.lib.stride_tricks.sliding_window_view(cyc, w, axis=1)[:, starts - lo, :])  # L x S x W
     e_c = np.einsum("lsw,lsw->s", cand, cand)
     num = np.einsum("lsw,lw->s", cand, tmpl)
     ok = e_c > 0

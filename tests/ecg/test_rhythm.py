@@ -77,8 +77,9 @@ def test_2to1_av_block_atrial_80_ventricular_40_is_stat_with_the_sinus_rate(seed
     assert SCT.FIRST_DEGREE_AV_BLOCK not in _codes(a)
 
 
-def test_2to1_av_block_with_the_blocked_p_at_the_end_of_the_t_wave() -> None:
-    a = _analyze(av_block_2to1(np.random.default_rng(4), 90.0, pr_ms=240.0)[0])
+@pytest.mark.parametrize(("atrial", "pr"), [(90.0, 240.0), (100.0, 160.0), (110.0, 160.0)])
+def test_2to1_av_block_with_the_blocked_p_at_the_end_of_the_t_wave(atrial: float, pr: float) -> None:
+    a = _analyze(av_block_2to1(np.random.default_rng(4), atrial, pr_ms=pr)[0])
     assert _one(a, SCT.SECOND_DEGREE_AV_BLOCK).critical
 
 
@@ -183,14 +184,21 @@ QUIET = AtrialActivity(None, 0.0, 0.005, np.zeros(0, dtype=np.int64), diastolic_
         (HalfRRWave(0.95, 0.9, 620.0, 2.0), True),
         (HalfRRWave(0.95, 0.9, 300.0, 0.1), False),  # at the T peak: it is the T wave
         (HalfRRWave(0.95, 0.9, 620.0, None), False),  # no T wave found: cannot tell
-        (HalfRRWave(0.75, 0.9, 620.0, 2.0), False),  # not the same atrial vector
+        (HalfRRWave(0.80, 0.9, 620.0, 2.0), False),  # not the same atrial vector
         (HalfRRWave(0.95, 3.0, 620.0, 2.0), False),  # far larger than the P wave
         (HalfRRWave(0.95, 0.9, 620.0, 2.0, from_p_wave=False), False),  # no conducted P wave to compare
     ],
 )
 def test_2to1_block_criteria(wave: HalfRRWave, block: bool) -> None:
     out = interpret(_ri(BRADY_G, replace(QUIET, half_rr_wave=wave)))
-    assert (SCT.SECOND_DEGREE_AV_BLOCK in {f.concept for f in out}) is block
+    codes = {f.concept for f in out}
+    assert (SCT.SECOND_DEGREE_AV_BLOCK in codes) is block
+    if block:
+        assert codes & RHYTHMS == {SCT.SINUS_RHYTHM}  # the P-P rate, 80/min
+    elif wave.correlation >= 0.85 and 0.5 <= wave.amplitude_ratio <= 2.0 and wave.from_p_wave:
+        assert not codes & RHYTHMS  # a P-like copy on (or without) a T wave: blocked P or T? no rhythm named
+    else:
+        assert codes & RHYTHMS == {SCT.SINUS_BRADYCARDIA}
 
 
 @pytest.mark.parametrize("from_p_wave", [True, False])
