@@ -227,12 +227,14 @@ def _lead_slopes(m: FloatArray, fs: float) -> tuple[FloatArray, FloatArray]:
     sm = _lowpass(m, fs, LEAD_LOWPASS_HZ)
     ad = np.abs(np.gradient(sm, axis=1)) * fs / 1000.0
     w = max(2, int(0.02 * fs))
-    k = np.ones(w) / w
-    rms = np.sqrt(np.apply_along_axis(lambda v: np.convolve(v * v, k, mode="valid"), 1, ad))
+    c = np.cumsum(np.pad(ad * ad, ((0, 0), (1, 0))), axis=1)
+    rms = np.sqrt(np.maximum(c[:, w:] - c[:, :-w], 0.0) / w)
     return ad, np.asarray(np.percentile(rms, 10, axis=1), dtype=np.float64)
 
 
-def lead_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]]:
+def lead_qrs_bounds(
+    m: FloatArray, fs: float, fiducial: int, slopes: tuple[FloatArray, FloatArray] | None = None
+) -> tuple[IntArray, IntArray, npt.NDArray[np.bool_]]:
     """QRS onset and offset in every lead, each with thresholds relative to that lead alone.
 
     In each lead the QRS is the span of its significant slope lobes (local
@@ -243,9 +245,11 @@ def lead_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[IntArray, 
     to the lead's own slopes, the result does not depend on the lead's gain,
     and a small early q or late terminal wave in a low-amplitude lead counts as
     much as in a large one (Martinez et al. 2004, single lead; Laguna et al.
-    1994, multilead).  Returns (onsets, offsets, valid) per lead.
+    1994, multilead).  Returns (onsets, offsets, valid) per lead.  ``slopes``
+    is ``_lead_slopes`` of ``m`` (or of ``m`` with any per-lead gain) when the
+    caller has it.
     """
-    ad, noise = _lead_slopes(m, fs)
+    ad, noise = _lead_slopes(m, fs) if slopes is None else slopes
     n_leads, n = ad.shape
     half = int(0.07 * fs)
     lo, hi = max(1, fiducial - half), min(n - 1, fiducial + half)
@@ -319,7 +323,9 @@ def robust_extreme(
     return int(v[ok[0]]) if ok.size else None
 
 
-def _normalised(m: FloatArray, fs: float, fiducial: int) -> FloatArray:
+def _normalised(
+    m: FloatArray, fs: float, fiducial: int, slopes: tuple[FloatArray, FloatArray] | None = None
+) -> FloatArray:
     """Leads scaled to a common peak QRS slope, so that the all-lead (spatial) estimates are gain-invariant.
 
     A lead's scale is its largest QRS slope, but at least ``NORMALISE_MIN_SNR``
@@ -328,7 +334,7 @@ def _normalised(m: FloatArray, fs: float, fiducial: int) -> FloatArray:
     lead's gain, so the result does not depend on it; the common level is the
     median lead's, which keeps millivolt-like units for the absolute checks.
     """
-    ad, noise = _lead_slopes(m, fs)
+    ad, noise = _lead_slopes(m, fs) if slopes is None else slopes
     half = int(0.07 * fs)
     lo, hi = max(0, fiducial - half), min(m.shape[1], fiducial + half)
     peak = ad[:, lo:hi].max(axis=1)
@@ -358,7 +364,9 @@ def spatial_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, in
     return int(on_i), int(off_i), peak_i
 
 
-def qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int]:
+def qrs_bounds(
+    m: FloatArray, fs: float, fiducial: int, slopes: tuple[FloatArray, FloatArray] | None = None
+) -> tuple[int, int]:
     """Global QRS onset and offset: union of the confirmed per-lead extremes and the spatial span.
 
     ``m`` are gain-normalised median beats.  The per-lead boundaries follow the
@@ -368,7 +376,7 @@ def qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, int]:
     floor.  The span is capped to physiological widths.
     """
     s_on, s_off, peak_i = spatial_qrs_bounds(m, fs, fiducial)
-    ons, offs, valid = lead_qrs_bounds(m, fs, fiducial)
+    ons, offs, valid = lead_qrs_bounds(m, fs, fiducial, slopes)
     within = max(0, round(CONFIRM_QRS_S * fs))
     p_on = robust_extreme(ons, valid, latest=False, within=within, leads=CONFIRM_QRS_LEADS)
     p_off = robust_extreme(offs, valid, latest=True, within=within, leads=CONFIRM_QRS_LEADS)
@@ -415,7 +423,12 @@ def _t_end_on(
 
 
 def lead_t_ends(
-    m: FloatArray, fs: float, qrs_on: int, qrs_off: int, spatial_end: int | None = None
+    m: FloatArray,
+    fs: float,
+    qrs_on: int,
+    qrs_off: int,
+    spatial_end: int | None = None,
+    smoothed: FloatArray | None = None,
 ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     """T end in every lead whose T wave stands out of that lead's own noise and QRS (gain-invariant).
 
@@ -426,9 +439,10 @@ def lead_t_ends(
     With ``spatial_end`` (the T end of all leads together) a lead's T peak is
     sought before it and its steepest descent within 50 ms after it, so that
     the next beat's P wave at fast rates is not taken for a lead's T.
+    ``smoothed`` is the baseline-corrected, low-passed ``m`` when the caller has it.
     """
     iso = _isoelectric(m, fs, qrs_on)
-    sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ)
+    sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ) if smoothed is None else smoothed
     n_leads, n = m.shape
     a = qrs_off + int(0.06 * fs)
     b = min(n - 1, qrs_on + int(0.68 * fs))
@@ -463,7 +477,7 @@ def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int
     The spatial magnitude (Zhang's trapezium on the root-sum-square of the
     baseline-corrected leads) decides whether there is a T wave at all and
     gives the peak; the global end is the later of its end and the latest
-    per-lead end that a second lead confirms within ``CONFIRM_T_S``.
+    per-lead end that ``CONFIRM_T_LEADS`` leads share within ``CONFIRM_T_S``.
     """
     iso = _isoelectric(m, fs, qrs_on)
     sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ)
@@ -477,7 +491,7 @@ def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int
     tp, te = _t_end_on(mag, fs, a, b, b_peak)
     if mag[tp] < 0.03 or te is None:
         return (tp if mag[tp] >= 0.03 else None), None
-    ends, valid = lead_t_ends(m, fs, qrs_on, qrs_off, te)
+    ends, valid = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm)
     # a lead ending far after all leads together is following something else (next P, U wave, drift)
     valid &= ends <= te + int(LEAD_T_MAX_LATE_S * fs)
     within_t = max(0, round(CONFIRM_T_S * fs))
@@ -581,9 +595,10 @@ def delineate(
 ) -> Fiducials:
     """Global fiducials of the median beats over the usable leads."""
     m = mb.beats if usable is None or not np.any(usable) else mb.beats[np.asarray(usable, dtype=bool)]
+    slopes = _lead_slopes(m, mb.fs)  # per-lead results are gain-invariant: computed once, before scaling
     if NORMALISE_SPATIAL:
-        m = _normalised(m, mb.fs, mb.fiducial)
-    qon, qoff = qrs_bounds(m, mb.fs, mb.fiducial)
+        m = _normalised(m, mb.fs, mb.fiducial, slopes)
+    qon, qoff = qrs_bounds(m, mb.fs, mb.fiducial, slopes)
     tp, toff = t_wave_end(m, mb.fs, qon, qoff)
     pon, ppk, poff = p_wave(m, mb.fs, qon, rr_samples, toff)
     return Fiducials(pon, poff, qon, qoff, toff, tp, ppk)
