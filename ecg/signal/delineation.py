@@ -415,6 +415,12 @@ def _t_end_on(
     tp = a + int(np.argmax(mag[a:b_peak]))
     slope = np.gradient(mag)
     c = min(b if c_max is None else c_max, tp + int(0.20 * fs))
+    # the steepest descent is on the T's own descending limb: it ends at the first trough well below
+    # the peak (beyond it a fast rate's next P wave may descend more steeply)
+    seg = mag[tp:c]
+    trough = np.flatnonzero((seg[1:-1] <= seg[:-2]) & (seg[1:-1] < seg[2:]) & (seg[1:-1] < 0.5 * mag[tp]))
+    if trough.size:
+        c = tp + 2 + int(trough[0])
     if c <= tp + 1:
         return tp, None
     i_m = tp + int(np.argmin(slope[tp:c]))
@@ -429,6 +435,7 @@ def lead_t_ends(
     qrs_off: int,
     spatial_end: int | None = None,
     smoothed: FloatArray | None = None,
+    window_end: int | None = None,
 ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     """T end in every lead whose T wave stands out of that lead's own noise and QRS (gain-invariant).
 
@@ -439,13 +446,14 @@ def lead_t_ends(
     With ``spatial_end`` (the T end of all leads together) a lead's T peak is
     sought before it and its steepest descent within 50 ms after it, so that
     the next beat's P wave at fast rates is not taken for a lead's T.
-    ``smoothed`` is the baseline-corrected, low-passed ``m`` when the caller has it.
+    ``smoothed`` is the baseline-corrected, low-passed ``m`` when the caller has it;
+    ``window_end`` the end of the T search window when the caller has shortened it.
     """
     iso = _isoelectric(m, fs, qrs_on)
     sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ) if smoothed is None else smoothed
     n_leads, n = m.shape
     a = qrs_off + int(0.06 * fs)
-    b = min(n - 1, qrs_on + int(0.68 * fs))
+    b = min(n - 1, qrs_on + int(0.68 * fs)) if window_end is None else window_end
     b_peak = min(b, qrs_on + int(0.45 * fs))
     c_max = b
     if spatial_end is not None:
@@ -491,7 +499,7 @@ def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int
     tp, te = _t_end_on(mag, fs, a, b, b_peak)
     if mag[tp] < 0.03 or te is None:
         return (tp if mag[tp] >= 0.03 else None), None
-    ends, valid = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm)
+    ends, valid = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm, b)
     # a lead ending far after all leads together is following something else (next P, U wave, drift)
     valid &= ends <= te + int(LEAD_T_MAX_LATE_S * fs)
     within_t = max(0, round(CONFIRM_T_S * fs))
