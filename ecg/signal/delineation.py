@@ -513,7 +513,10 @@ def p_wave(
     """(P onset, P peak, P offset) or Nones when no P wave stands out of the baseline.
 
     The search starts after the previous beat's T wave (this beat's T end one RR
-    earlier) so that a fast rate does not turn the preceding T into a P.
+    earlier) so that a fast rate does not turn the preceding T into a P.  The
+    boundaries come from the all-lead magnitude; leads whose own P is clear
+    (``LEAD_P_MIN_SNR``) may widen them by up to ``LEAD_P_MAX_EXT_S`` when
+    ``CONFIRM_T_LEADS`` of them agree (earliest onset / latest offset).
     """
     back = int(0.32 * fs)
     if rr_samples:
