@@ -14,6 +14,7 @@ import enum
 import hashlib
 import logging
 import os
+import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class Receiver:
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mmdx-store-write")
+        self._lanes = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mmdx-store-lane")
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
     def _count(self, outcome: Outcome) -> None:
@@ -252,8 +254,13 @@ class Incoming:
         self._size = 0  # dataset bytes so far
         self._digest = hashlib.sha256()
         self._digest_ok = True  # False when the dataset itself starts with group 0002: hashed whole at the end
-        self._pending: list[bytes | memoryview] = [head] if head else []
+        self._pending: list[bytes | memoryview] = [head] if head else []  # to write
+        self._pending_hash: list[bytes | memoryview] = []  # to fold into the digest (the dataset, not the head)
         self._pending_size = len(head)
+        self._lane: Future[None] | None = None  # hashes and writes big objects beside the network reads
+        self._lane_queue: queue.SimpleQueue[tuple[list[bytes | memoryview], list[bytes | memoryview]] | None] = (
+            queue.SimpleQueue()
+        )
         self._tmp: TemporaryFile | None = None
         self._write_error: StoreError | None = None
         self._header: tuple[Dataset, int] | None = None
@@ -267,34 +274,67 @@ class Incoming:
             self._digest_ok = False
         self._pieces.append(piece)
         self._size += len(piece)
-        self._digest.update(piece)
         self._pending.append(piece)
+        self._pending_hash.append(piece)
         self._pending_size += len(piece)
         if self._pending_size >= _FLUSH_AT:
-            self._flush()
+            self._flush(last=False)
         while self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:
             self._parse_step += 1
             self._header = parse_header_prefix(self._data(), self._source)
             if self._header is not None:
                 self._parse_step = len(_PARSE_AT)
 
-    def _flush(self) -> None:
-        if self._write_error is not None or not self._pending:
-            self._pending, self._pending_size = [], 0
+    def _flush(self, *, last: bool) -> None:
+        """Hand what arrived to the digest and the temporary file.
+
+        A big object gets a lane, a thread that hashes and writes while this
+        one reads the next PDUs (both release the GIL); once the sender has
+        sent the whole object it waits for the answer, so that work would
+        otherwise sit between its last byte and the answer.  A small object is
+        done here at :meth:`finish`.
+        """
+        batch, hashed = self._pending, self._pending_hash
+        self._pending, self._pending_hash, self._pending_size = [], [], 0
+        if not batch:
+            return
+        if self._lane is None and not last:
+            self._lane = self._receiver._lanes.submit(self._run_lane)
+        if self._lane is not None:
+            self._lane_queue.put((batch, hashed))
+        else:
+            self._consume(batch, hashed)
+
+    def _run_lane(self) -> None:
+        while (item := self._lane_queue.get()) is not None:
+            self._consume(*item)
+
+    def _drain(self) -> None:
+        """Wait until the lane has hashed and written everything handed to it."""
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            self._lane_queue.put(None)
+            lane.result()
+
+    def _consume(self, batch: list[bytes | memoryview], hashed: list[bytes | memoryview]) -> None:
+        for piece in hashed:
+            self._digest.update(piece)
+        if self._write_error is not None:
             return
         try:
             if self._tmp is None:
                 self._tmp = self._receiver.store.open_temporary()
-            self._tmp.write(self._pending)
+            self._tmp.write(batch)
         except StoreError as exc:
             self._write_error = exc
         except OSError as exc:
             self._write_error = StoreError(f"cannot write a temporary file: {exc.strerror or exc}")
-        self._pending, self._pending_size = [], 0
 
     def abort(self) -> None:
         """The object will not complete (association lost): drop what was written."""
-        self._pending, self._pieces = [], []
+        self._pending, self._pending_hash, self._pieces = [], [], []
+        with contextlib.suppress(Exception):
+            self._drain()
         if self._tmp is not None:
             self._tmp.discard()
             self._tmp = None
@@ -330,7 +370,8 @@ class Incoming:
     def finish(self) -> Received:
         """The object is complete: check, make durable, index; then (and only then) it may be acknowledged."""
         receiver, source, received_at = self._receiver, self._source, self._received_at
-        self._flush()
+        self._flush(last=True)
+        self._drain()
         tmp, self._tmp = self._tmp, None
         if self._write_error is not None or tmp is None:
             if tmp is not None:

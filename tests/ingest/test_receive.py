@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pydicom
@@ -127,6 +128,9 @@ def test_abort_midway_keeps_nothing(tmp_path: Path) -> None:
         incoming = receiver.begin(data[:head], source="scp:TEST")
         for k in range(head, head + 300_000, 65536):  # enough to be written to a temporary file
             incoming.add(data[k : k + 65536] or b"\0" * 65536)
+        deadline = time.monotonic() + 5
+        while not _leftovers(s.storage.store_dir) and time.monotonic() < deadline:
+            time.sleep(0.01)  # written by the object's lane thread
         assert _leftovers(s.storage.store_dir)  # it streamed to disk while arriving
         incoming.abort()
         assert not _leftovers(s.storage.store_dir)
