@@ -89,6 +89,9 @@ def sha256_file(path: Path) -> str:
     return content_sha256(path.read_bytes())
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -130,7 +133,7 @@ class TemporaryFile:
             fd, self.fd = self.fd, None
             try:
                 if self.fsync:
-                    os.fsync(fd)
+                    _datasync(fd)  # the data and the size; a new name is made durable by the folder's fsync
             finally:
                 os.close(fd)
         return self.path
@@ -146,17 +149,20 @@ class TemporaryFile:
 class _Spares:
     """Temporary files created ahead of need, and used temporary names removed later, on one thread.
 
-    Creating or removing a directory entry waits on the filesystem journal,
-    up to a millisecond or more while other processes write to the same disk;
-    doing both off the receive path keeps that wait out of the DIMSE round
-    trip.  What is left there is the one link into place (and its fsync).
+    Creating or removing a directory entry is a metadata change the next
+    fsync has to commit; a new file's first fsync costs two to three times
+    that of an existing empty file's (measured here: ~0.4 vs ~0.9-1.4 ms for
+    write + fsync + link + folder fsync).  So the files are created, and the
+    used names removed, in bursts off the receive path: most objects' commits
+    then carry only their own data, size and link.
     """
 
     def __init__(self, store: FileStore, count: int) -> None:
         self.store = store
-        self.count = count
+        self.low, self.high = max(1, count // 4), count
         self.ready: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
         self.work: queue.SimpleQueue[str | None] = queue.SimpleQueue()  # names to unlink; "" = top up; None = stop
+        self.used: list[str] = []
         self.thread = threading.Thread(target=self._run, name="mmdx-store-spares", daemon=True)
         self.thread.start()
         self.work.put("")
@@ -165,24 +171,34 @@ class _Spares:
         try:
             found = self.ready.get_nowait()
         except queue.Empty:
+            self.work.put("")
             return None
-        self.work.put("")
+        if self.ready.qsize() < self.low:
+            self.work.put("")
         return found
 
     def _run(self) -> None:
         while True:
             item = self.work.get()
             if item is None:
+                self._unlink_used()
                 return
             if item:
-                with contextlib.suppress(OSError):
-                    os.unlink(item)
+                self.used.append(item)
+                if len(self.used) >= self.high:
+                    self._unlink_used()
                 continue
-            while self.ready.qsize() < self.count:
+            while self.ready.qsize() < self.high:
                 try:
                     self.ready.put(self.store._create_temp())
                 except OSError:
                     break  # disk trouble: the receive path creates its own and reports the error
+
+    def _unlink_used(self) -> None:
+        used, self.used = self.used, []
+        for name in used:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
 
     def close(self) -> None:
         self.work.put(None)
@@ -221,7 +237,7 @@ class FileStore:
         self._token = secrets.token_hex(4)
         self._spares: _Spares | None = None
 
-    def keep_spares(self, count: int = 16) -> None:
+    def keep_spares(self, count: int = 64) -> None:
         """Keep ``count`` temporary files created ahead, and remove used temporary names in the background.
 
         For a long-running receiver (the SCP); :meth:`close` stops it.
