@@ -116,7 +116,7 @@ class Receiver:
             transfer_syntax_uid=transfer_syntax_uid,
             expected_sop_instance_uid=expected_sop_instance_uid,
         )
-        incoming.add(memoryview(data)[offset:])
+        incoming.add(memoryview(data)[offset:], last=True)
         return incoming.finish()
 
     def begin(
@@ -266,8 +266,12 @@ class Incoming:
         self._header: tuple[Dataset, int] | None = None
         self._parse_step = 0 if head else len(_PARSE_AT)  # a raw dataset (no preamble) gets the full parse
 
-    def add(self, piece: bytes | memoryview) -> None:
-        """Take the next piece of the dataset; never raises (a failure is reported by :meth:`finish`)."""
+    def add(self, piece: bytes | memoryview, *, last: bool = False) -> None:
+        """Take the next piece of the dataset; never raises (a failure is reported by :meth:`finish`).
+
+        ``last``: no piece follows; the headers are then left to :meth:`finish`, which parses them while the
+        file's fsync runs.
+        """
         if not piece:
             return
         if not self._pieces and len(piece) >= 2 and piece[0] == 0x02 and piece[1] == 0x00:
@@ -279,7 +283,7 @@ class Incoming:
         self._pending_size += len(piece)
         if self._pending_size >= _FLUSH_AT:
             self._flush(last=False)
-        while self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:
+        while not last and self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:
             self._parse_step += 1
             self._header = parse_header_prefix(self._data(), self._source)
             if self._header is not None:

@@ -337,8 +337,8 @@ class _FastSink:
         self.incoming = incoming
         self.calling = calling
 
-    def add(self, piece: memoryview) -> None:
-        self.incoming.add(piece)
+    def add(self, piece: memoryview, last: bool) -> None:
+        self.incoming.add(piece, last=last)
 
     def finish(self) -> int:
         try:

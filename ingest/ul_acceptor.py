@@ -59,8 +59,8 @@ StoreHandler = Callable[[bytes, str, str, str], int]
 class StoreSink(Protocol):
     """Where one C-STORE's dataset goes while it arrives."""
 
-    def add(self, piece: memoryview) -> None:
-        """The next dataset fragment (a view into a received PDU, not copied)."""
+    def add(self, piece: memoryview, last: bool) -> None:
+        """The next dataset fragment (a view into a received PDU, not copied); ``last``: the final one."""
 
     def finish(self) -> int:
         """The dataset is complete: the DIMSE status to answer."""
@@ -360,7 +360,7 @@ class Association:
                     if not message.command_done:
                         raise ProtocolError("dataset fragment before the command set was complete")
                     if message.sink is not None:
-                        message.sink.add(fragment)
+                        message.sink.add(fragment, bool(control & 0x02))
                     else:
                         message.data.append(fragment)
                     if control & 0x02:

@@ -34,7 +34,7 @@ def _feed(receiver: Receiver, data: bytes, cuts: list[int], uid: str | None = No
     body = memoryview(bytearray(data[head:]))
     edges = [0, *sorted({c % (len(body) + 1) for c in cuts}), len(body)]
     for a, b in itertools.pairwise(edges):
-        incoming.add(body[a:b])
+        incoming.add(body[a:b], last=b == len(body) and a % 2 == 0)  # the sender may or may not say "last"
     return incoming.finish()
 
 
