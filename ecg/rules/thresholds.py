@@ -77,3 +77,6 @@ QTC_LONG_MALE_MS: Final = 450.0
 QTC_LONG_FEMALE_MS: Final = 460.0
 QTC_LONG_UNKNOWN_MS: Final = 460.0
 QTC_CRITICAL_MS: Final = 500.0
+#: With no P wave found and less than this between T end and the next QRS, the "T end" may be the next P
+#: (P on T at fast rates): no QT statement is made from it.
+MIN_TQ_WITHOUT_P_MS: Final = 80.0

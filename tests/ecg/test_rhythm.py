@@ -352,3 +352,15 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
 
 def _regular_enough(rr: np.ndarray) -> bool:
     return float(np.mean(np.abs(rr / np.median(rr) - 1.0) < 0.12)) >= 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sinus_tachycardia_with_p_on_t_is_not_called_prolonged_qt(seed: int) -> None:
+    """At 150/min the P sits on the T: a T end found at the next P must not make a prolonged QT."""
+    x, _ = sinus(np.random.default_rng(seed), 150)
+    assert SCT.PROLONGED_QT not in _codes(_analyze(x))
+
+
+def test_prolonged_qt_with_a_t_q_segment_is_still_called() -> None:
+    x, _ = sinus(np.random.default_rng(3), 60, qt_ms=560)
+    assert SCT.PROLONGED_QT in _codes(_analyze(x))
