@@ -294,16 +294,10 @@ def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None
     """
     if len(prefix) < 132 or prefix[128:132] != b"DICM":
         return None
-    quick = _quick_header(prefix)
-    if quick is None:
-        fp = io.BytesIO(prefix)
-        try:
-            ds: Dataset = pydicom.dcmread(fp, stop_before_pixels=True)
-        except Exception:
-            return None
-        pos = fp.tell()
-    else:
-        ds, pos = quick
+    found = _headers(prefix)
+    if found is None:
+        return None
+    ds, pos = found
     ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
     if not ts or ts in _DEFLATED or len(ds) == 0 or pos + 12 > len(prefix):
         return None
@@ -316,18 +310,25 @@ def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None
     return ds, pos
 
 
+def _headers(data: bytes) -> tuple[Dataset, int] | None:
+    """Headers up to Pixel Data and where they stopped: :func:`_quick_header`, else ``dcmread``; None if neither."""
+    quick = _quick_header(data)
+    if quick is not None:
+        return quick
+    fp = io.BytesIO(data)
+    try:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+    except Exception:
+        return None
+    return ds, fp.tell()
+
+
 def _header_only(data: bytes, where: str) -> Dataset | None:
     """Fast path: headers parsed, Pixel Data checked in place; None when the full parse must decide."""
-    quick = _quick_header(data)
-    if quick is None:
-        fp = io.BytesIO(data)
-        try:
-            ds: Dataset = pydicom.dcmread(fp, stop_before_pixels=True)
-        except Exception:
-            return None
-        pos = fp.tell()
-    else:
-        ds, pos = quick
+    found = _headers(data)
+    if found is None:
+        return None
+    ds, pos = found
     ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
     if not ts or ts in _DEFLATED or len(ds) == 0 or _truncation(ds):
         return None
