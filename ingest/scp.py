@@ -261,8 +261,8 @@ class StorageServer:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
-            self.receiver.store.close()
             log.info("SCP %s stopped", self.ae_title)
+        self.receiver.store.close()
         self._stopped.set()
 
     def __enter__(self) -> StorageServer:

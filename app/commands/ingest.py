@@ -68,6 +68,15 @@ def scp_command(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    # before starting: a signal during start-up stops cleanly once started (spare files removed, index closed)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         settings = load_settings(config)
         db = Database.from_settings(settings)
@@ -80,14 +89,6 @@ def scp_command(
         err.print(f"[red]error:[/red] cannot listen on {host or settings.scp.host}:{port or settings.scp.port}: {exc}")
         raise typer.Exit(2) from None
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
     err.print(
         f"mmdx scp: {server.ae_title} on {server.host}:{server.port}, storing in {settings.storage.store_dir} "
         f"(stable after {settings.scp.stable_age_s:g} s)"
