@@ -183,14 +183,14 @@ def _pixel_tail_ok(data: bytes, pos: int, ts: str, ds: Dataset, where: str) -> b
     True: complete.  False: unusual layout, the caller parses the whole file
     instead.  Raises IngestError when the file is cut short inside it.
     """
-    return pixel_element_ok(bytes(data[pos : pos + 12]), len(data) - pos, data.endswith(_SEQ_DELIMITER), ts, ds, where)
+    return pixel_element_ok(bytes(data[pos : pos + 12]), len(data) - pos, bytes(data[-8:]), ts, ds, where)
 
 
-def pixel_element_ok(head: bytes, available: int, closed: bool, ts: str, ds: Dataset, where: str) -> bool:
+def pixel_element_ok(head: bytes, available: int, tail: bytes, ts: str, ds: Dataset, where: str) -> bool:
     """Check a Pixel Data element from its first 12 bytes, the bytes left from its start, and the object's end.
 
-    ``closed``: the object ends with a sequence delimiter (what an encapsulated
-    Pixel Data element must end with).  Lets a streaming receiver check an
+    ``tail``: the object's last 8 bytes (an encapsulated Pixel Data element must
+    end with a sequence delimiter).  Lets a streaming receiver check an
     object whose bytes it never joined.  Returns and raises as :func:`_pixel_tail_ok`.
     """
     if available <= 0:
@@ -207,7 +207,7 @@ def pixel_element_ok(head: bytes, available: int, closed: bool, ts: str, ds: Dat
     else:
         (length,), start = struct.unpack_from(fmt + "H", head, 6), 8
     if length == _UNDEFINED_LENGTH:
-        return closed  # encapsulated: complete when the sequence is closed
+        return tail == _SEQ_DELIMITER  # encapsulated: complete when the sequence is closed
     if start + length > available:
         raise IngestError(
             f"truncated DICOM: element (7FE0,0010) declares {length} bytes, file has {available - start}",

@@ -111,7 +111,6 @@ class TemporaryFile:
         self.fd: int | None = fd
         self.path = path
         self.fsync = fsync
-        self.size = 0
 
     def write(self, chunks: list[bytes | memoryview] | tuple[bytes | memoryview, ...]) -> None:
         """Append ``chunks`` with as few system calls as possible (``writev``)."""
@@ -125,7 +124,6 @@ class TemporaryFile:
                 rest = memoryview(b"".join(bytes(c) for c in batch))[done:]
                 while rest:
                     rest = rest[os.write(self.fd, rest) :]
-            self.size += total
 
     def close(self) -> Path:
         """Make the content durable (fsync when configured) and close; returns the path for :meth:`FileStore.place`."""

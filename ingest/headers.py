@@ -114,12 +114,18 @@ _US_TAGS: dict[str, int] = {kw: int(Tag(kw)) for kw in ("Rows", "Columns", "Bits
 _OTHER_IDS = int(Tag("OtherPatientIDsSequence"))
 
 
-def _raw_element(ds: Dataset, tag: int) -> tuple[bool, object]:
-    """``(True, element or None)`` from the dataset's own mapping (no conversion); ``(False, None)`` if unavailable."""
+def _raw_element(ds: Dataset, tag: int) -> tuple[bool, RawDataElement | None]:
+    """``(True, raw element or None when absent)`` straight from the dataset's own mapping, without conversion;
+    ``(False, None)`` when that does not apply (no mapping, or the element was already converted)."""
     elements = getattr(ds, "_dict", None)
     if not isinstance(elements, dict):
         return False, None
-    return True, elements.get(tag)
+    elem = elements.get(tag)
+    if elem is None:
+        return True, None
+    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
+        return False, None
+    return True, elem
 
 
 def _raw_ascii(ds: Dataset, keyword: str) -> tuple[bool, str | None]:
@@ -134,13 +140,10 @@ def _raw_ascii(ds: Dataset, keyword: str) -> tuple[bool, str | None]:
         if tag is None:
             return False, None
     ok, elem = _raw_element(ds, tag)
-    if not ok:
-        return False, None
     if elem is None:
-        return True, None
-    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
-        return False, None
+        return ok, None
     raw = elem.value
+    assert isinstance(raw, bytes)
     if free_text:
         # several values, ISO 2022 escapes, PN component groups: pydicom's conversion decides
         if not raw.isascii() or b"\\" in raw or b"\x1b" in raw or b"=" in raw:
@@ -168,13 +171,9 @@ def _raw_us(ds: Dataset, keyword: str) -> tuple[bool, int | None]:
     if tag is None:
         return False, None
     ok, elem = _raw_element(ds, tag)
-    if not ok:
-        return False, None
     if elem is None:
-        return True, None
-    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes) or len(elem.value) != 2:
-        return False, None
-    if elem.VR not in ("US", None):
+        return ok, None
+    if not isinstance(elem.value, bytes) or len(elem.value) != 2 or elem.VR not in ("US", None):
         return False, None
     return True, int.from_bytes(elem.value, "little" if elem.is_little_endian else "big")
 

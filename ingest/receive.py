@@ -211,7 +211,6 @@ class Receiver:
 _PARSE_AT = (8 << 10, 32 << 10, 128 << 10)
 #: Pending bytes written to the temporary file in one ``writev``.
 _FLUSH_AT = 256 << 10
-_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 
 class Incoming:
@@ -355,8 +354,7 @@ class Incoming:
             start = pos - len(self._head)  # where Pixel Data starts within the dataset
             tail = self._slice(self._size - 8, 8) if self._size >= 8 else b""
             ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
-            closed = tail == _SEQ_DELIMITER
-            if pixel_element_ok(self._slice(start, 12), self._size - start, closed, ts, ds, self._source):
+            if pixel_element_ok(self._slice(start, 12), self._size - start, tail, ts, ds, self._source):
                 return ds
         return parse_dicom(self._data(), self._source)
 
