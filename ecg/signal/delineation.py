@@ -73,6 +73,21 @@ LEAD_T_MIN_REL = 0.05
 LEAD_T_MIN_SNR = 5.0
 #: ... and may end at most this long after the T end of all leads together.
 LEAD_T_MAX_LATE_S = 0.05
+#: A lead's T peak lies at most this long before the all-lead T peak (its largest deflection earlier is
+#: an ST deviation, not its T wave: a lead nearly perpendicular to the T axis has a small, late T).
+LEAD_T_PEAK_SPREAD_S = 0.08
+#: A lead whose T stands this many times above its own noise and above any activity in its diastole
+#: (P, flutter or U waves, drift) gives the global T end alone (the reference is the latest end in any
+#: lead, often a lead with a small, late T); weaker leads need confirmation by others.
+T_SOLO_SNR = 10.0
+#: At fast rates: the T end is seen only if the T has fallen below this fraction of its peak magnitude
+#: before the next P wave; without a P wave found, the T must end this long before the next QRS (the
+#: shortest normal PR interval: a conducted P wave would otherwise be inside the apparent T wave).
+T_RETURN_REL = 0.2
+T_Q_MIN_WITHOUT_P_S = 0.12
+#: A wave riding on the T (see ``_wave_after_t``): prominence relative to the lead's ST-T and QRS.
+FUSED_WAVE_REL = 0.3
+FUSED_WAVE_QRS = 0.03
 #: A global extreme counts when this many leads share it within this time: two for the sharp QRS
 #: boundaries, three for the smooth, noisier T ends.
 CONFIRM_QRS_S = 0.006
@@ -115,6 +130,8 @@ class Fiducials:
     t_off: int | None
     t_peak: int | None
     p_peak: int | None
+    #: why the T end was not measured although there is a T wave (a technical statement for the reader)
+    t_note: str | None = None
 
 
 def median_beats(
@@ -436,7 +453,8 @@ def lead_t_ends(
     spatial_end: int | None = None,
     smoothed: FloatArray | None = None,
     window_end: int | None = None,
-) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    t_peak: int | None = None,
+) -> tuple[IntArray, npt.NDArray[np.bool_], FloatArray]:
     """T end in every lead whose T wave stands out of that lead's own noise and QRS (gain-invariant).
 
     Each lead's T (baseline-corrected, sign-folded so that its largest lobe is
@@ -461,37 +479,58 @@ def lead_t_ends(
         c_max = min(b, spatial_end + int(0.05 * fs))
     ends = np.zeros(n_leads, dtype=np.int64)
     valid = np.zeros(n_leads, dtype=bool)
+    snr = np.zeros(n_leads)
+    lo_peak = a if t_peak is None else min(b_peak - 1, max(a, t_peak - int(LEAD_T_PEAK_SPREAD_S * fs)))
     if b - a < int(0.08 * fs) or b_peak <= a:
-        return ends, valid
+        return ends, valid, snr
     w = max(2, int(0.02 * fs))
+    # diastolic activity after the T (P, flutter or U waves, residual drift: whatever a lone lead's end
+    # could be following), per lead: the detrended spread of the 100 ms from 50 ms after the all-lead end
+    activity = np.full(n_leads, np.inf)
+    if spatial_end is not None:
+        d0, d1 = spatial_end + int(0.05 * fs), min(b, spatial_end + int(0.15 * fs))
+        if d1 - d0 >= int(0.04 * fs):
+            seg = sm[:, d0:d1] - sm[:, d0:d1].mean(axis=1, keepdims=True)
+            tt = np.arange(d1 - d0) - (d1 - d0 - 1) / 2.0
+            seg = seg - ((seg @ tt) / float(tt @ tt))[:, None] * tt[None, :]
+            activity = seg.std(axis=1)
     for i in range(n_leads):
         y = sm[i]
-        k = a + int(np.argmax(np.abs(y[a:b_peak])))
+        k = lo_peak + int(np.argmax(np.abs(y[lo_peak:b_peak])))
         amp = abs(float(y[k]))
         qrs_amp = float(np.ptp(sm[i, qrs_on : qrs_off + 1])) if qrs_off > qrs_on else 0.0
         raw = m[i] - iso[i]
         noise = float(np.std(raw[max(0, b - 4 * w) : b] - y[max(0, b - 4 * w) : b])) if b > 4 * w else 0.0
         if amp < LEAD_T_MIN_REL * qrs_amp or amp <= LEAD_T_MIN_SNR * noise or amp <= 0.0:
             continue
-        _, te = _t_end_on(np.sign(y[k]) * y, fs, a, b, b_peak, c_max)
+        _, te = _t_end_on(np.sign(y[k]) * y, fs, lo_peak, b, b_peak, c_max)
         if te is not None:
             ends[i], valid[i] = te, True
-    return ends, valid
+            snr[i] = amp / max(noise, float(activity[i]), 1e-9)
+    return ends, valid, snr
 
 
-def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int | None, int | None]:
+def t_wave_end(
+    m: FloatArray, fs: float, qrs_on: int, qrs_off: int, window_end: int | None = None
+) -> tuple[int | None, int | None]:
     """(T peak, T end): the latest confirmed per-lead T end, guarded by the spatial-magnitude T end.
 
     The spatial magnitude (Zhang's trapezium on the root-sum-square of the
     baseline-corrected leads) decides whether there is a T wave at all and
     gives the peak; the global end is the later of its end and the latest
-    per-lead end that ``CONFIRM_T_LEADS`` leads share within ``CONFIRM_T_S``.
+    per-lead end that ``CONFIRM_T_LEADS`` leads share within ``CONFIRM_T_S``,
+    or of any lead whose T stands ``T_SOLO_SNR`` times above its noise.
+    ``window_end`` bounds the search (the next beat's P wave or QRS); when the
+    T has not returned to its baseline there (below ``T_RETURN_REL`` of its
+    peak) its end is hidden and (peak, None) is returned.
     """
     iso = _isoelectric(m, fs, qrs_on)
     sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ)
     mag = np.sqrt((sm * sm).sum(axis=0))
     a = qrs_off + int(0.06 * fs)
     b = min(m.shape[1] - 1, qrs_on + int(0.68 * fs))
+    if window_end is not None:
+        b = min(b, window_end)
     if b - a < int(0.08 * fs):
         return None, None
     # T peak: largest magnitude in the early part of the window (T rarely peaks > 450 ms after QRS onset)
@@ -499,11 +538,16 @@ def t_wave_end(m: FloatArray, fs: float, qrs_on: int, qrs_off: int) -> tuple[int
     tp, te = _t_end_on(mag, fs, a, b, b_peak)
     if mag[tp] < 0.03 or te is None:
         return (tp if mag[tp] >= 0.03 else None), None
-    ends, valid = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm, b)
+    if window_end is not None and b == window_end and mag[b] > T_RETURN_REL * mag[tp]:
+        return tp, None  # the T runs into the next beat's atrial wave: its end is not seen
+    ends, valid, snr = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm, b, tp)
     # a lead ending far after all leads together is following something else (next P, U wave, drift)
     valid &= ends <= te + int(LEAD_T_MAX_LATE_S * fs)
     within_t = max(0, round(CONFIRM_T_S * fs))
     late = robust_extreme(ends, valid, latest=True, within=within_t, leads=CONFIRM_T_LEADS)
+    solo = valid & (snr >= T_SOLO_SNR)
+    if solo.any():
+        late = max(int(ends[solo].max()), te if late is None else late)
     return tp, te if late is None else max(te, late)
 
 
@@ -601,6 +645,34 @@ def _lead_p_bounds(
     return ons, offs, valid
 
 
+def _wave_after_t(m: FloatArray, fs: float, qrs_on: int, qrs_off: int, t_peak: int, stop: int) -> bool:
+    """True when some lead shows a separate wave after its T peak and before ``stop`` (the next QRS).
+
+    A P wave fused with the T wave of the previous beat (fast sinus rates) keeps its own lobe in
+    the leads where it is large and the T is small (the P and T axes differ); a junctional rhythm's
+    T wave falls to the baseline in one lobe.  A lobe counts when its prominence is at least
+    ``FUSED_WAVE_REL`` of the lead's largest ST-T deflection, ``FUSED_WAVE_QRS`` of its QRS and
+    ``LEAD_T_MIN_SNR`` times its noise.
+    """
+    iso = _isoelectric(m, fs, qrs_on)
+    sm = _lowpass(m - iso[:, None], fs, WAVE_LOWPASS_HZ)
+    a = qrs_off + int(0.06 * fs)
+    first = t_peak + int(0.02 * fs)
+    if stop - first < int(0.03 * fs) or first <= a:
+        return False
+    for i in range(sm.shape[0]):
+        y = sm[i, a:stop]
+        amp = float(np.abs(y).max())
+        qrs_amp = float(np.ptp(sm[i, qrs_on : qrs_off + 1]))
+        noise = float(np.std(m[i, a:stop] - iso[i] - y))
+        floor = max(FUSED_WAVE_REL * amp, FUSED_WAVE_QRS * qrs_amp, LEAD_T_MIN_SNR * noise)
+        for sign in (1.0, -1.0):
+            peaks, _ = sps.find_peaks(sign * y, prominence=floor)
+            if np.any(peaks + a >= first):
+                return True
+    return False
+
+
 def delineate(
     mb: MedianBeats, *, rr_samples: float | None = None, usable: npt.NDArray[np.bool_] | None = None
 ) -> Fiducials:
@@ -610,9 +682,34 @@ def delineate(
     if NORMALISE_SPATIAL:
         m = _normalised(m, mb.fs, mb.fiducial, slopes)
     qon, qoff = qrs_bounds(m, mb.fs, mb.fiducial, slopes)
-    tp, toff = t_wave_end(m, mb.fs, qon, qoff)
-    pon, ppk, poff = p_wave(m, mb.fs, qon, rr_samples, toff)
-    return Fiducials(pon, poff, qon, qoff, toff, tp, ppk)
+    fs = mb.fs
+    # the T end lies before the next QRS, and before the next beat's P wave where there is one
+    next_q = None if not rr_samples else qon + int(rr_samples) - int(0.02 * fs)
+    tp, toff = t_wave_end(m, fs, qon, qoff, next_q)
+    pon, ppk, poff = p_wave(m, fs, qon, rr_samples, toff)
+    note = None
+    if rr_samples and toff is not None and tp is not None:
+        rr = int(rr_samples)
+        bound = pon
+        if pon is None and _wave_after_t(m, fs, qon, qoff, tp, qon + rr - int(0.01 * fs)):
+            # no P wave found, yet a separate wave rides on the T in some lead (the P and T axes differ):
+            # a P wave fused with the T at a fast rate, or hidden from the P search because the T end was
+            # placed inside it.  Without room for a P and PR segment (>= 120 ms) between T end and QRS the
+            # apparent T end is that wave's end; otherwise look for it in the usual window before the QRS.
+            if qon + rr - toff < T_Q_MIN_WITHOUT_P_S * fs:
+                toff = None
+                note = (
+                    f"T wave end not measured: less than {T_Q_MIN_WITHOUT_P_S * 1000:.0f} ms from the T wave "
+                    "to the next QRS and an atrial wave fused with the T wave (P on T)"
+                )
+            else:
+                bound = p_wave(m, fs, qon, rr_samples, None)[0]
+        if toff is not None and bound is not None and toff > bound + rr:
+            # the search ran into the next P wave (P on T): the T end must come before it, or stays unseen
+            tp, toff = t_wave_end(m, fs, qon, qoff, bound + rr)
+            if toff is None:
+                note = "T wave end not measured: the next P wave begins before the T wave has ended (P on T)"
+    return Fiducials(pon, poff, qon, qoff, toff, tp, ppk, note)
 
 
 def p_wave_consistency(

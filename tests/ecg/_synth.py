@@ -378,3 +378,68 @@ def escape(
     """A regular rhythm without atrial activity: junctional (narrow) or idioventricular (``wide``)."""
     q = _regular(rng, 0.4, duration_s - 0.9, 60.0 / hr_bpm, 0.005)
     return synth_cardiac(rng, qrs_s=q, atrial_kind="none", duration_s=duration_s, wide=wide, **kw)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LateTTruth:
+    """A heart-vector sinus record whose T loop opens late: ``t_off_s`` per beat is the latest T end in any lead."""
+
+    cardiac: CardiacTruth
+    qrs_on_s: tuple[float, ...]
+    t_off_s: tuple[float, ...]
+    main_t_off_s: tuple[float, ...]
+
+
+def sinus_late_t(
+    rng: np.random.Generator,
+    hr_bpm: float,
+    *,
+    late_ms: float = 40.0,
+    late_mv: float = 0.08,
+    late_dur_ms: float = 140.0,
+    duration_s: float = 10.0,
+    fs: float = 500.0,
+    noise_mv: float = 0.01,
+    t_mv: float = 0.4,
+    **kw: object,
+) -> tuple[FloatArray, LateTTruth]:
+    """Sinus rhythm whose repolarisation ends in different leads at different times (a broad, late T component).
+
+    A real T loop is not a line: repolarisation of the last regions ends while the main T vector has
+    already returned, so leads nearly perpendicular to the main T axis (aVF when the T axis is near 0
+    deg, for example) show a small, broad T that ends ``late_ms`` after the others — the lead whose
+    end cardiologists take as the global T end.  Here a second T lobe of ``late_mv`` (``late_dur_ms``
+    long, ending ``late_ms`` after the main T) points perpendicular to the main T axis in the frontal
+    plane.  Truth: the global T end is the late lobe's end (it is in every lead that projects on it).
+    """
+    p = _regular(rng, 0.3, duration_s - 0.9, 60.0 / hr_bpm, 0.01)
+    q = p + 0.16
+    rr = 60.0 / hr_bpm
+    qt = 400.0 * rr ** (1.0 / 3.0) / 1000.0
+    sig, truth = synth_cardiac(
+        rng,
+        atrial_s=p,
+        qrs_s=q,
+        duration_s=duration_s,
+        fs=fs,
+        noise_mv=noise_mv,
+        t_mv=t_mv,
+        qt_ms=qt * 1000.0,
+        **kw,  # type: ignore[arg-type]
+    )
+    # main T axis: synth_cardiac draws it near the QRS axis; estimate it from the generated leads instead
+    # of re-deriving the draw: the late lobe points perpendicular to lead I's and aVF's T-weighted sum
+    n = sig.shape[1]
+    lv = np.array([LEAD_VECTORS[name] for name in LEADS_12])
+    tw = [round((q0 + qt - 0.08) * fs) for q0 in q if round((q0 + qt) * fs) < n]
+    t_amp = sig[:, tw].mean(axis=1)  # per-lead T amplitude near its peak
+    axis = np.linalg.lstsq(lv, t_amp, rcond=None)[0]
+    perp = _unit((-axis[1], axis[0], 0.3 * rng.standard_normal()))
+    ends = []
+    for q0 in q:
+        end = q0 + qt + late_ms / 1000.0
+        sig += (lv @ perp)[:, None] * _lobe(n, end - late_dur_ms / 1000.0, late_dur_ms / 1000.0, late_mv, fs, 0.5)[
+            None, :
+        ]
+        ends.append(end)
+    return sig, LateTTruth(truth, tuple(q.tolist()), tuple(ends), tuple((q + qt).tolist()))
