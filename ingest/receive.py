@@ -27,10 +27,10 @@ from core.identifiers import Clock, SystemClock
 from ingest.files import outcome_name, parse_dicom, parse_header_prefix, pixel_element_ok
 from ingest.filestore import FileStore, Placement, StoredFile, TemporaryFile, content_offset, content_sha256
 from ingest.headers import HeaderRecords, records_from_dataset
+from store.instance_writer import InstanceWriter
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
-    from sqlalchemy.orm import Session
 
     from store.db import Database
 
@@ -81,6 +81,7 @@ class Receiver:
         self.quarantine_dir = Path(quarantine_dir)
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
+        self._writer = InstanceWriter(db)
         self._lanes = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mmdx-store-lane")
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
@@ -145,8 +146,14 @@ class Receiver:
         """Index the object where its durable file now is (a newcomer under a held UID: in ``_conflicts``)."""
         uid = records.instance.sop_instance_uid
         try:
-            with self.db.session() as session:
-                result = self._index(session, _finalise(records, placed.path, digest), received_at, size)
+            final = _finalise(records, placed.path, digest)
+            result = self._writer.add(
+                study=final.study,
+                series=final.series,
+                instance=final.instance,
+                received_at=received_at,
+                size_bytes=size,
+            )
         except StoreError as exc:
             return self._failed(uid, records, source, exc)
         except Exception as exc:  # any database failure: the sender retries (a re-sent object is identical)
@@ -163,19 +170,6 @@ class Receiver:
             outcome = Outcome.STORED
         self._count(outcome)
         return Received(outcome, uid, records.study.study_instance_uid, placed.path)
-
-    @staticmethod
-    def _index(session: Session, records: HeaderRecords, received_at: datetime, size: int) -> object:
-        from store import index as idx
-
-        return idx.add_instance(
-            session,
-            study=records.study,
-            series=records.series,
-            instance=records.instance,
-            received_at=received_at,
-            size_bytes=size,
-        )
 
     def _failed(self, uid: str, records: HeaderRecords, source: str, exc: Exception) -> Received:
         log.error("cannot store %s from %s: %s", uid, source, exc)

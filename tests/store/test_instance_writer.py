@@ -1,0 +1,148 @@
+"""The SQLite fast path for one object per transaction writes exactly what the ORM path writes."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
+
+from store import index
+from store.db import Database
+from store.index import IndexResult
+from store.instance_writer import InstanceWriter
+from tests.store.conftest import STUDY_UID, T0, make_instance, make_series, make_study
+
+_TABLES = ("patients", "patient_identifiers", "studies", "series", "instances", "instance_conflicts")
+
+
+def _dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of the index tables as SQLite holds them (the stored text of instants included)."""
+    con = sqlite3.connect(path)
+    try:
+        return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in _TABLES}
+    finally:
+        con.close()
+
+
+def _studies():
+    base = make_study()
+    bare = replace(base, accession_number=None, description=None, study_datetime=None, referring_physician=None)
+    return [
+        replace(base, study_instance_uid=f"{STUDY_UID}.0"),
+        replace(bare, study_instance_uid=f"{STUDY_UID}.1"),  # its values filled by a later object that has them
+        replace(base, study_instance_uid=f"{STUDY_UID}.1", accession_number="ACC-LATER"),
+    ]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    plan=hst.lists(
+        hst.tuples(
+            hst.integers(1, 8),  # object number (repeats: duplicates and conflicts)
+            hst.sampled_from(["a", "b"]),  # content
+            hst.integers(0, 2),  # which study record it comes with
+            hst.integers(-30, 30),  # received, seconds from T0 (an earlier one must not move the clock back)
+            hst.booleans(),  # size known, or read from the file
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_fast_path_writes_the_orm_rows(tmp_path_factory, plan):
+    studies = _studies()
+    results, dumps = [], []
+    for mode in ("orm", "fast"):
+        folder = tmp_path_factory.mktemp(mode)
+        path = folder / "i.db"
+        db = Database(f"sqlite:///{path}")
+        db.migrate()
+        writer = InstanceWriter(db)
+        assert writer.fast
+        got = []
+        for n, content, k, dt, sized in plan:
+            study = studies[k]
+            series = make_series(study_uid=study.study_instance_uid, uid=f"{study.study_instance_uid}.{n % 2}")
+            inst = make_instance(
+                n, study_uid=study.study_instance_uid, series_uid=series.series_instance_uid, content=f"{content}{n}"
+            )
+            file = folder / f"{n}-{content}.dcm"
+            file.write_bytes(b"x" * (n + len(content)))
+            inst = replace(inst, path=file)
+            at = T0 + timedelta(seconds=dt)
+            size = 100 + n if sized else None
+            if mode == "orm":
+                with db.session() as s:
+                    got.append(
+                        index.add_instance(
+                            s, study=study, series=series, instance=inst, received_at=at, size_bytes=size
+                        )
+                    )
+            else:
+                got.append(writer.add(study=study, series=series, instance=inst, received_at=at, size_bytes=size))
+        with db.session() as s:
+            for st in {x.study_instance_uid for x in studies}:
+                if index.load_study(s, st) is not None:
+                    assert index.content_version(s, st) == index.recompute_content_version(s, st)
+        db.dispose()
+        results.append(got)
+        dump = _dump(path)
+        for rows in dump.values():  # the objects' own folders differ between the two runs
+            rows[:] = [tuple(str(v).replace(str(folder), "F") for v in r) for r in rows]
+        dumps.append(dump)
+    assert results[0] == results[1]
+    for table in _TABLES:
+        assert dumps[0][table] == dumps[1][table], table
+
+
+def test_concurrent_writers_keep_the_content_version(tmp_path):
+    """Threads indexing into one study: every object once, and the version equals the one recomputed."""
+    db = Database(f"sqlite:///{tmp_path / 'i.db'}")
+    db.migrate()
+    writer = InstanceWriter(db)
+    study, series = make_study(), make_series()
+    assert writer.add(study=study, series=series, instance=make_instance(0), received_at=T0) is IndexResult.NEW
+    errors: list[BaseException] = []
+
+    def work(start: int) -> None:
+        try:
+            for n in range(start, start + 40):
+                assert writer.add(study=study, series=series, instance=make_instance(n), received_at=T0, size_bytes=1)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(1 + 40 * k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with db.session() as s:
+        assert index.content_version(s, STUDY_UID) == index.recompute_content_version(s, STUDY_UID)
+        assert index.load_study(s, STUDY_UID).instance_count == 161
+
+
+def test_in_memory_database_takes_the_orm_path():
+    db = Database("sqlite://")
+    db.migrate()
+    writer = InstanceWriter(db)
+    assert not writer.fast
+    assert writer.add(study=make_study(), series=make_series(), instance=make_instance(1), received_at=T0) is (
+        IndexResult.NEW
+    )
+    with db.session() as s:
+        assert index.load_study(s, STUDY_UID).instance_count == 1
+
+
+def test_naive_received_time_is_refused(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'i.db'}")
+    db.migrate()
+    with pytest.raises(Exception, match="timezone-aware"):
+        InstanceWriter(db).add(
+            study=make_study(), series=make_series(), instance=make_instance(1), received_at=T0.replace(tzinfo=None)
+        )
