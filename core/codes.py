@@ -242,6 +242,9 @@ class MMDX:
     ECG_SATURATION: Final = Code("ecg-saturation", "MMDX", "Signal saturation (clipping)")
     ECG_NOISE: Final = Code("ecg-noise", "MMDX", "Excessive noise or artefact")
     ECG_TECHNICAL: Final = Code("ecg-technical", "MMDX", "Technical problem limits interpretation")
+    # AHA/ACCF/HRS "wide-QRS tachycardia" (VT or SVT with aberrancy, not told apart): no verified SNOMED CT
+    # concept (SCT 991002 "Wide QRS complex" names the QRS, not the rhythm)
+    ECG_WIDE_QRS_TACHYCARDIA: Final = Code("ecg-wide-qrs-tachycardia", "MMDX", "Wide QRS tachycardia")
     # per-lead ECG amplitudes and fiducials (ecg.signal.measurements): no verified LOINC concept
     ECG_P_AMPLITUDE: Final = Code("ecg-p-ampl", "MMDX", "P wave amplitude (signed extremum vs PR baseline)")
     ECG_Q_AMPLITUDE: Final = Code("ecg-q-ampl", "MMDX", "Q wave amplitude")

@@ -26,7 +26,14 @@ from core.config import EcgConfig
 from core.errors import EcgError
 from core.records import EcgRecord, EvidenceRef, Finding, Measurement, Patient, Priority, Producer, Sex
 from ecg.rules import PRODUCER, RuleInput, interpret, priority_of
-from ecg.signal.atrial import atrial_activity, diastolic_wave, flutter_in_tq, half_rr_wave, isoelectric_tq
+from ecg.signal.atrial import (
+    atrial_activity,
+    diastolic_wave,
+    flutter_in_tq,
+    half_rr_wave,
+    isoelectric_tq,
+    wave_off_t,
+)
 from ecg.signal.beats import classify_beats
 from ecg.signal.conditioning import Conditioned, condition, condition_many, needs_chunking
 from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats, p_wave_consistency
@@ -382,6 +389,7 @@ def _from_beats(
             half_rr_wave=half_rr_wave(x, fs, beats, mb, fd, usable),
             diastolic_wave_mv=diastolic_wave(mb, fd, rr, usable),
             isoelectric_tq_ms=isoelectric_tq(mb, fd, rr, usable),
+            wave_off_t_mv=wave_off_t(mb, fd, rr, usable),
         )
     else:
         stmts.append(_technical("No complete beat for a representative beat: intervals not measured"))

@@ -11,7 +11,7 @@ from core.codes import SCT
 from core.records import Finding, Priority, PriorityLevel
 from ecg.rules.base import PRODUCER, RuleInput, finding, ruleset_digest
 from ecg.rules.morphology import morphology_statements
-from ecg.rules.rhythm import rhythm_statements
+from ecg.rules.rhythm import rhythm_statements, ventricular_rhythm
 
 __all__ = ["PRODUCER", "RuleInput", "finding", "interpret", "priority_of", "ruleset_digest"]
 
@@ -19,7 +19,8 @@ __all__ = ["PRODUCER", "RuleInput", "finding", "interpret", "priority_of", "rule
 def interpret(ri: RuleInput) -> tuple[Finding, ...]:
     """All statements for one analysed record."""
     rhythm = rhythm_statements(ri)
-    paced = any(f.concept == SCT.PACED_RHYTHM for f in rhythm)
+    # paced or ventricular dominant beats: no conduction, axis, hypertrophy or ST-T statements from them
+    paced = any(f.concept == SCT.PACED_RHYTHM for f in rhythm) or ventricular_rhythm(rhythm)
     out = rhythm + morphology_statements(ri, paced=paced)
     summary = _summary(ri, out)
     return tuple(out + ([summary] if summary else []))

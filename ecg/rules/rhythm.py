@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.codes import LOINC, SCT
+from core.codes import LOINC, MMDX, SCT
 from core.records import Finding, Measurement
 from ecg.rules import thresholds as th
 from ecg.rules.base import RuleInput, finding
@@ -140,6 +140,132 @@ def _without_p(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement
     return [finding(SCT.SUPRAVENTRICULAR_TACHYCARDIA, crit, hr_m + qrs_m, critical=critical)]
 
 
+VT_DISSOCIATION_TEXT = "Ventricular tachycardia with AV dissociation"
+
+
+def ventricular_rhythm(statements: list[Finding]) -> bool:
+    """Whether the statements name a rhythm whose dominant beats arise in the ventricles.
+
+    Bundle-branch, axis, hypertrophy and ST-T criteria assume supraventricular
+    conduction: like paced beats, ventricular beats are not read by them (a
+    run of VT among sinus beats is not: the dominant beats are sinus).
+    """
+    return any(
+        f.concept in (MMDX.ECG_WIDE_QRS_TACHYCARDIA, SCT.IDIOVENTRICULAR_RHYTHM) or f.text == VT_DISSOCIATION_TEXT
+        for f in statements
+    )
+
+
+def _qrs_locked(waves: np.ndarray, beats: np.ndarray, fs: float) -> np.ndarray:
+    """Mask of waves at one fixed delay after the preceding QRS shared by a third of the beats (and >= 3 waves).
+
+    What QRST cancellation leaves over repeats at the same place in most
+    beats; an atrial wave that beats independently of the ventricles comes
+    back to the same delay only now and then.
+    """
+    k = np.searchsorted(beats, waves) - 1
+    ok = k >= 0
+    delay = np.where(ok, waves - beats[np.clip(k, 0, None)], np.iinfo(np.int64).min // 2)
+    near = ok[None, :] & ok[:, None] & (np.abs(delay[None, :] - delay[:, None]) <= 0.02 * fs)
+    return np.asarray((near.sum(axis=1) >= max(3.0, beats.size / 3.0)) & ok)
+
+
+def _atrial_train(t: np.ndarray) -> tuple[float, int, int] | None:
+    """(cycle s, waves on it, cycles spanned) of the slowest regular train most wave times ``t`` (s) fit.
+
+    Atrial waves falling inside a QRS are blanked, so a train may miss some:
+    each wave must sit within DISSOCIATION_TOLERANCE of a cycle from an
+    anchor wave.  The slowest cycle that fits wins (every train also fits at
+    half its cycle).
+    """
+    if t.size < th.DISSOCIATION_MIN_WAVES:
+        return None
+    ph_all = t[None, :] - t[:, None]
+    for c in np.arange(60.0 / th.DISSOCIATION_MIN_BPM, 60.0 / th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM, -0.002):
+        ph = ph_all / c
+        fit = np.abs(ph - np.round(ph)) <= th.DISSOCIATION_TOLERANCE
+        cnt = fit.sum(axis=1)
+        i = int(np.argmax(cnt))
+        if cnt[i] >= max(th.DISSOCIATION_MIN_WAVES, 0.75 * t.size):
+            n = np.round(ph[i, fit[i]])
+            span = int(n.max() - n.min()) + 1
+            if cnt[i] < th.DISSOCIATION_MIN_COVERAGE * span:
+                continue  # a few waves far apart fit almost any slow cycle
+            cycle = float(np.polyfit(n, t[fit[i]], 1)[0])
+            return cycle, int(cnt[i]), span
+    return None
+
+
+def _av_dissociation(ri: RuleInput, vent_rate: float) -> tuple[float, int, int] | None:
+    """(atrial rate /min, waves, cycles) of atrial waves beating slower than, and independently of, the ventricles."""
+    a = ri.atrial
+    if a is None or a.waves.size < th.DISSOCIATION_MIN_WAVES:
+        return None
+    b = ri.beats
+    # around a beat that is not of the dominant shape the cancellation fails: its leftovers are no atrial waves
+    k = np.clip(np.searchsorted(b, a.waves), 1, b.size - 1)
+    odd = ri.labels != "N"
+    near_odd = odd[k - 1] | odd[k] | odd[np.maximum(k - 2, 0)] | odd[np.minimum(k + 1, b.size - 1)]
+    w = a.waves[~_qrs_locked(a.waves, b, ri.fs) & ~near_odd]
+    train = _atrial_train(w / ri.fs)
+    if train is None:
+        return None
+    rate = 60.0 / train[0]
+    # 1:1 or 2:1 with the ventricles is conduction (or a cancellation leftover), not dissociation
+    locked = any(abs(rate / (k * vent_rate) - 1.0) < 0.1 for k in (0.5, 1.0))
+    if locked or rate >= th.DISSOCIATION_MAX_RATIO * vent_rate:
+        return None
+    return rate, train[1], train[2]
+
+
+def _wide_tachycardia(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement, ...]) -> list[Finding]:
+    """Ventricular tachycardia (AV dissociation shown) or wide-QRS tachycardia (no P wave shown), both critical.
+
+    A regular rhythm at >= 100/min with QRS >= 120 ms and no conducted P
+    wave is ventricular tachycardia until proven otherwise (supraventricular
+    tachycardia with aberrant or pre-excited conduction looks the same): the
+    safe reading is "wide-QRS tachycardia", STAT.  The absence of P waves is
+    shown, not assumed: no wave off the T-wave vector between the QRS and
+    the next one in the median beat (a sinus P wave on the T wave is one),
+    or a rate too fast for any window to remain.  Atrial waves marching
+    through at their own slower rate (AV dissociation) make it ventricular
+    tachycardia.  A sinus tachycardia with bundle branch block has P waves
+    at a constant PR: it never reaches this rule.
+    """
+    g, a = ri.g, ri.atrial
+    if g is None or a is None or hr < th.WIDE_TACHY_MIN_BPM or g.qrs_ms < th.WIDE_QRS_MS:
+        return []
+    if not _regular(rr) or np.mean(ri.labels == "N") < 0.9:
+        return []
+    vent_rate = 60.0 / float(np.median(rr))
+    crit = [
+        f"regular RR ({float(np.median(rr)) * 1000:.0f} ms)",
+        f"rate {hr:.0f}/min >= {th.WIDE_TACHY_MIN_BPM:.0f}/min",
+        f"wide QRS {g.qrs_ms:.0f} ms >= {th.WIDE_QRS_MS:.0f} ms",
+        "no P wave at a constant PR before the QRS",
+    ]
+    qrs_m = ri.measurement(LOINC.QRS_DURATION)
+    diss = _av_dissociation(ri, vent_rate)
+    if diss is not None:
+        crit.append(
+            f"AV dissociation: {diss[1]} atrial waves in {diss[2]} cycles of a regular atrial rhythm at "
+            f"{diss[0]:.0f}/min, slower than and independent of the ventricles"
+        )
+        return [finding(SCT.VENTRICULAR_TACHYCARDIA, crit, hr_m + qrs_m, critical=True, text=VT_DISSOCIATION_TEXT)]
+    off_t = a.wave_off_t_mv
+    if off_t is not None and off_t < th.WAVE_OFF_T_ABSENT_MV:
+        crit.append(
+            f"no P wave: nothing but the T wave between QRS end and the next QRS (largest wave off the T vector "
+            f"{off_t:.3f} mV < {th.WAVE_OFF_T_ABSENT_MV} mV)"
+        )
+    elif off_t is None and hr >= th.WIDE_TACHY_NO_WINDOW_BPM:
+        crit.append(f"rate >= {th.WIDE_TACHY_NO_WINDOW_BPM:.0f}/min: no room for a P wave between the complexes")
+    else:
+        return []  # a wave besides the T (a P wave on it?) or nothing measurable: the rhythm is not named
+    crit.append("ventricular tachycardia or supraventricular tachycardia with aberrant conduction: treat as VT")
+    return [finding(MMDX.ECG_WIDE_QRS_TACHYCARDIA, crit, hr_m + qrs_m, critical=True)]
+
+
 def rhythm_statements(ri: RuleInput) -> list[Finding]:
     """Sinus/AF/flutter/paced/junctional/idioventricular rhythm, ectopy, VT and AV block."""
     out: list[Finding] = []
@@ -247,12 +373,16 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     uncertain = two is not None and two[0] == "uncertain"
     if uncertain:
         two = None  # neither a 2:1 block nor a plain sinus rhythm is claimed
-    av = [] if two is not None or uncertain else _av_block(ri, rr, p_present, af or flutter)
-    if not (af or flutter or p_present or any(f.concept == SCT.COMPLETE_AV_BLOCK for f in av)):
+    wide: list[Finding] = []
+    if not (af or flutter or p_present or runs):
+        wide = _wide_tachycardia(ri, rr, hr, hr_m)
+        out += wide
+    av = [] if two is not None or uncertain or wide else _av_block(ri, rr, p_present, af or flutter)
+    if not (af or flutter or p_present or wide or any(f.concept == SCT.COMPLETE_AV_BLOCK for f in av)):
         out += _without_p(ri, rr, hr, hr_m)
     n_s = int(np.sum(ri.labels == "S"))
     n_v = int(np.sum(ri.labels == "V"))
-    if n_s and not af and not flutter:
+    if n_s and not af and not flutter and not wide:  # in a regular ventricular rhythm an early beat is no PAC
         out.append(
             finding(
                 SCT.PREMATURE_ATRIAL_COMPLEX,

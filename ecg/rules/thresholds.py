@@ -53,6 +53,24 @@ JUNCTIONAL_MAX_BPM: Final = 60.0
 IDIOVENTRICULAR_MAX_BPM: Final = 50.0
 #: A regular narrow-complex tachycardia this fast needs attention now (like AF with RVR).
 SVT_CRITICAL_BPM: Final = 150.0
+#: Wide-QRS tachycardia (ACC/AHA/ESC 2003 SVT guideline; AHA/ACCF/HRS 2009 Part II): a regular rhythm at
+#: >= 100/min with QRS >= WIDE_QRS_MS and no P wave locked to the QRS.  Without a diastole to look at, "no P wave"
+#: is shown on the median beat between QRS end and the next QRS: nothing but the T wave (one vector) there, no
+#: wave off the T vector larger than this (mV, spatial magnitude; a P wave is >= 0.05 mV, median-beat noise ~0.01).
+WIDE_TACHY_MIN_BPM: Final = 100.0
+WAVE_OFF_T_ABSENT_MV: Final = 0.04
+#: ... and at >= this rate no window is left to look at: a regular wide-QRS rhythm this fast is no sinus rhythm.
+WIDE_TACHY_NO_WINDOW_BPM: Final = 200.0
+#: AV dissociation in a wide-QRS tachycardia (ventricular tachycardia): atrial waves in the QRST-cancelled signal
+#: form one regular train (each interval within DISSOCIATION_TOLERANCE of a whole number of atrial cycles) at
+#: least this many waves long, at a rate slower than the ventricles and not 1:2 / 1:1 / 2:1 with them.
+DISSOCIATION_MIN_WAVES: Final = 5
+DISSOCIATION_TOLERANCE: Final = 0.08
+DISSOCIATION_MIN_BPM: Final = 30.0
+#: ... found in at least this fraction of the atrial cycles they span (the rest hidden in QRS complexes) ...
+DISSOCIATION_MIN_COVERAGE: Final = 0.4
+#: ... at most this fraction of the ventricular rate.
+DISSOCIATION_MAX_RATIO: Final = 0.85
 COMPLETE_BBB_QRS_MS: Final = 120.0
 IVCD_QRS_MS: Final = 110.0
 LAD_DEG: Final = -30.0

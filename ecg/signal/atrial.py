@@ -63,22 +63,29 @@ class AtrialActivity:
     diastolic_wave_mv: float | None = None
     #: length (ms) of the flat baseline between the previous T end and the QRS; 0 when not flat, None: no T end
     isoelectric_tq_ms: float | None = None
+    #: largest wave (mV) locked to the QRS between it and the next QRS that is not the T wave; None: unmeasurable
+    wave_off_t_mv: float | None = None
 
 
-def residual(x: FloatArray, beats: IntArray, mb: MedianBeats, span: tuple[int, int] | None = None) -> FloatArray:
+def residual(
+    x: FloatArray, beats: IntArray, mb: MedianBeats, span: tuple[int, int] | None = None, *, taper: bool = True
+) -> FloatArray:
     """Signal minus the median beat placed at every beat (QRST cancellation).
 
     ``span`` (start, stop) limits the subtracted part of the template to this
     beat's own waves (P onset to T end): beyond them the template holds the
     neighbouring beats' T and P, which must not be subtracted after a pause.
-    The template is tapered at both ends so the cut leaves no step.
+    The template is tapered at both ends so the cut leaves no step - unless
+    ``taper`` is False: a span of exactly one RR interval cut where the heart
+    is never quiet (a fast wide-QRS rhythm) must subtract every sample once,
+    and the steady rhythm makes the pieces of neighbouring beats meet.
     """
     out = x.copy()
     a0, a1 = span if span is not None else (0, mb.beats.shape[1])
     a0, a1 = max(0, a0), min(mb.beats.shape[1], a1)
     tmpl = mb.beats[:, a0:a1].copy()
     n = tmpl.shape[1]
-    if n >= 8:
+    if n >= 8 and taper:
         ramp = max(2, n // 10)
         win = np.ones(n)
         win[:ramp] = np.linspace(0.0, 1.0, ramp)
@@ -108,12 +115,24 @@ def atrial_activity(
         idx = [i for i in range(len(lead_names)) if usable[i]][:2]
     if not idx or x.shape[1] < int(2 * fs):
         return AtrialActivity(None, 0.0, 0.0, np.zeros(0, dtype=np.int64))
-    res = residual(x[idx], beats, MedianBeats(mb.beats[idx], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used), span)
+    q_on, q_off = qrs_bounds(mb.beats[idx], fs, mb.fiducial)
+    one_cycle = False
+    if span is not None and beats.size >= 2:
+        # the subtracted part must stay inside this beat's own cycle: at a fast rate with no T end found
+        # the default span reaches into the neighbouring beats' waves, which would then be subtracted
+        # twice and leave a residual of ventricular, not atrial, waves
+        rr = int(np.median(np.diff(beats)))
+        if span[1] - span[0] > rr:
+            # one cycle, from just before this beat's own first wave (its P wave, else its QRS)
+            start = span[0] if p_peak is not None else max(span[0], q_on - int(0.04 * fs))
+            span = (start, start + rr)
+            one_cycle = True
+    sub = MedianBeats(mb.beats[idx], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used)
+    res = residual(x[idx], beats, sub, span, taper=not one_cycle)
     sos = butter_sos(2, (2.0, 15.0), "bandpass", fs)
     r = sps.sosfiltfilt(sos, res, axis=1)
     # blank each QRS, where cancellation is least exact: +-60 ms, or the median beat's own QRS
     # (plus 20 / 40 ms) when it is wider - a wide escape beat leaves leftovers beyond 60 ms
-    q_on, q_off = qrs_bounds(mb.beats[idx], fs, mb.fiducial)
     before = max(int(0.06 * fs), mb.fiducial - q_on + int(0.02 * fs))
     after = max(int(0.06 * fs), q_off - mb.fiducial + int(0.04 * fs))
     keep = np.ones(r.shape[1], dtype=bool)
@@ -387,3 +406,35 @@ def isoelectric_tq(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: np
     slope = (sm @ t) / max(float(t @ t), 1e-12)  # mV/s, least squares per lead
     flat = float(np.ptp(sm, axis=1).max()) < ISOELECTRIC_MV and float(np.abs(slope).max()) < ISOELECTRIC_SLOPE
     return round(1000.0 * (b - c) / fs, 1) if flat else 0.0
+
+
+#: The window examined by :func:`wave_off_t` must hold at least this much (s) between QRS end and next QRS.
+OFF_T_MIN_WINDOW_S = 0.1
+
+
+def wave_off_t(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: npt.NDArray[np.bool_]) -> float | None:
+    """Largest wave (mV) that the median beat holds between the QRS and the next QRS besides the T wave, or None.
+
+    The evidence for "no P wave" where there is no diastole to look at: in a
+    fast wide-QRS rhythm the T wave runs into the next QRS, and a sinus P
+    wave - locked to the QRS, so kept by the median - sits on it.  The T
+    wave is one repolarisation vector with one time course (rank one over
+    the leads); a P wave comes from another vector at another time, so what
+    the best rank-one fit of the window leaves over (its spatial magnitude)
+    is the P wave, while a ventricular rhythm leaves little but noise.
+    Window: QRS end + 40 ms to the next QRS onset - 20 ms, 25 Hz low-pass,
+    levels taken from just before the next QRS (a T wave that has not ended
+    there stays rank one).  None when the window is shorter than
+    ``OFF_T_MIN_WINDOW_S`` or the median beat does not reach the next QRS.
+    """
+    fs = mb.fs
+    a = fd.qrs_off + int(0.04 * fs)
+    e = int(fd.qrs_on + rr_samples) - int(0.02 * fs)
+    if e > mb.beats.shape[1] or e - a < int(OFF_T_MIN_WINDOW_S * fs):
+        return None
+    m = mb.beats[usable] if usable.any() else mb.beats
+    sm = sps.sosfiltfilt(butter_sos(2, 25.0, "lowpass", fs), m, axis=1)
+    seg = sm[:, a:e] - sm[:, e - 1 : e]
+    u, sv, vt = np.linalg.svd(seg, full_matrices=False)
+    rest = seg - sv[0] * np.outer(u[:, 0], vt[0])
+    return round(float(np.sqrt((rest * rest).sum(axis=0)).max()), 4)

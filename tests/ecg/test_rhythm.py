@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.codes import SCT, Code
+from core.codes import MMDX, SCT, Code
 from core.records import EcgRecord, Finding, PriorityLevel
 from ecg.analysis import EcgAnalysis, analyze
-from ecg.rules import RuleInput, interpret
+from ecg.rules import RuleInput, interpret, priority_of
+from ecg.rules.rhythm import _atrial_train, _qrs_locked
 from ecg.signal.atrial import AtrialActivity, HalfRRWave
 from ecg.signal.measurements import GlobalMeasurements
 from tests.ecg._load import LUDB_1, MITDB_100, load_dicom, load_wfdb
@@ -38,6 +39,7 @@ RHYTHMS = {
     SCT.SUPRAVENTRICULAR_TACHYCARDIA,
     SCT.IDIOVENTRICULAR_RHYTHM,
     SCT.PACED_RHYTHM,
+    MMDX.ECG_WIDE_QRS_TACHYCARDIA,
 }
 SINUS = {SCT.SINUS_RHYTHM, SCT.SINUS_BRADYCARDIA, SCT.SINUS_TACHYCARDIA}
 NO_P = {
@@ -364,3 +366,194 @@ def test_sinus_tachycardia_with_p_on_t_is_not_called_prolonged_qt(seed: int) -> 
 def test_prolonged_qt_with_a_t_q_segment_is_still_called() -> None:
     x, _ = sinus(np.random.default_rng(3), 60, qt_ms=560)
     assert SCT.PROLONGED_QT in _codes(_analyze(x))
+
+
+# ----------------------------------------------------------------- wide-QRS tachycardia and ventricular tachycardia
+
+#: Statements that a ventricular rhythm must not get: they read the QRS/ST as supraventricular conduction.
+CONDUCTED_ONLY = {SCT.COMPLETE_RBBB, SCT.COMPLETE_LBBB, SCT.RBBB, SCT.LBBB, SCT.IVCD, SCT.STEMI, SCT.LVH}
+WIDE_TACHY = {MMDX.ECG_WIDE_QRS_TACHYCARDIA, SCT.VENTRICULAR_TACHYCARDIA}
+
+
+def _vt_with_dissociation(seed: int, vent_bpm: float, atrial_bpm: float) -> np.ndarray:
+    """Monomorphic VT over the whole record with sinus P waves marching through at their own rate."""
+    rng = np.random.default_rng(seed)
+    q = np.arange(0.4, 9.3, 60.0 / vent_bpm)
+    p = np.arange(rng.uniform(0.05, 0.6), 9.5, 60.0 / atrial_bpm)
+    return synth_cardiac(rng, qrs_s=q, atrial_s=p, wide=True)[0]
+
+
+@pytest.mark.parametrize(("seed", "hr"), [(2, 110.0), (1, 120.0), (3, 150.0), (6, 165.0), (4, 180.0)])
+def test_monomorphic_vt_without_p_waves_is_a_stat_wide_qrs_tachycardia(seed: int, hr: float) -> None:
+    """All beats alike (no 'V' labels): the VT-run rule cannot see it, the wide-QRS tachycardia rule does."""
+    a = _analyze(escape(np.random.default_rng(seed), hr, wide=True)[0])
+    f = _one(a, MMDX.ECG_WIDE_QRS_TACHYCARDIA)
+    assert f.critical and a.priority.level is PriorityLevel.STAT
+    assert "Wide QRS tachycardia" in (a.priority.reason or "")
+    assert any("wide QRS" in c for c in f.criteria) and any(f"rate {hr:.0f}/min" in c for c in f.criteria)
+    assert any("no P wave" in c or "no room for a P wave" in c for c in f.criteria)
+    assert _codes(a) & RHYTHMS == {MMDX.ECG_WIDE_QRS_TACHYCARDIA}
+    assert not _codes(a) & (CONDUCTED_ONLY | {SCT.PREMATURE_ATRIAL_COMPLEX, SCT.COMPLETE_AV_BLOCK})
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_svt_with_aberrancy_is_flagged_wide_complex(seed: int) -> None:
+    """AV-nodal re-entry with bundle-branch aberrancy: the retrograde P hides in the QRS - the safe call is VT-like."""
+    rng = np.random.default_rng(seed)
+    q = np.arange(0.4, 9.2, 60.0 / 175.0)
+    x, _ = synth_cardiac(rng, qrs_s=q, atrial_s=q + 0.03, wide=True, qrs_ms=130.0, p_mv=0.08)
+    a = _analyze(x)
+    assert _one(a, MMDX.ECG_WIDE_QRS_TACHYCARDIA).critical
+    assert not _codes(a) & (SINUS | {SCT.SUPRAVENTRICULAR_TACHYCARDIA})
+
+
+@pytest.mark.parametrize(("seed", "vent", "atrial"), [(1, 130.0, 100.0), (2, 140.0, 90.0), (6, 130.0, 100.0)])
+def test_vt_with_av_dissociation_is_ventricular_tachycardia(seed: int, vent: float, atrial: float) -> None:
+    a = _analyze(_vt_with_dissociation(seed, vent, atrial))
+    f = _one(a, SCT.VENTRICULAR_TACHYCARDIA)
+    assert f.critical and f.text == "Ventricular tachycardia with AV dissociation"
+    diss = next(c for c in f.criteria if c.startswith("AV dissociation"))
+    rate = float(diss.split(" at ")[1].split("/min")[0])
+    assert abs(rate - atrial) <= 0.05 * atrial  # the P-P rate the P waves march at
+    assert not _codes(a) & (RHYTHMS | CONDUCTED_ONLY | {SCT.COMPLETE_AV_BLOCK})
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("hr", "pr"), [(105.0, 120.0), (120.0, 160.0), (140.0, 200.0), (160.0, 120.0), (180.0, 200.0)])
+def test_sinus_tachycardia_with_bundle_branch_block_is_never_a_wide_qrs_tachycardia(
+    seed: int, hr: float, pr: float
+) -> None:
+    """P waves at a constant PR - before the QRS or on the T wave - are a wave off the T vector: never VT."""
+    a = _analyze(sinus(np.random.default_rng(seed), hr, pr_ms=pr, wide=True, qrs_ms=140.0)[0])
+    assert not _codes(a) & (WIDE_TACHY | NO_P), [s.text for s in a.statements]
+
+
+def test_sinus_tachycardia_with_visible_p_and_bbb_keeps_sinus_and_its_bbb() -> None:
+    a = _analyze(sinus(np.random.default_rng(1), 105.0, pr_ms=120.0, wide=True, qrs_ms=140.0)[0])
+    assert _codes(a) & RHYTHMS == {SCT.SINUS_TACHYCARDIA}
+    assert _codes(a) & {SCT.COMPLETE_RBBB, SCT.COMPLETE_LBBB, SCT.IVCD}  # conduction still read for sinus beats
+
+
+def test_narrow_regular_tachycardia_without_p_stays_svt() -> None:
+    a = _analyze(escape(np.random.default_rng(170), 170.0)[0])
+    assert _codes(a) & RHYTHMS == {SCT.SUPRAVENTRICULAR_TACHYCARDIA}
+    assert not _codes(a) & WIDE_TACHY
+
+
+WIDE_G = replace(NORMAL_G, hr_bpm=150.0, rr_ms=400.0, pr_ms=None, p_axis_deg=None, qrs_ms=150.0)
+NO_WAVE = replace(QUIET, diastolic_wave_mv=None, isoelectric_tq_ms=0.0, wave_off_t_mv=0.006)
+
+
+@pytest.mark.parametrize(
+    ("g", "atrial", "rr_s", "named"),
+    [
+        (WIDE_G, NO_WAVE, 0.4, True),
+        (replace(WIDE_G, qrs_ms=118.0), NO_WAVE, 0.4, False),  # not wide: the narrow-QRS rules' business
+        (replace(WIDE_G, hr_bpm=95.0, rr_ms=632.0), NO_WAVE, 0.632, False),  # no tachycardia
+        (replace(WIDE_G, pr_ms=150.0, p_axis_deg=60.0), NO_WAVE, 0.4, False),  # P at constant PR: sinus + BBB
+        (WIDE_G, replace(NO_WAVE, wave_off_t_mv=0.08), 0.4, False),  # a wave on the T: a P wave may be there
+        (WIDE_G, replace(NO_WAVE, wave_off_t_mv=None), 0.4, False),  # nothing measurable at 150/min
+        (replace(WIDE_G, hr_bpm=210.0, rr_ms=286.0), replace(NO_WAVE, wave_off_t_mv=None), 0.286, True),
+        (WIDE_G, None, 0.4, False),
+    ],
+)
+def test_wide_qrs_tachycardia_criteria(
+    g: GlobalMeasurements, atrial: AtrialActivity | None, rr_s: float, named: bool
+) -> None:
+    ri = replace(_ri(g, QUIET, rr_s), atrial=atrial)
+    out = interpret(ri)
+    codes = {f.concept for f in out}
+    assert (MMDX.ECG_WIDE_QRS_TACHYCARDIA in codes) is named
+    if named:
+        assert priority_of(out).level is PriorityLevel.STAT
+        assert not codes & (CONDUCTED_ONLY | {SCT.LEFT_AXIS_DEVIATION, SCT.RIGHT_AXIS_DEVIATION})
+        assert codes & RHYTHMS == {MMDX.ECG_WIDE_QRS_TACHYCARDIA}
+
+
+def test_an_irregular_wide_tachycardia_is_not_called_regular_wide_qrs_tachycardia() -> None:
+    rng = np.random.default_rng(0)
+    beats = (np.cumsum(0.4 * (1.0 + 0.3 * rng.uniform(-1.0, 1.0, 20))) * 500).astype(np.int64)
+    ri = replace(_ri(WIDE_G, NO_WAVE, 0.4), beats=beats, labels=np.array(["N"] * beats.size))
+    assert MMDX.ECG_WIDE_QRS_TACHYCARDIA not in {f.concept for f in interpret(ri)}
+
+
+def test_av_dissociation_needs_waves_slower_than_and_independent_of_the_ventricles() -> None:
+    fs, rr = 500.0, 0.4
+    beats = (np.arange(0.3, 9.5, rr) * fs).astype(np.int64)
+    free = (np.arange(0.1, 9.5, 0.6) * fs).astype(np.int64)  # 100/min
+    free = free[np.min(np.abs(free[:, None] - beats[None, :]), axis=1) > 0.08 * fs]  # some hidden in QRS
+    leftovers = beats + int(0.23 * fs)  # cancellation leftovers: same delay in every beat
+    base = _ri(WIDE_G, NO_WAVE, rr)
+    base = replace(base, beats=beats, labels=np.array(["N"] * beats.size))
+    for waves, vt in ((free, True), (leftovers, False), (np.sort(np.concatenate([free, leftovers])), True)):
+        out = interpret(replace(base, atrial=replace(NO_WAVE, waves=waves)))
+        concepts = {f.concept for f in out}
+        assert (SCT.VENTRICULAR_TACHYCARDIA in concepts) is vt
+        assert (MMDX.ECG_WIDE_QRS_TACHYCARDIA in concepts) is not vt
+    # atrial waves at 1:2 with the ventricles (2:1 retrograde conduction) are no dissociation
+    half = (np.arange(0.3, 9.5, 2 * rr) * fs).astype(np.int64) + int(0.25 * fs)
+    out = interpret(replace(base, atrial=replace(NO_WAVE, waves=half)))
+    assert SCT.VENTRICULAR_TACHYCARDIA not in {f.concept for f in out}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cycle=st.floats(0.3, 1.5),
+    n=st.integers(8, 25),
+    keep=st.floats(0.5, 1.0),
+    jitter=st.floats(0.0, 0.02),
+    seed=st.integers(0, 2**16),
+)
+def test_atrial_train_recovers_a_regular_rhythm_with_hidden_waves(
+    cycle: float, n: int, keep: float, jitter: float, seed: int
+) -> None:
+    """Whatever waves hide in the QRS, the train found fits the kept ones at a whole multiple of the true cycle."""
+    rng = np.random.default_rng(seed)
+    t = 0.2 + np.arange(n) * cycle + jitter * cycle * rng.standard_normal(n)
+    kept = np.sort(t[rng.uniform(size=n) < keep])
+    train = _atrial_train(kept)
+    if kept.size < 5:
+        assert train is None
+        return
+    assert train is not None
+    c, on, _ = train
+    ratio = c / cycle
+    assert abs(ratio - round(ratio)) < 0.05 and round(ratio) >= 1
+    assert on >= 0.75 * kept.size
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(10, 30), seed=st.integers(0, 2**16))
+def test_cancellation_leftovers_are_locked_and_independent_wave_times_are_not(n: int, seed: int) -> None:
+    """Leftovers at one delay in a third or more of the beats are locked; independent wave times are not."""
+    rng = np.random.default_rng(seed)
+    beats = (np.arange(0.3, 9.6, 0.35) * 500).astype(np.int64)
+    left = beats[: min(n, beats.size)] + 90 + rng.integers(-5, 6, size=min(n, beats.size))
+    assert _qrs_locked(left, beats, 500.0).all()
+    free = np.sort(rng.uniform(0.3, 9.6, n) * 500).astype(np.int64)
+    # random wave times: a third of the beats at one delay is not what independent waves do
+    assert _qrs_locked(free, beats, 500.0).mean() < 0.5
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    kind=st.sampled_from(["vt", "sinus_bbb"]),
+    rate=st.floats(105.0, 190.0),
+    pr=st.floats(120.0, 200.0),
+    seed=st.integers(0, 2**16),
+)
+def test_wide_tachycardia_property_on_signals(kind: str, rate: float, pr: float, seed: int) -> None:
+    """A P wave at a constant PR never yields a VT-class statement; a P-less wide tachycardia never a sinus one."""
+    rng = np.random.default_rng(seed)
+    if kind == "vt":
+        x, _ = escape(rng, rate, wide=True)
+    else:
+        x, _ = sinus(rng, rate, pr_ms=pr, wide=True, qrs_ms=140.0)
+    codes = _codes(_analyze(x))
+    assert len(codes & RHYTHMS) <= 1
+    if kind == "sinus_bbb":
+        assert not codes & WIDE_TACHY
+    else:
+        assert not codes & (SINUS | {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK})
+        if codes & WIDE_TACHY:
+            assert not codes & CONDUCTED_ONLY
