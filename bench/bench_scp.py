@@ -260,16 +260,25 @@ def orthanc(work: Path, pdu: int, fsync: bool) -> Iterator[tuple[int, str]]:
         stop(proc)
 
 
-def measure(files: list[Path], receiver: Callable[[Path], object], pdu: int, repeat: int) -> float:
-    """Median files/s over ``repeat`` runs, each into a fresh store."""
-    rates = []
+def run_once(files: list[Path], receiver: Callable[[Path], object], pdu: int) -> float:
+    """files/s of one storescu association into a fresh store."""
+    with (
+        tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp,
+        receiver(Path(tmp)) as (port, aet),  # type: ignore[attr-defined]
+    ):
+        return len(files) / push(files, port, aet, pdu)
+
+
+def measure_all(
+    files: list[Path], receivers: dict[str, Callable[[Path], object]], pdu: int, repeat: int
+) -> dict[str, float]:
+    """Median files/s per receiver; the runs are interleaved (every receiver once per round), so a slow spell of
+    the machine (file creation on this disk varies several-fold over minutes) touches every receiver alike."""
+    rates: dict[str, list[float]] = {name: [] for name in receivers}
     for _ in range(repeat):
-        with (
-            tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp,
-            receiver(Path(tmp)) as (port, aet),  # type: ignore[attr-defined]
-        ):
-            rates.append(len(files) / push(files, port, aet, pdu))
-    return statistics.median(rates)
+        for name, receiver in receivers.items():
+            rates[name].append(run_once(files, receiver, pdu))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def main() -> None:
@@ -304,7 +313,7 @@ def main() -> None:
         }
         print(f"max PDU {pdu} bytes, median of {args.repeat}, TCP_NODELAY=1 for DCMTK and Orthanc")
         for corpus, files in corpora.items():
-            rates = {name: measure(files, rec, pdu, args.repeat) for name, rec in receivers.items()}
+            rates = measure_all(files, receivers, pdu, args.repeat)
             base = rates.get("storescp (no fsync)")
             print(f"\n{corpus}")
             print(f"{'receiver':28s} {'files/s':>9s} {'x storescp':>11s}")
