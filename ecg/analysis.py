@@ -390,6 +390,7 @@ def _from_beats(
             diastolic_wave_mv=diastolic_wave(mb, fd, rr, usable),
             isoelectric_tq_ms=isoelectric_tq(mb, fd, rr, usable),
             wave_off_t_mv=wave_off_t(mb, fd, rr, usable),
+            half_rr_off_t=half_rr_wave(x, fs, beats, mb, fd, usable, remove_t=True),
         )
     else:
         stmts.append(_technical("No complete beat for a representative beat: intervals not measured"))

@@ -8,7 +8,7 @@ from core.codes import LOINC, MMDX, SCT
 from core.records import Finding, Measurement
 from ecg.rules import thresholds as th
 from ecg.rules.base import RuleInput, finding
-from ecg.signal.atrial import HalfRRWave
+from ecg.signal.atrial import AtrialActivity, HalfRRWave
 
 
 def _vt_runs(labels: np.ndarray, beats: np.ndarray, fs: float) -> list[tuple[int, int, float]]:
@@ -69,26 +69,37 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
     ``ecg.signal.atrial.half_rr_wave``): the atria beat at twice the regular
     ventricular rate.  At 220-350/min that is flutter with 2:1 conduction; below
     200/min discrete P waves (a conducted P with constant PR) with every other
-    one blocked, which is only called when the blocked P stands clear of the T
-    wave's peak.
+    one blocked.  A blocked P clear of the T wave's peak is seen as it is; one
+    on the T wave (from ~110/min) only once the T wave's direction is taken
+    out of every lead and the copy still repeats the conducted P - a P-like
+    copy that does not is "uncertain" (blocked P or T: no rhythm named).
     """
     a = ri.atrial
     h = a.half_rr_wave if a is not None else None
     if h is None or not _regular(rr):
         return None
     lo, hi = th.HALF_RR_AMPLITUDE
-    if h.correlation < th.HALF_RR_CORRELATION or not lo <= h.amplitude_ratio <= hi:
-        return None
     atrial_rate = 2.0 * 60.0 / float(np.median(rr))
-    if th.FLUTTER_BPM[0] <= atrial_rate <= th.FLUTTER_BPM[1]:
+    plain = h.correlation >= th.HALF_RR_CORRELATION and lo <= h.amplitude_ratio <= hi
+    if plain and th.FLUTTER_BPM[0] <= atrial_rate <= th.FLUTTER_BPM[1]:
         return "flutter", atrial_rate, h  # a flutter wave need not pass as a P wave
-    if not (p_present and h.from_p_wave):
+    if not p_present or atrial_rate > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM:
         return None
-    if atrial_rate > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM:
+    if plain and h.from_p_wave and h.t_position is not None and h.t_position >= th.HALF_RR_T_POSITION:
+        return "block", atrial_rate, h
+    off = _off_t_copy(a)
+    if off is not None:
+        return "block", atrial_rate, off
+    return ("uncertain", atrial_rate, h) if plain and h.from_p_wave else None
+
+
+def _off_t_copy(a: AtrialActivity | None) -> HalfRRWave | None:
+    """The half-RR copy of the conducted P wave with the T wave removed, when it matches the P wave."""
+    h = a.half_rr_off_t if a is not None else None
+    lo, hi = th.HALF_RR_AMPLITUDE
+    if h is None or not h.from_p_wave or h.correlation < th.HALF_RR_OFF_T_CORRELATION:
         return None
-    clear_of_t = h.t_position is not None and h.t_position >= th.HALF_RR_T_POSITION
-    # on the T wave a P-like copy may be a blocked P or the T itself: then no rhythm is named at all
-    return ("block" if clear_of_t else "uncertain"), atrial_rate, h
+    return h if lo <= h.amplitude_ratio <= hi else None
 
 
 def _without_p(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement, ...]) -> list[Finding]:
@@ -401,11 +412,14 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
         )
     if two is not None and two[0] == "block":
         h = two[2]
+        off_t = atrial is not None and h is atrial.half_rr_off_t
         crit = [
             f"P waves at {two[1]:.0f}/min, twice the regular ventricular rate {hr:.0f}/min",
             f"conducted P with constant PR {g.pr_ms:.0f} ms before every QRS",
             f"a second, identical P wave half an RR later ({h.after_qrs_ms:.0f} ms after QRS onset, "
-            f"multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f}) not followed by a QRS",
+            f"multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f}"
+            + (", compared with the T wave's direction removed from every lead" if off_t else "")
+            + ") not followed by a QRS",
             "2:1 AV block: the level of block (nodal or infranodal) cannot be told from the surface ECG",
         ]
         out.append(finding(SCT.SECOND_DEGREE_AV_BLOCK, crit, hr_m + pr_m, critical=True, text="2:1 AV block"))

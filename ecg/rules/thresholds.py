@@ -37,6 +37,9 @@ HALF_RR_CORRELATION: Final = 0.85
 HALF_RR_AMPLITUDE: Final = (0.5, 2.0)
 #: ... and a blocked P sits on the terminal half of the T wave or after it: a "P" at the T peak is the T itself.
 HALF_RR_T_POSITION: Final = 0.5
+#: ... or, anywhere on the T wave, repeats it with the T wave's direction taken out of every lead (the T wave is one
+#: vector and vanishes; a blocked P keeps its part across it; sinus look-alikes measured <= 0.77, blocked P >= 0.94).
+HALF_RR_OFF_T_CORRELATION: Final = 0.9
 #: Atrial rate of a 2:1 AV block (discrete P waves) and of atrial flutter (sawtooth) in /min.
 AV_BLOCK_2TO1_MAX_ATRIAL_BPM: Final = 200.0
 FLUTTER_BPM: Final = (220.0, 350.0)

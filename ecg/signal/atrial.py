@@ -65,6 +65,8 @@ class AtrialActivity:
     isoelectric_tq_ms: float | None = None
     #: largest wave (mV) locked to the QRS between it and the next QRS that is not the T wave; None: unmeasurable
     wave_off_t_mv: float | None = None
+    #: ``half_rr_wave`` with the T wave's direction removed from every lead (a blocked P wave on the T wave)
+    half_rr_off_t: HalfRRWave | None = None
 
 
 def residual(
@@ -266,8 +268,31 @@ def _detrend(a: FloatArray) -> FloatArray:
     return np.asarray(a - a.mean(axis=-1, keepdims=True) - ((a @ t) / tt)[..., None] * t)
 
 
+def t_vector(m: FloatArray, fs: float, fd: Fiducials) -> FloatArray | None:
+    """Unit lead-space direction of the T wave (first singular vector from QRS end + 40 ms to T end), or None.
+
+    ``m`` holds the median beats of the leads compared.  A P wave riding on
+    the T wave is far smaller than it, so it barely turns this direction.
+    """
+    if fd.t_off is None or m.shape[0] < 3:
+        return None
+    a, b = fd.qrs_off + int(0.04 * fs), fd.t_off
+    if b - a < int(0.05 * fs) or fd.qrs_on < int(0.03 * fs):
+        return None
+    iso = m[:, fd.qrs_on - int(0.024 * fs) : fd.qrs_on - int(0.004 * fs)].mean(axis=1)
+    u, _, _ = np.linalg.svd(m[:, a:b] - iso[:, None], full_matrices=False)
+    return np.asarray(u[:, 0])
+
+
 def half_rr_wave(
-    x: FloatArray, fs: float, beats: IntArray, mb: MedianBeats, fd: Fiducials, usable: npt.NDArray[np.bool_]
+    x: FloatArray,
+    fs: float,
+    beats: IntArray,
+    mb: MedianBeats,
+    fd: Fiducials,
+    usable: npt.NDArray[np.bool_],
+    *,
+    remove_t: bool = False,
 ) -> HalfRRWave | None:
     """Look for a copy of the conducted P wave half an RR away from it (2:1 AV block or 2:1 flutter).
 
@@ -318,6 +343,13 @@ def half_rr_wave(
         cyc, n_used = _cycle_median(x[leads], beats, mb, lo, hi)
         if n_used < 4:
             return None
+    if remove_t:
+        # a blocked P wave on the T wave: compare both waves with the T wave's direction taken out of every
+        # lead - the T wave (one vector) vanishes, the P waves keep their part across it (another vector)
+        tv = t_vector(mb.beats[leads], fs, fd)
+        if tv is None:
+            return None
+        cyc = cyc - np.outer(tv, tv @ cyc)
     cyc = sps.sosfiltfilt(butter_sos(2, WAVE_BAND_HZ, "bandpass", fs), cyc, axis=1)
     t0 = a0 - lo
     # each window minus its least-squares line: a P wave riding on the slope of a T wave keeps its shape

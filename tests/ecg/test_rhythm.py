@@ -24,7 +24,16 @@ from ecg.rules.rhythm import _atrial_train, _qrs_locked
 from ecg.signal.atrial import AtrialActivity, HalfRRWave
 from ecg.signal.measurements import GlobalMeasurements
 from tests.ecg._load import LUDB_1, MITDB_100, load_dicom, load_wfdb
-from tests.ecg._synth import LEADS_12, av_block_2to1, escape, flutter_2to1, sinus, synth_cardiac
+from tests.ecg._synth import (
+    LEAD_VECTORS,
+    LEADS_12,
+    av_block_2to1,
+    escape,
+    flutter_2to1,
+    sinus,
+    synth_cardiac,
+    synth_rhythm,
+)
 from tests.ecg.test_interpretation import NORMAL_G, _amps
 
 #: The statements that name the rhythm itself (one at most per record).
@@ -42,6 +51,7 @@ RHYTHMS = {
     MMDX.ECG_WIDE_QRS_TACHYCARDIA,
 }
 SINUS = {SCT.SINUS_RHYTHM, SCT.SINUS_BRADYCARDIA, SCT.SINUS_TACHYCARDIA}
+WIDE_TACHY = {MMDX.ECG_WIDE_QRS_TACHYCARDIA, SCT.VENTRICULAR_TACHYCARDIA}
 NO_P = {
     SCT.JUNCTIONAL_RHYTHM,
     SCT.ACCELERATED_JUNCTIONAL_RHYTHM,
@@ -83,6 +93,78 @@ def test_2to1_av_block_atrial_80_ventricular_40_is_stat_with_the_sinus_rate(seed
 def test_2to1_av_block_with_the_blocked_p_at_the_end_of_the_t_wave(atrial: float, pr: float) -> None:
     a = _analyze(av_block_2to1(np.random.default_rng(4), atrial, pr_ms=pr)[0])
     assert _one(a, SCT.SECOND_DEGREE_AV_BLOCK).critical
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("atrial", [120.0, 130.0, 150.0, 170.0, 190.0])
+def test_2to1_av_block_with_the_blocked_p_on_the_t_wave(seed: int, atrial: float) -> None:
+    """From ~110/min the blocked P rides on the T wave: the T wave's direction removed, it still repeats the P."""
+    a = _analyze(av_block_2to1(np.random.default_rng(seed), atrial, pr_ms=160.0)[0])
+    block = _one(a, SCT.SECOND_DEGREE_AV_BLOCK)
+    assert block.critical and block.text == "2:1 AV block"
+    assert any(f"P waves at {atrial:.0f}/min" in c for c in block.criteria)
+    assert any("T wave's direction removed" in c for c in block.criteria)
+    sinus_rate = SCT.SINUS_TACHYCARDIA if atrial > 100.0 else SCT.SINUS_RHYTHM
+    assert _codes(a) & RHYTHMS == {sinus_rate}  # named at the P-P rate, not the ventricular rate
+
+
+def _with_open_t_loop(rng: np.random.Generator, hr: float, late_mv: float = 0.15) -> np.ndarray:
+    """Sinus rhythm whose T loop is not a line: a broad second T lobe perpendicular to the first, ending later.
+
+    The T-removal of the 2:1 search assumes one T vector; a real T loop leaves a broad remainder that
+    must not pass for a blocked P wave.
+    """
+    x, truth = sinus(rng, hr)
+    n = x.shape[1]
+    lv = np.array([LEAD_VECTORS[name] for name in LEADS_12])
+    perp = np.array([-0.8, 0.45, 0.4])
+    rr = 60.0 / hr
+    qt = 0.4 * rr ** (1.0 / 3.0)
+    for q0 in truth.qrs_s:
+        lobe = np.zeros(n)
+        a, b = round((q0 + qt - 0.1) * 500), round((q0 + qt + 0.05) * 500)
+        if b < n:
+            lobe[a:b] = late_mv * np.hanning(b - a)
+        x += (lv @ perp)[:, None] * lobe[None, :]
+    return x
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("hr", [60.0, 90.0, 110.0, 120.0, 140.0, 160.0])
+def test_no_2to1_block_on_sinus_rhythm_tachycardia_or_an_open_t_loop(seed: int, hr: float) -> None:
+    for x in (sinus(np.random.default_rng(seed), hr)[0], _with_open_t_loop(np.random.default_rng(seed), hr)):
+        a = _analyze(x)
+        assert not _codes(a) & {SCT.SECOND_DEGREE_AV_BLOCK, SCT.COMPLETE_AV_BLOCK}, [s.text for s in a.statements]
+        assert _codes(a) & RHYTHMS <= SINUS
+
+
+@pytest.mark.parametrize("kinds", ["NNNSNNNNSNNN", "NNSNNNSNNNSN", "NNNNNNNVNNNN"])
+@pytest.mark.parametrize("rr_s", [0.5, 0.8])
+def test_no_2to1_block_on_sinus_rhythm_with_premature_beats(kinds: str, rr_s: float) -> None:
+    x, _, _ = synth_rhythm(np.random.default_rng(7), kinds, rr_s=rr_s)
+    assert SCT.SECOND_DEGREE_AV_BLOCK not in _codes(_analyze(x))
+
+
+@pytest.mark.parametrize(
+    ("off_t", "block"),
+    [
+        (HalfRRWave(0.95, 0.9, 330.0, 0.3), True),  # on the T wave, repeats the P once the T is removed
+        (HalfRRWave(0.85, 0.9, 330.0, 0.3), False),  # a T-wave remainder, not the atrial vector
+        (HalfRRWave(0.95, 0.3, 330.0, 0.3), False),  # far smaller than the P wave
+        (HalfRRWave(0.95, 0.9, 330.0, 0.3, from_p_wave=False), False),  # no conducted P wave to compare
+        (None, False),  # fewer than 3 leads or no T end: the copy on the T wave stays uncertain
+    ],
+)
+def test_2to1_block_on_the_t_wave_criteria(off_t: HalfRRWave | None, block: bool) -> None:
+    g = replace(NORMAL_G, hr_bpm=65.0, rr_ms=923.0)
+    plain = HalfRRWave(0.9, 1.0, 330.0, 0.1)  # the plain copy sits at the T peak: blocked P or T?
+    out = interpret(_ri(g, replace(QUIET, half_rr_wave=plain, half_rr_off_t=off_t), 0.923))
+    codes = {f.concept for f in out}
+    assert (SCT.SECOND_DEGREE_AV_BLOCK in codes) is block
+    assert codes & RHYTHMS == ({SCT.SINUS_TACHYCARDIA} if block else set())  # 130/min P-P; uncertain: none
+    # without a conducted P wave nothing is blocked, whatever the copy
+    no_p = interpret(_ri(replace(g, pr_ms=None), replace(QUIET, half_rr_wave=plain, half_rr_off_t=off_t), 0.923))
+    assert SCT.SECOND_DEGREE_AV_BLOCK not in {f.concept for f in no_p}
 
 
 def test_2to1_av_block_on_two_monitoring_leads() -> None:
@@ -296,6 +378,16 @@ def test_real_sinus_records_keep_their_rhythm(load: Callable[[], EcgRecord], cod
     assert not _codes(a) & {SCT.SECOND_DEGREE_AV_BLOCK, SCT.COMPLETE_AV_BLOCK}
 
 
+HALF_RR_WAVES = st.builds(
+    HalfRRWave,
+    st.floats(-1.0, 1.0),
+    st.floats(0.0, 4.0),
+    st.floats(50.0, 900.0),
+    st.one_of(st.none(), st.floats(-2.0, 4.0)),
+    st.booleans(),
+)
+
+
 @settings(max_examples=150)
 @given(
     hr=st.floats(25.0, 220.0),
@@ -306,17 +398,9 @@ def test_real_sinus_records_keep_their_rhythm(load: Callable[[], EcgRecord], cod
     concentration=st.floats(0.0, 1.0),
     diastolic=st.one_of(st.none(), st.floats(0.0, 0.3)),
     flat_ms=st.one_of(st.none(), st.floats(0.0, 200.0)),
-    wave=st.one_of(
-        st.none(),
-        st.builds(
-            HalfRRWave,
-            st.floats(-1.0, 1.0),
-            st.floats(0.0, 4.0),
-            st.floats(50.0, 900.0),
-            st.one_of(st.none(), st.floats(-2.0, 4.0)),
-            st.booleans(),
-        ),
-    ),
+    wave=st.one_of(st.none(), HALF_RR_WAVES),
+    off_t=st.one_of(st.none(), HALF_RR_WAVES),
+    off_t_mv=st.one_of(st.none(), st.floats(0.0, 0.3)),
     seed=st.integers(0, 2**16),
 )
 def test_rules_name_at_most_one_rhythm_and_never_contradict(
@@ -329,6 +413,8 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     diastolic: float | None,
     flat_ms: float | None,
     wave: HalfRRWave | None,
+    off_t: HalfRRWave | None,
+    off_t_mv: float | None,
     seed: int,
 ) -> None:
     """Whatever the measurements, the rules name one rhythm at most, and a P-less rhythm excludes P-based ones."""
@@ -336,7 +422,9 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     rr = 60.0 / hr * (1.0 + jitter * rng.uniform(-1.0, 1.0, 14))
     beats = (np.concatenate([[0.3], 0.3 + np.cumsum(rr)]) * 500).astype(np.int64)
     g = replace(NORMAL_G, hr_bpm=hr, rr_ms=60000.0 / hr, pr_ms=pr, qrs_ms=qrs, p_axis_deg=None if pr is None else 50.0)
-    atrial = AtrialActivity(dominant, concentration, 0.01, np.zeros(0, dtype=np.int64), None, wave, diastolic, flat_ms)
+    atrial = AtrialActivity(
+        dominant, concentration, 0.01, np.zeros(0, dtype=np.int64), None, wave, diastolic, flat_ms, off_t_mv, off_t
+    )
     ri = RuleInput(
         fs=500.0, duration_s=float(beats[-1]) / 500.0 + 0.5, beats=beats, labels=np.array(["N"] * beats.size),
         g=g, amps=_amps(), atrial=atrial, twelve_lead=True, patient=None,
@@ -349,7 +437,11 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     if codes & NO_P or SCT.SECOND_DEGREE_AV_BLOCK in codes:
         assert _regular_enough(rr)
     if SCT.SECOND_DEGREE_AV_BLOCK in codes:
-        assert pr is not None and wave is not None and wave.from_p_wave and SCT.FIRST_DEGREE_AV_BLOCK not in codes
+        assert pr is not None and wave is not None and SCT.FIRST_DEGREE_AV_BLOCK not in codes
+        assert wave.from_p_wave or (off_t is not None and off_t.from_p_wave and off_t.correlation >= 0.9)
+    if codes & WIDE_TACHY:  # a VT-class statement: fast, wide, regular, without a P wave at a constant PR
+        assert pr is None and qrs >= 120.0 and hr >= 100.0 and _regular_enough(rr)
+        assert not codes & (SINUS | NO_P | {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK})
 
 
 def _regular_enough(rr: np.ndarray) -> bool:
@@ -372,7 +464,6 @@ def test_prolonged_qt_with_a_t_q_segment_is_still_called() -> None:
 
 #: Statements that a ventricular rhythm must not get: they read the QRS/ST as supraventricular conduction.
 CONDUCTED_ONLY = {SCT.COMPLETE_RBBB, SCT.COMPLETE_LBBB, SCT.RBBB, SCT.LBBB, SCT.IVCD, SCT.STEMI, SCT.LVH}
-WIDE_TACHY = {MMDX.ECG_WIDE_QRS_TACHYCARDIA, SCT.VENTRICULAR_TACHYCARDIA}
 
 
 def _vt_with_dissociation(seed: int, vent_bpm: float, atrial_bpm: float) -> np.ndarray:
