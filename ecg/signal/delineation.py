@@ -709,6 +709,9 @@ def delineate(
             tp, toff = t_wave_end(m, fs, qon, qoff, bound + rr)
             if toff is None:
                 note = "T wave end not measured: the next P wave begins before the T wave has ended (P on T)"
+    if toff is None and note is None and next_q is not None and (tp is not None or next_q - qoff < int(0.14 * fs)):
+        note = "T wave end not measured: the T wave does not end before the next QRS complex"
+        pon = poff = ppk = None  # no room for a P wave between T and QRS: whatever the P search found is not one
     return Fiducials(pon, poff, qon, qoff, toff, tp, ppk, note)
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.codes import LOINC
+from core.records import EcgRecord
 from ecg.analysis import analyze
 from ecg.readers import read_ecg_file
 from ecg.signal.beats import classify_beats
@@ -13,7 +16,7 @@ from ecg.signal.conditioning import condition
 from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats
 from ecg.signal.qrs import detect_qrs
 from tests.ecg._load import AECG_SUBJECT1, LUDB_1, load_wfdb, ludb_reference
-from tests.ecg._synth import synth_ecg
+from tests.ecg._synth import LEADS_12, escape, sinus, sinus_late_t, synth_ecg
 
 
 def _delineate(x: np.ndarray, fs: float) -> tuple[Fiducials, float]:
@@ -284,10 +287,9 @@ def ludb_lead_errors() -> dict[str, list[float]]:
 def test_ludb_record_1_per_lead_boundaries_against_cardiologists() -> None:
     """Each lead's own QRS and T boundaries against the same lead's marks, all annotated beats.
 
-    QRS: mean within 10 ms and SD within 10 ms (IEC-style, per lead).  T end: the median within
-    10 ms and 80 % of the marks within 20 ms — aVF's T is nearly flat, its marked end 50 ms after the
-    other leads' and ours 100 ms before it (a flat T has no measurable end; the global T end takes the
-    latest end that three leads confirm, so one such lead cannot move it).
+    QRS: mean within 10 ms and SD within 10 ms (IEC-style, per lead).  T end: the same, and 90 % of
+    the marks within 20 ms — including aVF, whose small, late T follows an ST depression larger than
+    itself (a lead's T is sought around the all-lead T peak; it was taken from the ST before: -6 +- 30).
     """
     err = ludb_lead_errors()
     assert len(err["qrs_on"]) >= 60 and len(err["t_off"]) >= 40
@@ -295,15 +297,15 @@ def test_ludb_record_1_per_lead_boundaries_against_cardiologists() -> None:
         a = np.array(err[k])
         assert abs(a.mean()) <= 10.0 and a.std() <= 10.0, (k, a.mean(), a.std())
     t = np.array(err["t_off"])
-    assert abs(np.median(t)) <= 10.0 and np.mean(np.abs(t) <= 20.0) >= 0.8, (np.median(t), np.abs(t))
+    assert abs(t.mean()) <= 10.0 and t.std() <= 15.0 and np.mean(np.abs(t) <= 20.0) >= 0.9, (t.mean(), t)
 
 
 def test_ludb_record_1_global_qrs_and_qt_against_cardiologists() -> None:
     """Global QRS and QT on LUDB 1 against the earliest-onset / latest-offset reference (4 fully marked beats).
 
-    QRS meets the IEC mean/SD criterion (the amplitude-weighted method was at -40.5 ms).  QT (was
-    -63 ms) is held to 40 ms: the reference T end is aVF's, whose T is nearly flat and marked 50 ms
-    after every other lead's; that gap is reported (bench/RESULTS.md), not fitted.
+    Both meet the IEC mean/SD criteria (QRS was -40.5 ms with amplitude weights; QT was -63 ms with a
+    spatial T end, -35 ms while aVF's small late T was taken from its ST depression and a lone lead
+    could not move the global end).  The reference T end is aVF's on every beat.
     """
     rec = load_wfdb(LUDB_1)
     a = analyze(rec)
@@ -315,4 +317,120 @@ def test_ludb_record_1_global_qrs_and_qt_against_cardiologists() -> None:
         qrs.append(((f["qrs_off"] - f["qrs_on"]) - (ref["qrs_off"][i] - ref["qrs_on"][i])) * 2.0)
         qt.append(((f["t_off"] - f["qrs_on"]) - (ref["t_off"][i] - ref["qrs_on"][i])) * 2.0)
     assert abs(np.mean(qrs)) <= 10.0 and np.std(qrs) <= 10.0, qrs
-    assert abs(np.mean(qt)) <= 40.0 and np.std(qt) <= 30.0, qt
+    assert abs(np.mean(qt)) <= 25.0 and np.std(qt) <= 30.0, qt
+
+
+# ------------------------------------------------- the latest T end over leads; the T end at fast rates
+
+
+def _late_t_error_ms(seed: int, hr: float, late_ms: float, late_mv: float) -> float:
+    x, truth = sinus_late_t(np.random.default_rng(seed), hr, late_ms=late_ms, late_mv=late_mv)
+    fd, ms = _delineate(x, 500.0)
+    assert fd.t_off is not None
+    return (fd.t_off - fd.qrs_on) * ms - (truth.t_off_s[0] - truth.qrs_on_s[0]) * 1000.0
+
+
+def test_global_t_end_follows_a_small_late_t_in_few_leads() -> None:
+    """A late T component seen in the leads perpendicular to the main T axis sets the global T end.
+
+    Its lobe is 0.08 mV and ends 40 ms after the main T; the main T's end (what the large leads and
+    a 3-lead consensus see) would read -40 ms.  The set must meet a tight IEC-like criterion.
+    """
+    err = np.array(
+        [_late_t_error_ms(s, hr, 40.0, 0.08) for s, hr in zip(range(8), np.linspace(45, 100, 8), strict=True)]
+    )
+    assert abs(err.mean()) <= 10.0 and err.std() <= 10.0, err
+
+
+def _fast(kind: str, hr: float, seed: int) -> tuple[Fiducials, float, float]:
+    """(fiducials, QT truth ms, RR ms) for synthetic sinus or junctional rhythm at ``hr``."""
+    gen = sinus if kind == "sinus" else escape
+    x, truth = gen(np.random.default_rng(seed), hr)
+    q = np.asarray(truth.qrs_s)
+    rr = float(np.median(np.diff(q)))
+    fd, _ = _delineate(x, 500.0)
+    return fd, 400.0 * rr ** (1.0 / 3.0), 1000.0 * rr
+
+
+@pytest.mark.parametrize("hr", [100.0, 130.0, 150.0, 170.0])
+def test_fast_sinus_qt_is_right_or_withheld_never_the_next_p(hr: float) -> None:
+    """At fast sinus rates the next P wave rides on the T (from ~130/min with PR 160 ms here).
+
+    The QT is within 25 ms of the truth, or withheld with a reason; the T end search used to run to
+    the next P wave's end (QT 348 ms for 295 at 150/min).
+    """
+    for seed in range(3):
+        fd, qt, rr = _fast("sinus", hr, seed)
+        if fd.t_off is None:
+            assert fd.t_note and "P on T" in fd.t_note, fd
+            continue
+        got = (fd.t_off - fd.qrs_on) * 2.0
+        assert abs(got - qt) <= 25.0, (hr, seed, got, qt)
+        assert got < rr - 100.0  # before the next P (PR 160 ms, P 100 ms)
+    if hr <= 100.0:
+        assert fd.t_off is not None  # a clear T-P segment: measured
+
+
+@pytest.mark.parametrize("hr", [100.0, 130.0, 150.0, 170.0])
+def test_fast_junctional_qt_is_measured(hr: float) -> None:
+    """Without atrial waves the T falls to a flat baseline before the QRS: its end is measured, not withheld."""
+    for seed in range(2):
+        fd, qt, _ = _fast("junctional", hr, seed)
+        assert fd.t_off is not None and fd.t_note is None, (hr, seed, fd)
+        assert abs((fd.t_off - fd.qrs_on) * 2.0 - qt) <= 25.0, (hr, seed, fd)
+
+
+def test_withheld_qt_is_not_reported_by_analyze() -> None:
+    """End to end: a P-on-T record yields no QT or QTc measurement (never the next P wave's end)."""
+    x, _ = sinus(np.random.default_rng(0), 150.0)
+    a = analyze(EcgRecord(signal=x.astype(np.float32), lead_names=LEADS_12, sampling_rate_hz=500.0, source="synthetic"))
+    assert a.global_values is not None and a.global_values.qt_ms is None
+    assert a.measurement(LOINC.QT_INTERVAL) is None and a.measurement(LOINC.QTC_FRIDERICIA) is None
+    assert all(k != "t_off" for b in a.beats for k, _ in b.fiducials)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    hr=st.floats(40.0, 190.0),
+    kind=st.sampled_from(["sinus", "junctional", "ventricular"]),
+    t_mv=st.floats(0.05, 0.8),
+    p_mv=st.floats(0.05, 0.3),
+    noise_mv=st.floats(0.0, 0.04),
+)
+def test_t_end_never_reaches_the_next_beat(
+    seed: int, hr: float, kind: str, t_mv: float, p_mv: float, noise_mv: float
+) -> None:
+    """Whatever the rhythm, rate and wave amplitudes: QT < RR, and every beat's T end precedes the next QRS onset.
+
+    The old search window ran to 680 ms after the QRS onset: a wide-QRS rhythm at 150/min reported a
+    QT of 508 ms for an RR of 400 ms.
+    """
+    rng = np.random.default_rng(seed)
+    if kind != "sinus":
+        x, truth = escape(rng, hr, wide=kind == "ventricular", t_mv=t_mv, noise_mv=noise_mv)
+    else:
+        x, truth = sinus(rng, hr, p_mv=p_mv, t_mv=t_mv, noise_mv=noise_mv)
+    rec = EcgRecord(signal=x.astype(np.float32), lead_names=LEADS_12, sampling_rate_hz=500.0, source="synthetic")
+    a = analyze(rec)
+    g = a.global_values
+    if g is not None and g.qt_ms is not None and g.rr_ms is not None:
+        assert g.qt_ms < g.rr_ms - 10.0, (g.qt_ms, g.rr_ms)
+    qrs_on = np.round(np.asarray(truth.qrs_s) * 500.0).astype(int)
+    for b in a.beats:
+        f = dict(b.fiducials)
+        if "t_off" not in f:
+            continue
+        k = int(np.argmin(np.abs(qrs_on - f["qrs_on"])))  # this beat's true QRS; the next one follows it
+        # (a beat detected far from its QRS, which noisy wide complexes can cause, projects the median's
+        # fiducials off the beat: a detection error, counted by the detection tests, not here)
+        if k + 1 < qrs_on.size and abs(qrs_on[k] - f["qrs_on"]) <= 15:
+            assert f["t_off"] < qrs_on[k + 1], (f, qrs_on[k + 1])
+
+
+def test_wide_fast_rhythm_t_end_stays_before_the_next_qrs() -> None:
+    """Ventricular rhythm at 180/min: the T runs into the next QRS, so no T end, and the reason is given."""
+    x, _ = escape(np.random.default_rng(4), 180.0, wide=True)
+    fd, _ = _delineate(x, 500.0)
+    assert fd.t_off is None and fd.t_note is not None and "next QRS" in fd.t_note
+    assert fd.p_on is None
