@@ -14,7 +14,8 @@ Prints, for each part, both tools' figures and their ratio:
    mean and SD of the differences, with the IEC 60601-2-25 limits; per lead against the same lead's
    LUDB marks (every marked beat), with how much the earliest/latest reference gains from the marks'
    own scatter; the GE MUSE sample against ecgpuwave's boundaries (weak: a program, one lead); and the
-   largest boundary move when one lead's gain changes x10 / x0.1;
+   largest boundary move when one lead's gain changes x10 / x0.1; synthetic records with exact truth
+   (an IEC-style set, a small late T component in few leads, the T end at fast rates: P on T);
 4. end-to-end time for one 10 s, 500 Hz, 12-lead record (mmdx ``analyze``: conditioning, detection,
    delineation, measurements, statements) vs ``neurokit2.ecg_process`` on all 12 leads, and mmdx batch mode.
 """
@@ -325,6 +326,45 @@ def part_gain() -> list[str]:
     ]
 
 
+def part_synthetic() -> list[str]:
+    """Exact truth: the IEC set, a small late T in few leads, and the T end at fast rates (P on T)."""
+    from tests.ecg._synth import escape, sinus
+    from tests.ecg.test_delineation import _case, _delineate, _late_t_error_ms
+
+    def fmt(v: list[float]) -> str:
+        return f"{np.mean(v):+.1f} ± {np.std(v):.1f} (n={len(v)})"
+
+    iec = [_case(s, hr) for s, hr in zip(range(24), np.linspace(40, 110, 24), strict=True)]
+    out = ["### 3f. Synthetic records with exact truth", ""]
+    out += ["| set | interval | mmdx error ms (mean ± SD) | IEC mean / SD limit |", "|---|---|---|---|"]
+    for k, lim in (("PR", "±10 / 10"), ("QRS", "±10 / 10"), ("QT", "±25 / 30")):
+        out.append(f"| 24 records, 12 leads, 40-110/min, wander + mains | {k} | {fmt([e[k] for e in iec])} | {lim} |")
+    hrs = np.linspace(45, 100, 8)
+    for late_ms, late_mv in ((30.0, 0.05), (40.0, 0.08), (50.0, 0.1)):
+        e = [_late_t_error_ms(s, hr, late_ms, late_mv) for s, hr in zip(range(8), hrs, strict=True)]
+        out.append(
+            f"| late T component ({late_mv:g} mV, ends {late_ms:.0f} ms after the main T; 8 records) | QT "
+            f"| {fmt(e)} | ±25 / 30 |"
+        )
+    out += ["", "T end at fast rates (3 records each; truth QT; sinus PR 160 ms, P 100 ms):", ""]
+    out += [
+        "| rhythm | rate /min | truth QT ms | next P onset ms | mmdx QT ms (or withheld) |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, gen in (("sinus", sinus), ("junctional", escape)):
+        for hr in (100.0, 130.0, 150.0, 170.0):
+            got, truth_qt, next_p = [], 0.0, 0.0
+            for seed in range(3):
+                x, tr = gen(np.random.default_rng(seed), hr)
+                rr = float(np.median(np.diff(np.asarray(tr.qrs_s))))
+                truth_qt, next_p = 400.0 * rr ** (1.0 / 3.0), 1000.0 * rr - 160.0
+                fd, ms = _delineate(x, 500.0)
+                got.append("withheld" if fd.t_off is None else f"{(fd.t_off - fd.qrs_on) * ms:.0f}")
+            nxt = f"{next_p:.0f}" if kind == "sinus" else "-"
+            out.append(f"| {kind} | {hr:.0f} | {truth_qt:.0f} | {nxt} | {', '.join(got)} |")
+    return out
+
+
 def _speed_records(n: int, seed: int = 0) -> list[Any]:
     """``n`` 10 s, 500 Hz, 12-lead records: LUDB 1 and the DICOM sample resampled to 500 Hz, each copy with its own
     noise (and every fourth with 50 Hz mains) so that no cache can serve one record's work to another."""
@@ -450,7 +490,7 @@ def main() -> None:
     ap.add_argument("--nk-records", type=int, default=3, help="records neurokit2 is timed on (0.6 s+ each)")
     ap.add_argument("--workers", type=int, default=0, help="also time analyze_batch(workers=N) when N > 1")
     ap.add_argument("--speed-only", action="store_true", help="run part 4 only")
-    ap.add_argument("--delineation-only", action="store_true", help="run parts 2-3e (wave boundaries) only")
+    ap.add_argument("--delineation-only", action="store_true", help="run parts 2-3f (wave boundaries) only")
     ap.add_argument("--no-xqrs", action="store_true", help="skip wfdb XQRS on the 30-min record (slow)")
     args = ap.parse_args()
     lines: list[str] = []
@@ -466,6 +506,7 @@ def main() -> None:
         part_ludb_leads,
         part_egm_muse,
         part_gain,
+        part_synthetic,
         speed,
     ]
     if args.delineation_only:

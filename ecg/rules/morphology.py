@@ -220,7 +220,9 @@ def _qt(ri: RuleInput) -> list[Finding]:
     if q < thr:
         return []
     if g.pr_ms is None and g.rr_ms is not None and g.qt_ms is not None and g.rr_ms - g.qt_ms < th.MIN_TQ_WITHOUT_P_MS:
-        return []  # no T-Q segment and no P found: the measured T end may be the next P wave (P on T)
+        # no T-Q segment and no P found: the measured T end may be the next P wave (P on T).  Delineation
+        # withholds such a T end itself (Fiducials.t_note); this guard stays for T ends it could not judge
+        return []
     crit = [
         f"QTc (Fridericia) {q:.0f} ms >= {thr:.0f} ms "
         f"({'sex unknown' if sex not in (Sex.MALE, Sex.FEMALE) else sex.name.lower()})"
