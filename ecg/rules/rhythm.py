@@ -72,7 +72,8 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
     one blocked.  A blocked P clear of the T wave's peak is seen as it is; one
     on the T wave (from ~110/min) only once the T wave's direction is taken
     out of every lead and the copy still repeats the conducted P - a P-like
-    copy that does not is "uncertain" (blocked P or T: no rhythm named).
+    copy that does not is "uncertain" (blocked P or T: no rhythm named), and
+    so is a T-free twin at a flutter rate (2:1 flutter whose wave passed as a P).
     """
     a = ri.atrial
     h = a.half_rr_wave if a is not None else None
@@ -83,8 +84,14 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
     plain = h.correlation >= th.HALF_RR_CORRELATION and lo <= h.amplitude_ratio <= hi
     if plain and th.FLUTTER_BPM[0] <= atrial_rate <= th.FLUTTER_BPM[1]:
         return "flutter", atrial_rate, h  # a flutter wave need not pass as a P wave
-    if not p_present or atrial_rate > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM:
+    if not p_present:
         return None
+    if atrial_rate > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM:
+        # a conducted "P" whose twin shows on the T wave once the T is removed, at a flutter rate: a flutter
+        # wave can pass delineation as a P wave at a constant PR; flutter is not called from this alone (a
+        # sinus P with a long PR matched it once too), but sinus is not claimed either
+        off = _off_t_copy(a) if atrial_rate >= th.FLUTTER_BPM[0] else None
+        return ("uncertain", atrial_rate, off) if off is not None else None
     if plain and h.from_p_wave and h.t_position is not None and h.t_position >= th.HALF_RR_T_POSITION:
         return "block", atrial_rate, h
     off = _off_t_copy(a)
@@ -110,19 +117,29 @@ def _without_p(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Measurement
     flat baseline before the QRS in the median beat), not just a P wave that
     delineation could not place: a P fused with the T wave at a fast sinus
     rate leaves a hump, flutter waves leave no flat baseline, and then nothing
-    is said.
+    is said.  A narrow-QRS tachycardia also has to show nothing but the T wave
+    between the complexes (no wave off the T-wave vector: a sinus P hidden on
+    the T wave is one); above ~180/min, where the T runs into the next QRS and
+    no flat baseline is left, that alone stands for it.
     """
     g, a = ri.g, ri.atrial
     if g is None or a is None or a.diastolic_wave_mv is None or a.diastolic_wave_mv >= th.P_ABSENT_MV:
         return []
-    if a.isoelectric_tq_ms is None or a.isoelectric_tq_ms < th.ISOELECTRIC_TQ_MS:
+    iso = a.isoelectric_tq_ms is not None and a.isoelectric_tq_ms >= th.ISOELECTRIC_TQ_MS
+    off_t = a.wave_off_t_mv
+    tachy_narrow = hr > th.TACHY_BPM and g.qrs_ms < th.IVCD_QRS_MS
+    if tachy_narrow and off_t is not None and off_t >= th.WAVE_OFF_T_ABSENT_MV:
+        return []  # a wave besides the T wave between the complexes: a sinus P hidden on the T, not an SVT
+    t_only = tachy_narrow and off_t is not None
+    if not (iso or t_only):
         return []
     if not _regular(rr) or np.mean(ri.labels == "N") < 0.9:
         return []
-    no_p = (
-        f"no P wave: no discrete wave in diastole above {th.P_ABSENT_MV} mV (largest {a.diastolic_wave_mv:.3f} mV), "
-        f"isoelectric baseline for {a.isoelectric_tq_ms:.0f} ms before the QRS"
-    )
+    no_p = f"no P wave: no discrete wave in diastole above {th.P_ABSENT_MV} mV (largest {a.diastolic_wave_mv:.3f} mV)"
+    if iso:
+        no_p += f", isoelectric baseline for {a.isoelectric_tq_ms:.0f} ms before the QRS"
+    if t_only:
+        no_p += f", nothing but the T wave between the complexes (wave off the T vector {off_t:.3f} mV)"
     regular = f"regular RR ({float(np.median(rr)) * 1000:.0f} ms)"
     qrs_m = ri.measurement(LOINC.QRS_DURATION)
     if g.qrs_ms >= th.WIDE_QRS_MS:

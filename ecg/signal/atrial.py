@@ -268,15 +268,23 @@ def _detrend(a: FloatArray) -> FloatArray:
     return np.asarray(a - a.mean(axis=-1, keepdims=True) - ((a @ t) / tt)[..., None] * t)
 
 
-def t_vector(m: FloatArray, fs: float, fd: Fiducials) -> FloatArray | None:
+def t_vector(m: FloatArray, fs: float, fd: Fiducials, rr_samples: float | None = None) -> FloatArray | None:
     """Unit lead-space direction of the T wave (first singular vector from QRS end + 40 ms to T end), or None.
 
     ``m`` holds the median beats of the leads compared.  A P wave riding on
     the T wave is far smaller than it, so it barely turns this direction.
+    Without a T end (a fast rate where T runs into atrial waves) the window
+    runs to 20 ms before the next QRS when ``rr_samples`` is given.
     """
-    if fd.t_off is None or m.shape[0] < 3:
+    if m.shape[0] < 3:
         return None
-    a, b = fd.qrs_off + int(0.04 * fs), fd.t_off
+    if fd.t_off is not None:
+        b = fd.t_off
+    elif rr_samples is not None:
+        b = min(m.shape[1], int(fd.qrs_on + rr_samples) - int(0.02 * fs))
+    else:
+        return None
+    a = fd.qrs_off + int(0.04 * fs)
     if b - a < int(0.05 * fs) or fd.qrs_on < int(0.03 * fs):
         return None
     iso = m[:, fd.qrs_on - int(0.024 * fs) : fd.qrs_on - int(0.004 * fs)].mean(axis=1)
@@ -346,7 +354,7 @@ def half_rr_wave(
     if remove_t:
         # a blocked P wave on the T wave: compare both waves with the T wave's direction taken out of every
         # lead - the T wave (one vector) vanishes, the P waves keep their part across it (another vector)
-        tv = t_vector(mb.beats[leads], fs, fd)
+        tv = t_vector(mb.beats[leads], fs, fd, med)
         if tv is None:
             return None
         cyc = cyc - np.outer(tv, tv @ cyc)

@@ -208,13 +208,35 @@ def test_wide_qrs_rhythm_without_p_at_70_gets_no_rhythm_statement() -> None:
     assert not _codes(a) & RHYTHMS
 
 
-# ----------------------------------------------------------------- 2:1 flutter and the look-alikes
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("hr", [185.0, 200.0])
+def test_fast_narrow_svt_without_isoelectric_baseline_is_shown_by_the_t_only_cycle(seed: int, hr: float) -> None:
+    """Above ~180/min the T wave runs into the next QRS: no flat baseline, but nothing besides the T wave either."""
+    a = _analyze(escape(np.random.default_rng(seed), hr)[0])
+    f = _one(a, SCT.SUPRAVENTRICULAR_TACHYCARDIA)
+    assert f.critical and any("nothing but the T wave" in c for c in f.criteria)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_2to1_flutter_at_150_is_never_called_sinus_junctional_or_svt(seed: int) -> None:
-    """The hidden flutter wave on the ST-T is not reliably found: then no rhythm is named, never a wrong one."""
-    a = _analyze(flutter_2to1(np.random.default_rng(seed), 300.0)[0])
+@pytest.mark.parametrize(("hr", "pr"), [(150.0, 200.0), (165.0, 200.0), (170.0, 240.0)])
+def test_sinus_tachycardia_with_the_p_hidden_on_the_t_is_not_svt(seed: int, hr: float, pr: float) -> None:
+    """The P wave fused with the T leaves a wave off the T vector: no SVT (and no junctional rhythm) is named."""
+    a = _analyze(sinus(np.random.default_rng(seed), hr, pr_ms=pr)[0])
+    assert not _codes(a) & NO_P, [s.text for s in a.statements]
+
+
+# ----------------------------------------------------------------- 2:1 flutter and the look-alikes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("atrial", [270.0, 300.0])
+def test_2to1_flutter_at_150_is_never_called_sinus_junctional_or_svt(seed: int, atrial: float) -> None:
+    """The hidden flutter wave on the ST-T is not reliably found: then no rhythm is named, never a wrong one.
+
+    At 270/min (seeds 1 and 8) a flutter wave passes delineation as a P wave at a constant PR; its T-free
+    twin half an RR later keeps it from being called sinus tachycardia.
+    """
+    a = _analyze(flutter_2to1(np.random.default_rng(seed), atrial)[0])
     rhythm = _codes(a) & RHYTHMS
     assert rhythm <= {SCT.ATRIAL_FLUTTER}
     assert SCT.SECOND_DEGREE_AV_BLOCK not in _codes(a)
@@ -297,6 +319,35 @@ def test_2to1_flutter_criteria(from_p_wave: bool) -> None:
     # the same copy at 2 x 100/min = 200/min is neither flutter nor (inside the T wave) a 2:1 block
     slow = interpret(_ri(replace(g, hr_bpm=100.0, rr_ms=600.0), replace(QUIET, half_rr_wave=wave), 0.6))
     assert not {f.concept for f in slow} & {SCT.ATRIAL_FLUTTER, SCT.SECOND_DEGREE_AV_BLOCK}
+
+
+def test_a_t_free_twin_of_the_p_at_a_flutter_rate_names_no_sinus_rhythm() -> None:
+    """A 'P' at constant PR whose twin shows on the T wave once the T is removed, at 2 x 135/min: not sinus."""
+    g = replace(NORMAL_G, hr_bpm=135.0, rr_ms=444.0, pr_ms=110.0)
+    plain = HalfRRWave(0.47, 1.5, 152.0, -1.2)  # on the ST segment the plain copy does not match
+    twin = HalfRRWave(0.99, 1.05, 156.0, -1.2)
+    out = interpret(_ri(g, replace(QUIET, half_rr_wave=plain, half_rr_off_t=twin), 0.444))
+    codes = {f.concept for f in out}
+    assert not codes & (RHYTHMS | {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK})
+    # without the twin the same record is sinus tachycardia
+    out = interpret(_ri(g, replace(QUIET, half_rr_wave=plain), 0.444))
+    assert {f.concept for f in out} & RHYTHMS == {SCT.SINUS_TACHYCARDIA}
+
+
+@pytest.mark.parametrize(
+    ("off_t_mv", "iso_ms", "code"),
+    [
+        (0.006, 0.0, SCT.SUPRAVENTRICULAR_TACHYCARDIA),  # T runs into the QRS, nothing else there
+        (0.006, 60.0, SCT.SUPRAVENTRICULAR_TACHYCARDIA),
+        (0.15, 60.0, None),  # a P wave on the T wave: sinus tachycardia with a hidden P, not SVT
+        (None, 0.0, None),  # neither a flat baseline nor a measurable cycle
+    ],
+)
+def test_narrow_tachycardia_without_p_needs_a_t_only_cycle(off_t_mv: float | None, iso_ms: float, code: Code) -> None:
+    g = replace(NORMAL_G, hr_bpm=190.0, rr_ms=316.0, pr_ms=None, p_axis_deg=None)
+    atrial = replace(QUIET, isoelectric_tq_ms=iso_ms, wave_off_t_mv=off_t_mv)
+    named = {f.concept for f in interpret(_ri(g, atrial, 0.316))} & RHYTHMS
+    assert named == ({code} if code else set())
 
 
 @pytest.mark.parametrize(
