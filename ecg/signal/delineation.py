@@ -78,8 +78,11 @@ LEAD_T_MAX_LATE_S = 0.05
 LEAD_T_PEAK_SPREAD_S = 0.08
 #: A lead whose T stands this many times above its own noise and above any activity in its diastole
 #: (P, flutter or U waves, drift) gives the global T end alone (the reference is the latest end in any
-#: lead, often a lead with a small, late T); weaker leads need confirmation by others.
+#: lead, often a lead with a small, late T); weaker leads need confirmation by others.  Such a lone
+#: lead extends the global end by at most this multiple of its T peak's delay after the all-lead T peak
+#: (a late repolarisation component is late as a whole, and broader), plus ``CONFIRM_T_S``.
 T_SOLO_SNR = 10.0
+T_SOLO_LAG_FACTOR = 1.5
 #: At fast rates: the T end is seen only if the T has fallen below this fraction of its peak magnitude
 #: before the next P wave; without a P wave found, the T must end this long before the next QRS (the
 #: shortest normal PR interval: a conducted P wave would otherwise be inside the apparent T wave).
@@ -454,7 +457,7 @@ def lead_t_ends(
     smoothed: FloatArray | None = None,
     window_end: int | None = None,
     t_peak: int | None = None,
-) -> tuple[IntArray, npt.NDArray[np.bool_], FloatArray]:
+) -> tuple[IntArray, npt.NDArray[np.bool_], FloatArray, IntArray]:
     """T end in every lead whose T wave stands out of that lead's own noise and QRS (gain-invariant).
 
     Each lead's T (baseline-corrected, sign-folded so that its largest lobe is
@@ -480,9 +483,10 @@ def lead_t_ends(
     ends = np.zeros(n_leads, dtype=np.int64)
     valid = np.zeros(n_leads, dtype=bool)
     snr = np.zeros(n_leads)
+    peaks = np.zeros(n_leads, dtype=np.int64)
     lo_peak = a if t_peak is None else min(b_peak - 1, max(a, t_peak - int(LEAD_T_PEAK_SPREAD_S * fs)))
     if b - a < int(0.08 * fs) or b_peak <= a:
-        return ends, valid, snr
+        return ends, valid, snr, peaks
     w = max(2, int(0.02 * fs))
     # diastolic activity after the T (P, flutter or U waves, residual drift: whatever a lone lead's end
     # could be following), per lead: the detrended spread of the 100 ms from 50 ms after the all-lead end
@@ -507,7 +511,8 @@ def lead_t_ends(
         if te is not None:
             ends[i], valid[i] = te, True
             snr[i] = amp / max(noise, float(activity[i]), 1e-9)
-    return ends, valid, snr
+            peaks[i] = k
+    return ends, valid, snr, peaks
 
 
 def t_wave_end(
@@ -540,15 +545,18 @@ def t_wave_end(
         return (tp if mag[tp] >= 0.03 else None), None
     if window_end is not None and b == window_end and mag[b] > T_RETURN_REL * mag[tp]:
         return tp, None  # the T runs into the next beat's atrial wave: its end is not seen
-    ends, valid, snr = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm, b, tp)
+    ends, valid, snr, peaks = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm, b, tp)
     # a lead ending far after all leads together is following something else (next P, U wave, drift)
     valid &= ends <= te + int(LEAD_T_MAX_LATE_S * fs)
     within_t = max(0, round(CONFIRM_T_S * fs))
     late = robust_extreme(ends, valid, latest=True, within=within_t, leads=CONFIRM_T_LEADS)
-    solo = valid & (snr >= T_SOLO_SNR)
-    if solo.any():
-        late = max(int(ends[solo].max()), te if late is None else late)
-    return tp, te if late is None else max(te, late)
+    base = te if late is None else max(te, late)
+    # a lone lead ends later when its whole T wave is late (a late repolarisation component that the
+    # other leads do not see): it may extend the global end in proportion to its T peak's delay; a late
+    # end after a synchronous peak is a distorted tail (noise, residual atrial waves, drift)
+    reach = base + T_SOLO_LAG_FACTOR * np.maximum(peaks - tp, 0) + within_t
+    solo = valid & (snr >= T_SOLO_SNR) & (ends <= reach)
+    return tp, max(base, int(ends[solo].max())) if solo.any() else base
 
 
 def p_wave(
@@ -704,6 +712,9 @@ def delineate(
                 )
             else:
                 bound = p_wave(m, fs, qon, rr_samples, None)[0]
+                # a wave starting on the previous T's upstroke or peak is that T, not a P wave riding on it
+                if bound is not None and bound < tp - rr + int(0.04 * fs):
+                    bound = None
         if toff is not None and bound is not None and toff > bound + rr:
             # the search ran into the next P wave (P on T): the T end must come before it, or stays unseen
             tp, toff = t_wave_end(m, fs, qon, qoff, bound + rr)

@@ -264,7 +264,7 @@ def ludb_lead_errors() -> dict[str, list[float]]:
     fd = delineate(mb, rr_samples=float(np.median(np.diff(beats))))
     ons, offs, qv = lead_qrs_bounds(m, mb.fs, mb.fiducial)
     tp, te = t_wave_end(m, mb.fs, fd.qrs_on, fd.qrs_off)
-    tends, tv, _ = lead_t_ends(m, mb.fs, fd.qrs_on, fd.qrs_off, te, t_peak=tp)
+    tends, tv, _, _ = lead_t_ends(m, mb.fs, fd.qrs_on, fd.qrs_off, te, t_peak=tp)
     ms = 1000.0 / mb.fs
     bases = {int(beats[k]): int(beats[k]) + int(lag) - mb.fiducial for k, lag in zip(mb.used, mb.lags, strict=True)}
     err: dict[str, list[float]] = {"qrs_on": [], "qrs_off": [], "t_off": []}
