@@ -281,13 +281,18 @@ def _wide_tachycardia(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Meas
         )
         return [finding(SCT.VENTRICULAR_TACHYCARDIA, crit, hr_m + qrs_m, critical=True, text=VT_DISSOCIATION_TEXT)]
     off_t = a.wave_off_t_mv
+    # QRS end + 40 ms to the next QRS - 20 ms: the window wave_off_t looks at
+    window_ms = float(np.median(rr)) * 1000.0 - g.qrs_ms - 60.0
     if off_t is not None and off_t < th.WAVE_OFF_T_ABSENT_MV:
         crit.append(
             f"no P wave: nothing but the T wave between QRS end and the next QRS (largest wave off the T vector "
             f"{off_t:.3f} mV < {th.WAVE_OFF_T_ABSENT_MV} mV)"
         )
-    elif off_t is None and hr >= th.WIDE_TACHY_NO_WINDOW_BPM:
-        crit.append(f"rate >= {th.WIDE_TACHY_NO_WINDOW_BPM:.0f}/min: no room for a P wave between the complexes")
+    elif off_t is None and hr >= th.WIDE_TACHY_NO_WINDOW_BPM and window_ms < th.WIDE_TACHY_MIN_WINDOW_MS:
+        crit.append(
+            f"rate >= {th.WIDE_TACHY_NO_WINDOW_BPM:.0f}/min: {max(window_ms, 0.0):.0f} ms between the complexes, "
+            "no room for a separate P wave"
+        )
     else:
         return []  # a wave besides the T (a P wave on it?) or nothing measurable: the rhythm is not named
     crit.append("ventricular tachycardia or supraventricular tachycardia with aberrant conduction: treat as VT")

@@ -64,6 +64,7 @@ WIDE_TACHY_MIN_BPM: Final = 100.0
 WAVE_OFF_T_ABSENT_MV: Final = 0.04
 #: ... and at >= this rate no window is left to look at: a regular wide-QRS rhythm this fast is no sinus rhythm.
 WIDE_TACHY_NO_WINDOW_BPM: Final = 200.0
+WIDE_TACHY_MIN_WINDOW_MS: Final = 100.0
 #: AV dissociation in a wide-QRS tachycardia (ventricular tachycardia): atrial waves in the QRST-cancelled signal
 #: form one regular train (each interval within DISSOCIATION_TOLERANCE of a whole number of atrial cycles) at
 #: least this many waves long, at a rate slower than the ventricles and not 1:2 / 1:1 / 2:1 with them.

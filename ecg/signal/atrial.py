@@ -465,14 +465,16 @@ def wave_off_t(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: npt.ND
     Window: QRS end + 40 ms to the next QRS onset - 20 ms, 25 Hz low-pass,
     levels taken from just before the next QRS (a T wave that has not ended
     there stays rank one).  None when the window is shorter than
-    ``OFF_T_MIN_WINDOW_S`` or the median beat does not reach the next QRS.
+    ``OFF_T_MIN_WINDOW_S``, the median beat does not reach the next QRS, or
+    fewer than 3 leads are usable (in one lead every wave is "the T vector";
+    in two a P wave's projection may be parallel to the T wave's).
     """
     fs = mb.fs
     a = fd.qrs_off + int(0.04 * fs)
     e = int(fd.qrs_on + rr_samples) - int(0.02 * fs)
-    if e > mb.beats.shape[1] or e - a < int(OFF_T_MIN_WINDOW_S * fs):
-        return None
     m = mb.beats[usable] if usable.any() else mb.beats
+    if m.shape[0] < 3 or e > mb.beats.shape[1] or e - a < int(OFF_T_MIN_WINDOW_S * fs):
+        return None
     sm = sps.sosfiltfilt(butter_sos(2, 25.0, "lowpass", fs), m, axis=1)
     seg = sm[:, a:e] - sm[:, e - 1 : e]
     u, sv, vt = np.linalg.svd(seg, full_matrices=False)

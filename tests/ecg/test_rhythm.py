@@ -570,6 +570,18 @@ def test_sinus_tachycardia_with_bundle_branch_block_is_never_a_wide_qrs_tachycar
     assert not _codes(a) & (WIDE_TACHY | NO_P), [s.text for s in a.statements]
 
 
+@pytest.mark.parametrize("leads", [("MLII",), ("MLII", "V5")])
+@pytest.mark.parametrize("hr", [130.0, 160.0])
+def test_one_or_two_leads_cannot_show_the_absence_of_p_waves(leads: tuple[str, ...], hr: float) -> None:
+    """In one lead every wave lies along 'the T vector': no wide-QRS tachycardia from it, sinus or VT alike."""
+    for x, _ in (
+        sinus(np.random.default_rng(1), hr, pr_ms=160.0, wide=True, qrs_ms=140.0, leads=leads),
+        escape(np.random.default_rng(1), hr, wide=True, leads=leads),
+    ):
+        a = analyze(EcgRecord(x.astype(np.float32), leads, 500.0, "synthetic"))
+        assert not _codes(a) & WIDE_TACHY
+
+
 def test_sinus_tachycardia_with_visible_p_and_bbb_keeps_sinus_and_its_bbb() -> None:
     a = _analyze(sinus(np.random.default_rng(1), 105.0, pr_ms=120.0, wide=True, qrs_ms=140.0)[0])
     assert _codes(a) & RHYTHMS == {SCT.SINUS_TACHYCARDIA}
@@ -596,6 +608,8 @@ NO_WAVE = replace(QUIET, diastolic_wave_mv=None, isoelectric_tq_ms=0.0, wave_off
         (WIDE_G, replace(NO_WAVE, wave_off_t_mv=0.08), 0.4, False),  # a wave on the T: a P wave may be there
         (WIDE_G, replace(NO_WAVE, wave_off_t_mv=None), 0.4, False),  # nothing measurable at 150/min
         (replace(WIDE_G, hr_bpm=210.0, rr_ms=286.0), replace(NO_WAVE, wave_off_t_mv=None), 0.286, True),
+        # 200/min with a 120 ms QRS leaves 120 ms to look at: unmeasured (too few leads) is not "no room"
+        (replace(WIDE_G, hr_bpm=200.0, rr_ms=300.0, qrs_ms=120.0), replace(NO_WAVE, wave_off_t_mv=None), 0.3, False),
         (WIDE_G, None, 0.4, False),
     ],
 )
