@@ -443,3 +443,39 @@ def sinus_late_t(
         ]
         ends.append(end)
     return sig, LateTTruth(truth, tuple(q.tolist()), tuple(ends), tuple((q + qt).tolist()))
+
+
+def fibrillation(
+    rng: np.random.Generator,
+    hr_bpm: float,
+    *,
+    f_mv: float = 0.05,
+    rr_spread: float = 0.25,
+    duration_s: float = 10.0,
+    fs: float = 500.0,
+    **kw: object,
+) -> tuple[FloatArray, CardiacTruth, float]:
+    """Atrial fibrillation: irregular narrow QRS (RR uniformly within +-``rr_spread``), no P waves, f-waves.
+
+    The f-waves are band-limited noise (4-9 Hz, 240-540/min) from one atrial source, scaled per lead
+    (0.3-1 x ``f_mv`` RMS); they are not locked to the QRS, so a median beat keeps only a residue of
+    them - the residue that can distort one lead's T tail.  Returns (signal, truth, QT ms of every beat).
+    """
+    rr = 60.0 / hr_bpm
+    q = [0.4]
+    while q[-1] < duration_s - 0.8:
+        q.append(q[-1] + rr * rng.uniform(1.0 - rr_spread, 1.0 + rr_spread))
+    qt_ms = 400.0 * rr ** (1.0 / 3.0)
+    sig, truth = synth_cardiac(
+        rng,
+        qrs_s=np.asarray(q[:-1]),
+        atrial_kind="none",
+        qt_ms=qt_ms,
+        duration_s=duration_s,
+        fs=fs,
+        **kw,  # type: ignore[arg-type]
+    )
+    sos = sps.butter(2, (4.0, 9.0), btype="bandpass", fs=fs, output="sos")
+    f = sps.sosfiltfilt(sos, rng.standard_normal(sig.shape[1]))
+    sig += f_mv * (f / max(float(f.std()), 1e-12))[None, :] * rng.uniform(0.3, 1.0, (sig.shape[0], 1))
+    return sig, truth, qt_ms
