@@ -543,8 +543,11 @@ def t_wave_end(
     tp, te = _t_end_on(mag, fs, a, b, b_peak)
     if mag[tp] < 0.03 or te is None:
         return (tp if mag[tp] >= 0.03 else None), None
-    if window_end is not None and b == window_end and mag[b] > T_RETURN_REL * mag[tp]:
-        return tp, None  # the T runs into the next beat's atrial wave: its end is not seen
+    if window_end is not None and b == window_end and float(mag[tp : b + 1].min()) > T_RETURN_REL * mag[tp]:
+        # the T never falls back towards the baseline before the bound: it runs into the next beat's P wave
+        # or QRS and its end is not seen (the minimum, not the last sample: with irregular RR the median
+        # beat's tail carries the earlier next QRS complexes of the shorter cycles)
+        return tp, None
     ends, valid, snr, peaks = lead_t_ends(m, fs, qrs_on, qrs_off, te, sm, b, tp)
     # a lead ending far after all leads together is following something else (next P, U wave, drift)
     valid &= ends <= te + int(LEAD_T_MAX_LATE_S * fs)
@@ -654,11 +657,13 @@ def _lead_p_bounds(
 
 
 def _wave_after_t(m: FloatArray, fs: float, qrs_on: int, qrs_off: int, t_peak: int, stop: int) -> bool:
-    """True when some lead shows a separate wave after its T peak and before ``stop`` (the next QRS).
+    """True when some lead shows a separate wave after the T peak and before ``stop`` (the apparent T end).
 
     A P wave fused with the T wave of the previous beat (fast sinus rates) keeps its own lobe in
-    the leads where it is large and the T is small (the P and T axes differ); a junctional rhythm's
-    T wave falls to the baseline in one lobe.  A lobe counts when its prominence is at least
+    the leads where it is large and the T is small (the P and T axes differ), and the apparent T
+    end is that P's end; a junctional rhythm's T wave falls to the baseline in one lobe.  Only the
+    stretch up to the apparent T end is examined: after it, an irregular rhythm's median beat carries
+    the earlier next QRS complexes of its shorter cycles.  A lobe counts when its prominence is at least
     ``FUSED_WAVE_REL`` of the lead's largest ST-T deflection, ``FUSED_WAVE_QRS`` of its QRS and
     ``LEAD_T_MIN_SNR`` times its noise.
     """
@@ -699,7 +704,7 @@ def delineate(
     if rr_samples and toff is not None and tp is not None:
         rr = int(rr_samples)
         bound = pon
-        if pon is None and _wave_after_t(m, fs, qon, qoff, tp, qon + rr - int(0.01 * fs)):
+        if pon is None and _wave_after_t(m, fs, qon, qoff, tp, toff):
             # no P wave found, yet a separate wave rides on the T in some lead (the P and T axes differ):
             # a P wave fused with the T at a fast rate, or hidden from the P search because the T end was
             # placed inside it.  Without room for a P and PR segment (>= 120 ms) between T end and QRS the

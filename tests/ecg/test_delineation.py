@@ -345,17 +345,19 @@ def test_global_t_end_follows_a_small_late_t_in_few_leads() -> None:
 def test_af_residual_f_waves_do_not_drag_the_global_t_end() -> None:
     """A lone lead may set the global T end, but not through the f-wave residue left in an AF median beat.
 
-    20 irregular records at 70-130/min: the set stays inside the IEC QT criterion with a margin (mean
+    20 irregular records at 70-170/min: the set stays inside the IEC QT criterion with a margin (mean
     within 20 ms, SD within 15 ms; now +13 +- 12, before lone leads could set the end +11.5 +- 11.5).
+    No T end is withheld: the tail of an irregular rhythm's median beat carries the earlier next QRS
+    complexes of the shorter cycles, which are neither a T wave nor a P wave riding on it.
     """
     err = []
-    for seed, hr in zip(range(20), np.tile([70.0, 90.0, 110.0, 130.0], 5), strict=True):
+    for seed, hr in zip(range(20), np.tile([70.0, 90.0, 110.0, 130.0, 170.0], 4), strict=True):
         x, _, qt = fibrillation(np.random.default_rng(seed), hr)
         fd, ms = _delineate(x, 500.0)
         if fd.t_off is not None:
             err.append((fd.t_off - fd.qrs_on) * ms - qt)
     v = np.array(err)
-    assert v.size >= 18 and abs(v.mean()) <= 20.0 and v.std() <= 15.0, v
+    assert v.size == 20 and abs(v.mean()) <= 20.0 and v.std() <= 15.0, v
 
 
 def _fast(kind: str, hr: float, seed: int) -> tuple[Fiducials, float, float]:
