@@ -16,7 +16,7 @@ import logging
 import os
 import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,7 +82,7 @@ class Receiver:
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._writer = InstanceWriter(db)
-        self._lanes = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mmdx-store-lane")
+        self._lanes = _Lanes()
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
     def _count(self, outcome: Outcome) -> None:
@@ -201,10 +201,72 @@ class Receiver:
         return Received(Outcome.REJECTED, path=target, reason=reason)
 
 
+class _Lane:
+    """One job on a lane thread: :meth:`wait` returns when it has ended, re-raising what it raised."""
+
+    __slots__ = ("done", "error", "job")
+
+    def __init__(self, job: Callable[[], None]) -> None:
+        self.job = job
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class _Lanes:
+    """Persistent threads for :class:`Incoming`'s lanes.
+
+    A thread is started only when none is idle, and a finished job counts its
+    thread idle *before* it reports the end, so the next object of the same
+    association always finds it (a ``ThreadPoolExecutor`` learns of the idle
+    worker after the waiter has moved on, and its ``submit`` then spends a
+    measurable share of the receive path's time checking for one).  Beyond
+    ``limit`` busy lanes a job waits for the next free thread.
+    """
+
+    def __init__(self, limit: int = 32) -> None:
+        self._jobs: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads = 0
+        self._limit = limit
+
+    def run(self, job: Callable[[], None]) -> _Lane:
+        lane = _Lane(job)
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                start = False
+            else:
+                start = self._threads < self._limit
+                self._threads += start
+        if start:
+            threading.Thread(target=self._work, name="mmdx-store-lane", daemon=True).start()
+        self._jobs.put(lane)
+        return lane
+
+    def _work(self) -> None:
+        while True:
+            lane = self._jobs.get()
+            try:
+                lane.job()
+            except BaseException as exc:  # re-raised by the waiter
+                lane.error = exc
+            with self._lock:
+                self._idle += 1
+            lane.done.set()
+
+
 #: Dataset sizes at which the headers are parsed while the rest still arrives.
 _PARSE_AT = (8 << 10, 32 << 10, 128 << 10)
-#: Pending bytes written to the temporary file in one ``writev``.
+#: Pending bytes written to the temporary file in one ``writev``; an object that reaches it gets a lane.
 _FLUSH_AT = 256 << 10
+#: Pending bytes handed to a running lane at once: small, so that little is left for it after the last piece.
+_LANE_FLUSH_AT = 64 << 10
 
 
 class Incoming:
@@ -240,13 +302,14 @@ class Incoming:
         self._pending: list[bytes | memoryview] = [head] if head else []  # to write
         self._pending_hash: list[bytes | memoryview] = []  # to fold into the digest (the dataset, not the head)
         self._pending_size = len(head)
-        self._lane: Future[None] | None = None  # hashes and writes big objects beside the network reads
+        self._lane: _Lane | None = None  # hashes and writes big objects beside the network reads
         self._lane_queue: queue.SimpleQueue[tuple[list[bytes | memoryview], list[bytes | memoryview]] | None] = (
             queue.SimpleQueue()
         )
         self._tmp: TemporaryFile | None = None
         self._write_error: StoreError | None = None
         self._header: tuple[Dataset, int] | None = None
+        self._records: HeaderRecords | None = None  # from the early headers, while the rest arrives
         self._parse_step = 0 if head else len(_PARSE_AT)  # a raw dataset (no preamble) gets the full parse
 
     def add(self, piece: bytes | memoryview, *, last: bool = False) -> None:
@@ -263,13 +326,15 @@ class Incoming:
         self._pending.append(piece)
         self._pending_hash.append(piece)
         self._pending_size += len(piece)
-        if self._pending_size >= _FLUSH_AT:
+        if self._pending_size >= (_FLUSH_AT if self._lane is None else _LANE_FLUSH_AT):
             self._flush(last=False)
         while not last and self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:
             self._parse_step += 1
             self._header = parse_header_prefix(self._data(), self._source)
             if self._header is not None:
                 self._parse_step = len(_PARSE_AT)
+                with contextlib.suppress(IngestError):  # finish() reports it, once the object is complete
+                    self._records = self._records_from(self._header[0])
 
     def _flush(self, *, last: bool) -> None:
         """Hand what arrived to the digest and the temporary file.
@@ -285,7 +350,7 @@ class Incoming:
         if not batch:
             return
         if self._lane is None and not last:
-            self._lane = self._receiver._lanes.submit(self._run_lane)
+            self._lane = self._receiver._lanes.run(self._run_lane)
         if self._lane is not None:
             self._lane_queue.put((batch, hashed))
         else:
@@ -300,7 +365,7 @@ class Incoming:
         lane, self._lane = self._lane, None
         if lane is not None:
             self._lane_queue.put(None)
-            lane.result()
+            lane.wait()
 
     def _consume(self, batch: list[bytes | memoryview], hashed: list[bytes | memoryview]) -> None:
         for piece in hashed:
@@ -352,35 +417,46 @@ class Incoming:
                 return ds
         return parse_dicom(self._data(), self._source)
 
+    def _records_from(self, ds: Dataset) -> HeaderRecords:
+        return records_from_dataset(
+            ds, path=Path("."), sha256="0" * 64, source=self._source, transfer_syntax_uid=self._ts
+        )
+
+    def _checked_records(self) -> HeaderRecords:
+        """The object's records from its checked headers; raises IngestError when it cannot be understood."""
+        ds = self._parse()
+        early = self._header is not None and ds is self._header[0]
+        records = self._records if early and self._records is not None else self._records_from(ds)
+        uid, expected = records.instance.sop_instance_uid, self._expected
+        if expected is not None and uid != expected.strip():
+            raise IngestError(
+                f"(0008,0018) SOPInstanceUID {uid} differs from the request's Affected SOP Instance UID {expected}",
+                source=self._source,
+            )
+        return records
+
     def finish(self) -> Received:
         """The object is complete: check, make durable, index; then (and only then) it may be acknowledged."""
         receiver, source, received_at = self._receiver, self._source, self._received_at
         self._flush(last=True)
+        try:  # while a lane hashes and writes its last batch
+            records, failure = self._checked_records(), None
+        except IngestError as err:
+            records, failure = None, err
         self._drain()
         tmp, self._tmp = self._tmp, None
         if self._write_error is not None or tmp is None:
             if tmp is not None:
                 tmp.discard()
-            exc = self._write_error or StoreError("cannot store an empty object")
-            log.error("cannot store an object from %s: %s", source, exc)
+            problem = self._write_error or StoreError("cannot store an empty object")
+            log.error("cannot store an object from %s: %s", source, problem)
             receiver._count(Outcome.FAILED)
-            return Received(Outcome.FAILED, reason=str(exc))
-        size = len(self._head) + self._size
-        try:
-            ds = self._parse()
-            records = records_from_dataset(
-                ds, path=Path("."), sha256="0" * 64, source=source, transfer_syntax_uid=self._ts
-            )
-            uid = records.instance.sop_instance_uid
-            expected = self._expected
-            if expected is not None and uid != expected.strip():
-                raise IngestError(
-                    f"(0008,0018) SOPInstanceUID {uid} differs from the request's Affected SOP Instance UID {expected}",
-                    source=source,
-                )
-        except IngestError as exc:
+            return Received(Outcome.FAILED, reason=str(problem))
+        if records is None:
             tmp.discard()
-            return receiver._reject(self._data(), str(exc), source, received_at)
+            return receiver._reject(self._data(), str(failure), source, received_at)
+        size = len(self._head) + self._size
+        uid = records.instance.sop_instance_uid
         digest = self._digest.hexdigest() if self._digest_ok else content_sha256(self._data())
         inst = records.instance
         # On this thread, in order: the file durable, linked into place and its folder durable; then the index

@@ -172,7 +172,8 @@ def regularise_stack(
     """
     row_sp, col_sp = pixel_spacing
     out = voxels
-    if _is_sheared(inplane):
+    sheared = _is_sheared(inplane)
+    if sheared:
         fill_value = float(np.min(voxels)) if fill is None else fill
         shifted = np.empty_like(voxels)
         for k in range(voxels.shape[0]):
@@ -185,8 +186,8 @@ def regularise_stack(
     step = float(np.median(gaps)) if spacing_mm is None else float(spacing_mm)
     if not step > 0:
         raise IngestError(f"resampling spacing must be positive, got {step}")
-    if not _is_uneven(gaps) and spacing_mm is None:
-        return out, step
+    if not (sheared or _is_uneven(gaps)) and spacing_mm is None:
+        return out, step  # even within tolerance: stacked as is (a resampled stack is put on the exact grid)
     span = float(dist[-1] - dist[0])
     n_out = math.floor(span / step + 1e-6) + 1
     targets = dist[0] + step * np.arange(n_out)
