@@ -30,6 +30,7 @@ from ecg.signal.atrial import (
     atrial_activity,
     diastolic_wave,
     flutter_in_tq,
+    half_rr_periodicity,
     half_rr_wave,
     isoelectric_tq,
     wave_off_t,
@@ -391,6 +392,7 @@ def _from_beats(
             isoelectric_tq_ms=isoelectric_tq(mb, fd, rr, usable),
             wave_off_t_mv=wave_off_t(mb, fd, rr, usable),
             half_rr_off_t=half_rr_wave(x, fs, beats, mb, fd, usable, remove_t=True),
+            half_rr_periodicity=half_rr_periodicity(mb, fd, rr, usable),
         )
     else:
         stmts.append(_technical("No complete beat for a representative beat: intervals not measured"))

@@ -82,8 +82,12 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
     lo, hi = th.HALF_RR_AMPLITUDE
     atrial_rate = 2.0 * 60.0 / float(np.median(rr))
     plain = h.correlation >= th.HALF_RR_CORRELATION and lo <= h.amplitude_ratio <= hi
-    if plain and th.FLUTTER_BPM[0] <= atrial_rate <= th.FLUTTER_BPM[1]:
+    flutter_rate = th.FLUTTER_BPM[0] <= atrial_rate <= th.FLUTTER_BPM[1]
+    if plain and flutter_rate:
         return "flutter", atrial_rate, h  # a flutter wave need not pass as a P wave
+    t_free = _t_free_flutter(a) if flutter_rate else None
+    if t_free is not None:
+        return "flutter", atrial_rate, t_free
     if not p_present:
         return None
     if atrial_rate > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM:
@@ -98,6 +102,22 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
     if off is not None:
         return "block", atrial_rate, off
     return ("uncertain", atrial_rate, h) if plain and h.from_p_wave else None
+
+
+def _t_free_flutter(a: AtrialActivity | None) -> HalfRRWave | None:
+    """The T-free half-RR copy of the wave before the QRS, when the whole T-free cycle also repeats at half an RR.
+
+    Either alone was seen on sinus tachycardia (a P with a long PR matched a
+    copy; P on T leaves some periodicity); both together only on 2:1 flutter.
+    """
+    h = a.half_rr_off_t if a is not None else None
+    per = a.half_rr_periodicity if a is not None else None
+    lo, hi = th.HALF_RR_AMPLITUDE
+    if h is None or per is None or per < th.FLUTTER_HALF_RR_PERIODICITY:
+        return None
+    if h.correlation < th.HALF_RR_OFF_T_CORRELATION or not lo <= h.amplitude_ratio <= hi:
+        return None
+    return h
 
 
 def _off_t_copy(a: AtrialActivity | None) -> HalfRRWave | None:
@@ -344,12 +364,19 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
         text = None
         if two is not None and two[0] == "flutter":
             h = two[2]
+            t_free = h is atrial.half_rr_off_t
             crit = [
                 f"atrial waves at {two[1]:.0f}/min, twice the regular ventricular rate {hr:.0f}/min",
-                f"the wave before each QRS recurs half an RR later, {h.after_qrs_ms:.0f} ms after QRS onset "
+                ("with the T wave's direction removed from every lead, " if t_free else "")
+                + f"the wave before each QRS recurs half an RR later, {h.after_qrs_ms:.0f} ms after QRS onset "
                 f"(multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f})",
-                "2:1 AV conduction",
             ]
+            if t_free:
+                crit.append(
+                    f"the whole T-free cycle repeats every half RR (correlation {atrial.half_rr_periodicity:.2f} "
+                    f">= {th.FLUTTER_HALF_RR_PERIODICITY})"
+                )
+            crit.append("2:1 AV conduction")
             text = "Atrial flutter with 2:1 AV conduction"
         elif atrial.locked_flutter_per_min is not None:
             crit = [

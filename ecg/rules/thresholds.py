@@ -40,6 +40,10 @@ HALF_RR_T_POSITION: Final = 0.5
 #: ... or, anywhere on the T wave, repeats it with the T wave's direction taken out of every lead (the T wave is one
 #: vector and vanishes; a blocked P keeps its part across it; sinus look-alikes measured <= 0.77, blocked P >= 0.94).
 HALF_RR_OFF_T_CORRELATION: Final = 0.9
+#: 2:1 flutter without a flutter wave clear of the T: the T-free copy (HALF_RR_OFF_T_CORRELATION) and the whole
+#: T-free cycle repeating at half the RR by at least this correlation (sinus tachycardia 110-175/min measured < 0.45,
+#: 2:1 flutter 0-0.9: found in about a quarter of synthetic 2:1 flutter, never on synthetic sinus tachycardia).
+FLUTTER_HALF_RR_PERIODICITY: Final = 0.55
 #: Atrial rate of a 2:1 AV block (discrete P waves) and of atrial flutter (sawtooth) in /min.
 AV_BLOCK_2TO1_MAX_ATRIAL_BPM: Final = 200.0
 FLUTTER_BPM: Final = (220.0, 350.0)

@@ -67,6 +67,8 @@ class AtrialActivity:
     wave_off_t_mv: float | None = None
     #: ``half_rr_wave`` with the T wave's direction removed from every lead (a blocked P wave on the T wave)
     half_rr_off_t: HalfRRWave | None = None
+    #: correlation of the T-free median beat with itself half an RR later, outside the QRS (2:1 flutter)
+    half_rr_periodicity: float | None = None
 
 
 def residual(
@@ -480,3 +482,40 @@ def wave_off_t(mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: npt.ND
     u, sv, vt = np.linalg.svd(seg, full_matrices=False)
     rest = seg - sv[0] * np.outer(u[:, 0], vt[0])
     return round(float(np.sqrt((rest * rest).sum(axis=0)).max()), 4)
+
+
+def half_rr_periodicity(
+    mb: MedianBeats, fd: Fiducials, rr_samples: float, usable: npt.NDArray[np.bool_]
+) -> float | None:
+    """Correlation of the T-free median beat with itself half an RR later, QRS complexes left out; or None.
+
+    With 2:1 flutter the atria beat continuously at exactly twice the
+    ventricular rate: once the T wave's direction is taken out of every lead,
+    what is left of the cycle repeats every half RR.  A sinus rhythm leaves a
+    single P wave per RR on an otherwise quiet T-free trace, which does not.
+    4-30 Hz band like :func:`half_rr_wave`; None with fewer than 3 leads, no
+    T direction, or less than 100 ms of the beat clear of the QRS at both ends
+    of the lag.
+    """
+    fs = mb.fs
+    m = mb.beats[usable] if usable.any() else mb.beats
+    tv = t_vector(m, fs, fd, rr_samples)
+    if tv is None:
+        return None
+    r = sps.sosfiltfilt(butter_sos(2, WAVE_BAND_HZ, "bandpass", fs), m - np.outer(tv, tv @ m), axis=1)
+    half = round(rr_samples / 2.0)
+    n = m.shape[1]
+    clear = np.ones(n, dtype=bool)
+    lo, hi = fd.qrs_on - int(0.02 * fs), fd.qrs_off + int(0.02 * fs)
+    for k in (-1, 0, 1):  # this QRS and the neighbours' inside the median beat's window
+        a, b = round(lo + k * rr_samples), round(hi + k * rr_samples)
+        clear[max(0, a) : max(0, min(n, b))] = False
+    t = np.arange(max(0, n - half))
+    t = t[clear[t] & clear[t + half]]
+    if t.size < int(0.1 * fs):
+        return None
+    u, v = r[:, t], r[:, t + half]
+    u = u - u.mean(axis=1, keepdims=True)
+    v = v - v.mean(axis=1, keepdims=True)
+    den = float(np.sqrt((u * u).sum() * (v * v).sum()))
+    return round(float((u * v).sum()) / den, 3) if den > 0 else None

@@ -242,6 +242,55 @@ def test_2to1_flutter_at_150_is_never_called_sinus_junctional_or_svt(seed: int, 
     assert SCT.SECOND_DEGREE_AV_BLOCK not in _codes(a)
 
 
+@pytest.mark.parametrize(
+    ("seed", "atrial"), [(1, 270.0), (1, 300.0), (2, 240.0), (5, 300.0), (7, 300.0), (8, 270.0), (9, 240.0)]
+)
+def test_2to1_flutter_found_on_the_t_free_cycle_is_stat(seed: int, atrial: float) -> None:
+    """The flutter wave on the T wave shows once the T's direction is removed; the whole cycle repeats at RR/2."""
+    a = _analyze(flutter_2to1(np.random.default_rng(seed), atrial)[0])
+    f = _one(a, SCT.ATRIAL_FLUTTER)
+    assert f.text == "Atrial flutter with 2:1 AV conduction" and f.critical
+    assert any("repeats every half RR" in c for c in f.criteria)
+    rate = float(f.criteria[0].split("/min")[0].split(" at ")[1])
+    assert abs(rate - atrial) <= 0.03 * atrial
+    assert _codes(a) & RHYTHMS == {SCT.ATRIAL_FLUTTER}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("hr", [110.0, 125.0, 140.0, 155.0, 170.0])
+@pytest.mark.parametrize("kw", [{"pr_ms": 120.0}, {"pr_ms": 200.0}, {"pr_ms": 240.0}, {"pr_ms": 160.0, "t_mv": 0.8}])
+def test_sinus_tachycardia_is_never_called_flutter(seed: int, hr: float, kw: dict[str, float]) -> None:
+    """A false flutter on sinus tachycardia is worse than no call: P on T, long PR, tall T."""
+    assert SCT.ATRIAL_FLUTTER not in _codes(_analyze(sinus(np.random.default_rng(seed), hr, **kw)[0]))
+
+
+@pytest.mark.parametrize(
+    ("twin", "periodicity", "flutter"),
+    [
+        (HalfRRWave(0.95, 1.0, 150.0, -1.0, False), 0.7, True),
+        (HalfRRWave(0.95, 1.0, 150.0, -1.0, False), 0.5, False),  # the cycle does not repeat at RR/2
+        (HalfRRWave(0.95, 1.0, 150.0, -1.0, False), None, False),
+        (HalfRRWave(0.85, 1.0, 150.0, -1.0, False), 0.7, False),  # the wave before the QRS is not repeated
+        (HalfRRWave(0.95, 0.3, 150.0, -1.0, False), 0.7, False),
+        (None, 0.7, False),
+    ],
+)
+def test_t_free_2to1_flutter_criteria(twin: HalfRRWave | None, periodicity: float | None, flutter: bool) -> None:
+    g = replace(NORMAL_G, hr_bpm=150.0, rr_ms=400.0, pr_ms=None, p_axis_deg=None)
+    plain = HalfRRWave(0.3, 1.5, 150.0, -1.0, False)  # on the T wave the plain copy does not match
+    atrial = replace(
+        QUIET, diastolic_wave_mv=0.1, half_rr_wave=plain, half_rr_off_t=twin, half_rr_periodicity=periodicity
+    )
+    out = interpret(_ri(g, atrial, 0.4))
+    codes = {f.concept for f in out}
+    assert (SCT.ATRIAL_FLUTTER in codes) is flutter
+    if flutter:
+        assert priority_of(tuple(out)).level is PriorityLevel.STAT
+    # at 2 x 100/min = 200/min the same evidence is no flutter
+    slow = interpret(_ri(replace(g, hr_bpm=100.0, rr_ms=600.0), atrial, 0.6))
+    assert SCT.ATRIAL_FLUTTER not in {f.concept for f in slow}
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sinus_tachycardia_150_is_not_flutter_svt_or_block(seed: int) -> None:
     a = _analyze(sinus(np.random.default_rng(seed), 150.0, pr_ms=130.0)[0])
