@@ -501,6 +501,7 @@ HALF_RR_WAVES = st.builds(
     wave=st.one_of(st.none(), HALF_RR_WAVES),
     off_t=st.one_of(st.none(), HALF_RR_WAVES),
     off_t_mv=st.one_of(st.none(), st.floats(0.0, 0.3)),
+    periodicity=st.one_of(st.none(), st.floats(-1.0, 1.0)),
     seed=st.integers(0, 2**16),
 )
 def test_rules_name_at_most_one_rhythm_and_never_contradict(
@@ -515,6 +516,7 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     wave: HalfRRWave | None,
     off_t: HalfRRWave | None,
     off_t_mv: float | None,
+    periodicity: float | None,
     seed: int,
 ) -> None:
     """Whatever the measurements, the rules name one rhythm at most, and a P-less rhythm excludes P-based ones."""
@@ -523,8 +525,9 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     beats = (np.concatenate([[0.3], 0.3 + np.cumsum(rr)]) * 500).astype(np.int64)
     g = replace(NORMAL_G, hr_bpm=hr, rr_ms=60000.0 / hr, pr_ms=pr, qrs_ms=qrs, p_axis_deg=None if pr is None else 50.0)
     atrial = AtrialActivity(
-        dominant, concentration, 0.01, np.zeros(0, dtype=np.int64), None, wave, diastolic, flat_ms, off_t_mv, off_t
-    )
+        dominant, concentration, 0.01, np.zeros(0, dtype=np.int64), None, wave, diastolic, flat_ms, off_t_mv, off_t,
+        periodicity,
+    )  # fmt: skip
     ri = RuleInput(
         fs=500.0, duration_s=float(beats[-1]) / 500.0 + 0.5, beats=beats, labels=np.array(["N"] * beats.size),
         g=g, amps=_amps(), atrial=atrial, twelve_lead=True, patient=None,
@@ -539,6 +542,9 @@ def test_rules_name_at_most_one_rhythm_and_never_contradict(
     if SCT.SECOND_DEGREE_AV_BLOCK in codes:
         assert pr is not None and wave is not None and SCT.FIRST_DEGREE_AV_BLOCK not in codes
         assert wave.from_p_wave or (off_t is not None and off_t.from_p_wave and off_t.correlation >= 0.9)
+    if SCT.ATRIAL_FLUTTER in codes and wave is not None and not (wave.correlation >= 0.85):
+        # flutter without a matching plain copy: from the T-free copy and cycle, or from the atrial spectrum
+        assert (off_t is not None and periodicity is not None and periodicity >= 0.55) or dominant is not None
     if codes & WIDE_TACHY:  # a VT-class statement: fast, wide, regular, without a P wave at a constant PR
         assert pr is None and qrs >= 120.0 and hr >= 100.0 and _regular_enough(rr)
         assert not codes & (SINUS | NO_P | {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK})
