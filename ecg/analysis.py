@@ -345,22 +345,24 @@ def _from_beats(
     if mb is not None:
         rr = float(np.median(np.diff(beats)))
         fd = delineate(mb, rr_samples=rr, usable=usable)
+        if fd.t_note:  # the T end was withheld (e.g. a P wave fused with the T): say why QT is missing
+            stmts.append(_technical(f"QT not measured: {fd.t_note}", criteria=(fd.t_note,)))
         flutter_rate = flutter_in_tq(
             x, fs, beats, fd.qrs_on - mb.fiducial, None if fd.t_off is None else fd.t_off - mb.fiducial, usable
         )
         p_consistency = p_wave_consistency(x, beats, mb, fd, usable)
         if flutter_rate is not None or p_consistency < P_CONSISTENCY:
             # flutter waves or unlocked atrial waves are not a conducted P wave: no P values, no PR
-            fd = Fiducials(None, None, fd.qrs_on, fd.qrs_off, fd.t_off, fd.t_peak, None)
+            fd = replace(fd, p_on=None, p_off=None, p_peak=None)
         names_used = tuple(n for n, u in zip(record.lead_names, usable, strict=True) if u)
         mb_used = MedianBeats(mb.beats[usable], mb.fs, mb.fiducial, mb.n_beats, mb.lags, mb.used)
         g_raw = global_measurements(mb_used, fd, beats, names_used, np.ones(len(names_used), dtype=bool))
         g, implausible = _plausible(g_raw)
         stmts.extend(implausible)
         if g is not None and g.pr_ms is None and fd.p_on is not None:
-            fd = Fiducials(None, None, fd.qrs_on, fd.qrs_off, fd.t_off, fd.t_peak, None)  # P withheld
+            fd = replace(fd, p_on=None, p_off=None, p_peak=None)  # P withheld
         if g is not None and g.qt_ms is None and fd.t_off is not None:
-            fd = Fiducials(fd.p_on, fd.p_off, fd.qrs_on, fd.qrs_off, None, fd.t_peak, fd.p_peak)  # T withheld
+            fd = replace(fd, t_off=None)  # T withheld
         if g is not None:
             amps = lead_amplitudes(mb_used, fd, names_used)
             measurements = to_measurements(g, amps)

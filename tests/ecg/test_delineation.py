@@ -405,6 +405,9 @@ def test_withheld_qt_is_not_reported_by_analyze() -> None:
     assert a.global_values is not None and a.global_values.qt_ms is None
     assert a.measurement(LOINC.QT_INTERVAL) is None and a.measurement(LOINC.QTC_FRIDERICIA) is None
     assert all(k != "t_off" for b in a.beats for k, _ in b.fiducials)
+    # and the reader is told why: a technical statement carrying the delineation's reason
+    why = [f for f in a.statements if f.text.startswith("QT not measured")]
+    assert len(why) == 1 and why[0].criteria and why[0].criteria[0] in why[0].text
 
 
 @settings(max_examples=25, deadline=None)
