@@ -45,20 +45,28 @@ REFERENCE_CAP = 2.0
 SEARCHBACK_RR_FACTOR = 1.6
 SEARCHBACK_FRACTION = 0.5
 SEARCHBACK_PASSES = 3
+#: A beat searched for before the first or after the last beat must reach this fraction of the local beat energy.
+EDGE_REF_FRACTION = 0.4
 CHUNK_S = 300.0
 OVERLAP_S = 4.0
 #: Fiducial alignment: half-width of the window whose energy centre seeds each beat's position.
 CENTROID_S = 0.08
 #: Half-width of the multi-lead QRS window compared with the template, and the largest shift searched.
-TEMPLATE_HALF_S = 0.08
-ALIGN_LAG_S = 0.06
-#: A beat belongs to a morphology class when it correlates this well with the class template.
-MEMBER_CORRELATION = 0.7
+TEMPLATE_HALF_S = 0.10
+ALIGN_LAG_S = 0.10
+#: Beats this alike make a class template; a beat is aligned to it if it correlates at least ALIGN_CORRELATION.
+MEMBER_CORRELATION = 0.8
+ALIGN_CORRELATION = 0.5
 MIN_CLASS_BEATS = 3
 MAX_CLASSES = 3
 SEED_BEATS = 64
-#: The template's apex is its reference point if it lies this close to the centre of its energy ...
+#: The template's apex is its reference point if it lies this close to the middle of its QRS extent ...
 APEX_CENTRE_S = 0.03
+#: ... the samples where the template's smoothed energy exceeds this fraction of its peak.
+EXTENT_FRACTION = 0.1
+#: A template whose extent reaches this is wide (the band-pass adds ~40 ms: normal QRS measure 100-115 ms).
+WIDE_EXTENT_S = 0.135
+EXTENT_GAP_S = 0.04
 #: ... and then a beat keeps its own apex where that is this close to the template's.
 APEX_AGREE_S = 0.01
 #: A beat of no class keeps the magnitude apex within this distance of its energy centre.
@@ -128,11 +136,10 @@ def _envelopes(x: FloatArray, fs: float, usable: npt.NDArray[np.bool_]) -> tuple
 def _local_reference(env: FloatArray, fs: float, at: IntArray) -> FloatArray:
     """Typical beat-energy level around each index: running median of 2 s block maxima over ~14 s."""
     block = int(2 * fs)
-    n = env.size
-    nb = max(1, int(np.ceil(n / block)))
-    padded = np.full(nb * block, np.nan)
-    padded[:n] = env
-    bmax = np.nanmax(padded.reshape(nb, block), axis=1)
+    nb = max(1, env.size // block)
+    # a short tail joins the last full block: alone, its maximum is often no beat at all, and the
+    # zero-padded median below would then give the record's end a threshold that noise passes
+    bmax = np.maximum.reduceat(env, np.arange(nb) * block)
     # artefact bursts must not raise the reference over a whole neighbourhood: cap them first
     bmax = np.minimum(bmax, REFERENCE_CAP * float(np.median(bmax)))
     k = min(7, nb if nb % 2 else max(1, nb - 1))
@@ -174,9 +181,22 @@ def _detect_chunk(env: FloatArray, mag: FloatArray, fs: float, leads: FloatArray
         rr = np.diff(beats)
         med_rr = sps.medfilt(rr.astype(np.float64), kernel_size=min(9, rr.size if rr.size % 2 else rr.size - 1))
         extra: list[int] = []
-        for j in np.flatnonzero(rr > SEARCHBACK_RR_FACTOR * med_rr):
-            lo, hi = beats[j] + dist, beats[j + 1] - dist
+        gaps = [
+            (int(beats[j]) + dist, int(beats[j + 1]) - dist, 0.0)
+            for j in np.flatnonzero(rr > SEARCHBACK_RR_FACTOR * med_rr)
+        ]
+        # the record's head and tail too (a beat missed after the last one found has no later beat to bound
+        # it), where a candidate must also stand clear of the neighbouring beat's T (or P) wave and of the
+        # local beat energy: no beat on its other side shows that a wave there is not a T wave
+        typical_rr = float(np.median(rr))
+        if beats[0] > SEARCHBACK_RR_FACTOR * typical_rr:
+            gaps.append((0, int(beats[0]) - dist, T_WAVE_RATIO * float(env[beats[0]])))
+        if env.size - 1 - beats[-1] > SEARCHBACK_RR_FACTOR * typical_rr:
+            gaps.append((int(beats[-1]) + dist, env.size, T_WAVE_RATIO * float(env[beats[-1]])))
+        for lo, hi, floor in gaps:
             sel = (cand > lo) & (cand < hi) & (h >= SEARCHBACK_FRACTION * thr)
+            if floor > 0:
+                sel &= (h >= floor) & (h >= EDGE_REF_FRACTION * ref)
             if sel.any():
                 k = np.flatnonzero(sel)[np.argmax(h[sel])]
                 extra.append(int(cand[k]))
@@ -269,7 +289,7 @@ def align_fiducials(leads: FloatArray, mag: FloatArray, beats: IntArray, fs: flo
         aligned = np.stack([g[:, r, lag + k : lag + k + w] for r, k in zip(rows, at[members], strict=True)], axis=1)
         tmpl = np.median(aligned, axis=1)
         corr, at = _best_lags(g, remaining, tmpl, lag)
-        members = corr >= MEMBER_CORRELATION
+        members = corr >= ALIGN_CORRELATION
         ref, on_apex = _reference_point(tmpl, fs)
         rows = remaining[members]
         pred = c[rows] - half + at[members] + ref
@@ -283,18 +303,30 @@ def align_fiducials(leads: FloatArray, mag: FloatArray, beats: IntArray, fs: flo
 def _reference_point(tmpl: FloatArray, fs: float) -> tuple[int, bool]:
     """The template's reference sample, and whether it is the template's apex.
 
-    The apex (peak multi-lead band-passed magnitude) when it lies near the
-    centre of mass of the template's energy, as in a narrow QRS with one
-    dominant R or S; otherwise (a broad or notched complex whose tallest
-    slope is on one side) the centre of mass itself, so that the QRS onset
-    and offset stay within the delineation's reach on either side.
+    The apex (peak multi-lead band-passed magnitude) of a narrow QRS when it
+    lies near the middle of the template's QRS extent (where its energy
+    exceeds a tenth of its peak), as with one dominant R or S; otherwise - a
+    wide complex, or one whose steepest lobe is off-centre - the middle of
+    the extent itself: the fiducial then sits mid-QRS, within the
+    delineation's reach of the onset and the offset alike, and whichever
+    lobe of a notched complex is tallest does not matter.
     """
-    e = (tmpl * tmpl).sum(axis=0)
-    centre = round(float((e * np.arange(e.size)).sum() / max(float(e.sum()), 1e-300)))
+    e = uniform_filter1d((tmpl * tmpl).sum(axis=0), size=max(1, int(0.02 * fs)))
+    above = np.flatnonzero(e >= EXTENT_FRACTION * e.max())
+    if above.size == 0:
+        return e.size // 2, False
+    # the run around the energy peak, across dips shorter than EXTENT_GAP_S (between the lobes of one
+    # complex) but not across an ST segment (a T wave in the window at fast rates is not part of the QRS)
+    breaks = np.flatnonzero(np.diff(above) > EXTENT_GAP_S * fs)
+    starts = np.concatenate(([above[0]], above[breaks + 1]))
+    ends = np.concatenate((above[breaks], [above[-1]]))
+    k = int(np.searchsorted(ends, int(np.argmax(e))))
+    lo, hi = int(starts[k]), int(ends[k])
+    mid = (lo + hi) // 2
     apex = int(np.argmax(np.abs(tmpl).sum(axis=0)))
-    if abs(apex - centre) <= int(APEX_CENTRE_S * fs):
+    if hi - lo < WIDE_EXTENT_S * fs and abs(apex - mid) <= int(APEX_CENTRE_S * fs):
         return apex, True
-    return centre, False
+    return mid, False
 
 
 def _apex_each(mag: FloatArray, around: IntArray, half: int) -> IntArray:

@@ -479,3 +479,65 @@ def fibrillation(
     f = sps.sosfiltfilt(sos, rng.standard_normal(sig.shape[1]))
     sig += f_mv * (f / max(float(f.std()), 1e-12))[None, :] * rng.uniform(0.3, 1.0, (sig.shape[0], 1))
     return sig, truth, qt_ms
+
+
+def variable_lobes(
+    rng: np.random.Generator,
+    hr_bpm: float,
+    *,
+    n_beats: int = 12,
+    wide: bool = True,
+    lobe_spread: float = 0.3,
+    notch_ratio: float = 0.85,
+    gain: float = 1.0,
+    fs: float = 500.0,
+    leads: tuple[str, ...] = LEADS_12,
+    noise_mv: float = 0.01,
+    rr_jitter: float = 0.005,
+) -> tuple[FloatArray, CardiacTruth]:
+    """A regular P-less rhythm whose QRS lobes change height from beat to beat (the notched-QRS fiducial test).
+
+    Each beat is a heart-vector QRS like :func:`synth_cardiac`'s: ``wide`` a 160 ms complex with
+    a main lobe, a notch lobe (``notch_ratio`` of the main lobe's height, on another axis) and a
+    terminal deflection; otherwise a narrow 80 ms septal-main-terminal complex.  Every lobe's
+    height is multiplied per beat by U(1 - ``lobe_spread``, 1 + ``lobe_spread``), so with a notch
+    ratio near 1 the tallest lobe changes from beat to beat, as in real notched complexes under
+    noise and respiration.  ``gain`` scales (and with a negative sign inverts) every lead.  The
+    record holds exactly ``n_beats`` beats, the first 0.4 s from its start, the last 0.7 s (or
+    its QT + 0.1 s) from its end: no pause at either end.  Truth: QRS onsets in ``qrs_s``.
+    """
+    rr = 60.0 / hr_bpm
+    q = 0.4 + rr * np.arange(n_beats) + rr_jitter * rr * rng.standard_normal(n_beats)
+    q[0] = 0.4
+    qd = (160.0 if wide else 80.0) / 1000.0
+    qt = min((400.0 * rr ** (1.0 / 3.0) + (60.0 if wide else 0.0)) / 1000.0, rr - 0.02)  # T ends before the next QRS
+    duration_s = float(q[-1]) + max(0.7, qt + 0.1)
+    n = int(duration_s * fs)
+    lv = np.array([LEAD_VECTORS[name] for name in leads])
+    if wide:
+        main = _frontal(rng.uniform(-40.0, 100.0), float(rng.choice([-1.2, 1.0])))
+        notch = _unit(main + 0.5 * _frontal(rng.uniform(0.0, 360.0), 0.0))
+        lobes = [(0.0, 0.5, 1.2, main), (0.35, 0.45, 1.2 * notch_ratio, notch), (0.72, 0.28, -0.6, main)]
+        t_dir, t_amp = -main, 0.6
+    else:
+        a_qrs = rng.uniform(10.0, 70.0)
+        lobes = [
+            (0.0, 0.3, 0.2, _unit((-0.4, 0.1, 0.8))),
+            (0.15, 0.55, 1.3, _frontal(a_qrs, -0.35)),
+            (0.6, 0.4, 0.35, _unit((-0.5, -0.6, -0.5))),
+        ]
+        t_dir, t_amp = _frontal(a_qrs + rng.uniform(-20.0, 20.0), 0.55), 0.4
+    sig = np.zeros((len(leads), n))
+    r_idx = []
+    for q0 in q:
+        for start, dur, amp, vec in lobes:
+            k = rng.uniform(1.0 - lobe_spread, 1.0 + lobe_spread)
+            sig += (lv @ vec)[:, None] * _lobe(n, q0 + start * qd, dur * qd, k * amp, fs)[None, :]
+        t0 = q0 + qd + 0.06
+        sig += (lv @ t_dir)[:, None] * _lobe(n, t0, q0 + qt - t0, t_amp, fs, skew=0.62)[None, :]
+        r_idx.append(round((q0 + (0.3 if wide else 0.425) * qd) * fs))
+    sig = gain * sig
+    if noise_mv:
+        sig += noise_mv * rng.standard_normal(sig.shape)
+    truth = CardiacTruth(fs, (), tuple(q.tolist()), np.asarray(r_idx, dtype=np.int64), "none", wide)
+    return sig, truth
