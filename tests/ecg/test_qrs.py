@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import wfdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wfdb import processing
 
+from core.codes import SCT
+from core.records import EcgRecord
+from ecg.analysis import analyze
 from ecg.signal.conditioning import condition
 from ecg.signal.qrs import detect_qrs
 from tests.ecg._load import MITDB_100
-from tests.ecg._synth import synth_ecg
+from tests.ecg._synth import LEADS_12, escape, sinus, synth_ecg, synth_rhythm, variable_lobes
 
 #: MIT-BIH beat annotation symbols (EC57 counts only these; rhythm '+', noise '~' etc. are not beats).
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
@@ -102,3 +106,94 @@ def test_flat_or_too_short_signal_gives_no_beats() -> None:
     assert detect_qrs(np.zeros((2, 5000)), 500.0).size == 0
     short = detect_qrs(np.zeros((1, 100)), 500.0)
     assert short.size == 0
+
+
+# ----------------------------------------------------------------- consistent fiducials: the same point of each complex
+
+
+def _rr_jitter_ms(beats: np.ndarray, fs: float) -> float:
+    """SD of successive RR differences: zero for a perfectly regular rhythm whatever point of the QRS is taken."""
+    return float(np.std(np.diff(np.diff(beats))) * 1000.0 / fs)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    hr=st.floats(40.0, 200.0),
+    wide=st.booleans(),
+    spread=st.floats(0.0, 0.3),
+    ratio=st.floats(0.7, 1.2),
+    gain=st.floats(0.2, 5.0),
+    invert=st.booleans(),
+    noise=st.floats(0.0, 0.03),
+    n_leads=st.sampled_from([2, 3, 8, 12]),
+)
+def test_fiducial_is_the_same_point_of_every_complex_whatever_lobe_is_tallest(
+    seed: int,
+    hr: float,
+    wide: bool,
+    spread: float,
+    ratio: float,
+    gain: float,
+    invert: bool,
+    noise: float,
+    n_leads: int,
+) -> None:
+    """A regular rhythm stays regular: a notched QRS whose taller lobe changes from beat to beat must not make the
+    detected RR jump by the notch interval (the false 'AF' on monomorphic VT), and each beat lies in its QRS."""
+    g = -gain if invert else gain
+    x, truth = variable_lobes(
+        np.random.default_rng(seed),
+        hr,
+        wide=wide,
+        lobe_spread=spread,
+        notch_ratio=ratio,
+        gain=g,
+        noise_mv=noise * gain,
+        leads=LEADS_12[:n_leads],
+        rr_jitter=0.0,
+    )
+    fs = truth.fs
+    beats = _detect(x, fs)
+    onsets = np.round(np.asarray(truth.qrs_s) * fs).astype(int)
+    assert beats.size == onsets.size, (beats, onsets)
+    qd = (160.0 if wide else 80.0) * fs / 1000.0
+    off = beats - onsets
+    assert _rr_jitter_ms(beats, fs) < 8.0, off
+    tol = 0.01 * fs
+    assert np.all((off >= -tol) & (off <= qd + tol)), off  # inside its QRS
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_monomorphic_vt_has_a_regular_rr_and_is_not_called_af_or_complete_block(k: int) -> None:
+    """The synthetic VT set (120-200/min) that used to give 'AF with rapid ventricular response' on 3 of 8."""
+    hr = 120.0 + 80.0 * k / 7
+    x, truth = escape(np.random.default_rng(k), hr, wide=True)
+    fs = truth.fs
+    beats = _detect(x, fs)
+    err = beats - np.round(np.asarray(truth.qrs_s) * fs).astype(int)
+    assert beats.size == len(truth.qrs_s)
+    assert float(np.std(np.diff(err))) * 1000.0 / fs < 8.0, err
+    a = analyze(EcgRecord(x.astype(np.float32), LEADS_12, fs, "synthetic"))
+    codes = {s.concept for s in a.statements}
+    assert not codes & {SCT.ATRIAL_FIBRILLATION, SCT.COMPLETE_AV_BLOCK}, [s.text for s in a.statements]
+
+
+@pytest.mark.parametrize(("seed", "hr"), [(1, 160.0), (2, 160.0), (3, 160.0), (7, 200.0)])
+def test_sinus_tachycardia_with_bundle_branch_block_is_not_called_af(seed: int, hr: float) -> None:
+    x, _ = sinus(np.random.default_rng(seed), hr, pr_ms=160.0, wide=True, qrs_ms=140.0)
+    a = analyze(EcgRecord(x.astype(np.float32), LEADS_12, 500.0, "synthetic"))
+    assert SCT.ATRIAL_FIBRILLATION not in {s.concept for s in a.statements}, [s.text for s in a.statements]
+
+
+def test_ectopic_beats_keep_a_fiducial_in_their_own_qrs_and_normal_beats_stay_aligned() -> None:
+    """Premature beats of another morphology do not join the normal class; each fiducial stays in its own QRS."""
+    kinds = "NNNNNSNNNNVNNNNNSNNNVNNNN"
+    x, r, _ = synth_rhythm(np.random.default_rng(1), kinds)
+    beats = _detect(x, 500.0)
+    assert beats.size == len(kinds)
+    lab = np.array(list(kinds))
+    normal = lab != "V"
+    assert np.ptp((beats - r)[normal]) <= 2  # the same point of every normal complex (+-4 ms at 500 Hz)
+    onset = r[~normal] - round(0.3 * 0.160 * 500)  # synth_rhythm's V beats: 160 ms wide, R at 30 %
+    assert np.all((beats[~normal] >= onset - 3) & (beats[~normal] <= onset + 80)), beats[~normal] - onset
