@@ -54,6 +54,8 @@ CENTROID_S = 0.08
 #: Half-width of the multi-lead QRS window compared with the template, and the largest shift searched.
 TEMPLATE_HALF_S = 0.10
 ALIGN_LAG_S = 0.10
+#: ... of which this fraction is searched for every beat, the rest only for beats that do not match yet.
+ALIGN_NEAR_FRACTION = 0.3
 #: Beats this alike make a class template; a beat is aligned to it if it correlates at least ALIGN_CORRELATION.
 MEMBER_CORRELATION = 0.8
 ALIGN_CORRELATION = 0.5
@@ -223,15 +225,34 @@ def _centroids(mag: FloatArray, beats: IntArray, fs: float) -> IntArray:
     return c
 
 
-def _best_lags(g: FloatArray, rows: IntArray, tmpl: FloatArray, lag: int) -> tuple[FloatArray, IntArray]:
-    """Best normalised cross-correlation of each row's multi-lead snippet with the template over +-``lag``."""
+def _best_lags(g: FloatArray, rows: IntArray, tmpl: FloatArray, margin: int) -> tuple[FloatArray, IntArray]:
+    """Best normalised cross-correlation of each row's multi-lead snippet with the template, and its shift.
+
+    ``g`` holds ``margin`` extra samples on either side of the template's width.
+    Shifts up to ALIGN_NEAR_S are tried for every beat, the full +-``margin``
+    only for beats that do not match yet (a start on the wrong lobe): most
+    beats need no long search, which keeps Holter records fast.
+    """
+    best, at = _lag_search(g, rows, tmpl, margin, min(margin, max(1, int(ALIGN_NEAR_FRACTION * margin))))
+    poor = np.flatnonzero(best < MEMBER_CORRELATION)
+    if poor.size:
+        b2, a2 = _lag_search(g, rows[poor], tmpl, margin, margin)
+        better = b2 > best[poor]
+        best[poor[better]] = b2[better]
+        at[poor[better]] = a2[better]
+    return best, at
+
+
+def _lag_search(
+    g: FloatArray, rows: IntArray, tmpl: FloatArray, margin: int, reach: int
+) -> tuple[FloatArray, IntArray]:
     w = tmpl.shape[1]
     tn = float(np.linalg.norm(tmpl))
     best = np.full(rows.size, -np.inf)
     at = np.zeros(rows.size, dtype=np.int64)
-    sub = g[:, rows]  # leads x rows x (w + 2 lag)
-    for k in range(-lag, lag + 1):
-        seg = sub[:, :, lag + k : lag + k + w]
+    sub = g[:, rows]  # leads x rows x (w + 2 margin)
+    for k in range(-reach, reach + 1):
+        seg = sub[:, :, margin + k : margin + k + w]
         num = np.einsum("lbw,lw->b", seg, tmpl)
         den = np.sqrt(np.einsum("lbw,lbw->b", seg, seg)) * tn
         c = num / np.maximum(den, 1e-12)
