@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import median_filter, uniform_filter1d
 
 from ecg.signal.filters import butter_sos, sosfiltfilt
 
@@ -145,7 +145,9 @@ def _local_reference(env: FloatArray, fs: float, at: IntArray) -> FloatArray:
     # artefact bursts must not raise the reference over a whole neighbourhood: cap them first
     bmax = np.minimum(bmax, REFERENCE_CAP * float(np.median(bmax)))
     k = min(7, nb if nb % 2 else max(1, nb - 1))
-    ref = sps.medfilt(bmax, kernel_size=k) if k > 1 else bmax
+    # mirrored at the ends: zero padding would lower the reference of the first and last blocks, and a
+    # slow rhythm's beat-free last block would then let noise through
+    ref = median_filter(bmax, size=k, mode="mirror") if k > 1 else bmax
     return np.asarray(ref[np.minimum(at // block, nb - 1)], dtype=np.float64)
 
 

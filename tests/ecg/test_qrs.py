@@ -197,3 +197,13 @@ def test_ectopic_beats_keep_a_fiducial_in_their_own_qrs_and_normal_beats_stay_al
     assert np.ptp((beats - r)[normal]) <= 2  # the same point of every normal complex (+-4 ms at 500 Hz)
     onset = r[~normal] - round(0.3 * 0.160 * 500)  # synth_rhythm's V beats: 160 ms wide, R at 30 %
     assert np.all((beats[~normal] >= onset - 3) & (beats[~normal] <= onset + 80)), beats[~normal] - onset
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_slow_rhythm_with_a_beat_free_tail_gets_no_noise_beats(seed: int) -> None:
+    """41/min with 0.07 mV noise and 2 s without a beat at the end: the last detection blocks hold no beat, and
+    a zero-padded running median of block maxima used to drop the threshold there until noise passed it."""
+    x, truth = sinus(np.random.default_rng(seed), 40.6, noise_mv=0.07)  # 6 beats, the last at 7.8 s of 10 s
+    beats = _detect(x, truth.fs)
+    cmp = _match(np.round(np.asarray(truth.qrs_s) * truth.fs).astype(int), beats, truth.fs)
+    assert cmp.fn == 0 and cmp.fp == 0, beats
