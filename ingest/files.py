@@ -38,6 +38,7 @@ from pydicom.uid import UID
 
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
+from ingest.element_walk import walk_dataset
 from ingest.filestore import FileStore, Placement, content_sha256
 from ingest.headers import int_value, missing_required, records_from_dataset, text_value
 
@@ -273,14 +274,19 @@ def _quick_header(data: bytes) -> tuple[Dataset, int] | None:
     else:
         return None
     fp = io.BytesIO(data)
-    fp.seek(pos)
+    walked = walk_dataset(data, pos, implicit=implicit, stop_at=_PIXEL_TAGS)
     try:
-        body = read_dataset(fp, implicit, True, stop_when=_at_pixel_data)
+        if walked is not None:
+            body, end = walked
+        else:
+            fp.seek(pos)
+            body = read_dataset(fp, implicit, True, stop_when=_at_pixel_data)
+            end = fp.tell()
         ds = FileDataset(fp, body, data[:128], FileMetaDataset(meta), implicit, True)
     except Exception:
         return None
     ds.set_original_encoding(implicit, True, body._character_set)
-    return ds, fp.tell()
+    return ds, end
 
 
 def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None:

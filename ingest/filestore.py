@@ -15,7 +15,9 @@ is kept and the newcomer goes to ``<store_dir>/_conflicts/`` for review.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
+import errno
 import hashlib
 import itertools
 import os
@@ -24,6 +26,7 @@ import secrets
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +101,38 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _load_renameat2() -> Callable[..., int] | None:
+    """glibc's ``renameat2`` (Linux 3.15+, glibc 2.28+), or None where there is none."""
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    func.restype = ctypes.c_int
+    return func
+
+
+_RENAMEAT2 = _load_renameat2()
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def _move_no_replace(src: Path, dst: Path) -> bool:
+    """Give ``src`` the name ``dst`` unless ``dst`` exists (raises FileExistsError); False: not supported here.
+
+    One directory operation (``renameat2(RENAME_NOREPLACE)``) instead of a
+    link and a later unlink; a filesystem or kernel without it answers False
+    and the caller links.
+    """
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
 
 
 #: ``os.writev`` takes at most IOV_MAX (1024 on Linux) buffers per call.
@@ -353,12 +388,15 @@ class FileStore:
 
         The temporary file is removed in every case.
         """
+        moved = False
         try:
             final = self.path_for(study_uid, series_uid, sop_instance_uid)
             try:
                 self._ensure_dir(final.parent)
                 try:
-                    os.link(tmp, final)
+                    moved = _move_no_replace(tmp, final)
+                    if not moved:
+                        os.link(tmp, final)
                 except FileExistsError:
                     return self._resolve_existing(final, tmp, size, sha256)
                 if self.fsync:
@@ -366,7 +404,8 @@ class FileStore:
             except OSError as exc:
                 raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
         finally:
-            self._discard_name(tmp)  # after a link it is only a second name of the placed file
+            if not moved:
+                self._discard_name(tmp)  # after a link it is only a second name of the placed file
         return StoredFile(final, sha256, size, Placement.WRITTEN)
 
     def _resolve_existing(self, final: Path, tmp: Path, size: int, digest: str) -> StoredFile:

@@ -46,6 +46,8 @@ VERIFICATION = "1.2.840.10008.1.1"
 IMPLEMENTATION_CLASS_UID = derive_uid("2.25", "mmdx", "implementation-class", SOFTWARE_VERSION)
 IMPLEMENTATION_VERSION = f"MMDX_{SOFTWARE_VERSION}"[:16]
 
+#: The least the socket is asked for at once (see :meth:`Association._recv_exact`).
+_READ_CHUNK = 256 << 10
 _PDU_HEADER = struct.Struct(">BBL")
 _C_STORE_RQ, _C_STORE_RSP, _C_ECHO_RQ, _C_ECHO_RSP = 0x0001, 0x8001, 0x0030, 0x8030
 _NO_DATASET = 0x0101
@@ -197,20 +199,36 @@ class Association:
         self.contexts: dict[int, _Context] = {}
         self.peer_max_pdu = 0
         self._message: _Message | None = None
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+        self._pos = self._end = 0
 
     # --------------------------------------------------------------- reading
 
     def _recv_exact(self, n: int) -> memoryview:
-        """Exactly ``n`` bytes; fragments of it are sliced without copying."""
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
+        """The next ``n`` bytes of the stream, without copying them again.
+
+        The socket is read in chunks of at least ``_READ_CHUNK`` bytes: while
+        this thread works, the sender keeps sending, so one read usually brings
+        several PDUs.  A chunk is never reused (views into it are handed on).
+        """
+        if self._end - self._pos < n:
+            self._fill(n)
+        view = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return view
+
+    def _fill(self, n: int) -> None:
+        have = self._end - self._pos
+        if self._pos + n > len(self._buf):
+            buf = bytearray(max(n, _READ_CHUNK))
+            buf[:have] = self._view[self._pos : self._end]
+            self._buf, self._view, self._pos, self._end = buf, memoryview(buf), 0, have
+        while self._end - self._pos < n:
+            k = self.sock.recv_into(self._view[self._end :])
             if k == 0:
                 raise ConnectionError("peer closed the connection")
-            got += k
-        return view
+            self._end += k
 
     def _read_pdu(self) -> tuple[int, memoryview]:
         pdu_type, _, length = _PDU_HEADER.unpack(self._recv_exact(6))

@@ -9,12 +9,23 @@ from pathlib import Path
 import pytest
 
 from core.errors import StoreError
+from ingest import filestore
 from ingest.filestore import FileStore, Placement, sha256_file
 
 UIDS = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.4.5"}
 
 
-def test_put_writes_by_uid_with_digest(tmp_path: Path) -> None:
+@pytest.fixture(params=["rename", "link"])
+def placement_call(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways into place: ``renameat2(RENAME_NOREPLACE)``, and the link a system without it gets."""
+    if request.param == "link":
+        monkeypatch.setattr(filestore, "_RENAMEAT2", None)
+    else:
+        assert filestore._RENAMEAT2 is not None, "this Linux has renameat2"
+    return str(request.param)
+
+
+def test_put_writes_by_uid_with_digest(tmp_path: Path, placement_call: str) -> None:
     store = FileStore(tmp_path / "s")
     placed = store.put(b"abc" * 100, **UIDS)
     assert placed.placement is Placement.WRITTEN
@@ -24,7 +35,7 @@ def test_put_writes_by_uid_with_digest(tmp_path: Path) -> None:
     assert not list(store.tmp_dir.iterdir())
 
 
-def test_same_bytes_again_is_identical_other_bytes_conflict(tmp_path: Path) -> None:
+def test_same_bytes_again_is_identical_other_bytes_conflict(tmp_path: Path, placement_call: str) -> None:
     store = FileStore(tmp_path, fsync=False)
     first = store.put(b"one", **UIDS)
     again = store.put(b"one", **UIDS)
@@ -33,6 +44,8 @@ def test_same_bytes_again_is_identical_other_bytes_conflict(tmp_path: Path) -> N
     assert other.placement is Placement.CONFLICT and other.path != first.path
     assert first.path.read_bytes() == b"one"  # the original is kept
     assert other.path.read_bytes() == b"two" and other.path.parent.name == "_conflicts"
+    store.close()
+    assert not list(store.tmp_dir.iterdir())  # no temporary name outlives its object
 
 
 @pytest.mark.parametrize("bad", ["../../etc", "1.2/../3", "", "1.2.x"])
@@ -51,7 +64,7 @@ def test_disk_failure_raises_store_error_and_leaves_nothing(tmp_path: Path) -> N
     assert sorted(p.name for p in (tmp_path / "s").rglob("*")) == [".tmp", "1.2.3"]  # .tmp is empty
 
 
-def test_racing_writers_of_one_uid_keep_exactly_one_original(tmp_path: Path) -> None:
+def test_racing_writers_of_one_uid_keep_exactly_one_original(tmp_path: Path, placement_call: str) -> None:
     store = FileStore(tmp_path, fsync=False)
     results = []
     barrier = threading.Barrier(8)

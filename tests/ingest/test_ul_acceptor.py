@@ -170,3 +170,65 @@ def test_echo_and_release_over_socket_pair() -> None:
     fields = _parse_command(rest[12 : 6 + rsp_len])
     assert (_us(fields, 0x0100), _us(fields, 0x0120), _us(fields, 0x0900)) == (0x8030, 9, 0)
     assert rest[6 + rsp_len :] == struct.pack(">BBL", 0x06, 0, 4) + bytes(4)  # A-RELEASE-RP
+
+
+def _c_store_pdus(message_id: int, uid: str, dataset: bytes, max_pdu: int) -> bytes:
+    """A C-STORE-RQ as P-DATA-TF PDUs: the command, then the dataset in fragments of at most ``max_pdu``."""
+    sop_class = "1.2.840.10008.5.1.4.1.1.2"
+    padded = uid.encode() + b"\x00" * (len(uid) % 2)
+    command = _command([(0x0002, sop_class.encode() + b"\x00"), (0x0100, struct.pack("<H", 0x0001)),
+                        (0x0110, struct.pack("<H", message_id)), (0x0700, struct.pack("<H", 0)),
+                        (0x0800, struct.pack("<H", 0x0000)), (0x1000, padded)])  # fmt: skip
+    out = [struct.pack(">BBL", 0x04, 0, len(command) + 6) + struct.pack(">LBB", len(command) + 2, 1, 0x03) + command]
+    step = max_pdu - 6
+    for start in range(0, len(dataset), step):
+        piece = dataset[start : start + step]
+        last = 0x02 if start + step >= len(dataset) else 0x00
+        out.append(struct.pack(">BBL", 0x04, 0, len(piece) + 6) + struct.pack(">LBB", len(piece) + 2, 1, last) + piece)
+    return b"".join(out)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.binary(min_size=2, max_size=5000).map(lambda b: b[: len(b) // 2 * 2]), min_size=1, max_size=4),
+    st.integers(64, 3000),
+    st.lists(st.integers(1, 9000), min_size=1, max_size=40),
+)
+def test_stores_arriving_in_any_slicing_reach_the_handler_intact(
+    datasets: list[bytes], max_pdu: int, slices: list[int]
+) -> None:
+    """The buffered reader: PDUs split across reads, several PDUs in one read, objects back to back."""
+    rq = _associate_rq("MMDX", "MODALITY", [(1, "1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.1"])])
+    stream = rq + b"".join(_c_store_pdus(i + 1, f"1.2.3.{i}", ds, max_pdu) for i, ds in enumerate(datasets))
+    stream += struct.pack(">BBL", 0x05, 0, 4) + bytes(4)
+    calls: list[bytes] = []
+    ours, theirs = socket.socketpair()
+
+    def handler(data: bytes, calling: str, ts: str, uid: str) -> int:
+        calls.append(data)
+        return 0
+
+    def serve() -> None:
+        with contextlib.closing(ours):
+            assoc = Association(ours, CONFIG, handler)
+            if assoc.negotiate():
+                assoc.serve()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    pos, k = 0, 0
+    while pos < len(stream):  # the sender's writes, cut at arbitrary points
+        size = slices[k % len(slices)]
+        theirs.sendall(stream[pos : pos + size])
+        pos, k = pos + size, k + 1
+    theirs.settimeout(5)
+    answer = b""
+    while chunk := theirs.recv(65536):
+        answer += chunk
+    thread.join(5)
+    theirs.close()
+    assert not thread.is_alive()
+    assert len(calls) == len(datasets)
+    for call, dataset in zip(calls, datasets, strict=True):
+        assert call[128:132] == b"DICM" and call.endswith(dataset)
+    assert answer.endswith(struct.pack(">BBL", 0x06, 0, 4) + bytes(4))  # released after every answer
