@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.config import Settings
+from ingest import receive
 from ingest.filestore import FileStore, content_offset, content_sha256
 from ingest.receive import Outcome, Received, Receiver
 from store.db import Database
@@ -19,6 +20,13 @@ from tests.ingest.conftest import BAD_FILES, DATA, make_settings
 
 CT = DATA / "net" / "CT_small.dcm"  # 39 KB: headers parsed from the first pieces while the rest arrives
 TRUNCATED = next(f for f in BAD_FILES if f.name == "MR_truncated.dcm")
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["lanes", "inline"])
+def lanes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test with lane threads and without (the default under 4 CPUs)."""
+    monkeypatch.setattr(receive, "lanes_by_default", lambda: request.param)
+    return bool(request.param)
 
 
 def _receiver(tmp: Path) -> tuple[Receiver, Database, Settings]:
@@ -130,7 +138,7 @@ def test_abort_midway_keeps_nothing(tmp_path: Path) -> None:
             incoming.add(data[k : k + 65536] or b"\0" * 65536)
         deadline = time.monotonic() + 5
         while not _leftovers(s.storage.store_dir) and time.monotonic() < deadline:
-            time.sleep(0.01)  # written by the object's lane thread
+            time.sleep(0.01)  # written by the object's lane thread (or already, inline)
         assert _leftovers(s.storage.store_dir)  # it streamed to disk while arriving
         incoming.abort()
         assert not _leftovers(s.storage.store_dir)
