@@ -231,7 +231,9 @@ class Association:
             self._end += k
 
     def _read_pdu(self) -> tuple[int, memoryview]:
-        pdu_type, _, length = _PDU_HEADER.unpack(self._recv_exact(6))
+        if self._end - self._pos < 6:
+            self._fill(6)
+        pdu_type, _, length = _PDU_HEADER.unpack_from(self._buf, self._pos)
         if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
             raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X} (not DICOM?)")
         # Lenient on purpose: a PDU above the negotiated maximum is a peer bug we tolerate, up to a hard
@@ -239,6 +241,7 @@ class Association:
         limit = (1 << 20) if pdu_type == 0x01 else max(self.config.max_pdu, _UNLIMITED_PDU_CAP)
         if length > limit:
             raise ProtocolError(f"PDU of {length} bytes exceeds the limit of {limit}")
+        self._pos += 6
         return pdu_type, self._recv_exact(length)
 
     # --------------------------------------------------------------- negotiation

@@ -34,9 +34,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SELECT_INSTANCE = "SELECT sha256 FROM instances WHERE sop_instance_uid = ?"
-_SELECT_STUDY = "SELECT id, content_version FROM studies WHERE study_instance_uid = ?"
-_SELECT_SERIES = "SELECT id, study_id FROM series WHERE series_instance_uid = ?"
+# one statement for the three lookups (held instance's digest; the study; the series): each statement costs a
+# round trip through the driver, which is most of what a one-row transaction costs
+_SELECT_CONTEXT = (
+    "SELECT (SELECT sha256 FROM instances WHERE sop_instance_uid = ?), "
+    "(SELECT id FROM studies WHERE study_instance_uid = ?), "
+    "(SELECT content_version FROM studies WHERE study_instance_uid = ?), "
+    "(SELECT id FROM series WHERE series_instance_uid = ?), "
+    "(SELECT study_id FROM series WHERE series_instance_uid = ?)"
+)
 # the same update as store.index._UPDATE_STUDY: fill what the study lacks, never overwrite; the instant
 # strings are fixed-width ISO (the type's storage format), so MAX orders them as instants
 _UPDATE_STUDY = (
@@ -135,17 +141,17 @@ class InstanceWriter:
         size_bytes: int | None,
     ) -> IndexResult:
         uid = instance.sop_instance_uid
-        existing = cur.execute(_SELECT_INSTANCE, (uid,)).fetchone()
-        if existing is not None:
-            if existing[0] == instance.sha256:
+        study_uid, series_uid = study.study_instance_uid, series.series_instance_uid
+        held, study_id, version, series_id, parent = cur.execute(
+            _SELECT_CONTEXT, (uid, study_uid, study_uid, series_uid, series_uid)
+        ).fetchone()
+        if held is not None:
+            if held == instance.sha256:
                 return IndexResult.DUPLICATE
             raise _FallBack  # a conflict is recorded by the general path
-        found_study = cur.execute(_SELECT_STUDY, (study.study_instance_uid,)).fetchone()
-        found_series = cur.execute(_SELECT_SERIES, (series.series_instance_uid,)).fetchone()
-        if found_study is None or found_series is None or found_series[1] != found_study[0]:
+        if study_id is None or series_id is None or parent != study_id:
             raise _FallBack  # new study or series (or one filed under another study: the general path says so)
-        study_id, version = found_study
-        values = _instance_values(instance, found_series[0], size_bytes, received_at)
+        values = _instance_values(instance, series_id, size_bytes, received_at)
         at = values["received_at"] = _convert(received_at, self._instant)
         cur.execute(_insert_sql(tuple(values)), tuple(values.values()))
         cur.execute(
