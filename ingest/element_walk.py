@@ -5,27 +5,31 @@ The receive path parses the headers of every object it acknowledges; pydicom's
 (hooks, heuristics, deferred reads).  For the layout nearly every modality
 writes (explicit or implicit VR little endian, well-formed), this walk produces
 the same raw elements with plain ``struct`` reads; values stay raw and pydicom
-converts the ones that are used, as it would after ``read_dataset``.  Anything
-unusual (a VR that is not two capital letters, an element running past the
-end, an undefined length that is not a sequence of items) returns ``None`` and
-the caller uses pydicom, which knows the heuristics and reports the damage.
+converts the ones that are used, as it would after ``read_dataset``; a
+sequence of undefined length is parsed there and then by pydicom's
+``read_sequence``, as ``read_dataset`` does.  Anything unusual (a VR that is
+not two capital letters, an element running past the end, an undefined length
+on anything but a sequence, a sequence pydicom cannot read) returns ``None``
+and the caller uses pydicom, which knows the heuristics and reports the damage.
 """
 
 from __future__ import annotations
 
+import io
 import struct
-from collections.abc import Container, MutableMapping
+from collections.abc import Container, MutableMapping, MutableSequence
 from typing import Any
 
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 from pydicom.values import convert_string
 
 _UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _LONG = frozenset(vr.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)
 _TAG_LENGTH = struct.Struct("<HHL")  # implicit VR element header, and every item/delimiter header
 _TAG_VR_SHORT = struct.Struct("<HH2sH")
@@ -64,24 +68,31 @@ def walk_dataset(data: bytes, pos: int, *, implicit: bool, stop_at: Container[in
     """
     if implicit and pos + 6 <= len(data) and data[pos + 4 : pos + 6] in _VR_NAMES:
         return None  # looks explicit: pydicom's reader decides which it is
-    elements = _elements(data, pos, implicit, stop_at)
+    try:
+        elements = _elements(data, pos, implicit, stop_at)
+    except Exception:  # damage pydicom may judge otherwise (or report better): its call
+        return None
     if elements is None:
         return None
-    raw, end = elements
-    ds = Dataset(raw)
-    encoding: str | list[str] = default_encoding
+    raw, end, _ = elements
+    encoding: str | MutableSequence[str] = default_encoding
     charset = raw.get(BaseTag(_CHARSET))
-    if charset is not None:
-        encoding = convert_encodings(convert_string(charset.value or b"", True))
+    if isinstance(charset, RawDataElement):  # as read_dataset settles the dataset's encoding (and fails)
+        try:
+            encoding = convert_encodings(convert_raw_data_element(charset).value)
+        except Exception:
+            return None
+    ds = Dataset(raw)
     ds.set_original_encoding(implicit, True, encoding)
     return ds, end
 
 
 def _elements(
     data: bytes, pos: int, implicit: bool, stop_at: Container[int]
-) -> tuple[MutableMapping[BaseTag, DataElement | RawDataElement], int] | None:
+) -> tuple[MutableMapping[BaseTag, DataElement | RawDataElement], int, str | MutableSequence[str]] | None:
     n = len(data)
     raw: dict[BaseTag, DataElement | RawDataElement] = {}
+    encoding: str | MutableSequence[str] = default_encoding
     new = _new_raw
     tag_length, tag_vr_short, long_length, long_vrs, names = (
         _TAG_LENGTH.unpack_from,
@@ -111,80 +122,46 @@ def _elements(
                 start = pos + 8
         tag = (group << 16) | elem
         if tag in stop_at:
-            return raw, pos
+            return raw, pos, encoding
         if group == 0xFFFE:
             return None
         if length == _UNDEFINED:
-            if vr not in (None, "SQ", "UN"):
+            # what read_dataset does: an undefined-length sequence is parsed there and then (it cannot be
+            # delimited otherwise), with the character set seen so far; anything else is pydicom's to judge
+            if vr is None:
+                vr = _implicit_sq(tag, data, start)
+            if vr != "SQ":
                 return None
-            end = _sequence_end(data, start, implicit)
-            if end is None:
+            fp = io.BytesIO(data)
+            fp.seek(start)
+            try:
+                seq = read_sequence(fp, implicit, True, length, encoding)
+            except Exception:
                 return None
             key = BaseTag(tag)
-            raw[key] = RawDataElement(key, "SQ", length, data[start:end], start, implicit, True)
-            pos = end
+            raw[key] = DataElement(key, "SQ", seq, start, is_undefined_length=True)
+            pos = fp.tell()
             continue
         end = start + length
         if end > n:
             return None
         value = data[start:end] if length else empty_value_for_VR(vr, raw=True)
+        if tag == _CHARSET:
+            encoding = convert_encodings(convert_string(value if isinstance(value, bytes) else b"", True))
         key = BaseTag(tag)
         raw[key] = new(RawDataElement, (key, vr, length, value, start, implicit, True, True, False))
         pos = end
-    return raw, pos
+    return raw, pos, encoding
 
 
-def _sequence_end(data: bytes, pos: int, implicit: bool) -> int | None:
-    """Just past the sequence delimiter of an undefined-length sequence starting at ``pos``."""
-    n = len(data)
-    while pos + 8 <= n:
-        group, elem, length = _TAG_LENGTH.unpack_from(data, pos)
-        tag = (group << 16) | elem
-        pos += 8
-        if tag == _SEQUENCE_END:
-            return pos
-        if tag != _ITEM:
-            return None
-        if length != _UNDEFINED:
-            pos += length
-            continue
-        found = _item_end(data, pos, implicit)
-        if found is None:
-            return None
-        pos = found
-    return None
-
-
-def _item_end(data: bytes, pos: int, implicit: bool) -> int | None:
-    """Just past the item delimiter of an undefined-length item starting at ``pos``."""
-    n = len(data)
-    while pos + 8 <= n:
-        group, elem, length = _TAG_LENGTH.unpack_from(data, pos)
-        tag = (group << 16) | elem
-        if tag == _ITEM_END:
-            return pos + 8
-        if implicit:
-            start = pos + 8
-        else:
-            vr_bytes = data[pos + 4 : pos + 6]
-            if vr_bytes not in _VR_NAMES:
-                return None
-            if vr_bytes in _LONG:
-                if pos + 12 > n:
-                    return None
-                (length,) = _LONG_LENGTH.unpack_from(data, pos + 8)
-                start = pos + 12
-            else:
-                length = _TAG_VR_SHORT.unpack_from(data, pos)[3]
-                start = pos + 8
-        if length == _UNDEFINED:
-            found = _sequence_end(data, start, implicit)
-            if found is None:
-                return None
-            pos = found
-        else:
-            pos = start + length
-    return None
+def _implicit_sq(tag: int, data: bytes, start: int) -> str | None:
+    """The VR pydicom gives an implicit-VR element of undefined length: its dictionary VR, else SQ if items follow."""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        if start + 4 <= len(data) and struct.unpack_from("<HH", data, start) == (0xFFFE, 0xE000):
+            return "SQ"
+        return None
 
 
 __all__ = ["walk_dataset"]
