@@ -16,7 +16,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -339,15 +339,22 @@ class Incoming:
 
         ``last``: no piece follows, so nothing is gained by parsing the headers before :meth:`finish` does.
         """
-        if not piece:
+        self.add_many((piece,), last=last)
+
+    def add_many(self, pieces: Sequence[bytes | memoryview], *, last: bool = False) -> None:
+        """:meth:`add` for several pieces in order (the acceptor hands over what one socket read brought)."""
+        if not self._pieces:
+            first = next((piece for piece in pieces if piece), b"")
+            if len(first) >= 2 and first[0] == 0x02 and first[1] == 0x00:
+                self._digest_ok = False
+        size = sum(map(len, pieces))
+        if not size:
             return
-        if not self._pieces and len(piece) >= 2 and piece[0] == 0x02 and piece[1] == 0x00:
-            self._digest_ok = False
-        self._pieces.append(piece)
-        self._size += len(piece)
-        self._pending.append(piece)
-        self._pending_hash.append(piece)
-        self._pending_size += len(piece)
+        self._pieces.extend(pieces)
+        self._size += size
+        self._pending.extend(pieces)
+        self._pending_hash.extend(pieces)
+        self._pending_size += size
         if self._pending_size >= (_FLUSH_AT if self._lane is None else _LANE_FLUSH_AT):
             self._flush(last=False)
         while not last and self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:

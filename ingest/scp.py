@@ -340,6 +340,9 @@ class _FastSink:
     def add(self, piece: memoryview, last: bool) -> None:
         self.incoming.add(piece, last=last)
 
+    def add_many(self, pieces: list[memoryview], last: bool) -> None:
+        self.incoming.add_many(pieces, last=last)
+
     def finish(self) -> int:
         try:
             return status_for(self.incoming.finish())

@@ -49,6 +49,8 @@ IMPLEMENTATION_VERSION = f"MMDX_{SOFTWARE_VERSION}"[:16]
 #: The least the socket is asked for at once (see :meth:`Association._recv_exact`).
 _READ_CHUNK = 256 << 10
 _PDU_HEADER = struct.Struct(">BBL")
+#: A P-DATA-TF header with its first PDV item header: type, reserved, PDU length, PDV length, context, control.
+_DATA_PDU = struct.Struct(">BBLLBB")
 _C_STORE_RQ, _C_STORE_RSP, _C_ECHO_RQ, _C_ECHO_RSP = 0x0001, 0x8001, 0x0030, 0x8030
 _NO_DATASET = 0x0101
 #: Whatever was negotiated, refuse to allocate more than this for one PDU.
@@ -63,6 +65,9 @@ class StoreSink(Protocol):
 
     def add(self, piece: memoryview, last: bool) -> None:
         """The next dataset fragment (a view into a received PDU, not copied); ``last``: the final one."""
+
+    def add_many(self, pieces: list[memoryview], last: bool) -> None:
+        """Several fragments in order, as :meth:`add` would take them one by one."""
 
     def finish(self) -> int:
         """The dataset is complete: the DIMSE status to answer."""
@@ -342,6 +347,10 @@ class Association:
     def _serve(self) -> None:
         message: _Message | None = None
         while True:
+            if message is not None and message.sink is not None and self._stream_data(message):
+                self._dispatch(message)  # the last fragment was among those already read
+                message = self._message = None
+                continue
             pdu_type, body = self._read_pdu()
             if pdu_type == 0x05:  # A-RELEASE-RQ
                 self.sock.sendall(_PDU_HEADER.pack(0x06, 0, 4) + bytes(4))
@@ -387,6 +396,40 @@ class Association:
                     if control & 0x02:
                         self._dispatch(message)
                         message = self._message = None
+
+    def _stream_data(self, message: _Message) -> bool:
+        """Hand the sink, in one call, the dataset PDUs of ``message`` that are already read; True at the last.
+
+        Takes only the shape storage SCUs send (one dataset PDV per P-DATA-TF,
+        on the message's context), complete in the buffer; anything else, and
+        every check that fails, is left to the general loop, which reports it.
+        """
+        buf, view, pos, end = self._buf, self._view, self._pos, self._end
+        context, unpack = message.context_id, _DATA_PDU.unpack_from
+        pieces: list[memoryview] = []
+        last = False
+        while end - pos >= 12:
+            pdu_type, _, pdu_length, pdv_length, context_id, control = unpack(buf, pos)
+            stop = pos + 6 + pdu_length
+            if (
+                pdu_type != 0x04
+                or pdv_length + 4 != pdu_length
+                or pdv_length < 2
+                or context_id != context
+                or control & 0x01
+                or stop > end
+            ):
+                break
+            pieces.append(view[pos + 12 : stop])
+            pos = stop
+            if control & 0x02:
+                last = True
+                break
+        if pieces:
+            self._pos = pos
+            sink: StoreSink = message.sink  # type: ignore[assignment]
+            sink.add_many(pieces, last)
+        return last
 
     def _open_sink(self, message: _Message) -> None:
         """A C-STORE's command set is complete: a streaming handler takes the dataset from here on."""

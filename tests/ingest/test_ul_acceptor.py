@@ -188,21 +188,56 @@ def _c_store_pdus(message_id: int, uid: str, dataset: bytes, max_pdu: int) -> by
     return b"".join(out)
 
 
-@settings(max_examples=25, deadline=None)
+class _Collect:
+    """A streaming handler keeping each dataset as its sink received it (pieces and calls)."""
+
+    def __init__(self) -> None:
+        self.datasets: list[bytes] = []
+        self.batches = 0
+
+    def begin(self, head: bytes, calling: str, transfer_syntax: str, sop_instance_uid: str) -> _Collect.Sink:
+        return _Collect.Sink(self)
+
+    class Sink:
+        def __init__(self, owner: _Collect) -> None:
+            self.owner, self.pieces, self.done = owner, list[bytes](), False
+
+        def add(self, piece: memoryview, last: bool) -> None:
+            self.add_many([piece], last)
+
+        def add_many(self, pieces: list[memoryview], last: bool) -> None:
+            assert not self.done, "a fragment after the last one"
+            self.owner.batches += 1
+            self.pieces.extend(bytes(p) for p in pieces)  # copied now: a later read must not change them
+            self.done = last
+
+        def finish(self) -> int:
+            assert self.done
+            self.owner.datasets.append(b"".join(self.pieces))
+            return 0
+
+        def abort(self) -> None:
+            pass
+
+
+@settings(max_examples=40, deadline=None)
 @given(
     st.lists(st.binary(min_size=2, max_size=5000).map(lambda b: b[: len(b) // 2 * 2]), min_size=1, max_size=4),
     st.integers(64, 3000),
     st.lists(st.integers(1, 9000), min_size=1, max_size=40),
+    st.booleans(),
 )
 def test_stores_arriving_in_any_slicing_reach_the_handler_intact(
-    datasets: list[bytes], max_pdu: int, slices: list[int]
+    datasets: list[bytes], max_pdu: int, slices: list[int], streaming: bool
 ) -> None:
-    """The buffered reader: PDUs split across reads, several PDUs in one read, objects back to back."""
+    """The buffered reader and the batched data path: PDUs split across reads, several in one read, back to back."""
     rq = _associate_rq("MMDX", "MODALITY", [(1, "1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.1"])])
     stream = rq + b"".join(_c_store_pdus(i + 1, f"1.2.3.{i}", ds, max_pdu) for i, ds in enumerate(datasets))
     stream += struct.pack(">BBL", 0x05, 0, 4) + bytes(4)
     calls: list[bytes] = []
     ours, theirs = socket.socketpair()
+
+    collect = _Collect()
 
     def handler(data: bytes, calling: str, ts: str, uid: str) -> int:
         calls.append(data)
@@ -210,7 +245,7 @@ def test_stores_arriving_in_any_slicing_reach_the_handler_intact(
 
     def serve() -> None:
         with contextlib.closing(ours):
-            assoc = Association(ours, CONFIG, handler)
+            assoc = Association(ours, CONFIG, collect if streaming else handler)
             if assoc.negotiate():
                 assoc.serve()
 
@@ -228,7 +263,29 @@ def test_stores_arriving_in_any_slicing_reach_the_handler_intact(
     thread.join(5)
     theirs.close()
     assert not thread.is_alive()
-    assert len(calls) == len(datasets)
-    for call, dataset in zip(calls, datasets, strict=True):
-        assert call[128:132] == b"DICM" and call.endswith(dataset)
+    if streaming:
+        assert collect.datasets == datasets
+    else:
+        assert len(calls) == len(datasets)
+        for call, dataset in zip(calls, datasets, strict=True):
+            assert call[128:132] == b"DICM" and call.endswith(dataset)
     assert answer.endswith(struct.pack(">BBL", 0x06, 0, 4) + bytes(4))  # released after every answer
+
+
+def test_dataset_pdus_already_read_reach_the_sink_in_batches() -> None:
+    """What one read brought goes to the sink in one call, not one call per PDU (the receive path's hot loop)."""
+    datasets = [bytes([i]) * 20_000 for i in range(3)]
+    rq = _associate_rq("MMDX", "MODALITY", [(1, "1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.1"])])
+    stores = [_c_store_pdus(i + 1, f"1.2.3.{i}", ds, 1024) for i, ds in enumerate(datasets)]
+    release = struct.pack(">BBL", 0x05, 0, 4) + bytes(4)
+    ours, theirs = socket.socketpair()
+    theirs.sendall(rq + b"".join(stores) + release)  # all queued before the association reads a byte
+    collect = _Collect()
+    with contextlib.closing(ours):
+        assoc = Association(ours, CONFIG, collect)
+        assert assoc.negotiate()
+        assoc.serve()
+    theirs.close()
+    assert collect.datasets == datasets
+    pdus = sum(-(-len(ds) // (1024 - 12)) for ds in datasets)
+    assert collect.batches <= pdus // 5, (collect.batches, pdus)
