@@ -74,7 +74,7 @@ def walk_dataset(data: bytes, pos: int, *, implicit: bool, stop_at: Container[in
         return None
     if elements is None:
         return None
-    raw, end, _ = elements
+    raw, end = elements
     encoding: str | MutableSequence[str] = default_encoding
     charset = raw.get(BaseTag(_CHARSET))
     if isinstance(charset, RawDataElement):  # as read_dataset settles the dataset's encoding (and fails)
@@ -89,7 +89,8 @@ def walk_dataset(data: bytes, pos: int, *, implicit: bool, stop_at: Container[in
 
 def _elements(
     data: bytes, pos: int, implicit: bool, stop_at: Container[int]
-) -> tuple[MutableMapping[BaseTag, DataElement | RawDataElement], int, str | MutableSequence[str]] | None:
+) -> tuple[MutableMapping[BaseTag, DataElement | RawDataElement], int] | None:
+    """The raw elements and where the walk stopped; ``encoding`` follows the character set for nested sequences."""
     n = len(data)
     raw: dict[BaseTag, DataElement | RawDataElement] = {}
     encoding: str | MutableSequence[str] = default_encoding
@@ -122,7 +123,7 @@ def _elements(
                 start = pos + 8
         tag = (group << 16) | elem
         if tag in stop_at:
-            return raw, pos, encoding
+            return raw, pos
         if group == 0xFFFE:
             return None
         if length == _UNDEFINED:
@@ -151,7 +152,7 @@ def _elements(
         key = BaseTag(tag)
         raw[key] = new(RawDataElement, (key, vr, length, value, start, implicit, True, True, False))
         pos = end
-    return raw, pos, encoding
+    return raw, pos
 
 
 def _implicit_sq(tag: int, data: bytes, start: int) -> str | None:

@@ -257,11 +257,16 @@ class FileStore:
         Flush file and folder to disk before returning (the default, and the only
         mode that may acknowledge objects in production; off for benchmarks that
         compare against peers which do not fsync).
+    rename:
+        Move temporary files into place with ``renameat2(RENAME_NOREPLACE)``
+        where the system has it (the default); False links them and removes
+        the temporary name afterwards, as on a system without it.
     """
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, rename: bool = True) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self._rename = rename and _RENAMEAT2 is not None
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp_dir = self.root / ".tmp"  #: one folder for partial writes: a crash sweep never walks the store
         self.tmp_dir.mkdir(exist_ok=True)
@@ -394,7 +399,7 @@ class FileStore:
             try:
                 self._ensure_dir(final.parent)
                 try:
-                    moved = _move_no_replace(tmp, final)
+                    moved = self._rename and _move_no_replace(tmp, final)
                     if not moved:
                         os.link(tmp, final)
                 except FileExistsError:

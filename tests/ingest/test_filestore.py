@@ -15,18 +15,16 @@ from ingest.filestore import FileStore, Placement, sha256_file
 UIDS = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.4.5"}
 
 
-@pytest.fixture(params=["rename", "link"])
-def placement_call(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture(params=[True, False], ids=["rename", "link"])
+def rename(request: pytest.FixtureRequest) -> bool:
     """Both ways into place: ``renameat2(RENAME_NOREPLACE)``, and the link a system without it gets."""
-    if request.param == "link":
-        monkeypatch.setattr(filestore, "_RENAMEAT2", None)
-    else:
+    if request.param:
         assert filestore._RENAMEAT2 is not None, "this Linux has renameat2"
-    return str(request.param)
+    return bool(request.param)
 
 
-def test_put_writes_by_uid_with_digest(tmp_path: Path, placement_call: str) -> None:
-    store = FileStore(tmp_path / "s")
+def test_put_writes_by_uid_with_digest(tmp_path: Path, rename: bool) -> None:
+    store = FileStore(tmp_path / "s", rename=rename)
     placed = store.put(b"abc" * 100, **UIDS)
     assert placed.placement is Placement.WRITTEN
     assert placed.path == tmp_path / "s" / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"
@@ -35,8 +33,8 @@ def test_put_writes_by_uid_with_digest(tmp_path: Path, placement_call: str) -> N
     assert not list(store.tmp_dir.iterdir())
 
 
-def test_same_bytes_again_is_identical_other_bytes_conflict(tmp_path: Path, placement_call: str) -> None:
-    store = FileStore(tmp_path, fsync=False)
+def test_same_bytes_again_is_identical_other_bytes_conflict(tmp_path: Path, rename: bool) -> None:
+    store = FileStore(tmp_path, fsync=False, rename=rename)
     first = store.put(b"one", **UIDS)
     again = store.put(b"one", **UIDS)
     other = store.put(b"two", **UIDS)
@@ -64,8 +62,8 @@ def test_disk_failure_raises_store_error_and_leaves_nothing(tmp_path: Path) -> N
     assert sorted(p.name for p in (tmp_path / "s").rglob("*")) == [".tmp", "1.2.3"]  # .tmp is empty
 
 
-def test_racing_writers_of_one_uid_keep_exactly_one_original(tmp_path: Path, placement_call: str) -> None:
-    store = FileStore(tmp_path, fsync=False)
+def test_racing_writers_of_one_uid_keep_exactly_one_original(tmp_path: Path, rename: bool) -> None:
+    store = FileStore(tmp_path, fsync=False, rename=rename)
     results = []
     barrier = threading.Barrier(8)
 

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.config import Settings
-from ingest import receive
 from ingest.filestore import FileStore, content_offset, content_sha256
 from ingest.receive import Outcome, Received, Receiver
 from store.db import Database
@@ -22,18 +21,17 @@ CT = DATA / "net" / "CT_small.dcm"  # 39 KB: headers parsed from the first piece
 TRUNCATED = next(f for f in BAD_FILES if f.name == "MR_truncated.dcm")
 
 
-@pytest.fixture(autouse=True, params=[True, False], ids=["lanes", "inline"])
-def lanes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+@pytest.fixture(params=[True, False], ids=["lanes", "inline"])
+def lanes(request: pytest.FixtureRequest) -> bool:
     """Every test with lane threads and without (the default under 4 CPUs)."""
-    monkeypatch.setattr(receive, "lanes_by_default", lambda: request.param)
     return bool(request.param)
 
 
-def _receiver(tmp: Path) -> tuple[Receiver, Database, Settings]:
+def _receiver(tmp: Path, lanes: bool) -> tuple[Receiver, Database, Settings]:
     s = make_settings(tmp)
     db = Database.from_settings(s)
     store = FileStore(s.storage.store_dir, fsync=s.storage.fsync)
-    return Receiver(store, db, s.storage.quarantine_dir), db, s
+    return Receiver(store, db, s.storage.quarantine_dir, lanes=lanes), db, s
 
 
 def _feed(receiver: Receiver, data: bytes, cuts: list[int], uid: str | None = None) -> Received:
@@ -52,9 +50,11 @@ def _leftovers(store: Path) -> list[Path]:
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(0, 1 << 16), max_size=12))
-def test_any_split_stores_the_same_bytes_and_digest(tmp_path_factory: pytest.TempPathFactory, cuts: list[int]) -> None:
+def test_any_split_stores_the_same_bytes_and_digest(
+    tmp_path_factory: pytest.TempPathFactory, cuts: list[int], lanes: bool
+) -> None:
     tmp = tmp_path_factory.mktemp("split")
-    receiver, db, s = _receiver(tmp)
+    receiver, db, s = _receiver(tmp, lanes)
     data = CT.read_bytes()
     try:
         received = _feed(receiver, data, cuts)
@@ -70,11 +70,11 @@ def test_any_split_stores_the_same_bytes_and_digest(tmp_path_factory: pytest.Tem
         db.dispose()
 
 
-def test_headers_from_the_first_pieces_match_the_whole_parse(tmp_path: Path) -> None:
+def test_headers_from_the_first_pieces_match_the_whole_parse(tmp_path: Path, lanes: bool) -> None:
     """Pieces of 4 KiB: the headers are parsed at 8 KiB, long before the end, and index exactly as a whole parse."""
     data = CT.read_bytes()
-    whole_receiver, whole_db, _ = _receiver(tmp_path / "whole")
-    streamed_receiver, streamed_db, _ = _receiver(tmp_path / "streamed")
+    whole_receiver, whole_db, _ = _receiver(tmp_path / "whole", lanes)
+    streamed_receiver, streamed_db, _ = _receiver(tmp_path / "streamed", lanes)
     try:
         whole_receiver.receive(data, source="scp:TEST")
         head = content_offset(data)
@@ -105,8 +105,8 @@ def test_headers_from_the_first_pieces_match_the_whole_parse(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("piece", [512, 4096, 1 << 20])
-def test_truncated_pixel_data_is_rejected_with_the_lengths(tmp_path: Path, piece: int) -> None:
-    receiver, db, s = _receiver(tmp_path)
+def test_truncated_pixel_data_is_rejected_with_the_lengths(tmp_path: Path, piece: int, lanes: bool) -> None:
+    receiver, db, s = _receiver(tmp_path, lanes)
     data = TRUNCATED.read_bytes()
     try:
         received = _feed(receiver, data, list(range(piece, len(data), piece)))
@@ -118,8 +118,8 @@ def test_truncated_pixel_data_is_rejected_with_the_lengths(tmp_path: Path, piece
         db.dispose()
 
 
-def test_mismatched_uid_from_the_request_is_rejected(tmp_path: Path) -> None:
-    receiver, db, s = _receiver(tmp_path)
+def test_mismatched_uid_from_the_request_is_rejected(tmp_path: Path, lanes: bool) -> None:
+    receiver, db, s = _receiver(tmp_path, lanes)
     try:
         received = _feed(receiver, CT.read_bytes(), [9000, 20000], uid="1.2.3.4")
         assert received.outcome is Outcome.REJECTED and "Affected SOP Instance UID 1.2.3.4" in (received.reason or "")
@@ -128,8 +128,8 @@ def test_mismatched_uid_from_the_request_is_rejected(tmp_path: Path) -> None:
         db.dispose()
 
 
-def test_abort_midway_keeps_nothing(tmp_path: Path) -> None:
-    receiver, db, s = _receiver(tmp_path)
+def test_abort_midway_keeps_nothing(tmp_path: Path, lanes: bool) -> None:
+    receiver, db, s = _receiver(tmp_path, lanes)
     data = CT.read_bytes()
     head = content_offset(data)
     try:
@@ -150,8 +150,8 @@ def test_abort_midway_keeps_nothing(tmp_path: Path) -> None:
         db.dispose()
 
 
-def test_spares_are_used_and_removed_on_close(tmp_path: Path) -> None:
-    receiver, db, s = _receiver(tmp_path)
+def test_spares_are_used_and_removed_on_close(tmp_path: Path, lanes: bool) -> None:
+    receiver, db, s = _receiver(tmp_path, lanes)
     store = receiver.store
     store.keep_spares(4)
     try:
