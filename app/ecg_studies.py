@@ -56,7 +56,7 @@ def ecg_file_study(record: EcgRecord, files: Sequence[Path], uid_root: str) -> E
         series_instance_uid=series_uid,
         study_instance_uid=study_uid,
         path=main,
-        sha256=sha,
+        content_digest=f"sha256:{sha}",
         instance_number=1,
         source="file",
     )

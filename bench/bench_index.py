@@ -7,7 +7,7 @@ Run from the repository root::
 The corpus is ``--files`` copies of pydicom's MR_small (~10 KB) with distinct
 SOP Instance UIDs, read warm from the page cache.  The peer is
 ``pydicom.dcmread(path, stop_before_pixels=True)`` over the same files.
-mmdx's scan does more per file: DICOM detection by content, a sha256 of the
+mmdx's scan does more per file: DICOM detection by content, a content digest of the
 whole file, a Pixel Data completeness check, and core records; indexing
 then adds the objects to an empty, migrated SQLite index in one transaction
 (dedupe check, patient/study/series rows, multi-row instance INSERTs, content

@@ -36,7 +36,7 @@ def _instance(n: int) -> Instance:
         series_instance_uid=SERIES,
         study_instance_uid=STUDY,
         path=Path(f"/var/store/{n}.dcm"),
-        sha256=hashlib.sha256(str(n).encode()).hexdigest(),
+        content_digest="sha256:" + hashlib.sha256(str(n).encode()).hexdigest(),
         instance_number=n,
         source="scp:CT",
     )
@@ -69,7 +69,7 @@ def bench_raw_index(path: Path, n: int) -> float:
     conn.execute("CREATE TABLE studies (id INTEGER PRIMARY KEY, uid TEXT UNIQUE, last_received_at TEXT)")
     conn.execute(
         "CREATE TABLE instances (id INTEGER PRIMARY KEY, uid TEXT UNIQUE, series_uid TEXT, sop_class TEXT, "
-        "path TEXT, sha256 TEXT, number INTEGER, source TEXT, received_at TEXT)"
+        "path TEXT, content_digest TEXT, number INTEGER, source TEXT, received_at TEXT)"
     )
     conn.execute("INSERT INTO studies (uid, last_received_at) VALUES (?, ?)", (STUDY, T0.isoformat()))
     instances = [_instance(i) for i in range(n)]
@@ -77,14 +77,14 @@ def bench_raw_index(path: Path, n: int) -> float:
     for inst in instances:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
-            "INSERT INTO instances (uid, series_uid, sop_class, path, sha256, number, source, received_at) "
+            "INSERT INTO instances (uid, series_uid, sop_class, path, content_digest, number, source, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 inst.sop_instance_uid,
                 SERIES,
                 inst.sop_class_uid,
                 str(inst.path),
-                inst.sha256,
+                inst.content_digest,
                 inst.instance_number,
                 inst.source,
                 T0.isoformat(),

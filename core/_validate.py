@@ -18,6 +18,15 @@ def check_uid(record: str, field: str, value: str) -> None:
         raise RecordError(record, field, f"{value!r} is not a valid DICOM UID (digits and dots, <= 64 chars)")
 
 
+_DIGEST_RE = re.compile(r"^(xxh3-128:[0-9a-f]{32}|sha256:[0-9a-f]{64})$")
+
+
+def check_digest(record: str, field: str, value: str) -> None:
+    """Check a labelled content digest: ``"xxh3-128:<32 hex>"`` or ``"sha256:<64 hex>"``."""
+    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+        raise RecordError(record, field, f"expected 'xxh3-128:<32 hex>' or 'sha256:<64 hex>', got {value!r}")
+
+
 def check_finite(record: str, field: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise RecordError(record, field, f"expected a finite number, got {value!r}")

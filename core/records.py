@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core._validate import (
+    check_digest,
     check_finite,
     check_nonempty,
     check_positive,
@@ -167,7 +168,9 @@ class Instance:
     series_instance_uid: str
     study_instance_uid: str
     path: Path
-    sha256: str
+    #: what the object holds, as ``"<algorithm>:<hex>"``: XXH3-128 of the dataset without its file meta for a
+    #: DICOM object (``ingest.filestore.content_digest``), sha256 of the files for a file-based ECG recording
+    content_digest: str
     transfer_syntax_uid: str | None = None
     instance_number: int | None = None
     number_of_frames: int = 1
@@ -178,8 +181,7 @@ class Instance:
     def __post_init__(self) -> None:
         for name in ("sop_instance_uid", "sop_class_uid", "series_instance_uid", "study_instance_uid"):
             check_uid("Instance", name, getattr(self, name))
-        if len(self.sha256) != 64:
-            raise RecordError("Instance", "sha256", f"expected 64 hex digits, got {self.sha256!r}")
+        check_digest("Instance", "content_digest", self.content_digest)
         if self.number_of_frames < 1:
             raise RecordError("Instance", "number_of_frames", f"expected >= 1, got {self.number_of_frames}")
 

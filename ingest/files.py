@@ -1,8 +1,8 @@
 """Read DICOM from disk: files, folders, zip archives and DICOMDIR file-sets.
 
 :func:`scan` only reads: it sorts every input into DICOM objects (with their
-records and content hash: sha256 of the dataset without its file meta, so the
-same object read from a folder or received by DIMSE or WADO hashes the same),
+records and content digest, of the dataset without its file meta, so the
+same object read from a folder or received by DIMSE or WADO digests the same),
 rejected objects (broken DICOM, with a reason that names the tag or the
 problem) and other files that are not DICOM at all.  The caller decides what to
 do with the last group (the app first offers them to the ECG readers, then
@@ -39,7 +39,7 @@ from pydicom.uid import UID
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
 from ingest.element_walk import walk_dataset
-from ingest.filestore import FileStore, Placement, content_sha256
+from ingest.filestore import FileStore, Placement, content_digest
 from ingest.headers import int_value, missing_required, records_from_dataset, text_value
 
 if TYPE_CHECKING:
@@ -415,8 +415,7 @@ def examine(
     sop_class = text_value(ds, "SOPClassUID") or ""
     if sop_class == DICOMDIR_SOP_CLASS:
         raise IngestError("DICOMDIR is a directory of a file-set, not an image", source=where)
-    digest = content_sha256(data)
-    rec = records_from_dataset(ds, path=path, sha256=digest, source=source)
+    rec = records_from_dataset(ds, path=path, content_digest=content_digest(data), source=source)
     return ScannedInstance(rec.study, rec.series, rec.instance, len(data), archive, member)
 
 
@@ -598,7 +597,7 @@ def index_scan(
     new = duplicate = conflict = quarantined = 0
     batch: list[idx.NewInstance] = []
     for item in result.dicom:
-        instance, sha = item.instance, item.instance.sha256
+        instance = item.instance
         if store is not None:
             try:
                 placed = store.put(
@@ -606,6 +605,7 @@ def index_scan(
                     study_uid=instance.study_instance_uid,
                     series_uid=instance.series_instance_uid,
                     sop_instance_uid=instance.sop_instance_uid,
+                    digest=instance.content_digest,
                 )
             except (StoreError, OSError) as exc:
                 idx.add_quarantine(
@@ -614,7 +614,7 @@ def index_scan(
                 quarantined += 1
                 continue
             if placed.placement is Placement.CONFLICT:
-                log.warning("SOP Instance UID %s already stored with other content; original kept", sha[:12])
+                log.warning("content %s: its SOP Instance UID is stored with other content", instance.content_digest)
             instance = _with_path(instance, placed.path)
         elif item.archive is not None:
             reason = "zip member needs a file store to be indexed"

@@ -18,7 +18,6 @@ import contextlib
 import ctypes
 import enum
 import errno
-import hashlib
 import itertools
 import os
 import queue
@@ -29,6 +28,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import xxhash
 
 from core._validate import check_uid
 from core.errors import RecordError, StoreError
@@ -44,10 +45,10 @@ class Placement(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """Where the bytes are now, their content digest (:func:`content_sha256`), and what happened."""
+    """Where the bytes are now, their content digest (:func:`content_digest`), and what happened."""
 
     path: Path
-    sha256: str
+    digest: str
     size: int
     placement: Placement
 
@@ -78,18 +79,46 @@ def content_offset(data: bytes | memoryview) -> int:
     return min(pos, len(data))
 
 
-def content_sha256(data: bytes) -> str:
-    """Hex sha256 of the object's content: the dataset, without preamble and file meta.
+CONTENT_DIGEST = "xxh3-128"
+"""The algorithm of :func:`content_digest`.
+
+The digest tells whether two objects under one SOP Instance UID hold the same
+content (deduplication) and when a study's content changed; it guards against
+accidents, not against an adversary: a forged collision could only make a
+changed object pass for a duplicate, and the original is kept either way.
+So it is XXH3-128 (2^-128 chance of an accidental collision), about 10 us per
+0.5 MB object, rather than sha256 at about 300 us: a fifth of what receiving
+such an object costs on loopback.
+"""
+
+
+class ContentHasher:
+    """:func:`content_digest` over a dataset that arrives in pieces (fed in order)."""
+
+    __slots__ = ("_hash", "update")
+
+    def __init__(self) -> None:
+        self._hash = xxhash.xxh3_128()
+        self.update = self._hash.update
+
+    def digest(self) -> str:
+        return f"{CONTENT_DIGEST}:{self._hash.hexdigest()}"
+
+
+def content_digest(data: bytes | memoryview) -> str:
+    """The content digest of an object: of the dataset, without preamble and file meta, as ``"xxh3-128:<hex>"``.
 
     This is the dedupe key beside the SOP Instance UID: the same object sent
-    by another AE, pulled by WADO or read from a folder hashes the same.
+    by another AE, pulled by WADO or read from a folder digests the same.
     """
-    return hashlib.sha256(memoryview(data)[content_offset(data) :]).hexdigest()
+    hasher = ContentHasher()
+    hasher.update(memoryview(data)[content_offset(data) :])
+    return hasher.digest()
 
 
-def sha256_file(path: Path) -> str:
-    """:func:`content_sha256` of a stored file."""
-    return content_sha256(path.read_bytes())
+def file_content_digest(path: Path) -> str:
+    """:func:`content_digest` of a stored file."""
+    return content_digest(path.read_bytes())
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -364,9 +393,9 @@ class FileStore:
             raise
 
     def put(
-        self, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str, sha256: str | None = None
+        self, data: bytes, *, study_uid: str, series_uid: str, sop_instance_uid: str, digest: str | None = None
     ) -> StoredFile:
-        """Store ``data`` durably under its UIDs (``sha256``: its :func:`content_sha256`, when already known).
+        """Store ``data`` durably under its UIDs (``digest``: its :func:`content_digest`, when already known).
 
         Raises
         ------
@@ -374,22 +403,22 @@ class FileStore:
             A UID cannot name a file, or the disk refused the write (full, read-only...).
         """
         final = self.path_for(study_uid, series_uid, sop_instance_uid)
-        digest = sha256 or content_sha256(data)
+        digest = digest or content_digest(data)
         try:
             self._ensure_dir(final.parent)
-            if final.exists() and sha256_file(final) == digest:  # a re-import: nothing to write
+            if final.exists() and file_content_digest(final) == digest:  # a re-import: nothing to write
                 return StoredFile(final, digest, len(data), Placement.IDENTICAL)
             tmp = self._write_temp(data)
         except OSError as exc:
             raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
         return self.place(
-            tmp, len(data), study_uid=study_uid, series_uid=series_uid, sop_instance_uid=sop_instance_uid, sha256=digest
+            tmp, len(data), study_uid=study_uid, series_uid=series_uid, sop_instance_uid=sop_instance_uid, digest=digest
         )
 
     def place(
-        self, tmp: Path, size: int, *, study_uid: str, series_uid: str, sop_instance_uid: str, sha256: str
+        self, tmp: Path, size: int, *, study_uid: str, series_uid: str, sop_instance_uid: str, digest: str
     ) -> StoredFile:
-        """Link a closed temporary file (``size`` bytes, content digest ``sha256``) into place, as :meth:`put`.
+        """Link a closed temporary file (``size`` bytes, content digest ``digest``) into place, as :meth:`put`.
 
         The temporary file is removed in every case.
         """
@@ -403,7 +432,7 @@ class FileStore:
                     if not moved:
                         os.link(tmp, final)
                 except FileExistsError:
-                    return self._resolve_existing(final, tmp, size, sha256)
+                    return self._resolve_existing(final, tmp, size, digest)
                 if self.fsync:
                     _fsync_dir(final.parent)
             except OSError as exc:
@@ -411,15 +440,15 @@ class FileStore:
         finally:
             if not moved:
                 self._discard_name(tmp)  # after a link it is only a second name of the placed file
-        return StoredFile(final, sha256, size, Placement.WRITTEN)
+        return StoredFile(final, digest, size, Placement.WRITTEN)
 
     def _resolve_existing(self, final: Path, tmp: Path, size: int, digest: str) -> StoredFile:
         """Another file holds this UID: identical content is a no-op, other content goes to ``_conflicts``."""
-        if sha256_file(final) == digest:
+        if file_content_digest(final) == digest:
             return StoredFile(final, digest, size, Placement.IDENTICAL)
         folder = self.root / "_conflicts"
         self._ensure_dir(folder)
-        target = folder / f"{final.stem}.{digest[:16]}.dcm"
+        target = folder / f"{final.stem}.{digest.partition(':')[2][:16]}.dcm"
         if not target.exists():
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, target)

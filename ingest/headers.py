@@ -322,7 +322,7 @@ def records_from_dataset(
     ds: Dataset,
     *,
     path: Path,
-    sha256: str,
+    content_digest: str,
     source: str = "file",
     transfer_syntax_uid: str | None = None,
 ) -> HeaderRecords:
@@ -334,8 +334,8 @@ def records_from_dataset(
         The dataset (headers are enough: read with ``stop_before_pixels``).
     path:
         Where the object is stored; also names the object in errors.
-    sha256:
-        Content digest of the stored object (``ingest.filestore.content_sha256``: the dataset without
+    content_digest:
+        Content digest of the stored object (``ingest.filestore.content_digest``: the dataset without
         the file meta), the dedupe key beside the SOP Instance UID.
     source:
         ``"file"``, ``"scp:<calling AE>"`` or ``"pull:<peer>"``.
@@ -363,7 +363,7 @@ def records_from_dataset(
             series_instance_uid=series_uid,
             study_instance_uid=study_uid,
             path=path,
-            sha256=sha256,
+            content_digest=content_digest,
             transfer_syntax_uid=transfer_syntax_uid,
             instance_number=_int(ds, "InstanceNumber"),
             number_of_frames=max(1, _int(ds, "NumberOfFrames") or 1),

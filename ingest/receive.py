@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING
 from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
 from ingest.files import outcome_name, parse_dicom, parse_header_prefix, pixel_element_ok
-from ingest.filestore import FileStore, Placement, StoredFile, TemporaryFile, content_offset, content_sha256
+from ingest.filestore import (
+    ContentHasher,
+    FileStore,
+    Placement,
+    StoredFile,
+    TemporaryFile,
+    content_digest,
+    content_offset,
+)
 from ingest.headers import HeaderRecords, records_from_dataset
 from store.instance_writer import InstanceWriter
 
@@ -289,6 +297,8 @@ _PARSE_AT = (8 << 10, 32 << 10, 128 << 10)
 _FLUSH_AT = 256 << 10
 #: Pending bytes handed to a running lane at once: small, so that little is left for it after the last piece.
 _LANE_FLUSH_AT = 64 << 10
+#: The digest of records built from the early headers, replaced once the last piece is in.
+_UNKNOWN_DIGEST = "xxh3-128:" + "0" * 32
 
 
 class Incoming:
@@ -319,7 +329,7 @@ class Incoming:
         self._received_at = receiver.clock.now()
         self._pieces: list[bytes | memoryview] = []
         self._size = 0  # dataset bytes so far
-        self._digest = hashlib.sha256()
+        self._digest = ContentHasher()
         self._digest_ok = True  # False when the dataset itself starts with group 0002: hashed whole at the end
         self._pending: list[bytes | memoryview] = [head] if head else []  # to write
         self._pending_hash: list[bytes | memoryview] = []  # to fold into the digest (the dataset, not the head)
@@ -449,7 +459,7 @@ class Incoming:
 
     def _records_from(self, ds: Dataset) -> HeaderRecords:
         return records_from_dataset(
-            ds, path=Path("."), sha256="0" * 64, source=self._source, transfer_syntax_uid=self._ts
+            ds, path=Path("."), content_digest=_UNKNOWN_DIGEST, source=self._source, transfer_syntax_uid=self._ts
         )
 
     def _checked_records(self) -> HeaderRecords:
@@ -487,7 +497,7 @@ class Incoming:
             return receiver._reject(self._data(), str(failure), source, received_at)
         size = len(self._head) + self._size
         uid = records.instance.sop_instance_uid
-        digest = self._digest.hexdigest() if self._digest_ok else content_sha256(self._data())
+        digest = self._digest.digest() if self._digest_ok else content_digest(self._data())
         inst = records.instance
         # On this thread, in order: the file durable, linked into place and its folder durable; then the index
         # row commits; only then may the object be acknowledged.  (A writer thread for the fsync beside the
@@ -504,7 +514,7 @@ class Incoming:
                 study_uid=inst.study_instance_uid,
                 series_uid=inst.series_instance_uid,
                 sop_instance_uid=uid,
-                sha256=digest,
+                digest=digest,
             )
         except StoreError as exc:
             return receiver._failed(uid, records, source, exc)
@@ -542,7 +552,9 @@ def reindex_stored(receiver: Receiver, *, since: datetime | None = None) -> int:
                     continue
                 data = path.read_bytes()
                 ds = parse_dicom(data, str(path))
-                records = records_from_dataset(ds, path=path, sha256=content_sha256(data), source="store:recovered")
+                records = records_from_dataset(
+                    ds, path=path, content_digest=content_digest(data), source="store:recovered"
+                )
             except (OSError, IngestError) as exc:
                 log.warning("recovery: cannot re-index %s: %s", path, exc)
                 continue
@@ -560,10 +572,10 @@ def reindex_stored(receiver: Receiver, *, since: datetime | None = None) -> int:
     return added
 
 
-def _finalise(records: HeaderRecords, path: Path, sha256: str) -> HeaderRecords:
+def _finalise(records: HeaderRecords, path: Path, digest: str) -> HeaderRecords:
     from dataclasses import replace
 
-    return HeaderRecords(records.study, records.series, replace(records.instance, path=path, sha256=sha256))
+    return HeaderRecords(records.study, records.series, replace(records.instance, path=path, content_digest=digest))
 
 
 __all__ = ["Incoming", "Outcome", "Received", "Receiver", "lanes_by_default", "outcome_name", "reindex_stored"]

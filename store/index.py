@@ -4,13 +4,13 @@ Every function takes a SQLAlchemy ``Session`` (from :meth:`store.db.Database.ses
 and leaves committing to it, so that callers can combine several calls in
 one unit of work.  Records in and out are ``core`` records, never rows.
 
-Deduplication by SOP Instance UID: the same UID with the same bytes (sha256)
+Deduplication by SOP Instance UID: the same UID with the same content (digest)
 is a no-op (:attr:`IndexResult.DUPLICATE`); the same UID with other bytes is
 a :attr:`IndexResult.CONFLICT`, recorded in ``instance_conflicts`` while the
 original stays indexed — a modality re-sending a corrected object under the
 same UID is a fault a person has to look at, not something to overwrite.
 
-A study's ``content_version`` identifies the set of its (SOP UID, sha256)
+A study's ``content_version`` identifies the set of its (SOP UID, content digest)
 pairs: it changes exactly when the study's content changes, and a job is
 enqueued once per content version.  It is an additive multiset hash (the sum
 modulo 2^256 of sha256 over each pair, as 64 hex digits): independent of
@@ -82,8 +82,8 @@ class ConflictEntry:
 
     id: int
     sop_instance_uid: str
-    existing_sha256: str
-    new_sha256: str
+    existing_digest: str
+    new_digest: str
     new_path: Path
     source: str
     at: datetime
@@ -117,27 +117,27 @@ def _get_or_create(session: Session, query: Callable[[], _Row | None], create: C
 _MOD = 1 << 256
 
 
-def _item_digest(sop_instance_uid: str, sha256: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{sop_instance_uid}\x1f{sha256}".encode()).digest(), "big")
+def _item_digest(sop_instance_uid: str, content_digest: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{sop_instance_uid}\x1f{content_digest}".encode()).digest(), "big")
 
 
-def _add_to_version(version: str, sop_instance_uid: str, sha256: str) -> str:
-    """Fold one (SOP UID, sha256) into a content version in O(1)."""
-    total = (int(version, 16) if version else 0) + _item_digest(sop_instance_uid, sha256)
+def _add_to_version(version: str, sop_instance_uid: str, content_digest: str) -> str:
+    """Fold one (SOP UID, content digest) into a content version in O(1)."""
+    total = (int(version, 16) if version else 0) + _item_digest(sop_instance_uid, content_digest)
     return f"{total % _MOD:064x}"
 
 
 def recompute_content_version(session: Session, uid: str) -> str:
     """The content version computed from scratch over the study's instances (to check the stored one)."""
     pairs = session.execute(
-        select(InstanceRow.sop_instance_uid, InstanceRow.sha256)
+        select(InstanceRow.sop_instance_uid, InstanceRow.content_digest)
         .join(SeriesRow, InstanceRow.series_id == SeriesRow.id)
         .join(StudyRow, SeriesRow.study_id == StudyRow.id)
         .where(StudyRow.study_instance_uid == uid)
     ).all()
     version = ""
-    for sop_uid, sha in pairs:
-        version = _add_to_version(version, sop_uid, sha)
+    for sop_uid, digest in pairs:
+        version = _add_to_version(version, sop_uid, digest)
     return version
 
 
@@ -244,7 +244,7 @@ def add_instance(
         The object's study and series as core records; their ``series`` /
         ``instances`` children are ignored (pass them without children).
     instance:
-        The object: UIDs, path, sha256, source.
+        The object: UIDs, path, content digest, source.
     received_at:
         When it arrived (timezone-aware); moves the study's ``last_received_at``
         forward, which decides when the study counts as stable.
@@ -367,7 +367,7 @@ _INSTANCES = cast(Table, InstanceRow.__table__)
 _STUDIES = cast(Table, StudyRow.__table__)
 _SERIES = cast(Table, SeriesRow.__table__)
 _CONFLICTS = cast(Table, InstanceConflictRow.__table__)
-_SELECT_INSTANCE = select(_INSTANCES.c.sha256).where(_INSTANCES.c.sop_instance_uid == bindparam("uid"))
+_SELECT_INSTANCE = select(_INSTANCES.c.content_digest).where(_INSTANCES.c.sop_instance_uid == bindparam("uid"))
 _SELECT_STUDY = (
     select(_STUDIES.c.id, _STUDIES.c.content_version, _STUDIES.c.last_received_at)
     .where(_STUDIES.c.study_instance_uid == bindparam("uid"))
@@ -389,12 +389,12 @@ _UPDATE_STUDY = (
 _SELECT_SERIES = select(_SERIES.c.id, _SERIES.c.study_id).where(_SERIES.c.series_instance_uid == bindparam("uid"))
 
 
-def _record_conflict_core(session: Session, existing_sha256: str, instance: Instance, at: datetime) -> IndexResult:
+def _record_conflict_core(session: Session, existing_digest: str, instance: Instance, at: datetime) -> IndexResult:
     session.connection().execute(
         _CONFLICTS.insert().values(
             sop_instance_uid=instance.sop_instance_uid,
-            existing_sha256=existing_sha256,
-            new_sha256=instance.sha256,
+            existing_digest=existing_digest,
+            new_digest=instance.content_digest,
             new_path=str(instance.path),
             source=instance.source,
             at=at,
@@ -496,7 +496,7 @@ def _instance_values(
         "sop_class_uid": instance.sop_class_uid,
         "transfer_syntax_uid": instance.transfer_syntax_uid,
         "path": str(instance.path),
-        "sha256": instance.sha256,
+        "content_digest": instance.content_digest,
         "size_bytes": size_bytes,
         "instance_number": instance.instance_number,
         "number_of_frames": instance.number_of_frames,
@@ -510,7 +510,7 @@ def _instance_values(
 def _bump_study(
     session: Session, state: _StudyState, studies: Sequence[Study], pairs: Sequence[tuple[str, str]], at: datetime
 ) -> None:
-    """Fold new (SOP UID, sha256) pairs into the study's content version, conditional on the version read.
+    """Fold new (SOP UID, content digest) pairs into the study's content version, conditional on the version read.
 
     ``studies``: the study records the objects came with; a value the stored study lacks is filled from the
     first that has it.
@@ -562,9 +562,9 @@ def _add_instance(
     conn = session.connection()
     existing = conn.execute(_SELECT_INSTANCE, {"uid": instance.sop_instance_uid}).first()
     if existing is not None:
-        if existing.sha256 == instance.sha256:
+        if existing.content_digest == instance.content_digest:
             return IndexResult.DUPLICATE
-        return _record_conflict_core(session, existing.sha256, instance, received_at)
+        return _record_conflict_core(session, existing.content_digest, instance, received_at)
     state, series_id = _ids_for(session, study, series, received_at)
     inserted = _insert_ignoring_duplicates(
         session, _INSTANCES, _instance_values(instance, series_id, size_bytes, received_at)
@@ -574,10 +574,10 @@ def _add_instance(
         raced = conn.execute(_SELECT_INSTANCE, {"uid": instance.sop_instance_uid}).first()
         if raced is None:
             raise StoreError(f"instance {instance.sop_instance_uid} could not be inserted nor found")
-        if raced.sha256 == instance.sha256:
+        if raced.content_digest == instance.content_digest:
             return IndexResult.DUPLICATE
-        return _record_conflict_core(session, raced.sha256, instance, received_at)
-    _bump_study(session, state, (study,), ((instance.sop_instance_uid, instance.sha256),), received_at)
+        return _record_conflict_core(session, raced.content_digest, instance, received_at)
+    _bump_study(session, state, (study,), ((instance.sop_instance_uid, instance.content_digest),), received_at)
     _expire_loaded(session, SeriesRow, series_id)
     return IndexResult.NEW
 
@@ -624,7 +624,9 @@ def _add_chunk(session: Session, chunk: Sequence[NewInstance], at: datetime) -> 
     uids = {it.instance.sop_instance_uid for it in chunk}
     existing: dict[str, str] = dict(
         conn.execute(
-            select(_INSTANCES.c.sop_instance_uid, _INSTANCES.c.sha256).where(_INSTANCES.c.sop_instance_uid.in_(uids))
+            select(_INSTANCES.c.sop_instance_uid, _INSTANCES.c.content_digest).where(
+                _INSTANCES.c.sop_instance_uid.in_(uids)
+            )
         ).all()
     )
     results: list[IndexResult | None] = [None] * len(chunk)
@@ -633,12 +635,12 @@ def _add_chunk(session: Session, chunk: Sequence[NewInstance], at: datetime) -> 
         inst = it.instance
         prior = existing.get(inst.sop_instance_uid)
         if prior is not None:
-            if prior == inst.sha256:
+            if prior == inst.content_digest:
                 results[k] = IndexResult.DUPLICATE
             else:
                 results[k] = _record_conflict_core(session, prior, inst, at)
             continue
-        existing[inst.sop_instance_uid] = inst.sha256  # a second copy later in the batch compares to this one
+        existing[inst.sop_instance_uid] = inst.content_digest  # a second copy later in the batch compares to this one
         state, series_id = _ids_for(session, it.study, it.series, at)
         fresh.append((k, state, series_id))
     if not fresh:
@@ -656,7 +658,7 @@ def _add_chunk(session: Session, chunk: Sequence[NewInstance], at: datetime) -> 
             continue
         entry = per_study.setdefault(state.id, (state, [], []))
         entry[1].append(it.study)
-        entry[2].append((it.instance.sop_instance_uid, it.instance.sha256))
+        entry[2].append((it.instance.sop_instance_uid, it.instance.content_digest))
         results[k] = IndexResult.NEW
         _expire_loaded(session, SeriesRow, series_id)
     for state, studies, pairs in per_study.values():
@@ -750,8 +752,8 @@ def list_conflicts(session: Session, *, sop_instance_uid: str | None = None) -> 
         ConflictEntry(
             id=r.id,
             sop_instance_uid=r.sop_instance_uid,
-            existing_sha256=r.existing_sha256,
-            new_sha256=r.new_sha256,
+            existing_digest=r.existing_digest,
+            new_digest=r.new_digest,
             new_path=Path(r.new_path),
             source=r.source,
             at=r.at,
@@ -788,7 +790,7 @@ def _study_record(row: StudyRow, *, with_children: bool = True) -> Study:
                     series_instance_uid=s.series_instance_uid,
                     study_instance_uid=uid,
                     path=Path(i.path),
-                    sha256=i.sha256,
+                    content_digest=i.content_digest,
                     transfer_syntax_uid=i.transfer_syntax_uid,
                     instance_number=i.instance_number,
                     number_of_frames=i.number_of_frames,

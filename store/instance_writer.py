@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # one statement for the three lookups (held instance's digest; the study; the series): each statement costs a
 # round trip through the driver, which is most of what a one-row transaction costs
 _SELECT_CONTEXT = (
-    "SELECT (SELECT sha256 FROM instances WHERE sop_instance_uid = ?), "
+    "SELECT (SELECT content_digest FROM instances WHERE sop_instance_uid = ?), "
     "(SELECT id FROM studies WHERE study_instance_uid = ?), "
     "(SELECT content_version FROM studies WHERE study_instance_uid = ?), "
     "(SELECT id FROM series WHERE series_instance_uid = ?), "
@@ -146,7 +146,7 @@ class InstanceWriter:
             _SELECT_CONTEXT, (uid, study_uid, study_uid, series_uid, series_uid)
         ).fetchone()
         if held is not None:
-            if held == instance.sha256:
+            if held == instance.content_digest:
                 return IndexResult.DUPLICATE
             raise _FallBack  # a conflict is recorded by the general path
         if study_id is None or series_id is None or parent != study_id:
@@ -157,7 +157,7 @@ class InstanceWriter:
         cur.execute(
             _UPDATE_STUDY,
             (
-                _add_to_version(version, uid, instance.sha256),
+                _add_to_version(version, uid, instance.content_digest),
                 at,
                 study.accession_number or None,
                 _convert(_naive(study.study_datetime), self._wall_clock),

@@ -60,6 +60,7 @@ NAMING_CONVENTION: dict[str, str] = {
 
 UID = String(64)  #: a DICOM UID is at most 64 characters
 SHA256 = String(64)
+DIGEST = String(80)  #: a labelled content digest, "xxh3-128:<32 hex>" or "sha256:<64 hex>"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -234,7 +235,7 @@ class InstanceRow(Base):
     sop_class_uid: Mapped[str] = mapped_column(UID)
     transfer_syntax_uid: Mapped[str | None] = mapped_column(UID)
     path: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(SHA256)
+    content_digest: Mapped[str] = mapped_column(DIGEST)  #: "<algorithm>:<hex>" (core.records.Instance)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     instance_number: Mapped[int | None] = mapped_column(Integer)
     number_of_frames: Mapped[int] = mapped_column(Integer, default=1)
@@ -267,8 +268,8 @@ class InstanceConflictRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sop_instance_uid: Mapped[str] = mapped_column(UID, index=True)
-    existing_sha256: Mapped[str] = mapped_column(SHA256)
-    new_sha256: Mapped[str] = mapped_column(SHA256)
+    existing_digest: Mapped[str] = mapped_column(DIGEST)
+    new_digest: Mapped[str] = mapped_column(DIGEST)
     new_path: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime]

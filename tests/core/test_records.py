@@ -61,13 +61,28 @@ def test_invalid_uids_are_rejected_naming_the_field(uid: str) -> None:
 
 
 def test_series_rejects_instance_of_another_series(tmp_path: Path) -> None:
-    inst = Instance("1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", "1.2.3.9", "1.2.3", tmp_path, "0" * 64)
+    inst = Instance("1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", "1.2.3.9", "1.2.3", tmp_path, "xxh3-128:" + "0" * 32)
     with pytest.raises(RecordError, match="Series.instances"):
         Series("1.2.3.5", "1.2.3", "CT", instances=(inst,))
 
 
+@pytest.mark.parametrize("digest", ["xxh3-128:" + "0" * 32, "sha256:" + "ab" * 32])
+def test_instance_takes_labelled_digests(tmp_path: Path, digest: str) -> None:
+    assert (
+        Instance("1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", "1.2.3.5", "1.2.3", tmp_path, digest).content_digest == digest
+    )
+
+
+@pytest.mark.parametrize(
+    "digest", ["0" * 64, "xxh3-128:" + "0" * 64, "sha256:" + "0" * 32, "md5:" + "0" * 32, "xxh3-128:" + "G" * 32, ""]
+)
+def test_instance_rejects_unlabelled_or_misfit_digests(tmp_path: Path, digest: str) -> None:
+    with pytest.raises(RecordError, match="Instance.content_digest"):
+        Instance("1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", "1.2.3.5", "1.2.3", tmp_path, digest)
+
+
 def test_study_modalities_and_counts(tmp_path: Path) -> None:
-    inst = Instance("1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", "1.2.3.5", "1.2.3", tmp_path, "0" * 64)
+    inst = Instance("1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", "1.2.3.5", "1.2.3", tmp_path, "xxh3-128:" + "0" * 32)
     study = Study(
         "1.2.3", series=(Series("1.2.3.5", "1.2.3", "CT", instances=(inst,)), Series("1.2.3.6", "1.2.3", "CR"))
     )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from core.errors import StoreError
 from ingest import filestore
-from ingest.filestore import FileStore, Placement, sha256_file
+from ingest.filestore import FileStore, Placement, file_content_digest
 
 UIDS = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.4.5"}
 
@@ -29,7 +29,7 @@ def test_put_writes_by_uid_with_digest(tmp_path: Path, rename: bool) -> None:
     assert placed.placement is Placement.WRITTEN
     assert placed.path == tmp_path / "s" / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"
     assert placed.path.read_bytes() == b"abc" * 100
-    assert placed.sha256 == hashlib.sha256(b"abc" * 100).hexdigest() == sha256_file(placed.path)
+    assert placed.digest == "xxh3-128:" + xxhash.xxh3_128_hexdigest(b"abc" * 100) == file_content_digest(placed.path)
     assert not list(store.tmp_dir.iterdir())
 
 
@@ -99,7 +99,7 @@ def test_content_digest_ignores_the_file_meta(tmp_path: Path) -> None:
     import pydicom
     from pydicom.uid import UID
 
-    from ingest.filestore import content_offset, content_sha256
+    from ingest.filestore import content_digest, content_offset
 
     from .conftest import DATA
 
@@ -112,8 +112,8 @@ def test_content_digest_ignores_the_file_meta(tmp_path: Path) -> None:
     ds.save_as(copy, enforce_file_format=True)
     a, b = original.read_bytes(), copy.read_bytes()
     assert a != b and content_offset(a) != content_offset(b)
-    assert content_sha256(a) == content_sha256(b) == sha256_file(copy)
+    assert content_digest(a) == content_digest(b) == file_content_digest(copy)
     ds.PatientWeight = 71  # a changed dataset is other content
     ds.save_as(copy, enforce_file_format=True)
-    assert content_sha256(copy.read_bytes()) != content_sha256(a)
+    assert content_digest(copy.read_bytes()) != content_digest(a)
     assert content_offset(b"not dicom") == 0

@@ -25,7 +25,7 @@ from ingest.headers import (
 
 from .conftest import DATA
 
-SHA = "a" * 64
+DIGEST = "xxh3-128:" + "a" * 32
 
 
 def _ds(**kw: object) -> Dataset:
@@ -45,7 +45,7 @@ def _ds(**kw: object) -> Dataset:
 def test_real_file_gives_consistent_records() -> None:
     path = DATA / "net" / "CT_small.dcm"
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    rec = records_from_dataset(ds, path=path, sha256=SHA)
+    rec = records_from_dataset(ds, path=path, content_digest=DIGEST)
     assert rec.instance.sop_instance_uid == ds.SOPInstanceUID
     assert rec.instance.study_instance_uid == rec.study.study_instance_uid == ds.StudyInstanceUID
     assert rec.series.series_instance_uid == rec.instance.series_instance_uid == ds.SeriesInstanceUID
@@ -97,7 +97,7 @@ def test_missing_required_tag_is_named_without_phi(keyword: str, tag: str) -> No
     ds = _ds()
     delattr(ds, keyword)
     with pytest.raises(IngestError) as err:
-        records_from_dataset(ds, path=Path("x.dcm"), sha256=SHA)
+        records_from_dataset(ds, path=Path("x.dcm"), content_digest=DIGEST)
     msg = str(err.value)
     assert tag in msg and keyword in msg and "x.dcm" in msg
     assert "Jane" not in msg and "MRN" not in msg
@@ -105,22 +105,22 @@ def test_missing_required_tag_is_named_without_phi(keyword: str, tag: str) -> No
 
 def test_malformed_uid_is_named() -> None:
     with pytest.raises(IngestError, match=r"\(0008,0018\) SOPInstanceUID"):
-        records_from_dataset(_ds(SOPInstanceUID="1.02.abc"), path=Path("x.dcm"), sha256=SHA)
+        records_from_dataset(_ds(SOPInstanceUID="1.02.abc"), path=Path("x.dcm"), content_digest=DIGEST)
 
 
 def test_missing_modality_falls_back_to_sop_class() -> None:
     ds = _ds(SOPClassUID="1.2.840.10008.5.1.4.1.1.9.1.1")
     del ds.Modality
-    assert records_from_dataset(ds, path=Path("x"), sha256=SHA).series.modality == "ECG"
+    assert records_from_dataset(ds, path=Path("x"), content_digest=DIGEST).series.modality == "ECG"
 
 
 def test_bad_is_values_become_none() -> None:
     # badVR.dcm: NumberOfFrames is "1A" (invalid IS); the object is still indexable
     ds = pydicom.dcmread(DATA / "odd" / "badVR.dcm", stop_before_pixels=True)
-    rec = records_from_dataset(ds, path=Path("x"), sha256=SHA)
+    rec = records_from_dataset(ds, path=Path("x"), content_digest=DIGEST)
     assert rec.instance.number_of_frames == 1
     assert rec.series.modality == "RTDOSE"
-    zero = records_from_dataset(_ds(NumberOfFrames="0", InstanceNumber="7"), path=Path("x"), sha256=SHA)
+    zero = records_from_dataset(_ds(NumberOfFrames="0", InstanceNumber="7"), path=Path("x"), content_digest=DIGEST)
     assert (zero.instance.number_of_frames, zero.instance.instance_number) == (1, 7)
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.config import Settings
-from ingest.filestore import FileStore, content_offset, content_sha256
+from ingest.filestore import FileStore, content_digest, content_offset
 from ingest.receive import Outcome, Received, Receiver
 from store.db import Database
 from tests.ingest.conftest import BAD_FILES, DATA, make_settings
@@ -64,7 +64,7 @@ def test_any_split_stores_the_same_bytes_and_digest(
             from store.schema import InstanceRow
 
             row = session.query(InstanceRow).one()
-            assert row.sha256 == content_sha256(data) and row.size_bytes == len(data)
+            assert row.content_digest == content_digest(data) and row.size_bytes == len(data)
         assert not _leftovers(s.storage.store_dir)
     finally:
         db.dispose()
@@ -95,7 +95,7 @@ def test_headers_from_the_first_pieces_match_the_whole_parse(tmp_path: Path, lan
                     .one()
                 )
                 rows.append(
-                    (i.sop_instance_uid, i.sha256, i.rows, i.columns, i.transfer_syntax_uid, se.modality,
+                    (i.sop_instance_uid, i.content_digest, i.rows, i.columns, i.transfer_syntax_uid, se.modality,
                      st_.study_instance_uid, st_.content_version, st_.accession_number)
                 )  # fmt: skip
         assert rows[0] == rows[1]

@@ -82,7 +82,7 @@ def _instance(study: str, series: str, sop: str, sop_class: str, name: str) -> I
         series_instance_uid=series,
         study_instance_uid=study,
         path=Path("/var/store") / name,
-        sha256="0" * 63 + "1",
+        content_digest="xxh3-128:" + "0" * 31 + "1",
         transfer_syntax_uid="1.2.840.10008.1.2.1",
         instance_number=1,
         rows=2048,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from core.records import Instance, Patient, PatientIdentifier, Series, Sex, Study
 from store.db import Database
@@ -27,6 +28,11 @@ SERIES_UID = "1.2.826.0.1.3680043.10.999.1.1"
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def digest(text: str) -> str:
+    """A content digest as ingest labels it."""
+    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(text.encode())
 
 
 def make_patient(pid: str = "PID-001", issuer: str | None = "HOSP") -> Patient:
@@ -63,7 +69,7 @@ def make_instance(
         series_instance_uid=series_uid,
         study_instance_uid=study_uid,
         path=Path(f"/var/store/{series_uid}.{n}.dcm"),
-        sha256=sha(content if content is not None else f"bytes-{n}"),
+        content_digest=digest(content if content is not None else f"bytes-{n}"),
         transfer_syntax_uid="1.2.840.10008.1.2.1",
         instance_number=n,
         number_of_frames=1,

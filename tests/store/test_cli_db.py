@@ -32,7 +32,7 @@ def test_migrate_then_status(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(_cli(), ["db", "migrate", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "at revision 0001" in " ".join(result.output.split())
+    assert "at revision 0002" in " ".join(result.output.split())
     assert db_file.is_file()
     db = Database(f"sqlite:///{db_file}")
     with db.session() as s:

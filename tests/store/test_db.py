@@ -19,7 +19,7 @@ from core.errors import StoreError
 from store import jobs
 from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from store.schema import Base, SeriesRow
-from tests.store.conftest import T0, sha
+from tests.store.conftest import T0, make_instance, make_series, make_study, sha
 
 
 def _diff(db: Database) -> list[object]:
@@ -50,6 +50,51 @@ def test_downgrade_to_base_and_up_again(db):
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
     db.migrate()
     assert db.current_revision() == head and _diff(db) == []
+
+
+def _migrate_to(db: Database, revision: str, *, down: bool) -> None:
+    from alembic import command
+
+    cfg = db.alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def test_0002_labels_the_sha256_digests_it_finds_and_refuses_to_drop_others(db):
+    from dataclasses import replace
+
+    from store import index
+
+    study, series = make_study(), make_series()
+    old = replace(make_instance(1), content_digest="sha256:" + sha("one"))
+    with db.session() as s:
+        index.add_instance(s, study=study, series=series, instance=old, received_at=T0)
+        index.add_instance(
+            s, study=study, series=series, instance=replace(old, content_digest="sha256:" + sha("two")), received_at=T0
+        )  # a conflict row, both digests sha256
+    _migrate_to(db, "0001", down=True)  # what a 0001 database holds: bare sha256 hex
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT sha256 FROM instances")).scalar_one() == sha("one")
+        assert conn.execute(text("SELECT existing_sha256, new_sha256 FROM instance_conflicts")).one() == (
+            sha("one"),
+            sha("two"),
+        )
+    _migrate_to(db, "head", down=False)
+    assert _diff(db) == []
+    with db.session() as s:
+        assert index.load_study(s, study.study_instance_uid).series[0].instances[0].content_digest == "sha256:" + sha(
+            "one"
+        )
+        assert [(c.existing_digest, c.new_digest) for c in index.list_conflicts(s)] == [
+            ("sha256:" + sha("one"), "sha256:" + sha("two"))
+        ]
+        index.add_instance(s, study=study, series=series, instance=make_instance(2), received_at=T0)  # xxh3-128
+    with pytest.raises(RuntimeError, match=r"1 row\(s\) of instances.content_digest hold digests other than sha256"):
+        _migrate_to(db, "0001", down=True)
+    assert db.current_revision() == "0002"  # the refused downgrade changed nothing
+    with db.session() as s:
+        assert index.count_instances(s, study.study_instance_uid) == 2
 
 
 def test_from_settings_creates_folder_and_sets_pragmas(tmp_path):

@@ -18,7 +18,7 @@ from store.db import Database
 from store.index import IndexResult
 from store.jobs import enqueue
 from store.schema import InstanceRow, PatientIdentifierRow, PatientRow
-from tests.store.conftest import STUDY_UID, T0, make_instance, make_patient, make_series, make_study, sha
+from tests.store.conftest import STUDY_UID, T0, digest, make_instance, make_patient, make_series, make_study, sha
 
 
 def _add(
@@ -44,9 +44,9 @@ def test_new_duplicate_conflict(db):
     with db.session() as s:
         # the original is kept, the conflict logged with both hashes
         assert s.scalar(select(func.count(InstanceRow.id))) == 1
-        assert s.scalars(select(InstanceRow.sha256)).one() == sha("bytes-1")
+        assert s.scalars(select(InstanceRow.content_digest)).one() == digest("bytes-1")
         conflicts = index.list_conflicts(s)
-        assert [(c.existing_sha256, c.new_sha256) for c in conflicts] == [(sha("bytes-1"), sha("other bytes"))]
+        assert [(c.existing_digest, c.new_digest) for c in conflicts] == [(digest("bytes-1"), digest("other bytes"))]
         assert conflicts[0].source == "scp:MODALITY"
         # neither the duplicate nor the conflict moved the study's clock
         assert index.last_received_at(s, STUDY_UID) == T0
@@ -332,9 +332,9 @@ def test_bulk_add_equals_one_by_one(tmp_path_factory, plan, preload):
                         s, x.study_instance_uid
                     )
             rows = sorted(
-                s.execute(select(InstanceRow.sop_instance_uid, InstanceRow.sha256, InstanceRow.series_id)).all()
+                s.execute(select(InstanceRow.sop_instance_uid, InstanceRow.content_digest, InstanceRow.series_id)).all()
             )
-            conflicts = sorted((c.existing_sha256, c.new_sha256) for c in index.list_conflicts(s))
+            conflicts = sorted((c.existing_digest, c.new_digest) for c in index.list_conflicts(s))
         results.append(got)
         states.append((versions, rows, conflicts))
         d.dispose()
