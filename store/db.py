@@ -23,6 +23,8 @@ until it ends, so never keep one open while a model runs.
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -54,20 +56,26 @@ def _is_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+def _configure_sqlite(dbapi_connection: Any, *, memory: bool) -> None:
+    """Set up a new SQLite connection: the pool's and :meth:`Database.sqlite_connection`'s alike."""
+    # Hand transaction control to the caller: the "begin" hook below (SQLAlchemy's documented pysqlite recipe),
+    # or the explicit BEGIN of a raw connection's user.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss mid-checkpoint
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
 def _install_sqlite_pragmas(engine: Engine, *, memory: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        # Hand transaction control to the "begin" hook below (SQLAlchemy's documented pysqlite recipe).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss mid-checkpoint
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        finally:
-            cursor.close()
+        _configure_sqlite(dbapi_connection, memory=memory)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -115,6 +123,8 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"}), expire_on_commit=False
         )
+        self._raw_free: list[sqlite3.Connection] = []  # idle connections of sqlite_connection()
+        self._raw_pid = os.getpid()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -177,6 +187,38 @@ class Database:
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
+    @contextmanager
+    def sqlite_connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the SQLite file, outside SQLAlchemy's pool, set up like the pool's.
+
+        For a hot path that runs its own statements (``store.instance_writer``):
+        the pool's checkout and return (events, reset, a condition variable)
+        cost more than a one-row transaction.  The connection is in autocommit
+        mode (the caller issues BEGIN and COMMIT or ROLLBACK); one given back
+        idle is kept for the next call, from any thread, until :meth:`dispose`
+        (one left mid-transaction is closed).  A forked child never reuses its
+        parent's.
+        """
+        if not self.is_sqlite or _is_memory(self.url) or not self.url.database:
+            raise StoreError(f"{self!r}: sqlite_connection() needs a SQLite file database")
+        if self._raw_pid != os.getpid():
+            self._raw_free, self._raw_pid = [], os.getpid()
+        try:
+            conn = self._raw_free.pop()
+        except IndexError:
+            conn = sqlite3.connect(self.url.database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            _configure_sqlite(conn, memory=False)
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:  # left mid-transaction (a failed ROLLBACK): not for reuse
+                conn.close()
+            else:
+                self._raw_free.append(conn)
+
     def dispose(self) -> None:
         """Close pooled connections (end of process, or before forking)."""
         self.engine.dispose()
+        free, self._raw_free = self._raw_free, []
+        for conn in free:
+            conn.close()

@@ -6,7 +6,8 @@ of Python per object (session, connection, five compiled executions, events),
 against under 0.1 ms for the same statements on the driver; on loopback that
 difference is a fifth of a C-STORE.  So the common case (the study and series
 are already indexed, the SOP Instance UID is new or an exact duplicate) runs
-here as plain SQL on a pooled DBAPI connection; everything else (a new study,
+here as plain SQL on a SQLite connection outside the pool
+(:meth:`store.db.Database.sqlite_connection`); everything else (a new study,
 series or patient, a conflict, PostgreSQL) takes :func:`store.index.add_instance`,
 the single source of those rules.  Values are converted with the column types'
 own SQLite bind processors, so the rows are the ones the ORM path writes (a
@@ -67,7 +68,7 @@ class _FallBack(Exception):
 
 
 class InstanceWriter:
-    """Index objects one per transaction; thread-safe (each call checks out its own pooled connection).
+    """Index objects one per transaction; thread-safe (each call takes a connection no other call holds).
 
     Parameters
     ----------
@@ -117,8 +118,7 @@ class InstanceWriter:
     def _add_sqlite(
         self, study: Study, series: Series, instance: Instance, received_at: datetime, size_bytes: int | None
     ) -> IndexResult:
-        raw = self.db.engine.raw_connection()  # the pool's connection, set up by store.db (WAL, foreign keys...)
-        try:
+        with self.db.sqlite_connection() as raw:
             cur = raw.cursor()
             cur.execute("BEGIN IMMEDIATE")  # the write lock first: what is read below stays true until COMMIT
             try:
@@ -128,8 +128,6 @@ class InstanceWriter:
                 raise
             cur.execute("COMMIT")
             return result
-        finally:
-            raw.close()  # back to the pool
 
     def _write(
         self,

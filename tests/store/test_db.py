@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import subprocess
 import sys
 from importlib import resources
@@ -95,6 +96,33 @@ def test_0002_labels_the_sha256_digests_it_finds_and_refuses_to_drop_others(db):
     assert db.current_revision() == "0002"  # the refused downgrade changed nothing
     with db.session() as s:
         assert index.count_instances(s, study.study_instance_uid) == 2
+
+
+def test_sqlite_connection_is_set_up_like_the_pool_and_reused(db):
+    with db.sqlite_connection() as first:
+        pragmas = [first.execute(f"PRAGMA {p}").fetchone()[0] for p in ("journal_mode", "foreign_keys", "busy_timeout")]
+        assert pragmas == ["wal", 1, SQLITE_BUSY_TIMEOUT_MS]
+        with db.sqlite_connection() as second:  # one in use is never handed out twice
+            assert second is not first
+    with db.sqlite_connection() as again:
+        assert again in (first, second)
+    with pytest.raises(sqlite3.IntegrityError), db.sqlite_connection() as conn:  # foreign keys are enforced
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO series (series_instance_uid, study_id, modality) VALUES ('1.2', 999, 'CT')")
+    with db.sqlite_connection() as conn:
+        assert conn is not None
+    assert not conn.in_transaction
+    with pytest.raises(sqlite3.ProgrammingError):  # the one left mid-transaction above was closed, not kept
+        next(c for c in (first, second) if c is not conn).execute("SELECT 1")
+    db.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")
+
+
+def test_sqlite_connection_needs_a_sqlite_file():
+    memory = Database("sqlite://")
+    with pytest.raises(StoreError, match="needs a SQLite file database"), memory.sqlite_connection():
+        pass
 
 
 def test_from_settings_creates_folder_and_sets_pragmas(tmp_path):
