@@ -34,7 +34,7 @@ from ingest.filestore import (
     content_digest,
     content_offset,
 )
-from ingest.headers import HeaderRecords, records_from_dataset
+from ingest.headers import HeaderRecords, records_from_dataset, text_value
 from store.instance_writer import InstanceWriter
 
 if TYPE_CHECKING:
@@ -452,7 +452,7 @@ class Incoming:
             ds, pos = self._header
             start = pos - len(self._head)  # where Pixel Data starts within the dataset
             tail = self._slice(self._size - 8, 8) if self._size >= 8 else b""
-            ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+            ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
             if pixel_element_ok(self._slice(start, 12), self._size - start, tail, ts, ds, self._source):
                 return ds
         return parse_dicom(self._data(), self._source)
