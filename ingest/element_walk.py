@@ -49,6 +49,26 @@ _RAW_FIELDS = (
 )
 
 
+_INTERNED: dict[int, BaseTag] = {}
+_INTERN_LIMIT = 8192  # a flood of private tags must not grow the table without bound
+
+
+def interned_tag(value: int) -> BaseTag:
+    """One shared ``BaseTag`` per tag value.
+
+    A dataset's keys are ``BaseTag`` objects, whose ``__eq__`` is Python code
+    that a dict lookup calls on every hash match unless the key it is given is
+    the very object stored; keys from here and lookups with keys from here
+    (``ingest.headers``) skip it, and the walk skips building a tag per element.
+    """
+    tag = _INTERNED.get(value)
+    if tag is None:
+        tag = BaseTag(value)
+        if len(_INTERNED) < _INTERN_LIMIT:
+            _INTERNED[value] = tag
+    return tag
+
+
 def _new_raw(cls: type[RawDataElement], fields: tuple[Any, ...]) -> RawDataElement:
     return cls(*fields)
 
@@ -76,7 +96,7 @@ def walk_dataset(data: bytes, pos: int, *, implicit: bool, stop_at: Container[in
         return None
     raw, end = elements
     encoding: str | MutableSequence[str] = default_encoding
-    charset = raw.get(BaseTag(_CHARSET))
+    charset = raw.get(interned_tag(_CHARSET))
     if isinstance(charset, RawDataElement):  # as read_dataset settles the dataset's encoding (and fails)
         try:
             encoding = convert_encodings(convert_raw_data_element(charset).value)
@@ -94,7 +114,7 @@ def _elements(
     n = len(data)
     raw: dict[BaseTag, DataElement | RawDataElement] = {}
     encoding: str | MutableSequence[str] = default_encoding
-    new = _new_raw
+    new, intern = _new_raw, interned_tag
     tag_length, tag_vr_short, long_length, long_vrs, names = (
         _TAG_LENGTH.unpack_from,
         _TAG_VR_SHORT.unpack_from,
@@ -139,7 +159,7 @@ def _elements(
                 seq = read_sequence(fp, implicit, True, length, encoding)
             except Exception:
                 return None
-            key = BaseTag(tag)
+            key = intern(tag)
             raw[key] = DataElement(key, "SQ", seq, start, is_undefined_length=True)
             pos = fp.tell()
             continue
@@ -149,7 +169,7 @@ def _elements(
         value = data[start:end] if length else empty_value_for_VR(vr, raw=True)
         if tag == _CHARSET:
             encoding = convert_encodings(convert_string(value if isinstance(value, bytes) else b"", True))
-        key = BaseTag(tag)
+        key = intern(tag)
         raw[key] = new(RawDataElement, (key, vr, length, value, start, implicit, True, True, False))
         pos = end
     return raw, pos
@@ -165,4 +185,4 @@ def _implicit_sq(tag: int, data: bytes, start: int) -> str | None:
         return None
 
 
-__all__ = ["walk_dataset"]
+__all__ = ["interned_tag", "walk_dataset"]

@@ -38,7 +38,7 @@ from pydicom.uid import UID
 
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
-from ingest.element_walk import walk_dataset
+from ingest.element_walk import interned_tag, walk_dataset
 from ingest.filestore import FileStore, Placement, content_digest
 from ingest.headers import int_value, missing_required, records_from_dataset, text_value
 
@@ -259,7 +259,7 @@ def _quick_header(data: bytes) -> tuple[Dataset, int] | None:
             (length,), start = struct.unpack_from("<H", data, pos + 6), pos + 8
         if length == _UNDEFINED_LENGTH or start + length > n or not vr.isalpha():
             return None
-        tag = BaseTag((group << 16) | elem)
+        tag = interned_tag((group << 16) | elem)
         meta[tag] = RawDataElement(tag, vr.decode("ascii"), length, data[start : start + length], start, False, True)
         pos = start + length
     ts_element = meta.get(BaseTag(0x00020010))
@@ -278,14 +278,16 @@ def _quick_header(data: bytes) -> tuple[Dataset, int] | None:
     try:
         if walked is not None:
             body, end = walked
+            charset = body.original_character_set  # the walk settled it as read_dataset would
         else:
             fp.seek(pos)
             body = read_dataset(fp, implicit, True, stop_when=_at_pixel_data)
             end = fp.tell()
+            charset = body._character_set
         ds = FileDataset(fp, body, data[:128], FileMetaDataset(meta), implicit, True)
     except Exception:
         return None
-    ds.set_original_encoding(implicit, True, body._character_set)
+    ds.set_original_encoding(implicit, True, charset)
     return ds, end
 
 

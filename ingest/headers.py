@@ -19,6 +19,7 @@ from pydicom.tag import Tag
 
 from core.errors import IngestError, RecordError
 from core.records import Instance, Patient, PatientIdentifier, Series, Sex, Study
+from ingest.element_walk import interned_tag
 
 #: Tags an object cannot be indexed without, in the order they are checked.
 REQUIRED_TAGS: tuple[tuple[str, str], ...] = (
@@ -64,7 +65,7 @@ def _get(ds: Dataset, keyword: str) -> object:
 
 #: Attributes whose VR only allows ASCII (UI, CS, DA, TM, AS, IS): read straight from the raw bytes.
 _ASCII_TAGS: dict[str, int] = {
-    kw: int(Tag(kw))
+    kw: interned_tag(int(Tag(kw)))
     for kw in (
         "SOPClassUID",
         "SOPInstanceUID",
@@ -95,7 +96,7 @@ _ASCII_TAGS: dict[str, int] = {
 #: Free-text attributes (LO, SH, PN) read from the raw bytes when those are plain ASCII with a single value:
 #: every DICOM character set decodes such bytes alike (ISO 2022 escapes start with ESC, excluded).
 _TEXT_TAGS: dict[str, int] = {
-    kw: int(Tag(kw))
+    kw: interned_tag(int(Tag(kw)))
     for kw in (
         "PatientID",
         "IssuerOfPatientID",
@@ -108,10 +109,12 @@ _TEXT_TAGS: dict[str, int] = {
 }
 
 #: Single unsigned 16-bit attributes read straight from the raw bytes.
-_US_TAGS: dict[str, int] = {kw: int(Tag(kw)) for kw in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel")}
+_US_TAGS: dict[str, int] = {
+    kw: interned_tag(int(Tag(kw))) for kw in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel")
+}
 
 
-_OTHER_IDS = int(Tag("OtherPatientIDsSequence"))
+_OTHER_IDS = interned_tag(int(Tag("OtherPatientIDsSequence")))
 
 
 def _raw_element(ds: Dataset, tag: int) -> tuple[bool, RawDataElement | None]:

@@ -14,6 +14,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from ingest.element_walk import walk_dataset
 
@@ -85,6 +86,7 @@ def _plain(ds: Dataset) -> list[tuple[int, object]]:
 def _same(walked: Dataset, reference: Dataset) -> None:
     assert _plain(walked) == _plain(reference)
     assert walked._character_set == reference._character_set
+    assert walked.original_character_set == reference._character_set  # what the header reader passes on
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -172,3 +174,17 @@ def test_sample_files_walk_like_pydicom(path: Path, start: tuple[int, bool]) -> 
     walked, end = found
     assert end - pos == ref_end
     _same(walked, reference)
+
+
+def test_walked_keys_are_the_shared_tags_that_header_lookups_use() -> None:
+    from ingest.element_walk import interned_tag
+
+    ds = Dataset()
+    ds.PatientID = "ABC"
+    ds.Rows = 4
+    data = _encode(ds, implicit=False)
+    first, second = (walk_dataset(data, 0, implicit=False, stop_at=PIXEL_TAGS) for _ in range(2))
+    assert first is not None and second is not None
+    keys = [next(k for k in walked[0]._dict if k == 0x00100020) for walked in (first, second)]
+    assert keys[0] is keys[1] is interned_tag(0x00100020)
+    assert isinstance(keys[0], BaseTag) and keys[0] == BaseTag(0x00100020)
