@@ -77,19 +77,23 @@ if RawDataElement._fields == _RAW_FIELDS:  # the named tuple's own constructor c
     _new_raw = tuple.__new__  # type: ignore[assignment]
 
 
-def walk_dataset(data: bytes, pos: int, *, implicit: bool, stop_at: Container[int]) -> tuple[Dataset, int] | None:
+def walk_dataset(
+    data: bytes, pos: int, *, implicit: bool, stop_at: Container[int], keep: Container[int] | None = None
+) -> tuple[Dataset, int] | None:
     """The top-level elements from ``pos`` as a pydicom dataset, and where the walk stopped.
 
     Stops *at* the first element whose tag is in ``stop_at`` (the returned
     position is that element's start) or at the end of ``data``.  Returns
     ``None`` for anything but a well-formed little-endian dataset; the result
     otherwise equals ``pydicom.filereader.read_dataset`` with the same
-    ``stop_when``.
+    ``stop_when``.  With ``keep``, only those elements (and the character
+    set) are in the result; the others are checked alike but not built,
+    which is most of the walk's cost when a caller reads a few attributes.
     """
     if implicit and pos + 6 <= len(data) and data[pos + 4 : pos + 6] in _VR_NAMES:
         return None  # looks explicit: pydicom's reader decides which it is
     try:
-        elements = _elements(data, pos, implicit, stop_at)
+        elements = _elements(data, pos, implicit, stop_at, keep)
     except Exception:  # damage pydicom may judge otherwise (or report better): its call
         return None
     if elements is None:
@@ -108,7 +112,7 @@ def walk_dataset(data: bytes, pos: int, *, implicit: bool, stop_at: Container[in
 
 
 def _elements(
-    data: bytes, pos: int, implicit: bool, stop_at: Container[int]
+    data: bytes, pos: int, implicit: bool, stop_at: Container[int], keep: Container[int] | None
 ) -> tuple[MutableMapping[BaseTag, DataElement | RawDataElement], int] | None:
     """The raw elements and where the walk stopped; ``encoding`` follows the character set for nested sequences."""
     n = len(data)
@@ -159,13 +163,17 @@ def _elements(
                 seq = read_sequence(fp, implicit, True, length, encoding)
             except Exception:
                 return None
-            key = intern(tag)
-            raw[key] = DataElement(key, "SQ", seq, start, is_undefined_length=True)
+            if keep is None or tag in keep:
+                key = intern(tag)
+                raw[key] = DataElement(key, "SQ", seq, start, is_undefined_length=True)
             pos = fp.tell()
             continue
         end = start + length
         if end > n:
             return None
+        if keep is not None and tag not in keep and tag != _CHARSET:
+            pos = end
+            continue
         value = data[start:end] if length else empty_value_for_VR(vr, raw=True)
         if tag == _CHARSET:
             encoding = convert_encodings(convert_string(value if isinstance(value, bytes) else b"", True))

@@ -17,12 +17,13 @@ is not itself indexed.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import struct
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -266,12 +267,8 @@ def _quick_header(data: bytes) -> tuple[Dataset, int] | None:
     raw_ts = ts_element.value if isinstance(ts_element, RawDataElement) else None
     if not isinstance(raw_ts, bytes) or pos + 4 > n or data[pos : pos + 2] == b"\x00\x00":  # command elements
         return None
-    ts = UID(raw_ts.decode("ascii", "replace").strip(" \x00"))
-    if ts == _IMPLICIT:
-        implicit = True
-    elif ts.is_transfer_syntax and ts.is_little_endian and not ts.is_deflated and not ts.is_implicit_VR:
-        implicit = False
-    else:
+    implicit = _little_endian_implicit(raw_ts.decode("ascii", "replace").strip(" \x00"))
+    if implicit is None:
         return None
     fp = io.BytesIO(data)
     walked = walk_dataset(data, pos, implicit=implicit, stop_at=_PIXEL_TAGS)
@@ -316,6 +313,45 @@ def parse_header_prefix(prefix: bytes, where: str) -> tuple[Dataset, int] | None
     if _truncation(ds) or missing_required(ds):
         return None
     return ds, pos
+
+
+def parse_dataset_prefix(
+    prefix: bytes, transfer_syntax: str, where: str, *, keep: Container[int] | None = None
+) -> tuple[Dataset, int] | None:
+    """:func:`parse_header_prefix` for a dataset without preamble or file meta, in a known transfer syntax.
+
+    What a Storage SCP has while an object arrives: it negotiated the transfer
+    syntax and writes the file meta itself, so nothing is read but the
+    dataset.  ``keep`` restricts the result to those elements (the receiver
+    passes :data:`ingest.headers.RECORD_TAGS`).  Returns the dataset and where
+    Pixel Data starts in it; ``None`` for a prefix that is too short, an
+    encoding other than little endian without deflate, or any irregularity
+    (the caller then parses the whole object with :func:`parse_dicom`, which
+    names the problem).  Never raises.
+    """
+    implicit = _little_endian_implicit(transfer_syntax)
+    if implicit is None:
+        return None
+    walked = walk_dataset(prefix, 0, implicit=implicit, stop_at=_PIXEL_TAGS, keep=keep)
+    if walked is None:
+        return None
+    ds, pos = walked
+    if len(ds) == 0 or pos + 12 > len(prefix) or struct.unpack_from("<HH", prefix, pos) != (0x7FE0, 0x0010):
+        return None
+    if missing_required(ds):
+        return None
+    return ds, pos
+
+
+@functools.lru_cache(maxsize=64)
+def _little_endian_implicit(transfer_syntax: str) -> bool | None:
+    """True: implicit VR little endian; False: explicit VR little endian (native or encapsulated); None: other."""
+    if transfer_syntax == _IMPLICIT:
+        return True
+    ts = UID(transfer_syntax)
+    if ts.is_transfer_syntax and ts.is_little_endian and not ts.is_deflated and not ts.is_implicit_VR:
+        return False
+    return None
 
 
 def _headers(data: bytes) -> tuple[Dataset, int] | None:

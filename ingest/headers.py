@@ -116,6 +116,13 @@ _US_TAGS: dict[str, int] = {
 
 _OTHER_IDS = interned_tag(int(Tag("OtherPatientIDsSequence")))
 
+#: Every element :func:`records_from_dataset`, :func:`missing_required` and the Pixel Data length check read:
+#: a receiver builds only these (``walk_dataset(keep=)``).  Each keyword this module reads is in a table above
+#: (a keyword outside them would read as absent from such a dataset; a test compares against full datasets).
+RECORD_TAGS: frozenset[int] = frozenset(
+    {*_ASCII_TAGS.values(), *_TEXT_TAGS.values(), *_US_TAGS.values(), _OTHER_IDS, int(Tag("SpecificCharacterSet"))}
+)
+
 
 def _raw_element(ds: Dataset, tag: int) -> tuple[bool, RawDataElement | None]:
     """``(True, raw element or None when absent)`` straight from the dataset's own mapping, without conversion;

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
-from ingest.files import outcome_name, parse_dicom, parse_header_prefix, pixel_element_ok
+from ingest.files import outcome_name, parse_dataset_prefix, parse_dicom, parse_header_prefix, pixel_element_ok
 from ingest.filestore import (
     ContentHasher,
     FileStore,
@@ -34,7 +34,7 @@ from ingest.filestore import (
     content_digest,
     content_offset,
 )
-from ingest.headers import HeaderRecords, records_from_dataset, text_value
+from ingest.headers import RECORD_TAGS, HeaderRecords, records_from_dataset, text_value
 from store.instance_writer import InstanceWriter
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ class Incoming:
         )
         self._tmp: TemporaryFile | None = None
         self._write_error: StoreError | None = None
-        self._header: tuple[Dataset, int] | None = None
+        self._header: tuple[Dataset, int] | None = None  # early headers, where Pixel Data starts in the dataset
         self._records: HeaderRecords | None = None  # from the early headers, while the rest arrives
         self._parse_step = 0 if head else len(_PARSE_AT)  # a raw dataset (no preamble) gets the full parse
 
@@ -369,7 +369,7 @@ class Incoming:
             self._flush(last=False)
         while not last and self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:
             self._parse_step += 1
-            self._header = parse_header_prefix(self._data(), self._source)
+            self._header = self._parse_prefix()
             if self._header is not None:
                 self._parse_step = len(_PARSE_AT)
                 with contextlib.suppress(IngestError):  # finish() reports it, once the object is complete
@@ -430,6 +430,17 @@ class Incoming:
             self._tmp.discard()
             self._tmp = None
 
+    def _parse_prefix(self) -> tuple[Dataset, int] | None:
+        """The headers from what has arrived, and where Pixel Data starts in the dataset; None: not yet (or odd).
+
+        Where the sender negotiated the transfer syntax (an SCP) only the
+        dataset is read, and only the elements the records need.
+        """
+        if self._ts and self._digest_ok:  # a dataset that starts with file meta is left to the full parse
+            return parse_dataset_prefix(b"".join(self._pieces), self._ts, self._source, keep=RECORD_TAGS)
+        found = parse_header_prefix(self._data(), self._source)
+        return None if found is None else (found[0], found[1] - len(self._head))
+
     def _data(self) -> bytes:
         return b"".join((self._head, *self._pieces))
 
@@ -449,10 +460,9 @@ class Incoming:
     def _parse(self) -> Dataset:
         """The headers, checked complete; raises IngestError as :func:`ingest.files.parse_dicom` does."""
         if self._header is not None:
-            ds, pos = self._header
-            start = pos - len(self._head)  # where Pixel Data starts within the dataset
+            ds, start = self._header
             tail = self._slice(self._size - 8, 8) if self._size >= 8 else b""
-            ts = text_value(ds.file_meta, "TransferSyntaxUID") or ""
+            ts = self._ts or text_value(ds.file_meta, "TransferSyntaxUID") or ""
             if pixel_element_ok(self._slice(start, 12), self._size - start, tail, ts, ds, self._source):
                 return ds
         return parse_dicom(self._data(), self._source)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Protocol
 
+import numpy
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
@@ -204,8 +205,7 @@ class Association:
         self.contexts: dict[int, _Context] = {}
         self.peer_max_pdu = 0
         self._message: _Message | None = None
-        self._buf = bytearray()
-        self._view = memoryview(self._buf)
+        self._view = memoryview(b"")  # the current chunk
         self._pos = self._end = 0
 
     # --------------------------------------------------------------- reading
@@ -225,10 +225,11 @@ class Association:
 
     def _fill(self, n: int) -> None:
         have = self._end - self._pos
-        if self._pos + n > len(self._buf):
-            buf = bytearray(max(n, _READ_CHUNK))
-            buf[:have] = self._view[self._pos : self._end]
-            self._buf, self._view, self._pos, self._end = buf, memoryview(buf), 0, have
+        if self._pos + n > len(self._view):
+            # uninitialised (a bytearray would zero half a megabyte per object): only what was read is handed on
+            view = numpy.empty(max(n, _READ_CHUNK), dtype=numpy.uint8).data
+            view[:have] = self._view[self._pos : self._end]
+            self._view, self._pos, self._end = view, 0, have
         while self._end - self._pos < n:
             k = self.sock.recv_into(self._view[self._end :])
             if k == 0:
@@ -238,7 +239,7 @@ class Association:
     def _read_pdu(self) -> tuple[int, memoryview]:
         if self._end - self._pos < 6:
             self._fill(6)
-        pdu_type, _, length = _PDU_HEADER.unpack_from(self._buf, self._pos)
+        pdu_type, _, length = _PDU_HEADER.unpack_from(self._view, self._pos)
         if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
             raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X} (not DICOM?)")
         # Lenient on purpose: a PDU above the negotiated maximum is a peer bug we tolerate, up to a hard
@@ -404,12 +405,12 @@ class Association:
         on the message's context), complete in the buffer; anything else, and
         every check that fails, is left to the general loop, which reports it.
         """
-        buf, view, pos, end = self._buf, self._view, self._pos, self._end
+        view, pos, end = self._view, self._pos, self._end
         context, unpack = message.context_id, _DATA_PDU.unpack_from
         pieces: list[memoryview] = []
         last = False
         while end - pos >= 12:
-            pdu_type, _, pdu_length, pdv_length, context_id, control = unpack(buf, pos)
+            pdu_type, _, pdu_length, pdv_length, context_id, control = unpack(view, pos)
             stop = pos + 6 + pdu_length
             if (
                 pdu_type != 0x04

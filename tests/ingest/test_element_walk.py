@@ -125,6 +125,27 @@ def test_cut_or_damaged_bytes_are_declined_or_read_alike(ds: Dataset, implicit: 
     _same(walked, reference)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_datasets(), st.booleans(), st.data())
+def test_keep_builds_only_those_elements_and_declines_alike(ds: Dataset, implicit: bool, data: st.DataObject) -> None:
+    """``keep`` leaves out the other elements (never the character set) and declines exactly what the full walk does."""
+    encoded = bytearray(_encode(ds, implicit))
+    if encoded and data.draw(st.booleans()):  # damage anywhere: in a kept element or a skipped one
+        encoded[data.draw(st.integers(0, len(encoded) - 1))] = data.draw(st.integers(0, 255))
+    prefix = bytes(encoded[: data.draw(st.integers(0, len(encoded)))])
+    tags = [int(t) for t in ds.keys()]  # noqa: SIM118  (iterating a Dataset yields elements)
+    keep = frozenset(data.draw(st.lists(st.sampled_from(tags or [0x00100010]))))
+    full = walk_dataset(prefix, 0, implicit=implicit, stop_at=PIXEL_TAGS)
+    part = walk_dataset(prefix, 0, implicit=implicit, stop_at=PIXEL_TAGS, keep=keep)
+    assert (full is None) == (part is None)
+    if full is None or part is None:
+        return
+    assert part[1] == full[1]
+    wanted = keep | {0x00080005}
+    assert _plain(part[0]) == [item for item in _plain(full[0]) if item[0] in wanted]
+    assert part[0].original_character_set == full[0].original_character_set
+
+
 def test_explicit_bytes_under_an_implicit_claim_are_left_to_pydicom() -> None:
     ds = Dataset()
     ds.PatientName = "A^B"

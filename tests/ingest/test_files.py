@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.files import NOT_DICOM, index_scan, parse_dicom, scan
+from core.errors import IngestError
+from ingest.files import NOT_DICOM, index_scan, parse_dataset_prefix, parse_dicom, scan
 from ingest.filestore import FileStore
 from store import index as idx
 from store.db import Database
@@ -190,3 +191,55 @@ def test_huge_declared_length_is_rejected_without_reading_it(tmp_path: Path) -> 
         fh.write(b"\x09\x00\x10\x10OB\x00\x00\xf0\xff\xff\xff" + b"0123456789")
     (rej,) = scan([path]).rejected
     assert rej.dicom and rej.reason.startswith("truncated DICOM"), rej.reason
+
+
+_PART10 = [p for p in sorted(DATA.parent.rglob("*.dcm")) if p.read_bytes()[128:132] == b"DICM"]
+
+
+@pytest.mark.parametrize("path", _PART10, ids=[p.name for p in _PART10])
+def test_received_dataset_headers_give_the_records_of_the_whole_file(path: Path) -> None:
+    """What a receiver reads early (the dataset alone, RECORD_TAGS only) gives the records a full parse gives."""
+    from ingest.filestore import content_offset
+    from ingest.headers import RECORD_TAGS, records_from_dataset, text_value
+
+    data = path.read_bytes()
+    try:
+        full = parse_dicom(data, str(path))
+    except IngestError:
+        return  # a broken sample: the receiver parses it whole at the end and rejects it alike
+    ts = text_value(full.file_meta, "TransferSyntaxUID") or ""
+    dataset = data[content_offset(data) :]
+    found = parse_dataset_prefix(dataset[: max(len(dataset) - 8, 0)], ts, str(path), keep=RECORD_TAGS)
+    if found is None:  # big endian, deflate, no Pixel Data, damage: left to the full parse
+        return
+    early, pos = found
+    assert dataset[pos : pos + 4] == b"\xe0\x7f\x10\x00"
+
+    def records(ds: object) -> object:
+        try:
+            return records_from_dataset(ds, path=path, content_digest="xxh3-128:" + "0" * 32, transfer_syntax_uid=ts)  # type: ignore[arg-type]
+        except IngestError as exc:
+            return str(exc)
+
+    assert records(early) == records(full)
+
+
+def test_received_samples_take_the_early_path_where_whole_files_do() -> None:
+    """The dataset-only early parse answers wherever the file-level one does (it drops no sample to the slow path)."""
+    from ingest.files import parse_header_prefix
+    from ingest.filestore import content_offset
+    from ingest.headers import RECORD_TAGS, text_value
+
+    answered = 0
+    for path in _PART10:
+        data = path.read_bytes()
+        try:
+            ts = text_value(parse_dicom(data, str(path)).file_meta, "TransferSyntaxUID") or ""
+        except IngestError:
+            continue
+        early = parse_dataset_prefix(data[content_offset(data) :], ts, str(path), keep=RECORD_TAGS)
+        whole = parse_header_prefix(data, str(path))
+        if whole is not None and ts != "1.2.840.10008.1.2.2":  # big endian: the file-level parse only
+            assert early is not None, path.name
+        answered += early is not None
+    assert answered >= 30
