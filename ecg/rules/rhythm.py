@@ -223,25 +223,28 @@ def _atrial_train(t: np.ndarray) -> tuple[float, int, int] | None:
 
     Atrial waves falling inside a QRS are blanked, so a train may miss some:
     each wave must sit within DISSOCIATION_TOLERANCE of a cycle from an
-    anchor wave.  The slowest cycle that fits wins (every train also fits at
-    half its cycle).
+    anchor wave.  The cycle that fits the most waves wins, the slowest among
+    equals (every train also fits at half its cycle; a slower one that fits
+    fewer is a coincidence of the blanked waves).
     """
     if t.size < th.DISSOCIATION_MIN_WAVES:
         return None
     ph_all = t[None, :] - t[:, None]
+    best: tuple[float, int, int] | None = None
     for c in np.arange(60.0 / th.DISSOCIATION_MIN_BPM, 60.0 / th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM, -0.002):
         ph = ph_all / c
         fit = np.abs(ph - np.round(ph)) <= th.DISSOCIATION_TOLERANCE
         cnt = fit.sum(axis=1)
         i = int(np.argmax(cnt))
-        if cnt[i] >= max(th.DISSOCIATION_MIN_WAVES, 0.75 * t.size):
+        if cnt[i] >= max(th.DISSOCIATION_MIN_WAVES, 0.75 * t.size) and (best is None or cnt[i] > best[1]):
             n = np.round(ph[i, fit[i]])
             span = int(n.max() - n.min()) + 1
             if cnt[i] < th.DISSOCIATION_MIN_COVERAGE * span:
                 continue  # a few waves far apart fit almost any slow cycle
-            cycle = float(np.polyfit(n, t[fit[i]], 1)[0])
-            return cycle, int(cnt[i]), span
-    return None
+            best = float(np.polyfit(n, t[fit[i]], 1)[0]), int(cnt[i]), span
+            if best[1] == t.size:
+                break  # every wave fits: no faster cycle explains more
+    return best
 
 
 def _av_dissociation(ri: RuleInput, vent_rate: float) -> tuple[float, int, int] | None:
