@@ -369,7 +369,7 @@ class Incoming:
             self._flush(last=False)
         while not last and self._parse_step < len(_PARSE_AT) and self._size >= _PARSE_AT[self._parse_step]:
             self._parse_step += 1
-            self._header = self._parse_prefix()
+            self._header = self._parse_prefix(_PARSE_AT[self._parse_step - 1])
             if self._header is not None:
                 self._parse_step = len(_PARSE_AT)
                 with contextlib.suppress(IngestError):  # finish() reports it, once the object is complete
@@ -430,14 +430,20 @@ class Incoming:
             self._tmp.discard()
             self._tmp = None
 
-    def _parse_prefix(self) -> tuple[Dataset, int] | None:
-        """The headers from what has arrived, and where Pixel Data starts in the dataset; None: not yet (or odd).
+    def _parse_prefix(self, size: int) -> tuple[Dataset, int] | None:
+        """The headers from the first ``size`` bytes or so, and where Pixel Data starts in the dataset; None: not yet.
 
         Where the sender negotiated the transfer syntax (an SCP) only the
         dataset is read, and only the elements the records need.
         """
         if self._ts and self._digest_ok:  # a dataset that starts with file meta is left to the full parse
-            return parse_dataset_prefix(b"".join(self._pieces), self._ts, self._source, keep=RECORD_TAGS)
+            pieces, have = [], 0
+            for piece in self._pieces:  # not all that arrived: one read may have brought the whole object
+                pieces.append(piece)
+                have += len(piece)
+                if have >= size:
+                    break
+            return parse_dataset_prefix(b"".join(pieces), self._ts, self._source, keep=RECORD_TAGS)
         found = parse_header_prefix(self._data(), self._source)
         return None if found is None else (found[0], found[1] - len(self._head))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import time
 from pathlib import Path
@@ -70,18 +71,38 @@ def test_any_split_stores_the_same_bytes_and_digest(
         db.dispose()
 
 
-def test_headers_from_the_first_pieces_match_the_whole_parse(tmp_path: Path, lanes: bool) -> None:
-    """Pieces of 4 KiB: the headers are parsed at 8 KiB, long before the end, and index exactly as a whole parse."""
+def _with_long_header(data: bytes) -> bytes:
+    """The CT with 40 KB of private data before Pixel Data: its headers end past the first parse attempts."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.add_new(0x00091010, "LO", "MMDX TEST")
+    ds.add_new(0x00091001, "OB", bytes(40_000))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("long_header", [False, True], ids=["header-2k", "header-42k"])
+@pytest.mark.parametrize("negotiated", [False, True], ids=["file-meta", "negotiated-ts"])
+def test_headers_from_the_first_pieces_match_the_whole_parse(
+    tmp_path: Path, lanes: bool, negotiated: bool, long_header: bool
+) -> None:
+    """Pieces of 4 KiB: the headers are parsed long before the end (from the dataset alone where the transfer
+    syntax was negotiated, as by the SCP) and index exactly as a whole parse."""
     data = CT.read_bytes()
+    if long_header:
+        data = _with_long_header(data)
+    ts = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID)
     whole_receiver, whole_db, _ = _receiver(tmp_path / "whole", lanes)
     streamed_receiver, streamed_db, _ = _receiver(tmp_path / "streamed", lanes)
     try:
         whole_receiver.receive(data, source="scp:TEST")
         head = content_offset(data)
-        incoming = streamed_receiver.begin(data[:head], source="scp:TEST")
+        incoming = streamed_receiver.begin(
+            data[:head], source="scp:TEST", transfer_syntax_uid=ts if negotiated else None
+        )
         for k in range(head, len(data), 4096):
             incoming.add(data[k : k + 4096])
-            if k - head >= 8192:
+            if k - head >= (128 << 10 if long_header else 8192):
                 assert incoming._header is not None  # parsed while the rest was still arriving
         assert incoming.finish().outcome is Outcome.STORED
         rows = []
