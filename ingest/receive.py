@@ -26,6 +26,7 @@ from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
 from ingest.files import outcome_name, parse_dataset_prefix, parse_dicom, parse_header_prefix, pixel_element_ok
 from ingest.filestore import (
+    CONTENT_DIGEST,
     ContentHasher,
     FileStore,
     Placement,
@@ -298,7 +299,7 @@ _FLUSH_AT = 256 << 10
 #: Pending bytes handed to a running lane at once: small, so that little is left for it after the last piece.
 _LANE_FLUSH_AT = 64 << 10
 #: The digest of records built from the early headers, replaced once the last piece is in.
-_UNKNOWN_DIGEST = "xxh3-128:" + "0" * 32
+_UNKNOWN_DIGEST = f"{CONTENT_DIGEST}:" + "0" * 32
 
 
 class Incoming:

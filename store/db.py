@@ -125,6 +125,7 @@ class Database:
         )
         self._raw_free: list[sqlite3.Connection] = []  # idle connections of sqlite_connection()
         self._raw_pid = os.getpid()
+        self._raw_file = self.url.database if self.is_sqlite and not _is_memory(self.url) else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -199,14 +200,14 @@ class Database:
         (one left mid-transaction is closed).  A forked child never reuses its
         parent's.
         """
-        if not self.is_sqlite or _is_memory(self.url) or not self.url.database:
+        if not self._raw_file:
             raise StoreError(f"{self!r}: sqlite_connection() needs a SQLite file database")
         if self._raw_pid != os.getpid():
             self._raw_free, self._raw_pid = [], os.getpid()
         try:
             conn = self._raw_free.pop()
         except IndexError:
-            conn = sqlite3.connect(self.url.database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            conn = sqlite3.connect(self._raw_file, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             _configure_sqlite(conn, memory=False)
         try:
             yield conn
