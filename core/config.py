@@ -193,6 +193,25 @@ class DeidConfig(_Section):
     salt: str | None = None
 
 
+class LimitsConfig(_Section):
+    """Bounds on what one input or one peer may cost; beyond them an input is refused with its reason.
+
+    Declared sizes are checked against these before anything is allocated, so a crafted header
+    cannot make mmdx reserve gigabytes; a refused input is quarantined with the limit it hit.
+    """
+
+    max_object_bytes: int = Field(2 << 30, ge=1024)  #: one file, archive member or received DICOM object
+    max_buffered_bytes: int = Field(64 << 20, ge=64 << 10)  #: a DIMSE message held in memory, per association
+    max_associations_per_peer: int = Field(4, ge=1)  #: open connections from one IP address
+    association_request_timeout_s: float = Field(10.0, gt=0)  #: ARTIM: from connect to A-ASSOCIATE-RQ
+    idle_timeout_s: float = Field(60.0, gt=0)  #: an association that sends nothing for this long is aborted
+    max_archive_ratio: float = Field(100.0, gt=1)  #: expanded/compressed size of a zip member
+    max_archive_bytes: int = Field(16 << 30, ge=1024)  #: all members of one zip archive, expanded
+    max_ecg_samples: int = Field(120_000_000, ge=1000)  #: declared samples of one ECG, all leads together
+    parse_timeout_s: float = Field(60.0, gt=0)  #: reading one non-DICOM input (ECG formats), in a child process
+    parse_memory_bytes: int = Field(4 << 30, ge=256 << 20)  #: address space of that child process
+
+
 class BatchConfig(_Section):
     engine: Literal["local", "ray"] = "local"
     workers: int = Field(2, ge=1)
@@ -261,6 +280,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     deid: DeidConfig = Field(default_factory=DeidConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("uid_root")
     @classmethod
