@@ -145,24 +145,105 @@ class RouteRule(_Section):
     models: list[str]
 
 
-class Destination(_Section):
-    """A peer that receives results."""
+#: Artefact kinds as ``delivery_routing`` and ``destinations.*.artefacts`` name them.
+ArtefactName = Literal["sr", "sc", "pdf", "dicom-pdf", "fhir", "oru", "html"]
+#: Which artefact kinds each destination type can carry (a routing rule outside this set is refused).
+DESTINATION_ACCEPTS: dict[str, frozenset[str]] = {
+    "dicom": frozenset({"sr", "sc", "dicom-pdf"}),
+    "stow": frozenset({"sr", "sc", "dicom-pdf"}),
+    "fhir": frozenset({"fhir"}),
+    "mllp": frozenset({"oru"}),
+    "folder": frozenset({"sr", "sc", "pdf", "dicom-pdf", "fhir", "oru", "html"}),
+    "webhook": frozenset({"sr", "sc", "pdf", "dicom-pdf", "fhir", "oru", "html"}),
+}
+#: Fields each destination type cannot work without.
+_DESTINATION_NEEDS: dict[str, tuple[str, ...]] = {
+    "dicom": ("host", "port", "ae_title"),
+    "stow": ("url",),
+    "fhir": ("url",),
+    "mllp": ("host", "port"),
+    "folder": ("path",),
+    "webhook": ("url",),
+}
 
-    type: Literal["dicom", "stow", "fhir", "mllp", "folder"]
+
+class ClientTlsConfig(_Section):
+    """TLS towards a peer: verify it against ``ca_certificates`` (system store when unset); optional client cert."""
+
+    enabled: bool = False
+    ca_certificates: Path | None = None
+    certificate: Path | None = None
+    private_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> ClientTlsConfig:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("tls: certificate and private_key go together")
+        return self
+
+
+class Destination(_Section):
+    """A peer that receives results (PACS, FHIR server, RIS, share, alert webhook).
+
+    Each ``type`` needs its own fields (refused on load otherwise): ``dicom`` host/port/ae_title,
+    ``stow``/``fhir``/``webhook`` url, ``mllp`` host/port, ``folder`` path.
+    """
+
+    type: Literal["dicom", "stow", "fhir", "mllp", "folder", "webhook"]
     host: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
-    ae_title: str | None = None
+    ae_title: str | None = None  #: the peer's (called) AE title
+    calling_ae_title: str | None = None  #: ours towards this peer (default: scp.ae_title)
     url: str | None = None
     path: Path | None = None
-    storage_commitment: bool = False
+    #: HTTP Authorization header value (``Bearer <token>``, ``Basic ...``); better set by environment
+    authorization: str | None = None
+    tls: ClientTlsConfig = Field(default_factory=ClientTlsConfig)
+    #: kinds this destination receives for every report, in addition to ``delivery_routing``
+    artefacts: list[ArtefactName] = Field(default_factory=list)
+    send_preliminary: bool = True  #: false: only signed (final/amended/withdrawn) versions are sent
+    skip_superseded: bool = True  #: an unsent preliminary is skipped once a newer version exists
+    storage_commitment: bool = False  #: dicom only: delivered only after the PACS commits to keep it
+    commitment_timeout_s: float = Field(600.0, gt=0)  #: an unanswered commitment is retried after this
+    min_priority: Literal["stat", "urgent", "routine"] = "stat"  #: webhook only: which drafts notify
     timeout_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(10, ge=1)
+    base_delay_s: float = Field(30.0, ge=0)  #: first retry delay; doubles per attempt (with jitter)
+    max_delay_s: float = Field(3600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Destination:
+        missing = [f for f in _DESTINATION_NEEDS[self.type] if getattr(self, f) in (None, "")]
+        if missing:
+            raise ValueError(f"a {self.type} destination needs {', '.join(missing)}")
+        if self.storage_commitment and self.type != "dicom":
+            raise ValueError(f"storage_commitment is for dicom destinations, not {self.type}")
+        refused = sorted(set(self.artefacts) - DESTINATION_ACCEPTS[self.type])
+        if refused:
+            raise ValueError(f"a {self.type} destination cannot carry {refused}")
+        for name in ("ae_title", "calling_ae_title"):
+            value = getattr(self, name)
+            if value is not None and not 0 < len(value) <= 16:
+                raise ValueError(f"{name} {value!r} must be 1-16 characters")
+        return self
+
+
+class BridgeConfig(_Section):
+    """The outbox loop that delivers results (``mmdx send``, ``mmdx worker``, ``mmdx serve``)."""
+
+    poll_s: float = Field(2.0, gt=0)  #: idle wait between outbox passes
+    batch_size: int = Field(100, ge=1)  #: items claimed per pass (one association per DICOM destination)
+    lease_s: float = Field(300.0, gt=0)  #: a crashed sender's claims come back after this
+    #: storage commitment reports (N-EVENT-REPORT) arrive here; the PACS must know this AE at this port
+    commitment_ae_title: str = "MMDX-BRIDGE"
+    commitment_host: str = "127.0.0.1"
+    commitment_port: int | None = Field(None, ge=1, le=65535)
 
 
 class DeliveryRule(_Section):
     """Which artefacts go to which destinations."""
 
-    artefacts: list[Literal["sr", "sc", "pdf", "dicom-pdf", "fhir", "oru", "html"]]
+    artefacts: list[ArtefactName]
     destinations: list[str]
     kind: Literal["imaging", "ecg"] | None = None
 
@@ -172,12 +253,46 @@ class ServiceConfig(_Section):
     port: int = Field(8000, ge=1, le=65535)
     base_url: str | None = None
     worker_poll_s: float = Field(2.0, gt=0)
+    job_lease_s: float = Field(600.0, gt=0)  #: a job whose worker stopped heartbeating is requeued after this
+    #: what ``mmdx serve`` supervises besides HTTP (a larger site runs ``mmdx scp``/``worker``/``send`` alone)
+    run_scp: bool = False
+    workers: int = Field(1, ge=0)
+    run_sender: bool = True
+    worklist_refresh_s: int = Field(30, ge=5)  #: the worklist page's auto-refresh
+    viewer_url: str | None = None  #: a DICOMweb viewer (OHIF) link; ``{study_uid}`` is replaced
+    max_upload_mb: int = Field(512, ge=1)
+
+
+#: Secrets that ship in examples and documentation; production refuses them.
+DEFAULT_TOKEN_SECRETS: frozenset[str] = frozenset(
+    {"", "secret", "changeme", "change-me", "mmdx", "mmdx-development-secret", "development"}
+)
 
 
 class AuthConfig(_Section):
+    """Bearer JWTs: HS256 with a shared secret, or RS256 with a public key / the IdP's JWKS URL."""
+
     mode: Literal["none", "token"] = "none"
-    token_secret: str | None = None
+    algorithm: Literal["HS256", "RS256"] = "HS256"
+    token_secret: str | None = None  #: HS256 (set it by environment: MMDX_AUTH__TOKEN_SECRET)
+    public_key: Path | None = None  #: RS256: PEM public key
+    jwks_url: str | None = None  #: RS256: the IdP's JWKS document
+    private_key: Path | None = None  #: RS256: only for ``mmdx token`` (local use)
+    issuer: str = "mmdx"
+    audience: str = "mmdx"
+    roles_claim: str = "roles"
     token_ttl_s: int = Field(3600, gt=0)
+    cookie_secure: bool = False  #: mark the pages' session cookie Secure (behind HTTPS)
+
+    @model_validator(mode="after")
+    def _keys_for_algorithm(self) -> AuthConfig:
+        if self.mode != "token":
+            return self
+        if self.algorithm == "HS256" and not self.token_secret:
+            raise ValueError("auth.mode 'token' with HS256 needs auth.token_secret")
+        if self.algorithm == "RS256" and not (self.public_key or self.jwks_url):
+            raise ValueError("auth.algorithm RS256 needs auth.public_key or auth.jwks_url")
+        return self
 
 
 class DeidConfig(_Section):
@@ -276,6 +391,7 @@ class Settings(BaseSettings):
     model_routing: list[RouteRule] = Field(default_factory=list)
     destinations: dict[str, Destination] = Field(default_factory=dict)
     delivery_routing: list[DeliveryRule] = Field(default_factory=list)
+    bridge: BridgeConfig = Field(default_factory=BridgeConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     deid: DeidConfig = Field(default_factory=DeidConfig)
@@ -299,9 +415,22 @@ class Settings(BaseSettings):
             for name in rule.destinations:
                 if name not in self.destinations:
                     raise ValueError(f"delivery_routing names destination {name!r}, not defined in destinations")
+                kind = self.destinations[name].type
+                refused = sorted(set(rule.artefacts) - DESTINATION_ACCEPTS[kind])
+                if refused:
+                    raise ValueError(f"delivery_routing sends {refused} to {name!r}, a {kind} destination cannot carry")
+        if any(d.storage_commitment for d in self.destinations.values()) and self.bridge.commitment_port is None:
+            raise ValueError("a destination uses storage_commitment: set bridge.commitment_port for its reports")
         if self.profile == "production":
             if self.auth.mode == "none":
                 raise ValueError("profile production needs auth.mode 'token'")
+            secret = self.auth.token_secret
+            if self.auth.algorithm == "HS256" and (
+                secret is None or secret.strip().lower() in DEFAULT_TOKEN_SECRETS or len(secret) < 32
+            ):
+                raise ValueError(
+                    "profile production refuses a default, empty or short auth.token_secret (expected >= 32 characters)"
+                )
             if not self.scp.allowed_calling_aes:
                 raise ValueError("profile production needs scp.allowed_calling_aes")
         return self
