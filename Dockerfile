@@ -11,7 +11,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY core ./core
 COPY store ./store
 COPY ingest ./ingest
@@ -20,9 +20,8 @@ COPY models ./models
 COPY reports ./reports
 COPY pacs_bridge ./pacs_bridge
 COPY app ./app
-# the project itself is pinned by this checkout; its dependencies by pyproject.toml
-# hadolint ignore=DL3013
-RUN pip install ".[ml]"
+# the project itself is pinned by this checkout; its dependencies by constraints.txt (make lock)
+RUN pip install -c constraints.txt ".[ml]"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 MMDX_CONFIG=/app/configs/default.yaml

@@ -5,44 +5,64 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PKGS := orthanc orthanc-dicomweb dcmtk dicom3tools postgresql nodejs npm fonts-dejavu-core fonts-droid-fallback
+PIP := $(BIN)/pip install --quiet -c constraints.txt
+# System packages the tests need, as CHECK:PACKAGE pairs: CHECK is a command (or an absolute path, or a glob)
+# that the package provides. Only the packages whose check fails are installed, so a machine that already has
+# Node.js and npm from another source (where apt refuses Debian's npm beside them) is left alone.
+SYSDEPS := storescu:dcmtk echoscu:dcmtk dsrdump:dcmtk dciodvfy:dicom3tools Orthanc:orthanc \
+  /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb \
+  '/usr/lib/postgresql/*/bin/initdb':postgresql node:nodejs npm:npm \
+  /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
+  /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf:fonts-droid-fallback
 
-.PHONY: demo test lint sysdeps clean
+.PHONY: demo test lint sysdeps lock fhir-validator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first, from the local CPU wheel: a bare 'torch' would pull a multi-GB CUDA build.
-$(VENV)/.base-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[ml]'
+# Every install is pinned by constraints.txt (see `make lock`).
+$(VENV)/.base-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[ml]'
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.base-installed
-	$(BIN)/pip install --quiet -e '.[ml,test,dev]'
+	$(PIP) -e '.[ml,test,dev]'
 	# constrained decoding for the structured-output tests, without triton (~1 GB, GPU only)
-	$(BIN)/pip install --quiet --no-deps xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
+	$(PIP) --no-deps xgrammar apache-tvm-ffi
 	touch $@
+
+# Upgrade on purpose: resolve pyproject.toml afresh in a scratch venv and rewrite constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet torch==2.13.0
+	.lock-venv/bin/pip install --quiet '.[ml,test,dev]'
+	.lock-venv/bin/pip install --quiet --no-deps xgrammar apache-tvm-ffi
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^mmdx' \
+	  | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
 
 demo: $(VENV)/.base-installed
 	$(BIN)/mmdx run samples/ --out output/
 
 sysdeps:
 	@missing=""; \
-	for b in storescu echoscu dsrdump dciodvfy Orthanc node npm; do \
-	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; \
+	for pair in $(SYSDEPS); do \
+	  check="$${pair%%:*}"; pkg="$${pair##*:}"; \
+	  case "$$check" in \
+	    /*) compgen -G "$$check" >/dev/null || missing="$$missing $$pkg" ;; \
+	    *) command -v "$$check" >/dev/null 2>&1 || [ -x "/usr/sbin/$$check" ] || missing="$$missing $$pkg" ;; \
+	  esac; \
 	done; \
-	[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$$missing orthanc-dicomweb"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
-	[ -e /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing="$$missing fonts-droid-fallback"; \
-	if [ -n "$$missing" ]; then \
+	missing="$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')"; \
+	if [ -n "$${missing// /}" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y $(APT_PKGS) || (apt-get update && apt-get install -y $(APT_PKGS)); \
+	    apt-get install -y $$missing || (apt-get update && apt-get install -y $$missing); \
 	  else \
-	    echo "Integration tests need:$$missing. As root run: apt-get install -y $(APT_PKGS)"; exit 1; \
+	    echo "Integration tests need the Debian packages:$$missing. As root run: apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
 
@@ -53,9 +73,11 @@ lint: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-# the second, independent FHIR validator (Medplum) runs under node
+# the second, independent FHIR validator (Medplum) runs under node; installed here, never at run time
 reports/_js/node_modules/.package-lock.json: reports/_js/package-lock.json
 	cd reports/_js && npm ci --no-audit --no-fund
+
+fhir-validator: reports/_js/node_modules/.package-lock.json
 
 test: $(VENV)/.test-installed sysdeps reports/_js/node_modules/.package-lock.json
 	$(BIN)/pytest

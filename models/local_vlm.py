@@ -88,7 +88,7 @@ class ImageOnlyQwenProcessor:
         from transformers import AutoImageProcessor, AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        ip = AutoImageProcessor.from_pretrained(folder, local_files_only=True)  # type: ignore[no-untyped-call]
+        ip = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
         template = None
         for name in ("chat_template.jinja", "chat_template.json"):
             p = folder / name

@@ -302,23 +302,6 @@ def medplum_ready(js_dir: Path = JS_DIR) -> bool:
     return shutil.which("node") is not None and (js_dir / "node_modules" / "@medplum" / "core").is_dir()
 
 
-def install_medplum(js_dir: Path = JS_DIR, timeout_s: float = 300) -> None:
-    """``npm ci`` in ``reports/_js`` (package-lock.json pins the versions)."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise ReportError("npm is not installed: cannot install the FHIR validator in reports/_js")
-    proc = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=js_dir,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ReportError(f"npm ci in {js_dir} failed: {proc.stderr.strip()[-500:]}")
-
-
 def validate_with_medplum(bundle_bytes: bytes, js_dir: Path = JS_DIR, timeout_s: float = 60) -> list[BundleIssue]:
     """Validate FHIR JSON with Medplum's validator; returns its error issues.
 

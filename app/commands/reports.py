@@ -12,7 +12,7 @@ from rich.table import Table
 
 from core.config import load_settings
 from core.errors import MmdxError
-from reports.fhir_validate import BundleIssue, check_bundle, install_medplum, medplum_ready, validate_with_medplum
+from reports.fhir_validate import JS_DIR, BundleIssue, check_bundle, medplum_ready, validate_with_medplum
 
 report_app = typer.Typer(help="Report artefacts: validation helpers.", no_args_is_help=True)
 
@@ -34,7 +34,12 @@ def check_fhir_command(
     try:
         load_settings(config)
         if medplum and not medplum_ready():
-            install_medplum()
+            # installed at set-up time (make test / make fhir-validator), never by a running command
+            err.print(
+                f"[red]error:[/red] Medplum's FHIR validator is not installed in {JS_DIR}: run `make fhir-validator`"
+                " (npm ci there, versions from package-lock.json), or pass --no-medplum"
+            )
+            raise typer.Exit(2)
         failed = 0
         table = Table(title="FHIR bundle validation")
         for col in ("bundle", "validator", "where", "problem"):

@@ -37,3 +37,16 @@ def test_check_fhir_valid_and_broken(tmp_path: Path, medplum: Path) -> None:
     bad = runner.invoke(_cli(), ["report", "check-fhir", str(broken)], terminal_width=200)
     assert bad.exit_code == 1
     assert "mmdx" in bad.output and "medplum" in bad.output
+
+
+def test_check_fhir_never_installs_at_run_time(monkeypatch) -> None:
+    """Without the validator installed, the command says how to install it and installs nothing itself."""
+    monkeypatch.setattr(report_commands, "medplum_ready", lambda: False)
+    calls: list[object] = []
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: calls.append(a))
+    result = CliRunner().invoke(_cli(), ["report", "check-fhir", str(GOLDEN)], terminal_width=200)
+    assert result.exit_code == 2
+    assert "make fhir-validator" in result.output and "--no-medplum" in result.output
+    assert calls == []
+    ok = CliRunner().invoke(_cli(), ["report", "check-fhir", "--no-medplum", str(GOLDEN)])
+    assert ok.exit_code == 0, ok.output
