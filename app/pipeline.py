@@ -252,7 +252,8 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
         )
         stored = True
 
-    rctx = ReportContext(
+    rctx = ReportContext.from_site(
+        ctx.settings.site,
         uid_root=ctx.settings.uid_root,
         software_name=SOFTWARE_NAME,
         software_version=SOFTWARE_VERSION,

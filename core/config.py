@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core._validate import check_uid
 from core.errors import ConfigError, RecordError
+from core.site import SiteConfig
 
 #: ``configs/`` of a source checkout (beside the packages).
 PROJECT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -397,6 +398,7 @@ class Settings(BaseSettings):
     deid: DeidConfig = Field(default_factory=DeidConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    site: SiteConfig = Field(default_factory=SiteConfig)
 
     @field_validator("uid_root")
     @classmethod

@@ -9,6 +9,7 @@ read-only on construction so that a frozen record cannot change under a reader.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -162,6 +163,10 @@ class Clinician:
 @dataclass(frozen=True, slots=True)
 class Instance:
     """One stored DICOM object (or one ECG file): where it is and what it is."""
+#: ``Instance.source`` of an ECG file (WFDB, aECG, MUSE, Sierra, SCP-ECG) indexed under derived UIDs.
+ECG_FILE_SOURCE = "ecg-file"
+_DICOM_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+
 
     sop_instance_uid: str
     sop_class_uid: str
@@ -176,7 +181,9 @@ class Instance:
     number_of_frames: int = 1
     rows: int | None = None
     columns: int | None = None
-    source: str = "file"  #: "file", "scp:<calling AE>", "pull:<peer>"
+    #: "file", "scp:<calling AE>", "pull:<peer>"; ``ECG_FILE_SOURCE`` for a non-DICOM ECG recording filed under
+    #: derived UIDs (no DICOM object with this SOP Instance UID exists, so nothing may reference it)
+    source: str = "file"
 
     def __post_init__(self) -> None:
         for name in ("sop_instance_uid", "sop_class_uid", "series_instance_uid", "study_instance_uid"):
@@ -189,6 +196,11 @@ class Instance:
 @dataclass(frozen=True, slots=True)
 class Series:
     """A series and its instances."""
+    @property
+    def is_dicom_object(self) -> bool:
+        """True when a DICOM object with this SOP Instance UID exists (and may be referenced as evidence)."""
+        return self.source != ECG_FILE_SOURCE
+
 
     series_instance_uid: str
     study_instance_uid: str
@@ -213,7 +225,13 @@ class Series:
 
 @dataclass(frozen=True, slots=True)
 class Study:
-    """A study: the unit of analysis, reporting and delivery."""
+    """A study: the unit of analysis, reporting and delivery.
+
+    ``study_datetime`` is the local wall clock of the source (naive) or, where the source said its UTC
+    offset (DICOM TimezoneOffsetFromUTC, an aECG or SCP-ECG time zone), aware with that offset.
+    ``study_time_dicom`` is the StudyTime exactly as received (``093431.70``) and ``study_id`` the StudyID:
+    objects derived from the study copy both unchanged, so every object of the study agrees.
+    """
 
     study_instance_uid: str
     patient: Patient = field(default_factory=Patient)
@@ -225,11 +243,17 @@ class Study:
 
     def __post_init__(self) -> None:
         check_uid("Study", "study_instance_uid", self.study_instance_uid)
+    study_id: str | None = None
+    study_time_dicom: str | None = None
         for s in self.series:
             if s.study_instance_uid != self.study_instance_uid:
                 raise RecordError(
                     "Study", "series", f"series {s.series_instance_uid} belongs to study {s.study_instance_uid}"
                 )
+        if self.study_time_dicom is not None and not _DICOM_TM.match(self.study_time_dicom):
+            raise RecordError(
+                "Study", "study_time_dicom", f"expected a DICOM TM (HHMMSS.FFFFFF), got {self.study_time_dicom!r}"
+            )
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -364,6 +388,11 @@ class Producer:
 @dataclass(frozen=True, slots=True)
 class EvidenceRef:
     """Where a finding was seen: an instance (and frame), an ECG lead and time span."""
+
+    @property
+    def is_machine(self) -> bool:
+        """Software or a device, not a person: its content is labelled machine-generated in every output."""
+        return self.kind is not ProducerKind.CLINICIAN
 
     sop_instance_uid: str | None = None
     frame: int | None = None
@@ -577,3 +606,8 @@ class DraftReport:
 
     def section(self, code: Code) -> ReportSection | None:
         return next((s for s in self.sections if s.code == code), None)
+    @property
+    def machine_producers(self) -> tuple[Producer, ...]:
+        """The models, rule engines and devices whose content the report holds (the labelling rule's input)."""
+        return tuple(p for p in self.provenance if p.is_machine)
+

@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo
 
 from core.errors import ReportError
 from core.identifiers import Clock, SystemClock, derive_uid
+from core.patient_ids import IdentifierMap
 from core.records import DraftReport
+from core.site import SiteConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,12 @@ class ReportContext:
         device identifiers; patient IDs without an issuer).
     sending_application, sending_facility, receiving_application, receiving_facility:
         HL7 v2 MSH-3..MSH-6.
+    language:
+        BCP 47 tag of the report text (SR language of content, FHIR attachments).
+    patient_ids:
+        The site's patient identifier authorities (FHIR system, PID-3 authority, DICOM issuer).
+    performer_name, performer_system, performer_identifier:
+        The organisation that issues the reports (FHIR DiagnosticReport.performer).
     """
 
     uid_root: str = "2.25"
@@ -61,6 +69,31 @@ class ReportContext:
     sending_facility: str = "MMDX"
     receiving_application: str = "RIS"
     receiving_facility: str = "HOSPITAL"
+    language: str = "en-US"
+    patient_ids: IdentifierMap = field(default_factory=IdentifierMap)
+    performer_name: str = "mmdx"
+    performer_system: str = "urn:mmdx:organization"
+    performer_identifier: str = "mmdx"
+
+    @classmethod
+    def from_site(cls, site: SiteConfig, **kwargs: object) -> ReportContext:
+        """The context of a configured site profile (``site:``); ``kwargs`` add the UID root, software, clock."""
+        return cls(
+            institution_name=site.institution_name,
+            department_name=site.department_name,
+            timezone=site.timezone,
+            identifier_system=site.identifier_system,
+            sending_application=site.hl7.sending_application,
+            sending_facility=site.hl7.sending_facility,
+            receiving_application=site.hl7.receiving_application,
+            receiving_facility=site.hl7.receiving_facility,
+            language=site.language,
+            patient_ids=site.identifier_map(),
+            performer_name=site.performer.name,
+            performer_system=site.performer.identifier_system,
+            performer_identifier=site.performer.identifier,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     def __post_init__(self) -> None:
         try:
@@ -77,8 +110,18 @@ class ReportContext:
         return ZoneInfo(self.timezone)
 
     def aware(self, value: datetime) -> datetime:
-        """``value`` with the site zone attached when it is naive (DICOM datetimes are)."""
-        return value if value.tzinfo is not None else value.replace(tzinfo=self.tz)
+        """``value`` with the site zone attached when it is naive (DICOM datetimes are).
+
+        A source time that carries its own offset keeps it: 09:34+01:00 stays 09:34+01:00.
+        """
+        if value.tzinfo is not None:
+            return value
+        # fold=0: in the repeated hour of a DST change the earlier (summer) offset, as DICOM readers assume
+        return value.replace(tzinfo=self.tz)
+
+    def local(self, value: datetime) -> datetime:
+        """An instant (the clock's "now", a signature time) on the site's wall clock, with its offset."""
+        return self.aware(value).astimezone(self.tz)
 
     def uid(self, study_uid: str, purpose: str, version: int | None = None) -> str:
         """A deterministic DICOM UID for an object derived from a study.

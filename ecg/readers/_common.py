@@ -11,7 +11,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
 from xml.etree.ElementTree import Element, ParseError
@@ -21,7 +21,7 @@ from defusedxml import DefusedXmlException
 
 from core.codes import LOINC, UCUM, Code
 from core.errors import EcgError, RecordError
-from core.records import EcgRecord, Measurement, Sex
+from core.records import EcgRecord, Measurement, Patient, PatientIdentifier, Sex
 
 
 class DeviceQuantity(enum.Enum):
@@ -166,6 +166,71 @@ def age_from_text(text: str | None) -> float | None:
         return None
     age = float(m.group(1))
     return age if 0 <= age < 150 else None
+
+
+def person_name(family: str | None, given: str | None = None, middle: str | None = None) -> str | None:
+    """A DICOM PN (``Family^Given^Middle``) from a format's name parts; None when every part is empty."""
+    parts = [(p or "").strip().replace("^", " ").replace("=", " ") for p in (family, given, middle)]
+    pn = "^".join(parts).rstrip("^")
+    return pn if pn.replace("^", "").strip() else None
+
+
+def parse_date(text: str | None, *formats: str) -> date | None:
+    """A date in one of ``formats`` (strptime); None when absent or malformed (a cart's blank or "Unknown")."""
+    value = (text or "").strip()
+    for fmt in formats:
+        try:
+            return datetime.strptime(value, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def utc_offset(minutes: int | None) -> timezone | None:
+    """A fixed zone from an offset in minutes; None outside -12:00..+14:00 (a sentinel or a typo)."""
+    if minutes is None or not -12 * 60 <= minutes <= 14 * 60:
+        return None
+    return timezone(timedelta(minutes=minutes))
+
+
+def patient_of(
+    *,
+    identifier: str | None = None,
+    issuer: str | None = None,
+    name: str | None = None,
+    birth_date: date | None = None,
+    sex: Sex = Sex.UNKNOWN,
+    age_years: float | None = None,
+    acquired: datetime | None = None,
+) -> Patient:
+    """The patient a file names: identifier with its issuer, name, birth date, sex, age.
+
+    The age comes from the birth date and acquisition when the file states none; an
+    identifier longer than DICOM's 64 characters or a birth date after the acquisition is
+    dropped (a wrong identity is worse than none).
+    """
+    ident = (identifier or "").strip()
+    identifiers: tuple[PatientIdentifier, ...] = ()
+    if ident and len(ident) <= 64:
+        identifiers = (PatientIdentifier(ident, (issuer or "").strip()[:64] or None),)
+    when = acquired.date() if acquired is not None else None
+    if birth_date is not None and when is not None and birth_date > when:
+        birth_date = None
+    if age_years is None and birth_date is not None and when is not None:
+        days = (when - birth_date).days
+        age_years = round(days / 365.25, 1) if days < 150 * 365 else None
+    return Patient(identifiers=identifiers, name=name, birth_date=birth_date, sex=sex, age_years=age_years)
+
+
+def parse_hl7_ts_zoned(text: str | None) -> datetime | None:
+    """Like :func:`parse_hl7_ts`, aware when the timestamp ends with a ``+ZZZZ``/``-ZZZZ`` UTC offset."""
+    value = parse_hl7_ts(text)
+    m = re.search(r"([+-])(\d{2})(\d{2})\s*$", text or "")
+    if value is None or m is None or len((text or "").strip()) < 13:
+        return value
+    sign = -1 if m.group(1) == "-" else 1
+    zone = utc_offset(sign * (int(m.group(2)) * 60 + int(m.group(3))))
+    return value.replace(tzinfo=zone) if zone is not None else value
 
 
 def parse_hl7_ts(text: str | None) -> datetime | None:

@@ -33,6 +33,9 @@ from ecg.readers._common import (
     build_record,
     device_measurement,
     parse_hl7_ts,
+    parse_hl7_ts_zoned,
+    patient_of,
+    utc_offset,
 )
 
 #: SOP classes that hold ECG waveforms.
@@ -185,10 +188,16 @@ def _patient(ds: Dataset, acquired: datetime | None) -> Patient:
         value = int(m.group(1)) / per_year
         age = value if value < 150 else None
     birth = parse_hl7_ts(str(ds.get("PatientBirthDate", "")))
-    if age is None and birth is not None and acquired is not None and birth <= acquired:
-        value = (acquired - birth).days / 365.25
-        age = round(value, 1) if value < 150 else None
-    return Patient(sex=Sex.from_dicom(str(ds.get("PatientSex", "")) or None), age_years=age)
+    name = str(ds.get("PatientName", "") or "").strip() or None
+    return patient_of(
+        identifier=str(ds.get("PatientID", "") or ""),
+        issuer=str(ds.get("IssuerOfPatientID", "") or "") or None,
+        name=name,
+        birth_date=birth.date() if birth is not None else None,
+        sex=Sex.from_dicom(str(ds.get("PatientSex", "")) or None),
+        age_years=age,
+        acquired=acquired.replace(tzinfo=None) if acquired is not None else None,
+    )
 
 
 def _annotations(ds: Dataset) -> tuple[list[Measurement], list[str], list[DeviceFiducial]]:
@@ -261,9 +270,13 @@ def read(path: Path) -> EcgFile:
     if study_uid is not None and (len(study_uid) > 64 or not _UID.fullmatch(study_uid)):
         study_uid = None  # a malformed UID must not make the waveform unreadable; the app assigns one
     device = " ".join(str(ds.get(k, "")).strip() for k in ("Manufacturer", "ManufacturerModelName")).strip() or None
-    acquired = parse_hl7_ts(str(ds.get("AcquisitionDateTime", ""))) or parse_hl7_ts(
+    acquired = parse_hl7_ts_zoned(str(ds.get("AcquisitionDateTime", ""))) or parse_hl7_ts(
         str(ds.get("ContentDate", "")) + str(ds.get("ContentTime", ""))
     )
+    offset = str(ds.get("TimezoneOffsetFromUTC", "") or "")
+    if acquired is not None and acquired.tzinfo is None and re.fullmatch(r"[+-]\d{4}", offset):
+        sign = -1 if offset[0] == "-" else 1
+        acquired = acquired.replace(tzinfo=utc_offset(sign * (int(offset[1:3]) * 60 + int(offset[3:5]))))
     common: dict[str, Any] = {
         "patient": _patient(ds, acquired),
         "acquired_at": acquired,

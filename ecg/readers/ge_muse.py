@@ -5,6 +5,8 @@ little-endian int16 samples, ``LeadAmplitudeUnitsPerBit`` (uV per count) and a C
 decoded bytes, which is checked.  MUSE usually stores 8 leads (I, II, V1-V6); the other four
 limb leads are derived.  ``RestingECGMeasurements`` and ``Diagnosis`` statements are kept as
 device data; the median-beat fiducials (POnset, QOnset, ...) index the Median waveform.
+The patient (PatientID, names, date of birth, gender, age) is kept; MUSE times are the
+cart's local wall clock (no zone in the file).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from ecg.readers._common import (
     build_record,
     device_measurement,
     local_name,
+    parse_date,
     parse_xml,
+    patient_of,
+    person_name,
     sex_from_text,
 )
 
@@ -155,12 +160,21 @@ def _acquired(root: Element) -> datetime | None:
     return None
 
 
-def _patient(root: Element) -> Patient:
-    age = age_from_text(_text(root, "PatientDemographics/PatientAge"))
-    unit = (_text(root, "PatientDemographics/AgeUnits") or "YEARS").upper()
+def _patient(root: Element, acquired: datetime | None) -> Patient:
+    """PatientID (MUSE has no issuer), last/first name, DateofBirth (MM-DD-YYYY), gender, age."""
+    demo = root.find("PatientDemographics")
+    age = age_from_text(_text(demo, "PatientAge"))
+    unit = (_text(demo, "AgeUnits") or "YEARS").upper()
     if age is not None:
         age = age / _AGE_UNITS.get(unit, 1.0)
-    return Patient(sex=sex_from_text(_text(root, "PatientDemographics/Gender")), age_years=age)
+    return patient_of(
+        identifier=_text(demo, "PatientID"),
+        name=person_name(_text(demo, "PatientLastName"), _text(demo, "PatientFirstName")),
+        birth_date=parse_date(_text(demo, "DateofBirth"), "%m-%d-%Y", "%Y-%m-%d", "%m/%d/%Y"),
+        sex=sex_from_text(_text(demo, "Gender")),
+        age_years=age,
+        acquired=acquired,
+    )
 
 
 def read(path: Path) -> EcgFile:
@@ -185,8 +199,8 @@ def read(path: Path) -> EcgFile:
             value = _text(meas_el, tag)
             if value is not None and value.isdigit():
                 fiducials.append(DeviceFiducial(name=name, sample=int(value), waveform="median"))
-    patient = _patient(root)
     acquired = _acquired(root)
+    patient = _patient(root, acquired)
     device = _text(root, "TestDemographics/AcquisitionDevice")
     record = build_record(
         source,

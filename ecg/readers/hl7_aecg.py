@@ -30,7 +30,10 @@ from ecg.readers._common import (
     local_name,
     namespace_of,
     parse_hl7_ts,
+    parse_hl7_ts_zoned,
     parse_xml,
+    patient_of,
+    person_name,
     sex_from_text,
 )
 
@@ -218,12 +221,35 @@ def _patient(root: Element, acquired: datetime | None) -> Patient:
             value = obs.find("v3:value", _NS)
             if value is not None and value.get("unit", "a") == "a":
                 age = age_from_text(value.get("value"))
-    if age is None and person is not None and acquired is not None:
-        birth_el = person.find("v3:birthTime", _NS)
-        birth = parse_hl7_ts(birth_el.get("value") if birth_el is not None else None)
-        if birth is not None and birth <= acquired:
-            age = round((acquired - birth).days / 365.25, 1)
-    return Patient(sex=sex_from_text(gender.get("code") if gender is not None else None), age_years=age)
+    birth_el = person.find("v3:birthTime", _NS) if person is not None else None
+    birth = parse_hl7_ts(birth_el.get("value") if birth_el is not None else None)
+    subject_id = root.find(".//v3:trialSubject/v3:id", _NS)
+    identifier, issuer = None, None
+    if subject_id is not None:
+        # HL7 v3 II: root (an OID, the issuer) + extension (the value); a root alone is the identifier itself
+        identifier, issuer = subject_id.get("extension"), subject_id.get("root")
+        if not identifier:
+            identifier, issuer = issuer, None
+    return patient_of(
+        identifier=identifier,
+        issuer=issuer,
+        name=_person_name(person),
+        birth_date=birth.date() if birth is not None else None,
+        sex=sex_from_text(gender.get("code") if gender is not None else None),
+        age_years=age,
+        acquired=acquired.replace(tzinfo=None) if acquired is not None else None,
+    )
+
+
+def _person_name(person: Element | None) -> str | None:
+    """The subject's name: PN parts (family, given) when structured, else the text (often initials)."""
+    el = person.find("v3:name", _NS) if person is not None else None
+    if el is None:
+        return None
+    family, given = el.findtext("v3:family", None, _NS), el.findtext("v3:given", None, _NS)
+    if family or given:
+        return person_name(family, given)
+    return person_name((el.text or "").strip())
 
 
 def read(path: Path) -> EcgFile:
@@ -245,7 +271,8 @@ def read(path: Path) -> EcgFile:
     measurements, statements = _annotations([s for s in (derived, series) if s is not None])
     center = root.find("v3:effectiveTime/v3:center", _NS)
     low = series.find("v3:effectiveTime/v3:low", _NS)
-    acquired = parse_hl7_ts(center.get("value") if center is not None else None) or parse_hl7_ts(
+    # the acquisition time in the file's own zone (aware when the timestamp carries its UTC offset)
+    acquired = parse_hl7_ts_zoned(center.get("value") if center is not None else None) or parse_hl7_ts_zoned(
         low.get("value") if low is not None else None
     )
     model = series.find(".//v3:manufacturedSeriesDevice/v3:manufacturerModelName", _NS)
@@ -276,7 +303,9 @@ def read(path: Path) -> EcgFile:
                 source, "representative beat", signal=msig, lead_names=mnames, sampling_rate_hz=mfs, patient=patient
             )
     head = seq_set.find("v3:component/v3:sequence/v3:value/v3:head", _NS)
-    start = parse_hl7_ts(head.get("value") if head is not None else None) or acquired
+    start = parse_hl7_ts(head.get("value") if head is not None else None) or (
+        acquired.replace(tzinfo=None) if acquired is not None else None
+    )
     fiducials = _fiducials(series, fs, start, "rhythm")
     if derived is not None and median is not None:
         fiducials += _fiducials(derived, median.sampling_rate_hz, None, "median")

@@ -29,7 +29,10 @@ from ecg.readers._common import (
     build_record,
     device_measurement,
     local_name,
+    parse_date,
     parse_xml,
+    patient_of,
+    person_name,
     sex_from_text,
 )
 
@@ -149,6 +152,23 @@ def _age(root: Element, acquired: datetime | None) -> float | None:
     return age
 
 
+def _patient(root: Element, acquired: datetime | None) -> Patient:
+    """MRN (1.04) else patientid; last/first/middle name; date of birth; sex; age (Philips has no issuer)."""
+    general = _find(root, "patient", "generalpatientdata")
+    return patient_of(
+        identifier=_text(general, "MRN") or _text(general, "patientid"),
+        name=person_name(
+            _text(general, "name", "lastname"),
+            _text(general, "name", "firstname"),
+            _text(general, "name", "middlename"),
+        ),
+        birth_date=parse_date(_text(general, "age", "dateofbirth"), "%Y-%m-%d"),
+        sex=sex_from_text(_text(general, "sex")),
+        age_years=_age(root, acquired),
+        acquired=acquired,
+    )
+
+
 def read(path: Path) -> EcgFile:
     """Read a Philips Sierra XML file; unsupported document types/versions fail naming them."""
     source = str(path)
@@ -191,10 +211,7 @@ def read(path: Path) -> EcgFile:
     keep = calibration_start(counts)
     signal, names = complete_leads(counts[:, :keep] * (resolution_uv / 1000.0), [lead.label for lead in leads])
     acquired = _acquired(root)
-    patient = Patient(
-        sex=sex_from_text(_text(root, "patient", "generalpatientdata", "sex")),
-        age_years=_age(root, acquired),
-    )
+    patient = _patient(root, acquired)
     machine = _text(root, "dataacquisition", "machine")
     record = build_record(
         source,

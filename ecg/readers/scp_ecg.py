@@ -18,6 +18,7 @@ from __future__ import annotations
 import binascii
 import struct
 from dataclasses import dataclass
+from datetime import date as date_type
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -27,7 +28,15 @@ import numpy as np
 from core.errors import EcgError, RecordError
 from core.records import EcgRecord, Measurement, Patient, Sex
 from ecg.leads import complete_leads
-from ecg.readers._common import SCP_LEAD_NAMES, DeviceQuantity, EcgFile, device_measurement
+from ecg.readers._common import (
+    SCP_LEAD_NAMES,
+    DeviceQuantity,
+    EcgFile,
+    device_measurement,
+    patient_of,
+    person_name,
+    utc_offset,
+)
 
 _HEADER = 6  # file CRC (2) + file length (4)
 _SECTION_HEADER = 16
@@ -97,14 +106,24 @@ def _sections(data: bytes, source: str) -> _Sections:
     return _Sections(data, bodies, version)
 
 
+def _scp_text(value: bytes) -> str | None:
+    """A section 1 text tag: NUL-terminated, ASCII or Latin-1 (SCP-ECG's 1-byte character sets)."""
+    text = value.split(b"\0", 1)[0].decode("latin-1").strip()
+    return text or None
+
+
 def _patient_and_time(body: bytes | None) -> tuple[Patient, datetime | None]:
-    """Section 1 tags: 4 age, 8 sex, 25 acquisition date, 26 acquisition time (never names/IDs)."""
+    """Section 1 tags: 0 last name, 1 first name, 2 patient ID, 4 age, 5 date of birth, 8 sex,
+    25 acquisition date, 26 acquisition time, 34 time zone (minutes from UTC; 0x7FFF unknown)."""
     if not body:
         return Patient(), None
     age: float | None = None
     sex = Sex.UNKNOWN
     date: tuple[int, int, int] | None = None
+    birth: date_type | None = None
     time = (0, 0, 0)
+    texts: dict[int, str | None] = {}
+    zone_minutes: int | None = None
     pos = 0
     while pos + 3 <= len(body):
         tag = body[pos]
@@ -113,24 +132,43 @@ def _patient_and_time(body: bytes | None) -> tuple[Patient, datetime | None]:
         pos += 3 + length
         if tag == 255:
             break
-        if tag == 4 and len(value) >= 3:
+        if tag in (0, 1, 2):
+            texts[tag] = _scp_text(value)
+        elif tag == 4 and len(value) >= 3:
             amount, unit = struct.unpack_from("<HB", value)
             if unit in _AGE_UNITS and amount:
                 years = amount / _AGE_UNITS[unit]
                 age = years if years < 150 else None
+        elif tag == 5 and len(value) >= 4:
+            year, month, day = struct.unpack_from("<HBB", value)
+            try:
+                birth = date_type(year, month, day) if year else None
+            except ValueError:
+                birth = None
         elif tag == 8 and value:
             sex = {1: Sex.MALE, 2: Sex.FEMALE}.get(value[0], Sex.UNKNOWN)
         elif tag == 25 and len(value) >= 4:
             date = struct.unpack_from("<HBB", value)
         elif tag == 26 and len(value) >= 3:
             time = (value[0], value[1], value[2])
+        elif tag == 34 and len(value) >= 2:
+            (minutes,) = struct.unpack_from("<h", value)
+            zone_minutes = None if minutes == 0x7FFF else minutes
     acquired = None
     if date is not None:
         try:
-            acquired = datetime(date[0], date[1], date[2], *time)
+            acquired = datetime(date[0], date[1], date[2], *time, tzinfo=utc_offset(zone_minutes))
         except ValueError:
             acquired = None
-    return Patient(sex=sex, age_years=age), acquired
+    patient = patient_of(
+        identifier=texts.get(2),
+        name=person_name(texts.get(0), texts.get(1)),
+        birth_date=birth,
+        sex=sex,
+        age_years=age,
+        acquired=acquired.replace(tzinfo=None) if acquired is not None else None,
+    )
+    return patient, acquired
 
 
 def decode_default_huffman(stream: bytes, count: int) -> np.ndarray:

@@ -76,6 +76,7 @@ def muse_document(
     gender: str | None = None,
     acquired: tuple[str, str] | None = ("04-29-2023", "22:41:16"),
     crc: bool = True,
+    demographics: Mapping[str, str] | None = None,
 ) -> ET.Element:
     """Build a MUSE ``RestingECG`` element; ``statements`` are (text, ends_line) pairs."""
     root = ET.Element("RestingECG")
@@ -88,6 +89,8 @@ def muse_document(
     if gender is not None:
         _sub(demo, "Gender", gender)
     _sub(demo, "PatientLastName", "SYNTHETIC")
+    for tag, text in (demographics or {}).items():
+        _sub(demo, tag, text)
     test = _sub(root, "TestDemographics")
     _sub(test, "DataType", "RESTING")
     _sub(test, "AcquisitionDevice", "MAC5500")
@@ -174,6 +177,7 @@ def write_scp(
     statements: Sequence[str] = (),
     reference_beat_subtraction: bool = False,
     bimodal: bool = False,
+    patient_tags: bytes = b"",
 ) -> Path:
     """Write an SCP-ECG file; ``leads`` maps SCP lead ids (1 = I, 2 = II, 3 = V1 ...) to int16 samples."""
     ids = list(leads)
@@ -187,7 +191,9 @@ def write_scp(
     if acquired is not None:
         year, month, day, hour, minute, second = acquired
         tags += struct.pack("<BHHBB", 25, 4, year, month, day) + struct.pack("<BHBBB", 26, 3, hour, minute, second)
-    tags += struct.pack("<BHB", 2, 1, 0) + struct.pack("<BH", 255, 0)  # patient ID tag (empty), end
+    # section 1 tags as (tag, length, value); without patient_tags an empty patient ID tag, then the end tag
+    tags += patient_tags or struct.pack("<BHB", 2, 1, 0)
+    tags += struct.pack("<BH", 255, 0)
     sections[1] = tags
     if huffman:
         sections[2] = struct.pack("<H", 19999)
