@@ -335,6 +335,19 @@ class BatchConfig(_Section):
     chunk_size: int = Field(64, ge=1)
 
 
+class OrdersConfig(_Section):
+    """Order intake: HL7 ORM/OMI listener, FHIR ServiceRequest polling, Modality Worklist, matching."""
+
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = Field(2575, ge=1, le=65535)  #: ``mmdx orders listen``
+    fhir_url: str | None = None  #: FHIR server polled for ServiceRequests (``mmdx orders poll``)
+    fhir_authorization: str | None = None  #: HTTP Authorization header for it; better set by environment
+    poll_interval_s: float = Field(60.0, gt=0)
+    worklist: DicomPeer | None = None  #: Modality Worklist SCP asked by accession number for unknown orders
+    calling_ae_title: str = "MMDX"
+    match_window_days: int = Field(1, ge=0)  #: weaker match: same patient + procedure within this many days
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -399,6 +412,7 @@ class Settings(BaseSettings):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     site: SiteConfig = Field(default_factory=SiteConfig)
+    orders: OrdersConfig = Field(default_factory=OrdersConfig)
 
     @field_validator("uid_root")
     @classmethod

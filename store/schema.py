@@ -14,9 +14,11 @@ Tables, by the part of the design they hold::
     reports  report_versions, artefacts
     outbox   outbox                one row per (artefact, destination)
     audit    audit                 append-only (enforced by ORM events)
+    orders   orders, order_matches one row per order; which order a study answers
 
 PHI (patient identifiers, name, birth date) lives in ``patients`` and
-``patient_identifiers`` only; no other table, log or error message holds it.
+``patient_identifiers``, and in ``orders`` (what the order said, checked against
+the images); no other table, log or error message holds it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
 from core.errors import StoreError
+from core.orders import MatchStrength, OrderSource, OrderStatus
 from core.records import ReportKind, ReportStatus, Sex
 
 #: Deterministic constraint names (Alembic and both backends agree on them).
@@ -372,6 +375,60 @@ class OutboxRow(Base):
     updated_at: Mapped[datetime]
 
     artefact: Mapped[ArtefactRow] = relationship()
+
+
+# --------------------------------------------------------------------------- orders
+
+
+class OrderRow(Base):
+    """An order received from the RIS/EHR (HL7, FHIR or the worklist); ``store.orders`` owns it.
+
+    PHI: the demographics the order carried are kept here, apart from ``patients``, so that
+    they can be checked against the images' (conflicts are flagged, never merged).
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("placer_number", "placer_authority"), UniqueConstraint("accession_number"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    placer_number: Mapped[str] = mapped_column(String(64))
+    placer_authority: Mapped[str] = mapped_column(String(64), default="")  #: '' when unknown (see patient_identifiers)
+    filler_number: Mapped[str | None] = mapped_column(String(64))
+    filler_authority: Mapped[str | None] = mapped_column(String(64))
+    accession_number: Mapped[str | None] = mapped_column(String(16))
+    patient_id_value: Mapped[str] = mapped_column(String(64), index=True)
+    patient_id_issuer: Mapped[str] = mapped_column(String(64), default="")
+    patient_name: Mapped[str | None] = mapped_column(String(256))
+    patient_birth_date: Mapped[date | None] = mapped_column(Date)
+    patient_sex: Mapped[Sex] = mapped_column(_str_enum(Sex, "order_patient_sex"), default=Sex.UNKNOWN)
+    procedure_code: Mapped[str | None] = mapped_column(String(64))
+    procedure_system: Mapped[str | None] = mapped_column(String(256))
+    procedure_text: Mapped[str | None] = mapped_column(String(256))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    clinical_history: Mapped[str | None] = mapped_column(Text)
+    ordering_provider: Mapped[str | None] = mapped_column(String(256))
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))  #: local wall clock
+    status: Mapped[OrderStatus] = mapped_column(_str_enum(OrderStatus, "order_status"))
+    source: Mapped[OrderSource] = mapped_column(_str_enum(OrderSource, "order_source"))
+    service_request_id: Mapped[str | None] = mapped_column(String(64))
+    requested_procedure_id: Mapped[str | None] = mapped_column(String(16))
+    study_instance_uid: Mapped[str | None] = mapped_column(UID)
+    received_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OrderMatchRow(Base):
+    """Which order a study answers, how strongly, and the fields on which order and images disagree."""
+
+    __tablename__ = "order_matches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    strength: Mapped[MatchStrength] = mapped_column(_str_enum(MatchStrength, "order_match_strength"))
+    conflicts: Mapped[str] = mapped_column(Text, default="")  #: comma-separated field names (never values)
+    matched_at: Mapped[datetime]
 
 
 # --------------------------------------------------------------------------- audit
