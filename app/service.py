@@ -1,50 +1,104 @@
-"""The HTTP service: health, readiness and the study index (FastAPI)."""
+"""The HTTP service (FastAPI): the API under ``/api/v1``, the pages under ``/ui``, health and docs.
+
+Every endpoint but ``/healthz`` and ``/readyz`` needs a caller (a bearer
+token for the API, the session cookie for the pages) when ``auth.mode`` is
+``token``; the OpenAPI document, ``/docs`` and the static assets are public
+and load without internet (Swagger UI is served from the installed
+``swagger-ui-bundle`` package, never a CDN).
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app.api import ops, reports
+from app.api.auth import TokenVerifier
 from app.context import AppContext
 from core.version import SOFTWARE_VERSION
-from store import index
+
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
 
-def create_app(ctx: AppContext) -> FastAPI:
-    """Build the FastAPI application around one context (tests pass their own)."""
-    api = FastAPI(title="mmdx", version=SOFTWARE_VERSION)
+def readiness(ctx: AppContext, components: dict[str, bool]) -> dict[str, dict[str, Any]]:
+    """Each dependency's state: the database, the storage folders, models, destinations, supervised parts."""
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        with ctx.db.session(readonly=True) as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    storage = ctx.settings.storage
+    folders = [storage.store_dir, storage.out_dir, storage.quarantine_dir]
+    bad = [str(f) for f in folders if not (Path(f).is_dir() and os.access(f, os.W_OK))]
+    checks["storage"] = {"ok": not bad, **({"not_writable": bad} if bad else {})}
+    try:
+        infos = ctx.registry.describe_all()
+        missing = [i.name for i in infos if not i.available]
+        checks["models"] = {"ok": True, "configured": len(infos), "unavailable": missing}
+    except Exception as exc:  # a broken registry file must not take readiness down with a 500
+        checks["models"] = {"ok": False, "error": type(exc).__name__}
+    checks["destinations"] = {"ok": True, "configured": sorted(ctx.settings.destinations)}
+    for name, up in components.items():
+        checks[name] = {"ok": up}
+    return checks
 
-    @api.get("/healthz")
+
+def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) -> FastAPI:
+    """Build the application around one context (tests pass their own).
+
+    ``components`` maps the parts ``mmdx serve`` supervises (``scp``, ``worker``, ``sender``) to whether they
+    run; ``/readyz`` reports them.
+    """
+    api = FastAPI(
+        title="mmdx",
+        version=SOFTWARE_VERSION,
+        description="Studies, draft reports, sign-off, worklist and deliveries. Bearer JWT (`mmdx token`).",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.state.ctx = ctx
+    api.state.verifier = TokenVerifier(ctx.settings.auth)
+    api.state.components = components if components is not None else {}
+    api.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    api.mount("/static/app", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @api.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok", "version": SOFTWARE_VERSION}
 
-    @api.get("/readyz")
-    def readyz() -> dict[str, str]:
-        """Readiness: the database answers."""
-        try:
-            with ctx.db.session() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as exc:
-            raise HTTPException(status_code=503, detail=f"database unavailable: {type(exc).__name__}") from None
-        return {"status": "ready"}
+    @api.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        """Readiness: database, storage, models, destinations and the supervised parts (503 if one is down)."""
+        checks = readiness(ctx, request.app.state.components)
+        ready = all(c["ok"] for c in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    @api.get("/api/v1/studies")
-    def studies() -> list[dict[str, Any]]:
-        """Indexed studies without demographics."""
-        with ctx.db.session() as session:
-            rows = index.list_studies(session)
-        return [
-            {
-                "study_instance_uid": s.study_instance_uid,
-                "study_datetime": s.study_datetime.isoformat() if s.study_datetime else None,
-                "modalities": list(s.modalities),
-                "series": len(s.series),
-                "instances": s.instance_count,
-            }
-            for s in rows
-        ]
+    @api.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="mmdx API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
 
+    @api.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/worklist", status_code=303)
+
+    api.include_router(reports.router)
+    api.include_router(ops.router)
     return api

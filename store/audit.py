@@ -8,17 +8,18 @@ names or identifiers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import StoreError
 from store._checks import aware
 from store.schema import AuditRow
 
-__all__ = ["AuditEntry", "history", "recent", "record"]
+__all__ = ["AuditEntry", "history", "open_by", "recent", "record", "search"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +32,33 @@ class AuditEntry:
     action: str  #: short verb: "received", "analysed", "signed", "amended", "delivered"...
     study_uid: str | None
     detail: str
+    origin: str | None = None  #: where from (the client address of an HTTP call)
 
 
-def record(session: Session, *, actor: str, action: str, study_uid: str | None, detail: str = "", at: datetime) -> int:
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    study_uid: str | None,
+    detail: str = "",
+    at: datetime,
+    origin: str | None = None,
+) -> int:
     """Append one entry in the caller's unit of work; returns its id."""
     aware("audit record at", at)
     if not actor.strip() or not action.strip():
         raise StoreError(f"audit entry: expected a non-empty actor and action, got {actor!r} / {action!r}")
-    row = AuditRow(at=at, actor=actor, action=action, study_instance_uid=study_uid, detail=detail)
+    row = AuditRow(
+        at=at, actor=actor, action=action, study_instance_uid=study_uid, detail=detail, origin=(origin or None)
+    )
     session.add(row)
     session.flush()
     return row.id
 
 
 def _entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(row.id, row.at, row.actor, row.action, row.study_instance_uid, row.detail)
+    return AuditEntry(row.id, row.at, row.actor, row.action, row.study_instance_uid, row.detail, row.origin)
 
 
 def history(session: Session, study_uid: str) -> list[AuditEntry]:
@@ -60,3 +73,43 @@ def recent(session: Session, *, limit: int = 100) -> list[AuditEntry]:
     """The newest entries across all studies, newest first."""
     rows = session.scalars(select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit))
     return [_entry(r) for r in rows]
+
+
+def search(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    study_uid: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """Entries matching every given filter, newest first (``action`` ending in ``.`` matches a prefix)."""
+    stmt = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
+    if actor is not None:
+        stmt = stmt.where(AuditRow.actor == actor)
+    if action is not None:
+        stmt = stmt.where(AuditRow.action.startswith(action) if action.endswith(".") else AuditRow.action == action)
+    if study_uid is not None:
+        stmt = stmt.where(AuditRow.study_instance_uid == study_uid)
+    if since is not None:
+        aware("audit search since", since)
+        stmt = stmt.where(AuditRow.at >= since)
+    return [_entry(r) for r in session.scalars(stmt)]
+
+
+def open_by(
+    session: Session, study_uids: Sequence[str], since: datetime, *, action: str = "report.view"
+) -> dict[str, str]:
+    """Study -> the actor who last opened it (``action``) at or after ``since``: "who has it open" on a worklist."""
+    aware("audit open_by since", since)
+    if not study_uids:
+        return {}
+    newest = (
+        select(AuditRow.study_instance_uid, func.max(AuditRow.id).label("id"))
+        .where(AuditRow.action == action, AuditRow.at >= since, AuditRow.study_instance_uid.in_(list(study_uids)))
+        .group_by(AuditRow.study_instance_uid)
+        .subquery()
+    )
+    rows = session.execute(select(AuditRow.study_instance_uid, AuditRow.actor).join(newest, AuditRow.id == newest.c.id))
+    return {uid: actor for uid, actor in rows if uid is not None}

@@ -445,6 +445,7 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     study_instance_uid: Mapped[str | None] = mapped_column(UID, index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    origin: Mapped[str | None] = mapped_column(String(128))  #: where from: the client address of an HTTP call
 
 
 @event.listens_for(AuditRow, "before_update")

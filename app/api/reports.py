@@ -1,0 +1,376 @@
+"""``/api/v1``: studies, report versions and their downloads, the sign-off actions, the worklist."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.auth import SIGN_REPORTS, VIEW_REPORTS, VIEW_STATUS, Principal
+from app.api.deps import Ctx, client_origin, require
+from app.review import NoReport, ReviewAction, ReviewConflict, apply_action
+from core.errors import ReportError
+from core.records import PriorityLevel, ReportKind, ReportStatus
+from store import audit, index, jobs
+from store import reports as report_store
+from store.search import search_studies
+from store.serialize import report_to_json
+from store.worklist import WorklistRow, worklist
+
+router = APIRouter(prefix="/api/v1", tags=["reports"])
+
+Viewer = Annotated[Principal, Depends(require(VIEW_REPORTS))]
+StatusViewer = Annotated[Principal, Depends(require(VIEW_STATUS))]
+Signer = Annotated[Principal, Depends(require(SIGN_REPORTS))]
+
+#: Download formats -> artefact kind of the stored version.
+FORMATS: dict[str, str] = {
+    "fhir": "fhir",
+    "pdf": "pdf",
+    "html": "html",
+    "sr": "sr",
+    "dicom-pdf": "dicom-pdf",
+    "sc": "sc",
+    "oru": "oru",
+}
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def worklist_json(row: WorklistRow, now: datetime) -> dict[str, Any]:
+    return {
+        "study_instance_uid": row.study_uid,
+        "accession_number": row.accession_number,
+        "patient_name": row.patient_name,
+        "study_datetime": _iso(row.study_datetime),
+        "description": row.description,
+        "modalities": list(row.modalities),
+        "body_parts": list(row.body_parts),
+        "priority": row.priority.name.lower(),
+        "priority_reason": row.priority_reason,
+        "report_status": row.status.value,
+        "report_kind": row.kind.value,
+        "report_version": row.version,
+        "waiting_since": _iso(row.waiting_since),
+        "waiting_s": round(row.waiting_s(now)),
+        "opened_by": row.opened_by,
+    }
+
+
+def _check_uid(uid: str) -> str:
+    if not uid or len(uid) > 64 or not all(p.isdigit() for p in uid.split(".")):
+        raise HTTPException(status_code=404, detail="not a study instance UID")
+    return uid
+
+
+@router.get("/studies", summary="Search studies")
+def studies(
+    ctx: Ctx,
+    _: StatusViewer,
+    patient_id: Annotated[str | None, Query(max_length=64)] = None,
+    accession: Annotated[str | None, Query(max_length=64)] = None,
+    modality: Annotated[str | None, Query(max_length=16)] = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    status: ReportStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[dict[str, Any]]:
+    """Studies matching every filter, most recently received first (no demographics)."""
+    with ctx.db.session(readonly=True) as session:
+        found = search_studies(
+            session,
+            patient_id=patient_id,
+            accession=accession,
+            modality=modality,
+            date_from=date_from,
+            date_to=date_to,
+            status=status,
+            limit=limit,
+            offset=offset,
+        )
+    return [
+        {
+            "study_instance_uid": s.study_uid,
+            "accession_number": s.accession_number,
+            "study_datetime": _iso(s.study_datetime),
+            "description": s.description,
+            "modalities": list(s.modalities),
+            "series": s.series,
+            "instances": s.instances,
+            "report_status": s.report_status.value if s.report_status else None,
+            "report_version": s.report_version,
+            "first_received_at": _iso(s.first_received_at),
+        }
+        for s in found
+    ]
+
+
+@router.get("/studies/{study_uid}", summary="Study detail: series, instances, analysis status, report versions")
+def study_detail(study_uid: str, ctx: Ctx, _: StatusViewer) -> dict[str, Any]:
+    uid = _check_uid(study_uid)
+    with ctx.db.session(readonly=True) as session:
+        study = index.load_study(session, uid)
+        if study is None:
+            raise HTTPException(status_code=404, detail=f"study {uid} is not in the index")
+        job_rows = jobs.list_jobs(session, study_uid=uid, limit=20)
+        history = report_store.report_history(session, uid)
+    return {
+        "study_instance_uid": uid,
+        "accession_number": study.accession_number,
+        "study_datetime": _iso(study.study_datetime),
+        "description": study.description,
+        "modalities": list(study.modalities),
+        "series": [
+            {
+                "series_instance_uid": s.series_instance_uid,
+                "modality": s.modality,
+                "body_part": s.body_part,
+                "description": s.description,
+                "instances": len(s.instances),
+            }
+            for s in study.series
+        ],
+        "jobs": [
+            {
+                "id": j.id,
+                "state": j.state.value,
+                "attempts": j.attempts,
+                "created_at": _iso(j.created_at),
+                "started_at": _iso(j.started_at),
+                "finished_at": _iso(j.finished_at),
+                "duration_s": (j.finished_at - j.started_at).total_seconds()
+                if j.finished_at and j.started_at
+                else None,
+                "error": j.error,
+            }
+            for j in job_rows
+        ],
+        "reports": [_version_json(v) for v in history],
+    }
+
+
+def _version_json(v: report_store.ReportVersionInfo) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "status": v.status.value,
+        "kind": v.kind.value,
+        "priority": v.priority.level.name.lower(),
+        "priority_reason": v.priority.reason,
+        "signed_by": v.signed_by_name,
+        "signed_at": _iso(v.signed_at),
+        "created_at": _iso(v.created_at),
+        "formats": sorted({k for k, kind in FORMATS.items() if any(a.kind == kind for a in v.artefacts)} | {"json"}),
+    }
+
+
+@router.get("/studies/{study_uid}/reports", summary="Every version of the study's report")
+def report_versions(study_uid: str, ctx: Ctx, _: Viewer) -> list[dict[str, Any]]:
+    uid = _check_uid(study_uid)
+    with ctx.db.session(readonly=True) as session:
+        return [_version_json(v) for v in report_store.report_history(session, uid)]
+
+
+def _audit(ctx: Ctx, principal: Principal, request: Request, action: str, uid: str, detail: str) -> None:
+    with ctx.db.session() as session:
+        audit.record(
+            session,
+            actor=principal.actor,
+            action=action,
+            study_uid=uid,
+            detail=detail,
+            at=ctx.clock.now(),
+            origin=client_origin(request),
+        )
+
+
+@router.get("/studies/{study_uid}/reports/{version}", summary="One report version as JSON ('latest' for the newest)")
+def report_json(
+    study_uid: str,
+    version: Annotated[str, PathParam(pattern=r"^(latest|[0-9]{1,6})$")],
+    ctx: Ctx,
+    principal: Viewer,
+    request: Request,
+) -> dict[str, Any]:
+    uid = _check_uid(study_uid)
+    with ctx.db.session(readonly=True) as session:
+        if version == "latest":
+            report = report_store.latest_report(session, uid)
+        elif version.isdigit() and 0 < int(version) < 10**6:
+            report = report_store.load_report(session, uid, int(version))
+        else:
+            raise HTTPException(status_code=404, detail="version: expected 'latest' or a number")
+    if report is None:
+        raise HTTPException(status_code=404, detail=f"study {uid} has no report version {version}")
+    _audit(ctx, principal, request, "report.view", uid, f"version {report.version} (json)")
+    return report_to_json(report)
+
+
+@router.get(
+    "/studies/{study_uid}/reports/{version}/{fmt}",
+    summary="Download a report version: fhir, pdf, html, sr, dicom-pdf, sc, oru",
+    response_class=FileResponse,
+)
+def report_download(
+    study_uid: str,
+    version: Annotated[int, PathParam(ge=1, le=10**6)],
+    fmt: Literal["fhir", "pdf", "html", "sr", "dicom-pdf", "sc", "oru"],
+    ctx: Ctx,
+    principal: Viewer,
+    request: Request,
+) -> FileResponse:
+    uid = _check_uid(study_uid)
+    with ctx.db.session(readonly=True) as session:
+        history = {v.version: v for v in report_store.report_history(session, uid)}
+    info = history.get(version)
+    if info is None:
+        raise HTTPException(status_code=404, detail=f"study {uid} has no report version {version}")
+    found = [a for a in info.artefacts if a.kind == FORMATS[fmt]]
+    if not found or not Path(found[0].path).is_file():
+        raise HTTPException(status_code=404, detail=f"version {version} has no {fmt} artefact on disk")
+    art = found[0]
+    _audit(ctx, principal, request, "report.export", uid, f"version {version} ({fmt})")
+    return FileResponse(art.path, media_type=art.media_type, filename=f"{uid}_v{version}_{Path(art.path).name}")
+
+
+class EditRequest(BaseModel):
+    """New section texts by LOINC code (an empty text removes a section)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sections: dict[Annotated[str, Field(max_length=16)], Annotated[str, Field(max_length=20_000)]] = Field(
+        default_factory=dict, max_length=20
+    )
+    expected_version: int | None = Field(None, ge=1, le=10**6, description="409 when the newest version differs")
+
+
+class SignRequest(EditRequest):
+    """Sign the draft (optionally with last edits)."""
+
+
+class WithdrawRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    expected_version: int | None = Field(None, ge=1, le=10**6)
+
+
+def _act(
+    ctx: Ctx,
+    uid: str,
+    action: ReviewAction,
+    principal: Principal,
+    request: Request,
+    *,
+    sections: dict[str, str] | None = None,
+    reason: str | None = None,
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    uid = _check_uid(uid)
+    try:
+        result = apply_action(
+            ctx,
+            uid,
+            action,
+            principal.clinician(),
+            actor=principal.actor,
+            origin=client_origin(request),
+            sections=sections,
+            reason=reason,
+            expected_version=expected_version,
+        )
+    except NoReport as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except ReviewConflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    except ReportError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    return {
+        "study_instance_uid": uid,
+        "version": result.report.version,
+        "status": result.report.status.value,
+        "outbox_items": result.outbox_rows,
+    }
+
+
+@router.post("/studies/{study_uid}/report/edit", summary="Edit the draft: a new preliminary version")
+def edit(study_uid: str, body: EditRequest, ctx: Ctx, principal: Signer, request: Request) -> dict[str, Any]:
+    return _act(
+        ctx,
+        study_uid,
+        ReviewAction.EDIT,
+        principal,
+        request,
+        sections=body.sections,
+        expected_version=body.expected_version,
+    )
+
+
+@router.post("/studies/{study_uid}/report/sign", summary="Sign the draft: a new final version, delivered")
+def sign(study_uid: str, body: SignRequest, ctx: Ctx, principal: Signer, request: Request) -> dict[str, Any]:
+    return _act(
+        ctx,
+        study_uid,
+        ReviewAction.SIGN,
+        principal,
+        request,
+        sections=body.sections or None,
+        expected_version=body.expected_version,
+    )
+
+
+@router.post("/studies/{study_uid}/report/amend", summary="Amend a signed report: a new amended version")
+def amend(study_uid: str, body: EditRequest, ctx: Ctx, principal: Signer, request: Request) -> dict[str, Any]:
+    return _act(
+        ctx,
+        study_uid,
+        ReviewAction.AMEND,
+        principal,
+        request,
+        sections=body.sections,
+        expected_version=body.expected_version,
+    )
+
+
+@router.post("/studies/{study_uid}/report/withdraw", summary="Withdraw: a new entered-in-error version")
+def withdraw(study_uid: str, body: WithdrawRequest, ctx: Ctx, principal: Signer, request: Request) -> dict[str, Any]:
+    return _act(
+        ctx,
+        study_uid,
+        ReviewAction.WITHDRAW,
+        principal,
+        request,
+        reason=body.reason,
+        expected_version=body.expected_version,
+    )
+
+
+@router.get("/worklist", summary="Reports to read: stat, urgent, routine, then longest waiting")
+def get_worklist(
+    ctx: Ctx,
+    _: Viewer,
+    status: Annotated[list[ReportStatus] | None, Query()] = None,
+    all_statuses: bool = False,
+    modality: Annotated[str | None, Query(max_length=16)] = None,
+    priority: Literal["stat", "urgent", "routine"] | None = None,
+    kind: ReportKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+) -> list[dict[str, Any]]:
+    now = ctx.clock.now()
+    statuses = None if all_statuses else (status or [ReportStatus.PRELIMINARY])
+    with ctx.db.session(readonly=True) as session:
+        rows = worklist(
+            session,
+            now,
+            statuses=statuses,
+            modality=modality,
+            priority=PriorityLevel[priority.upper()] if priority else None,
+            kind=kind,
+            limit=limit,
+        )
+    return [worklist_json(r, now) for r in rows]

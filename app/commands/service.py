@@ -1,0 +1,126 @@
+"""``mmdx token``, ``mmdx audit``, ``mmdx worklist``: the service's side on the terminal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.api.auth import AuthError, Role, mint_token
+from app.context import AppContext
+from core.errors import MmdxError
+from core.records import PriorityLevel, ReportStatus
+from store import audit
+from store.worklist import worklist
+
+console = Console(width=None if Console().is_terminal else 200)
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
+]
+
+
+def _context(config: Path | None) -> AppContext:
+    try:
+        return AppContext.create(config)
+    except MmdxError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _waited(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{minutes} min"
+
+
+def register(cli: typer.Typer) -> None:
+    @cli.command("token")
+    def token(
+        subject: Annotated[str, typer.Argument(help="User id (the token's 'sub'; the audit's who)")],
+        role: Annotated[
+            list[Role], typer.Option("--role", "-r", help="clinician, technologist, integrator, admin (repeatable)")
+        ],
+        name: Annotated[str | None, typer.Option(help="Display name (signs reports)")] = None,
+        ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds (default auth.token_ttl_s)")] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Mint a bearer token for local use (HS256 secret, or RS256 with auth.private_key)."""
+        ctx = _context(config)
+        try:
+            print(mint_token(ctx.settings.auth, subject, role, name=name, now=datetime.now(UTC), ttl_s=ttl))
+        except AuthError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+
+    @cli.command("audit")
+    def audit_cmd(
+        study: Annotated[str | None, typer.Option(help="Only this Study Instance UID")] = None,
+        actor: Annotated[str | None, typer.Option(help="Only this actor (user:<id>, mmdx, scp:<AE>...)")] = None,
+        action: Annotated[str | None, typer.Option(help="Only this action ('report.' for a prefix)")] = None,
+        hours: Annotated[float | None, typer.Option(help="Only the last N hours")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many rows")] = 100,
+        config: ConfigOption = None,
+    ) -> None:
+        """Read the audit log, newest first (who, what, when, from where)."""
+        ctx = _context(config)
+        since = ctx.clock.now() - timedelta(hours=hours) if hours else None
+        with ctx.db.session(readonly=True) as session:
+            rows = audit.search(session, actor=actor, action=action, study_uid=study, since=since, limit=limit)
+        table = Table(title=f"Audit ({len(rows)})")
+        for col in ("When (UTC)", "Who", "Action", "Study", "Detail", "From"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(
+                r.at.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.action, r.study_uid or "", r.detail, r.origin or ""
+            )
+        console.print(table)
+
+    @cli.command("worklist")
+    def worklist_cmd(
+        all_statuses: Annotated[bool, typer.Option("--all", help="Signed and withdrawn reports too")] = False,
+        modality: Annotated[str | None, typer.Option(help="Only studies with this modality")] = None,
+        priority: Annotated[str | None, typer.Option(help="stat, urgent or routine")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many rows")] = 100,
+        config: ConfigOption = None,
+    ) -> None:
+        """Reports waiting for a clinician: stat, urgent, routine, then the longest waiting."""
+        ctx = _context(config)
+        level = None
+        if priority is not None:
+            try:
+                level = PriorityLevel[priority.upper()]
+            except KeyError:
+                err.print(f"[red]--priority: expected stat, urgent or routine, got {priority!r}[/red]")
+                raise typer.Exit(2) from None
+        now = ctx.clock.now()
+        with ctx.db.session(readonly=True) as session:
+            rows = worklist(
+                session,
+                now,
+                statuses=None if all_statuses else (ReportStatus.PRELIMINARY,),
+                modality=modality,
+                priority=level,
+                limit=limit,
+            )
+        table = Table(title=f"Worklist ({len(rows)})")
+        for col in ("Priority", "Reason", "Study", "Modality", "Body part", "Waiting", "Status", "Open by"):
+            table.add_column(col, overflow="fold")
+        styles = {PriorityLevel.STAT: "bold red", PriorityLevel.URGENT: "yellow", PriorityLevel.ROUTINE: ""}
+        for r in rows:
+            table.add_row(
+                r.priority.name.lower(),
+                r.priority_reason,
+                r.study_uid,
+                ", ".join(r.modalities),
+                ", ".join(r.body_parts),
+                _waited(r.waiting_s(now)),
+                f"{r.status.value} v{r.version}",
+                r.opened_by or "",
+                style=styles[r.priority],
+            )
+        console.print(table)

@@ -1,0 +1,116 @@
+"""Study search for the API and pages: by patient identifier, accession, modality, date and report status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from core.records import ReportStatus
+from store.schema import InstanceRow, PatientIdentifierRow, ReportVersionRow, SeriesRow, StudyRow
+
+__all__ = ["StudySummary", "search_studies"]
+
+
+@dataclass(frozen=True, slots=True)
+class StudySummary:
+    """A found study without demographics (the detail endpoint and pages show those to clinicians)."""
+
+    study_uid: str
+    accession_number: str | None
+    study_datetime: datetime | None
+    description: str | None
+    modalities: tuple[str, ...]
+    series: int
+    instances: int
+    report_status: ReportStatus | None
+    report_version: int | None
+    first_received_at: datetime
+
+
+def search_studies(
+    session: Session,
+    *,
+    patient_id: str | None = None,
+    accession: str | None = None,
+    modality: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    status: ReportStatus | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[StudySummary]:
+    """Studies matching every given filter, most recently received first.
+
+    ``status`` matches the newest report version's status; dates compare the study date (DICOM wall clock).
+    """
+    newer = aliased(ReportVersionRow)
+    latest = (
+        select(ReportVersionRow.study_instance_uid, ReportVersionRow.status, ReportVersionRow.version)
+        .where(
+            ~select(newer.id)
+            .where(
+                newer.study_instance_uid == ReportVersionRow.study_instance_uid,
+                newer.version > ReportVersionRow.version,
+            )
+            .exists()
+        )
+        .subquery()
+    )
+    stmt = (
+        select(StudyRow, latest.c.status, latest.c.version)
+        .outerjoin(latest, latest.c.study_instance_uid == StudyRow.study_instance_uid)
+        .order_by(StudyRow.last_received_at.desc(), StudyRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    if patient_id is not None:
+        stmt = stmt.where(
+            select(PatientIdentifierRow.id)
+            .where(PatientIdentifierRow.patient_id == StudyRow.patient_id, PatientIdentifierRow.value == patient_id)
+            .exists()
+        )
+    if accession is not None:
+        stmt = stmt.where(StudyRow.accession_number == accession)
+    if modality is not None:
+        stmt = stmt.where(
+            select(SeriesRow.id).where(SeriesRow.study_id == StudyRow.id, SeriesRow.modality == modality).exists()
+        )
+    if date_from is not None:
+        stmt = stmt.where(StudyRow.study_datetime >= datetime.combine(date_from, time.min))
+    if date_to is not None:
+        stmt = stmt.where(StudyRow.study_datetime <= datetime.combine(date_to, time.max))
+    if status is not None:
+        stmt = stmt.where(latest.c.status == status)
+    found = session.execute(stmt).all()
+    ids = [row.id for row, _, _ in found]
+    mods: dict[int, set[str]] = {i: set() for i in ids}
+    series_n: dict[int, int] = dict.fromkeys(ids, 0)
+    inst_n: dict[int, int] = dict.fromkeys(ids, 0)
+    if ids:
+        for study_id, mod, n in session.execute(
+            select(SeriesRow.study_id, SeriesRow.modality, func.count(InstanceRow.id))
+            .outerjoin(InstanceRow, InstanceRow.series_id == SeriesRow.id)
+            .where(SeriesRow.study_id.in_(ids))
+            .group_by(SeriesRow.id, SeriesRow.study_id, SeriesRow.modality)
+        ):
+            mods[study_id].add(mod)
+            series_n[study_id] += 1
+            inst_n[study_id] += int(n)
+    return [
+        StudySummary(
+            study_uid=row.study_instance_uid,
+            accession_number=row.accession_number,
+            study_datetime=row.study_datetime,
+            description=row.description,
+            modalities=tuple(sorted(mods[row.id])),
+            series=series_n[row.id],
+            instances=inst_n[row.id],
+            report_status=status_,
+            report_version=version,
+            first_received_at=row.first_received_at,
+        )
+        for row, status_, version in found
+    ]
