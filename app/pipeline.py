@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from app.context import AppContext
 from app.models_stage import image_input
@@ -24,9 +27,11 @@ from core.records import (
     Measurement,
     Presence,
     Priority,
+    PriorityLevel,
     Producer,
     ReportKind,
     ReportSection,
+    ReportStatus,
     Study,
 )
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
@@ -204,11 +209,20 @@ def _same_content(a: DraftReport, b: DraftReport) -> bool:
     return ja == jb
 
 
-def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) -> StudyOutcome:
+def process_study(
+    ctx: AppContext,
+    study_uid: str,
+    out_dir: Path | None = None,
+    *,
+    finish: Callable[[Session, StudyOutcome], None] | None = None,
+) -> StudyOutcome:
     """Analyse one indexed study and store (and write) its preliminary report.
 
     Re-running on unchanged content stores no new report version and enqueues
-    nothing twice.
+    nothing twice.  ``finish`` (the worker's job completion) runs in the
+    transaction that stores the report version, or in its own when nothing is
+    stored: a job is done exactly when its result is, and a refused ``finish``
+    (the job went to another worker) stores nothing.
     """
     with ctx.db.session() as session:
         study = index.load_study(session, study_uid)
@@ -222,7 +236,11 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
     for skipped in plan.of(Action.SKIP):
         draft.problems.append(skipped.summary)
     if not draft.producers and not draft.sections:
-        return StudyOutcome(study_uid, plan, problems=tuple(draft.problems))
+        empty = StudyOutcome(study_uid, plan, problems=tuple(draft.problems))
+        if finish is not None:
+            with ctx.db.session() as session:
+                finish(session, empty)
+        return empty
 
     kind = _report_kind(plan)
     narrative_code = LOINC.EKG_NARRATIVE if kind is ReportKind.ECG else LOINC.FINDINGS
@@ -266,6 +284,10 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
     )
     target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid
     paths = tuple(write_outputs(outputs, target))
+    outcome = StudyOutcome(study_uid, plan, report, version, paths, tuple(draft.problems))
+    if not stored and finish is not None:
+        with ctx.db.session() as session:
+            finish(session, outcome)
     if stored:
         with ctx.db.session() as session:
             report_store.save_report_version(
@@ -275,7 +297,7 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
                     ArtefactRecord(a.kind, p, a.sha256, a.media_type, a.sop_instance_uid)
                     for a, p in zip(outputs.artefacts, paths, strict=True)
                 ],
-                destinations_for(ctx, kind),
+                destinations_for(ctx, kind, report),
                 ctx.clock.now(),
             )
             audit.record(
@@ -286,18 +308,32 @@ def process_study(ctx: AppContext, study_uid: str, out_dir: Path | None = None) 
                 detail=f"version {version}, priority {report.priority.level.name}",
                 at=ctx.clock.now(),
             )
-    return StudyOutcome(study_uid, plan, report, version, paths, tuple(draft.problems))
+            if finish is not None:
+                finish(session, outcome)
+    return outcome
 
 
-def destinations_for(ctx: AppContext, kind: ReportKind) -> dict[str, list[str]]:
-    """Artefact kind -> destination names, from ``delivery_routing``."""
-    routes: dict[str, list[str]] = {}
+def destinations_for(ctx: AppContext, kind: ReportKind, report: DraftReport | None = None) -> dict[str, list[str]]:
+    """Artefact kind -> destination names, from ``delivery_routing`` and each destination's ``artefacts``.
+
+    With ``report``: a destination with ``send_preliminary: false`` gets no unsigned draft, and a
+    webhook only versions at or above its ``min_priority``.
+    """
+    pairs: list[tuple[str, str]] = []
     for rule in ctx.settings.delivery_routing:
         if rule.kind is not None and rule.kind != kind.value:
             continue
-        for artefact in rule.artefacts:
-            for dest in rule.destinations:
-                routes.setdefault(artefact, [])
-                if dest not in routes[artefact]:
-                    routes[artefact].append(dest)
+        pairs += [(artefact, dest) for artefact in rule.artefacts for dest in rule.destinations]
+    for name, dest in ctx.settings.destinations.items():
+        pairs += [(artefact, name) for artefact in dest.artefacts]
+    routes: dict[str, list[str]] = {}
+    for artefact, name in pairs:
+        dest = ctx.settings.destinations[name]
+        if report is not None:
+            if report.status is ReportStatus.PRELIMINARY and not dest.send_preliminary:
+                continue
+            if dest.type == "webhook" and report.priority.level > PriorityLevel[dest.min_priority.upper()]:
+                continue
+        if name not in routes.setdefault(artefact, []):
+            routes[artefact].append(name)
     return routes

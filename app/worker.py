@@ -1,4 +1,11 @@
-"""Service mode: claim jobs of stable studies from the database and run the pipeline."""
+"""Service mode: claim jobs of stable studies from the database, run the pipeline, deliver the outbox.
+
+A claimed job is leased: a heartbeat thread refreshes its claim while the pipeline runs, and
+every worker gives back jobs whose claim is older than ``service.job_lease_s`` (their worker
+died) before claiming.  A worker whose job was given away meanwhile cannot complete it: the
+completion is checked against its worker id in the transaction that stores the report
+version, so the version is not stored twice.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from app.context import AppContext
 from app.pipeline import StudyOutcome, process_study
-from core.errors import MmdxError
+from core.errors import MmdxError, StoreError
 from ingest.stability import dispatch_stable
+from pacs_bridge.loop import OutboxLoop
 from store import jobs
 
 log = logging.getLogger(__name__)
@@ -30,17 +40,70 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+class _Heartbeat:
+    """Refreshes a running job's claim every third of the lease until the block ends."""
+
+    def __init__(self, ctx: AppContext, job_id: int, me: str) -> None:
+        self.ctx, self.job_id, self.me = ctx, job_id, me
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        every = self.ctx.settings.service.job_lease_s / 3
+        while not self._stop.wait(every):
+            try:
+                with self.ctx.db.session() as session:
+                    jobs.heartbeat(session, self.job_id, self.ctx.clock.now(), worker_id=self.me)
+            except StoreError as exc:  # the job went to another worker: nothing left to keep alive
+                log.warning("job %s: heartbeat stopped: %s", self.job_id, exc)
+                return
+            except Exception:
+                log.exception("job %s: heartbeat failed; retrying", self.job_id)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def requeue_stale(ctx: AppContext) -> int:
+    """Give back the jobs of workers that stopped heartbeating (claim older than ``service.job_lease_s``)."""
+    older_than = ctx.clock.now() - timedelta(seconds=ctx.settings.service.job_lease_s)
+    with ctx.db.session() as session:
+        n = jobs.requeue_stale(session, older_than)
+    if n:
+        log.warning("requeued %d job(s) of workers that stopped responding", n)
+    return n
+
+
 def run_one(ctx: AppContext, *, out_dir: Path | None = None, me: str | None = None) -> WorkResult | None:
-    """Dispatch studies that became stable, claim one job and run it; None when nothing is pending."""
+    """Requeue stale jobs, dispatch studies that became stable, claim one job and run it.
+
+    None when nothing is pending.
+    """
+    me = me or worker_id()
+    requeue_stale(ctx)
     now = ctx.clock.now()
     with ctx.db.session() as session:
         dispatch_stable(session, now, ctx.settings.scp.stable_age_s)
     with ctx.db.session() as session:
-        job = jobs.claim_next(session, me or worker_id(), now)
+        job = jobs.claim_next(session, me, now)
     if job is None:
         return None
+
+    def finish(session: Session, outcome: StudyOutcome) -> None:
+        jobs.complete(session, job.id, ctx.clock.now(), worker_id=me)
+
     try:
-        outcome = process_study(ctx, job.study_uid, out_dir)
+        with _Heartbeat(ctx, job.id, me):
+            outcome = process_study(ctx, job.study_uid, out_dir, finish=finish)
+    except StoreError as exc:
+        # most often: the lease ran out and the job is another worker's now; its result stands
+        log.warning("job %s for study %s not completed: %s", job.id, job.study_uid, exc)
+        return WorkResult(job.id, None, str(exc))
     except MmdxError as exc:
         # a bad study fails its job with a PHI-free reason; the worker keeps going
         log.warning("job %s for study %s failed: %s", job.id, job.study_uid, exc)
@@ -52,21 +115,37 @@ def run_one(ctx: AppContext, *, out_dir: Path | None = None, me: str | None = No
         with ctx.db.session() as session:
             jobs.fail(session, job.id, f"{type(exc).__name__}: {exc}", ctx.clock.now(), retry=True)
         return WorkResult(job.id, None, f"{type(exc).__name__}: {exc}")
-    with ctx.db.session() as session:
-        jobs.complete(session, job.id, ctx.clock.now())
     return WorkResult(job.id, outcome)
 
 
-def run_forever(ctx: AppContext, *, stop: threading.Event, out_dir: Path | None = None, once: bool = False) -> int:
-    """Work until ``stop`` is set (or, with ``once``, until no job is pending). Returns jobs handled."""
+def run_forever(
+    ctx: AppContext, *, stop: threading.Event, out_dir: Path | None = None, once: bool = False, send: bool = True
+) -> int:
+    """Work until ``stop`` is set (or, with ``once``, until no job is pending and the outbox is idle).
+
+    With ``send`` (and destinations configured) each round also makes one outbox pass, so
+    results leave as soon as they are stored.  Returns jobs handled.
+    """
     handled = 0
     poll = timedelta(seconds=ctx.settings.service.worker_poll_s).total_seconds()
-    while not stop.is_set():
-        result = run_one(ctx, out_dir=out_dir)
-        if result is None:
-            if once:
-                break
-            stop.wait(poll)
-            continue
-        handled += 1
+    sender = OutboxLoop(ctx.db, ctx.settings, ctx.clock) if send and ctx.settings.destinations else None
+    try:
+        while not stop.is_set():
+            result = run_one(ctx, out_dir=out_dir)
+            sent_idle = True
+            if sender is not None:
+                try:
+                    sent_idle = sender.run_once().idle
+                except Exception:
+                    log.exception("outbox pass failed")
+            if result is None:
+                if once and sent_idle:
+                    break
+                if sent_idle:
+                    stop.wait(poll)
+                continue
+            handled += 1
+    finally:
+        if sender is not None:
+            sender.close()
     return handled

@@ -177,19 +177,26 @@ def claim_next(session: Session, worker_id: str, now: datetime) -> ClaimedJob | 
     return None
 
 
-def _running(session: Session, job_id: int, action: str) -> JobRow:
+def _running(session: Session, job_id: int, action: str, worker_id: str | None = None) -> JobRow:
     row = session.get(JobRow, job_id, populate_existing=True, with_for_update=True)
     if row is None:
         raise StoreError(f"job {job_id} does not exist")
     if row.state is not JobState.RUNNING:
         raise StoreError(f"cannot {action} job {job_id}: expected state running, it is {row.state.value}")
+    if worker_id is not None and row.worker_id != worker_id:
+        # the lease ran out and another worker took the job: this worker's result must not count
+        raise StoreError(f"cannot {action} job {job_id}: it is now held by worker {row.worker_id}, not {worker_id}")
     return row
 
 
-def complete(session: Session, job_id: int, now: datetime) -> None:
-    """Mark a running job done (its report version is stored in the same unit of work)."""
+def complete(session: Session, job_id: int, now: datetime, *, worker_id: str | None = None) -> None:
+    """Mark a running job done (its report version is stored in the same unit of work).
+
+    With ``worker_id``, refuses (StoreError) when the job is no longer this
+    worker's, which rolls back the report version stored in the same unit.
+    """
     aware("complete now", now)
-    row = _running(session, job_id, "complete")
+    row = _running(session, job_id, "complete", worker_id)
     row.state = JobState.DONE
     row.finished_at = now
     row.error = None
@@ -219,9 +226,9 @@ def fail(session: Session, job_id: int, reason: str, now: datetime, *, retry: bo
     return row.state
 
 
-def heartbeat(session: Session, job_id: int, now: datetime) -> None:
+def heartbeat(session: Session, job_id: int, now: datetime, *, worker_id: str | None = None) -> None:
     """Refresh a running job's ``claimed_at`` so that :func:`requeue_stale` leaves a long run alone."""
-    _running(session, job_id, "heartbeat").claimed_at = now
+    _running(session, job_id, "heartbeat", worker_id).claimed_at = now
     session.flush()
 
 

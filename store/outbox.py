@@ -8,6 +8,12 @@ States and the calls that move between them::
        +--------------------+--------mark_dead / mark_retry*----+--> dead
     mark_retry: back to pending with exponential backoff, or dead after the
     destination's ``max_attempts``.     retry_dead: dead -> pending (operator).
+    mark_skipped: pending -> dead, "skipped: superseded" (an unsent preliminary
+    whose study already has a newer version for the same destination).
+
+Order: for one study and destination, an item of version N is not due while
+an item of an earlier version is still pending, sent or awaiting commitment
+(a final never overtakes its preliminary, an amended never its final).
 
 ``attempts`` counts tries to transmit: it goes up when an item leaves
 ``pending`` (sent, delivered, awaiting commitment, or a failed try), not
@@ -23,9 +29,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import CursorResult, Select, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.errors import StoreError
+from core.records import PriorityLevel, ReportStatus
 from store._checks import aware
 from store.schema import ArtefactRow, OutboxRow, OutboxState, ReportVersionRow
 
@@ -45,8 +52,14 @@ __all__ = [
     "mark_delivered",
     "mark_retry",
     "mark_sent",
+    "mark_skipped",
+    "newer_version",
+    "retry_all_dead",
     "retry_dead",
 ]
+
+#: States in which an item still holds back later versions for its study and destination.
+OPEN_STATES = (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT)
 
 DEFAULT_BASE_DELAY_S = 30.0
 DEFAULT_MAX_DELAY_S = 3600.0
@@ -72,6 +85,9 @@ class OutboxItem:
     sop_instance_uid: str | None
     study_uid: str
     report_version: int
+    report_status: ReportStatus
+    priority: PriorityLevel
+    priority_reason: str
 
 
 def _select() -> Select[OutboxRow, ArtefactRow, ReportVersionRow]:
@@ -101,6 +117,9 @@ def _items(session: Session, stmt: Select[OutboxRow, ArtefactRow, ReportVersionR
             sop_instance_uid=a.sop_instance_uid,
             study_uid=r.study_instance_uid,
             report_version=r.version,
+            report_status=r.status,
+            priority=PriorityLevel(r.priority_level),
+            priority_reason=r.priority_reason,
         )
         for o, a, r in session.execute(stmt.execution_options(populate_existing=True))
     ]
@@ -115,22 +134,53 @@ def backoff_delay(
     return float(min(max_delay_s, base_delay_s * 2.0 ** min(attempts - 1, 62)))
 
 
-def due(session: Session, now: datetime, limit: int = 100) -> list[OutboxItem]:
+def _earlier_open() -> object:
+    """EXISTS an open item of an earlier version of the same study for the same destination."""
+    o2, a2, r2 = aliased(OutboxRow), aliased(ArtefactRow), aliased(ReportVersionRow)
+    return (
+        select(o2.id)
+        .join(a2, o2.artefact_id == a2.id)
+        .join(r2, a2.report_version_id == r2.id)
+        .where(
+            o2.destination == OutboxRow.destination,
+            r2.study_instance_uid == ReportVersionRow.study_instance_uid,
+            r2.version < ReportVersionRow.version,
+            o2.state.in_(OPEN_STATES),
+        )
+        .exists()
+    )
+
+
+def due(
+    session: Session, now: datetime, limit: int = 100, *, destinations: Sequence[str] | None = None
+) -> list[OutboxItem]:
     """Pending items (first tries and retries) whose next attempt is due, earliest first.
 
-    Does not lock: one sender process per database, or use :func:`claim_due`.
+    An item waits while an earlier version of its study has an open item for
+    the same destination.  Does not lock: one sender process per database, or
+    use :func:`claim_due`.
     """
     aware("due now", now)
     stmt = (
         _select()
         .where(OutboxRow.state == OutboxState.PENDING, OutboxRow.next_attempt_at <= now)
+        .where(~_earlier_open())  # type: ignore[operator]
         .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
         .limit(limit)
     )
+    if destinations is not None:
+        stmt = stmt.where(OutboxRow.destination.in_(list(destinations)))
     return _items(session, stmt)
 
 
-def claim_due(session: Session, now: datetime, limit: int = 100, *, lease_s: float = 300.0) -> list[OutboxItem]:
+def claim_due(
+    session: Session,
+    now: datetime,
+    limit: int = 100,
+    *,
+    lease_s: float = 300.0,
+    destinations: Sequence[str] | None = None,
+) -> list[OutboxItem]:
     """Like :func:`due`, but leases the items so that concurrent senders never take the same one.
 
     Each item's ``next_attempt_at`` moves to ``now + lease_s`` by a
@@ -140,7 +190,7 @@ def claim_due(session: Session, now: datetime, limit: int = 100, *, lease_s: flo
     """
     leased: list[int] = []
     until = now + timedelta(seconds=lease_s)
-    for item in due(session, now, limit):
+    for item in due(session, now, limit, destinations=destinations):
         result = session.execute(
             update(OutboxRow)
             .where(
@@ -156,7 +206,8 @@ def claim_due(session: Session, now: datetime, limit: int = 100, *, lease_s: flo
             leased.append(item.id)
     if not leased:
         return []
-    return _items(session, _select().where(OutboxRow.id.in_(leased)).order_by(OutboxRow.id))
+    items = _items(session, _select().where(OutboxRow.id.in_(leased)))
+    return sorted(items, key=lambda i: (i.study_uid, i.report_version, i.id))
 
 
 def _row(session: Session, item_id: int, action: str, allowed: Sequence[OutboxState], now: datetime) -> OutboxRow:
@@ -225,11 +276,14 @@ def mark_retry(
     max_attempts: int = 10,
     base_delay_s: float = DEFAULT_BASE_DELAY_S,
     max_delay_s: float = DEFAULT_MAX_DELAY_S,
+    jitter: float = 1.0,
 ) -> OutboxState:
     """A try failed: back to pending after an exponential backoff, or dead after ``max_attempts``.
 
     ``max_attempts`` is the destination's ``max_attempts`` from the config;
-    ``error`` (PHI-free) is kept in ``last_error``.  Returns the new state.
+    ``error`` (PHI-free) is kept in ``last_error``; ``jitter`` scales the
+    delay (the loop draws it around 1 so that retries of many items spread out).
+    Returns the new state.
     """
     row = _row(session, item_id, "retry", (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT), now)
     _count_try(row)
@@ -242,7 +296,7 @@ def mark_retry(
     else:
         row.state = OutboxState.PENDING
         row.next_attempt_at = now + timedelta(
-            seconds=backoff_delay(row.attempts, base_delay_s=base_delay_s, max_delay_s=max_delay_s)
+            seconds=jitter * backoff_delay(row.attempts, base_delay_s=base_delay_s, max_delay_s=max_delay_s)
         )
     session.flush()
     return row.state
@@ -267,6 +321,37 @@ def retry_dead(session: Session, item_id: int, now: datetime) -> None:
     row.next_attempt_at = now
     row.updated_at = now
     session.flush()
+
+
+def mark_skipped(session: Session, item_id: int, newer_version: int, now: datetime) -> None:
+    """Skip an unsent item whose study has a newer version for the same destination (policy: skip_superseded)."""
+    row = _row(session, item_id, "skip", (OutboxState.PENDING,), now)
+    row.state = OutboxState.DEAD
+    row.last_error = f"skipped: superseded by version {newer_version} before it was sent"
+    row.updated_at = now
+    session.flush()
+
+
+def newer_version(session: Session, item: OutboxItem) -> int | None:
+    """The newest version of the item's study queued for the same destination, when newer than the item's."""
+    newest = session.scalar(
+        select(func.max(ReportVersionRow.version))
+        .join(ArtefactRow, ArtefactRow.report_version_id == ReportVersionRow.id)
+        .join(OutboxRow, OutboxRow.artefact_id == ArtefactRow.id)
+        .where(ReportVersionRow.study_instance_uid == item.study_uid, OutboxRow.destination == item.destination)
+    )
+    return int(newest) if newest is not None and newest > item.report_version else None
+
+
+def retry_all_dead(session: Session, now: datetime, *, destination: str | None = None) -> int:
+    """An operator's retry of every dead item (of one destination); returns how many."""
+    stmt = select(OutboxRow.id).where(OutboxRow.state == OutboxState.DEAD)
+    if destination is not None:
+        stmt = stmt.where(OutboxRow.destination == destination)
+    ids = list(session.scalars(stmt))
+    for item_id in ids:
+        retry_dead(session, item_id, now)
+    return len(ids)
 
 
 def get_item(session: Session, item_id: int) -> OutboxItem | None:

@@ -1,0 +1,181 @@
+"""DICOM C-STORE SCU: one association per batch, proposing exactly what the batch holds.
+
+Status classes (PS3.4 Annex B.2 and PS3.7 Annex C): success and warnings (coercion, elements
+discarded) are delivered; "out of resources" (A7xx), "processing failure" (0110) and a lost
+association are retried; every other failure (SOP class not supported, data set does not match,
+cannot understand, not authorised) is permanent.  An association the PACS rejects is retried, so
+a wrong AE title ends dead-lettered with the PACS's reason after ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.filereader import read_file_meta_info
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
+
+from core.config import Destination
+from pacs_bridge._artefact import read_checked
+from pacs_bridge._tls import client_context
+from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, Retry
+from store.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+#: pynetdicom's limit of presentation contexts in one association request.
+MAX_CONTEXTS = 128
+_RETRYABLE = {0x0110, 0x0210, 0x0213}
+
+
+def classify_status(status: int) -> Outcome:
+    """The outcome of one C-STORE response status."""
+    if status == 0x0000:
+        return Delivered()
+    if status in (0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF:
+        return Delivered(f"stored with warning 0x{status:04X}")
+    reason = f"PACS refused the object: status 0x{status:04X}"
+    if 0xA700 <= status <= 0xA7FF or status in _RETRYABLE:
+        return Retry(reason)
+    return Failed(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    item: OutboxItem
+    sop_class_uid: str
+    transfer_syntax_uid: str
+
+
+def _prepare(item: OutboxItem) -> _Prepared | Failed:
+    checked = read_checked(item)
+    if isinstance(checked, Failed):
+        return checked
+    try:
+        meta = read_file_meta_info(item.path)
+        return _Prepared(item, str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+    except Exception as exc:  # pydicom raises several types for a damaged meta header
+        return Failed(f"artefact {item.path.name} of item {item.id} has no readable DICOM file meta ({exc})")
+
+
+#: Called after the stores of a batch with the association and the stored (SOP class, SOP instance) pairs:
+#: returns the storage commitment transaction UID, or why the request failed.
+CommitRequest = Callable[[Association, Sequence[tuple[str, str]]], "str | Retry"]
+
+
+class CStoreSender:
+    """Sends DICOM artefacts to one PACS by C-STORE; optionally requests storage commitment."""
+
+    def __init__(
+        self,
+        dest: Destination,
+        *,
+        calling_ae_title: str,
+        commit: CommitRequest | None = None,
+    ) -> None:
+        assert dest.host and dest.port and dest.ae_title  # Destination validated them
+        self.dest = dest
+        self.host, self.port, self.called = dest.host, dest.port, dest.ae_title
+        self.calling = dest.calling_ae_title or calling_ae_title
+        self.commit = commit
+        self._tls = client_context(dest.tls)
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.calling)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.dest.timeout_s
+        ae.connection_timeout = self.dest.timeout_s
+        return ae
+
+    def send(self, items: Sequence[OutboxItem]) -> list[Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        ready: list[_Prepared] = []
+        for item in items:
+            prepared = _prepare(item)
+            if isinstance(prepared, Failed):
+                outcomes[item.id] = prepared
+            else:
+                ready.append(prepared)
+        # one association per group of at most MAX_CONTEXTS distinct (SOP class, transfer syntax) pairs
+        while ready:
+            pairs: list[tuple[str, str]] = []
+            group: list[_Prepared] = []
+            rest: list[_Prepared] = []
+            for p in ready:
+                pair = (p.sop_class_uid, p.transfer_syntax_uid)
+                if pair in pairs or len(pairs) < MAX_CONTEXTS - 1:
+                    if pair not in pairs:
+                        pairs.append(pair)
+                    group.append(p)
+                else:
+                    rest.append(p)
+            outcomes.update(self._send_group(group, pairs))
+            ready = rest
+        return [outcomes[item.id] for item in items]
+
+    def _send_group(self, group: Sequence[_Prepared], pairs: Sequence[tuple[str, str]]) -> dict[int, Outcome]:
+        contexts = [build_context(sop, [ts]) for sop, ts in pairs]
+        if self.commit is not None:
+            contexts.append(build_context(StorageCommitmentPushModel))
+        where = f"{self.called}@{self.host}:{self.port}"
+        try:
+            assoc = self._ae().associate(
+                self.host,
+                self.port,
+                contexts=contexts,
+                ae_title=self.called,
+                tls_args=(self._tls, self.host) if self._tls is not None else None,
+            )
+        except OSError as exc:
+            return {p.item.id: Retry(f"cannot reach PACS {where}: {exc}") for p in group}
+        if not assoc.is_established:
+            if assoc.is_rejected and assoc.acceptor.primitive is not None:
+                prim = assoc.acceptor.primitive
+                why = f"association rejected by PACS {where} (result {prim.result}, source {prim.result_source}, "
+                why += f"reason {prim.diagnostic})"
+            elif assoc.is_aborted:
+                why = f"association aborted by PACS {where}"
+            else:
+                why = f"no association with PACS {where} (connection refused or timed out)"
+            return {p.item.id: Retry(why) for p in group}
+        outcomes: dict[int, Outcome] = {}
+        stored: list[_Prepared] = []
+        try:
+            for n, p in enumerate(group):
+                if not assoc.is_established:
+                    outcomes.update(
+                        {q.item.id: Retry(f"association with PACS {where} lost mid-batch") for q in group[n:]}
+                    )
+                    break
+                try:
+                    status = assoc.send_c_store(Path(p.item.path))
+                except ValueError as exc:  # no accepted presentation context for this object
+                    outcomes[p.item.id] = Failed(
+                        f"PACS {where} accepted no presentation context for SOP class {p.sop_class_uid} "
+                        f"in transfer syntax {p.transfer_syntax_uid} ({exc})"
+                    )
+                    continue
+                code = getattr(status, "Status", None)
+                if code is None:
+                    outcomes[p.item.id] = Retry(f"no C-STORE response from PACS {where} (timeout or abort)")
+                    continue
+                outcome = classify_status(int(code))
+                outcomes[p.item.id] = outcome
+                if isinstance(outcome, Delivered):
+                    stored.append(p)
+            if stored and self.commit is not None and assoc.is_established:
+                refs = [(p.sop_class_uid, p.item.sop_instance_uid or "") for p in stored]
+                tx = self.commit(assoc, refs)
+                for p in stored:
+                    outcomes[p.item.id] = tx if isinstance(tx, Retry) else AwaitingCommitment(tx)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return outcomes
+
+    def close(self) -> None:
+        return None

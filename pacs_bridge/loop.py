@@ -1,0 +1,239 @@
+"""The outbox loop: claim due items with a lease, send them, record each outcome.
+
+Delivery is at least once towards the peer and exactly once in effect: every peer kind
+deduplicates a re-send (a PACS keeps one copy per SOP Instance UID, FHIR entries are
+conditional creates, a folder re-write replaces its own file), so a sender killed between
+sending and recording only makes the item due again after its lease.  Outcomes of one batch
+are recorded in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from core.config import Destination, Settings
+from core.identifiers import Clock
+from core.records import ReportStatus
+from pacs_bridge.commitment import CommitmentListener
+from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, Retry, Sender
+from pacs_bridge.senders import build_sender
+from store import outbox
+from store.db import Database
+from store.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OutboxLoop", "PassSummary"]
+
+
+@dataclass
+class PassSummary:
+    """What one pass did (counts per outcome, PHI-free reasons of the failures)."""
+
+    claimed: int = 0
+    delivered: int = 0
+    awaiting_commitment: int = 0
+    retried: int = 0
+    dead: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def idle(self) -> bool:
+        return self.claimed == 0
+
+    def line(self) -> str:
+        return (
+            f"{self.claimed} claimed: {self.delivered} delivered, {self.awaiting_commitment} awaiting commitment, "
+            f"{self.retried} to retry, {self.dead} dead, {self.skipped} skipped"
+        )
+
+
+class OutboxLoop:
+    """Drains the outbox of one database to the configured destinations.
+
+    Several loops (processes or threads) may run against one database: claims are leased, so
+    no item is sent by two of them at once; a crashed loop's claims come back after
+    ``bridge.lease_s``.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        clock: Clock,
+        *,
+        senders: Mapping[str, Sender] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = database
+        self.settings = settings
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._senders: dict[str, Sender] = dict(senders or {})
+        self._listener: CommitmentListener | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ senders
+
+    def _needs_commitment(self) -> bool:
+        return any(d.storage_commitment for d in self.settings.destinations.values())
+
+    def _start_listener(self) -> None:
+        if self._listener is None and self._needs_commitment():
+            self._listener = CommitmentListener(self.db, self.settings, self.clock)
+            self._listener.start()
+
+    def _sender(self, name: str, dest: Destination) -> Sender:
+        if name not in self._senders:
+            self._senders[name] = build_sender(name, dest, self.settings, self.clock)
+        return self._senders[name]
+
+    # ------------------------------------------------------------------ one pass
+
+    def run_once(self) -> PassSummary:
+        """One pass: settle overdue commitments, claim a batch, send it, record the outcomes."""
+        with self._lock:
+            self._start_listener()
+            summary = PassSummary()
+            self._overdue_commitments(summary)
+            now = self.clock.now()
+            with self.db.session() as session:
+                items = outbox.claim_due(
+                    session, now, self.settings.bridge.batch_size, lease_s=self.settings.bridge.lease_s
+                )
+            summary.claimed = len(items)
+            if not items:
+                return summary
+            to_send = self._screen(items, summary)
+            by_dest: dict[str, list[OutboxItem]] = {}
+            for item in to_send:
+                by_dest.setdefault(item.destination, []).append(item)
+            for name, batch in by_dest.items():
+                dest = self.settings.destinations[name]
+                try:
+                    outcomes = self._sender(name, dest).send(batch)
+                except Exception as exc:  # a sender bug must not stop the other destinations
+                    log.exception("sender for destination %s crashed", name)
+                    outcomes = [Retry(f"sender for {name} crashed: {type(exc).__name__}: {exc}")] * len(batch)
+                if len(outcomes) != len(batch):
+                    outcomes = [
+                        Retry(f"sender for {name} returned {len(outcomes)} outcomes for {len(batch)} items")
+                    ] * len(batch)
+                self._record(dest, batch, outcomes, summary)
+            return summary
+
+    def _screen(self, items: Sequence[OutboxItem], summary: PassSummary) -> list[OutboxItem]:
+        """Drop items whose destination is gone, that it takes only signed, or that a newer version superseded."""
+        keep: list[OutboxItem] = []
+        now = self.clock.now()
+        with self.db.session() as session:
+            for item in items:
+                dest = self.settings.destinations.get(item.destination)
+                if dest is None:
+                    outbox.mark_dead(session, item.id, f"destination {item.destination!r} is no longer configured", now)
+                    summary.dead += 1
+                    continue
+                if item.report_status is ReportStatus.PRELIMINARY:
+                    if not dest.send_preliminary:
+                        outbox.mark_dead(
+                            session, item.id, f"destination {item.destination} takes only signed reports", now
+                        )
+                        summary.skipped += 1
+                        continue
+                    if dest.skip_superseded:
+                        newer = outbox.newer_version(session, item)
+                        if newer is not None:
+                            outbox.mark_skipped(session, item.id, newer, now)
+                            summary.skipped += 1
+                            continue
+                keep.append(item)
+        return keep
+
+    def _record(
+        self, dest: Destination, batch: Sequence[OutboxItem], outcomes: Sequence[Outcome], summary: PassSummary
+    ) -> None:
+        now = self.clock.now()
+        with self.db.session() as session:
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Delivered):
+                    outbox.mark_delivered(session, item.id, now)
+                    summary.delivered += 1
+                elif isinstance(outcome, AwaitingCommitment):
+                    outbox.mark_awaiting_commitment(session, item.id, outcome.transaction_uid, now)
+                    summary.awaiting_commitment += 1
+                elif isinstance(outcome, Retry):
+                    state = outbox.mark_retry(
+                        session,
+                        item.id,
+                        outcome.reason,
+                        now,
+                        max_attempts=dest.max_attempts,
+                        base_delay_s=dest.base_delay_s,
+                        max_delay_s=dest.max_delay_s,
+                        jitter=self._rng.uniform(0.8, 1.2),
+                    )
+                    summary.retried += state is outbox.OutboxState.PENDING
+                    summary.dead += state is outbox.OutboxState.DEAD
+                    summary.errors.append(f"{item.destination}: {outcome.reason}")
+                else:
+                    assert isinstance(outcome, Failed)
+                    outbox.mark_dead(session, item.id, outcome.reason, now)
+                    summary.dead += 1
+                    summary.errors.append(f"{item.destination}: {outcome.reason}")
+
+    def _overdue_commitments(self, summary: PassSummary) -> None:
+        """An unanswered storage commitment goes back to pending (the objects are sent and requested again)."""
+        timeouts = {n: d.commitment_timeout_s for n, d in self.settings.destinations.items() if d.storage_commitment}
+        if not timeouts:
+            return
+        now = self.clock.now()
+        with self.db.session() as session:
+            for item in outbox.commitment_overdue(session, now - timedelta(seconds=min(timeouts.values()))):
+                limit = timeouts.get(item.destination)
+                if limit is not None and item.updated_at > now - timedelta(seconds=limit):
+                    continue
+                dest = self.settings.destinations.get(item.destination)
+                outbox.mark_retry(
+                    session,
+                    item.id,
+                    f"no storage commitment report within {limit or 0:.0f} s",
+                    now,
+                    max_attempts=dest.max_attempts if dest else 1,
+                    base_delay_s=0.0,
+                )
+                summary.retried += 1
+
+    # ------------------------------------------------------------------ service
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Pass after pass until ``stop`` is set; waits ``bridge.poll_s`` when a pass found nothing."""
+        try:
+            while not stop.is_set():
+                try:
+                    summary = self.run_once()
+                except Exception:  # the database may be briefly unavailable: keep the loop alive
+                    log.exception("outbox pass failed")
+                    stop.wait(self.settings.bridge.poll_s)
+                    continue
+                if summary.idle:
+                    stop.wait(self.settings.bridge.poll_s)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the senders and stop the commitment listener."""
+        for sender in self._senders.values():
+            try:
+                sender.close()
+            except Exception:
+                log.exception("closing a sender failed")
+        self._senders.clear()
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
