@@ -37,7 +37,14 @@ from ecg.signal.atrial import (
 )
 from ecg.signal.beats import classify_beats
 from ecg.signal.conditioning import Conditioned, condition, condition_many, needs_chunking
-from ecg.signal.delineation import Fiducials, MedianBeats, delineate, median_beats, p_wave_consistency
+from ecg.signal.delineation import (
+    Fiducials,
+    MedianBeats,
+    delineate,
+    median_beats,
+    median_lead_qrs_ms,
+    p_wave_consistency,
+)
 from ecg.signal.measurements import (
     GlobalMeasurements,
     LeadAmplitudes,
@@ -46,7 +53,7 @@ from ecg.signal.measurements import (
     to_measurements,
 )
 from ecg.signal.qrs import detect_qrs, detect_qrs_many
-from ecg.signal.quality import LeadProblem, LeadQuality, assess_leads, assess_leads_many
+from ecg.signal.quality import LeadProblem, LeadQuality, assess_leads, assess_leads_many, record_quality
 
 #: Shorter records cannot give a representative beat and a rate.
 MIN_DURATION_S = 2.5
@@ -325,6 +332,8 @@ def _from_beats(
         if spurious.any() and (~spurious).sum() >= 2:
             beats = beats[~spurious]
             labels, feat = classify_beats(x, fs, beats, usable=usable, pacing_spikes=cond.pacing_spikes)
+    artefact_fraction = float(np.mean(feat.artefact)) if feat.artefact is not None and feat.artefact.size else 0.0
+    rq = record_quality(quality, artefact_fraction)
     consistency = float(np.median(feat.correlation))
     if consistency < MIN_BEAT_CONSISTENCY:
         return _insufficient(
@@ -341,6 +350,7 @@ def _from_beats(
     fid_ms: tuple[tuple[str, float], ...] = ()
     per_beat: dict[int, tuple[tuple[str, int], ...]] = {}
     atrial = None
+    qrs_lead_ms: float | None = None
     amps: tuple[LeadAmplitudes, ...] = ()
     if mb is not None:
         rr = float(np.median(np.diff(beats)))
@@ -366,6 +376,7 @@ def _from_beats(
         if g is not None:
             amps = lead_amplitudes(mb_used, fd, names_used)
             measurements = to_measurements(g, amps)
+            qrs_lead_ms = median_lead_qrs_ms(mb_used, mb.fiducial)
         ms = 1000.0 / fs
         fid_ms = tuple(
             (k, round((v - fd.qrs_on) * ms, 1))
@@ -415,6 +426,10 @@ def _from_beats(
         patient=pat,
         measurements=measurements,
         paced_fraction=float(np.mean(feat.paced)) if feat.paced is not None and feat.paced.size else 0.0,
+        qrs_lead_median_ms=qrs_lead_ms,
+        good_leads=rq.good_leads,
+        quality_poor=rq.poor,
+        implausible_amplitude=rq.implausible_amplitude,
     )
     stmts += list(interpret(ri))
     statements = tuple(stmts)

@@ -7,7 +7,7 @@ measurements behind it; critical statements are marked for STAT priority.
 
 from __future__ import annotations
 
-from core.codes import SCT
+from core.codes import MMDX, SCT
 from core.records import Finding, Priority, PriorityLevel
 from ecg.rules.base import PRODUCER, RuleInput, finding, ruleset_digest
 from ecg.rules.morphology import morphology_statements
@@ -17,19 +17,50 @@ __all__ = ["PRODUCER", "RuleInput", "finding", "interpret", "priority_of", "rule
 
 
 def interpret(ri: RuleInput) -> tuple[Finding, ...]:
-    """All statements for one analysed record."""
+    """All statements for one analysed record, gated by its signal quality."""
     rhythm = rhythm_statements(ri)
     # paced or ventricular dominant beats: no conduction, axis, hypertrophy or ST-T statements from them
     paced = any(f.concept == SCT.PACED_RHYTHM for f in rhythm) or ventricular_rhythm(rhythm)
     out = rhythm + morphology_statements(ri, paced=paced)
+    out = gate_quality(ri, out)
     summary = _summary(ri, out)
     return tuple(out + ([summary] if summary else []))
+
+
+#: Statements a poor record may still carry: they rest on P waves and beats that were seen, not on an RR series
+#: or shapes that artefact can fake; rhythm alarms (AF, flutter, VT, blocks, SVT) are withheld.
+KEPT_WHEN_POOR = frozenset({SCT.SINUS_RHYTHM, SCT.SINUS_BRADYCARDIA, SCT.SINUS_TACHYCARDIA})
+
+
+def gate_quality(ri: RuleInput, statements: list[Finding]) -> list[Finding]:
+    """Withhold what the record's quality cannot support, and say so.
+
+    A poor record (no good lead, or a quarter of beats in artefact) keeps only
+    a sinus rhythm read from its P waves and says that rhythm was not
+    interpreted; every critical statement needs a readable record.
+    """
+    if ri.quality_poor is None:
+        return statements
+    kept = [f for f in statements if f.concept in KEPT_WHEN_POOR and not f.critical]
+    withheld = sorted({f.text for f in statements if f not in kept})
+    crit = [f"poor signal quality: {ri.quality_poor}"]
+    if withheld:
+        crit.append("withheld: " + "; ".join(withheld))
+    note = Finding(
+        concept=MMDX.ECG_NOISE,
+        text="Poor signal quality: rhythm not interpreted"
+        if not kept
+        else "Poor signal quality: limited interpretation",
+        producer=PRODUCER,
+        criteria=tuple(crit),
+    )
+    return [note, *kept]
 
 
 def _summary(ri: RuleInput, statements: list[Finding]) -> Finding | None:
     """Normal / abnormal ECG, for a complete 12-lead analysis only."""
     g = ri.g
-    if not ri.twelve_lead or g is None or not statements:
+    if not ri.twelve_lead or g is None or not statements or ri.quality_poor is not None:
         return None
     concepts = {f.concept for f in statements}
     if concepts == {SCT.SINUS_RHYTHM}:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def ruleset_digest() -> str:
 PRODUCER = Producer(kind=ProducerKind.RULE_ENGINE, name=NAME, version=VERSION, digest=ruleset_digest())
 
 
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One named statement rule: its criteria in words (shown in docs and audits) and the function deciding it."""
+
+    name: str
+    criteria: str
+    decide: Callable[..., Finding | None]
+
+
 @dataclass(frozen=True)
 class RuleInput:
     """Everything the statements are decided on (all from the same conditioned signal)."""
@@ -47,12 +57,25 @@ class RuleInput:
     patient: Patient | None
     measurements: tuple[Measurement, ...] = ()
     paced_fraction: float = 0.0  #: fraction of beats preceded by a pacing spike
+    #: QRS duration of the median lead (each lead's own onset/offset): a global QRS widened by one lead's tail
+    #: is not a conduction block (None: not measured, the global QRS alone decides)
+    qrs_lead_median_ms: float | None = None
+    #: leads whose signal quality is good enough to support a critical statement (None: all leads)
+    good_leads: frozenset[str] | None = None
+    #: why the record is too poor for rhythm alarms (None: readable)
+    quality_poor: str | None = None
+    #: why amplitudes are implausible (None: plausible); voltage and ST criteria are then not applied
+    implausible_amplitude: str | None = None
 
     def amp(self, lead: str) -> LeadAmplitudes | None:
         for a in self.amps:
             if a.lead == lead:
                 return a
         return None
+
+    def good(self, *leads: str) -> bool:
+        """Whether every named lead is of good quality (supports a critical statement)."""
+        return self.good_leads is None or all(k in self.good_leads for k in leads)
 
     def measurement(self, code: Code, site: str | None = None) -> tuple[Measurement, ...]:
         return tuple(m for m in self.measurements if m.code == code and (site is None or m.site == site))

@@ -8,6 +8,7 @@ from core.codes import LOINC, MMDX, SCT
 from core.records import Finding, Sex
 from ecg.rules import thresholds as th
 from ecg.rules.base import RuleInput, finding
+from ecg.rules.conduction import conduction_statements
 from ecg.signal.measurements import LeadAmplitudes
 
 #: Contiguous lead sequences: limb leads in Cabrera order, precordial leads in order.
@@ -47,74 +48,29 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
         return []
     amp = {a.lead: a for a in ri.amps}
     out: list[Finding] = []
-    qrs_m = ri.measurement(LOINC.QRS_DURATION)
     axis_m = ri.measurement(LOINC.QRS_AXIS)
     qrs = g.qrs_ms
-    lbbb = rbbb = False
-    if not paced and all(k in amp for k in ("I", "aVL", "V1", "V5", "V6")):
-        i, v1, v5, v6 = amp["I"], amp["V1"], amp["V5"], amp["V6"]
-        if qrs >= th.COMPLETE_BBB_QRS_MS:
-            lbbb = (
-                abs(v1.s) > v1.r and all(x.r > abs(x.s) for x in (i, v6)) and all(abs(x.q) < 0.05 for x in (i, v5, v6))
-            )
-            rbbb = not lbbb and (v1.r_prime > 0 or v1.r > abs(v1.s)) and i.s < 0 and v6.s < 0
-            if lbbb:
-                out.append(
-                    finding(
-                        SCT.COMPLETE_LBBB,
-                        [f"QRS {qrs:.0f} ms >= 120 ms", "QS/rS in V1", "dominant R in I and V6", "no q in I, V5, V6"],
-                        qrs_m,
-                    )
-                )
-            elif rbbb:
-                out.append(
-                    finding(
-                        SCT.COMPLETE_RBBB,
-                        [f"QRS {qrs:.0f} ms >= 120 ms", "rsR' or dominant R in V1", "terminal S wave in I and V6"],
-                        qrs_m,
-                    )
-                )
-        if not lbbb and not rbbb and qrs > th.IVCD_QRS_MS:
-            out.append(finding(SCT.IVCD, [f"QRS {qrs:.0f} ms > 110 ms without LBBB/RBBB morphology"], qrs_m))
+    conduction = [] if paced else conduction_statements(ri, amp)
+    out += conduction
+    lbbb = any(f.concept == SCT.COMPLETE_LBBB for f in conduction)
     ax = g.qrs_axis_deg
     if ax is not None and not paced:
         ax180 = ax if ax <= 180 else ax - 360
-        f_ii, f_iii, f_avf, f_avl, f_i = (amp.get(k) for k in ("II", "III", "aVF", "aVL", "I"))
-        if ax180 < th.LAD_DEG and ax180 >= -90:
-            out.append(finding(SCT.LEFT_AXIS_DEVIATION, [f"QRS axis {ax:.0f} deg < -30 deg"], axis_m))
-            if (
-                ax180 <= th.LAFB_DEG
-                and qrs < th.COMPLETE_BBB_QRS_MS
-                and f_avl is not None
-                and f_avl.q < 0
-                and f_avl.r > 0
-                and all(x is not None and abs(x.s) > x.r for x in (f_ii, f_iii, f_avf))
-            ):
-                out.append(
-                    finding(
-                        SCT.LAFB, [f"QRS axis {ax:.0f} deg (-45 to -90)", "qR in aVL", "rS in II, III, aVF"], axis_m
-                    )
-                )
+        if -90.0 <= ax180 < th.LAD_DEG:
+            out.append(finding(SCT.LEFT_AXIS_DEVIATION, [f"QRS axis {ax180:.0f} deg < -30 deg"], axis_m))
         elif th.RAD_DEG < ax180 <= 180:
-            out.append(finding(SCT.RIGHT_AXIS_DEVIATION, [f"QRS axis {ax:.0f} deg > +90 deg"], axis_m))
-            if (
-                ax180 > th.LPFB_DEG
-                and qrs < th.COMPLETE_BBB_QRS_MS
-                and all(x is not None and abs(x.s) > x.r for x in (f_i, f_avl))
-                and all(x is not None and x.q < 0 and x.r > abs(x.q) for x in (f_iii, f_avf))
-            ):
-                out.append(
-                    finding(
-                        SCT.LPFB,
-                        [
-                            f"QRS axis {ax:.0f} deg (+90 to +180)",
-                            "rS in I and aVL",
-                            "qR in III and aVF",
-                            "exclude RVH clinically",
-                        ],
-                        axis_m,
-                    )
-                )
+            out.append(finding(SCT.RIGHT_AXIS_DEVIATION, [f"QRS axis {ax180:.0f} deg > +90 deg"], axis_m))
+    if ri.implausible_amplitude is not None:
+        # a gain error scales every voltage: no voltage, hypertrophy or ST criterion is applied
+        out.append(
+            finding(
+                MMDX.ECG_TECHNICAL,
+                [ri.implausible_amplitude, "low voltage, LVH, ST and T-wave criteria not applied"],
+                text="Implausible amplitudes: voltage and ST-T criteria not applied",
+            )
+        )
+        out += _qt(ri)
+        return out
     limb = [amp[k] for k in ("I", "II", "III", "aVR", "aVL", "aVF") if k in amp]
     prec = [amp[k] for k in ("V1", "V2", "V3", "V4", "V5", "V6") if k in amp]
     if limb and prec:
@@ -152,14 +108,28 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
 def _st_t(ri: RuleInput, amp: dict[str, LeadAmplitudes], qrs: float) -> list[Finding]:
     out: list[Finding] = []
     notes: set[str] = set()
-    elevated = set()
+    elevated: set[str] = set()
+    limited: set[str] = set()
     for k, a in amp.items():
         thr, note = _ste_threshold(k, ri)
         if a.st_j >= thr:
-            elevated.add(k)
+            # a critical statement needs good quality in the leads that support it
+            (elevated if ri.good(k) else limited).add(k)
             if note:
                 notes.add(note)
     pairs = _contiguous_pairs(elevated)
+    if not pairs and _contiguous_pairs(elevated | limited):
+        leads = sorted({x for p in _contiguous_pairs(elevated | limited) for x in p})
+        out.append(
+            finding(
+                SCT.ST_ELEVATION,
+                [
+                    "ST elevation at the J point in contiguous leads " + ", ".join(leads),
+                    "signal quality limited in " + ", ".join(sorted(limited)) + ": STEMI criteria not applied",
+                ],
+                tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J, k)),
+            )
+        )
     if pairs:
         leads = sorted({x for p in pairs for x in p})
         st_m = tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J, k))

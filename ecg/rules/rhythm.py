@@ -72,8 +72,10 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
     one blocked.  A blocked P clear of the T wave's peak is seen as it is; one
     on the T wave (from ~110/min) only once the T wave's direction is taken
     out of every lead and the copy still repeats the conducted P - a P-like
-    copy that does not is "uncertain" (blocked P or T: no rhythm named), and
-    so is a T-free twin at a flutter rate (2:1 flutter whose wave passed as a P).
+    copy that does not is "uncertain" (blocked P or T: the rhythm is named by
+    the conducted P at the ventricular rate, no block claimed), and so is a
+    T-free twin at a flutter rate (2:1 flutter whose wave passed as a P: no
+    sinus rhythm named).
     """
     a = ri.atrial
     h = a.half_rr_wave if a is not None else None
@@ -414,7 +416,7 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 text="Atrial fibrillation with rapid ventricular response" if rvr else None,
             )
         )
-    elif p_present and not (two is not None and two[0] == "uncertain"):
+    elif p_present and not (two is not None and two[0] == "uncertain" and two[1] > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM):
         p_axis_ok = g.p_axis_deg is None or -30.0 <= g.p_axis_deg <= 105.0
         if p_axis_ok:
             crit = ["P wave before every QRS with constant PR"]
@@ -424,9 +426,17 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
                 else "P axis not measurable (no frontal leads)"
             )
             # the sinus rate is the P-P rate: with 2:1 block twice the ventricular rate
-            rate = two[1] if two is not None else hr
-            if two is not None:
+            sure = two is not None and two[0] == "block"
+            rate = two[1] if sure and two is not None else hr
+            if sure:
                 crit.append(f"P-P rate {rate:.0f}/min, every other P wave not conducted")
+            elif two is not None:
+                # a P-like wave on the T wave that may be the T itself: the conducted P names the rhythm, the
+                # rate is the ventricular rate, and no 2:1 block is claimed (a T taken for a P is the commoner)
+                crit.append(
+                    f"a P-like wave half an RR after the P ({two[2].after_qrs_ms:.0f} ms after QRS onset) could not "
+                    "be told from the T wave: no 2:1 AV block claimed"
+                )
             if rate < th.BRADY_BPM:
                 out.append(finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {rate:.0f}/min < 60/min"], hr_m + pr_m))
             elif rate > th.TACHY_BPM:

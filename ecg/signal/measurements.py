@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from core.codes import LOINC, MMDX, UCUM, Code
+from core.codes import LOINC, MDC, MMDX, UCUM, Code
 from core.records import Measurement
 from ecg.signal.delineation import Fiducials, MedianBeats
 
@@ -58,6 +58,12 @@ class LeadAmplitudes:
     st_j: float
     st_j60: float | None
     t: float | None
+    #: duration of the initial negative deflection (Q wave), ms; 0 when the QRS starts upwards
+    q_ms: float = 0.0
+    #: R-peak time (onset of QRS to the peak of the last R or R'), ms; None without an R wave
+    r_peak_ms: float | None = None
+    #: mean amplitude of the last 40 ms of the QRS (terminal forces: + for a terminal R', - for a terminal S), mV
+    terminal_mv: float = 0.0
 
 
 def qtc(qt_ms: float, rr_ms: float) -> tuple[float, float, float, float]:
@@ -161,6 +167,32 @@ def _lobes(y: FloatArray) -> list[float]:
     return out
 
 
+def _qrs_timing(qrs: FloatArray, fs: float, has_q: bool, r: float, r_prime: float) -> tuple[float, float | None, float]:
+    """(Q duration ms, R-peak time ms, mean of the terminal 40 ms in mV) of one lead's QRS (baseline-corrected).
+
+    The Q duration runs from QRS onset to the first upward zero crossing; the
+    R-peak time to the largest sample of the last positive lobe (R' when there
+    is one): the "intrinsicoid deflection" of the bundle-branch criteria.
+    """
+    ms = 1000.0 / fs
+    q_ms = 0.0
+    if has_q and qrs.size:
+        trough = int(np.argmin(qrs[: max(1, qrs.size // 2)]))
+        down = np.flatnonzero(qrs[: trough + 1] >= 0.0)
+        up = np.flatnonzero(qrs[trough:] >= 0.0)
+        start = int(down[-1]) if down.size else 0
+        q_ms = float(((trough + int(up[0])) if up.size else qrs.size) - start) * ms
+    r_peak = None
+    if r > 0.0:
+        target = r_prime if r_prime > 0.0 else r
+        hits = np.flatnonzero(np.abs(qrs - target) <= 1e-9)
+        if hits.size:
+            r_peak = float(hits[-1] * ms)
+    n_term = max(1, round(0.04 * fs))
+    terminal = float(np.mean(qrs[-n_term:])) if qrs.size else 0.0
+    return q_ms, r_peak, terminal
+
+
 def lead_amplitudes(mb: MedianBeats, fd: Fiducials, lead_names: tuple[str, ...]) -> tuple[LeadAmplitudes, ...]:
     """Amplitudes of every lead's median beat relative to its PR-segment level."""
     fs = mb.fs
@@ -192,7 +224,10 @@ def lead_amplitudes(mb: MedianBeats, fd: Fiducials, lead_names: tuple[str, ...])
             seg = y[fd.qrs_off + int(0.04 * fs) : fd.t_off + 1]
             t = float(seg[np.argmax(np.abs(seg))])
         st60 = float(y[j60]) if j60 < y.size else None
-        out.append(LeadAmplitudes(name, p, q, r, s, rp, float(y[fd.qrs_off]), st60, t))
+        qrs = y[fd.qrs_on : fd.qrs_off + 1]
+        out.append(
+            LeadAmplitudes(name, p, q, r, s, rp, float(y[fd.qrs_off]), st60, t, *_qrs_timing(qrs, fs, q < 0, r, rp))
+        )
     return tuple(out)
 
 
@@ -202,13 +237,25 @@ def _m(code: Code, value: float | None, unit: Code, site: str | None = None, ndi
     return [Measurement(code=code, value=round(float(value), ndigits), unit=unit, site=site, method=METHOD)]
 
 
+def frontal_axis(degrees: float | None) -> float | None:
+    """A frontal-plane axis in the reporting convention, -180 < axis <= 180 (230 deg is reported as -130)."""
+    if degrees is None or not math.isfinite(degrees):
+        return degrees
+    wrapped = math.fmod(degrees, 360.0)
+    if wrapped > 180.0:
+        wrapped -= 360.0
+    elif wrapped <= -180.0:
+        wrapped += 360.0
+    return wrapped
+
+
 def to_measurements(g: GlobalMeasurements, amps: tuple[LeadAmplitudes, ...]) -> tuple[Measurement, ...]:
     """Coded measurements (LOINC for global values, local codes for per-lead amplitudes)."""
     out: list[Measurement] = []
     out += _m(LOINC.HEART_RATE, g.hr_bpm, UCUM.BPM)
     out += _m(LOINC.RR_INTERVAL, g.rr_ms, UCUM.MS)
     out += _m(LOINC.PR_INTERVAL, g.pr_ms, UCUM.MS)
-    out += _m(LOINC.P_DURATION, g.p_ms, UCUM.MS)
+    out += _m(MDC.P_DURATION, g.p_ms, UCUM.MS)
     out += _m(LOINC.QRS_DURATION, g.qrs_ms, UCUM.MS)
     out += _m(LOINC.QT_INTERVAL, g.qt_ms, UCUM.MS)
     out += _m(LOINC.QTC_INTERVAL, g.qtc_bazett_ms, UCUM.MS)
@@ -216,9 +263,9 @@ def to_measurements(g: GlobalMeasurements, amps: tuple[LeadAmplitudes, ...]) -> 
     out += _m(LOINC.QTC_FRIDERICIA, g.qtc_fridericia_ms, UCUM.MS)
     out += _m(LOINC.QTC_FRAMINGHAM, g.qtc_framingham_ms, UCUM.MS)
     out += _m(LOINC.QTC_HODGES, g.qtc_hodges_ms, UCUM.MS)
-    out += _m(LOINC.P_AXIS, g.p_axis_deg, UCUM.DEG)
-    out += _m(LOINC.QRS_AXIS, g.qrs_axis_deg, UCUM.DEG)
-    out += _m(LOINC.T_AXIS, g.t_axis_deg, UCUM.DEG)
+    out += _m(LOINC.P_AXIS, frontal_axis(g.p_axis_deg), UCUM.DEG)
+    out += _m(LOINC.QRS_AXIS, frontal_axis(g.qrs_axis_deg), UCUM.DEG)
+    out += _m(LOINC.T_AXIS, frontal_axis(g.t_axis_deg), UCUM.DEG)
     for a in amps:
         out += _m(MMDX.ECG_P_AMPLITUDE, a.p, UCUM.MV, a.lead, 3)
         out += _m(MMDX.ECG_Q_AMPLITUDE, a.q, UCUM.MV, a.lead, 3)

@@ -64,26 +64,55 @@ def test_first_degree_av_block() -> None:
     assert "240" in f.criteria[0]
 
 
+LBBB_AMPS = {
+    "V1": {"r": 0.1, "s": -1.8, "terminal_mv": -0.6},
+    "I": {"q": 0.0, "r": 1.2, "s": 0.0, "terminal_mv": 0.3},
+    "V5": {"q": 0.0, "s": 0.0, "r_peak_ms": 85.0},
+    "V6": {"q": 0.0, "r": 1.3, "s": 0.0, "r_peak_ms": 90.0, "terminal_mv": 0.4},
+}
+RBBB_AMPS = {
+    "V1": {"r": 0.3, "s": -0.4, "r_prime": 0.8, "r_peak_ms": 95.0, "terminal_mv": 0.5},
+    "I": {"s": -0.4, "terminal_mv": -0.2},
+    "V6": {"s": -0.4, "terminal_mv": -0.2},
+}
+
+
+def _ri_qrs(qrs: float, amps: tuple[LeadAmplitudes, ...] | None = None, median_lead: float | None = None) -> RuleInput:
+    return replace(_ri(replace(NORMAL_G, qrs_ms=qrs), amps), qrs_lead_median_ms=median_lead)
+
+
 def test_lbbb() -> None:
-    amps = _amps(
-        V1={"r": 0.1, "s": -1.8},
-        I={"q": 0.0, "r": 1.2, "s": 0.0},
-        V5={"q": 0.0, "s": 0.0},
-        V6={"q": 0.0, "r": 1.3, "s": 0.0},
-    )
-    out = interpret(_ri(replace(NORMAL_G, qrs_ms=150.0), amps))
+    out = interpret(_ri_qrs(150.0, _amps(**LBBB_AMPS)))
     assert SCT.COMPLETE_LBBB in _codes(out) and SCT.IVCD not in _codes(out)
+    # a septal q in V6, or an early R peak in V5/V6, is no LBBB
+    assert SCT.COMPLETE_LBBB not in _codes(interpret(_ri_qrs(150.0, _amps(**{**LBBB_AMPS, "V6": {"q": -0.2}}))))
+    early = {**LBBB_AMPS, "V5": {"q": 0.0, "s": 0.0, "r_peak_ms": 40.0}, "V6": {**LBBB_AMPS["V6"], "r_peak_ms": 45.0}}
+    assert SCT.COMPLETE_LBBB not in _codes(interpret(_ri_qrs(150.0, _amps(**early))))
 
 
-def test_rbbb() -> None:
-    amps = _amps(V1={"r": 0.3, "s": -0.4, "r_prime": 0.8}, I={"s": -0.4}, V6={"s": -0.4})
-    out = interpret(_ri(replace(NORMAL_G, qrs_ms=140.0), amps))
-    assert SCT.COMPLETE_RBBB in _codes(out)
+def test_a_terminal_s_in_i_and_v6_is_rbbb_not_lbbb() -> None:
+    """The false LBBB on RBBB records: a V1 pattern alone does not decide, the terminal forces do."""
+    amps = _amps(**{**LBBB_AMPS, "I": {"q": 0.0, "r": 1.0, "s": -0.5, "terminal_mv": -0.3}})
+    assert SCT.COMPLETE_LBBB not in _codes(interpret(_ri_qrs(150.0, amps)))
+
+
+def test_rbbb_complete_and_incomplete() -> None:
+    amps = _amps(**RBBB_AMPS)
+    assert SCT.COMPLETE_RBBB in _codes(interpret(_ri_qrs(140.0, amps, 132.0)))
+    assert SCT.INCOMPLETE_RBBB in _codes(interpret(_ri_qrs(114.0, amps, 104.0)))
+    # a global QRS of 140 ms that most leads do not show (median lead 100 ms) is not a complete block
+    wide_by_one_lead = _codes(interpret(_ri_qrs(140.0, amps, 100.0)))
+    assert SCT.INCOMPLETE_RBBB in wide_by_one_lead and SCT.COMPLETE_RBBB not in wide_by_one_lead
+    # no terminal S in I and V6: no RBBB
+    no_s = _amps(**{**RBBB_AMPS, "I": {"s": 0.0}, "V6": {"s": 0.0}})
+    assert not _codes(interpret(_ri_qrs(140.0, no_s, 132.0))) & {SCT.COMPLETE_RBBB, SCT.INCOMPLETE_RBBB}
 
 
 def test_ivcd() -> None:
-    out = interpret(_ri(replace(NORMAL_G, qrs_ms=115.0)))
-    assert SCT.IVCD in _codes(out)
+    assert SCT.IVCD in _codes(interpret(_ri_qrs(126.0, median_lead=122.0)))
+    # 110-119 ms without a block pattern, or 126 ms globally but 100 ms in most leads: no statement
+    assert SCT.IVCD not in _codes(interpret(_ri_qrs(115.0)))
+    assert SCT.IVCD not in _codes(interpret(_ri_qrs(126.0, median_lead=100.0)))
 
 
 def test_lafb_and_left_axis_deviation() -> None:
