@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.context import AppContext
 from app.models_stage import image_input
-from app.plan import Action, StudyPlan, plan_study
+from app.plan import Action, SeriesPlan, StudyPlan, plan_study
 from core.codes import LOINC
 from core.errors import EcgError, IngestError, MmdxError
 from core.records import (
@@ -25,6 +25,7 @@ from core.records import (
     Finding,
     Image,
     Measurement,
+    ModelCall,
     Presence,
     Priority,
     PriorityLevel,
@@ -65,6 +66,7 @@ class StudyOutcome:
     report_version: int | None = None
     artefacts: tuple[Path, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    model_failures: tuple[str, ...] = ()  #: "model 'X' failed: reason", also in the report text
 
     @property
     def summary(self) -> str:
@@ -73,10 +75,11 @@ class StudyOutcome:
             analysed = any(p.action is not Action.SKIP for p in self.plan.series)
             return "; ".join(self.problems) if analysed and self.problems else "no report"
         head = f"{self.report.status.value} v{self.report_version}, {self.report.priority.level.name}"
+        failed = "".join(f" | {f}" for f in self.model_failures)
         if not self.report.provenance:
-            return f"{head}: exam and technique only, no model has read the images"
+            return f"{head}: exam and technique only, no model has read the images{failed}"
         statements = [f.text for f in self.report.findings if f.presence is Presence.PRESENT][:4]
-        return f"{head}: " + ("; ".join(statements) or "no findings")
+        return f"{head}: " + ("; ".join(statements) or "no findings") + failed
 
     def to_json(self) -> dict[str, object]:
         """A PHI-free summary (UIDs, plan, report status, statements, artefact names)."""
@@ -107,6 +110,7 @@ class StudyOutcome:
             },
             "artefacts": [p.name for p in self.artefacts],
             "problems": list(self.problems),
+            "model_failures": list(self.model_failures),
         }
 
 
@@ -121,6 +125,8 @@ class _Draft:
     key_images: list[Image] = field(default_factory=list)
     printout_png: bytes | None = None
     problems: list[str] = field(default_factory=list)
+    model_calls: list[ModelCall] = field(default_factory=list)
+    model_failures: list[str] = field(default_factory=list)
 
     def add_producer(self, producer: Producer) -> None:
         if producer not in self.producers:
@@ -156,6 +162,16 @@ def _run_image_models(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Dr
     (result,) = analyse_batch([inp], ctx.registry, ctx.settings.model_routing)
     draft.problems.extend(result.errors)
     draft.problems.extend(result.notices)
+    draft.model_calls.extend(result.calls)
+    draft.model_failures.extend(result.errors)
+    if result.errors:
+        # a failed model is said in the report itself; without any model text the study gets its fallback
+        if not result.findings and not result.sections:
+            _technique_sections(ctx, study, plans, draft)
+        reasons = " ".join(f"{e[0].upper()}{e[1:]}." for e in result.errors)
+        draft.sections.append(
+            ReportSection(LOINC.FINDINGS, f"{reasons} No AI reading from it; a radiologist must read the images.")
+        )
     if not result.findings and not result.sections:
         return
     for producer in result.provenance:
@@ -172,6 +188,14 @@ def _exam_only(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) ->
     plans = plan.of(Action.EXAM_ONLY)
     if not plans:
         return
+    _technique_sections(ctx, study, plans, draft)
+    notice = no_model_notice("imaging", ctx.registry.describe_all())
+    if notice:
+        draft.sections.append(ReportSection(LOINC.FINDINGS, notice))
+
+
+def _technique_sections(ctx: AppContext, study: Study, plans: Sequence[SeriesPlan], draft: _Draft) -> None:
+    """Exam, technique and comparison: the draft every imaging study gets, read by a model or not."""
     sentences = []
     for series_plan in plans:
         try:
@@ -192,9 +216,6 @@ def _exam_only(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) ->
     else:
         comparison = "No prior study of this patient in the index."
     draft.sections.append(ReportSection(LOINC.COMPARISON, comparison))
-    notice = no_model_notice("imaging", ctx.registry.describe_all())
-    if notice:
-        draft.sections.append(ReportSection(LOINC.FINDINGS, notice))
 
 
 def _report_kind(plan: StudyPlan) -> ReportKind:
@@ -256,7 +277,10 @@ def process_study(
         measurements=tuple(draft.measurements),
         priority=Priority.highest(draft.priorities),
         provenance=tuple(draft.producers),
+        model_calls=tuple(draft.model_calls),
     )
+    for failure in draft.model_failures:
+        log.warning("study %s: %s", study_uid, failure)
     with ctx.db.session() as session:
         latest = report_store.latest_report(session, study_uid)
     if latest is not None and _same_content(latest, report):
@@ -284,7 +308,9 @@ def process_study(
     )
     target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid
     paths = tuple(write_outputs(outputs, target))
-    outcome = StudyOutcome(study_uid, plan, report, version, paths, tuple(draft.problems))
+    outcome = StudyOutcome(
+        study_uid, plan, report, version, paths, tuple(draft.problems), model_failures=tuple(draft.model_failures)
+    )
     if not stored and finish is not None:
         with ctx.db.session() as session:
             finish(session, outcome)
@@ -308,6 +334,15 @@ def process_study(
                 detail=f"version {version}, priority {report.priority.level.name}",
                 at=ctx.clock.now(),
             )
+            for failure in draft.model_failures:
+                audit.record(
+                    session,
+                    actor=SOFTWARE_NAME,
+                    action="model.failed",
+                    study_uid=study_uid,
+                    detail=f"version {version}: {failure}"[:2000],
+                    at=ctx.clock.now(),
+                )
             if finish is not None:
                 finish(session, outcome)
     return outcome

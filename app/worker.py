@@ -95,7 +95,8 @@ def run_one(ctx: AppContext, *, out_dir: Path | None = None, me: str | None = No
         return None
 
     def finish(session: Session, outcome: StudyOutcome) -> None:
-        jobs.complete(session, job.id, ctx.clock.now(), worker_id=me)
+        failed_steps = "; ".join(outcome.model_failures) or None
+        jobs.complete(session, job.id, ctx.clock.now(), failed_steps=failed_steps, worker_id=me)
 
     try:
         with _Heartbeat(ctx, job.id, me):
@@ -115,7 +116,7 @@ def run_one(ctx: AppContext, *, out_dir: Path | None = None, me: str | None = No
         with ctx.db.session() as session:
             jobs.fail(session, job.id, f"{type(exc).__name__}: {exc}", ctx.clock.now(), retry=True)
         return WorkResult(job.id, None, f"{type(exc).__name__}: {exc}")
-    return WorkResult(job.id, outcome)
+    return WorkResult(job.id, outcome, "; ".join(outcome.model_failures) or None)
 
 
 def run_forever(

@@ -159,14 +159,14 @@ class Clinician:
 
 # --------------------------------------------------------------------------- DICOM hierarchy
 
-
-@dataclass(frozen=True, slots=True)
-class Instance:
-    """One stored DICOM object (or one ECG file): where it is and what it is."""
 #: ``Instance.source`` of an ECG file (WFDB, aECG, MUSE, Sierra, SCP-ECG) indexed under derived UIDs.
 ECG_FILE_SOURCE = "ecg-file"
 _DICOM_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One stored DICOM object (or one ECG file): where it is and what it is."""
 
     sop_instance_uid: str
     sop_class_uid: str
@@ -192,15 +192,15 @@ _DICOM_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
         if self.number_of_frames < 1:
             raise RecordError("Instance", "number_of_frames", f"expected >= 1, got {self.number_of_frames}")
 
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    """A series and its instances."""
     @property
     def is_dicom_object(self) -> bool:
         """True when a DICOM object with this SOP Instance UID exists (and may be referenced as evidence)."""
         return self.source != ECG_FILE_SOURCE
 
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A series and its instances."""
 
     series_instance_uid: str
     study_instance_uid: str
@@ -239,21 +239,21 @@ class Study:
     study_datetime: datetime | None = None
     description: str | None = None
     referring_physician: str | None = None
+    study_id: str | None = None
+    study_time_dicom: str | None = None
     series: tuple[Series, ...] = ()
 
     def __post_init__(self) -> None:
         check_uid("Study", "study_instance_uid", self.study_instance_uid)
-    study_id: str | None = None
-    study_time_dicom: str | None = None
+        if self.study_time_dicom is not None and not _DICOM_TM.match(self.study_time_dicom):
+            raise RecordError(
+                "Study", "study_time_dicom", f"expected a DICOM TM (HHMMSS.FFFFFF), got {self.study_time_dicom!r}"
+            )
         for s in self.series:
             if s.study_instance_uid != self.study_instance_uid:
                 raise RecordError(
                     "Study", "series", f"series {s.series_instance_uid} belongs to study {s.study_instance_uid}"
                 )
-        if self.study_time_dicom is not None and not _DICOM_TM.match(self.study_time_dicom):
-            raise RecordError(
-                "Study", "study_time_dicom", f"expected a DICOM TM (HHMMSS.FFFFFF), got {self.study_time_dicom!r}"
-            )
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -384,15 +384,15 @@ class Producer:
     def is_ai(self) -> bool:
         return self.kind is ProducerKind.MODEL
 
-
-@dataclass(frozen=True, slots=True)
-class EvidenceRef:
-    """Where a finding was seen: an instance (and frame), an ECG lead and time span."""
-
     @property
     def is_machine(self) -> bool:
         """Software or a device, not a person: its content is labelled machine-generated in every output."""
         return self.kind is not ProducerKind.CLINICIAN
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRef:
+    """Where a finding was seen: an instance (and frame), an ECG lead and time span."""
 
     sop_instance_uid: str | None = None
     frame: int | None = None
@@ -553,6 +553,64 @@ class ReportSection:
         check_nonempty("ReportSection", "text", self.text)
 
 
+class ModelCallOutcome(enum.Enum):
+    """Whether a model call's answer was used."""
+
+    OK = "ok"  #: the model answered; its answer (findings, text or "nothing found") is in the report
+    FAILED = "failed"  #: no usable answer; ``error`` says why and the study got its fallback draft
+
+
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _is_sha256(value: str | None) -> bool:
+    return value is not None and len(value) == 64 and set(value) <= _SHA256_HEX
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One call of one model on one study: what it takes to reproduce and audit what the model wrote.
+
+    Stored with the report version (so the raw answer is kept beside the text
+    it became) and rendered by the output builders next to every AI-written
+    sentence, finding or absence of findings.  ``decoding`` is the canonical
+    JSON of the generation settings; ``output_control`` says how the answer was
+    held to the draft schema (``xgrammar``, ``server json_schema``,
+    ``parse+repair``, ``classifier``); ``repaired`` that a repair turn was needed.
+    """
+
+    producer: Producer
+    outcome: ModelCallOutcome
+    task: str = "draft"  #: draft, triage, ecg
+    prompt_template: str = ""  #: built-in template name or the file it came from
+    prompt_sha256: str = ""  #: sha256 of the rendered chat turns (and image shapes)
+    decoding: str = ""
+    output_control: str = ""
+    repaired: bool = False
+    device: str = ""
+    dtype: str = ""
+    seconds: float = 0.0
+    raw_answer: str = ""
+    error: str = ""
+
+    def __post_init__(self) -> None:
+        if self.producer.kind is not ProducerKind.MODEL or not _is_sha256(self.producer.digest):
+            raise RecordError(
+                "ModelCall", "producer", f"expected a model producer with a 64-hex sha256, got {self.producer.digest!r}"
+            )
+        if self.prompt_sha256 and not _is_sha256(self.prompt_sha256):
+            raise RecordError("ModelCall", "prompt_sha256", f"expected 64 hex characters, got {self.prompt_sha256!r}")
+        check_finite("ModelCall", "seconds", self.seconds)
+        if self.seconds < 0:
+            raise RecordError("ModelCall", "seconds", f"expected >= 0, got {self.seconds}")
+        if (self.outcome is ModelCallOutcome.FAILED) != bool(self.error):
+            raise RecordError("ModelCall", "error", "a failed call needs its reason; a successful one has none")
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is ModelCallOutcome.OK
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     """Who signed a report version, and when."""
@@ -582,6 +640,7 @@ class DraftReport:
     provenance: tuple[Producer, ...] = ()
     signature: Signature | None = None
     replaces_version: int | None = None
+    model_calls: tuple[ModelCall, ...] = ()  #: every model call behind this version, failed ones included
 
     def __post_init__(self) -> None:
         check_uid("DraftReport", "study_instance_uid", self.study_instance_uid)
@@ -599,15 +658,20 @@ class DraftReport:
                     "provenance",
                     f"finding {f.text!r} comes from {f.producer.name}, not listed in provenance",
                 )
+        for call in self.model_calls:
+            if call.ok and call.producer not in producers:
+                raise RecordError(
+                    "DraftReport", "provenance", f"model call of {call.producer.name} is not listed in provenance"
+                )
 
     @property
     def is_ai_generated(self) -> bool:
         return any(p.is_ai for p in self.provenance)
 
-    def section(self, code: Code) -> ReportSection | None:
-        return next((s for s in self.sections if s.code == code), None)
     @property
     def machine_producers(self) -> tuple[Producer, ...]:
         """The models, rule engines and devices whose content the report holds (the labelling rule's input)."""
         return tuple(p for p in self.provenance if p.is_machine)
 
+    def section(self, code: Code) -> ReportSection | None:
+        return next((s for s in self.sections if s.code == code), None)

@@ -409,6 +409,7 @@ class LocalVlmBackend:
 
     def _provenance(self, prompt: Prompt, repaired: bool) -> dict[str, str]:
         return {
+            "prompt_template": prompt.template_name,
             "prompt_sha256": prompt.sha256,
             "decoding": json.dumps(self.decoding_settings(), sort_keys=True),
             "constrained": "xgrammar" if self._logits_processor_factory else "parse+repair",

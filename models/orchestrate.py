@@ -10,7 +10,11 @@ all of its studies at once (VLM batching).  For each study:
 4. the safety checks compare the draft with the classifier and the ECG model
    with the rule-based interpretation, and set the priority;
 5. the result holds only validated, attributed findings; a failed model
-   leaves an error line, never a partial draft.
+   leaves an error line (``model 'X' failed: reason``), never a partial draft;
+6. every model call, failed ones included, becomes a
+   :class:`core.records.ModelCall` (``calls``), and every model whose answer
+   is used is in ``provenance`` even when it found nothing, so a normal
+   study's AI text is labelled like an abnormal one.
 
 Without any usable model the result says so (``notices``) and holds no
 findings: the app writes the rule-based / header-based draft alone.
@@ -21,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from core.codes import LOINC
 from core.config import ModelSpec, RouteRule
-from core.errors import ModelError
-from core.records import Finding, Measurement, Priority, Producer, ReportSection
+from core.errors import MmdxError, ModelError
+from core.records import Finding, Measurement, ModelCall, Priority, Producer, ReportSection
 from models.protocol import ModelInfo, ModelInput, ModelOutput
+from models.provenance import model_call
 from models.registry import Registry
 from models.routing import CHEAP_BACKENDS, DRAFTING_BACKENDS, ECG_MODALITIES, models_for, should_escalate, suits
 from models.safety import (
@@ -50,14 +56,23 @@ class ModelsResult:
     errors: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
     escalation: str = ""
+    calls: tuple[ModelCall, ...] = ()
 
     @property
     def provenance(self) -> tuple[Producer, ...]:
-        """Every producer whose findings are in ``findings`` (for ``DraftReport.provenance``)."""
+        """Producers of ``findings`` and of every used model answer, "nothing found" included."""
         seen: dict[Producer, None] = {}
         for f in self.findings:
             seen.setdefault(f.producer)
+        for c in self.calls:
+            if c.ok:
+                seen.setdefault(c.producer)
         return tuple(seen)
+
+    @property
+    def failed(self) -> bool:
+        """A routed model failed on this study (the app writes the fallback draft and says so)."""
+        return bool(self.errors)
 
 
 def _suits(spec: ModelSpec, inp: ModelInput) -> bool:
@@ -72,6 +87,21 @@ def _run(registry: Registry, name: str, inputs: list[ModelInput]) -> list[ModelO
         return list(registry.backend(name).predict(inputs))
     except ModelError as exc:
         return [exc] * len(inputs)
+    except Exception as exc:  # a backend bug must fail its studies, never the batch or the worker
+        return [ModelError(f"{type(exc).__name__}: {str(exc)[:300]}")] * len(inputs)
+
+
+def _failed(name: str, reason: object) -> str:
+    text = str(reason)
+    prefix = f"model {name!r}: "
+    return f"model {name!r} failed: {text.removeprefix(prefix)}"
+
+
+def _triage_statement(classifiers: Sequence[ModelOutput]) -> ReportSection:
+    names = ", ".join(sorted({c.producer.name for c in classifiers}))
+    return ReportSection(
+        LOINC.FINDINGS, f"AI triage ({names}): no finding above the configured thresholds; not read by a person."
+    )
 
 
 def analyse_batch(
@@ -110,6 +140,7 @@ def analyse_batch(
     by_uid = {inp.study_instance_uid: inp for inp in inputs}
     outputs: dict[str, list[ModelOutput]] = {uid: [] for uid in by_uid}
     errors: dict[str, list[str]] = {uid: [] for uid in by_uid}
+    calls: dict[str, list[ModelCall]] = {uid: [] for uid in by_uid}
     escalation: dict[str, list[str]] = {uid: [] for uid in by_uid}
 
     def run_stage(backends: tuple[str, ...], select: dict[str, bool] | None = None) -> None:
@@ -121,15 +152,20 @@ def analyse_batch(
             ]
             if not todo:
                 continue
+            backend = registry.specs[name].backend
             for inp, out in zip(todo, _run(registry, name, todo), strict=True):
                 uid = inp.study_instance_uid
                 if isinstance(out, ModelError):
-                    errors[uid].append(f"{name}: {out}")
-                elif out.error is not None:
-                    errors[uid].append(f"{name}: {out.error}")
-                    outputs[uid].append(out)
-                else:
-                    outputs[uid].append(out)
+                    errors[uid].append(_failed(name, out))
+                    continue
+                try:
+                    calls[uid].append(model_call(out, backend))
+                except MmdxError as exc:  # an answer that cannot be attributed is not used
+                    errors[uid].append(_failed(name, f"its provenance is not valid: {exc}"))
+                    continue
+                outputs[uid].append(out)
+                if out.error is not None:
+                    errors[uid].append(_failed(name, out.error))
 
     run_stage(CHEAP_BACKENDS)
     select: dict[str, bool] = {}
@@ -172,17 +208,21 @@ def analyse_batch(
         kind = "ecg" if inp.modality.upper() in ECG_MODALITIES else "imaging"
         usable = [infos[n] for n in routed[uid]]
         notice = no_model_notice(kind, usable if usable else all_infos) if not ok else None
+        sections = drafts[0].sections if drafts else ()
+        if not sections and not model_findings and classifiers:
+            sections = (_triage_statement(classifiers),)
         results.append(
             ModelsResult(
                 study_instance_uid=uid,
                 outputs=tuple(outs),
                 findings=model_findings + rev.findings,
-                sections=drafts[0].sections if drafts else (),
+                sections=sections,
                 priority=rev.priority,
                 flags=rev.flags,
                 errors=tuple(errors[uid]),
                 notices=tuple(notices[uid] + ([notice] if notice else [])),
                 escalation="; ".join(escalation[uid]),
+                calls=tuple(calls[uid]),
             )
         )
     return results

@@ -55,6 +55,12 @@ class Prompt:
     template: str
 
     @property
+    def template_name(self) -> str:
+        """The built-in template's name, else ``custom sha256:<hex>`` of the configured text (for provenance)."""
+        name = next((k for k, v in TEMPLATES.items() if v == self.template), None)
+        return name or "custom sha256:" + hashlib.sha256(self.template.encode()).hexdigest()
+
+    @property
     def sha256(self) -> str:
         h = hashlib.sha256(json.dumps(self.messages, sort_keys=True, default=str).encode())
         for img in self.images:

@@ -31,6 +31,7 @@ from core.errors import ModelError
 from models.prompts import Prompt, build_prompt, prompt_options
 from models.protocol import ModelInfo, ModelInput, ModelOutput
 from models.structured import DRAFT_SCHEMA, parse_draft, repair_messages
+from models.weights import sha256_problem
 
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -91,6 +92,9 @@ class RemoteVlmBackend:
         missing = []
         if not self.spec.sha256:
             missing.append("no sha256 of the served weights configured (findings need the weights hash)")
+        elif problem := sha256_problem(self.spec.sha256):
+            missing.append(problem + " of the served weights")
+        digest = None if missing else (self.spec.sha256 or "").strip().lower().removeprefix("sha256:")
         if not self.spec.served_model:
             missing.append("no served_model name configured")
         return ModelInfo(
@@ -98,7 +102,7 @@ class RemoteVlmBackend:
             backend="remote_vlm",
             family=self.spec.family,
             version=str(self.spec.options.get("version", self.spec.served_model or "remote")),
-            weights_sha256=self.spec.sha256,
+            weights_sha256=digest,
             modalities=tuple(self.spec.options.get("modalities", ("CR", "DX", "CT", "MR", "ECG"))),
             licence=self.spec.licence,
             location=self.spec.url,
@@ -210,6 +214,7 @@ class RemoteVlmBackend:
 
     def _provenance(self, prompt: Prompt) -> dict[str, str]:
         return {
+            "prompt_template": prompt.template_name,
             "prompt_sha256": prompt.sha256,
             "decoding": json.dumps(
                 {

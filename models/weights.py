@@ -54,10 +54,25 @@ def digest_path(path: Path) -> str:
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
+def sha256_problem(value: str | None) -> str | None:
+    """Why a configured ``sha256`` is not one (placeholders like ``TODO`` or a 16-character prefix), else None."""
+    if value is None:
+        return None
+    v = value.strip().lower().removeprefix("sha256:")
+    if len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+        return None
+    return (
+        f"sha256 {value[:20]!r} is not a sha256 (expected 64 hexadecimal characters; "
+        "copy the full digest that `mmdx models --json` prints)"
+    )
+
+
 def check_weights(path: Path | None, expected_sha256: str | None) -> tuple[str | None, list[str]]:
     """Digest and the list of problems (missing file, hash mismatch) in plain words."""
     if path is None:
         return None, ["no path configured"]
+    if problem := sha256_problem(expected_sha256):
+        return None, [problem]
     try:
         digest = digest_path(path)
     except ModelError as exc:
@@ -65,7 +80,7 @@ def check_weights(path: Path | None, expected_sha256: str | None) -> tuple[str |
     except OSError as exc:
         return None, [f"{path}: cannot read weights ({exc.strerror})"]
     problems: list[str] = []
-    if expected_sha256 and expected_sha256.lower() != digest:
+    if expected_sha256 and expected_sha256.strip().lower().removeprefix("sha256:") != digest:
         problems.append(f"{path}: sha256 {digest[:12]}... does not match the configured {expected_sha256[:12]}...")
     return digest, problems
 

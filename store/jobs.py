@@ -189,8 +189,13 @@ def _running(session: Session, job_id: int, action: str, worker_id: str | None =
     return row
 
 
-def complete(session: Session, job_id: int, now: datetime, *, worker_id: str | None = None) -> None:
+def complete(
+    session: Session, job_id: int, now: datetime, *, failed_steps: str | None = None, worker_id: str | None = None
+) -> None:
     """Mark a running job done (its report version is stored in the same unit of work).
+
+    ``failed_steps`` (PHI-free) names steps that failed although a report was
+    stored, e.g. ``model 'X' failed: reason`` (the study got its fallback draft).
 
     With ``worker_id``, refuses (StoreError) when the job is no longer this
     worker's, which rolls back the report version stored in the same unit.
@@ -199,7 +204,7 @@ def complete(session: Session, job_id: int, now: datetime, *, worker_id: str | N
     row = _running(session, job_id, "complete", worker_id)
     row.state = JobState.DONE
     row.finished_at = now
-    row.error = None
+    row.error = failed_steps or None
     session.flush()
 
 

@@ -70,7 +70,7 @@ def test_garbage_draft_gives_an_error_and_no_sections(classifier_file: Path, tin
     a, b = analyse_batch([cxr_input("1.2.826.0.7.2"), cxr_input("1.2.826.0.7.3", seed=4)], reg, RULES)
     for res in (a, b):
         assert res.sections == ()
-        assert any("tiny:" in e and "after one repair" in e for e in res.errors)
+        assert any("model 'tiny' failed" in e and "after one repair" in e for e in res.errors)
         assert all(f.producer.name in ("cls", "mmdx-safety-checks") for f in res.findings)  # classifier findings kept
         assert "routing names model 'vlm', which is not configured" in res.notices
 
