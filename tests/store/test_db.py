@@ -53,6 +53,12 @@ def test_downgrade_to_base_and_up_again(db):
     assert db.current_revision() == head and _diff(db) == []
 
 
+def _head(db: Database) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(db.alembic_config()).get_current_head()
+
+
 def _migrate_to(db: Database, revision: str, *, down: bool) -> None:
     from alembic import command
 
@@ -93,7 +99,7 @@ def test_0002_labels_the_sha256_digests_it_finds_and_refuses_to_drop_others(db):
         index.add_instance(s, study=study, series=series, instance=make_instance(2), received_at=T0)  # xxh3-128
     with pytest.raises(RuntimeError, match=r"1 row\(s\) of instances.content_digest hold digests other than sha256"):
         _migrate_to(db, "0001", down=True)
-    assert db.current_revision() == "0002"  # the refused downgrade changed nothing
+    assert db.current_revision() == _head(db)  # the refused downgrade changed nothing
     with db.session() as s:
         assert index.count_instances(s, study.study_instance_uid) == 2
 
