@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from app import commands
 from app.context import AppContext
@@ -25,7 +26,7 @@ from app.pipeline import StudyOutcome, process_study
 from app.plan import plan_study
 from app.worker import run_forever
 from core.errors import MmdxError
-from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
+from ingest.files import display_path
 from store import index
 
 cli = typer.Typer(
@@ -41,21 +42,6 @@ err_console = Console(stderr=True, width=None if Console(stderr=True).is_termina
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
 ]
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        console.print(f"{SOFTWARE_NAME} {SOFTWARE_VERSION}")
-        raise typer.Exit()
-
-
-@cli.callback()
-def _options(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")
-    ] = False,
-) -> None:
-    """Multimodal diagnostic pipeline: DICOM studies and ECGs in, draft reports out."""
 
 
 def _context(config: Path | None) -> AppContext:
@@ -81,8 +67,8 @@ def _study_table(ctx: AppContext, outcomes: list[StudyOutcome]) -> Table:
             ", ".join(study.modalities),
             str(len(study.series)),
             str(study.instance_count),
-            analysis,
-            outcome.summary,
+            Text(analysis),
+            Text(outcome.summary),
         )
     return table
 
@@ -93,10 +79,10 @@ def _print_rejected(collected: Collected) -> None:
     table = Table(title="Not used", title_style="yellow")
     table.add_column("Path", overflow="fold")
     table.add_column("Reason", overflow="fold")
-    for r in collected.rejected:
-        table.add_row(str(r.path), r.reason)
+    for r in collected.rejected:  # Text, not markup: a file named "[/bold]" is printed as it is named
+        table.add_row(Text(display_path(r.path)), Text(display_path(r.reason)))
     for folder in collected.empty_folders:
-        table.add_row(str(folder), "empty folder: no files")
+        table.add_row(Text(display_path(folder)), "empty folder: no files")
     err_console.print(table)
 
 
@@ -111,18 +97,19 @@ def run(
     ctx = _context(config)
     for p in paths:
         if not p.exists():
-            err_console.print(f"[red]{p}: no such file or folder[/red]")
+            err_console.print(Text(f"{display_path(p)}: no such file or folder", style="red"))
     collected = collect(ctx, [p for p in paths if p.exists()])
     outcomes: list[StudyOutcome] = []
     for uid in collected.study_uids:
         if analyse:
             try:
                 outcomes.append(process_study(ctx, uid, out))
-            except MmdxError as exc:
+            except Exception as exc:  # one study's failure never stops the others (the class only if unexpected)
+                problem = str(exc) if isinstance(exc, MmdxError) else f"analysis failed ({type(exc).__name__})"
                 with ctx.db.session() as session:
                     study = index.load_study(session, uid)
                 assert study is not None
-                outcomes.append(StudyOutcome(uid, plan_study(study, ctx.settings), problems=(str(exc),)))
+                outcomes.append(StudyOutcome(uid, plan_study(study, ctx.settings), problems=(problem,)))
         else:
             with ctx.db.session() as session:
                 study = index.load_study(session, uid)
@@ -134,7 +121,9 @@ def run(
         (out / "studies.json").write_text(json.dumps([o.to_json() for o in outcomes], indent=2), encoding="utf-8")
     console.print(
         f"indexed: {collected.new} new, {collected.duplicate} already known, {collected.conflict} conflicting; "
-        f"{len(collected.rejected)} not used; outputs in {out}/"
+        f"{len(collected.rejected)} not used; outputs in {display_path(out)}/",
+        markup=False,
+        highlight=False,
     )
     _print_rejected(collected)
     if not collected.readable:

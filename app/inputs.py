@@ -2,24 +2,32 @@
 
 DICOM goes through :mod:`ingest.files`; every other file is offered to the ECG
 format detector (by content, not by extension), and a file-based ECG becomes a
-study of its own.  What neither accepts is quarantined with its reason.  This
-module is the only place where ``ingest`` and ``ecg`` meet, which is why it
-lives in ``app``.
+study of its own, its files copied into the store as DICOM objects are (a moved
+or deleted source does not break the study).  What neither accepts is
+quarantined with its reason.  This module is the only place where ``ingest``
+and ``ecg`` meet, which is why it lives in ``app``.
+
+The ECG readers run in a child process with ``limits.parse_memory_bytes`` of
+address space and ``limits.parse_timeout_s`` (:mod:`app.isolated`): whatever one
+file makes a reader do (allocate, loop, raise), it becomes that file's
+quarantine reason and the run goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.context import AppContext
-from app.ecg_studies import ecg_file_study
-from core.errors import EcgError
+from app.ecg_studies import EcgFileStudy, ecg_file_study
+from app.isolated import InputRefused, runner
+from core.errors import EcgError, IngestError, StoreError
 from ecg.readers import detect_format, read_ecg
+from ecg.readers.limits import check_declared_samples, check_sampling_rate, declared_samples_limit
 from ecg.readers.members import record_files
-from ingest.files import Rejected, index_scan, scan
+from ingest.files import Rejected, display_path, index_scan, read_regular, scan
 from ingest.filestore import FileStore
 from store import index
 
@@ -40,58 +48,108 @@ class Collected:
         return bool(self.study_uids)
 
 
+def examine_ecg(path: str, uid_root: str, max_samples: int) -> tuple[str, EcgFileStudy | str]:
+    """In the child process: ``("ecg", records)``, ``("not-ecg", "")`` or ``("error", reason)``.
+
+    Plain tuples cross the process boundary (an exception with extra constructor arguments does not unpickle).
+    """
+    p = Path(path)
+    try:
+        if detect_format(p) is None:
+            return "not-ecg", ""
+        with declared_samples_limit(max_samples):
+            record = read_ecg(p)
+        # whatever the format declared, what is indexed is a plausible recording of bounded size
+        check_sampling_rate(record.sampling_rate_hz, "recording", path)
+        check_declared_samples(int(record.signal.size), "recording", path)
+        files = record_files(p)
+        return "ecg", ecg_file_study(record, files, uid_root)
+    except EcgError as exc:
+        reason = str(exc)
+        return "error", reason.removeprefix(f"{path}: ")
+
+
+def _store_recording(filestore: FileStore, filed: EcgFileStudy, limit: int) -> Path:
+    """Copy the recording's files into the store; the path of its main file there."""
+    files = [(f.name, read_regular(f, limit)) for f in filed.files]
+    inst = filed.instance
+    folder = filestore.put_recording(
+        files,
+        study_uid=inst.study_instance_uid,
+        series_uid=inst.series_instance_uid,
+        sop_instance_uid=inst.sop_instance_uid,
+    )
+    return folder / filed.files[0].name
+
+
 def collect(ctx: AppContext, paths: Sequence[Path]) -> Collected:
     """Scan, route and index ``paths``; idempotent (a second run indexes nothing new)."""
     now = ctx.clock.now()
-    result = scan(paths)
+    limits = ctx.settings.limits
+    result = scan(paths, limits)
     not_ecg: list[Rejected] = []
     study_uids: dict[str, None] = {s.study.study_instance_uid: None for s in result.dicom}
     storage = ctx.settings.storage
     filestore = FileStore(Path(storage.store_dir), fsync=storage.fsync)
+    reasons = {r.path: r.reason for r in result.rejected}
     with ctx.db.session() as session:
         # objects are copied into the store (atomically) so the index never points at a file that may go away
         counts = index_scan(session, result, now, store=filestore)
         new, duplicate, conflict = counts.new, counts.duplicate, counts.conflict
         consumed: set[Path] = set()
+        offered = set(result.other_files)
+        isolated = runner(limits.parse_timeout_s, limits.parse_memory_bytes)
         for path in result.other_files:
             if path in consumed:
                 continue
-            reason = next(r.reason for r in result.rejected if r.path == path)
-            if detect_format(path) is None:
-                not_ecg.append(Rejected(path, f"{reason}; not a known ECG format either", dicom=False))
-                continue
             try:
-                record = read_ecg(path)
-                files = record_files(path)
-            except EcgError as exc:
+                kind, found = isolated.call(examine_ecg, str(path), ctx.settings.uid_root, limits.max_ecg_samples)
+            except InputRefused as exc:
                 not_ecg.append(Rejected(path, str(exc), dicom=False))
                 continue
-            consumed.update(files)
-            filed = ecg_file_study(record, files, ctx.settings.uid_root)
+            if kind == "not-ecg" or not isinstance(found, EcgFileStudy):
+                why = found if kind == "error" else f"{reasons[path]}; not a known ECG format either"
+                not_ecg.append(Rejected(path, str(why), dicom=False))
+                continue
+            try:
+                stored = _store_recording(filestore, found, limits.max_object_bytes)
+            except (IngestError, StoreError) as exc:
+                not_ecg.append(Rejected(path, f"cannot store the recording: {exc}", dicom=False))
+                continue
+            consumed.update(found.files)
             outcome = index.add_instance(
-                session, study=filed.study, series=filed.series, instance=filed.instance, received_at=now
+                session,
+                study=found.study,
+                series=found.series,
+                instance=replace(found.instance, path=stored),
+                received_at=now,
             )
             new += outcome is index.IndexResult.NEW
             duplicate += outcome is index.IndexResult.DUPLICATE
             conflict += outcome is index.IndexResult.CONFLICT
-            study_uids[filed.study.study_instance_uid] = None
+            study_uids[found.study.study_instance_uid] = None
         not_ecg = [r for r in not_ecg if r.path not in consumed]
         for r in not_ecg:
             index.add_quarantine(
-                session, path=str(r.path), reason=r.reason, source="file", received_at=now, sha256=_sha256(r.path)
+                session,
+                path=display_path(r.path),
+                reason=display_path(r.reason),
+                source="file",
+                received_at=now,
+                sha256=_sha256(r.path, limits.max_object_bytes),
             )
     return Collected(
         study_uids=tuple(study_uids),
         new=new,
         duplicate=duplicate,
         conflict=conflict,
-        rejected=(*result.broken_dicom, *not_ecg),
+        rejected=(*(r for r in result.rejected if r.path not in offered), *not_ecg),
         empty_folders=result.empty_folders,
     )
 
 
-def _sha256(path: Path) -> str | None:
+def _sha256(path: Path, limit: int) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_regular(path, limit)).hexdigest()
+    except IngestError:
         return None

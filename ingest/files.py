@@ -13,6 +13,13 @@ Zip members are read in memory and never extracted, so a member named
 ``../../etc/passwd`` cannot write anywhere; its display path is
 ``<archive>!/<member>``.  A DICOMDIR is followed to the files it references and
 is not itself indexed.
+
+This is the input boundary: every file and member is read within
+``limits`` (:class:`core.config.LimitsConfig`: object size, archive expansion
+ratio and total) and only if it is a regular file (a FIFO, a device or a link
+to one is refused unread), and any failure to parse one input, whatever its
+kind, becomes a :class:`Rejected` entry with its reason; nothing one input
+does stops the scan of the others.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import functools
 import io
 import logging
 import os
+import stat
 import struct
 import zipfile
 from collections.abc import Container, Sequence
@@ -37,6 +45,7 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
+from core.config import LimitsConfig
 from core.errors import IngestError, StoreError
 from core.records import Instance, Series, Study
 from ingest.element_walk import interned_tag, walk_dataset
@@ -50,8 +59,8 @@ log = logging.getLogger(__name__)
 
 #: Media Storage Directory Storage: the SOP class of a DICOMDIR.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-#: Zip members larger than this are rejected unread (zip bombs declare small archives, huge members).
-MAX_MEMBER_BYTES = 2 << 30
+#: The limits a scan applies when its caller names none (the configuration's defaults).
+DEFAULT_LIMITS = LimitsConfig()
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 NOT_DICOM = "not a DICOM file (no DICM preamble, no parsable dataset)"
 
@@ -95,6 +104,7 @@ class Rejected:
     path: Path
     reason: str
     dicom: bool = True
+    refused: bool = False  #: refused unread (not a regular file, over a limit): no other reader gets it
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +131,27 @@ class ScanResult:
 
 
 def _offerable(rejected: Rejected) -> bool:
-    return not rejected.dicom and rejected.path.is_file()
+    return not rejected.dicom and not rejected.refused and _regular(rejected.path)
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def display_path(path: Path | str) -> str:
+    """A path as text that any database, log or terminal can take.
+
+    A file name that is not valid UTF-8 (``os.fsdecode`` keeps its bytes as
+    lone surrogates, which no encoder accepts) has those bytes written as
+    ``\\xNN``; control characters (terminal escape sequences) as ``\\xNN`` too.
+    """
+    text = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,13 +518,56 @@ def _dicomdir_files(path: Path) -> tuple[list[Path], list[Rejected]]:
     return found, rejected
 
 
+def _refusal(st: os.stat_result) -> str | None:
+    """Why a file is not read at all (its type), or None for a regular file."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "a FIFO" if stat.S_ISFIFO(mode)
+        else "a character device" if stat.S_ISCHR(mode)
+        else "a block device" if stat.S_ISBLK(mode)
+        else "a socket" if stat.S_ISSOCK(mode)
+        else "a directory" if stat.S_ISDIR(mode)
+        else "not a regular file"
+    )  # fmt: skip
+    return f"not read: {kind}, expected a regular file"
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; IngestError (with the reason) otherwise.
+
+    For files another reader chose (a WFDB header's signal files), read with the scan's own rules.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"unreadable: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        refusal = _refusal(st)
+        if refusal is not None:
+            raise IngestError(refusal)
+        if st.st_size > limit:
+            raise IngestError(f"file of {st.st_size} bytes exceeds limits.max_object_bytes ({limit})")
+        os.set_blocking(fh.fileno(), True)
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise IngestError(f"file grew past limits.max_object_bytes ({limit}) while read")
+    return data
+
+
 class _Scanner:
-    def __init__(self) -> None:
+    def __init__(self, limits: LimitsConfig) -> None:
+        self.limits = limits
         self.dicom: list[ScannedInstance] = []
         self.rejected: list[Rejected] = []
         self.empty: list[Path] = []
         self.dicomdirs: list[Path] = []
         self.seen: set[tuple[int, int]] = set()
+
+    def refuse(self, path: Path, reason: str) -> None:
+        self.rejected.append(Rejected(path, reason, dicom=False, refused=True))
 
     def add_bytes(self, data: bytes, path: Path, *, archive: Path | None = None, member: str | None = None) -> None:
         try:
@@ -504,15 +577,34 @@ class _Scanner:
             prefix = f"{path}: "
             reason = reason[len(prefix) :] if reason.startswith(prefix) else reason
             self.rejected.append(Rejected(path, reason, dicom=reason != NOT_DICOM))
+        except Exception as exc:  # the boundary: no input, however damaged, stops the scan of the others
+            # the exception class only: a parser's message may quote a header value
+            log.warning("unexpected %s while parsing an input", type(exc).__name__)
+            self.rejected.append(Rejected(path, f"unreadable DICOM: the parser failed ({type(exc).__name__})"))
 
     def add_file(self, path: Path) -> None:
+        limit = self.limits.max_object_bytes
         try:
-            with path.open("rb") as fh:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; its type is refused just below
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except (OSError, ValueError) as exc:
+            self.refuse(path, f"unreadable: {getattr(exc, 'strerror', None) or type(exc).__name__}")
+            return
+        try:
+            with os.fdopen(fd, "rb") as fh:
                 st = os.fstat(fh.fileno())
+                refusal = _refusal(st)
+                if refusal is not None:
+                    self.refuse(path, refusal)
+                    return
+                if st.st_size > limit:
+                    self.refuse(path, f"file of {st.st_size} bytes exceeds limits.max_object_bytes ({limit})")
+                    return
                 key = (st.st_dev, st.st_ino)  # one file reached twice (DICOMDIR and folder walk, links)
                 if key in self.seen:
                     return
                 self.seen.add(key)
+                os.set_blocking(fh.fileno(), True)
                 head = fh.read(1024)
                 # a zip starts with a local file header (or is an empty archive); a DICOM file never does
                 if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(fh):
@@ -520,9 +612,12 @@ class _Scanner:
                 elif _is_dicomdir(path, head):
                     kind = "dicomdir"
                 else:
-                    kind, data = "file", head + fh.read()
+                    kind, data = "file", head + fh.read(limit + 1 - len(head))  # a file still growing stops here
+                    if len(data) > limit:
+                        self.refuse(path, f"file grew past limits.max_object_bytes ({limit}) while read")
+                        return
         except OSError as exc:
-            self.rejected.append(Rejected(path, f"unreadable: {exc.strerror or exc}", dicom=False))
+            self.refuse(path, f"unreadable: {exc.strerror or exc}")
             return
         if kind == "zip":
             self.add_zip(path)
@@ -541,36 +636,53 @@ class _Scanner:
     def add_zip(self, path: Path) -> None:
         try:
             zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            self.rejected.append(Rejected(path, f"unreadable zip archive: {exc}", dicom=False))
+        except Exception as exc:  # BadZipFile, OSError, and whatever a damaged central directory raises
+            self.refuse(path, f"unreadable zip archive: {type(exc).__name__}")
             return
         with zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
             if not members:
                 self.empty.append(path)
+            expanded = 0
             for info in sorted(members, key=lambda m: m.filename):
                 display = Path(f"{path}!") / PurePosixPath(info.filename).as_posix().lstrip("/")
                 name = PurePosixPath(info.filename).name
                 if name.startswith("__MACOSX") or "/__MACOSX/" in f"/{info.filename}" or name == ".DS_Store":
                     continue
-                if info.file_size > MAX_MEMBER_BYTES:
-                    self.rejected.append(
-                        Rejected(display, f"zip member declares {info.file_size} bytes (> {MAX_MEMBER_BYTES})")
-                    )
+                refusal = self._member_refusal(info, expanded)
+                if refusal is not None:
+                    self.refuse(display, refusal)
                     continue
-                if info.flag_bits & 0x1:
-                    self.rejected.append(Rejected(display, "encrypted zip member", dicom=False))
-                    continue
+                expanded += info.file_size
                 try:
-                    data = zf.read(info)
-                except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError) as exc:
-                    self.rejected.append(Rejected(display, f"unreadable zip member: {exc}", dicom=False))
+                    with zf.open(info) as member:  # reads at most the declared size, checks the CRC
+                        data = member.read(info.file_size + 1)
+                except Exception as exc:  # BadZipFile, NotImplementedError, zlib.error, OSError, EOFError...
+                    self.refuse(display, f"unreadable zip member: {type(exc).__name__}")
+                    continue
+                if len(data) != info.file_size:
+                    self.refuse(display, f"zip member holds {len(data)} bytes, declares {info.file_size}")
                     continue
                 self.add_bytes(data, display, archive=path, member=info.filename)
 
+    def _member_refusal(self, info: zipfile.ZipInfo, expanded: int) -> str | None:
+        """Why a zip member is not expanded: encrypted, or over a limit by its declared sizes (zip bombs)."""
+        limits = self.limits
+        if info.flag_bits & 0x1:
+            return "encrypted zip member"
+        if info.file_size > limits.max_object_bytes:
+            limit = limits.max_object_bytes
+            return f"zip member declares {info.file_size} bytes, over limits.max_object_bytes ({limit})"
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > (1 << 20) and ratio > limits.max_archive_ratio:
+            return f"zip member expands {ratio:.0f}-fold, over limits.max_archive_ratio ({limits.max_archive_ratio:g})"
+        if expanded + info.file_size > limits.max_archive_bytes:
+            return f"zip archive expands past limits.max_archive_bytes ({limits.max_archive_bytes})"
+        return None
+
     def add_folder(self, folder: Path) -> None:
         any_file = False
-        for dirpath, dirnames, filenames in os.walk(folder):
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=self._walk_error):
             dirnames.sort()
             here = Path(dirpath)
             if not filenames and not dirnames:
@@ -582,6 +694,9 @@ class _Scanner:
         if not any_file and folder not in self.empty:
             self.empty.append(folder)
 
+    def _walk_error(self, exc: OSError) -> None:
+        self.refuse(Path(exc.filename or "?"), f"unreadable folder: {exc.strerror or type(exc).__name__}")
+
     def result(self) -> ScanResult:
         return ScanResult(
             dicom=tuple(sorted(self.dicom, key=lambda s: str(s.path))),
@@ -591,18 +706,19 @@ class _Scanner:
         )
 
 
-def scan(paths: Sequence[Path]) -> ScanResult:
+def scan(paths: Sequence[Path], limits: LimitsConfig = DEFAULT_LIMITS) -> ScanResult:
     """Sort files, folders (recursively), zip archives and DICOMDIRs into DICOM objects and the rest.
 
     A path that does not exist is rejected with that reason; nothing is written.
+    Every input is read within ``limits`` (``settings.limits``).
     """
-    scanner = _Scanner()
+    scanner = _Scanner(limits)
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             scanner.add_folder(path)
-        elif path.is_file():
-            scanner.add_file(path)
+        elif path.exists():
+            scanner.add_file(path)  # refuses what is not a regular file
         else:
             scanner.rejected.append(Rejected(path, "no such file or folder", dicom=False))
     return scanner.result()
@@ -647,17 +763,27 @@ def index_scan(
                 )
             except (StoreError, OSError) as exc:
                 idx.add_quarantine(
-                    session, path=str(item.path), reason=f"cannot store: {exc}", source="file", received_at=received_at
+                    session,
+                    path=display_path(item.path),
+                    reason=f"cannot store: {display_path(str(exc))}",
+                    source="file",
+                    received_at=received_at,
                 )
                 quarantined += 1
                 continue
             if placed.placement is Placement.CONFLICT:
                 log.warning("content %s: its SOP Instance UID is stored with other content", instance.content_digest)
             instance = _with_path(instance, placed.path)
-        elif item.archive is not None:
-            reason = "zip member needs a file store to be indexed"
-            if not _already_quarantined(session, str(item.path), reason):
-                idx.add_quarantine(session, path=str(item.path), reason=reason, source="file", received_at=received_at)
+        elif item.archive is not None or display_path(item.path) != str(item.path):
+            reason = (
+                "zip member needs a file store to be indexed"
+                if item.archive is not None
+                else "file name is not valid UTF-8 text: needs a file store to be indexed"
+            )
+            if not _already_quarantined(session, display_path(item.path), reason):
+                idx.add_quarantine(
+                    session, path=display_path(item.path), reason=reason, source="file", received_at=received_at
+                )
                 quarantined += 1
             continue
         batch.append(idx.NewInstance(item.study, item.series, instance, item.size))
@@ -671,8 +797,9 @@ def index_scan(
             conflict += 1
     for rej in result.rejected:
         quarantine = rej.dicom or quarantine_other or not _offerable(rej)
-        if quarantine and not _already_quarantined(session, str(rej.path), rej.reason):
-            idx.add_quarantine(session, path=str(rej.path), reason=rej.reason, source="file", received_at=received_at)
+        shown = display_path(rej.path)
+        if quarantine and not _already_quarantined(session, shown, rej.reason):
+            idx.add_quarantine(session, path=shown, reason=rej.reason, source="file", received_at=received_at)
             quarantined += 1
     return IndexCounts(new=new, duplicate=duplicate, conflict=conflict, quarantined=quarantined)
 

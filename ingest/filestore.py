@@ -19,6 +19,7 @@ import ctypes
 import enum
 import errno
 import itertools
+import mmap
 import os
 import queue
 import secrets
@@ -117,8 +118,12 @@ def content_digest(data: bytes | memoryview) -> str:
 
 
 def file_content_digest(path: Path) -> str:
-    """:func:`content_digest` of a stored file."""
-    return content_digest(path.read_bytes())
+    """:func:`content_digest` of a stored file, mapped rather than read (a big object is not copied to the heap)."""
+    with path.open("rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return content_digest(b"")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return content_digest(memoryview(mapped))
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -296,9 +301,12 @@ class FileStore:
         self.root = Path(root)
         self.fsync = fsync
         self._rename = rename and _RENAMEAT2 is not None
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds patient data: owner only
         self.tmp_dir = self.root / ".tmp"  #: one folder for partial writes: a crash sweep never walks the store
-        self.tmp_dir.mkdir(exist_ok=True)
+        self.tmp_dir.mkdir(mode=0o700, exist_ok=True)
+        for folder in (self.root, self.tmp_dir):
+            with contextlib.suppress(OSError):  # a store folder owned by someone else stays as it is
+                os.chmod(folder, 0o700)
         self._known_dirs: set[Path] = set()
         self._counter = itertools.count()  # thread-safe in CPython: next() on a count is atomic
         self._token = secrets.token_hex(4)
@@ -342,7 +350,7 @@ class FileStore:
         if folder in self._known_dirs:
             return
         created = not folder.is_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if created and self.fsync:
             for d in (folder, folder.parent, folder.parent.parent):
                 if d == self.root.parent:
@@ -455,6 +463,40 @@ class FileStore:
             if self.fsync:
                 _fsync_dir(folder)
         return StoredFile(target, digest, size, Placement.CONFLICT)
+
+    def put_recording(
+        self, files: list[tuple[str, bytes]], *, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> Path:
+        """Store the files of one non-DICOM recording (an ECG file; a WFDB header and its signal files) durably.
+
+        They go to ``<study>/<series>/<sop>/`` under their own names (a WFDB header names its signal
+        files), each written like :meth:`put` and never replaced; returns that folder.  The UIDs of such
+        a recording derive from its content, so a file already there with other bytes is a StoreError.
+        """
+        folder = self.path_for(study_uid, series_uid, sop_instance_uid).with_suffix("")
+        try:
+            self._ensure_dir(folder)
+            for name, data in files:
+                if not name or name in (".", "..") or "/" in name or "\x00" in name:
+                    raise StoreError(f"cannot store a recording file named {name!r}")
+                final = folder / name
+                if final.exists():
+                    if final.read_bytes() != data:
+                        raise StoreError(f"cannot store {final}: other content is stored under that name")
+                    continue
+                tmp = self._write_temp(data)
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    if final.read_bytes() != data:
+                        raise StoreError(f"cannot store {final}: other content is stored under that name") from None
+                finally:
+                    self._discard_name(tmp)
+            if self.fsync:
+                _fsync_dir(folder)
+        except OSError as exc:
+            raise StoreError(f"cannot write into {folder}: {exc.strerror or exc}") from None
+        return folder
 
     def sweep_temporary(self) -> int:
         """Remove temporary files left by a crash; returns how many. Call at start-up only."""

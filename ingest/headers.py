@@ -105,6 +105,7 @@ _TEXT_TAGS: dict[str, int] = {
         "StudyDescription",
         "SeriesDescription",
         "ReferringPhysicianName",
+        "StudyID",
     )
 }
 
@@ -198,14 +199,16 @@ def int_value(ds: Dataset, keyword: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(str(value))
+        number = int(str(value))
     except (TypeError, ValueError):
         try:
-            return int(float(str(value)))
-        except (TypeError, ValueError):
+            number = int(float(str(value)))
+        except (TypeError, ValueError, OverflowError):  # "inf", "nan", "1e400": not a number of anything
             return None
+    return number if _IS_MIN <= number <= _IS_MAX else None  # PS3.5 IS range; a database column holds it
 
 
+_IS_MIN, _IS_MAX = -(2**31), 2**31 - 1
 _int = int_value
 text_value = _text  #: a text attribute, stripped; ``None`` when absent or empty
 
@@ -252,8 +255,18 @@ def _tz(ds: Dataset) -> timezone | None:
     if not offset or not re.fullmatch(r"[+-]\d{4}", offset):
         return None
     sign = -1 if offset[0] == "-" else 1
-    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
-    return timezone(sign * timedelta(minutes=minutes))
+    hours, mins = int(offset[1:3]), int(offset[3:5])
+    if hours > 14 or mins > 59:  # PS3.3 C.12.1.1.8: -1200 .. +1400; "+2500" is no offset at all
+        return None
+    return timezone(sign * timedelta(minutes=hours * 60 + mins))
+
+
+def _study_time_text(ds: Dataset) -> str | None:
+    """StudyTime exactly as received (derived objects copy it unchanged); None when absent or not a TM."""
+    value = _text(ds, "StudyTime")
+    if value is None or _text(ds, "StudyDate") is None or not re.fullmatch(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", value):
+        return None
+    return value
 
 
 def study_datetime(ds: Dataset) -> datetime | None:
@@ -396,9 +409,14 @@ def records_from_dataset(
             study_datetime=study_datetime(ds),
             description=_text(ds, "StudyDescription"),
             referring_physician=_text(ds, "ReferringPhysicianName"),
+            study_id=_text(ds, "StudyID"),
+            study_time_dicom=_study_time_text(ds),
         )
     except RecordError as exc:
         raise IngestError(f"invalid header value: {_tag_of(exc.field)} {exc}", source=where) from None
+    except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+        # a value no record can hold (the exception class only: its text may quote the value)
+        raise IngestError(f"unusable header value ({type(exc).__name__})", source=where) from None
     return HeaderRecords(study=study, series=series, instance=instance)
 
 

@@ -5,6 +5,11 @@ cannot be understood), write the file atomically and durably, index it in one
 committed transaction, and only then report success.  A failure at any step
 leaves nothing half-written and is reported with a status the caller maps to
 DIMSE (``0xC000`` cannot understand, ``0xA700`` out of resources).
+
+Only the disk and the database can fail transiently; anything about the
+object itself (a header value no parser or record accepts, an object over
+``limits.max_object_bytes``) is a rejection with its reason, quarantined,
+never ``0xA700``: the sender would retry it forever.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.config import LimitsConfig
 from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
 from ingest.files import outcome_name, parse_dataset_prefix, parse_dicom, parse_header_prefix, pixel_element_ok
@@ -82,6 +88,9 @@ class Receiver:
         The database; each object is indexed in its own short transaction.
     quarantine_dir:
         Where bytes that could not be understood are kept for review.
+    limits:
+        ``settings.limits``: an object over ``max_object_bytes`` is rejected
+        (its bytes are dropped as they arrive, not kept).
     lanes:
         Whether a big object is hashed and written on a lane thread beside the
         network reads (see :meth:`Incoming._flush`); by default only where
@@ -100,8 +109,10 @@ class Receiver:
         *,
         clock: Clock | None = None,
         lanes: bool | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.store = store
+        self.max_object_bytes = (limits or LimitsConfig()).max_object_bytes
         self.lanes = lanes_by_default() if lanes is None else lanes
         self.db = db
         self.quarantine_dir = Path(quarantine_dir)
@@ -202,19 +213,20 @@ class Receiver:
         self._count(Outcome.FAILED)
         return Received(Outcome.FAILED, uid, records.study.study_instance_uid, reason=str(exc))
 
-    def _reject(self, data: bytes, reason: str, source: str, received_at: datetime) -> Received:
-        """Keep the bytes aside and record the reason in the index; never raises."""
+    def _reject(self, data: bytes | None, reason: str, source: str, received_at: datetime) -> Received:
+        """Keep the bytes aside (owner-only: they hold patient data) and record the reason; never raises.
+
+        ``data`` None: the bytes were not kept (over a limit); only the reason is recorded.
+        """
         self._count(Outcome.REJECTED)
-        log.warning("rejected object: %s", reason)
-        digest = hashlib.sha256(data).hexdigest()
+        log.warning("rejected object from %s: %s", source, reason)
+        digest = hashlib.sha256(data if data is not None else reason.encode()).hexdigest()
         target = self.quarantine_dir / f"{received_at:%Y%m%dT%H%M%S}-{digest[:16]}.dcm"
-        try:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        except OSError as exc:
-            log.error("cannot keep rejected bytes from %s: %s", source, exc.strerror or exc)
+        if data is not None:
+            try:
+                keep_private(self.quarantine_dir, data, target)
+            except OSError as exc:
+                log.error("cannot keep rejected bytes from %s: %s", source, exc.strerror or exc)
         try:
             from store import index as idx
 
@@ -225,6 +237,22 @@ class Receiver:
         except Exception as exc:
             log.error("cannot record quarantine entry from %s: %s", source, type(exc).__name__)
         return Received(Outcome.REJECTED, path=target, reason=reason)
+
+
+def keep_private(folder: Path, data: bytes, target: Path) -> None:
+    """Write ``data`` to ``target`` in ``folder`` atomically, the folder 0700 and the file 0600."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(folder, 0o700)
+    tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def lanes_by_default() -> bool:
@@ -344,6 +372,7 @@ class Incoming:
         self._header: tuple[Dataset, int] | None = None  # early headers, where Pixel Data starts in the dataset
         self._records: HeaderRecords | None = None  # from the early headers, while the rest arrives
         self._parse_step = 0 if head else len(_PARSE_AT)  # a raw dataset (no preamble) gets the full parse
+        self._limit = receiver.max_object_bytes - len(head)  # dataset bytes beyond it: rejected, dropped
 
     def add(self, piece: bytes | memoryview, *, last: bool = False) -> None:
         """Take the next piece of the dataset; never raises (a failure is reported by :meth:`finish`).
@@ -361,6 +390,9 @@ class Incoming:
         size = sum(map(len, pieces))
         if not size:
             return
+        if self._size + size > self._limit:
+            self._overflow(size)
+            return
         self._pieces.extend(pieces)
         self._size += size
         self._pending.extend(pieces)
@@ -373,8 +405,16 @@ class Incoming:
             self._header = self._parse_prefix(_PARSE_AT[self._parse_step - 1])
             if self._header is not None:
                 self._parse_step = len(_PARSE_AT)
-                with contextlib.suppress(IngestError):  # finish() reports it, once the object is complete
+                with contextlib.suppress(Exception):  # finish() reports it, once the object is complete
                     self._records = self._records_from(self._header[0])
+
+    def _overflow(self, size: int) -> None:
+        """The object passed ``limits.max_object_bytes``: drop what it brought and will bring."""
+        if self._size <= self._limit:  # the first time
+            log.warning("object from %s passes limits.max_object_bytes: its bytes are dropped", self._source)
+            self.abort()
+            self._parse_step = len(_PARSE_AT)
+        self._size += size
 
     def _flush(self, *, last: bool) -> None:
         """Hand what arrived to the digest and the temporary file.
@@ -444,8 +484,14 @@ class Incoming:
                 have += len(piece)
                 if have >= size:
                     break
-            return parse_dataset_prefix(b"".join(pieces), self._ts, self._source, keep=RECORD_TAGS)
-        found = parse_header_prefix(self._data(), self._source)
+            try:
+                return parse_dataset_prefix(b"".join(pieces), self._ts, self._source, keep=RECORD_TAGS)
+            except Exception:  # "never raises" by contract; whatever it met, the full parse names it
+                return None
+        try:
+            found = parse_header_prefix(self._data(), self._source)
+        except Exception:
+            return None
         return None if found is None else (found[0], found[1] - len(self._head))
 
     def _data(self) -> bytes:
@@ -480,7 +526,21 @@ class Incoming:
         )
 
     def _checked_records(self) -> HeaderRecords:
-        """The object's records from its checked headers; raises IngestError when it cannot be understood."""
+        """The object's records from its checked headers; raises IngestError when it cannot be understood.
+
+        Whatever the parser or the records raise is about the object, so it is an IngestError too (a
+        rejection, never a transient failure); only the exception class is kept (its text may quote a value).
+        """
+        try:
+            return self._checked_records_unguarded()
+        except IngestError:
+            raise
+        except Exception as exc:
+            raise IngestError(
+                f"unreadable DICOM: the parser failed ({type(exc).__name__})", source=self._source
+            ) from None
+
+    def _checked_records_unguarded(self) -> HeaderRecords:
         ds = self._parse()
         early = self._header is not None and ds is self._header[0]
         records = self._records if early and self._records is not None else self._records_from(ds)
@@ -494,7 +554,20 @@ class Incoming:
 
     def finish(self) -> Received:
         """The object is complete: check, make durable, index; then (and only then) it may be acknowledged."""
+        try:
+            return self._finish()
+        except BaseException:
+            self.abort()  # whatever happened, no temporary file (a full copy of the object) stays open or behind
+            raise
+
+    def _finish(self) -> Received:
         receiver, source, received_at = self._receiver, self._source, self._received_at
+        if self._size > self._limit:
+            reason = (
+                f"{source}: object of {len(self._head) + self._size} bytes exceeds limits.max_object_bytes "
+                f"({receiver.max_object_bytes})"
+            )
+            return receiver._reject(None, reason, source, received_at)
         self._flush(last=True)
         try:  # while a lane hashes and writes its last batch
             records, failure = self._checked_records(), None

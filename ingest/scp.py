@@ -157,7 +157,7 @@ class StorageServer:
         self._port = settings.scp.port if port is None else port
         self.ae_title = ae_title or settings.scp.ae_title
         store = FileStore(settings.storage.store_dir, fsync=settings.storage.fsync)
-        self.receiver = Receiver(store, db, settings.storage.quarantine_dir)
+        self.receiver = Receiver(store, db, settings.storage.quarantine_dir, limits=settings.limits)
         self._ssl = tls_server_context(settings.scp.tls) if settings.scp.tls.enabled else None
         self.ae = AE(ae_title=self.ae_title)
         self.ae.maximum_associations = settings.scp.max_associations

@@ -21,6 +21,7 @@ from core.errors import EcgError
 from core.records import EcgRecord, Patient, Sex
 from ecg.leads import complete_leads
 from ecg.readers._common import EcgFile, age_from_text, sex_from_text
+from ecg.readers.limits import check_declared_samples, check_sampling_rate
 
 #: Header unit strings (lower-cased) and their factor to millivolts.  WFDB assumes mV when absent.
 _TO_MV: Final[dict[str, float]] = {
@@ -112,6 +113,11 @@ def read(path: Path) -> EcgFile:
     base = hea.with_suffix("")
     source = str(base)
     try:
+        declared = wfdb.rdheader(str(base))  # the sizes first: a header may declare terabytes of samples
+        if declared.sig_len is not None and declared.n_sig is not None:
+            check_declared_samples(int(declared.sig_len) * int(declared.n_sig), "WFDB header", source)
+        if float(declared.fs or 0) > 0:  # zero or negative: refused below with its own message
+            check_sampling_rate(float(declared.fs), "WFDB header", source)
         rec = wfdb.rdrecord(str(base), physical=True)
     except FileNotFoundError as exc:
         raise EcgError(f"WFDB signal file missing ({Path(str(exc.filename)).name})", source=source) from None
