@@ -26,6 +26,7 @@ from app.pipeline import StudyOutcome, process_study
 from app.plan import plan_study
 from app.worker import run_forever
 from core.errors import MmdxError
+from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ingest.files import display_path
 from store import index
 
@@ -42,6 +43,21 @@ err_console = Console(stderr=True, width=None if Console(stderr=True).is_termina
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
 ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"{SOFTWARE_NAME} {SOFTWARE_VERSION}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """Multimodal diagnostic pipeline: DICOM studies and ECGs in, draft reports out."""
 
 
 def _context(config: Path | None) -> AppContext:
