@@ -18,9 +18,10 @@ from models.protocol import ClinicalContext, ModelInput
 
 
 def clinical_context(study: Study) -> ClinicalContext:
-    """What a model may know about the request: never identity, only age/sex and the exam."""
+    """What a model may know about the request: never identity, only age/sex, the exam and the order's indication."""
     sex = study.patient.sex.value if study.patient.sex.value != "U" else None
     return ClinicalContext(
+        indication=study.order_match.order.indication if study.order_match else None,
         technique=study.description,
         patient_age_years=study.patient.age_years,
         patient_sex=sex,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.context import AppContext
 from app.models_stage import image_input
+from app.orders import order_for_study
 from app.plan import Action, SeriesPlan, StudyPlan, plan_study
 from core.codes import LOINC
 from core.errors import EcgError, IngestError, MmdxError
@@ -251,6 +252,9 @@ def process_study(
         raise MmdxError(f"study {study_uid} is not in the index")
     plan = plan_study(study, ctx.settings)
     draft = _Draft()
+    match = order_for_study(ctx, study, draft.problems)  # results carry the order; its indication reaches models
+    if match is not None:
+        study = dataclasses.replace(study, order_match=match)
     _analyse_ecgs(ctx, study, plan, draft)
     _run_image_models(ctx, study, plan, draft)
     _exam_only(ctx, study, plan, draft)

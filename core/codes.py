@@ -20,6 +20,7 @@ SYSTEM_URIS: Final[dict[str, str]] = {
     "MDC": "urn:iso:std:iso:11073:10101",
     "RADLEX": "http://radlex.org",
     "HL7V2-0074": "http://terminology.hl7.org/CodeSystem/v2-0074",
+    "HL7V2-0203": "http://terminology.hl7.org/CodeSystem/v2-0203",
     "V3-OBSVALUE": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "OBS-CATEGORY": "http://terminology.hl7.org/CodeSystem/observation-category",
     "MMDX": "urn:mmdx:codes",
@@ -285,6 +286,8 @@ class FHIRCODES:
     OP_NULLIFY: Final = Code("NULLIFY", "V3-DATAOPERATION", "nullify")
     MODEL_PROBABILITY: Final = Code("model-probability", "MMDX", "Model output probability")
     DICOMWEB_STUDY: Final = Code("dicomweb-study", "MMDX", "Study on DICOMweb")  # HL7 RP OBX
+    PLACER_IDENTIFIER: Final = Code("PLAC", "HL7V2-0203", "Placer Identifier")  # the order, in basedOn
+    FILLER_IDENTIFIER: Final = Code("FILL", "HL7V2-0203", "Filler Identifier")
 
 
 def _mdc(value: str, meaning: str) -> Code:

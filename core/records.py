@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,9 @@ from core._validate import (
 )
 from core.codes import Code
 from core.errors import RecordError
+
+if TYPE_CHECKING:
+    from core.orders import OrderMatch
 
 # --------------------------------------------------------------------------- enums
 
@@ -242,6 +246,7 @@ class Study:
     study_id: str | None = None
     study_time_dicom: str | None = None
     series: tuple[Series, ...] = ()
+    order_match: OrderMatch | None = None  #: the order this study answers (set by the pipeline, not indexed)
 
     def __post_init__(self) -> None:
         check_uid("Study", "study_instance_uid", self.study_instance_uid)

@@ -218,6 +218,49 @@ def patient_module(ds: Dataset, study: Study) -> None:
         ds.StudyDescription = study.description[:64]
 
 
+#: coding schemes an order's procedure code may carry that are also DICOM designators (HL7 v2 name -> DICOM)
+_ORDER_CODE_SCHEMES = {"LN": "LN", "SCT": "SCT", "C4": "C4", "DCM": "DCM", "RADLEX": "RADLEX", "http://loinc.org": "LN"}
+
+
+def referenced_request(study: Study) -> list[Dataset] | None:
+    """The SR's Referenced Request Sequence item for the order the study answers (None without one).
+
+    A procedure code whose scheme has no DICOM designator is left out (the description stays): a
+    made-up designator would need a Coding Scheme Identification nobody can resolve.
+    """
+    if study.order_match is None:
+        return None
+    order = study.order_match.order
+    item = Dataset()
+    item.StudyInstanceUID = study.study_instance_uid
+    item.ReferencedStudySequence = DicomSequence([])  # type 2: the study is named by its UID above
+    item.AccessionNumber = order.accession_number or study.accession_number or ""
+    item.PlacerOrderNumberImagingServiceRequest = order.placer_number
+    if order.placer_authority:
+        issuer = Dataset()
+        issuer.LocalNamespaceEntityID = order.placer_authority
+        item.OrderPlacerIdentifierSequence = DicomSequence([issuer])
+    item.FillerOrderNumberImagingServiceRequest = order.filler_number or ""
+    if order.filler_number and order.filler_authority:
+        issuer = Dataset()
+        issuer.LocalNamespaceEntityID = order.filler_authority
+        item.OrderFillerIdentifierSequence = DicomSequence([issuer])
+    item.RequestedProcedureID = order.requested_procedure_id or ""
+    proc = order.procedure
+    item.RequestedProcedureDescription = (proc.text or "")[:64] if proc else ""
+    codes = []
+    if proc and proc.code and proc.system in _ORDER_CODE_SCHEMES and len(proc.code) <= 16:
+        code = Dataset()
+        code.CodeValue = proc.code
+        code.CodingSchemeDesignator = _ORDER_CODE_SCHEMES[proc.system]
+        code.CodeMeaning = (proc.text or proc.code)[:64]
+        codes.append(code)
+    item.RequestedProcedureCodeSequence = DicomSequence(codes)
+    if order.reason:
+        item.ReasonForTheRequestedProcedure = order.reason[:64]
+    return [item]
+
+
 def dicom_dt(value: datetime) -> str:
     return value.strftime("%Y%m%d%H%M%S") + (value.strftime("%z") if value.tzinfo else "")
 

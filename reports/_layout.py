@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.codes import LOINC
+from core.orders import OrderMatch
 from core.records import DraftReport, Presence, ReportKind, ReportStatus, Study
 from reports._common import STATUS_BANNER, finding_label, split_person_name, unique_measurements
 from reports.context import ReportContext
@@ -46,6 +47,20 @@ _SECTION_ORDER = [
 _PRESENCE_TEXT = {Presence.PRESENT: "present", Presence.ABSENT: "absent", Presence.UNCERTAIN: "indeterminate"}
 
 
+def _add_order(match: OrderMatch, exam: list[tuple[str, str]], sections: list[tuple[str, str]]) -> None:
+    """The order the study answers: its numbers and procedure, the indication first, a weak/conflicting match."""
+    o = match.order
+    numbers = f"placer {o.placer_number}" + (f", filler {o.filler_number}" if o.filler_number else "")
+    procedure = f": {o.procedure.display}" if o.procedure else ""
+    exam.insert(3, ("Order", numbers + procedure))
+    if o.ordering_provider:
+        exam.insert(4, ("Ordered by", split_person_name(o.ordering_provider).display))
+    if o.indication:
+        sections.insert(0, ("Indication", o.indication))
+    if match.notice:
+        sections.append(("Order match", match.notice))
+
+
 def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layout:
     """Decide the report's visible content (sections, tables, status, signature)."""
     p = study.patient
@@ -73,6 +88,8 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         sections.insert(0, ("Technique", "Not stated."))
     if not any(h == "Comparison" for h, _ in sections):
         sections.insert(1, ("Comparison", "None."))
+    if study.order_match is not None:
+        _add_order(study.order_match, exam, sections)
 
     findings = [["Finding", "Code", "Presence", "Site", "Probability", "Source"]]
     for f in report.findings:

@@ -31,6 +31,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from core._validate import _UID_RE
 from core.codes import DCM, FHIRCODES, UCUM, Code
+from core.orders import Order
 from core.records import (
     Clinician,
     DraftReport,
@@ -199,6 +200,8 @@ def build_bundle(
         "imagingStudy": [_ref(study_url)],
         "conclusion": conclusion_text(report),
     }
+    if study.order_match is not None:
+        dr["basedOn"] = [service_request_ref(study.order_match.order, ctx)]
     if report.is_ai_generated:
         dr["meta"] = _ai_meta()
     if study.study_datetime is not None:
@@ -233,6 +236,28 @@ def build_bundle(
         "entry": b.entries,
     }
     return Bundle.model_validate(bundle)
+
+
+def _order_system(authority: str | None, ctx: ReportContext) -> str:
+    """An identifier system URI: the authority when it is one (FHIR orders), else a site system named for it."""
+    if authority and ":" in authority:
+        return authority
+    return ctx.system("placer-order" + (f":{quote(authority, safe='')}" if authority else ""))
+
+
+def service_request_ref(order: Order, ctx: ReportContext) -> dict[str, Any]:
+    """The order as a reference: literal when it came from the FHIR server, else by its placer identifier."""
+    ref: dict[str, Any] = {
+        "type": "ServiceRequest",
+        "identifier": {
+            "type": concept(FHIRCODES.PLACER_IDENTIFIER),
+            "system": _order_system(order.placer_authority, ctx),
+            "value": order.placer_number,
+        },
+    }
+    if order.service_request_id:
+        ref["reference"] = f"ServiceRequest/{order.service_request_id}"
+    return ref
 
 
 def bundle_json(bundle: Bundle) -> bytes:

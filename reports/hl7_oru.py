@@ -40,6 +40,14 @@ RESULT_STATUS: dict[ReportStatus, str] = {
     ReportStatus.AMENDED: "C",
     ReportStatus.ENTERED_IN_ERROR: "W",
 }
+#: ORC-5 order status (table 0038) consistent with OBR-25: some results (preliminary), completed (final, corrected),
+#: back in process (a withdrawn result)
+ORDER_STATUS: dict[ReportStatus, str] = {
+    ReportStatus.PRELIMINARY: "A",
+    ReportStatus.FINAL: "CM",
+    ReportStatus.AMENDED: "CM",
+    ReportStatus.ENTERED_IN_ERROR: "IP",
+}
 PRIORITY: dict[PriorityLevel, str] = {PriorityLevel.STAT: "S", PriorityLevel.URGENT: "A", PriorityLevel.ROUTINE: "R"}
 #: HL7 v2 coding system names (table 0396) for our schemes
 _V2_SYSTEM = {
@@ -101,6 +109,27 @@ def _patient_id(study: Study) -> str:
     return f"{short}^^^MMDX-STUDY^PT"
 
 
+def _ei(number: str, authority: str | None) -> str:
+    return f"{escape(number)}^{escape(authority)}" if authority else escape(number)
+
+
+def _order_ids(study: Study, ctx: ReportContext, code: Code) -> tuple[str, str, str]:
+    """ORC/OBR-2 placer and -3 filler numbers (EI) and OBR-4: the order's own when the study answers one.
+
+    Without an order the accession number stands in for the placer number and mmdx fills the filler number.
+    """
+    own_filler = _ei(ctx.uid(study.study_instance_uid, "fhir-diagnostic-report")[-22:], ctx.sending_application)
+    order = study.order_match.order if study.order_match else None
+    if order is None:
+        return escape(study.accession_number or ""), own_filler, _ce(code)
+    filler = _ei(order.filler_number, order.filler_authority) if order.filler_number else own_filler
+    service = _ce(code)
+    if order.procedure is not None:
+        proc = order.procedure
+        service = "^".join(escape(v or "") for v in (proc.code, proc.text, proc.system)).rstrip("^")
+    return _ei(order.placer_number, order.placer_authority), filler, service
+
+
 def _xcn(identifier: str, name: str) -> str:
     n = split_person_name(name)
     return "^".join((escape(identifier), escape(n.family), escape(" ".join(n.given[:1]))))
@@ -144,9 +173,8 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
         .hexdigest()[:20]
         .upper()
     )
-    filler = ctx.uid(study.study_instance_uid, "fhir-diagnostic-report")[-22:]
-    placer = escape(study.accession_number or "")
     code = report_code(report)
+    placer, filler, service = _order_ids(study, ctx, code)
     p = study.patient
     name = split_person_name(p.name) if p.name else None
     segs = [
@@ -182,14 +210,14 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
             p.sex.value if p.sex.value in ("M", "F", "O", "U") else "U",
         ),
         _seg("PV1", "1", "U"),
-        _seg("ORC", "RE", placer, f"{filler}^{escape(ctx.sending_application)}", "", "CM"),
+        _seg("ORC", "RE", placer, filler, "", ORDER_STATUS[report.status]),
     ]
     obr = [
         "OBR",
         "1",
         placer,
-        f"{filler}^{escape(ctx.sending_application)}",
-        _ce(code),
+        filler,
+        service,
         "",
         "",
         _ts(ctx.aware(study.study_datetime)) if study.study_datetime else "",
@@ -208,6 +236,9 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
         # v2 has no AIAST label: say it in words, with the models that produced content
         models = ", ".join(f"{p.name} {p.version}" for p in ai)
         segs.append(_seg("NTE", "2", "L", escape(f"Contains AI-generated content ({models})")))
+    notice = study.order_match.notice if study.order_match else None
+    if notice:  # a weak or conflicting order match is for the RIS user to see
+        segs.append(_seg("NTE", str(sum(s.startswith("NTE|") for s in segs) + 1), "L", escape(notice)))
     segs.append(_seg("TQ1", "1", "", "", "", "", "", "", "", PRIORITY[report.priority.level]))
 
     observer = ""

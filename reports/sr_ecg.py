@@ -161,6 +161,7 @@ def build_ecg_sr(
         evidence=evidence,
         content=root,
         series_description="mmdx ECG report (TID 3700)",
+        requested_procedures=_dicom.referenced_request(study),
         performed_procedure_codes=[_dicom.hd_code(LOINC.EKG_STUDY)],
     )
 

@@ -156,6 +156,7 @@ def build_tid1500(
         evidence=evidence,
         content=content,
         series_description="mmdx AI findings (TID 1500)",
+        requested_procedures=_dicom.referenced_request(study),
     )
 
 

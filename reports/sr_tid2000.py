@@ -94,6 +94,7 @@ def build_tid2000(
         evidence=evidence,
         content=root,
         series_description="mmdx report narrative (TID 2000)",
+        requested_procedures=_dicom.referenced_request(study),
     )
 
 
