@@ -13,7 +13,8 @@ SYSDEPS := storescu:dcmtk echoscu:dcmtk dsrdump:dcmtk dciodvfy:dicom3tools Ortha
   /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb \
   '/usr/lib/postgresql/*/bin/initdb':postgresql node:nodejs npm:npm \
   /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
-  /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf:fonts-droid-fallback
+  /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf:fonts-droid-fallback \
+  /usr/bin/chromium:chromium wrk:wrk
 
 .PHONY: demo test lint sysdeps lock fhir-validator clean
 

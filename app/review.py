@@ -121,7 +121,7 @@ def _transition(
     return signoff.withdraw(report, clinician, now, reason or "")
 
 
-def _printout(ctx: AppContext, study: Study) -> bytes | None:
+def ecg_printout(ctx: AppContext, study: Study) -> bytes | None:
     """The ECG printout the pipeline drew (same recording, same settings, same picture)."""
     for series_plan in plan_study(study, ctx.settings).of(Action.ECG_ANALYSIS):
         for inst in series_plan.series.instances:
@@ -184,7 +184,7 @@ def apply_action(
     rctx = ReportContext(
         uid_root=ctx.settings.uid_root, software_name=SOFTWARE_NAME, software_version=SOFTWARE_VERSION, clock=ctx.clock
     )
-    printout = _printout(ctx, study) if new.kind is ReportKind.ECG else None
+    printout = ecg_printout(ctx, study) if new.kind is ReportKind.ECG else None
     outputs = build_outputs(
         new, study, rctx, ecg_printout_png=printout, previous=latest, images=_key_images(ctx, study, new)
     )

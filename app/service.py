@@ -23,6 +23,8 @@ from sqlalchemy import text
 from app.api import ops, reports
 from app.api.auth import TokenVerifier
 from app.context import AppContext
+from app.web import pages
+from app.web.session import csrf_key
 from core.version import SOFTWARE_VERSION
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
@@ -68,6 +70,7 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
     )
     api.state.ctx = ctx
     api.state.verifier = TokenVerifier(ctx.settings.auth)
+    api.state.csrf_key = csrf_key(api.state.verifier)
     api.state.components = components if components is not None else {}
     api.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     api.mount("/static/app", StaticFiles(directory=STATIC_DIR), name="static")
@@ -101,4 +104,5 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
 
     api.include_router(reports.router)
     api.include_router(ops.router)
+    api.include_router(pages.router)
     return api
