@@ -80,7 +80,11 @@ reports/_js/node_modules/.package-lock.json: reports/_js/package-lock.json
 
 fhir-validator: reports/_js/node_modules/.package-lock.json
 
-test: $(VENV)/.test-installed sysdeps reports/_js/node_modules/.package-lock.json
+# the bridge tests' FHIR server (Medplum's FHIR router, in-memory repository)
+tests/peers/medplum/node_modules/.package-lock.json: tests/peers/medplum/package-lock.json
+	cd tests/peers/medplum && npm ci --no-audit --no-fund
+
+test: $(VENV)/.test-installed sysdeps reports/_js/node_modules/.package-lock.json tests/peers/medplum/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 clean:

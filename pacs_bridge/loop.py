@@ -183,7 +183,7 @@ class OutboxLoop:
                     summary.errors.append(f"{item.destination}: {outcome.reason}")
                 else:
                     assert isinstance(outcome, Failed)
-                    outbox.mark_dead(session, item.id, outcome.reason, now)
+                    outbox.mark_dead(session, item.id, outcome.reason, now, tried=True)
                     summary.dead += 1
                     summary.errors.append(f"{item.destination}: {outcome.reason}")
 

@@ -302,11 +302,16 @@ def mark_retry(
     return row.state
 
 
-def mark_dead(session: Session, item_id: int, reason: str, now: datetime) -> None:
-    """Give up on an item now (the peer refused it for good, or its destination was removed)."""
+def mark_dead(session: Session, item_id: int, reason: str, now: datetime, *, tried: bool = False) -> None:
+    """Give up on an item now (the peer refused it for good, or its destination was removed).
+
+    ``tried``: this was a try to transmit (a refusal by the peer), counted in ``attempts``.
+    """
     row = _row(
         session, item_id, "mark dead", (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT), now
     )
+    if tried:
+        _count_try(row)
     row.state = OutboxState.DEAD
     row.last_error = reason
     row.updated_at = now

@@ -121,3 +121,88 @@ def stop_pid(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+# --------------------------------------------------------------------------- bridge peers (MLLP, FHIR)
+
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
+
+
+def _wait_line(proc: subprocess.Popen[bytes], log: Path, marker: str, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {log.read_text(errors='replace')[-500:]}")
+        if log.exists() and marker in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    stop_pid(proc)
+    raise RuntimeError(f"{what} did not start in time")
+
+
+@dataclass
+class MllpListener:
+    """A running MLLP listener (``tests/peers/mllp_listener.py``) and the messages it logged."""
+
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def received(self) -> list[dict[str, str]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+
+def start_mllp_listener(workdir: Path, mode: str = "AA", port: int | None = None) -> MllpListener:
+    """Start the test MLLP listener answering every message with ``mode`` (AA, AE, AR or none)."""
+    import sys
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = workdir / f"mllp-{port}.jsonl"
+    out = workdir / f"mllp-{port}.out"
+    proc = subprocess.Popen(
+        [sys.executable, str(PEERS_DIR / "mllp_listener.py"), "--port", str(port), "--mode", mode, "--log", str(log)],
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    _wait_line(proc, out, "listening", "MLLP listener")
+    return MllpListener(port, log, proc)
+
+
+@dataclass
+class FhirServer:
+    """Medplum's FHIR router with its in-memory repository (``tests/peers/medplum/server.mjs``)."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    token: str | None = None
+
+    def search(self, resource_type: str, **params: str) -> list[dict[str, object]]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        r = httpx.get(f"{self.url}/{resource_type}", params={"_count": "1000", **params}, headers=headers, timeout=30)
+        r.raise_for_status()
+        return [e["resource"] for e in r.json().get("entry", [])]
+
+
+def start_fhir_server(workdir: Path, token: str | None = None) -> FhirServer:
+    """Start the Medplum FHIR server on a free port (``npm ci`` in tests/peers/medplum installs it)."""
+    node = require_binary("node")
+    if not (PEERS_DIR / "medplum" / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("tests/peers/medplum is not installed: run make test (npm ci there)")
+        pytest.skip("tests/peers/medplum not installed (cd tests/peers/medplum && npm ci)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    out = workdir / f"fhir-{port}.out"
+    env = dict(os.environ, FHIR_TOKEN=token) if token else dict(os.environ)
+    proc = subprocess.Popen(
+        [node, "server.mjs", str(port)],
+        cwd=PEERS_DIR / "medplum",
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    _wait_line(proc, out, "listening", "Medplum FHIR server", timeout=60)
+    return FhirServer(f"http://127.0.0.1:{port}", proc, token)
