@@ -92,7 +92,6 @@ class LOINC:
     EKG_HEART_RATE: Final = _ln("76282-3", "Heart rate.beat-to-beat by EKG")
     RR_INTERVAL: Final = _ln("8637-1", "R-R interval by EKG")
     PR_INTERVAL: Final = _ln("8625-6", "P-R Interval")
-    P_DURATION: Final = _ln("44974-4", "P wave duration")
     QRS_DURATION: Final = _ln("8633-0", "QRS duration")
     QT_INTERVAL: Final = _ln("8634-8", "Q-T interval")
     QTC_INTERVAL: Final = _ln("8636-3", "Q-T interval corrected")
@@ -268,6 +267,9 @@ class MMDX:
     PLEURAL_OTHER: Final = Code("cxr-pleural-other", "MMDX", "Pleural abnormality, other")
     SUPPORT_DEVICES: Final = Code("cxr-support-devices", "MMDX", "Support devices")
     MODEL_DISAGREEMENT: Final = Code("model-disagreement", "MMDX", "AI models disagree: needs human review")
+    # a report section that is a note on the processing (no model configured, a model failed), shown to the
+    # reader but never sent as a finding (reports._common.notices)
+    PROCESSING_NOTE: Final = Code("processing-note", "MMDX", "Processing note (not a finding)")
 
 
 class FHIRCODES:
@@ -292,6 +294,37 @@ class FHIRCODES:
 
 def _mdc(value: str, meaning: str) -> Code:
     return Code(value, "MDC", meaning)
+
+
+class MDC:
+    """ISO/IEEE 11073 MDC ECG global measurements of DICOM CID 3227 (QTc), 3228 (timing), 3229 (axes).
+
+    Codes and meanings as PS3.16 lists them (checked against pydicom's DICOM concept tables).
+    TID 3713 codes the global measurements with these; a QTc carries its correction algorithm as a
+    concept modifier (CID 3678) instead of a code per formula.  P duration has no LOINC code that
+    means it (44974-4 is "Pulse intensity Palpation"), so every output codes it with MDC.
+    """
+
+    P_DURATION: Final = _mdc("2:16184", "P duration global")
+    PR_INTERVAL: Final = _mdc("2:15872", "PR interval global")
+    QRS_DURATION: Final = _mdc("2:16156", "QRS duration global")
+    QT_INTERVAL: Final = _mdc("2:16160", "QT interval global")
+    RR_INTERVAL: Final = _mdc("2:16168", "RR interval global")
+    PP_INTERVAL: Final = _mdc("2:16140", "PP interval global")
+    QTC_INTERVAL: Final = _mdc("2:15876", "QTc interval global")
+    P_AXIS: Final = _mdc("2:16128", "P Axis")
+    QRS_AXIS: Final = _mdc("2:16132", "QRS axis")
+    T_AXIS: Final = _mdc("2:16136", "T axis")
+
+
+class QTC_ALGORITHM:  # noqa: N801 - a code table like the others
+    """DICOM CID 3678 QT Correction Algorithm, and the modifier concept that carries it in TID 3713."""
+
+    MEASUREMENT_METHOD: Final = _sct("370129005", "Measurement Method")
+    BAZETT: Final = _dcm("122730", "Bazett QT Correction Algorithm")
+    HODGES: Final = _dcm("122731", "Hodges QT Correction Algorithm")
+    FRIDERICIA: Final = _dcm("122732", "Fridericia QTc Algorithm")
+    FRAMINGHAM: Final = _dcm("122733", "Framingham QTc Algorithm")
 
 
 #: ECG lead codes of DICOM CID 3001 (ISO/IEEE 11073 MDC, partition 2), by standard lead name

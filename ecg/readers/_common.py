@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from core.codes import LOINC, UCUM, Code
+from core.codes import LOINC, MDC, UCUM, Code
 from core.errors import EcgError, RecordError
 from core.records import EcgRecord, Measurement, Patient, PatientIdentifier, Sex
 
@@ -44,7 +44,7 @@ class DeviceQuantity(enum.Enum):
 _CODES: Final[dict[DeviceQuantity, tuple[Code, Code]]] = {
     DeviceQuantity.HEART_RATE: (LOINC.HEART_RATE, UCUM.BPM),
     DeviceQuantity.RR: (LOINC.RR_INTERVAL, UCUM.MS),
-    DeviceQuantity.P_DURATION: (LOINC.P_DURATION, UCUM.MS),
+    DeviceQuantity.P_DURATION: (MDC.P_DURATION, UCUM.MS),
     DeviceQuantity.PR: (LOINC.PR_INTERVAL, UCUM.MS),
     DeviceQuantity.QRS: (LOINC.QRS_DURATION, UCUM.MS),
     DeviceQuantity.QT: (LOINC.QT_INTERVAL, UCUM.MS),

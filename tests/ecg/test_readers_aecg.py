@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.codes import LOINC
+from core.codes import LOINC, MDC
 from core.errors import EcgError
 from core.records import STANDARD_LEADS, Sex
 from ecg.readers import EcgFormat, detect_format, read_ecg, read_ecg_file
@@ -45,7 +45,7 @@ def test_rhythm_series_values() -> None:
 def test_device_global_measurements_and_statement() -> None:
     rec = read_ecg(SUBJECT)
     expected = {
-        LOINC.P_DURATION: 102,
+        MDC.P_DURATION: 102,
         LOINC.PR_INTERVAL: 148,
         LOINC.QRS_DURATION: 120,
         LOINC.QT_INTERVAL: 420,
