@@ -3,7 +3,10 @@
 DICOM ECG waveforms already carry their UIDs.  Other ECG files do not, so the
 study, series and instance UIDs are derived from the file content (and the
 configured UID root): the same recording always maps to the same study,
-whatever its path, and indexing it twice is a no-op.
+whatever its path, and indexing it twice is a no-op.  The study keeps the patient the file
+names (identifier with its issuer, name, birth date, sex) and the acquisition time in the
+file's own zone; a file without a patient identifier gives a study without one (the outputs
+say so each in its standard's way), never a made-up patient.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.identifiers import derive_uid
-from core.records import EcgRecord, Instance, Series, Study
+from core.records import ECG_FILE_SOURCE, EcgRecord, Instance, Series, Study
 
 #: SOP classes used to file non-DICOM ECGs in the index.
 TWELVE_LEAD_ECG_STORAGE = "1.2.840.10008.5.1.4.1.1.9.1.1"
@@ -58,7 +61,7 @@ def ecg_file_study(record: EcgRecord, files: Sequence[Path], uid_root: str) -> E
         path=main,
         content_digest=f"sha256:{sha}",
         instance_number=1,
-        source="file",
+        source=ECG_FILE_SOURCE,  # no DICOM object has this SOP Instance UID: outputs must not reference it
     )
     series = Series(
         series_instance_uid=series_uid,

@@ -19,7 +19,7 @@ from app.context import AppContext
 from app.models_stage import image_input
 from app.orders import order_for_study
 from app.plan import Action, SeriesPlan, StudyPlan, plan_study
-from core.codes import LOINC
+from core.codes import LOINC, MMDX
 from core.errors import EcgError, IngestError, MmdxError
 from core.records import (
     DraftReport,
@@ -171,7 +171,7 @@ def _run_image_models(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Dr
             _technique_sections(ctx, study, plans, draft)
         reasons = " ".join(f"{e[0].upper()}{e[1:]}." for e in result.errors)
         draft.sections.append(
-            ReportSection(LOINC.FINDINGS, f"{reasons} No AI reading from it; a radiologist must read the images.")
+            ReportSection(MMDX.PROCESSING_NOTE, f"{reasons} No AI reading from it; a radiologist must read the images.")
         )
     if not result.findings and not result.sections:
         return
@@ -192,7 +192,7 @@ def _exam_only(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) ->
     _technique_sections(ctx, study, plans, draft)
     notice = no_model_notice("imaging", ctx.registry.describe_all())
     if notice:
-        draft.sections.append(ReportSection(LOINC.FINDINGS, notice))
+        draft.sections.append(ReportSection(MMDX.PROCESSING_NOTE, notice))  # a note, never a finding
 
 
 def _technique_sections(ctx: AppContext, study: Study, plans: Sequence[SeriesPlan], draft: _Draft) -> None:

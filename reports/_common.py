@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.codes import LOINC, SCT, Code
+from core.codes import LOINC, MMDX, SCT, Code
 from core.errors import ReportError
 from core.records import (
     DraftReport,
@@ -17,7 +17,9 @@ from core.records import (
     Measurement,
     Presence,
     Producer,
+    ProducerKind,
     ReportKind,
+    ReportSection,
     ReportStatus,
     Study,
 )
@@ -30,7 +32,7 @@ SITE_SCHEMES = frozenset({"SCT", "RADLEX", "DCM", "MMDX"})
 MEASUREMENT_SCHEMES = frozenset({"LN", "SCT", "DCM", "MDC", "MMDX"})
 
 STATUS_BANNER: dict[ReportStatus, str] = {
-    ReportStatus.PRELIMINARY: "PRELIMINARY — AI-generated draft, not verified by a clinician",
+    ReportStatus.PRELIMINARY: "PRELIMINARY — draft, not verified by a clinician",
     ReportStatus.FINAL: "FINAL — signed",
     ReportStatus.AMENDED: "AMENDED — signed correction of an earlier final report",
     ReportStatus.ENTERED_IN_ERROR: "WITHDRAWN — entered in error, do not use",
@@ -106,11 +108,58 @@ def section_text(report: DraftReport, *codes: Code) -> str | None:
     return None
 
 
+#: What every output says of a study that no model, rule engine or clinician has read: never a finding,
+#: never a normal conclusion.
+NOT_ANALYSED = "Not analysed: no model or rule engine has read this study; a clinician must read it."
+_PRODUCER_KIND_TEXT = {
+    ProducerKind.MODEL: "AI model",
+    ProducerKind.RULE_ENGINE: "rule engine",
+    ProducerKind.DEVICE: "acquisition device",
+    ProducerKind.CLINICIAN: "clinician",
+}
+
+
+def is_analysed(report: DraftReport) -> bool:
+    """True when a model, a rule engine or a signing clinician has read the study."""
+    return bool(report.machine_producers) or report.signature is not None
+
+
+def machine_label(report: DraftReport) -> str | None:
+    """The one label of machine-generated content, the same words in SR, FHIR, HL7 and PDF/HTML.
+
+    The rule: a report holding anything a model, rule engine or device produced says so, names
+    each producer with its version and kind, and says whether a clinician has verified it.  FHIR
+    adds its coded form (``meta.security`` AIAST and a Provenance naming each producer's Device).
+    """
+    producers = report.machine_producers
+    if not producers:
+        return None
+    names = ", ".join(f"{p.name} {p.version} ({_PRODUCER_KIND_TEXT[p.kind]})" for p in producers)
+    verified = report.signature is not None and report.status in (ReportStatus.FINAL, ReportStatus.AMENDED)
+    state = "verified by a clinician" if verified else "not verified by a clinician"
+    return f"Machine-generated content ({names}), {state}."
+
+
+def notices(report: DraftReport) -> list[str]:
+    """Processing notes (no model configured, a model failed...): presentation, never findings."""
+    return [s.text for s in report.sections if s.code == MMDX.PROCESSING_NOTE]
+
+
+def clinical_sections(report: DraftReport) -> list[ReportSection]:
+    """The report's sections without processing notes."""
+    return [s for s in report.sections if s.code != MMDX.PROCESSING_NOTE]
+
+
 def conclusion_text(report: DraftReport) -> str:
-    """The report's conclusion: the impression (imaging), the EKG narrative (ECG), else the findings."""
+    """The report's conclusion: the impression (imaging), the EKG narrative (ECG), else the findings.
+
+    A study nobody read says :data:`NOT_ANALYSED`; "No findings reported." only ever follows an analysis.
+    """
     text = section_text(report, LOINC.IMPRESSION, LOINC.EKG_NARRATIVE)
     if text:
         return text
+    if not is_analysed(report):
+        return NOT_ANALYSED
     present = [f.text or (f.concept.meaning if f.concept else "") for f in report.findings]
     return "; ".join(p for p in present if p) or "No findings reported."
 

@@ -26,7 +26,7 @@ from core.codes import SYSTEM_URIS, Code
 from core.errors import ReportError
 from core.identifiers import derive_uid
 from core.records import DraftReport, Instance, ReportStatus, Study
-from reports._common import to_dicom_pn
+from reports._common import NOT_ANALYSED, is_analysed, to_dicom_pn
 from reports.context import ReportContext
 
 #: Series numbers of mmdx-derived series (one series per artefact kind; instance number = report version)
@@ -118,9 +118,13 @@ def observation_context(report: DraftReport, ctx: ReportContext) -> hd.sr.Observ
 def content_preamble(report: DraftReport, ctx: ReportContext) -> list[Any]:
     """Language of content (TID 1204) and observation context (TID 1001) items that open a document tree."""
     items: list[Any] = []  # content items and templates (sequences of items)
-    items.extend(hd.sr.LanguageOfContentItemAndDescendants(hd.sr.CodedConcept("en-US", "RFC5646", "English (US)")))
+    language = hd.sr.CodedConcept(ctx.language, "RFC5646", _LANGUAGE_NAMES.get(ctx.language, ctx.language))
+    items.extend(hd.sr.LanguageOfContentItemAndDescendants(language))
     items.extend(observation_context(report, ctx))
     return items
+
+
+_LANGUAGE_NAMES = {"en-US": "English (US)", "en-GB": "English (GB)", "de-DE": "German (Germany)", "fr-FR": "French"}
 
 
 def needs_utf8(*texts: str | None) -> bool:
@@ -137,51 +141,88 @@ def character_set(study: Study, report: DraftReport, *extra: str | None) -> str 
 
 
 def study_instances(study: Study, source_instances: Sequence[Instance] = ()) -> list[Instance]:
-    """The instances an object references: those given, else every instance of ``study``."""
-    return list(source_instances) or [i for s in study.series for i in s.instances]
+    """The instances an object references: those given, else every instance of ``study``.
+
+    Only DICOM objects: an ECG file indexed under derived UIDs (``Instance.is_dicom_object`` false) has
+    no SOP instance anyone could retrieve, so nothing references it (an empty list for such a study).
+    """
+    return [i for i in (list(source_instances) or [i for s in study.series for i in s.instances]) if i.is_dicom_object]
 
 
-def study_dataset(study: Study, charset: str | None) -> Dataset:
+def study_dataset(study: Study, charset: str | None, ctx: ReportContext | None = None) -> Dataset:
     """A dataset with the character set, patient/study module and Study Instance UID (no series or SOP)."""
     ds = Dataset()
     if charset:
         ds.SpecificCharacterSet = charset
-    patient_module(ds, study)
+    patient_module(ds, study, ctx)
     ds.StudyInstanceUID = study.study_instance_uid
     return ds
 
 
 def evidence_dataset(
-    study: Study, charset: str | None, series_instance_uid: str, sop_instance_uid: str, sop_class_uid: str
+    study: Study,
+    charset: str | None,
+    series_instance_uid: str,
+    sop_instance_uid: str,
+    sop_class_uid: str,
+    ctx: ReportContext | None = None,
 ) -> Dataset:
     """A minimal source dataset (patient, study, series, SOP) for highdicom's evidence handling."""
-    ds = study_dataset(study, charset)
+    ds = study_dataset(study, charset, ctx)
     ds.SeriesInstanceUID = series_instance_uid
     ds.SOPInstanceUID = sop_instance_uid
     ds.SOPClassUID = sop_class_uid
     return ds
 
 
-def evidence_datasets(study: Study, instances: Sequence[Instance], charset: str | None) -> list[Dataset]:
+def evidence_datasets(
+    study: Study, instances: Sequence[Instance], charset: str | None, ctx: ReportContext | None = None
+) -> list[Dataset]:
     """Minimal source datasets (patient, study, series, SOP) for highdicom's evidence handling."""
     if not instances:
         raise ReportError(f"study {study.study_instance_uid}: no source instances to reference")
     return [
-        evidence_dataset(study, charset, inst.series_instance_uid, inst.sop_instance_uid, inst.sop_class_uid)
+        evidence_dataset(study, charset, inst.series_instance_uid, inst.sop_instance_uid, inst.sop_class_uid, ctx)
         for inst in instances
     ]
 
 
+def patient_study_source(study: Study, charset: str | None, ctx: ReportContext | None = None) -> Dataset:
+    """A dataset highdicom copies the patient and study modules from, for a study with no DICOM object.
+
+    It names the study's first (non-DICOM) instance so highdicom can look up its IOD; the document
+    built from it must then drop its evidence references (:func:`drop_evidence`).
+    """
+    inst = next((i for s in study.series for i in s.instances), None)
+    if inst is None:
+        raise ReportError(f"study {study.study_instance_uid}: no instances")
+    return evidence_dataset(study, charset, inst.series_instance_uid, inst.sop_instance_uid, inst.sop_class_uid, ctx)
+
+
+def drop_evidence(ds: Dataset) -> None:
+    """Remove references to objects that do not exist (an SR of an ECG file that has no DICOM waveform)."""
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        if keyword in ds:
+            delattr(ds, keyword)
+
+
 def sr_evidence(
-    study: Study, report: DraftReport, source_instances: Sequence[Instance], *extra: str | None
+    study: Study,
+    report: DraftReport,
+    source_instances: Sequence[Instance],
+    *extra: str | None,
+    ctx: ReportContext | None = None,
 ) -> tuple[list[Instance], list[Dataset]]:
     """The referenced instances (:func:`study_instances`) and their evidence datasets, in the report's charset.
 
-    ``extra`` are further texts the document writes (see :func:`character_set`).
+    ``extra`` are further texts the document writes (see :func:`character_set`).  A study without a
+    DICOM object gives no instances and one :func:`patient_study_source` dataset (drop the evidence).
     """
     instances = study_instances(study, source_instances)
     charset = character_set(study, report, *extra)
-    return instances, evidence_datasets(study, instances, charset)
+    if not instances:
+        return [], [patient_study_source(study, charset, ctx)]
+    return instances, evidence_datasets(study, instances, charset, ctx)
 
 
 def _check_length(keyword: str, value: str, limit: int) -> str:
@@ -190,8 +231,11 @@ def _check_length(keyword: str, value: str, limit: int) -> str:
     return value
 
 
-def patient_module(ds: Dataset, study: Study) -> None:
+def patient_module(ds: Dataset, study: Study, ctx: ReportContext | None = None) -> None:
     """Patient + General Study attributes (type 2 present even when unknown).
+
+    With ``ctx`` the issuer is the site's DICOM issuer for the source's authority (core.patient_ids) and
+    further identifiers go to OtherPatientIDsSequence; StudyID and StudyTime are the source's, unchanged.
 
     Raises
     ------
@@ -205,14 +249,31 @@ def patient_module(ds: Dataset, study: Study) -> None:
         _check_length("AccessionNumber", study.accession_number, 16)
     ds.PatientName = to_dicom_pn(p.name) if p.name else ""
     ds.PatientID = p.identifiers[0].value if p.identifiers else ""
-    if p.identifiers and p.identifiers[0].issuer:
+    if ctx is not None and p.identifiers:
+        hospital = ctx.patient_ids.resolve_all(p)
+        if hospital[0].system.dicom_issuer:
+            ds.IssuerOfPatientID = hospital[0].system.dicom_issuer
+        others = []
+        for hid in hospital[1:]:
+            item = Dataset()
+            item.PatientID = _check_length("PatientID", hid.value, 64)
+            if hid.system.dicom_issuer:
+                item.IssuerOfPatientID = hid.system.dicom_issuer
+            item.TypeOfPatientID = "TEXT"
+            others.append(item)
+        if others:
+            ds.OtherPatientIDsSequence = DicomSequence(others)
+    elif p.identifiers and p.identifiers[0].issuer:
         ds.IssuerOfPatientID = p.identifiers[0].issuer
     ds.PatientBirthDate = p.birth_date.strftime("%Y%m%d") if p.birth_date else ""
     ds.PatientSex = p.sex.value if p.sex.value in ("M", "F", "O") else ""
     ds.AccessionNumber = study.accession_number or ""
-    ds.StudyID = ""
+    ds.StudyID = study.study_id or ""
     ds.StudyDate = study.study_datetime.strftime("%Y%m%d") if study.study_datetime else ""
-    ds.StudyTime = study.study_datetime.strftime("%H%M%S") if study.study_datetime else ""
+    if study.study_time_dicom is not None:
+        ds.StudyTime = study.study_time_dicom  # as received: "093431.70" stays "093431.70"
+    else:
+        ds.StudyTime = study.study_datetime.strftime("%H%M%S") if study.study_datetime else ""
     ds.ReferringPhysicianName = to_dicom_pn(study.referring_physician) if study.referring_physician else ""
     if study.description:
         ds.StudyDescription = study.description[:64]
@@ -267,8 +328,10 @@ def dicom_dt(value: datetime) -> str:
 
 def set_times(ds: Dataset, report: DraftReport, ctx: ReportContext) -> None:
     """Content time = the report version's time; creation time = the context clock (both deterministic in tests)."""
-    created = ctx.now()
-    content = report.created_at
+    # the site's wall clock with its offset: TimezoneOffsetFromUTC holds for every DA/TM of the object,
+    # the copied (local) StudyDate/StudyTime included
+    created = ctx.local(ctx.now())
+    content = ctx.local(report.created_at)
     ds.InstanceCreationDate = created.strftime("%Y%m%d")
     ds.InstanceCreationTime = created.strftime("%H%M%S")
     ds.ContentDate = content.strftime("%Y%m%d")
@@ -287,8 +350,18 @@ def set_times(ds: Dataset, report: DraftReport, ctx: ReportContext) -> None:
 
 
 def set_sr_flags(ds: Dataset, report: DraftReport, ctx: ReportContext) -> None:
-    """PRELIMINARY/UNVERIFIED for drafts; FINAL/VERIFIED with the verifying observer once signed."""
-    ds.CompletionFlag = "COMPLETE"
+    """PRELIMINARY/UNVERIFIED for drafts; FINAL/VERIFIED with the verifying observer once signed.
+
+    A study nobody read is PARTIAL with the description "Not analysed": the DICOM way to say the
+    document holds no reading, instead of a finding or a normal conclusion.
+    """
+    if is_analysed(report):
+        ds.CompletionFlag = "COMPLETE"
+        if "CompletionFlagDescription" in ds:
+            del ds.CompletionFlagDescription
+    else:
+        ds.CompletionFlag = "PARTIAL"
+        ds.CompletionFlagDescription = NOT_ANALYSED.split(":")[0] + ": no model or rule engine has read it"
     signed = report.status in (ReportStatus.FINAL, ReportStatus.AMENDED) and report.signature is not None
     if signed and report.signature is not None:
         sig = report.signature

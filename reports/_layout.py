@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from core.codes import LOINC
 from core.orders import OrderMatch
 from core.records import DraftReport, Presence, ReportKind, ReportStatus, Study
-from reports._common import STATUS_BANNER, finding_label, split_person_name, unique_measurements
+from reports._common import (
+    NOT_ANALYSED,
+    STATUS_BANNER,
+    clinical_sections,
+    finding_label,
+    is_analysed,
+    machine_label,
+    notices,
+    split_person_name,
+    unique_measurements,
+)
 from reports.context import ReportContext
 
 
@@ -32,7 +42,7 @@ class Layout:
 
     @property
     def watermark(self) -> str | None:
-        return "PRELIMINARY — AI-generated draft" if self.is_draft else None
+        return "PRELIMINARY — not verified by a clinician" if self.is_draft else None
 
 
 _SECTION_ORDER = [
@@ -66,7 +76,7 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
     p = study.patient
     exam = [
         ("Examination", study.description or ("12-lead ECG" if report.kind is ReportKind.ECG else "Imaging study")),
-        ("Study date", study.study_datetime.strftime("%Y-%m-%d %H:%M") if study.study_datetime else "unknown"),
+        ("Study date", _when(study, ctx)),
         ("Accession", study.accession_number or "—"),
         ("Patient", split_person_name(p.name).display if p.name else "—"),
         ("Patient ID", ", ".join(i.value for i in p.identifiers) or "—"),
@@ -81,9 +91,11 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         s = report.section(code)
         if s is not None:
             sections.append((heading, s.text))
-    for s in report.sections:
+    for s in clinical_sections(report):
         if s.code not in known:
             sections.append((s.code.meaning, s.text))
+    for note in notices(report):  # shown to the reader, under its own heading: never a finding
+        sections.append(("Note", note))
     if not any(h == "Technique" for h, _ in sections):
         sections.insert(0, ("Technique", "Not stated."))
     if not any(h == "Comparison" for h, _ in sections):
@@ -100,7 +112,7 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         prob = f"{f.probability:.2f}" if f.probability is not None else "—"
         findings.append([finding_label(f), coded, _PRESENCE_TEXT[f.presence], site, prob, f.producer.name])
     if len(findings) == 1:
-        findings.append(["No findings reported", "", "", "", "", ""])
+        findings.append([NOT_ANALYSED if not is_analysed(report) else "No findings reported", "", "", "", "", ""])
 
     measurements = [["Measurement", "Value", "Unit", "Site / lead", "Code"]]
     for m, _ in unique_measurements(report):
@@ -114,6 +126,11 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
     provenance.append([ctx.software_name, "report software", ctx.software_version, "—"])
 
     status = [f"Status: {report.status.value} (version {report.version})", STATUS_BANNER[report.status]]
+    label = machine_label(report)
+    if label:
+        status.append(label)
+    elif not is_analysed(report):
+        status.append(NOT_ANALYSED)
     if report.signature is not None:
         who = split_person_name(report.signature.clinician.name).display
         verb = "Withdrawn by" if report.status is ReportStatus.ENTERED_IN_ERROR else "Electronically signed by"
@@ -137,3 +154,10 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         provenance_table=provenance,
         status_lines=status,
     )
+
+
+def _when(study: Study, ctx: ReportContext) -> str:
+    """The acquisition time on its own wall clock, with its UTC offset (2024-02-03 09:34+01:00)."""
+    if study.study_datetime is None:
+        return "unknown"
+    return ctx.aware(study.study_datetime).isoformat(sep=" ", timespec="minutes")

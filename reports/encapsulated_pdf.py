@@ -37,7 +37,7 @@ def build_encapsulated_pdf(report: DraftReport, study: Study, ctx: ReportContext
         ds.SpecificCharacterSet = charset
     ds.SOPClassUID = SOP_CLASS_UID
     ds.SOPInstanceUID = ident.sop_instance_uid
-    _dicom.patient_module(ds, study)
+    _dicom.patient_module(ds, study, ctx)
     ds.StudyInstanceUID = study.study_instance_uid
     ds.Modality = "DOC"
     ds.SeriesInstanceUID = ident.series_instance_uid

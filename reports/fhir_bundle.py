@@ -29,7 +29,6 @@ from urllib.parse import quote
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
-from core._validate import _UID_RE
 from core.codes import DCM, FHIRCODES, UCUM, Code
 from core.orders import Order
 from core.records import (
@@ -60,6 +59,7 @@ from reports.context import ReportContext
 FHIR_VERSION = "4.0.1"
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 RFC3986 = "urn:ietf:rfc:3986"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 _GENDER = {Sex.MALE: "male", Sex.FEMALE: "female", Sex.OTHER: "other", Sex.UNKNOWN: "unknown"}
 
@@ -108,6 +108,7 @@ class _Builder:
         identifier: Mapping[str, str] | None,
         *,
         versioned: bool,
+        always_update: bool = False,
     ) -> None:
         """Add an entry: conditional create, conditional update (versioned resources after v1) or PUT by id."""
         rtype = resource["resourceType"]
@@ -117,7 +118,7 @@ class _Builder:
             request = {"method": "PUT", "url": f"{rtype}/{rid}"}
         else:
             query = "identifier=" + quote(f"{identifier['system']}|{identifier['value']}", safe=":/|.-_")
-            if versioned and not self.create:
+            if always_update or (versioned and not self.create):
                 request = {"method": "PUT", "url": f"{rtype}?{query}"}
             else:
                 request = {"method": "POST", "url": rtype, "ifNoneExist": query}
@@ -161,6 +162,7 @@ def build_bundle(
     status = report.status.value
     patient_url = _patient(b)
     study_url = _imaging_study(b, patient_url)
+    organization_url = _organization(b)
     devices = {p: _device(b, p) for p in report.provenance}
     practitioner_url = _practitioner(b, report.signature.clinician) if report.signature else None
 
@@ -172,12 +174,12 @@ def build_bundle(
         url = _measurement_obs(b, key, m, producer, patient_url, study_url, devices)
         measurement_urls[m] = url
         obs_urls.append(url)
-        if producer is not None and producer.is_ai:
+        if producer is not None and producer.is_machine:
             ai_targets.append(url)
     for f, key in zip(report.findings, f_keys, strict=True):
         url = _finding_obs(b, key, f, patient_url, study_url, devices, measurement_urls)
         obs_urls.append(url)
-        if f.producer.is_ai:
+        if f.producer.is_machine:
             ai_targets.append(url)
     if previous is not None and report.version > 1:
         _retract_dropped(b, previous, {*m_keys, *f_keys}, patient_url)
@@ -206,6 +208,11 @@ def build_bundle(
         dr["meta"] = _ai_meta()
     if study.study_datetime is not None:
         dr["effectiveDateTime"] = ctx.aware(study.study_datetime).isoformat()
+    else:  # no acquisition time in the source: the report's own time, so no report lacks one
+        dr["effectiveDateTime"] = ctx.local(report.created_at).isoformat()
+    dr["performer"] = [_ref(organization_url, ctx.performer_name)]
+    if report.machine_producers:
+        dr["meta"] = _ai_meta()
     if practitioner_url and report.status is not ReportStatus.ENTERED_IN_ERROR:
         dr["resultsInterpreter"] = [_ref(practitioner_url)]
     codes = [
@@ -222,7 +229,8 @@ def build_bundle(
         dr["presentedForm"] = forms
     b.add(dr, dr_url, dr_identifier, versioned=True)
 
-    ai_devices = [devices[p] for p in report.provenance if p.is_ai]
+    # the labelling rule (reports._common.machine_label): every machine producer is an author of the draft
+    ai_devices = [devices[p] for p in report.machine_producers]
     if ai_devices:
         _ai_provenance(b, [dr_url, *ai_targets], ai_devices)
     if report.signature is not None or report.status is ReportStatus.ENTERED_IN_ERROR:
@@ -281,19 +289,24 @@ def attachment(data: bytes, content_type: str, title: str) -> dict[str, Any]:
 
 
 def _patient(b: _Builder) -> str:
+    """The Patient under the hospital's identifier systems (core.patient_ids), so the EHR matches it.
+
+    A source without a patient identifier gives a Patient whose only identifier is a temporary
+    one (``use: temp``) scoped to the study: re-sends stay idempotent and nobody mistakes it for an MRN.
+    """
     p = b.study.patient
-    identifiers = []
-    for pid in p.identifiers:
-        if pid.issuer and _UID_RE.match(pid.issuer):
-            system = f"urn:oid:{pid.issuer}"
-        elif pid.issuer:
-            system = b.ctx.system("patient-id:" + quote(pid.issuer, safe=""))
-        else:
-            system = b.ctx.system("patient-id")
-        identifiers.append({"system": system, "value": pid.value})
+    identifiers: list[dict[str, Any]] = []
+    for hid in b.ctx.patient_ids.resolve_all(p):
+        identifiers.append(
+            {
+                "use": "usual",
+                "type": {"coding": [{"system": V2_0203, "code": hid.system.type_code}]},
+                "system": hid.system.fhir_system,
+                "value": hid.value,
+            }
+        )
     if not identifiers:
-        # no patient ID in the study: identify the patient by the study so re-sends stay idempotent
-        identifiers.append({"system": b.ctx.system("patient-of-study"), "value": b.uid})
+        identifiers.append({"use": "temp", "system": b.ctx.system("patient-of-study"), "value": b.uid})
     res: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers, "gender": _GENDER[p.sex]}
     if p.name:
         n = split_person_name(p.name)
@@ -308,7 +321,17 @@ def _patient(b: _Builder) -> str:
     if p.birth_date:
         res["birthDate"] = p.birth_date.isoformat()
     url = b.url("Patient")
-    b.add(res, url, identifiers[0], versioned=False)
+    first = identifiers[0]
+    b.add(res, url, {"system": first["system"], "value": first["value"]}, versioned=False)
+    return url
+
+
+def _organization(b: _Builder) -> str:
+    """The organisation that issues the reports (site.performer): DiagnosticReport/Observation performer."""
+    identifier = {"system": b.ctx.performer_system, "value": b.ctx.performer_identifier}
+    res = {"resourceType": "Organization", "identifier": [identifier], "name": b.ctx.performer_name}
+    url = b.url("Organization")
+    b.add(res, url, identifier, versioned=False)
     return url
 
 
@@ -362,7 +385,8 @@ def _imaging_study(b: _Builder, patient_url: str) -> str:
     if series:
         res["series"] = series
     url = b.url("ImagingStudy")
-    b.add(res, url, identifier, versioned=False)
+    # a conditional update, never create-only: when the study grows (more series), the EHR's copy follows
+    b.add(res, url, identifier, versioned=True, always_update=True)
     return url
 
 
@@ -416,6 +440,11 @@ def _obs_common(b: _Builder, patient_url: str) -> dict[str, Any]:
     }
     if b.study.study_datetime is not None:
         out["effectiveDateTime"] = b.ctx.aware(b.study.study_datetime).isoformat()
+    else:
+        out["effectiveDateTime"] = b.ctx.local(b.report.created_at).isoformat()
+    out["performer"] = [_ref(b.url("Organization"), b.ctx.performer_name)]
+    if b.report.signature is not None and b.report.status is not ReportStatus.ENTERED_IN_ERROR:
+        out["performer"].append(_ref(b.url("Practitioner", b.report.signature.clinician.identifier)))
     return out
 
 
@@ -486,7 +515,7 @@ def _measurement_obs(
         res["method"] = {"text": m.method}
     if producer is not None:
         res["device"] = _ref(devices[producer])
-        if producer.is_ai:
+        if producer.is_machine:
             res["meta"] = _ai_meta()
     url = b.url("Observation", key)
     b.add(res, url, identifier, versioned=True)
@@ -531,7 +560,7 @@ def _finding_obs(
         res["note"] = [{"text": n} for n in notes]
     res["device"] = _ref(devices[f.producer], f"{f.producer.name} {f.producer.version}")
     res["derivedFrom"] = [_ref(study_url), *(_ref(measurement_urls[m]) for m in f.measurements)]
-    if f.producer.is_ai:
+    if f.producer.is_machine:
         res["meta"] = _ai_meta()
     url = b.url("Observation", key)
     b.add(res, url, identifier, versioned=True)

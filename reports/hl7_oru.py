@@ -18,12 +18,18 @@ from datetime import datetime
 
 from core.codes import FHIRCODES, LOINC, Code
 from core.errors import ReportError
+from core.patient_ids import HospitalIdentifier
 from core.records import DraftReport, PriorityLevel, ReportKind, ReportStatus, Study
 from reports._common import (
+    NOT_ANALYSED,
     PRESENCE_CODES,
     STATUS_BANNER,
     check_report,
+    clinical_sections,
     finding_label,
+    is_analysed,
+    machine_label,
+    notices,
     report_code,
     split_person_name,
     unique_measurements,
@@ -99,12 +105,24 @@ def _seg(*fields: str) -> str:
     return "|".join(fields).rstrip("|")
 
 
-def _patient_id(study: Study) -> str:
-    p = study.patient
-    if p.identifiers:
-        pid = p.identifiers[0]
-        return f"{escape(pid.value)}^^^{escape(pid.issuer or 'UNKNOWN')}^MR"
-    # PID-3 is required: without a patient ID, identify by the study (hashed to fit CX.1's 15 characters)
+def _cx(ident: HospitalIdentifier) -> str:
+    """A CX: ID^^^authority (HD: namespace&OID&ISO)^identifier type, from the site's identifier systems."""
+    s = ident.system
+    authority = escape(s.hl7_namespace)
+    if s.hl7_universal_id:
+        authority += f"&{escape(s.hl7_universal_id)}&ISO"
+    return f"{escape(ident.value)}^^^{authority}^{s.type_code}"
+
+
+def _patient_id(study: Study, ctx: ReportContext) -> str:
+    """PID-3: every identifier of the patient under the site's assigning authorities (core.patient_ids).
+
+    PID-3 is required: a source with no patient identifier at all gets one scoped to the study
+    (hashed to fit CX.1's 15 characters, authority MMDX-STUDY) so the RIS can hold the result.
+    """
+    ids = ctx.patient_ids.resolve_all(study.patient)
+    if ids:
+        return "~".join(_cx(i) for i in ids)
     short = "S" + hashlib.sha256(study.study_instance_uid.encode()).hexdigest()[:14].upper()
     return f"{short}^^^MMDX-STUDY^PT"
 
@@ -138,7 +156,7 @@ def _xcn(identifier: str, name: str) -> str:
 def _obx_lines(report: DraftReport) -> Iterator[tuple[str, Code, str, str, str]]:
     """(value type, OBX-3 code, sub-id, OBX-5 value, OBX-6 units) in message order."""
     sub = 0
-    for s in report.sections:
+    for s in clinical_sections(report):  # processing notes go to NTE, never to an OBX
         sub += 1
         for line in (ln for ln in s.text.splitlines() if ln.strip()):
             yield "TX", s.code, str(sub), escape(line), ""
@@ -185,7 +203,7 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
             escape(ctx.sending_facility),
             escape(ctx.receiving_application),
             escape(ctx.receiving_facility),
-            _ts(now),
+            _ts(ctx.local(now)),
             "",
             "ORU^R01^ORU_R01",
             control,
@@ -202,9 +220,9 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
             "PID",
             "1",
             "",
-            _patient_id(study),
+            _patient_id(study, ctx),
             "",
-            f"{escape(name.family)}^{escape(' '.join(name.given))}" if name else "",
+            f"{escape(name.family)}^{escape(' '.join(name.given))}" if name else '""',  # "": known to be absent
             "",
             p.birth_date.strftime("%Y%m%d") if p.birth_date else "",
             p.sex.value if p.sex.value in ("M", "F", "O", "U") else "U",
@@ -223,7 +241,7 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
         _ts(ctx.aware(study.study_datetime)) if study.study_datetime else "",
     ]
     obr += [""] * (22 - len(obr))  # up to OBR-21
-    obr += [_ts(report.created_at), "", "EC" if report.kind is ReportKind.ECG else "RAD", status]
+    obr += [_ts(ctx.local(report.created_at)), "", "EC" if report.kind is ReportKind.ECG else "RAD", status]
     if report.signature is not None and report.status is not ReportStatus.ENTERED_IN_ERROR:
         c = report.signature.clinician
         cn = split_person_name(c.name)
@@ -231,11 +249,10 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
         obr.append(f"{escape(c.identifier)}&{escape(cn.family)}&{escape(' '.join(cn.given[:1]))}")
     segs.append(_seg(*obr))
     segs.append(_seg("NTE", "1", "L", escape(STATUS_BANNER[report.status])))
-    ai = [p for p in report.provenance if p.is_ai]
-    if ai:
-        # v2 has no AIAST label: say it in words, with the models that produced content
-        models = ", ".join(f"{p.name} {p.version}" for p in ai)
-        segs.append(_seg("NTE", "2", "L", escape(f"Contains AI-generated content ({models})")))
+    # v2 has no AIAST label: the labelling rule's words (reports._common.machine_label), then the notes
+    for note in (machine_label(report), *notices(report), None if is_analysed(report) else NOT_ANALYSED):
+        if note:
+            segs.append(_seg("NTE", str(sum(x.startswith("NTE|") for x in segs) + 1), "L", escape(note)))
     notice = study.order_match.notice if study.order_match else None
     if notice:  # a weak or conflicting order match is for the RIS user to see
         segs.append(_seg("NTE", str(sum(s.startswith("NTE|") for s in segs) + 1), "L", escape(notice)))
@@ -264,7 +281,7 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
                 status,
                 "",
                 "",
-                _ts(report.created_at),
+                _ts(ctx.local(report.created_at)),
                 "",
                 observer,
                 "",

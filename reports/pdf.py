@@ -3,7 +3,7 @@
 Deterministic (reportlab ``invariant`` mode: fixed document ID and dates) so
 the same report gives the same bytes; page streams are not compressed so the
 text can be checked without a PDF parser.  A draft carries a diagonal
-"PRELIMINARY — AI-generated draft" watermark on every page until signed.
+"PRELIMINARY — not verified by a clinician" watermark on every page until signed.
 
 Text in Helvetica (WinAnsi) when it fits; otherwise a Unicode TrueType font
 (DejaVu Sans) when the system has one, else a clear error rather than a PDF

@@ -114,9 +114,9 @@ def build_secondary_captures(
     text = _BANNER_TEXT[report.status]
     charset = _dicom.character_set(study, report, text)
     (ref,) = (
-        _dicom.evidence_datasets(study, instances[:1], charset)
+        _dicom.evidence_datasets(study, instances[:1], charset, ctx)
         if instances
-        else (_dicom.study_dataset(study, charset),)
+        else (_dicom.study_dataset(study, charset, ctx),)
     )
     out: list[Dataset] = []
     series_uid = ctx.series_uid(report, PURPOSE)

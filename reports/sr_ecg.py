@@ -9,7 +9,9 @@ generic content items (which validate value types and relationships):
      HAS CONCEPT MOD  Language                                   TID 1204
      HAS OBS CONTEXT  device observer (+ verifying person)       TID 1001
      CONTAINS CONTAINER (122158, DCM, "ECG Global Measurements") TID 3713
-       CONTAINS NUM  heart rate, PR, QRS, QT, QTc, axes (LOINC, UCUM)
+       CONTAINS NUM  heart rate (LOINC 8867-4); P, PR, QRS, QT, RR (MDC, CID 3228);
+                     axes (MDC, CID 3229, -180..180); QTc (MDC 2:15876, CID 3227)
+         HAS CONCEPT MOD (370129005, SCT, "Measurement Method") = QTc algorithm (CID 3678)
      CONTAINS CONTAINER (122159, DCM, "ECG Lead Measurements")   TID 3714, one per lead
        CONTAINS CODE (122148, DCM, "Lead ID") = CID 3001 lead
        CONTAINS NUM  per-lead measurements
@@ -18,6 +20,10 @@ generic content items (which validate value types and relationships):
          HAS CONCEPT MOD Presence, Algorithm Name / Version
      CONTAINS CONTAINER (121111, DCM, "Summary")                 TID 3719
        CONTAINS TEXT (122147, DCM, "Clinical Interpretation")
+
+The draft status is the document's flags (PreliminaryFlag, VerificationFlag), never a content
+item; a study nobody read is CompletionFlag PARTIAL.  The evidence references the source
+waveform only when it is a DICOM object (an ECG file has none to reference).
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from collections.abc import Sequence
 import highdicom as hd
 from pydicom.dataset import Dataset
 
-from core.codes import DCM, ECG_LEAD_CODES, FHIRCODES, LOINC, SCT, UCUM, Code
+from core.codes import DCM, ECG_LEAD_CODES, FHIRCODES, LOINC, MDC, QTC_ALGORITHM, SCT, UCUM, Code
 from core.errors import ReportError
-from core.records import DraftReport, Finding, Instance, Measurement, ReportKind, ReportStatus, Study
+from core.records import DraftReport, Finding, Instance, Measurement, ReportKind, Study
 from reports import _dicom
-from reports._common import PRESENCE_CODES, STATUS_BANNER, check_report, conclusion_text
+from reports._common import PRESENCE_CODES, check_report, conclusion_text
 from reports.context import ReportContext
 
 PURPOSE = "sr-ecg"
@@ -51,10 +57,53 @@ def local_lead_code(lead: str) -> Code:
     return Code(f"lead-{key}", "MMDX", f"Lead {lead}"[:64])
 
 
+#: TID 3713 concept names: the report's measurement code -> (MDC code of CID 3227/3228/3229, QTc algorithm)
+TID3713_CODES: dict[Code, tuple[Code, Code | None]] = {
+    LOINC.EKG_HEART_RATE: (LOINC.HEART_RATE, None),
+    LOINC.RR_INTERVAL: (MDC.RR_INTERVAL, None),
+    LOINC.PR_INTERVAL: (MDC.PR_INTERVAL, None),
+    LOINC.QRS_DURATION: (MDC.QRS_DURATION, None),
+    LOINC.QT_INTERVAL: (MDC.QT_INTERVAL, None),
+    LOINC.QTC_INTERVAL: (MDC.QTC_INTERVAL, None),
+    LOINC.QTC_BAZETT: (MDC.QTC_INTERVAL, QTC_ALGORITHM.BAZETT),
+    LOINC.QTC_HODGES: (MDC.QTC_INTERVAL, QTC_ALGORITHM.HODGES),
+    LOINC.QTC_FRIDERICIA: (MDC.QTC_INTERVAL, QTC_ALGORITHM.FRIDERICIA),
+    LOINC.QTC_FRAMINGHAM: (MDC.QTC_INTERVAL, QTC_ALGORITHM.FRAMINGHAM),
+    LOINC.P_AXIS: (MDC.P_AXIS, None),
+    LOINC.QRS_AXIS: (MDC.QRS_AXIS, None),
+    LOINC.T_AXIS: (MDC.T_AXIS, None),
+}
+
+
 def _num(m: Measurement) -> hd.sr.NumContentItem:
     return hd.sr.NumContentItem(
         name=_dicom.hd_code(m.code), value=float(m.value), unit=_dicom.hd_code(m.unit), relationship_type=_R.CONTAINS
     )
+
+
+def _global_nums(measurements: Sequence[Measurement]) -> list[hd.sr.NumContentItem]:
+    """TID 3713 rows: MDC codes; a QTc with its algorithm as a modifier, the bare QTc only without one."""
+    with_algorithm = any((TID3713_CODES.get(m.code) or (m.code, None))[1] is not None for m in measurements)
+    out = []
+    for m in measurements:
+        code, algorithm = TID3713_CODES.get(m.code, (m.code, None))
+        if code == MDC.QTC_INTERVAL and algorithm is None and with_algorithm:
+            continue  # the same value again without saying how it was corrected
+        item = hd.sr.NumContentItem(
+            name=_dicom.hd_code(code), value=float(m.value), unit=_dicom.hd_code(m.unit), relationship_type=_R.CONTAINS
+        )
+        if algorithm is not None:
+            item.ContentSequence = hd.sr.ContentSequence(
+                [
+                    hd.sr.CodeContentItem(
+                        name=_dicom.hd_code(QTC_ALGORITHM.MEASUREMENT_METHOD),
+                        value=_dicom.hd_code(algorithm),
+                        relationship_type=_R.HAS_CONCEPT_MOD,
+                    )
+                ]
+            )
+        out.append(item)
+    return out
 
 
 def _statement(f: Finding) -> hd.sr.CodeContentItem:
@@ -101,13 +150,13 @@ def build_ecg_sr(
     if report.kind is not ReportKind.ECG:
         raise ReportError(f"build_ecg_sr: report kind is {report.kind.value!r}, expected 'ecg'")
     check_report(report, study)
-    _, evidence = _dicom.sr_evidence(study, report, source_instances, STATUS_BANNER[report.status])
+    referenced, evidence = _dicom.sr_evidence(study, report, source_instances, ctx=ctx)
 
     items = _dicom.content_preamble(report, ctx)
     measurements = list(dict.fromkeys((*report.measurements, *(m for f in report.findings for m in f.measurements))))
     global_ms = [m for m in measurements if m.site is None]
     if global_ms:
-        items.append(_container(DCM.ECG_GLOBAL_MEASUREMENTS, [_num(m) for m in global_ms], "3713"))
+        items.append(_container(DCM.ECG_GLOBAL_MEASUREMENTS, _global_nums(global_ms), "3713"))
     leads: dict[str, list[Measurement]] = {}
     for m in measurements:
         if m.site is not None:
@@ -127,14 +176,6 @@ def build_ecg_sr(
     if coded or free:
         items.append(_container(DCM.QUALITATIVE_ANALYSIS, [*coded, *free], "3717"))
     summary: list[hd.sr.ContentItem] = []
-    if report.status is ReportStatus.PRELIMINARY:
-        summary.append(
-            hd.sr.TextContentItem(
-                name=_dicom.hd_code(DCM.CLINICAL_INTERPRETATION),
-                value=STATUS_BANNER[report.status],
-                relationship_type=_R.CONTAINS,
-            )
-        )
     summary.append(
         hd.sr.TextContentItem(
             name=_dicom.hd_code(DCM.CLINICAL_INTERPRETATION),
@@ -151,7 +192,7 @@ def build_ecg_sr(
         schemes.add("MMDX")
     if any(f.probability is not None for f in report.findings):
         schemes.add(FHIRCODES.MODEL_PROBABILITY.scheme)
-    return _dicom.build_sr(
+    sr = _dicom.build_sr(
         hd.sr.ComprehensiveSR,
         report,
         ctx,
@@ -164,6 +205,9 @@ def build_ecg_sr(
         requested_procedures=_dicom.referenced_request(study),
         performed_procedure_codes=[_dicom.hd_code(LOINC.EKG_STUDY)],
     )
+    if not referenced:  # an ECG file: no DICOM waveform exists to point the evidence at
+        _dicom.drop_evidence(sr)
+    return sr
 
 
 def build_ecg_sr_bytes(

@@ -121,7 +121,7 @@ def build_tid1500(
         Bad input (see ``reports._common.check_report``) or a study without instances.
     """
     check_report(report, study)
-    instances, evidence = _dicom.sr_evidence(study, report, source_instances)
+    instances, evidence = _dicom.sr_evidence(study, report, source_instances, ctx=ctx)
     by_uid = {i.sop_instance_uid: i for i in instances}
     groups = [_group(i, f, report, ctx, by_uid) for i, f in enumerate(report.findings) if f.concept is not None]
     loose = [m for m in report.measurements if not any(m in f.measurements for f in report.findings)]

@@ -15,9 +15,9 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 
 from core.codes import DCM, LOINC, Code
-from core.records import DraftReport, Instance, Presence, ReportStatus, Study
+from core.records import DraftReport, Instance, Presence, Study
 from reports import _dicom
-from reports._common import STATUS_BANNER, check_report
+from reports._common import check_report, clinical_sections
 from reports.context import ReportContext
 
 PURPOSE = "sr-tid2000"
@@ -52,12 +52,15 @@ def build_tid2000(
         Bad input (see ``reports._common.check_report``) or a study without instances.
     """
     check_report(report, study)
-    _, evidence = _dicom.sr_evidence(study, report, source_instances, STATUS_BANNER[report.status])
+    _, evidence = _dicom.sr_evidence(study, report, source_instances, ctx=ctx)
 
     root = hd.sr.ContainerContentItem(name=_dicom.hd_code(DCM.DIAGNOSTIC_IMAGING_REPORT), template_id="2000")
     items = _dicom.content_preamble(report, ctx)
 
-    sections = sorted(report.sections, key=lambda s: _ORDER.index(s.code) if s.code in _ORDER else len(_ORDER))
+    # processing notes (no model configured...) are not findings: the SR's CompletionFlag says "not analysed"
+    sections = sorted(
+        clinical_sections(report), key=lambda s: _ORDER.index(s.code) if s.code in _ORDER else len(_ORDER)
+    )
     by_code: dict[Code, list[hd.sr.ContentItem]] = {}
     for s in sections:
         by_code.setdefault(s.code, []).append(_text(_ELEMENT.get(s.code, DCM.REPORT_FINDING), s.text))
@@ -73,8 +76,6 @@ def build_tid2000(
     uncoded = [_text(DCM.REPORT_FINDING, f.text) for f in report.findings if f.concept is None and f.text.strip()]
     if coded or uncoded:
         by_code.setdefault(LOINC.FINDINGS, []).extend([*uncoded, *coded])
-    if report.status is ReportStatus.PRELIMINARY:
-        by_code.setdefault(LOINC.FINDINGS, []).insert(0, _text(DCM.REPORT_FINDING, STATUS_BANNER[report.status]))
     for code, children in by_code.items():
         container = hd.sr.ContainerContentItem(
             name=_dicom.hd_code(code), relationship_type=hd.sr.RelationshipTypeValues.CONTAINS

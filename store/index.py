@@ -26,7 +26,7 @@ import hashlib
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -224,6 +224,18 @@ def _naive(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=None) if value is not None and value.tzinfo is not None else value
 
 
+def _offset_minutes(value: datetime | None) -> int | None:
+    """The UTC offset a source stated for its wall-clock time (kept beside the naive value), else None."""
+    offset = value.utcoffset() if value is not None else None
+    return None if offset is None else int(offset.total_seconds() // 60)
+
+
+def _with_offset(value: datetime | None, minutes: int | None) -> datetime | None:
+    if value is None or minutes is None:
+        return value
+    return value.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -382,7 +394,15 @@ _UPDATE_STUDY = (
         last_received_at=bindparam("last", type_=_STUDIES.c.last_received_at.type),
         **{
             name: func.coalesce(_STUDIES.c[name], bindparam(f"fill_{name}", type_=_STUDIES.c[name].type))
-            for name in ("accession_number", "study_datetime", "description", "referring_physician")
+            for name in (
+                "accession_number",
+                "study_datetime",
+                "description",
+                "referring_physician",
+                "study_id",
+                "study_time",
+                "utc_offset_minutes",
+            )
         },
     )
 )
@@ -422,6 +442,9 @@ def _locked_study(session: Session, study: Study, received_at: datetime) -> _Stu
                 study_datetime=_naive(study.study_datetime),
                 description=study.description,
                 referring_physician=study.referring_physician,
+                study_id=study.study_id,
+                study_time=study.study_time_dicom,
+                utc_offset_minutes=_offset_minutes(study.study_datetime),
                 first_received_at=received_at,
                 last_received_at=received_at,
                 content_version="",
@@ -525,6 +548,9 @@ def _bump_study(
         "fill_study_datetime": _naive(fill("study_datetime")),
         "fill_description": fill("description"),
         "fill_referring_physician": fill("referring_physician"),
+        "fill_study_id": fill("study_id"),
+        "fill_study_time": fill("study_time_dicom"),
+        "fill_utc_offset_minutes": _offset_minutes(fill("study_datetime")),
     }
     conn = session.connection()
     for _attempt in range(2):
@@ -815,9 +841,11 @@ def _study_record(row: StudyRow, *, with_children: bool = True) -> Study:
         study_instance_uid=uid,
         patient=_patient_record(row.patient),
         accession_number=row.accession_number,
-        study_datetime=row.study_datetime,
+        study_datetime=_with_offset(row.study_datetime, row.utc_offset_minutes),
         description=row.description,
         referring_physician=row.referring_physician,
+        study_id=row.study_id,
+        study_time_dicom=row.study_time,
         series=tuple(series),
     )
 

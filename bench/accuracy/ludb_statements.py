@@ -137,7 +137,7 @@ def main() -> None:
     tp: Counter[str] = Counter()
     fp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
-    silent = normal_on_abnormal = stat = 0
+    silent = normal_on_abnormal = stat = poor = 0
     t0 = time.perf_counter()
     for rid in ids:
         a = analyze(read_ecg(d / f"{rid}.hea"))
@@ -156,6 +156,8 @@ def main() -> None:
             normal_on_abnormal += 1
         if any(s.critical for s in a.statements):
             stat += 1
+        if any(s.concept is not None and s.concept.value == "ecg-noise" for s in a.statements):
+            poor += 1
         if args.show and (ref ^ got) & {*POOLED, "infarct/scar", "PAC", "PVC"}:
             print(
                 rid,
@@ -180,7 +182,7 @@ def main() -> None:
     print(f"pooled rhythm/conduction/pacing: Se {ptp / max(ptp + pfn, 1):.2f} PPV {ptp / max(ptp + pfp, 1):.2f}")
     print(
         f"records with no coded statement: {silent}; 'ECG normal' on an abnormal record: {normal_on_abnormal}; "
-        f"records with a critical (STAT) statement: {stat}"
+        f"records with a critical (STAT) statement: {stat}; flagged poor quality: {poor}"
     )
 
 

@@ -384,6 +384,12 @@ def spatial_qrs_bounds(m: FloatArray, fs: float, fiducial: int) -> tuple[int, in
     return int(on_i), int(off_i), peak_i
 
 
+#: The global QRS boundaries reach at most this far (s) beyond the median lead's onset and offset ...
+MEDIAN_LEAD_REACH_S = 0.03
+#: ... when at least this many leads have their own boundaries.
+MEDIAN_LEAD_MIN_LEADS = 6
+
+
 def qrs_bounds(
     m: FloatArray, fs: float, fiducial: int, slopes: tuple[FloatArray, FloatArray] | None = None
 ) -> tuple[int, int]:
@@ -402,6 +408,12 @@ def qrs_bounds(
     p_off = robust_extreme(offs, valid, latest=True, within=within, leads=CONFIRM_QRS_LEADS)
     on_i = s_on if p_on is None else min(s_on, p_on)
     off_i = s_off if p_off is None else max(s_off, p_off)
+    if int(valid.sum()) >= MEDIAN_LEAD_MIN_LEADS:
+        # the union reaches beyond the typical lead by a few q / terminal-wave milliseconds, not by a whole
+        # wave: a boundary far outside where most leads start or end is one lead's wobble (QT +50-90 ms)
+        reach = round(MEDIAN_LEAD_REACH_S * fs)
+        on_i = max(on_i, int(np.median(ons[valid])) - reach)
+        off_i = min(off_i, int(np.median(offs[valid])) + reach)
     # cap implausible widths (a very wide QRS is reported, an unbounded one is not)
     on_i = max(on_i, peak_i - int(0.12 * fs))
     off_i = min(off_i, peak_i + int(0.20 * fs))

@@ -147,7 +147,8 @@ def test_tid2000_narrative(tmp_path: Path, dciodvfy: Validator) -> None:
     assert {"59776-5", "19005-8", "18783-1", "121071", "121073", "121075"} <= _codes(ds)
     texts = _texts(ds)
     assert any("Small left pleural effusion" in t for t in texts)
-    assert any(t.startswith("PRELIMINARY") for t in texts)
+    # the draft status is the document's flags, never a content item that reads like a finding
+    assert not any(t.startswith("PRELIMINARY") for t in texts) and ds.PreliminaryFlag == "PRELIMINARY"
     assert not any("FINAL" in t for t in texts)
 
 
@@ -156,7 +157,11 @@ def test_ecg_sr_tid3700(tmp_path: Path, dciodvfy: Validator) -> None:
     assert ds.ContentTemplateSequence[0].TemplateIdentifier == "3700"
     codes = _codes(ds)
     assert {"122158", "122159", "122148", "2:4", "122145", "121111"} <= codes
-    assert {"8867-4", "8625-6", "8633-0", "8634-8", "76635-2", "8632-2"} <= codes
+    # TID 3713: MDC codes of CID 3228/3229/3227, the QTc with its algorithm (CID 3678) as a modifier
+    assert {"8867-4", "2:15872", "2:16156", "2:16160", "2:15876", "2:16132", "370129005", "122730"} <= codes
+    (glob,) = [i for i in ds.ContentSequence if _cv(i.ConceptNameCodeSequence[0]) == "122158"]
+    global_codes = {_cv(i.ConceptNameCodeSequence[0]) for i in glob.ContentSequence}
+    assert not {"8625-6", "8633-0", "8634-8", "76635-2", "8632-2"} & global_codes
     assert {SCT.SINUS_RHYTHM.value, SCT.FIRST_DEGREE_AV_BLOCK.value, SCT.LVH.value} <= codes
     nums = []
 
@@ -167,7 +172,7 @@ def test_ecg_sr_tid3700(tmp_path: Path, dciodvfy: Validator) -> None:
             walk(it.get("ContentSequence", []))
 
     walk(ds.ContentSequence)
-    assert ("8625-6", 212.0) in nums and ("8633-0", 96.0) in nums
+    assert ("2:15872", 212.0) in nums and ("2:16156", 94.0) in nums and ("8633-0", 96.0) in nums  # V2 (TID 3714)
     with pytest.raises(ReportError, match="expected 'ecg'"):
         sr_ecg.build_ecg_sr(h.chest_report(), h.chest_study(), h.context())
 

@@ -84,10 +84,14 @@ def test_preliminary_draft_is_ai_labelled_and_never_final() -> None:
     (device,) = _resources(b, "Device")
     assert device["version"][0]["value"] == "2.1.0"
     assert {"system": "urn:mmdx:sha256", "value": "a" * 64} in device["identifier"]
-    # first version: conditional creates everywhere, Provenance PUT to its deterministic id
+    # first version: conditional creates everywhere, Provenance PUT to its deterministic id, and the
+    # ImagingStudy a conditional update (the EHR's copy follows when the study grows)
     for e in b["entry"]:
         if e["resource"]["resourceType"] == "Provenance":
             assert e["request"]["method"] == "PUT"
+        elif e["resource"]["resourceType"] == "ImagingStudy":
+            assert e["request"]["method"] == "PUT" and "ifNoneExist" not in e["request"]
+            assert e["request"]["url"].startswith("ImagingStudy?identifier=urn:dicom:uid|urn:oid:")
         else:
             assert e["request"]["method"] == "POST" and e["request"]["ifNoneExist"].startswith("identifier=")
 
@@ -119,7 +123,8 @@ def test_ecg_bundle_codes_and_units() -> None:
     pr = next(o for o in _resources(b, "Observation") if o["code"]["coding"][0]["code"] == "8625-6")
     assert pr["valueQuantity"] == {"value": 212.0, "unit": "ms", "system": "http://unitsofmeasure.org", "code": "ms"}
     assert pr["category"][0]["coding"][0]["code"] == "procedure"
-    assert "meta" not in pr  # a rule-engine measurement is not AI-asserted
+    # one labelling rule: machine-generated content (rule engine and model alike) carries AIAST
+    assert pr["meta"]["security"][0]["code"] == "AIAST"
     lvh = next(o for o in _resources(b, "Observation") if o["code"].get("coding", [{}])[0].get("code") == "164873001")
     assert lvh["meta"]["security"][0]["code"] == "AIAST"  # the ECG model's statement is
     assert len(_resources(b, "Device")) == 2
@@ -221,7 +226,8 @@ def test_medplum_catches_structural_errors(medplum: Path) -> None:
 def test_study_without_patient_id_is_identified_by_study() -> None:
     raw = bundle_json(build_bundle(h.chest_report(), h.chest_study(with_patient_id=False), h.context()))
     (pat,) = _resources(json.loads(raw), "Patient")
-    assert pat["identifier"] == [{"system": "urn:mmdx:patient-of-study", "value": h.CR_STUDY_UID}]
+    # a temporary identifier scoped to the study, marked as such: never mistaken for an MRN
+    assert pat["identifier"] == [{"use": "temp", "system": "urn:mmdx:patient-of-study", "value": h.CR_STUDY_UID}]
     assert check_bundle(json.loads(raw)) == []
 
 

@@ -73,7 +73,7 @@ def test_priority_and_signer() -> None:
 def test_draft_never_says_final() -> None:
     text = build_oru(h.chest_report(), h.chest_study(), h.context())
     assert "PRELIMINARY" in text and "FINAL" not in text
-    assert "Contains AI-generated content (densenet121-cxr14 2.1.0)" in text
+    assert "Machine-generated content (densenet121-cxr14 2.1.0 (AI model)), not verified by a clinician." in text
     assert all(str(s[11]) == "P" for s in hl7.parse(text).segments("OBX"))
 
 
