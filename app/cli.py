@@ -167,19 +167,25 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default service.host)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default service.port)")] = None,
+    scp: Annotated[bool | None, typer.Option("--scp/--no-scp", help="Run the DICOM SCP too (service.run_scp)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Analysis worker threads (service.workers; 0: none)")] = None,
+    send: Annotated[bool | None, typer.Option("--send/--no-send", help="Deliver results (service.run_sender)")] = None,
 ) -> None:
-    """Run the HTTP service (health, readiness, study index)."""
-    import uvicorn
-
-    from app.service import create_app
+    """Run the HTTP service (API, pages) and, as configured, the SCP, analysis workers and outbox sender."""
+    from app.supervisor import Parts, run_service
 
     ctx = _context(config)
-    uvicorn.run(
-        create_app(ctx),
-        host=host or ctx.settings.service.host,
-        port=port or ctx.settings.service.port,
-        log_level="info",
+    svc = ctx.settings.service
+    parts = Parts(
+        scp=svc.run_scp if scp is None else scp,
+        workers=svc.workers if workers is None else workers,
+        sender=svc.run_sender if send is None else send,
     )
+    try:
+        run_service(ctx, host=host or svc.host, port=port or svc.port, parts=parts)
+    except (MmdxError, OSError) as exc:
+        err_console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 commands.register_all(cli)

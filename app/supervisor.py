@@ -1,0 +1,115 @@
+"""``mmdx serve`` in one process: the SCP, analysis workers and the outbox sender beside the HTTP service.
+
+A small hospital runs one command; a larger site runs ``mmdx scp``, ``mmdx
+worker`` and ``mmdx send`` as separate processes and sets ``service.run_scp:
+false``, ``service.workers: 0``, ``service.run_sender: false``.  Each part runs
+in its own thread; one that crashes is logged and restarted after a short
+back-off (doubling to a minute), and ``/readyz`` reports each part's state
+through :attr:`Supervisor.components`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.context import AppContext
+from app.worker import run_forever
+from pacs_bridge.loop import OutboxLoop
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What to run beside HTTP (from ``service`` in the config, CLI flags override)."""
+
+    scp: bool
+    workers: int
+    sender: bool
+
+
+class Supervisor:
+    """Starts, watches and stops the parts; ``components`` maps each part to whether it is running now."""
+
+    def __init__(self, ctx: AppContext, parts: Parts) -> None:
+        self.ctx = ctx
+        self.parts = parts
+        self.stop_event = threading.Event()
+        self.components: dict[str, bool] = {}
+        self._threads: list[threading.Thread] = []
+        self._server: object | None = None
+        self.scp_address: tuple[str, int] | None = None
+
+    def _keep_running(self, name: str, body: Callable[[], None]) -> None:
+        """Run ``body`` until stopped; restart it with back-off when it raises or returns early."""
+        backoff = 1.0
+        while not self.stop_event.is_set():
+            self.components[name] = True
+            try:
+                body()
+            except Exception:
+                log.exception("%s crashed; restarting in %.0f s", name, backoff)
+            self.components[name] = False
+            if self.stop_event.wait(backoff):
+                break
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _spawn(self, name: str, body: Callable[[], None]) -> None:
+        self.components[name] = False
+        thread = threading.Thread(target=self._keep_running, args=(name, body), name=f"mmdx-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start(self) -> None:
+        """Start the configured parts (the SCP first: a port in use stops start-up with the error)."""
+        ctx = self.ctx
+        if self.parts.scp:
+            from ingest.scp import StorageServer
+
+            server = StorageServer(ctx.settings, ctx.db)
+            server.start()
+            self._server = server
+            self.scp_address = (server.host, server.port)
+            self.components["scp"] = True
+            log.info("SCP %s listening on %s:%d", server.ae_title, server.host, server.port)
+        for i in range(self.parts.workers):
+            self._spawn(f"worker-{i + 1}", lambda: self._work())
+        if self.parts.sender and ctx.settings.destinations:
+            self._spawn("sender", lambda: OutboxLoop(ctx.db, ctx.settings, ctx.clock).run_forever(self.stop_event))
+
+    def _work(self) -> None:
+        handled = run_forever(self.ctx, stop=self.stop_event, send=False)
+        log.info("worker stopped after %d job(s)", handled)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop every part: threads finish their current job or pass, then the SCP closes."""
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self.components["scp"] = False
+
+
+def run_service(ctx: AppContext, *, host: str, port: int, parts: Parts) -> None:
+    """HTTP in the foreground (uvicorn handles SIGINT/SIGTERM), the parts beside it; all stop together."""
+    import uvicorn
+
+    from app.service import create_app
+
+    supervisor = Supervisor(ctx, parts)
+    # uvicorn re-raises SIGINT/SIGTERM to the handlers found at its start once it has shut down: ours only sets
+    # the stop event, so the parts below still stop cleanly (SCP closed, the current job finished)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stop_event.set())
+    supervisor.start()
+    try:
+        uvicorn.run(create_app(ctx, components=supervisor.components), host=host, port=port, log_level="info")
+    finally:
+        supervisor.stop()
