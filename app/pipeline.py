@@ -38,6 +38,8 @@ from core.records import (
 )
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ecg.analysis import analyze
+from ecg.device_check import compare as compare_with_device
+from ecg.device_check import summary as device_summary
 from ecg.readers import read_ecg
 from ecg.render import render_png
 from ingest.technique import series_technique
@@ -149,8 +151,17 @@ def _analyse_ecgs(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft)
             draft.measurements.extend(m for m in analysis.measurements if m.site is None)
             draft.priorities.append(analysis.priority)
             draft.narrative.extend(f.text for f in analysis.statements if f.presence is Presence.PRESENT)
+            device = device_summary(
+                compare_with_device(analysis.measurements, record.device_measurements),
+                record.device_name,
+                record.device_statements,
+            )
+            if device:  # the cart's own values beside mmdx's, differences beyond IEC 60601-2-25 said
+                draft.sections.append(ReportSection(MMDX.ECG_DEVICE_VALUES, device))
             if draft.printout_png is None:
-                draft.printout_png = render_png(record, analysis.measurements, analysis.statements)
+                draft.printout_png = render_png(
+                    record, analysis.measurements, analysis.statements, timezone=ctx.settings.site.timezone
+                )
 
 
 def _run_image_models(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) -> None:

@@ -248,6 +248,8 @@ class MMDX:
     ECG_SATURATION: Final = Code("ecg-saturation", "MMDX", "Signal saturation (clipping)")
     ECG_NOISE: Final = Code("ecg-noise", "MMDX", "Excessive noise or artefact")
     ECG_TECHNICAL: Final = Code("ecg-technical", "MMDX", "Technical problem limits interpretation")
+    # the ECG device's (cart's) own measurements and statements, shown beside mmdx's: a report section
+    ECG_DEVICE_VALUES: Final = Code("ecg-device-values", "MMDX", "ECG device's own measurements and statements")
     # AHA/ACCF/HRS "wide-QRS tachycardia" (VT or SVT with aberrancy, not told apart): no verified SNOMED CT
     # concept (SCT 991002 "Wide QRS complex" names the QRS, not the rhythm)
     ECG_WIDE_QRS_TACHYCARDIA: Final = Code("ecg-wide-qrs-tachycardia", "MMDX", "Wide QRS tachycardia")

@@ -14,9 +14,12 @@ Inputs are core records only: the printout does not depend on how measurements w
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +31,7 @@ from matplotlib.figure import Figure
 from core.codes import LOINC, Code
 from core.errors import EcgError
 from core.records import EcgRecord, Finding, Measurement, Presence
+from ecg.device_check import DeviceCheck, compare
 
 SPEED_MM_PER_S: Final = 25.0
 GAIN_MM_PER_MV: Final = 10.0
@@ -36,7 +40,10 @@ CAL_ZONE_MM: Final = 10.0  #: room at the start of each row for the calibration 
 CAL_PULSE_MM: Final = (2.0, 7.0)  #: the pulse's rising and falling edge within the zone (0.2 s wide)
 STRIP_SECONDS: Final = 10.0
 MARGIN_MM: Final = 10.0
-HEADER_MM: Final = 34.0
+HEADER_MM: Final = 34.0  #: the header with up to four statement lines; it grows with more
+LINE_MM: Final = 4.2  #: one statement line
+HALF_GAIN_MM_PER_MV: Final = 5.0  #: carts halve the gain when the tallest complex would leave its row
+STATEMENT_WRAP: Final = 70  #: characters per statement line (two columns: mmdx | device)
 FOOTER_MM: Final = 8.0
 MAX_ROWS: Final = 12
 DISCLAIMER: Final = "AI/automated draft — not for diagnosis"
@@ -101,7 +108,7 @@ def _layout(record: EcgRecord) -> tuple[list[_Segment], int]:
 
 
 def trace_mm(
-    samples: npt.NDArray[np.floating], fs: float, start_s: float, duration_s: float
+    samples: npt.NDArray[np.floating], fs: float, start_s: float, duration_s: float, gain: float = GAIN_MM_PER_MV
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """A lead's samples in a time window as (x, y) in mm from the window start and the baseline.
 
@@ -116,7 +123,7 @@ def trace_mm(
     finite = seg[np.isfinite(seg)]
     offset = float(np.median(finite)) if finite.size else 0.0
     x = (np.arange(seg.size) / fs) * SPEED_MM_PER_S
-    return x, (seg - offset) * GAIN_MM_PER_MV
+    return x, (seg - offset) * gain
 
 
 def _grid(ax: Axes, width: float, height: float) -> None:
@@ -132,9 +139,9 @@ def _grid(ax: Axes, width: float, height: float) -> None:
     ax.add_collection(LineCollection(lines(major_x, major_y), colors=MAJOR_COLOUR, linewidths=0.8, antialiaseds=False))
 
 
-def _calibration(ax: Axes, baseline: float) -> None:
+def _calibration(ax: Axes, baseline: float, gain: float = GAIN_MM_PER_MV) -> None:
     up, down = CAL_PULSE_MM
-    top = baseline + GAIN_MM_PER_MV  # 1 mV
+    top = baseline + gain  # 1 mV
     xs = [0.0, up, up, down, down, CAL_ZONE_MM]
     ys = [baseline, baseline, top, top, baseline, baseline]
     ax.plot(xs, ys, color=TRACE_COLOUR, linewidth=0.8, solid_joinstyle="miter")
@@ -153,51 +160,154 @@ def _measure_line(measurements: Sequence[Measurement]) -> str:
     return "   ".join(parts) if parts else "Measurements: not available"
 
 
-def _statement_lines(statements: Sequence[Finding], limit: int = 4) -> list[str]:
+def _statement_lines(statements: Sequence[Finding]) -> list[str]:
+    """Every statement a cardiologist must see (absent ones left out), critical first as the rules ordered them."""
     lines = []
     for f in statements:
         if f.presence is Presence.ABSENT:
             continue
         text = f.text if f.presence is Presence.PRESENT else f"possible {f.text}"
         lines.append(("CRITICAL: " if f.critical else "") + text)
-    if len(lines) > limit:
-        lines = [*lines[: limit - 1], f"(+{len(lines) - limit + 1} more statements)"]
     return lines
 
 
-def _header(fig: Figure, record: EcgRecord, measurements: Sequence[Measurement], statements: Sequence[Finding]) -> None:
+def _wrapped(lines: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        out.extend(textwrap.wrap(line, STATEMENT_WRAP, subsequent_indent="  ") or [""])
+    return out
+
+
+def _when(record: EcgRecord, timezone: str | None) -> str:
+    """Acquisition time in the site's zone with its offset (naive source times are taken as site time)."""
+    at = record.acquired_at
+    if at is None:
+        return "time not recorded"
+    if timezone:
+        zone = ZoneInfo(timezone)
+        at = at.astimezone(zone) if at.tzinfo is not None else at.replace(tzinfo=zone)
+    return at.strftime("%Y-%m-%d %H:%M:%S") + (f" {_offset(at)}" if at.tzinfo is not None else "")
+
+
+def _offset(at: datetime) -> str:
+    z = at.strftime("%z")
+    return f"{z[:3]}:{z[3:]}" if z else ""
+
+
+def _identity_line(record: EcgRecord, timezone: str | None) -> str:
+    p = record.patient
+    name = " ".join(x for x in (p.name or "").replace("^", ", ", 1).replace("^", " ").split()) or "name not recorded"
+    pid = p.identifiers[0].value if p.identifiers else "not recorded"
+    age = f"{p.age_years:.0f} y" if p.age_years is not None else "age —"
+    sex = {"M": "male", "F": "female", "O": "other"}.get(p.sex.value, "sex —")
+    return f"{name}   ID {pid}   {age}   {sex}   {_when(record, timezone)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderText:
+    identity: str
+    technique: str
+    ours: str
+    device: list[DeviceCheck]
+    left: list[str]  #: mmdx statements, wrapped
+    right: list[str]  #: device statements, wrapped
+
+    @property
+    def height_mm(self) -> float:
+        rows = max(len(self.left), len(self.right), 4)
+        return HEADER_MM - 4 * LINE_MM + rows * LINE_MM + (5.0 if self.device else 0.0)
+
+
+def _header_text(
+    record: EcgRecord,
+    measurements: Sequence[Measurement],
+    statements: Sequence[Finding],
+    gain: float,
+    timezone: str | None,
+) -> _HeaderText:
+    kind = "12-lead ECG" if record.has_standard_12_leads else f"ECG, {len(record.lead_names)} lead(s)"
+    device = f"   device {record.device_name}" if record.device_name else ""
+    half = "  (half gain: tall complexes)" if gain != GAIN_MM_PER_MV else ""
+    technique = f"{kind}{device}   {SPEED_MM_PER_S:.0f} mm/s   {gain:.0f} mm/mV{half}"
+    left = _wrapped(["mmdx:", *(_statement_lines(statements) or ["no statement"])])
+    right = []
+    if record.device_statements:
+        right = _wrapped([f"{record.device_name or 'Device'}:", *record.device_statements])
+    return _HeaderText(
+        _identity_line(record, timezone),
+        technique,
+        "mmdx   " + _measure_line(measurements),
+        list(compare(measurements, record.device_measurements)),
+        left,
+        right,
+    )
+
+
+def _header(fig: Figure, text: _HeaderText) -> None:
     w_mm, h_mm = fig.get_size_inches() * 25.4
 
     def at(x_mm: float, y_from_top_mm: float) -> tuple[float, float]:
         return x_mm / w_mm, 1 - y_from_top_mm / h_mm
 
-    who = []
-    if record.patient.age_years is not None:
-        who.append(f"{record.patient.age_years:.0f} y")
-    if record.patient.sex.value != "U":
-        who.append(record.patient.sex.value)
-    when = record.acquired_at.strftime("%Y-%m-%d %H:%M:%S") if record.acquired_at else "time not recorded"
-    kind = "12-lead ECG" if record.has_standard_12_leads else f"ECG, {len(record.lead_names)} lead(s)"
-    title = f"{kind}   {when}   {' '.join(who)}".rstrip()
-    fig.text(*at(MARGIN_MM, 6), title, fontsize=9, weight="bold", va="center")
-    fig.text(*at(MARGIN_MM, 12), _measure_line(measurements), fontsize=8, va="center")
-    for i, line in enumerate(_statement_lines(statements)):
-        fig.text(*at(MARGIN_MM, 17.5 + 4.2 * i), line, fontsize=7.5, va="center")
-    fig.text(*at(w_mm - MARGIN_MM, 6), DISCLAIMER, fontsize=8, color="#c00000", ha="right", va="center", weight="bold")
+    fig.text(*at(MARGIN_MM, 6), text.identity, fontsize=9, weight="bold", va="center")
+    fig.text(*at(MARGIN_MM, 11), text.technique, fontsize=8, va="center")
+    fig.text(*at(w_mm - MARGIN_MM, 11), DISCLAIMER, fontsize=8, color="#c00000", ha="right", va="center", weight="bold")
+    fig.text(*at(MARGIN_MM, 16), text.ours, fontsize=8, va="center")
+    y = 16.0
+    if text.device:
+        y += 5.0
+        x = MARGIN_MM
+        fig.text(*at(x, y), "device", fontsize=8, va="center")
+        x += 14.0
+        for check in text.device:
+            part = check.text()
+            fig.text(
+                *at(x, y),
+                part,
+                fontsize=8,
+                va="center",
+                color="#c00000" if check.exceeds else "black",
+                weight="bold" if check.exceeds else "normal",
+            )
+            x += 1.75 * len(part) + 4.0
+    column = (w_mm - 2 * MARGIN_MM) / 2
+    for i, line in enumerate(text.left):
+        fig.text(*at(MARGIN_MM, y + 5.5 + LINE_MM * i), line, fontsize=7.5, va="center")
+    for i, line in enumerate(text.right):
+        fig.text(*at(MARGIN_MM + column, y + 5.5 + LINE_MM * i), line, fontsize=7.5, va="center", color="#333333")
+
+
+def _gain(record: EcgRecord, segments: Sequence[_Segment]) -> float:
+    """Full gain unless a complex would leave its row at 10 mm/mV; then half gain, as carts do."""
+    index = {name: i for i, name in enumerate(record.lead_names)}
+    limit = ROW_HEIGHT_MM / 2
+    for seg in segments:
+        _, y = trace_mm(record.signal[index[seg.lead]], record.sampling_rate_hz, seg.start_s, seg.duration_s)
+        finite = y[np.isfinite(y)]
+        if finite.size and float(np.max(np.abs(finite))) > limit:
+            return HALF_GAIN_MM_PER_MV
+    return GAIN_MM_PER_MV
 
 
 def _figure(
-    record: EcgRecord, measurements: Sequence[Measurement], statements: Sequence[Finding], dpi: float
+    record: EcgRecord,
+    measurements: Sequence[Measurement],
+    statements: Sequence[Finding],
+    dpi: float,
+    timezone: str | None = None,
 ) -> Figure:
     if not isinstance(record, EcgRecord):
         raise EcgError(f"render expects an EcgRecord, got {type(record).__name__}")
     if dpi <= 0:
         raise EcgError(f"dpi must be positive, got {dpi}")
     segments, n_rows = _layout(record)
+    gain = _gain(record, segments)
+    text = _header_text(record, measurements, statements, gain, timezone)
+    header_mm = text.height_mm
     grid_w = CAL_ZONE_MM + STRIP_SECONDS * SPEED_MM_PER_S
     grid_h = n_rows * ROW_HEIGHT_MM
     page_w = grid_w + 2 * MARGIN_MM
-    page_h = HEADER_MM + grid_h + FOOTER_MM
+    page_h = header_mm + grid_h + FOOTER_MM
     fig = Figure(figsize=(page_w / 25.4, page_h / 25.4), dpi=dpi, facecolor="white")
     ax = fig.add_axes((MARGIN_MM / page_w, FOOTER_MM / page_h, grid_w / page_w, grid_h / page_h))
     ax.set_xlim(0, grid_w)
@@ -207,18 +317,19 @@ def _figure(
     fs = record.sampling_rate_hz
     index = {name: i for i, name in enumerate(record.lead_names)}
     for r in range(n_rows):
-        _calibration(ax, (r + 0.5) * ROW_HEIGHT_MM)
+        _calibration(ax, (r + 0.5) * ROW_HEIGHT_MM, gain)
+    half_row = ROW_HEIGHT_MM / 2 - 0.5
     for seg in segments:
-        x, y = trace_mm(record.signal[index[seg.lead]], fs, seg.start_s, seg.duration_s)
-        y = np.clip(y, -seg.baseline_mm, grid_h - seg.baseline_mm)  # stay on the paper
+        x, y = trace_mm(record.signal[index[seg.lead]], fs, seg.start_s, seg.duration_s, gain)
+        y = np.clip(y, -half_row, half_row)  # a complex taller than its row is clipped, never drawn over the next
         ax.plot(x + seg.x_mm, y + seg.baseline_mm, color=TRACE_COLOUR, linewidth=0.6)
         label = f"{seg.lead} (rhythm)" if seg.rhythm else seg.lead
         ax.text(seg.x_mm + 1.5, seg.baseline_mm + ROW_HEIGHT_MM * 0.33, label, fontsize=8, weight="bold")
         if seg.x_mm > CAL_ZONE_MM:  # column boundary marker
             ax.plot([seg.x_mm, seg.x_mm], [seg.baseline_mm - 3, seg.baseline_mm + 3], color=TRACE_COLOUR, linewidth=0.8)
-    _header(fig, record, measurements, statements)
+    _header(fig, text)
     footer = (
-        f"{SPEED_MM_PER_S:.0f} mm/s   {GAIN_MM_PER_MV:.0f} mm/mV   {fs:g} Hz   "
+        f"{SPEED_MM_PER_S:.0f} mm/s   {gain:.0f} mm/mV   {fs:g} Hz   "
         f"{len(record.lead_names)} leads   {record.duration_s:.1f} s recorded"
     )
     fig.text(MARGIN_MM / page_w, FOOTER_MM / 2 / page_h, footer, fontsize=7, va="center")
@@ -237,18 +348,25 @@ def render_png(
     measurements: Sequence[Measurement] = (),
     statements: Sequence[Finding] = (),
     dpi: float = 200,
+    *,
+    timezone: str | None = None,
 ) -> bytes:
-    """The printout as PNG bytes; at ``dpi`` one millimetre of paper is ``dpi / 25.4`` pixels."""
-    return _save(_figure(record, measurements, statements, dpi), "png")
+    """The printout as PNG bytes; at ``dpi`` one millimetre of paper is ``dpi / 25.4`` pixels.
+
+    ``timezone`` (IANA) is the site's: the acquisition time is printed in it, with its offset.
+    """
+    return _save(_figure(record, measurements, statements, dpi, timezone), "png")
 
 
 def render_pdf(
     record: EcgRecord,
     measurements: Sequence[Measurement] = (),
     statements: Sequence[Finding] = (),
+    *,
+    timezone: str | None = None,
 ) -> bytes:
-    """The printout as a one-page vector PDF at true paper size."""
-    return _save(_figure(record, measurements, statements, 72), "pdf")
+    """The printout as a one-page vector PDF at true paper size (what ``mmdx ecg analyze --printout`` writes)."""
+    return _save(_figure(record, measurements, statements, 72, timezone), "pdf")
 
 
 def render_array(

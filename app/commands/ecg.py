@@ -1,4 +1,6 @@
-"""``mmdx ecg analyze PATH... [--json]``: analyse ECG files (any supported format).
+"""``mmdx ecg analyze PATH... [--json] [--printout DIR]``: analyse ECG files (any supported format).
+
+``--printout DIR`` also writes each record's cart-style printout (``DIR/<file name>.pdf``).
 
 With ``--json`` one JSON object per record is printed, a line each (the
 stable shape of :func:`ecg.analysis.to_json`), in the order of the paths; a
@@ -22,6 +24,7 @@ from core.errors import MmdxError
 from core.records import EcgRecord
 from ecg.analysis import EcgAnalysis, analyze_batch, to_json
 from ecg.readers import read_ecg
+from ecg.render import render_pdf
 
 console = Console()
 err_console = Console(stderr=True)
@@ -49,6 +52,14 @@ def _read(path: Path) -> EcgRecord | MmdxError:
         return exc
 
 
+def _write_printout(folder: Path, path: Path, record: EcgRecord, analysis: EcgAnalysis, timezone: str) -> Path:
+    """``<folder>/<file name>.pdf``: the cart-style printout with mmdx's and the device's values."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{path.name}.pdf"
+    target.write_bytes(render_pdf(record, analysis.measurements, analysis.statements, timezone=timezone))
+    return target
+
+
 def register(cli: typer.Typer) -> None:
     """Add the ``ecg`` command group to the CLI."""
     group = typer.Typer(help="ECG analysis: beats, global measurements, rule-based statements.", no_args_is_help=True)
@@ -57,6 +68,9 @@ def register(cli: typer.Typer) -> None:
     def analyze_cmd(
         paths: Annotated[list[Path], typer.Argument(help="ECG files (a WFDB record by its path without extension)")],
         as_json: Annotated[bool, typer.Option("--json", help="one JSON object per record, a line each")] = False,
+        printout: Annotated[
+            Path | None, typer.Option("--printout", help="also write each record's 12-lead printout (PDF) here")
+        ] = None,
         config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")] = None,
     ) -> None:
         """Analyse each ECG file and print the result."""
@@ -71,7 +85,9 @@ def register(cli: typer.Typer) -> None:
             read = [_read(p) for p in chunk]
             analysed = iter(analyze_batch([r for r in read if isinstance(r, EcgRecord)], settings.ecg))
             results = [next(analysed) if isinstance(r, EcgRecord) else r for r in read]
-            for p, result in zip(chunk, results, strict=True):
+            for p, record, result in zip(chunk, read, results, strict=True):
+                if printout is not None and isinstance(record, EcgRecord) and not isinstance(result, MmdxError):
+                    _write_printout(printout, p, record, result, settings.site.timezone)
                 if isinstance(result, MmdxError):
                     failed += 1
                     if as_json:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from tests.peers import DCMTK_ENV, require_binary
 REPO = Path(__file__).resolve().parents[2]
 ECG = REPO / "tests" / "data" / "ecg" / "dicom" / "waveform_ecg.dcm"
 runner = CliRunner()
-MLLP_SEND = shutil.which("mllp_send") or str(REPO / ".venv" / "bin" / "mllp_send")
+MLLP_SEND = shutil.which("mllp_send") or str(Path(sys.executable).parent / "mllp_send")  # python-hl7's client
 
 
 def orm(*, accession: str = "ACC7001", placer: str = "PL7001", name: str = "Ölund^Åsa") -> bytes:
