@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import swagger_ui_bundle
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from app.api import ops, reports
-from app.api.auth import TokenVerifier
+from app.api import ops, orders, reports, upload
+from app.api.auth import OUTBOX, Principal, TokenVerifier
+from app.api.deps import require
+from app.api.metrics import Metrics
 from app.context import AppContext
 from app.web import pages
 from app.web.session import csrf_key
@@ -72,6 +74,8 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
     api.state.verifier = TokenVerifier(ctx.settings.auth)
     api.state.csrf_key = csrf_key(api.state.verifier)
     api.state.components = components if components is not None else {}
+    metrics = Metrics(ctx)
+    api.middleware("http")(metrics.middleware)
     api.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     api.mount("/static/app", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -87,6 +91,11 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
         ready = all(c["ok"] for c in checks.values())
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    @api.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus(_: Annotated[Principal, Depends(require(OUTBOX))]) -> Response:
+        """Prometheus metrics: received, analysed, stage latencies, outbox depth by state, errors by kind."""
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -104,5 +113,7 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
 
     api.include_router(reports.router)
     api.include_router(ops.router)
+    api.include_router(orders.router)
+    api.include_router(upload.router)
     api.include_router(pages.router)
     return api
