@@ -1,4 +1,4 @@
-"""Vision-language models run in-process with transformers: Gemma 3 (MedGemma), LLaVA, Qwen2.5-VL.
+"""Vision-language models run in-process with transformers: Gemma 3 (MedGemma), LLaVA, Qwen2.5-VL, Llama 3.2 Vision.
 
 Loading is the stock path (``AutoProcessor`` / ``AutoModelForImageTextToText``
 with ``local_files_only=True`` and no remote code), so a hospital drops a
@@ -34,8 +34,21 @@ from models.structured import DRAFT_SCHEMA, parse_draft, repair_messages
 from models.weights import check_weights
 
 #: model_type in config.json -> family name used in configuration
-FAMILIES: dict[str, str] = {"gemma3": "gemma3", "llava": "llava", "qwen2_5_vl": "qwen2_5_vl", "qwen2_vl": "qwen2_5_vl"}
-_IMAGE_TOKEN_ATTR = {"gemma3": "image_token_index", "llava": "image_token_index", "qwen2_5_vl": "image_token_id"}
+FAMILIES: dict[str, str] = {
+    "gemma3": "gemma3",
+    "llava": "llava",
+    "qwen2_5_vl": "qwen2_5_vl",
+    "qwen2_vl": "qwen2_5_vl",
+    "mllama": "mllama",
+}
+_IMAGE_TOKEN_ATTR = {
+    "gemma3": "image_token_index",
+    "llava": "image_token_index",
+    "qwen2_5_vl": "image_token_id",
+    "mllama": "image_token_index",
+}
+#: embedding rows beyond ``text_config.vocab_size``: Llama 3.2 Vision's ``<|image|>`` token is id vocab_size
+_EXTRA_EMBEDDINGS = {"mllama": 8}
 
 
 def read_model_type(folder: Path) -> str:
@@ -270,26 +283,23 @@ class LocalVlmBackend:
         if self._model is not None:
             return
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no progress bars in a service log
         folder = self.spec.path
         assert folder is not None
         self._device, dtype = select_device(self.spec.device, self.spec.dtype)
         try:
-            if self._family == "qwen2_5_vl" and importlib.util.find_spec("torchvision") is None:
-                processor: Any = ImageOnlyQwenProcessor.from_pretrained(folder)
-            else:
-                processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-                    folder, local_files_only=True, trust_remote_code=False
-                )
+            processor = self.load_processor()
             model = AutoModelForImageTextToText.from_pretrained(
                 folder, local_files_only=True, trust_remote_code=False, dtype=dtype
             )
         except Exception as exc:  # safetensors, tokenizers and torch raise their own types for corrupt files
-            raise ModelError(
-                f"model {self.name!r}: cannot load {folder}: {type(exc).__name__}: {str(exc)[:300]}"
-            ) from None
-        self._check_match(processor, model)
+            from models.check import site_terms
+
+            raise ModelError(f"model {self.name!r} cannot load: {site_terms(folder, exc)}") from None
+        self.check_match(processor, model.config)
         processor.tokenizer.padding_side = "left"
         self._processor = processor
         self._model = model.to(self._device).eval()
@@ -297,9 +307,40 @@ class LocalVlmBackend:
         if self.spec.options.get("constrained", True) and importlib.util.find_spec("xgrammar") is not None:
             self._logits_processor_factory = self._xgrammar_factory()
 
-    def _check_match(self, processor: Any, model: Any) -> None:
-        cfg = model.config
+    def load_processor(self) -> Any:
+        """The processor of the folder (image-only Qwen processor where torchvision is absent)."""
+        from transformers import AutoProcessor
+
+        folder = self.spec.path
+        assert folder is not None
+        if self._family == "qwen2_5_vl" and importlib.util.find_spec("torchvision") is None:
+            return ImageOnlyQwenProcessor.from_pretrained(folder)
+        return AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            folder, local_files_only=True, trust_remote_code=False
+        )
+
+    def probe(self) -> None:
+        """One tiny generation (two new tokens) on a blank image: the whole load and forward path runs."""
+        from models.protocol import ModelInput
+
+        self.load()
+        blank = np.zeros((64, 64), dtype=np.uint8)
+        from core.records import Image
+
+        inp = ModelInput(study_instance_uid="2.25.1", modality="DX", body_part="CHEST", images=(Image(blank),))
+        p = build_prompt(inp, self.spec.prompt_template, **prompt_options(self.spec.options))
+        kept = self._logits_processor_factory
+        self._logits_processor_factory = None  # the probe checks the model, not the grammar
+        try:
+            self._generate([self._conversation(p.messages, p.images)], max_new_tokens=2)
+        finally:
+            self._logits_processor_factory = kept
+
+    def check_match(self, processor: Any, cfg: Any) -> None:
+        """ModelError when the processor's tokenizer or image token does not belong to the model config."""
         text_vocab = getattr(getattr(cfg, "text_config", cfg), "vocab_size", None)
+        if text_vocab is not None:
+            text_vocab += _EXTRA_EMBEDDINGS.get(self._family, 0)
         tok = processor.tokenizer
         if text_vocab is not None and len(tok) > text_vocab:
             raise ModelError(
@@ -316,7 +357,7 @@ class LocalVlmBackend:
                 "processor and weights come from different models"
             )
 
-    def _xgrammar_factory(self) -> Any:  # pragma: no cover - xgrammar is an optional extra not installed in CI
+    def _xgrammar_factory(self) -> Any:
         import xgrammar as xgr
 
         text_cfg = getattr(self._model.config, "text_config", self._model.config)
@@ -367,7 +408,7 @@ class LocalVlmBackend:
             pending = pending[len(chunk) :]
         return out
 
-    def _generate(self, conversations: list[list[dict[str, Any]]]) -> list[str]:
+    def _generate(self, conversations: list[list[dict[str, Any]]], max_new_tokens: int | None = None) -> list[str]:
         import torch
 
         inputs = self._processor.apply_chat_template(
@@ -382,6 +423,9 @@ class LocalVlmBackend:
         if "pixel_values" in inputs and self._model.dtype != torch.float32:
             inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
         kwargs = self.decoding_settings()
+        if max_new_tokens is not None:
+            kwargs["max_new_tokens"] = max_new_tokens
+            kwargs.pop("min_new_tokens", None)
         if self._logits_processor_factory is not None:
             from transformers import LogitsProcessorList
 

@@ -109,16 +109,41 @@ class RemoteVlmBackend:
             missing=tuple(missing),
         )
 
-    def probe(self) -> list[str]:
-        """Problems reaching the server (``GET /v1/models``); empty when it lists the served model."""
+    def probe(self, *, request: bool = False) -> list[str]:
+        """Problems reaching the server: ``GET /v1/models`` must list the served model; with ``request``, one
+        one-token chat completion must answer 200 with text (no retries: a probe reports, it does not wait)."""
         try:
-            r = self._client.get("/v1/models")
-            r.raise_for_status()
+            r = self._client.get("/v1/models", timeout=min(10.0, self.spec.timeout_s))
+        except httpx.HTTPError as exc:
+            return [f"{self.spec.url}: server not reachable ({type(exc).__name__}); is it running, is the URL right?"]
+        if r.status_code != 200:
+            return [f"{self.spec.url}: GET /v1/models answered HTTP {r.status_code}; the server is not ready"]
+        try:
             ids = [m.get("id") for m in r.json().get("data", [])]
-        except (httpx.HTTPError, ValueError) as exc:
-            return [f"{self.spec.url}: not reachable ({type(exc).__name__})"]
+        except (ValueError, AttributeError):
+            return [f"{self.spec.url}: GET /v1/models gave no model list; is this an OpenAI-compatible server?"]
         if self.spec.served_model not in ids:
-            return [f"{self.spec.url}: serves {ids}, not {self.spec.served_model!r}"]
+            return [f"{self.spec.url}: serves {ids}, not {self.spec.served_model!r} (check served_model)"]
+        if not request:
+            return []
+        body = {
+            "model": self.spec.served_model,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Reply with {}."}]}],
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        try:
+            r = self._client.post("/v1/chat/completions", json=body, timeout=min(30.0, self.spec.timeout_s))
+        except httpx.TimeoutException:
+            return [f"{self.spec.url}: a one-token request timed out; the server is overloaded or hung"]
+        except httpx.HTTPError as exc:
+            return [f"{self.spec.url}: a one-token request failed ({type(exc).__name__})"]
+        if r.status_code != 200:
+            return [f"{self.spec.url}: a one-token request answered HTTP {r.status_code}; see the server's log"]
+        try:
+            r.json()["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return [f"{self.spec.url}: the answer to a one-token request is not a chat completion"]
         return []
 
     # ------------------------------------------------------------------ protocol

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import sys
@@ -61,26 +62,29 @@ def register(cli: typer.Typer) -> None:
     @cli.command("models")
     def models_command(
         as_json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
-        probe: Annotated[bool, typer.Option("--probe", help="also contact remote servers (GET /v1/models)")] = False,
-        check: Annotated[bool, typer.Option("--check", help="exit 1 when a configured backend cannot run")] = False,
+        probe: Annotated[
+            bool, typer.Option("--probe", help="with --check: one tiny forward pass (local) or one request (remote)")
+        ] = False,
+        check: Annotated[
+            bool,
+            typer.Option(
+                "--check",
+                help="load what is checked (config, tokenizer/processor, weights header and shapes, label count, "
+                "hash format) and exit 1 when a configured backend cannot run",
+            ),
+        ] = False,
         config: ConfigOption = None,
     ) -> None:
         """List configured model backends: files present, sha256 matching, and what is missing."""
         try:
             registry = Registry.from_settings(load_settings(config))
-            infos = registry.describe_all()
-            if probe:
-                from models.remote_vlm import RemoteVlmBackend
+            if check or probe:
+                from models.check import check_all
 
-                for i, info in enumerate(infos):
-                    be = registry.backend(info.name) if info.backend == "remote_vlm" else None
-                    if isinstance(be, RemoteVlmBackend) and (problems := be.probe()):
-                        infos[i] = type(info)(
-                            **{
-                                **{f: getattr(info, f) for f in info.__slots__},
-                                "missing": info.missing + tuple(problems),
-                            }
-                        )
+                results = check_all(registry, probe=probe)
+                infos = [dataclasses.replace(r.info, missing=r.problems) for r in results]
+            else:
+                infos = registry.describe_all()
         except MmdxError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
@@ -91,14 +95,16 @@ def register(cli: typer.Typer) -> None:
             for col in ("name", "backend", "family", "location", "sha256", "status"):
                 table.add_column(col, overflow="fold")
             for info in infos:
-                status = "[green]ready[/green]" if info.available else "[red]" + "; ".join(info.missing) + "[/red]"
-                sha = (info.weights_sha256 or "-")[:16]
-                table.add_row(info.name, info.backend, info.family, info.location or "-", sha, status)
+                ready = "[green]ready[/green]" + (" (checked)" if check or probe else "")
+                status = ready if info.available else "[red]" + "; ".join(info.missing) + "[/red]"
+                table.add_row(
+                    info.name, info.backend, info.family, info.location or "-", info.weights_sha256 or "-", status
+                )
             console.print(table)
             for kind in ("imaging", "ecg"):
                 if notice := no_model_notice(kind, infos):
                     console.print(f"[yellow]{kind}:[/yellow] {notice}")
-        if check and any(not i.available for i in infos):
+        if (check or probe) and any(not i.available for i in infos):
             raise typer.Exit(1)
 
     @cli.command("label")

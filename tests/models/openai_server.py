@@ -40,7 +40,7 @@ VALID_DRAFT = {
 
 @dataclass
 class ServerState:
-    mode: str = "valid"  #: model | valid | flaky | slow | garbage_once | http400
+    mode: str = "valid"  #: model | valid | flaky | slow | garbage_once | http400 | http500
     fail_first: int = 0
     delay_s: float = 0.0
     answer: str = json.dumps(VALID_DRAFT)
@@ -115,6 +115,9 @@ def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                     return
                 if state.mode == "http400":
                     self._send(400, {"error": "bad request"})
+                    return
+                if state.mode == "http500":
+                    self._send(500, {"error": "internal server error"})
                     return
                 if state.mode == "model":
                     text = _answer_with_model(state, body["messages"])

@@ -19,7 +19,7 @@ from models.weights import digest_path
 
 from .conftest import cxr_input
 
-FAMILIES = ["gemma3", "llava", "qwen2_5_vl"]
+FAMILIES = ["gemma3", "llava", "qwen2_5_vl", "mllama"]
 
 
 def _spec(path: Path, family: str, **kw: Any) -> ModelSpec:
@@ -141,13 +141,14 @@ def test_image_the_processor_cannot_take_fails_only_that_study(backends: dict[st
     assert "after one repair" in str(outs[1].error)  # the good study was retried alone and ran
 
 
-def test_constrained_decoding_with_xgrammar(tiny_vlms: dict[str, Path]) -> None:
+@pytest.mark.parametrize("family", ["gemma3", "mllama"])
+def test_constrained_decoding_with_xgrammar(tiny_vlms: dict[str, Path], family: str) -> None:
     """xgrammar (optional extra) forces the schema's structure even on a random model."""
     if importlib.util.find_spec("xgrammar") is None:
         if os.environ.get("CI"):
             pytest.fail("xgrammar is part of the test extras in CI")
         pytest.skip("xgrammar (optional extra) not installed")
-    be = LocalVlmBackend("g", _spec(tiny_vlms["gemma3"], "gemma3", max_new_tokens=16, options={"constrained": True}))
+    be = LocalVlmBackend("g", _spec(tiny_vlms[family], family, max_new_tokens=16, options={"constrained": True}))
     outs = be.predict([cxr_input("1.2.826.0.1.20")])  # ~70 ms per token on CPU with the grammar mask
     for out in outs:
         assert out.provenance["constrained"] == "xgrammar"

@@ -267,7 +267,77 @@ def build_tiny_qwen2_5_vl(out_dir: Path) -> Path:
     return out_dir
 
 
-BUILDERS = {"gemma3": build_tiny_gemma3, "llava": build_tiny_llava, "qwen2_5_vl": build_tiny_qwen2_5_vl}
+MLLAMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{% for c in m['content'] %}{% if c['type']=='image' %}<|image|>{% elif c['type']=='text' %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def build_tiny_mllama(out_dir: Path) -> Path:
+    """Llama 3.2 Vision layout: ``<|image|>`` is id ``vocab_size``, past the text vocabulary (as in the release)."""
+    import torch
+    from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaProcessor
+    from transformers.models.mllama.configuration_mllama import MllamaTextConfig, MllamaVisionConfig
+    from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "<|start_header_id|>"]
+    specials += ["<|end_header_id|>", "<|eot_id|>", "<|python_tag|>"]
+    tok = _tokenizer(
+        specials, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", pad_token="<|finetune_right_pad_id|>"
+    )
+    n_text = len(tok)
+    tok.add_special_tokens({"additional_special_tokens": ["<|image|>"]})
+    ids = tok.convert_tokens_to_ids
+    proc = MllamaProcessor(
+        image_processor=MllamaImageProcessorPil(size={"height": 28, "width": 28}, max_image_tiles=2),
+        tokenizer=tok,
+        chat_template=MLLAMA_TEMPLATE,
+    )
+    cfg = MllamaConfig(
+        vision_config=MllamaVisionConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_global_layers=1,
+            attention_heads=2,
+            intermediate_size=64,
+            vision_output_dim=96,  # hidden_size x (intermediate layers + 1)
+            image_size=28,
+            patch_size=14,
+            max_num_tiles=2,
+            intermediate_layers_indices=[0, 1],
+            supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]],
+        ),
+        text_config=MllamaTextConfig(
+            vocab_size=n_text,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=64,
+            cross_attention_layers=[1],
+            max_position_embeddings=MAX_POS,
+            bos_token_id=ids("<|begin_of_text|>"),
+            eos_token_id=ids("<|end_of_text|>"),
+            pad_token_id=ids("<|finetune_right_pad_id|>"),
+        ),
+        image_token_index=ids("<|image|>"),
+    )
+    torch.manual_seed(0)
+    model = MllamaForConditionalGeneration(cfg).eval()
+    model.generation_config.eos_token_id = [ids("<|end_of_text|>"), ids("<|eot_id|>")]
+    model.save_pretrained(out_dir)
+    proc.save_pretrained(out_dir)
+    return out_dir
+
+
+BUILDERS = {
+    "gemma3": build_tiny_gemma3,
+    "llava": build_tiny_llava,
+    "qwen2_5_vl": build_tiny_qwen2_5_vl,
+    "mllama": build_tiny_mllama,
+}
 
 
 def write_manifest(folder: Path, family: str) -> None:
