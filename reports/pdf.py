@@ -65,19 +65,22 @@ class _Fonts:
             for t in texts:
                 t.encode("cp1252")
             self.primary, self.bold, self.covered = "Helvetica", "Helvetica-Bold", needed
+            self.missing: set[int] = set()
+            self.replacement = "?"
             return
         except UnicodeEncodeError:
             pass
         fonts = [(n, c) for n, p in _UNICODE_FONTS if (c := _coverage(n, p)) is not None]
-        if not fonts:
-            raise ReportError("render_pdf: report text is not Latin-1 and no Unicode font (DejaVu, Droid) is installed")
+        if not fonts:  # no Unicode font installed: Helvetica, and what WinAnsi cannot show is replaced
+            self.primary, self.bold = "Helvetica", "Helvetica-Bold"
+            self.covered = {c for c in needed if _winansi(chr(c))}
+            fonts = [(self.primary, self.covered)]
         self.primary, self.covered = fonts[0]
-        self.bold = self.primary
+        self.bold = self.primary if self.primary != "Helvetica" else "Helvetica-Bold"
         self.fallbacks = fonts[1:]
-        missing = needed - self.covered - set().union(*(c for _, c in self.fallbacks))
-        if missing:
-            chars = "".join(sorted(chr(m) for m in missing))[:10]
-            raise ReportError(f"render_pdf: no installed font has the characters {chars!r}")
+        #: characters no installed font has (an emoji in a model's text): replaced, never fatal
+        self.missing = needed - self.covered - set().union(*(c for _, c in self.fallbacks))
+        self.replacement = "\u25a1" if 0x25A1 in self.covered else "?"
 
     def markup(self, text: str) -> str:
         """Escaped Paragraph markup, switching font for characters the primary font lacks."""
@@ -87,9 +90,21 @@ class _Fonts:
             if ch.isspace() or ord(ch) in self.covered:
                 out.append(piece)
                 continue
-            name = next(n for n, c in self.fallbacks if ord(ch) in c)
-            out.append(f'<font name="{name}">{piece}</font>')
+            name = next((n for n, c in self.fallbacks if ord(ch) in c), None)
+            out.append(self.replacement if name is None else f'<font name="{name}">{piece}</font>')
         return "".join(out).replace("\n", "<br/>")
+
+    def plain(self, text: str) -> str:
+        """``text`` with the characters no font can show replaced (for canvas strings: banner, watermark)."""
+        return "".join(self.replacement if ord(c) in self.missing else c for c in text)
+
+
+def _winansi(ch: str) -> bool:
+    try:
+        ch.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def render_pdf(
@@ -158,13 +173,13 @@ def render_pdf(
     def decorate(canvas: Canvas, doc: BaseDocTemplate) -> None:
         canvas.saveState()
         canvas.setFont(font, 7.5)
-        canvas.drawString(15 * mm, 10 * mm, f"{lay.banner} · page {doc.page}")
+        canvas.drawString(15 * mm, 10 * mm, fonts.plain(f"{lay.banner} · page {doc.page}"))
         if lay.watermark:
             canvas.setFillColor(colors.Color(0.8, 0, 0, alpha=0.13))
             canvas.setFont(bold, 34)
             canvas.translate(A4[0] / 2, A4[1] / 2)
             canvas.rotate(40)
-            canvas.drawCentredString(0, 0, lay.watermark)
+            canvas.drawCentredString(0, 0, fonts.plain(lay.watermark))
         canvas.restoreState()
 
     buf = io.BytesIO()
