@@ -22,6 +22,8 @@ COPY pacs_bridge ./pacs_bridge
 COPY app ./app
 # the project itself is pinned by this checkout; its dependencies by constraints.txt (make lock)
 RUN pip install -c constraints.txt ".[ml]"
+# constrained decoding of model drafts (xgrammar) without triton, a GPU-only ~1 GB dependency it declares
+RUN pip install -c constraints.txt --no-deps xgrammar apache-tvm-ffi && python -c "import xgrammar"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 MMDX_CONFIG=/app/configs/default.yaml

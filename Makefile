@@ -27,11 +27,12 @@ $(BIN)/python:
 $(VENV)/.base-installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[ml]'
+	# constrained decoding of model drafts (docs/models.md), without triton (~1 GB, GPU only)
+	$(PIP) --no-deps xgrammar apache-tvm-ffi
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.base-installed
 	$(PIP) -e '.[ml,test,dev]'
-	# constrained decoding for the structured-output tests, without triton (~1 GB, GPU only)
 	$(PIP) --no-deps xgrammar apache-tvm-ffi
 	touch $@
 

@@ -13,6 +13,7 @@ request (remote).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import struct
@@ -171,6 +172,11 @@ def _check_local_vlm(name: str, spec: ModelSpec, registry: Registry, probe: bool
     assert folder is not None
     backend = registry.backend(name)
     assert isinstance(backend, LocalVlmBackend)
+    if spec.options.get("constrained", True) and importlib.util.find_spec("xgrammar") is None:
+        problems.append(
+            "constrained decoding is on (options.constrained) but xgrammar is not installed: small models then "
+            "rarely give valid drafts; install it as docs/models.md says, or set options.constrained: false"
+        )
     _weights_vs_architecture(folder, problems)
     if problems:
         return problems
