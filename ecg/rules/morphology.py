@@ -9,6 +9,7 @@ from core.records import Finding, Sex
 from ecg.rules import thresholds as th
 from ecg.rules.base import RuleInput, finding
 from ecg.rules.conduction import conduction_statements
+from ecg.rules.infarct import infarct_statements
 from ecg.signal.measurements import LeadAmplitudes
 
 #: Contiguous lead sequences: limb leads in Cabrera order, precordial leads in order.
@@ -101,6 +102,9 @@ def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
             out.append(finding(SCT.LVH, crit, amps))
     if not paced and not lbbb:
         out += _st_t(ri, amp, qrs)
+        elevated = {k for k, a in amp.items() if a.st_j >= _ste_threshold(k, ri)[0] and ri.good(k)}
+        stemi_leads = {x for p in _contiguous_pairs(elevated) for x in p}
+        out += infarct_statements(ri, amp, stemi_leads)
     out += _qt(ri)
     return out
 

@@ -303,3 +303,23 @@ def test_artefact_burst_is_not_ventricular_tachycardia() -> None:
     found = np.array([bt.sample for bt in result.beats])
     hits = sum(np.min(np.abs(found - r)) <= 75 for r in truth.r_peaks)
     assert hits >= len(truth.r_peaks) - 2  # the true beats are still found
+
+
+def test_infarct_by_territory_age_indeterminate_and_acute() -> None:
+    """Pathological Q waves in two contiguous inferior leads: inferior infarct; with STEMI-level ST there: acute."""
+    q = {"q": -0.3, "q_ms": 40.0, "r": 0.6}
+    out = interpret(_ri(amps=_amps(II=q, aVF=q)))
+    mi = [f for f in out if f.concept == SCT.MYOCARDIAL_INFARCTION]
+    assert [f.text for f in mi] == ["Inferior infarct, age indeterminate"]
+    assert "II" in mi[0].criteria[0] and "aVF" in mi[0].criteria[0] and SCT.NORMAL_ECG not in _codes(out)
+    acute = interpret(_ri(amps=_amps(II={**q, "st_j": 0.3}, aVF={**q, "st_j": 0.3}, III={"st_j": 0.3})))
+    assert "Inferior infarct, acute" in {f.text for f in acute} and SCT.STEMI in _codes(acute)
+    # one lead, a narrow Q, or two non-adjacent leads: no infarct
+    assert SCT.MYOCARDIAL_INFARCTION not in _codes(interpret(_ri(amps=_amps(III=q))))
+    assert SCT.MYOCARDIAL_INFARCTION not in _codes(interpret(_ri(amps=_amps(II={**q, "q_ms": 20.0}, aVF=q))))
+    # V2-V3: any Q over 20 ms (or QS) is pathological
+    qs = {"q": -0.8, "r": 0.0, "s": 0.0}
+    assert "Anteroseptal infarct, age indeterminate" in {f.text for f in interpret(_ri(amps=_amps(V2=qs, V3=qs)))}
+    # not read from an LBBB (its QS in V1-V3 is the block)
+    lbbb = _amps(**{**LBBB_AMPS, "V2": qs, "V3": qs})
+    assert SCT.MYOCARDIAL_INFARCTION not in _codes(interpret(_ri_qrs(150.0, lbbb)))
