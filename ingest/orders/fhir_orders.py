@@ -174,6 +174,11 @@ def poll_service_requests(
         for r in entries:
             if r.get("resourceType") != "ServiceRequest":
                 continue
+            ref = str((r.get("subject") or {}).get("reference") or "")
+            if ref.startswith("Patient/") and ref not in patients:  # the server ignored _include
+                found = client.get(f"{base_url.rstrip('/')}/{ref}", timeout=30.0)
+                if found.status_code == 200:
+                    patients[ref] = found.json()
             updated = (r.get("meta") or {}).get("lastUpdated")
             if updated and (newest is None or updated > newest):
                 newest = updated

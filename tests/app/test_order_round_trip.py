@@ -84,16 +84,28 @@ def _send_order(listener: MllpServer, message: bytes, tmp: Path) -> hl7.Message:
     return hl7.parse(out.decode().strip().replace("\n", "\r"))
 
 
-def _modality_sends(ctx: AppContext, tmp: Path, *, accession: str, sex: str = "F") -> str:
+def _modality_sends(
+    ctx: AppContext,
+    tmp: Path,
+    *,
+    accession: str,
+    sex: str = "F",
+    pid: str = "PAT-77|X",
+    name: str = "Ölund^Åsa",
+    birth: str = "19610304",
+    study_uid: str | None = None,
+) -> str:
     """The ECG cart: the waveform with the order's accession and patient, sent by storescu to mmdx's SCP."""
     ds = pydicom.dcmread(ECG)
     ds.AccessionNumber = accession
-    ds.PatientID = "PAT-77|X"
+    ds.PatientID = pid
     ds.IssuerOfPatientID = "HOSP"
     ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName = "Ölund^Åsa"
-    ds.PatientBirthDate = "19610304"
+    ds.PatientName = name
+    ds.PatientBirthDate = birth
     ds.PatientSex = sex
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
     path = tmp / "ecg.dcm"
     ds.save_as(path, enforce_file_format=True)
     server = StorageServer(ctx.settings, ctx.db, port=0, engine="fast")
@@ -208,3 +220,79 @@ def test_indication_reaches_the_models(ctx: AppContext, listener: MllpServer, tm
     assert context.indication == (
         "Reason for exam: QT check on sotalol. Clinical history: Palpitations for two weeks; on sotalol."
     )
+
+
+def test_unknown_accession_is_asked_of_the_worklist(workdir: Path, tmp_path: Path) -> None:
+    """No order was sent: the pipeline asks the Modality Worklist by accession and the results carry its order."""
+    from tests.ingest.test_orders import STUDY_UID
+
+    peer = _start_worklist(tmp_path)
+    context = AppContext.create(
+        None,
+        scp={"ae_title": "MMDX", "allowed_calling_aes": ["STORESCU"]},
+        storage={"store_dir": workdir / "store", "out_dir": workdir / "out", "quarantine_dir": workdir / "q"},
+        database={"url": f"sqlite:///{workdir / 'mmdx.db'}"},
+        orders={"worklist": {"ae_title": peer[0], "host": "127.0.0.1", "port": peer[1]}},
+    )
+    try:
+        study_uid = _modality_sends(
+            context,
+            tmp_path,
+            accession="ACC-WL1",
+            pid="MRN4711",
+            name="Müller^Jürgen",
+            birth="19500102",
+            sex="M",
+            study_uid=STUDY_UID,
+        )
+        outcome = process_study(context, study_uid, context.settings.storage.out_dir)
+        assert outcome.report is not None
+        oru = hl7.parse((Path(context.settings.storage.out_dir) / study_uid / "oru.hl7").read_bytes().decode())
+        assert str(oru.segment("OBR")[2]) == "PL-WL1" and str(oru.segment("OBR")[3]) == "FI-WL1"
+        with context.db.session() as session:
+            match = order_store.match_for_study(session, study_uid)
+        assert match is not None and match.conflicts == () and match.order.source.value == "worklist"
+    finally:
+        context.db.dispose()
+        _stop_worklist()
+
+
+_WL: list[subprocess.Popen[bytes]] = []
+
+
+def _start_worklist(tmp: Path) -> tuple[str, int]:
+    from tests.ingest.test_orders import _worklist_entry
+    from tests.peers import free_port
+
+    exe = require_binary("wlmscpfs")
+    ae_dir = tmp / "wl" / "RISWL"
+    ae_dir.mkdir(parents=True)
+    (ae_dir / "lockfile").write_text("")
+    _worklist_entry(ae_dir)
+    port = free_port()
+    _WL.append(
+        subprocess.Popen(
+            [exe, "-csk", "-dfp", str(tmp / "wl"), str(port)],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    import socket
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return "RISWL", port
+
+
+def _stop_worklist() -> None:
+    from tests.peers import stop_pid
+
+    while _WL:
+        stop_pid(_WL.pop())
