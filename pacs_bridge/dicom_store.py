@@ -137,10 +137,8 @@ class CStoreSender:
                 prim = assoc.acceptor.primitive
                 why = f"association rejected by PACS {where} (result {prim.result}, source {prim.result_source}, "
                 why += f"reason {prim.diagnostic})"
-            elif assoc.is_aborted:
-                why = f"association aborted by PACS {where}"
-            else:
-                why = f"no association with PACS {where} (connection refused or timed out)"
+            else:  # pynetdicom reports a refused connection as an abort
+                why = f"no association with PACS {where} (connection refused, timed out or aborted)"
             return {p.item.id: Retry(why) for p in group}
         outcomes: dict[int, Outcome] = {}
         stored: list[_Prepared] = []
