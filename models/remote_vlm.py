@@ -10,6 +10,12 @@ parsed and validated here (one repair turn, then a per-study ModelError).
 Requests time out after ``spec.timeout_s``; connection errors, timeouts, 429
 and 5xx are retried with exponential backoff (``options.retries``,
 ``options.backoff_s``); at most ``spec.concurrency`` requests are in flight.
+One study never waits longer than ``options.deadline_s`` (default 1.5 x
+``timeout_s``) across its attempts, and after ``options.breaker_failures``
+(default 3) studies in a row that found the server unusable the circuit
+opens: for ``options.breaker_reset_s`` (default 60 s) studies fail at once
+with that reason (and get their fallback draft) instead of each waiting out
+the timeouts, so one hung server cannot stall the queue.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +81,12 @@ class RemoteVlmBackend:
         self.retries = int(spec.options.get("retries", 3))
         self.backoff_s = float(spec.options.get("backoff_s", 0.5))
         self.structured_output = bool(spec.options.get("structured_output", True))
+        self.deadline_s = float(spec.options.get("deadline_s", 1.5 * spec.timeout_s))
+        self.breaker_failures = int(spec.options.get("breaker_failures", 3))
+        self.breaker_reset_s = float(spec.options.get("breaker_reset_s", 60.0))
+        self._breaker = threading.Lock()
+        self._failures_in_row = 0
+        self._open_until = 0.0
         headers = {}
         if key := spec.options.get("api_key"):
             headers["Authorization"] = f"Bearer {key}"
@@ -160,8 +173,9 @@ class RemoteVlmBackend:
         except ModelError as exc:
             return ModelOutput.failed(inp.study_instance_uid, producer, exc)
         prov = self._provenance(prompt)
+        deadline = time.monotonic() + self.deadline_s
         try:
-            text = self.complete(openai_messages(prompt.messages, prompt.images))
+            text = self.complete(openai_messages(prompt.messages, prompt.images), deadline=deadline)
         except ModelError as exc:
             return ModelOutput.failed(inp.study_instance_uid, producer, exc, provenance=prov)
         repair_used = False
@@ -171,7 +185,7 @@ class RemoteVlmBackend:
             repair_used = True
             msgs = prompt.messages + repair_messages(text, first)
             try:
-                text = self.complete(openai_messages(msgs, prompt.images))
+                text = self.complete(openai_messages(msgs, prompt.images), deadline=deadline)
                 draft = parse_draft(text)
             except ModelError as exc:
                 err = ModelError(
@@ -207,17 +221,38 @@ class RemoteVlmBackend:
             }
         return body
 
-    def complete(self, messages: list[dict[str, Any]]) -> str:
-        """One chat completion with retries; the assistant's text, or ModelError saying what failed."""
+    def _server_failed(self, failed: bool) -> None:
+        with self._breaker:
+            self._failures_in_row = self._failures_in_row + 1 if failed else 0
+            if self._failures_in_row >= self.breaker_failures:
+                self._open_until = time.monotonic() + self.breaker_reset_s
+
+    def complete(self, messages: list[dict[str, Any]], *, deadline: float | None = None) -> str:
+        """One chat completion with retries; the assistant's text, or ModelError saying what failed.
+
+        ``deadline`` (``time.monotonic()`` value) bounds all attempts together.
+        """
+        with self._breaker:
+            wait = self._open_until - time.monotonic()
+        if wait > 0:
+            raise ModelError(
+                f"model {self.name!r} at {self.spec.url}: server unavailable ({self._failures_in_row} studies in a row "
+                f"failed; not asked again for {wait:.0f} s)"
+            )
+        deadline = deadline if deadline is not None else time.monotonic() + self.deadline_s
         body = self.request_body(messages)
         last = "no attempt"
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(max(0.0, min(self.backoff_s * 2 ** (attempt - 1), deadline - time.monotonic())))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                last += f"; per-study deadline of {self.deadline_s:g} s reached"
+                break
             try:
-                r = self._client.post("/v1/chat/completions", json=body)
+                r = self._client.post("/v1/chat/completions", json=body, timeout=min(self.spec.timeout_s, left))
             except httpx.TimeoutException:
-                last = f"timed out after {self.spec.timeout_s} s"
+                last = f"timed out after {min(self.spec.timeout_s, left):.3g} s"
                 continue
             except httpx.HTTPError as exc:  # connection refused/reset, protocol errors
                 last = f"request failed ({type(exc).__name__})"
@@ -234,8 +269,10 @@ class RemoteVlmBackend:
                 raise ModelError(f"model {self.name!r} at {self.spec.url}: response is not a chat completion") from None
             if not isinstance(content, str):
                 raise ModelError(f"model {self.name!r}: completion has no text content")
+            self._server_failed(False)
             return content
-        raise ModelError(f"model {self.name!r} at {self.spec.url}: gave up after {self.retries + 1} attempts: {last}")
+        self._server_failed(True)
+        raise ModelError(f"model {self.name!r} at {self.spec.url}: gave up after {attempt + 1} attempt(s): {last}")
 
     def _provenance(self, prompt: Prompt) -> dict[str, str]:
         return {
