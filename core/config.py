@@ -329,10 +329,13 @@ class LimitsConfig(_Section):
 
 
 class BatchConfig(_Section):
-    engine: Literal["local", "ray"] = "local"
-    workers: int = Field(2, ge=1)
-    ray_address: str | None = None
-    chunk_size: int = Field(64, ge=1)
+    """``mmdx batch`` defaults (each has a command-line option that overrides it)."""
+
+    engine: Literal["local", "ray"] = "local"  #: local process pool, or a Ray cluster
+    workers: int = Field(2, ge=1)  #: parallel worker processes (Ray: tasks in flight)
+    ray_address: str | None = None  #: a running Ray cluster ("host:6379"); None starts a local one
+    in_flight_per_worker: int = Field(2, ge=1)  #: items queued per worker (bounds the run's memory)
+    progress_every_s: float = Field(10.0, gt=0)  #: log-line interval when the output is not a terminal
 
 
 class OrdersConfig(_Section):

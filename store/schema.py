@@ -14,6 +14,7 @@ Tables, by the part of the design they hold::
     reports  report_versions, artefacts
     outbox   outbox                one row per (artefact, destination)
     audit    audit                 append-only (enforced by ORM events)
+    batch    batch_runs, batch_items   ``mmdx batch`` run state (one row per item)
     orders   orders, order_matches one row per order; which order a study answers
 
 PHI (patient identifiers, name, birth date) lives in ``patients`` and
@@ -455,3 +456,63 @@ class AuditRow(Base):
 @event.listens_for(AuditRow, "before_delete")
 def _audit_is_append_only(mapper: Mapper[Any], connection: Any, target: AuditRow) -> None:
     raise StoreError(f"audit entry {target.id} cannot be changed or deleted: the audit log is append-only")
+
+
+# --------------------------------------------------------------------------- batch runs
+
+
+class BatchItemState(enum.Enum):
+    """Life of one item of a batch run: ``pending -> done | failed`` (a re-run of a pending item starts afresh)."""
+
+    PENDING = "pending"  #: not finished yet (new, or interrupted: its partial outputs are discarded on resume)
+    DONE = "done"  #: finished; ``row`` holds its cohort-table row
+    FAILED = "failed"  #: could not be used; ``error`` says why (PHI-free)
+
+
+class BatchRunRow(Base):
+    """One ``mmdx batch`` run: its source, options and output folder (``id`` is the run_id)."""
+
+    __tablename__ = "batch_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    out_dir: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class BatchItemRow(Base):
+    """One unit of work of a batch run (a study, a research image or a report text) and its cohort row.
+
+    ``meta`` holds the manifest's columns for the item (a manifest may carry a
+    patient column: the research team's own data); ``row`` is the finished
+    cohort-table row, ``fhir`` the FHIR resources of its report.
+    """
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq"),
+        UniqueConstraint("run_id", "key"),
+        Index("ix_batch_items_run_id_state", "run_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("batch_runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    source_path: Mapped[str | None] = mapped_column(Text)
+    study_instance_uid: Mapped[str | None] = mapped_column(UID)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[BatchItemState] = mapped_column(
+        _str_enum(BatchItemState, "batch_item_state"), default=BatchItemState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    row: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fhir: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[datetime | None]

@@ -7,7 +7,7 @@ import importlib
 import typer
 
 #: Area command modules, registered in this order.
-AREAS: tuple[str, ...] = ("ingest", "deid", "ecg", "models", "reports", "store", "service", "bridge", "orders")
+AREAS: tuple[str, ...] = ("ingest", "deid", "ecg", "models", "reports", "store", "batch", "service", "bridge", "orders")
 
 
 def register_all(cli: typer.Typer) -> None:

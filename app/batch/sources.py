@@ -1,0 +1,262 @@
+"""What a batch runs over: the items of a folder tree, a manifest, or a report-text table.
+
+Planning indexes the studies (through :func:`app.inputs.collect`, the same
+path ``mmdx run`` takes; studies already pulled with ``mmdx pull`` are named by UID) and
+returns one :class:`store.runs.NewItem` per study, research image or report
+text, in a stable order (by source path, or manifest row), so the same input
+always gives the same item numbers. Unusable inputs become failed items with
+their reason, so they appear in the cohort table and the summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from app.batch.images import is_research_image
+from app.context import AppContext
+from app.ecg_studies import content_sha256
+from app.inputs import collect
+from core.errors import ConfigError
+from core.identifiers import derive_uid
+from ecg.readers import detect_format
+from ecg.readers.members import record_files
+from ingest.files import scan
+from store import index
+from store.runs import NewItem
+
+#: Manifest columns naming the input (one of them is required).
+PATH_COLUMNS = ("path", "file", "filename", "Path", "Image Index")
+UID_COLUMNS = ("study_uid", "study_instance_uid", "StudyInstanceUID")
+REPORT_COLUMNS = ("report_text", "report", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The planned items and what kind of source they came from."""
+
+    kind: str  #: folder, manifest, reports
+    items: tuple[NewItem, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for item in self.items:
+            key = "unusable" if item.error is not None else item.kind
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+def source_kind(source: str) -> str:
+    path = Path(source)
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise ConfigError(f"batch source {source}: no such file or folder (expected a folder or a CSV/Parquet table)")
+    table = read_table(path)
+    if any(c in table.column_names for c in REPORT_COLUMNS) and not any(
+        c in table.column_names for c in (*PATH_COLUMNS, *UID_COLUMNS)
+    ):
+        return "reports"
+    return "manifest"
+
+
+def read_table(path: Path) -> pa.Table:
+    """A manifest as an Arrow table (CSV or Parquet, by content: Parquet starts with ``PAR1``)."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+        if magic == b"PAR1":
+            return pq.read_table(path)
+        opts = pacsv.ConvertOptions(strings_can_be_null=False)
+        table = pacsv.read_csv(path, convert_options=opts)
+        return table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names]))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigError(f"manifest {path}: not a readable CSV or Parquet table ({type(exc).__name__})") from None
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    return [{k: (None if v is None else str(v)) for k, v in r.items()} for r in table.to_pylist()]
+
+
+def _first(row: Mapping[str, Any], names: Sequence[str]) -> str | None:
+    for n in names:
+        v = row.get(n)
+        if v not in (None, ""):
+            return str(v)
+    return None
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+# --------------------------------------------------------------------------- folder
+
+
+def plan_folder(ctx: AppContext | None, folder: Path, *, limit: int | None = None) -> Plan:
+    """Every study (DICOM or ECG file) and research image under ``folder``; ``ctx`` None: count only, index nothing."""
+    result = scan([folder])
+    images = sorted({r.path for r in result.rejected if not r.dicom and is_research_image(r.path)})
+    first_path: dict[str, Path] = {}
+    for s in result.dicom:
+        uid = s.study.study_instance_uid
+        if uid not in first_path or s.path < first_path[uid]:
+            first_path[uid] = s.path
+    entries: list[tuple[str, str, dict[str, Any]]] = []  # (source path, kind, fields)
+    ecg_files: dict[str, Path] = {}  # derived study UID -> the recording's main file (as app.ecg_studies names it)
+    consumed: set[Path] = set()
+    for path in result.other_files:
+        if path in images or path in consumed or detect_format(path) is None:
+            continue
+        files = record_files(path)
+        consumed.update(files)
+        if ctx is not None:
+            uid = derive_uid(ctx.settings.uid_root, "ecg-file", "study", content_sha256(files))
+            ecg_files.setdefault(uid, files[0])
+        else:
+            ecg_files[str(files[0])] = files[0]
+    if ctx is None:
+        for uid, p in first_path.items():
+            entries.append((_rel(p, folder), "study", {"study_instance_uid": uid}))
+        for p in ecg_files.values():
+            entries.append((_rel(p, folder), "study", {}))
+        for path in result.other_files:
+            if path not in consumed and path not in images:
+                entries.append((_rel(path, folder), "file", {"error": "not DICOM, nor a known ECG format"}))
+        for r in result.rejected:
+            if r.dicom:
+                entries.append((_rel(r.path, folder), "file", {"error": _reason(r.reason, r.path)}))
+    else:
+        first_path.update(ecg_files)
+        collected = collect(ctx, [folder])
+        with ctx.db.session(readonly=True) as session:
+            for uid in collected.study_uids:
+                found = first_path.get(uid)
+                if found is None:
+                    study = index.load_study(session, uid)
+                    inst = study.series[0].instances[0] if study and study.series else None
+                    found = inst.path if inst is not None else Path(uid)
+                entries.append((_rel(found, folder), "study", {"study_instance_uid": uid}))
+        for r in collected.rejected:
+            if r.path in images:
+                continue
+            entries.append((_rel(r.path, folder), "file", {"error": _reason(r.reason, r.path)}))
+        for f in collected.empty_folders:
+            entries.append((_rel(f, folder), "file", {"error": "empty folder: no files"}))
+    entries.extend((_rel(p, folder), "image", {}) for p in images)
+    entries.sort(key=lambda e: (e[0], e[1]))
+    items = []
+    for seq, (src, kind, extra) in enumerate(entries[:limit] if limit else entries):
+        study_uid: str | None = extra.get("study_instance_uid")
+        key = study_uid if kind == "study" and study_uid else f"{kind}:{src}"
+        meta = {"path": str(folder / src)} if kind == "image" else {}
+        items.append(NewItem(seq, key, kind, src, study_uid, meta, extra.get("error")))
+    return Plan("folder", tuple(items))
+
+
+def _reason(reason: str, path: Path) -> str:
+    """The reason without the path it often starts with (the path is its own column)."""
+    text = str(reason)
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def plan_manifest(ctx: AppContext | None, manifest: Path, *, limit: int | None = None) -> Plan:
+    """One item per manifest row: a path (DICOM, ECG or PNG/JPEG) or a study UID, the other columns as metadata."""
+    table = read_table(manifest)
+    path_col = next((c for c in PATH_COLUMNS if c in table.column_names), None)
+    uid_col = next((c for c in UID_COLUMNS if c in table.column_names), None)
+    if path_col is None and uid_col is None:
+        raise ConfigError(
+            f"manifest {manifest}: expected a column {PATH_COLUMNS[0]!r} or {UID_COLUMNS[0]!r}, "
+            f"found {', '.join(table.column_names) or 'none'}"
+        )
+    root = manifest.parent
+    rows = _rows(table)
+    if limit:
+        rows = rows[:limit]
+    items: list[NewItem] = []
+    seen: set[str] = set()
+    for seq, row in enumerate(rows):
+        meta = dict(row)
+        raw = row.get(path_col) if path_col else None
+        uid = row.get(uid_col) if uid_col else None
+        if raw:
+            path = Path(raw) if Path(raw).is_absolute() else root / raw
+            items.append(_manifest_path_item(ctx, seq, raw, path, meta, seen))
+        elif uid:
+            items.append(_manifest_uid_item(ctx, seq, uid, meta, seen))
+        else:
+            items.append(
+                NewItem(seq, f"row:{seq}", "file", None, None, meta, f"manifest row {seq + 1}: no path or UID")
+            )
+    return Plan("manifest", tuple(items))
+
+
+def _unique(key: str, seen: set[str], seq: int) -> str:
+    if key in seen:
+        key = f"{key}#row{seq}"
+    seen.add(key)
+    return key
+
+
+def _manifest_path_item(
+    ctx: AppContext | None, seq: int, raw: str, path: Path, meta: dict[str, Any], seen: set[str]
+) -> NewItem:
+    if not path.exists():
+        return NewItem(seq, _unique(f"file:{raw}", seen, seq), "file", raw, None, meta, "no such file")
+    if is_research_image(path):
+        meta["path"] = str(path)
+        return NewItem(seq, _unique(f"image:{raw}", seen, seq), "image", raw, None, meta)
+    if ctx is None:
+        return NewItem(seq, _unique(f"study:{raw}", seen, seq), "study", raw, None, meta)
+    collected = collect(ctx, [path])
+    if not collected.study_uids:
+        reason = "; ".join(_reason(r.reason, r.path) for r in collected.rejected) or "no study found"
+        return NewItem(seq, _unique(f"file:{raw}", seen, seq), "file", raw, None, meta, reason)
+    uid = collected.study_uids[0]
+    return NewItem(seq, _unique(uid, seen, seq), "study", raw, uid, meta)
+
+
+def _manifest_uid_item(ctx: AppContext | None, seq: int, uid: str, meta: dict[str, Any], seen: set[str]) -> NewItem:
+    if ctx is not None:
+        with ctx.db.session(readonly=True) as session:
+            known = index.load_study(session, uid) is not None
+        if not known:
+            reason = "study is not in the index (pull it first, or give a path column)"
+            return NewItem(seq, _unique(f"uid:{uid}", seen, seq), "file", None, uid, meta, reason)
+    return NewItem(seq, _unique(uid, seen, seq), "study", None, uid, meta)
+
+
+# --------------------------------------------------------------------------- report texts
+
+
+def plan_reports(table_path: Path, *, limit: int | None = None) -> Plan:
+    """One labeler-only item per report text (column ``report_text``; ``id`` names it when present)."""
+    table = read_table(table_path)
+    text_col = next(c for c in REPORT_COLUMNS if c in table.column_names)
+    rows = _rows(table)[:limit] if limit else _rows(table)
+    items = []
+    for seq, row in enumerate(rows):
+        rid = _first(row, ("id", "report_id", "accession")) or f"row{seq + 1}"
+        text = row.get(text_col) or ""
+        meta = {k: v for k, v in row.items() if k != text_col}
+        meta["report_text"] = text
+        error = None if text.strip() else "empty report text"
+        items.append(NewItem(seq, f"report:{rid}#{seq}", "report", f"{table_path.name}#{rid}", None, meta, error))
+    return Plan("reports", tuple(items))
