@@ -144,6 +144,8 @@ def test_order_round_trip(ctx: AppContext, listener: MllpServer, tmp_path: Path)
     acquired = pydicom.dcmread(tmp_path / "ecg.dcm")
     assert str(oru["OBR.F7"]).startswith(acquired.StudyDate + acquired.StudyTime[:4])
     assert oru["PID.F3.R1.C1"] == "PAT-77|X"  # the delimiter went out escaped and comes back whole
+    assert "PAT-77\\F\\X^" in raw and str(oru.segment("PID")[5]) == "Ölund^Åsa"  # UTF-8, as MSH-18 says
+    assert str(oru.segment("MSH")[18]) == "UNICODE UTF-8"
 
     # FHIR: DiagnosticReport.basedOn the order (by its placer identifier)
     bundle = json.loads((out / "bundle.json").read_text())
@@ -155,6 +157,7 @@ def test_order_round_trip(ctx: AppContext, listener: MllpServer, tmp_path: Path)
 
     # SR: Referenced Request Sequence with the accession and both order numbers
     sr = pydicom.dcmread(out / "sr_ecg.dcm")
+    assert sr.SpecificCharacterSet == "ISO_IR 192" and str(sr.PatientName) == "Ölund^Åsa"
     (request,) = sr.ReferencedRequestSequence
     assert request.AccessionNumber == "ACC7001" == sr.AccessionNumber
     assert request.PlacerOrderNumberImagingServiceRequest == "PL7001"
