@@ -10,7 +10,7 @@ parsed and validated here (one repair turn, then a per-study ModelError).
 Requests time out after ``spec.timeout_s``; connection errors, timeouts, 429
 and 5xx are retried with exponential backoff (``options.retries``,
 ``options.backoff_s``); at most ``spec.concurrency`` requests are in flight.
-One study never waits longer than ``options.deadline_s`` (default 1.5 x
+One study never waits longer than ``options.deadline_s`` (default 2 x
 ``timeout_s``) across its attempts, and after ``options.breaker_failures``
 (default 3) studies in a row that found the server unusable the circuit
 opens: for ``options.breaker_reset_s`` (default 60 s) studies fail at once
@@ -81,7 +81,7 @@ class RemoteVlmBackend:
         self.retries = int(spec.options.get("retries", 3))
         self.backoff_s = float(spec.options.get("backoff_s", 0.5))
         self.structured_output = bool(spec.options.get("structured_output", True))
-        self.deadline_s = float(spec.options.get("deadline_s", 1.5 * spec.timeout_s))
+        self.deadline_s = float(spec.options.get("deadline_s", 2 * spec.timeout_s))
         self.breaker_failures = int(spec.options.get("breaker_failures", 3))
         self.breaker_reset_s = float(spec.options.get("breaker_reset_s", 60.0))
         self._breaker = threading.Lock()
@@ -252,7 +252,12 @@ class RemoteVlmBackend:
             try:
                 r = self._client.post("/v1/chat/completions", json=body, timeout=min(self.spec.timeout_s, left))
             except httpx.TimeoutException:
-                last = f"timed out after {min(self.spec.timeout_s, left):.3g} s"
+                if left < self.spec.timeout_s:  # cut short by the deadline
+                    last = (
+                        "timed out" if attempt == 0 else last
+                    ) + f"; per-study deadline of {self.deadline_s:g} s reached"
+                    break
+                last = f"timed out after {self.spec.timeout_s:g} s"
                 continue
             except httpx.HTTPError as exc:  # connection refused/reset, protocol errors
                 last = f"request failed ({type(exc).__name__})"
@@ -272,7 +277,8 @@ class RemoteVlmBackend:
             self._server_failed(False)
             return content
         self._server_failed(True)
-        raise ModelError(f"model {self.name!r} at {self.spec.url}: gave up after {attempt + 1} attempt(s): {last}")
+        tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
+        raise ModelError(f"model {self.name!r} at {self.spec.url}: gave up after {tries}: {last}")
 
     def _provenance(self, prompt: Prompt) -> dict[str, str]:
         return {
