@@ -130,16 +130,24 @@ def test_wrong_called_ae_is_dead_lettered_with_the_pacs_reason(
     assert new_instances(pacs.orthanc) == []
 
 
-def test_stow_rs_delivers_to_orthanc_dicomweb(
+def test_stow_rs_delivers_every_version_to_orthanc_dicomweb(
     tmp_path: Path, versions: Versions, bridge_db: Database, pacs: Pacs
 ) -> None:
-    settings = settings_with(
-        tmp_path, {"web": {"type": "stow", "url": f"{pacs.orthanc.url}/dicom-web", "authorization": "Bearer test"}}
-    )
-    store_versions(bridge_db, versions.all[:1], {k: ["web"] for k in DICOM_KINDS})
-    summary = OutboxLoop(bridge_db, settings, FixedClock(T0)).run_once()
-    assert summary.delivered == len(dicom_uids(versions, 1)), summary
-    assert sop_uids(pacs.orthanc) == dicom_uids(versions, 1)
+    web = {
+        "type": "stow",
+        "url": f"{pacs.orthanc.url}/dicom-web",
+        "authorization": "Bearer t",
+        "skip_superseded": False,
+    }
+    settings = settings_with(tmp_path, {"web": web})
+    store_versions(bridge_db, versions.all, {k: ["web"] for k in DICOM_KINDS})
+    loop = OutboxLoop(bridge_db, settings, FixedClock(T0))
+    delivered = 0
+    while not (summary := loop.run_once()).idle:
+        delivered += summary.delivered
+    assert delivered == len(dicom_uids(versions, 4))
+    assert sop_uids(pacs.orthanc) == dicom_uids(versions, 4)
+    assert len(new_instances(pacs.orthanc)) == delivered
 
 
 def test_stow_rs_refusal_is_permanent_with_the_servers_reason(
