@@ -161,6 +161,9 @@ class StorageServer:
         self._ssl = tls_server_context(settings.scp.tls) if settings.scp.tls.enabled else None
         self.ae = AE(ae_title=self.ae_title)
         self.ae.maximum_associations = settings.scp.max_associations
+        # pynetdicom's engine has the timeouts (not the per-peer and buffer limits: the fast engine's)
+        self.ae.acse_timeout = settings.limits.association_request_timeout_s
+        self.ae.network_timeout = settings.limits.idle_timeout_s
         self.ae.require_called_aet = True
         if settings.scp.allowed_calling_aes:
             self.ae.require_calling_aet = list(settings.scp.allowed_calling_aes)
@@ -208,6 +211,7 @@ class StorageServer:
         self._stopped.clear()
         self.receiver.store.sweep_temporary()
         self.receiver.store.keep_spares()
+        limits = self.settings.limits
         if self.engine == "fast":
             config = AcceptorConfig(
                 ae_title=self.ae_title,
@@ -215,6 +219,10 @@ class StorageServer:
                 storage_sop_classes=frozenset(STORAGE_SOP_CLASSES),
                 transfer_syntaxes=TRANSFER_SYNTAXES,
                 max_pdu=self._max_pdu,
+                acse_timeout_s=limits.association_request_timeout_s,
+                network_timeout_s=limits.idle_timeout_s,
+                max_buffered_bytes=limits.max_buffered_bytes,
+                max_per_peer=limits.max_associations_per_peer,
             )
             server = UpperLayerServer(
                 (self.host, self._port),

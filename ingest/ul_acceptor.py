@@ -13,6 +13,14 @@ with one blocking thread per association and no polling:
   accept a context it could use);
 * A-RELEASE-RQ -> RP, A-ABORT, timeouts, malformed or non-DICOM bytes -> A-ABORT.
 
+Nothing a peer sends is unbounded (``limits``): a connection must send its
+A-ASSOCIATE-RQ within the ARTIM timeout and then something at least every
+idle timeout; one address holds at most ``max_per_peer`` connections (so idle
+connections from one host cannot fill ``max_associations`` before any AE
+check); a command other than C-STORE/C-ECHO is refused when its command set
+completes, before any dataset is buffered; and a dataset held in memory
+(a handler that does not stream) may not pass ``max_buffered_bytes``.
+
 It is deliberately small; everything about *what is stored* lives in
 :mod:`ingest.receive`, shared with the pynetdicom engine, and both engines
 run the same test-suite.
@@ -26,6 +34,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -56,6 +65,8 @@ _C_STORE_RQ, _C_STORE_RSP, _C_ECHO_RQ, _C_ECHO_RSP = 0x0001, 0x8001, 0x0030, 0x8
 _NO_DATASET = 0x0101
 #: Whatever was negotiated, refuse to allocate more than this for one PDU.
 _UNLIMITED_PDU_CAP = 1 << 26
+#: A command set is a few hundred bytes; more is not DIMSE.
+_MAX_COMMAND_BYTES = 64 << 10
 
 #: A store handler: (file bytes, calling AE, transfer syntax, affected SOP instance UID) -> DIMSE status.
 StoreHandler = Callable[[bytes, str, str, str], int]
@@ -104,6 +115,7 @@ class _Message:
     command_done: bool = False
     fields: dict[int, bytes] = field(default_factory=dict)
     sink: StoreSink | None = None  #: set when a streaming handler takes the dataset as it arrives
+    buffered: int = 0  #: bytes of this message held in memory
 
 
 # --------------------------------------------------------------------------- encoding helpers
@@ -187,8 +199,10 @@ class AcceptorConfig:
     storage_sop_classes: frozenset[str]
     transfer_syntaxes: tuple[str, ...]
     max_pdu: int = 16384  #: what we announce; 0 = unlimited
-    acse_timeout_s: float = 30.0
-    network_timeout_s: float = 60.0
+    acse_timeout_s: float = 10.0  #: ARTIM: connect to A-ASSOCIATE-RQ (``limits.association_request_timeout_s``)
+    network_timeout_s: float = 60.0  #: silence that ends an association (``limits.idle_timeout_s``)
+    max_buffered_bytes: int = 64 << 20  #: a message's fragments held in memory (``limits.max_buffered_bytes``)
+    max_per_peer: int = 4  #: open connections from one address (``limits.max_associations_per_peer``)
 
 
 class Association:
@@ -207,6 +221,7 @@ class Association:
         self._message: _Message | None = None
         self._view = memoryview(b"")  # the current chunk
         self._pos = self._end = 0
+        self._deadline: float | None = None  # ARTIM: the whole request, not each read, must arrive in time
 
     # --------------------------------------------------------------- reading
 
@@ -231,6 +246,11 @@ class Association:
             view[:have] = self._view[self._pos : self._end]
             self._view, self._pos, self._end = view, 0, have
         while self._end - self._pos < n:
+            if self._deadline is not None:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no A-ASSOCIATE-RQ within limits.association_request_timeout_s")
+                self.sock.settimeout(left)
             k = self.sock.recv_into(self._view[self._end :])
             if k == 0:
                 raise ConnectionError("peer closed the connection")
@@ -258,7 +278,11 @@ class Association:
     def negotiate(self) -> bool:
         """Read the A-ASSOCIATE-RQ and answer AC or RJ; True when accepted."""
         self.sock.settimeout(self.config.acse_timeout_s)
-        pdu_type, body = self._read_pdu()
+        self._deadline = time.monotonic() + self.config.acse_timeout_s
+        try:
+            pdu_type, body = self._read_pdu()
+        finally:
+            self._deadline = None
         if pdu_type != 0x01:
             raise ProtocolError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}")
         if len(body) < 68:
@@ -379,9 +403,16 @@ class Association:
                     raise ProtocolError("PDVs of two messages interleaved")
                 if control & 0x01:
                     message.command.append(fragment)
+                    message.buffered += len(fragment)
+                    if message.buffered > _MAX_COMMAND_BYTES:
+                        raise ProtocolError(f"command set longer than {_MAX_COMMAND_BYTES} bytes")
                     if control & 0x02:
                         message.fields = _parse_command(b"".join(message.command))
                         message.command_done = True
+                        message.buffered = 0
+                        command = _us(message.fields, 0x0100)
+                        if command not in (_C_STORE_RQ, _C_ECHO_RQ):  # refused before any dataset is buffered
+                            raise ProtocolError(f"unsupported DIMSE command 0x{command or 0:04X}")
                         if _us(message.fields, 0x0800) == _NO_DATASET:
                             self._dispatch(message)
                             message = self._message = None
@@ -393,6 +424,11 @@ class Association:
                     if message.sink is not None:
                         message.sink.add(fragment, bool(control & 0x02))
                     else:
+                        message.buffered += len(fragment)
+                        if message.buffered > self.config.max_buffered_bytes:
+                            raise ProtocolError(
+                                f"dataset passes limits.max_buffered_bytes ({self.config.max_buffered_bytes})"
+                            )
                         message.data.append(fragment)
                     if control & 0x02:
                         self._dispatch(message)
@@ -546,6 +582,7 @@ class UpperLayerServer:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self._per_peer: dict[str, int] = {}
         self._thread: threading.Thread | None = None
 
     @property
@@ -577,6 +614,15 @@ class UpperLayerServer:
                 if self._stopping.is_set():
                     return
                 continue
+            with self._lock:
+                crowded = self._per_peer.get(addr[0], 0) >= self.config.max_per_peer
+                if not crowded:
+                    self._per_peer[addr[0]] = self._per_peer.get(addr[0], 0) + 1
+            if crowded:  # before a thread or a read: one host cannot take every association slot
+                log.warning("connection from %s closed: limits.max_associations_per_peer reached", addr[0])
+                with contextlib.suppress(OSError):
+                    conn.close()
+                continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve, args=(conn, addr), name="mmdx-ul-assoc", daemon=True).start()
 
@@ -607,5 +653,10 @@ class UpperLayerServer:
         finally:
             with self._lock:
                 self._open.discard(conn)
+                left = self._per_peer.get(addr[0], 1) - 1
+                if left > 0:
+                    self._per_peer[addr[0]] = left
+                else:
+                    self._per_peer.pop(addr[0], None)
             with contextlib.suppress(OSError):
                 sock.close()
