@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from app.context import AppContext
 from app.plan import PROJECTION_MODALITIES, SeriesPlan
+from core.config import RouteRule
 from core.errors import IngestError
-from core.records import Image, Study
+from core.records import EcgRecord, Finding, Image, Measurement, Study
 from ingest.pixels import load_image
 from ingest.volume import load_volume
+from models.orchestrate import ModelsResult, analyse_batch
 from models.protocol import ClinicalContext, ModelInput
+from models.routing import models_for
 
 
 def clinical_context(study: Study) -> ClinicalContext:
@@ -61,3 +65,34 @@ def image_input(study: Study, plans: Sequence[SeriesPlan], problems: list[str]) 
         volume=volume,
         context=clinical_context(study),
     )
+
+
+def ecg_models(
+    ctx: AppContext,
+    study_uid: str,
+    record: EcgRecord,
+    statements: Sequence[Finding],
+    measurements: Sequence[Measurement],
+) -> ModelsResult | None:
+    """The ECG classifiers routed to ECGs (``model_routing`` with ``kind: ecg``), cross-checked with the rules.
+
+    None when no ECG classifier is routed.  The rule engine's statements and
+    intervals are the reference: a disagreement becomes a flag in the report.
+    """
+    rules = ctx.settings.model_routing
+    names = [
+        n
+        for n in models_for(rules, "ECG", None)
+        if (spec := ctx.registry.specs.get(n)) is not None and spec.backend == "ecg_cnn"
+    ]
+    if not names:
+        return None
+    inp = ModelInput(study_instance_uid=study_uid, modality="ECG", ecg=record)
+    (result,) = analyse_batch(
+        [inp],
+        ctx.registry,
+        [RouteRule(kind="ecg", models=names)],
+        rule_findings={study_uid: tuple(statements)},
+        measurements={study_uid: tuple(measurements)},
+    )
+    return result

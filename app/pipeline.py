@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
-from app.models_stage import image_input
+from app.models_stage import ecg_models, image_input
 from app.orders import order_for_study
 from app.plan import Action, SeriesPlan, StudyPlan, plan_study
 from core.codes import LOINC, MMDX
@@ -43,7 +43,7 @@ from ecg.device_check import summary as device_summary
 from ecg.readers import read_ecg
 from ecg.render import render_png
 from ingest.technique import series_technique
-from models.orchestrate import analyse_batch
+from models.orchestrate import ModelsResult, analyse_batch
 from models.safety import no_model_notice
 from reports.context import ReportContext
 from reports.outputs import build_outputs, write_outputs
@@ -162,6 +162,26 @@ def _analyse_ecgs(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft)
                 draft.printout_png = render_png(
                     record, analysis.measurements, analysis.statements, timezone=ctx.settings.site.timezone
                 )
+            result = ecg_models(ctx, study.study_instance_uid, record, analysis.statements, analysis.measurements)
+            if result is not None:
+                _add_ecg_models(draft, result)
+
+
+def _add_ecg_models(draft: _Draft, result: ModelsResult) -> None:
+    """The ECG classifier's statements and its disagreements with the rules; a failure is said in the report."""
+    draft.problems.extend(result.errors + result.notices)
+    draft.model_calls.extend(result.calls)
+    draft.model_failures.extend(result.errors)
+    for producer in result.provenance:
+        draft.add_producer(producer)
+    draft.findings.extend(result.findings)
+    draft.sections.extend(result.sections)
+    draft.priorities.append(result.priority)
+    if result.errors:
+        reasons = " ".join(f"{e[0].upper()}{e[1:]}." for e in result.errors)
+        draft.sections.append(
+            ReportSection(LOINC.EKG_NARRATIVE, f"{reasons} The interpretation is the rule-based engine's alone.")
+        )
 
 
 def _run_image_models(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) -> None:

@@ -104,6 +104,13 @@ def _triage_statement(classifiers: Sequence[ModelOutput]) -> ReportSection:
     )
 
 
+def _ecg_statement(models: Sequence[ModelOutput]) -> ReportSection:
+    names = ", ".join(sorted({m.producer.name for m in models}))
+    return ReportSection(
+        LOINC.EKG_NARRATIVE, f"AI ECG classifier ({names}): no statement above its thresholds; not read by a person."
+    )
+
+
 def analyse_batch(
     inputs: Sequence[ModelInput],
     registry: Registry,
@@ -211,6 +218,8 @@ def analyse_batch(
         sections = drafts[0].sections if drafts else ()
         if not sections and not model_findings and classifiers:
             sections = (_triage_statement(classifiers),)
+        if not sections and not model_findings and ecg_models:
+            sections = (_ecg_statement(ecg_models),)
         results.append(
             ModelsResult(
                 study_instance_uid=uid,
