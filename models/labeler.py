@@ -51,19 +51,25 @@ TERMS: dict[str, tuple[str, ...]] = {
         r"enlarge(?:d|ment of the) (?:cardiac silhouette|heart|cardiac shadow)",
         r"heart (?:size )?(?:is |appears |remains )?"
         r"(?:mildly |moderately |markedly |severely |slightly )?(?:enlarged|increased)",
-        r"(?:heart|cardiac) size (?:is )?(?:mildly |moderately |markedly )?(?:enlarged|increased)",
+        r"(?:heart|cardiac) size (?:is )?(?:\w+ )?(?:borderline |mildly |moderately |markedly )?"
+        r"(?:large|enlarged|increased)",
         r"(?:large|enlarged) heart",
+        r"heart (?:is |appears )?(?:borderline |mildly |moderately |markedly )?large",
+        r"borderline (?:heart size|cardiac size|enlarged heart|cardiac enlargement)",
+        r"heart (?:size )?is borderline(?: in size| enlarged)?",
     ),
     "effusion": (
         r"(?<!pericardial )effusions?",
         r"pleural fluid",
         r"hydrothorax",
         r"hydropneumothorax",
-        r"blunt(?:ing|ed) (?:of )?(?:the )?(?:left |right |bilateral )?(?:costophrenic|cp)",
+        # not "blunting of the costophrenic angle": a sign that scarring or hyperinflation gives too, and NegBio
+        # does not read it as an effusion
     ),
     "infiltration": (r"infiltrat\w*",),
     "mass": (r"mass(?:es)?(?!\w)(?! effect)",),
-    "nodule": (r"nodul(?:e|es|ar|arity)",),
+    # a "nodular" opacity or density is a shape, not a nodule (NegBio reads only the noun)
+    "nodule": (r"nodules?",),
     "pneumonia": (r"pneumonia", r"pneumonic", r"bronchopneumonia", r"pneumonitis"),
     "pneumothorax": (r"pneumothora(?:x|ces)", r"hydropneumothorax", r"ptx"),
     "consolidation": (r"consolidat\w*",),
@@ -76,6 +82,9 @@ TERMS: dict[str, tuple[str, ...]] = {
         r"pleural(?:-| )parenchymal scarring",
         r"apical (?:pleural )?(?:cap|capping|thickening)",
         r"pleural scarring",
+        # a fissure is pleura: NegBio reads fissural thickening as pleural thickening
+        r"fissural (?:\w+ )?thickening",
+        r"thickening of the (?:\w+ )?(?:minor |major |horizontal )?fissures?",
     ),
     "hernia": (r"hernia\w*",),
     "fracture": (r"fractures?", r"fractured"),
@@ -116,7 +125,7 @@ PRE_UNC = (
     r"probably",
     r"likely",
     r"questionable",
-    r"question of",
+    r"question(?: of)?",
     r"suspicious (?:for|of)",
     r"suspect(?:ed)?",
     r"suggest(?:s|ed|ing|ive of)?",
@@ -125,14 +134,12 @@ PRE_UNC = (
     r"can represent",
     r"consider(?:ed)?",
     r"differential",
-    r"borderline",
     r"equivocal",
-    r"versus",
-    r"vs\.?",
     r"cannot (?:be )?(?:excluded?|ruled out)",
     r"not (?:be )?(?:excluded|ruled out)",
     r"worrisome for",
-    r"favou?r",  # "consistent with", "compatible with", "representing" affirm a finding: not hedges
+    r"favou?r(?:s|ing|ed)?",  # "consistent with", "compatible with", "representing" affirm a finding: not hedges
+    # "borderline" is not a hedge: "borderline cardiomegaly" reports a (mildly) enlarged heart, as NegBio reads it
     r"atypical",
     r"indeterminate",
     r"potential",
@@ -144,6 +151,7 @@ POST_UNC = (
     r"(?:is|are) (?:possible|suspected|questioned|likely|not excluded)",
     r"(?:is|are) (?:a )?(?:consideration|concern)",
     r"(?:could|may|might) (?:be|represent)",
+    r"(?:suspected|questioned|not excluded)",
 )
 #: Termination terms: a scope never crosses them.
 TERMINATORS = (
@@ -167,7 +175,7 @@ TERMINATORS = (
     r"yet",
     r"secondary to",
     r"due to",
-    r"concerning",
+    r"concerning(?! for)",  # "concerning for X" is a hedge on X, not the end of a scope
     r";",
     r":",
 )
@@ -305,17 +313,9 @@ def _modifier(sentence: str, start: int, end: int, negated: bool) -> tuple[Prese
     m = _POST_UNC.search(after)
     if m:
         return Presence.UNCERTAIN, m.group(0)
-    # "atelectasis or consolidation": either-or between two findings is uncertainty about each
-    if (_OR_BEFORE.search(before) and _TERM_RES_ANY.search(before)) or (
-        (o := _OR_AFTER.match(after)) and _TERM_RES_ANY.match(after, o.end())
-    ):
-        return Presence.UNCERTAIN, "or"
+    # "scarring or atelectasis": an either-or names each finding as present (NegBio's reading: the report does
+    # commit to an abnormality; the hedge is about its nature), unless a hedge word governs it
     return Presence.PRESENT, None
-
-
-_OR_BEFORE = re.compile(r"(?<!\w)or\s+(?:\w+\s+){0,2}$")
-_OR_AFTER = re.compile(r"\s+or\s+(?:\w+\s+){0,2}")
-_TERM_RES_ANY = re.compile("|".join(f"(?:{r.pattern})" for r in _TERM_RES.values()))
 
 
 def mentions(text: str, labels: Iterable[str] | None = None) -> list[Mention]:

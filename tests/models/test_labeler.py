@@ -128,7 +128,18 @@ def test_engine_is_spacy_with_negspacy_built_once() -> None:
 @pytest.mark.parametrize(
     ("text", "key", "expected"),
     [
-        ("Atelectasis versus infiltrate.", "infiltration", U),  # en_clinical's "versus" is a hedge here
+        # an either-or commits to an abnormality: each finding is read present (NegBio's reading) ...
+        ("Atelectasis versus infiltrate.", "infiltration", P),
+        ("Opacities compatible with scarring or atelectasis.", "atelectasis", P),
+        # ... unless a hedge governs it
+        ("Question left basilar atelectasis versus infiltrate.", "infiltration", U),
+        ("Mild opacities, favoring scar or atelectasis.", "atelectasis", U),
+        ("Airspace disease concerning for pneumonia.", "pneumonia", U),  # "concerning for" hedges, not ends
+        ("Small bilateral pleural effusions suspected.", "effusion", U),
+        ("Borderline cardiomegaly.", "cardiomegaly", P),  # "borderline" grades the finding, does not hedge it
+        ("The heart is borderline in size.", "cardiomegaly", P),
+        ("Heart size XXXX mildly enlarged.", "cardiomegaly", P),
+        ("Fissural thickening.", "pleural_thickening", P),  # a fissure is pleura
         ("Pneumothorax cannot be excluded.", "pneumothorax", U),
         ("Effusion\nNo pneumothorax", "effusion", P),  # a line break ends the negation's scope
         ("Effusion\nNo pneumothorax", "pneumothorax", A),
@@ -140,6 +151,17 @@ def test_engine_is_spacy_with_negspacy_built_once() -> None:
 )
 def test_negspacy_scope_and_our_hedges(text: str, key: str, expected: Presence) -> None:
     assert label_report(text)[key].presence is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("Nodular density overlying the left 4th rib.", "nodule"),  # a shape, not a nodule
+        ("Mild blunting of the right costophrenic angle.", "effusion"),  # a sign, not an effusion
+    ],
+)
+def test_not_a_mention(text: str, key: str) -> None:
+    assert key not in label_report(text)
 
 
 def test_double_full_stop_ends_a_sentence() -> None:
