@@ -9,7 +9,9 @@ a wrong AE title ends dead-lettered with the PACS's reason after ``max_attempts`
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,14 @@ def _prepare(item: OutboxItem) -> _Prepared | Failed:
         return _Prepared(item, str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
     except Exception as exc:  # pydicom raises several types for a damaged meta header
         return Failed(f"artefact {item.path.name} of item {item.id} has no readable DICOM file meta ({exc})")
+
+
+def _no_delay(assoc: Association) -> None:
+    """Turn off Nagle's algorithm: pynetdicom leaves it on, and each small DIMSE message would wait for an ACK."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 #: Called after the stores of a batch with the association and the stored (SOP class, SOP instance) pairs:
@@ -140,6 +150,7 @@ class CStoreSender:
             else:  # pynetdicom reports a refused connection as an abort
                 why = f"no association with PACS {where} (connection refused, timed out or aborted)"
             return {p.item.id: Retry(why) for p in group}
+        _no_delay(assoc)
         outcomes: dict[int, Outcome] = {}
         stored: list[_Prepared] = []
         try:

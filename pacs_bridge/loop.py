@@ -160,11 +160,14 @@ class OutboxLoop:
     ) -> None:
         now = self.clock.now()
         with self.db.session() as session:
+            delivered = [
+                item.id for item, outcome in zip(batch, outcomes, strict=True) if isinstance(outcome, Delivered)
+            ]
+            summary.delivered += outbox.mark_delivered_many(session, delivered, now)
             for item, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, Delivered):
-                    outbox.mark_delivered(session, item.id, now)
-                    summary.delivered += 1
-                elif isinstance(outcome, AwaitingCommitment):
+                    continue
+                if isinstance(outcome, AwaitingCommitment):
                     outbox.mark_awaiting_commitment(session, item.id, outcome.transaction_uid, now)
                     summary.awaiting_commitment += 1
                 elif isinstance(outcome, Retry):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy import CursorResult, Select, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.errors import StoreError
@@ -50,6 +50,7 @@ __all__ = [
     "mark_awaiting_commitment",
     "mark_dead",
     "mark_delivered",
+    "mark_delivered_many",
     "mark_retry",
     "mark_sent",
     "mark_skipped",
@@ -152,7 +153,12 @@ def _earlier_open() -> object:
 
 
 def due(
-    session: Session, now: datetime, limit: int = 100, *, destinations: Sequence[str] | None = None
+    session: Session,
+    now: datetime,
+    limit: int = 100,
+    *,
+    destinations: Sequence[str] | None = None,
+    lock: bool = False,
 ) -> list[OutboxItem]:
     """Pending items (first tries and retries) whose next attempt is due, earliest first.
 
@@ -170,6 +176,8 @@ def due(
     )
     if destinations is not None:
         stmt = stmt.where(OutboxRow.destination.in_(list(destinations)))
+    if lock:
+        stmt = stmt.with_for_update(skip_locked=True, of=OutboxRow)
     return _items(session, stmt)
 
 
@@ -188,25 +196,30 @@ def claim_due(
     reports the outcome with a ``mark_*`` call; if it crashes, the item
     becomes due again when the lease runs out.
     """
-    leased: list[int] = []
     until = now + timedelta(seconds=lease_s)
-    for item in due(session, now, limit, destinations=destinations):
-        result = session.execute(
-            update(OutboxRow)
-            .where(
-                OutboxRow.id == item.id,
-                OutboxRow.state == OutboxState.PENDING,
-                OutboxRow.next_attempt_at == item.next_attempt_at,
-            )
-            .values(next_attempt_at=until, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        assert isinstance(result, CursorResult)
-        if result.rowcount == 1:
-            leased.append(item.id)
-    if not leased:
+    # the candidates' rows are locked while this transaction runs (SQLite: BEGIN IMMEDIATE holds the write lock;
+    # PostgreSQL: FOR UPDATE SKIP LOCKED), and the UPDATE re-checks that each is still pending and due
+    candidates = [i.id for i in due(session, now, limit, destinations=destinations, lock=True)]
+    if not candidates:
         return []
-    items = _items(session, _select().where(OutboxRow.id.in_(leased)))
+    session.execute(
+        update(OutboxRow)
+        .where(
+            OutboxRow.id.in_(candidates),
+            OutboxRow.state == OutboxState.PENDING,
+            OutboxRow.next_attempt_at <= now,
+        )
+        .values(next_attempt_at=until, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    items = _items(
+        session,
+        _select().where(
+            OutboxRow.id.in_(candidates),
+            OutboxRow.state == OutboxState.PENDING,
+            OutboxRow.next_attempt_at == until,
+        ),
+    )
     return sorted(items, key=lambda i: (i.study_uid, i.report_version, i.id))
 
 
@@ -265,6 +278,26 @@ def mark_delivered(session: Session, item_id: int, now: datetime) -> None:
     row.last_error = None
     row.updated_at = now
     session.flush()
+
+
+def mark_delivered_many(session: Session, item_ids: Sequence[int], now: datetime) -> int:
+    """:func:`mark_delivered` for a batch in one statement; returns how many moved (others were not open)."""
+    aware("outbox mark delivered now", now)
+    if not item_ids:
+        return 0
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id.in_(list(item_ids)), OutboxRow.state.in_(OPEN_STATES))
+        .values(
+            attempts=OutboxRow.attempts + case((OutboxRow.state == OutboxState.PENDING, 1), else_=0),
+            state=OutboxState.DELIVERED,
+            last_error=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 def mark_retry(
