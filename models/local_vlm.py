@@ -30,7 +30,7 @@ from core.config import ModelSpec
 from core.errors import ModelError
 from models.prompts import Prompt, build_prompt, prompt_options
 from models.protocol import ModelInfo, ModelInput, ModelOutput
-from models.structured import DRAFT_SCHEMA, parse_draft, repair_messages
+from models.structured import DRAFT_SCHEMA, chest_labels_apply, parse_draft, repair_messages
 from models.weights import check_weights
 
 #: model_type in config.json -> family name used in configuration
@@ -264,7 +264,7 @@ class LocalVlmBackend:
             results[i] = ModelOutput(
                 study_instance_uid=batch[i].study_instance_uid,
                 producer=producer,
-                findings=draft.to_findings(producer),
+                findings=draft.to_findings(producer, coded=chest_labels_apply(batch[i].modality, batch[i].body_part)),
                 sections=draft.to_sections(),
                 raw_text=text,
                 timings_s={"generate": per_study},

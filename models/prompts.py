@@ -23,7 +23,7 @@ import numpy.typing as npt
 from core.errors import ModelError
 from models.preprocess import montage, to_rgb_uint8
 from models.protocol import ModelInput
-from models.structured import schema_instruction
+from models.structured import chest_labels_apply, schema_instruction
 
 TEMPLATES: dict[str, str] = {
     "cxr": (
@@ -157,7 +157,8 @@ def build_prompt(
         instruction = template.format(**fields)
     except (KeyError, IndexError) as exc:
         raise ModelError(f"prompt template uses an unknown field {exc}; known: {sorted(fields)}") from None
-    text = f"{instruction}\n{_context_text(inp)}\n{schema_instruction()}"
+    coded = chest_labels_apply(inp.modality, inp.body_part)
+    text = f"{instruction}\n{_context_text(inp)}\n{schema_instruction(coded=coded)}"
     content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
     content.append({"type": "text", "text": text})
     return Prompt(messages=[{"role": "user", "content": content}], images=images, template=template)

@@ -37,7 +37,7 @@ from core.config import ModelSpec
 from core.errors import ModelError
 from models.prompts import Prompt, build_prompt, prompt_options
 from models.protocol import ModelInfo, ModelInput, ModelOutput
-from models.structured import DRAFT_SCHEMA, parse_draft, repair_messages
+from models.structured import DRAFT_SCHEMA, chest_labels_apply, parse_draft, repair_messages
 from models.weights import sha256_problem
 
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -197,7 +197,7 @@ class RemoteVlmBackend:
         return ModelOutput(
             study_instance_uid=inp.study_instance_uid,
             producer=producer,
-            findings=draft.to_findings(producer),
+            findings=draft.to_findings(producer, coded=chest_labels_apply(inp.modality, inp.body_part)),
             sections=draft.to_sections(),
             raw_text=text,
             timings_s={"request": time.perf_counter() - t0},

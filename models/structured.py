@@ -81,12 +81,17 @@ class StructuredDraft:
     impression: str
     recommendation: str
 
-    def to_findings(self, producer: Producer) -> tuple[Finding, ...]:
-        """Coded :class:`core.records.Finding` objects, each attributed to ``producer``."""
+    def to_findings(self, producer: Producer, *, coded: bool = True) -> tuple[Finding, ...]:
+        """:class:`core.records.Finding` objects, each attributed to ``producer``.
+
+        ``coded=False`` (a study the chest vocabulary does not describe, e.g. a
+        head CT; see :func:`chest_labels_apply`) keeps the text and drops every
+        chest code, site and critical flag a label would bring.
+        """
         out = []
         for f in self.findings:
-            label = BY_KEY.get(f.label)
-            site = SITES[f.site] if f.site else (label.site if label else None)
+            label = BY_KEY.get(f.label) if coded else None
+            site = (SITES[f.site] if f.site else (label.site if label else None)) if coded else None
             out.append(
                 Finding(
                     concept=label.code if label else None,
@@ -217,7 +222,15 @@ def parse_draft(text: str) -> StructuredDraft:
     return validate_draft(extract_json(text))
 
 
-def schema_instruction() -> str:
+def chest_labels_apply(modality: str, body_part: str | None) -> bool:
+    """Whether the (chest) label vocabulary describes a study: chest body part, or a radiograph with none given."""
+    part = (body_part or "").upper().replace(" ", "")
+    if part:
+        return part in ("CHEST", "THORAX", "LUNG", "CHESTABDOMEN")
+    return modality.upper() in ("CR", "DX")
+
+
+def schema_instruction(*, coded: bool = True) -> str:
     """The instruction that tells a model the exact output format (part of every drafting prompt).
 
     A compact description rather than the JSON schema itself: shorter prompts,
@@ -225,6 +238,8 @@ def schema_instruction() -> str:
     decoding get the full :data:`DRAFT_SCHEMA` separately.
     """
     labels = ", ".join(lab.key for lab in LABELS)
+    if not coded:
+        labels = f"(this is not a chest study: always {OTHER})"
     return (
         "Answer with one JSON object only, no prose: "
         '{"findings": [{"label": L, "text": "...", "site": S, "laterality": A, "presence": P, "certainty": 0.8}], '
