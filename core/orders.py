@@ -40,6 +40,7 @@ class MatchStrength(enum.Enum):
     """How sure the study-to-order match is."""
 
     ACCESSION = "accession"  #: same accession number
+    STUDY_UID = "study-uid"  #: the Study Instance UID the order assigned (OMI IPC-3, worklist)
     PATIENT_PROCEDURE_DATE = "patient-procedure-date"  #: same patient, procedure and day: a weaker match
 
 

@@ -192,14 +192,23 @@ def list_orders(session: Session, *, limit: int | None = None, status: OrderStat
 # --------------------------------------------------------------------------- matching
 
 
-def _name_key(name: str | None) -> str:
-    """A person name reduced for comparison: accents, case, punctuation and component separators ignored."""
+_GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
+
+
+def _name_keys(name: str | None) -> set[str]:
+    """A person name reduced for comparison: case, punctuation, component separators and accents ignored.
+
+    Two spellings of each accented name count (``Müller`` as ``muller`` and ``mueller``): systems that
+    cannot store the accent write either.
+    """
     if not name:
-        return ""
-    text = unicodedata.normalize("NFKD", name)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    parts = [re.sub(r"[^0-9a-z]", "", p.casefold()) for p in re.split(r"[\^,=]", text)[:2]]
-    return "^".join(parts)
+        return set()
+    keys = set()
+    for text in (name, name.translate(_GERMAN)):
+        plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        parts = [re.sub(r"[^0-9a-z]", "", p.casefold()) for p in re.split(r"[\^,=]", plain)[:2]]
+        keys.add("^".join(parts))
+    return keys
 
 
 def conflicts(order: Order, study: Study) -> tuple[str, ...]:
@@ -210,7 +219,7 @@ def conflicts(order: Order, study: Study) -> tuple[str, ...]:
         values = {i.value for i in p.identifiers}
         if not any(i.value in values for i in o.identifiers):
             out.append("patient ID")
-    if p.name and o.name and _name_key(p.name) != _name_key(o.name):
+    if p.name and o.name and not _name_keys(p.name) & _name_keys(o.name):
         out.append("patient name")
     if p.birth_date and o.birth_date and p.birth_date != o.birth_date:
         out.append("birth date")
@@ -255,9 +264,9 @@ def _weak_candidates(session: Session, study: Study, window: timedelta) -> list[
 def match_study(session: Session, study: Study, now: datetime, *, window_days: int = 1) -> OrderMatch | None:
     """Find the study's order and record the match (and its conflicts); None when no single order fits.
 
-    Accession number first; otherwise one order of the same patient, with the study's
-    modality or description, scheduled within ``window_days`` of the study date (a
-    weaker match).  Several orders fitting that weaker rule match none of them.
+    Accession number first, then the Study Instance UID the order assigned; otherwise one
+    order of the same patient, with the study's modality or description, scheduled within
+    ``window_days`` of the study date (a weaker match).  Several orders fitting that weaker rule match none of them.
     The order goes ``scheduled -> in-progress``.
     """
     aware("match_study(now)", now)
@@ -269,6 +278,13 @@ def match_study(session: Session, study: Study, now: datetime, *, window_days: i
                 OrderRow.accession_number == study.accession_number, OrderRow.status != OrderStatus.CANCELLED
             )
         ).one_or_none()
+    if row is None:
+        row = session.scalars(
+            select(OrderRow).where(
+                OrderRow.study_instance_uid == study.study_instance_uid, OrderRow.status != OrderStatus.CANCELLED
+            )
+        ).first()
+        strength = MatchStrength.STUDY_UID
     if row is None:
         candidates = _weak_candidates(session, study, timedelta(days=window_days))
         if len(candidates) != 1:

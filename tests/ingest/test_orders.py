@@ -403,3 +403,22 @@ def test_worklist_query_by_accession_stores_the_order(db: Database, worklist: Di
 def test_worklist_accession_with_wildcards_is_refused(worklist: DicomPeer, db: Database) -> None:
     with pytest.raises(IngestError, match="wildcards"):
         fetch_from_worklist(db, worklist, "ACC*", NOW)
+
+
+def test_match_by_the_study_uid_the_order_assigned(db: Database) -> None:
+    raw = orm(kind="OMI^O23^OMI_O23", accession="").rstrip(b"\r") + f"\rIPC|ACC9|RP1|{STUDY_UID}|SPS1|ECG\r".encode()
+    assert b"MSA|AA" in receive_hl7(db, raw, NOW)
+    with db.session() as session:  # the modality sent no accession number, but kept the worklist's Study UID
+        match = order_store.match_study(session, _study(accession_number=None), NOW)
+    assert match is not None and match.strength is MatchStrength.STUDY_UID and match.conflicts == ()
+
+
+def test_conflicts_name_the_fields_only() -> None:
+    order = parse_order_message(orm()).order  # Müller^Jürgen, MRN4711, 1950-01-02, M
+    assert order_store.conflicts(order, _study()) == ()  # MUELLER^JUERGEN: the same name without the umlauts
+    other = Patient(
+        identifiers=(PatientIdentifier("MRN0001", "HOSP"),), name="Schmidt^Jürgen", birth_date=date(1950, 1, 3)
+    )
+    found = order_store.conflicts(order, _study(patient=other, accession_number="ACC-OTHER"))
+    assert found == ("patient ID", "patient name", "birth date", "accession number")
+    assert not any("Schmidt" in f or "MRN" in f for f in found)

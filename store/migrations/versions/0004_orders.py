@@ -81,6 +81,7 @@ def upgrade() -> None:
             "strength",
             sa.Enum(
                 "accession",
+                "study-uid",
                 "patient-procedure-date",
                 name="order_match_strength",
                 native_enum=False,
