@@ -82,3 +82,35 @@ def test_import_hl7_and_fhir_files(workdir: Path) -> None:
     listed = runner.invoke(cli, ["orders", "list", "--json"])
     placers = sorted(json.loads(line)["placer"] for line in listed.output.splitlines())
     assert placers == ["PL-FHIR-1", "PL1001", "PL2"]
+
+
+def test_mmdx_orders_listen_as_a_process(workdir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from ingest.orders.mllp import send
+    from tests.peers import free_port
+
+    port = free_port()
+    mmdx = str(Path(sys.executable).parent / "mmdx")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMDX_")}
+    proc = subprocess.Popen(
+        [mmdx, "orders", "listen", "--port", str(port)], cwd=workdir, env=env, stdout=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        ack = b""
+        while time.monotonic() < deadline:
+            try:
+                ack = send("127.0.0.1", port, orm(), timeout_s=5)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert b"MSA|AA|MSG-PL1001" in ack
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    listed = runner.invoke(cli, ["orders", "list", "--json"])
+    assert json.loads(listed.output.splitlines()[0])["placer"] == "PL1001"
