@@ -249,11 +249,11 @@ def _header(fig: Figure, text: _HeaderText) -> None:
     def at(x_mm: float, y_from_top_mm: float) -> tuple[float, float]:
         return x_mm / w_mm, 1 - y_from_top_mm / h_mm
 
-    fig.text(*at(MARGIN_MM, 6), text.identity, fontsize=9, weight="bold", va="center")
-    fig.text(*at(MARGIN_MM, 11), text.technique, fontsize=8, va="center")
-    fig.text(*at(w_mm - MARGIN_MM, 11), DISCLAIMER, fontsize=8, color="#c00000", ha="right", va="center", weight="bold")
-    fig.text(*at(MARGIN_MM, 16), text.ours, fontsize=8, va="center")
-    y = 16.0
+    fig.text(*at(MARGIN_MM, 5), text.identity, fontsize=9, weight="bold", va="center")
+    fig.text(*at(MARGIN_MM, 10), text.technique, fontsize=8, va="center")
+    fig.text(*at(w_mm - MARGIN_MM, 10), DISCLAIMER, fontsize=8, color="#c00000", ha="right", va="center", weight="bold")
+    fig.text(*at(MARGIN_MM, 15), text.ours, fontsize=8, va="center")
+    y = 15.0
     if text.device:
         y += 5.0
         x = MARGIN_MM
@@ -272,9 +272,9 @@ def _header(fig: Figure, text: _HeaderText) -> None:
             x += 1.75 * len(part) + 4.0
     column = (w_mm - 2 * MARGIN_MM) / 2
     for i, line in enumerate(text.left):
-        fig.text(*at(MARGIN_MM, y + 5.5 + LINE_MM * i), line, fontsize=7.5, va="center")
+        fig.text(*at(MARGIN_MM, y + 4.5 + LINE_MM * i), line, fontsize=7.5, va="center")
     for i, line in enumerate(text.right):
-        fig.text(*at(MARGIN_MM + column, y + 5.5 + LINE_MM * i), line, fontsize=7.5, va="center", color="#333333")
+        fig.text(*at(MARGIN_MM + column, y + 4.5 + LINE_MM * i), line, fontsize=7.5, va="center", color="#333333")
 
 
 def _gain(record: EcgRecord, segments: Sequence[_Segment]) -> float:
