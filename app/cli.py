@@ -12,25 +12,26 @@ import signal
 import threading
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from app import commands
-from app.context import AppContext
-from app.inputs import Collected, collect
-from app.pipeline import StudyOutcome, process_study
-from app.plan import plan_study
-from app.worker import run_forever
+from app.commands import LazyGroup
 from core.errors import MmdxError
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
-from ingest.files import display_path
-from store import index
+
+# The pipeline's modules load inside the commands that use them: `mmdx --help` imports none of them.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from app.context import AppContext
+    from app.inputs import Collected
+    from app.pipeline import StudyOutcome
 
 cli = typer.Typer(
+    cls=LazyGroup,
     name="mmdx",
     help="Multimodal diagnostic pipeline: DICOM studies and ECGs in, draft reports out.",
     no_args_is_help=True,
@@ -61,6 +62,8 @@ def _options(
 
 
 def _context(config: Path | None) -> AppContext:
+    from app.context import AppContext
+
     try:
         return AppContext.create(config)
     except MmdxError as exc:
@@ -69,6 +72,8 @@ def _context(config: Path | None) -> AppContext:
 
 
 def _study_table(ctx: AppContext, outcomes: list[StudyOutcome]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Studies", show_lines=False)
     table.add_column("Study", overflow="fold", min_width=20)
     for col in ("Modality", "Series", "Instances"):
@@ -90,6 +95,10 @@ def _study_table(ctx: AppContext, outcomes: list[StudyOutcome]) -> Table:
 
 
 def _print_rejected(collected: Collected) -> None:
+    from rich.table import Table
+
+    from ingest.files import display_path
+
     if not collected.rejected and not collected.empty_folders:
         return
     table = Table(title="Not used", title_style="yellow")
@@ -110,6 +119,12 @@ def run(
     analyse: Annotated[bool, typer.Option("--analyse/--index-only", help="Run the pipeline after indexing")] = True,
 ) -> None:
     """Read every file under PATHS, index the studies and run the pipeline on each."""
+    from app.inputs import collect
+    from app.pipeline import StudyOutcome, process_study
+    from app.plan import plan_study
+    from ingest.files import display_path
+    from store import index
+
     ctx = _context(config)
     for p in paths:
         if not p.exists():
@@ -154,6 +169,8 @@ def worker(
     out: Annotated[Path | None, typer.Option("--out", help="Artefact folder (default storage.out_dir)")] = None,
 ) -> None:
     """Claim jobs of stable studies from the database and run the pipeline on them."""
+    from app.worker import run_forever
+
     ctx = _context(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -186,9 +203,6 @@ def serve(
     except (MmdxError, OSError) as exc:
         err_console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(2) from None
-
-
-commands.register_all(cli)
 
 
 def main() -> None:

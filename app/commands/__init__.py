@@ -1,15 +1,99 @@
-"""CLI command groups, one module per area; each exposes ``register(cli)``."""
+"""CLI command groups, one module per area; each exposes ``register(cli)``.
+
+The areas are loaded lazily: ``mmdx --help`` lists :data:`COMMANDS` from this table without
+importing any area (an area pulls pydicom, scipy, SQLAlchemy, FastAPI...), and ``mmdx NAME``
+imports only the area that defines NAME. A test checks the table against what the areas register.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import Any, NamedTuple
 
 import typer
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 
-#: Area command modules, registered in this order.
-AREAS: tuple[str, ...] = ("ingest", "deid", "ecg", "models", "reports", "store", "batch", "service", "bridge", "orders")
+
+class LazyCommand(NamedTuple):
+    """Where a command is defined and the one line ``mmdx --help`` shows for it."""
+
+    area: str  #: module under app.commands
+    summary: str
 
 
-def register_all(cli: typer.Typer) -> None:
-    for name in AREAS:
-        importlib.import_module(f"app.commands.{name}").register(cli)
+#: Every area command: name -> area and summary (the command's own short help), in help order.
+COMMANDS: dict[str, LazyCommand] = {
+    "scp": LazyCommand("ingest", "Run the Storage SCP (C-ECHO, C-STORE) until SIGINT/SIGTERM."),
+    "pull": LazyCommand(
+        "ingest", "Pull matching studies (and their priors) from the configured PACS into the store and index."
+    ),
+    "deid": LazyCommand("deid", "De-identify INPUTS into --out with the options of the ``deid`` config section."),
+    "ecg": LazyCommand("ecg", "ECG analysis: beats, global measurements, rule-based statements."),
+    "models": LazyCommand(
+        "models", "List configured model backends: files present, sha256 matching, and what is missing."
+    ),
+    "label": LazyCommand(
+        "models",
+        "Label free-text chest radiograph reports: each label present / absent / uncertain, with its text span.",
+    ),
+    "report": LazyCommand("reports", "Report artefacts: validation helpers."),
+    "db": LazyCommand("store", "Database schema and state."),
+    "batch": LazyCommand(
+        "batch",
+        "Run the pipeline over every study of SOURCE into a cohort table (Parquet + CSV) and a run summary.",
+    ),
+    "token": LazyCommand(
+        "service", "Mint a bearer token for local use (HS256 secret, or RS256 with auth.private_key)."
+    ),
+    "audit": LazyCommand("service", "Read the audit log, newest first (who, what, when, from where)."),
+    "worklist": LazyCommand(
+        "service", "Reports waiting for a clinician: stat, urgent, routine, then the longest waiting."
+    ),
+    "send": LazyCommand(
+        "bridge", "Deliver queued results to the configured destinations (PACS, FHIR, MLLP, folder, webhook)."
+    ),
+    "outbox": LazyCommand("bridge", "Deliveries: list by state, re-queue dead items."),
+    "orders": LazyCommand("orders", "Orders from the RIS/EHR: HL7, FHIR, DICOM worklist."),
+}
+
+#: Area command modules, in registration order.
+AREAS: tuple[str, ...] = tuple(dict.fromkeys(c.area for c in COMMANDS.values()))
+
+
+def area_group(area: str) -> TyperGroup:
+    """The click group of one area's commands (imports that area only)."""
+    app = typer.Typer()
+    importlib.import_module(f"app.commands.{area}").register(app)
+    return typer.main.get_group(app)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: commands defined in ``app.cli`` as usual, area commands loaded on first use."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._areas: dict[str, TyperGroup] = {}
+        self._summaries_only = False
+
+    # ctx/formatter are typer's own click types (typer._click, private): typed Any here
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        entry = COMMANDS.get(cmd_name)
+        if cmd is not None or entry is None:
+            return cmd
+        if self._summaries_only:  # listing for --help: the table's line, nothing imported
+            return TyperCommand(cmd_name, help=entry.summary)
+        if entry.area not in self._areas:
+            self._areas[entry.area] = area_group(entry.area)
+        return self._areas[entry.area].get_command(ctx, cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._summaries_only = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._summaries_only = False
