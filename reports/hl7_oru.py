@@ -148,6 +148,18 @@ def _order_ids(study: Study, ctx: ReportContext, code: Code) -> tuple[str, str, 
     return _ei(order.placer_number, order.placer_authority), filler, service
 
 
+def _order_context(obr: list[str], study: Study) -> None:
+    """OBR-13 relevant clinical information and OBR-31 reason for study, echoed from the order."""
+    order = study.order_match.order if study.order_match else None
+    if order is None:
+        return
+    if order.clinical_history:
+        obr[13] = escape(" ".join(order.clinical_history.split()))[:300]
+    if order.reason:
+        obr += [""] * (31 - len(obr))
+        obr.append("^" + escape(order.reason)[:199])
+
+
 def _xcn(identifier: str, name: str) -> str:
     n = split_person_name(name)
     return "^".join((escape(identifier), escape(n.family), escape(" ".join(n.given[:1]))))
@@ -242,6 +254,7 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
     ]
     obr += [""] * (22 - len(obr))  # up to OBR-21
     obr += [_ts(ctx.local(report.created_at)), "", "EC" if report.kind is ReportKind.ECG else "RAD", status]
+    _order_context(obr, study)
     if report.signature is not None and report.status is not ReportStatus.ENTERED_IN_ERROR:
         c = report.signature.clinician
         cn = split_person_name(c.name)

@@ -146,6 +146,7 @@ def test_order_round_trip(ctx: AppContext, listener: MllpServer, tmp_path: Path)
     assert oru["PID.F3.R1.C1"] == "PAT-77|X"  # the delimiter went out escaped and comes back whole
     assert "PAT-77\\F\\X^" in raw and str(oru.segment("PID")[5]) == "Ölund^Åsa"  # UTF-8, as MSH-18 says
     assert str(oru.segment("MSH")[18]) == "UNICODE UTF-8"
+    assert str(obr[13]) == "Palpitations for two weeks; on sotalol" and str(obr[31]) == "^QT check on sotalol"
 
     # FHIR: DiagnosticReport.basedOn the order (by its placer identifier)
     bundle = json.loads((out / "bundle.json").read_text())
