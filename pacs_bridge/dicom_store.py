@@ -16,15 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from core.config import Destination
+from core.errors import BridgeError
 from pacs_bridge._artefact import read_checked
 from pacs_bridge._tls import client_context
+from pacs_bridge.dimse_scu import AssociationRejected, FileMeta, StoreAssociation, read_file_meta
 from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, Retry
 from store.outbox import OutboxItem
 
@@ -50,19 +51,29 @@ def classify_status(status: int) -> Outcome:
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     item: OutboxItem
-    sop_class_uid: str
-    transfer_syntax_uid: str
+    data: bytes
+    meta: FileMeta
+
+    @property
+    def sop_class_uid(self) -> str:
+        return self.meta.sop_class_uid
+
+    @property
+    def transfer_syntax_uid(self) -> str:
+        return self.meta.transfer_syntax_uid
 
 
 def _prepare(item: OutboxItem) -> _Prepared | Failed:
-    checked = read_checked(item)
-    if isinstance(checked, Failed):
-        return checked
+    data = read_checked(item)
+    if isinstance(data, Failed):
+        return data
     try:
-        meta = read_file_meta_info(item.path)
-        return _Prepared(item, str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
-    except Exception as exc:  # pydicom raises several types for a damaged meta header
-        return Failed(f"artefact {item.path.name} of item {item.id} has no readable DICOM file meta ({exc})")
+        meta = read_file_meta(data)
+    except BridgeError as exc:
+        return Failed(f"artefact {item.path.name} of item {item.id}: {exc}")
+    if item.sop_instance_uid and meta.sop_instance_uid != item.sop_instance_uid:
+        return Failed(f"artefact {item.path.name} of item {item.id} holds another SOP Instance UID than stored")
+    return _Prepared(item, data, meta)
 
 
 def _no_delay(assoc: Association) -> None:
@@ -128,6 +139,53 @@ class CStoreSender:
         return [outcomes[item.id] for item in items]
 
     def _send_group(self, group: Sequence[_Prepared], pairs: Sequence[tuple[str, str]]) -> dict[int, Outcome]:
+        if self.commit is None:
+            return self._send_group_lean(group, pairs)
+        return self._send_group_pynetdicom(group, pairs)
+
+    def _send_group_lean(self, group: Sequence[_Prepared], pairs: Sequence[tuple[str, str]]) -> dict[int, Outcome]:
+        """Over :mod:`pacs_bridge.dimse_scu` (no storage commitment to request)."""
+        where = f"{self.called}@{self.host}:{self.port}"
+        try:
+            assoc = StoreAssociation(
+                self.host,
+                self.port,
+                calling=self.calling,
+                called=self.called,
+                pairs=pairs,
+                timeout=self.dest.timeout_s,
+                tls=self._tls,
+            )
+        except AssociationRejected as exc:
+            return {p.item.id: Retry(f"{exc} by PACS {where}") for p in group}
+        except (OSError, BridgeError) as exc:
+            return {p.item.id: Retry(f"no association with PACS {where} ({exc})") for p in group}
+        outcomes: dict[int, Outcome] = {}
+        try:
+            for n, p in enumerate(group):
+                if (p.sop_class_uid, p.transfer_syntax_uid) not in assoc.accepted.contexts:
+                    outcomes[p.item.id] = Failed(
+                        f"PACS {where} accepted no presentation context for SOP class {p.sop_class_uid} "
+                        f"in transfer syntax {p.transfer_syntax_uid}"
+                    )
+                    continue
+                try:
+                    status = assoc.store(p.data, p.meta)
+                except (OSError, BridgeError) as exc:
+                    lost = f"association with PACS {where} lost mid-batch ({exc})"
+                    outcomes.update({q.item.id: Retry(lost) for q in group[n:]})
+                    assoc.abort()
+                    return outcomes
+                outcomes[p.item.id] = classify_status(status)
+        except BaseException:
+            assoc.abort()
+            raise
+        assoc.release()
+        return outcomes
+
+    def _send_group_pynetdicom(
+        self, group: Sequence[_Prepared], pairs: Sequence[tuple[str, str]]
+    ) -> dict[int, Outcome]:
         contexts = [build_context(sop, [ts]) for sop, ts in pairs]
         if self.commit is not None:
             contexts.append(build_context(StorageCommitmentPushModel))

@@ -132,6 +132,7 @@ class OutboxLoop:
         """Drop items whose destination is gone, that it takes only signed, or that a newer version superseded."""
         keep: list[OutboxItem] = []
         now = self.clock.now()
+        newest: dict[tuple[str, str], int | None] = {}  # (study, destination) -> newest version, once per pass
         with self.db.session() as session:
             for item in items:
                 dest = self.settings.destinations.get(item.destination)
@@ -147,8 +148,11 @@ class OutboxLoop:
                         summary.skipped += 1
                         continue
                     if dest.skip_superseded:
-                        newer = outbox.newer_version(session, item)
-                        if newer is not None:
+                        key = (item.study_uid, item.destination)
+                        if key not in newest:
+                            newest[key] = outbox.newest_version(session, *key)
+                        newer = newest[key]
+                        if newer is not None and newer > item.report_version:
                             outbox.mark_skipped(session, item.id, newer, now)
                             summary.skipped += 1
                             continue

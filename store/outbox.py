@@ -23,6 +23,7 @@ Nothing is marked delivered here unless the sender says the peer confirmed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +56,7 @@ __all__ = [
     "mark_sent",
     "mark_skipped",
     "newer_version",
+    "newest_version",
     "retry_all_dead",
     "retry_dead",
 ]
@@ -199,23 +201,27 @@ def claim_due(
     until = now + timedelta(seconds=lease_s)
     # the candidates' rows are locked while this transaction runs (SQLite: BEGIN IMMEDIATE holds the write lock;
     # PostgreSQL: FOR UPDATE SKIP LOCKED), and the UPDATE re-checks that each is still pending and due
-    candidates = [i.id for i in due(session, now, limit, destinations=destinations, lock=True)]
+    candidates = due(session, now, limit, destinations=destinations, lock=True)
     if not candidates:
         return []
-    session.execute(
+    result = session.execute(
         update(OutboxRow)
         .where(
-            OutboxRow.id.in_(candidates),
+            OutboxRow.id.in_([i.id for i in candidates]),
             OutboxRow.state == OutboxState.PENDING,
             OutboxRow.next_attempt_at <= now,
         )
         .values(next_attempt_at=until, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    assert isinstance(result, CursorResult)
+    if result.rowcount == len(candidates):  # the usual case: every locked candidate is ours
+        leased = [dataclasses.replace(i, next_attempt_at=until, updated_at=now) for i in candidates]
+        return sorted(leased, key=lambda i: (i.study_uid, i.report_version, i.id))
     items = _items(
         session,
         _select().where(
-            OutboxRow.id.in_(candidates),
+            OutboxRow.id.in_([i.id for i in candidates]),
             OutboxRow.state == OutboxState.PENDING,
             OutboxRow.next_attempt_at == until,
         ),
@@ -370,15 +376,21 @@ def mark_skipped(session: Session, item_id: int, newer_version: int, now: dateti
     session.flush()
 
 
-def newer_version(session: Session, item: OutboxItem) -> int | None:
-    """The newest version of the item's study queued for the same destination, when newer than the item's."""
+def newest_version(session: Session, study_uid: str, destination: str) -> int | None:
+    """The newest report version of a study that has an item for ``destination`` (None: none)."""
     newest = session.scalar(
         select(func.max(ReportVersionRow.version))
         .join(ArtefactRow, ArtefactRow.report_version_id == ReportVersionRow.id)
         .join(OutboxRow, OutboxRow.artefact_id == ArtefactRow.id)
-        .where(ReportVersionRow.study_instance_uid == item.study_uid, OutboxRow.destination == item.destination)
+        .where(ReportVersionRow.study_instance_uid == study_uid, OutboxRow.destination == destination)
     )
-    return int(newest) if newest is not None and newest > item.report_version else None
+    return None if newest is None else int(newest)
+
+
+def newer_version(session: Session, item: OutboxItem) -> int | None:
+    """The newest version of the item's study queued for the same destination, when newer than the item's."""
+    newest = newest_version(session, item.study_uid, item.destination)
+    return newest if newest is not None and newest > item.report_version else None
 
 
 def retry_all_dead(session: Session, now: datetime, *, destination: str | None = None) -> int:
