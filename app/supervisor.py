@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from app.context import AppContext
 from app.worker import run_forever
+from ingest.orders.mllp import MllpServer
 from pacs_bridge.loop import OutboxLoop
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Supervisor:
         self.components: dict[str, bool] = {}
         self._threads: list[threading.Thread] = []
         self._server: object | None = None
+        self._listener: MllpServer | None = None
         self.scp_address: tuple[str, int] | None = None
 
     def _keep_running(self, name: str, body: Callable[[], None]) -> None:
@@ -82,6 +84,14 @@ class Supervisor:
             self._spawn(f"worker-{i + 1}", lambda: self._work())
         if self.parts.sender and ctx.settings.destinations:
             self._spawn("sender", lambda: OutboxLoop(ctx.db, ctx.settings, ctx.clock).run_forever(self.stop_event))
+        if ctx.settings.orders.run_listener:  # HL7 orders beside the service (orders.mllp_host/mllp_port)
+            from app.orders import hl7_handler
+
+            listener = MllpServer((ctx.settings.orders.mllp_host, ctx.settings.orders.mllp_port), hl7_handler(ctx))
+            listener.start()
+            self._listener = listener
+            self.components["orders-mllp"] = True
+            log.info("HL7 order listener on %s:%d", ctx.settings.orders.mllp_host, listener.port)
 
     def _work(self) -> None:
         handled = run_forever(self.ctx, stop=self.stop_event, send=False)
@@ -95,6 +105,10 @@ class Supervisor:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self.components["scp"] = False
+        if self._listener is not None:
+            self._listener.shutdown()
+            self._listener.server_close()
+            self.components["orders-mllp"] = False
 
 
 def run_service(ctx: AppContext, *, host: str, port: int, parts: Parts) -> None:

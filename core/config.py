@@ -343,6 +343,7 @@ class OrdersConfig(_Section):
 
     mllp_host: str = "127.0.0.1"
     mllp_port: int = Field(2575, ge=1, le=65535)  #: ``mmdx orders listen``
+    run_listener: bool = False  #: also run the HL7 order listener inside ``mmdx serve``
     fhir_url: str | None = None  #: FHIR server polled for ServiceRequests (``mmdx orders poll``)
     fhir_authorization: str | None = None  #: HTTP Authorization header for it; better set by environment
     poll_interval_s: float = Field(60.0, gt=0)

@@ -324,6 +324,28 @@ def _wide_tachycardia(ri: RuleInput, rr: np.ndarray, hr: float, hr_m: tuple[Meas
     return [finding(MMDX.ECG_WIDE_QRS_TACHYCARDIA, crit, hr_m + qrs_m, critical=True)]
 
 
+def premature_atrial_beats(ri: RuleInput) -> int:
+    """How many supraventricular-labelled beats are really premature atrial complexes.
+
+    The beat label (RR < 85% of the local RR, normal QRS) also fires on
+    sinus arrhythmia and at the onset of a faster rhythm.  A premature atrial
+    complex comes abruptly early (at most ``PAC_PREMATURITY`` of the median of
+    the 1-3 RR before it) and resets the sinus node, so a pause follows (the
+    next RR at least ``PAC_PAUSE`` times its own); a gradual change does
+    neither.
+    """
+    rr = np.diff(ri.beats).astype(np.float64)
+    n = 0
+    for k in np.flatnonzero(ri.labels == "S"):
+        if k < 2 or k >= rr.size:
+            continue  # needs an RR before its own and one after
+        prev = rr[k - 1]
+        before = float(np.median(rr[max(0, k - 4) : k - 1]))
+        if prev <= th.PAC_PREMATURITY * before and rr[k] >= th.PAC_PAUSE * prev:
+            n += 1
+    return n
+
+
 def rhythm_statements(ri: RuleInput) -> list[Finding]:
     """Sinus/AF/flutter/paced/junctional/idioventricular rhythm, ectopy, VT and AV block."""
     out: list[Finding] = []
@@ -453,13 +475,17 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     av = [] if two is not None or uncertain or wide else _av_block(ri, rr, p_present, af or flutter)
     if not (af or flutter or p_present or wide or any(f.concept == SCT.COMPLETE_AV_BLOCK for f in av)):
         out += _without_p(ri, rr, hr, hr_m)
-    n_s = int(np.sum(ri.labels == "S"))
+    n_s = premature_atrial_beats(ri)
     n_v = int(np.sum(ri.labels == "V"))
     if n_s and not af and not flutter and not wide:  # in a regular ventricular rhythm an early beat is no PAC
         out.append(
             finding(
                 SCT.PREMATURE_ATRIAL_COMPLEX,
-                [f"{n_s} premature beat(s) (RR < 85% of local RR) with normal QRS morphology"],
+                [
+                    f"{n_s} premature beat(s) with normal QRS morphology: RR <= {th.PAC_PREMATURITY:.0%} of the "
+                    f"preceding RR and followed by a pause (next RR >= {th.PAC_PAUSE:g} x its own)",
+                    "gradual RR changes (sinus arrhythmia) and the onset of a faster rhythm are not counted",
+                ],
             )
         )
     if n_v:

@@ -22,6 +22,10 @@ FLUTTER_CONCENTRATION: Final = 0.35
 #: ... and atrial activity of flutter size (waves of >= 0.1 mV): a spectral peak in a noise-level residual is noise.
 FLUTTER_MIN_RMS_MV: Final = 0.02
 PACED_FRACTION: Final = 0.5
+#: Premature atrial complex (statement): RR at most this fraction of the preceding RRs, then a pause of at least
+#: PAC_PAUSE x its own RR (the sinus node reset); the beat label alone (85%) also fires on sinus arrhythmia.
+PAC_PREMATURITY: Final = 0.8
+PAC_PAUSE: Final = 1.2
 VT_MIN_BEATS: Final = 3
 VT_MIN_BPM: Final = 100.0
 FIRST_DEGREE_PR_MS: Final = 200.0

@@ -114,3 +114,21 @@ def test_mmdx_orders_listen_as_a_process(workdir: Path) -> None:
         proc.wait(timeout=10)
     listed = runner.invoke(cli, ["orders", "list", "--json"])
     assert json.loads(listed.output.splitlines()[0])["placer"] == "PL1001"
+
+
+def test_serve_runs_the_order_listener_when_configured(workdir: Path) -> None:
+    from app.supervisor import Parts, Supervisor
+    from ingest.orders.mllp import send
+    from tests.peers import free_port
+
+    port = free_port()
+    ctx = AppContext.create(None, orders={"run_listener": True, "mllp_port": port})
+    supervisor = Supervisor(ctx, Parts(scp=False, workers=0, sender=False))
+    supervisor.start()
+    try:
+        assert supervisor.components["orders-mllp"] is True
+        assert b"MSA|AA" in send("127.0.0.1", port, orm(), timeout_s=10)
+    finally:
+        supervisor.stop()
+        ctx.db.dispose()
+    assert supervisor.components["orders-mllp"] is False

@@ -323,3 +323,20 @@ def test_infarct_by_territory_age_indeterminate_and_acute() -> None:
     # not read from an LBBB (its QS in V1-V3 is the block)
     lbbb = _amps(**{**LBBB_AMPS, "V2": qs, "V3": qs})
     assert SCT.MYOCARDIAL_INFARCTION not in _codes(interpret(_ri_qrs(150.0, lbbb)))
+
+
+@pytest.mark.parametrize(
+    ("rr_ms", "pac"),
+    [
+        ([800, 800, 800, 560, 1000, 800, 800], True),  # abruptly early, then a pause: a PAC
+        ([800, 780, 740, 660, 640, 660, 700], False),  # gradual shortening (sinus arrhythmia)
+        ([1200, 1200, 1200, 700, 660, 660, 660], False),  # the onset of a faster rhythm: no pause
+        ([800, 800, 800, 660, 700, 800, 800], False),  # 82% of the preceding RR: not premature enough
+    ],
+)
+def test_premature_atrial_complex_needs_prematurity_and_a_pause(rr_ms: list[int], pac: bool) -> None:
+    beats = np.concatenate(([200], 200 + np.cumsum(np.asarray(rr_ms) // 2))).astype(np.int64)  # 500 Hz
+    labels = np.array(["N"] * beats.size)
+    labels[4] = "S"  # the beat the classifier called premature (RR < 85% of its local RR)
+    ri = replace(_ri(), beats=beats, labels=labels)
+    assert (SCT.PREMATURE_ATRIAL_COMPLEX in _codes(interpret(ri))) is pac
