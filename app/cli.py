@@ -130,6 +130,10 @@ def run(
         if not p.exists():
             err_console.print(Text(f"{display_path(p)}: no such file or folder", style="red"))
     collected = collect(ctx, [p for p in paths if p.exists()])
+    if analyse:  # the image models see up to max_batch of these studies at once
+        from app.models_stage import prefetch_models
+
+        prefetch_models(ctx, collected.study_uids)
     outcomes: list[StudyOutcome] = []
     for uid in collected.study_uids:
         if analyse:

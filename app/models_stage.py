@@ -7,7 +7,10 @@ here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 
 from app.context import AppContext
 from app.plan import PROJECTION_MODALITIES, SeriesPlan
@@ -96,3 +99,101 @@ def ecg_models(
         measurements={study_uid: tuple(measurements)},
     )
     return result
+
+
+# --------------------------------------------------------------------------- batching across studies
+
+
+def batch_size(ctx: AppContext) -> int:
+    """How many studies to read ahead for the models: the largest ``max_batch`` of a configured model."""
+    return max((s.max_batch for s in ctx.registry.specs.values() if s.backend != "labeler"), default=1)
+
+
+_NOT_PREFETCHED = object()
+
+
+class _Prefetch:
+    """Image-model results of the next studies of a run, computed a batch at a time on first use.
+
+    ``mmdx run`` and the worker know which studies come next; asking the
+    models for them together lets each backend see up to ``max_batch``
+    studies at once (:func:`models.orchestrate.analyse_batch` groups them per
+    model).  A result is handed out once and only while the study's model
+    input is unchanged; anything else runs alone as before.
+    """
+
+    def __init__(self, ctx: AppContext, study_uids: Sequence[str], size: int) -> None:
+        self.ctx = ctx
+        self.uids = list(dict.fromkeys(study_uids))
+        self.size = max(1, size)
+        self.done: set[str] = set()
+        self.cache: dict[str, tuple[ModelInput, ModelsResult, list[str]]] = {}
+
+    def _fill(self, start: int) -> None:
+        from app.orders import order_for_study
+        from app.plan import Action, plan_study
+        from store import index
+
+        chunk = [u for u in self.uids[start:] if u not in self.done][: self.size]
+        inputs: list[ModelInput] = []
+        problems: dict[str, list[str]] = {}
+        for uid in chunk:
+            self.done.add(uid)
+            with self.ctx.db.session() as session:
+                study = index.load_study(session, uid)
+            if study is None:
+                continue
+            match = order_for_study(self.ctx, study, [])
+            if match is not None:
+                study = dataclasses.replace(study, order_match=match)
+            plans = plan_study(study, self.ctx.settings).of(Action.IMAGE_MODELS)
+            problems[uid] = []
+            inp = image_input(study, plans, problems[uid]) if plans else None
+            if inp is not None:  # a study without model input runs alone, where its problems are said
+                inputs.append(inp)
+        if inputs:
+            results = analyse_batch(inputs, self.ctx.registry, self.ctx.settings.model_routing)
+            for inp, res in zip(inputs, results, strict=True):
+                self.cache[inp.study_instance_uid] = (inp, res, problems[inp.study_instance_uid])
+
+    def take(self, uid: str) -> object:
+        if uid not in self.uids:
+            return _NOT_PREFETCHED
+        if uid not in self.done:
+            self._fill(self.uids.index(uid))
+        return self.cache.pop(uid, _NOT_PREFETCHED)
+
+
+_PREFETCH: ContextVar[_Prefetch | None] = ContextVar("mmdx_model_prefetch", default=None)
+
+
+def prefetch_models(ctx: AppContext, study_uids: Sequence[str]) -> Token[_Prefetch | None]:
+    """Let the image models of these studies run in batches of :func:`batch_size` (``mmdx run``, the worker)."""
+    return _PREFETCH.set(_Prefetch(ctx, study_uids, batch_size(ctx)))
+
+
+@contextmanager
+def batched_models(ctx: AppContext, study_uids: Sequence[str]) -> Iterator[None]:
+    """:func:`prefetch_models` for the duration of a ``with`` block."""
+    token = prefetch_models(ctx, study_uids)
+    try:
+        yield
+    finally:
+        _PREFETCH.reset(token)
+
+
+def image_models(
+    ctx: AppContext, study: Study, plans: Sequence[SeriesPlan], problems: list[str]
+) -> tuple[ModelInput, ModelsResult] | None:
+    """One study's image-model input and result: from its prefetched batch when there is one, else alone."""
+    pre = _PREFETCH.get()
+    hit = pre.take(study.study_instance_uid) if pre is not None else _NOT_PREFETCHED
+    if isinstance(hit, tuple) and hit[0].context == clinical_context(study):
+        inp, result, found = hit
+        problems.extend(found)
+        return inp, result
+    inp = image_input(study, plans, problems)
+    if inp is None:
+        return None
+    (result,) = analyse_batch([inp], ctx.registry, ctx.settings.model_routing)
+    return inp, result

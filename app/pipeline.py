@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
-from app.models_stage import ecg_models, image_input
+from app.models_stage import ecg_models, image_models
 from app.orders import order_for_study
 from app.plan import Action, SeriesPlan, StudyPlan, plan_study
 from core.codes import LOINC, MMDX
@@ -43,7 +43,7 @@ from ecg.device_check import summary as device_summary
 from ecg.readers import read_ecg
 from ecg.render import render_png
 from ingest.technique import series_technique
-from models.orchestrate import ModelsResult, analyse_batch
+from models.orchestrate import ModelsResult
 from models.safety import no_model_notice
 from reports.context import ReportContext
 from reports.outputs import build_outputs, write_outputs
@@ -188,10 +188,10 @@ def _run_image_models(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Dr
     plans = plan.of(Action.IMAGE_MODELS)
     if not plans:
         return
-    inp = image_input(study, plans, draft.problems)
-    if inp is None:
+    models = image_models(ctx, study, plans, draft.problems)  # batched with the next studies where prefetched
+    if models is None:
         return
-    (result,) = analyse_batch([inp], ctx.registry, ctx.settings.model_routing)
+    inp, result = models
     draft.problems.extend(result.errors)
     draft.problems.extend(result.notices)
     draft.model_calls.extend(result.calls)

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
+from app.models_stage import batch_size, batched_models
 from app.pipeline import StudyOutcome, process_study
 from core.errors import MmdxError, StoreError
 from ingest.stability import dispatch_stable
@@ -79,21 +81,52 @@ def requeue_stale(ctx: AppContext) -> int:
     return n
 
 
+def _claim(ctx: AppContext, me: str, size: int) -> list[jobs.ClaimedJob]:
+    """Requeue stale jobs, dispatch studies that became stable, and claim up to ``size`` jobs."""
+    requeue_stale(ctx)
+    now = ctx.clock.now()
+    with ctx.db.session() as session:
+        dispatch_stable(session, now, ctx.settings.scp.stable_age_s)
+    claimed: list[jobs.ClaimedJob] = []
+    while len(claimed) < size:
+        with ctx.db.session() as session:
+            job = jobs.claim_next(session, me, now)
+        if job is None:
+            break
+        claimed.append(job)
+    return claimed
+
+
 def run_one(ctx: AppContext, *, out_dir: Path | None = None, me: str | None = None) -> WorkResult | None:
     """Requeue stale jobs, dispatch studies that became stable, claim one job and run it.
 
     None when nothing is pending.
     """
     me = me or worker_id()
-    requeue_stale(ctx)
-    now = ctx.clock.now()
-    with ctx.db.session() as session:
-        dispatch_stable(session, now, ctx.settings.scp.stable_age_s)
-    with ctx.db.session() as session:
-        job = jobs.claim_next(session, me, now)
-    if job is None:
-        return None
+    claimed = _claim(ctx, me, 1)
+    return _run_claimed(ctx, claimed[0], out_dir, me) if claimed else None
 
+
+def run_batch(
+    ctx: AppContext, *, out_dir: Path | None = None, me: str | None = None, size: int | None = None
+) -> list[WorkResult]:
+    """Claim up to ``size`` jobs (default: the largest ``max_batch`` of a configured model) and run them.
+
+    Their image models run together (each model sees up to its ``max_batch``
+    studies at once); each job still completes or fails on its own.
+    """
+    me = me or worker_id()
+    claimed = _claim(ctx, me, size or batch_size(ctx))
+    if not claimed:
+        return []
+    with ExitStack() as stack:
+        for job in claimed:  # every claimed job stays leased while the batch runs
+            stack.enter_context(_Heartbeat(ctx, job.id, me))
+        with batched_models(ctx, [job.study_uid for job in claimed]):
+            return [_run_claimed(ctx, job, out_dir, me) for job in claimed]
+
+
+def _run_claimed(ctx: AppContext, job: jobs.ClaimedJob, out_dir: Path | None, me: str) -> WorkResult:
     def finish(session: Session, outcome: StudyOutcome) -> None:
         failed_steps = "; ".join(outcome.model_failures) or None
         jobs.complete(session, job.id, ctx.clock.now(), failed_steps=failed_steps, worker_id=me)
@@ -132,20 +165,20 @@ def run_forever(
     sender = OutboxLoop(ctx.db, ctx.settings, ctx.clock) if send and ctx.settings.destinations else None
     try:
         while not stop.is_set():
-            result = run_one(ctx, out_dir=out_dir)
+            results = run_batch(ctx, out_dir=out_dir)
             sent_idle = True
             if sender is not None:
                 try:
                     sent_idle = sender.run_once().idle
                 except Exception:
                     log.exception("outbox pass failed")
-            if result is None:
+            if not results:
                 if once and sent_idle:
                     break
                 if sent_idle:
                     stop.wait(poll)
                 continue
-            handled += 1
+            handled += len(results)
     finally:
         if sender is not None:
             sender.close()
