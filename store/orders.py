@@ -292,6 +292,13 @@ def match_study(session: Session, study: Study, now: datetime, *, window_days: i
         row, strength = candidates[0], MatchStrength.PATIENT_PROCEDURE_DATE
     order = _record(row)
     found = conflicts(order, study)
+    other = session.scalars(
+        select(OrderMatchRow.id).where(
+            OrderMatchRow.order_id == row.id, OrderMatchRow.study_instance_uid != study.study_instance_uid
+        )
+    ).first()
+    if other is not None:  # two studies under one accession number: both keep the order, a person decides
+        found = (*found, "order already answered by another study")
     match = session.scalars(
         select(OrderMatchRow).where(OrderMatchRow.study_instance_uid == study.study_instance_uid)
     ).one_or_none()

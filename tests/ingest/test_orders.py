@@ -422,3 +422,12 @@ def test_conflicts_name_the_fields_only() -> None:
     found = order_store.conflicts(order, _study(patient=other, accession_number="ACC-OTHER"))
     assert found == ("patient ID", "patient name", "birth date", "accession number")
     assert not any("Schmidt" in f or "MRN" in f for f in found)
+
+
+def test_second_study_with_the_same_accession_is_flagged(db: Database) -> None:
+    receive_hl7(db, orm(), NOW)
+    with db.session() as session:
+        first = order_store.match_study(session, _study(), NOW)
+        second = order_store.match_study(session, _study(study_instance_uid=STUDY_UID + ".9"), NOW)
+    assert first is not None and first.conflicts == ()
+    assert second is not None and second.conflicts == ("order already answered by another study",)
