@@ -155,6 +155,9 @@ def test_order_round_trip(ctx: AppContext, listener: MllpServer, tmp_path: Path)
     assert based_on["type"] == "ServiceRequest"
     assert based_on["identifier"]["value"] == "PL7001"
     assert based_on["identifier"]["type"]["coding"][0]["code"] == "PLAC"
+    from reports.fhir_validate import assert_valid, medplum_ready
+
+    assert_valid((out / "bundle.json").read_bytes(), medplum=medplum_ready())  # project checker (+ Medplum)
 
     # SR: Referenced Request Sequence with the accession and both order numbers
     sr = pydicom.dcmread(out / "sr_ecg.dcm")
