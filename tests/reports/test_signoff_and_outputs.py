@@ -2,8 +2,9 @@
 
 Golden files live in tests/reports/golden/.  After an intended change, refresh them with
 ``MMDX_UPDATE_GOLDEN=1 .venv/bin/pytest tests/reports`` and review ``git diff tests/reports/golden``
-before committing.  Text outputs (FHIR JSON, ORU, HTML) are stored whole; binary ones (DICOM, PDF)
-by SHA-256 in ``digests.json`` (a library upgrade that changes encoding shows up there first).
+before committing.  ORU and HTML are stored whole; every output kind is also stored by its semantic
+content in ``content.json`` (``tests/semantic.py``: DICOM attributes and SR tree, PDF text, FHIR resources,
+pictures as thumbnails), so a library upgrade that re-encodes bytes without changing content passes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from core.errors import RecordError, ReportError
 from core.records import ReportSection, ReportStatus
 from reports.outputs import build_outputs, write_outputs
 from reports.signoff import amend, edit, sign, withdraw
+from tests import semantic
 from tests.reports import helpers as h
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -132,15 +134,14 @@ def test_golden_files_for_every_output_kind() -> None:
         ),
         "ecg_final": build_outputs(signed_ecg, h.ecg_study(), h.context(), ecg_printout_png=h.ecg_printout_png()),
     }
-    digests: dict[str, str] = {}
+    content: dict[str, object] = {}
     for run, out in runs.items():
         for a in out.artefacts:
             if a.name in ("oru.hl7", "report.html"):
                 _golden_text(f"{run}_{a.name}", a.data)
-            digests[f"{run}/{a.name}"] = a.sha256
-    path = GOLDEN / "digests.json"
+            content[f"{run}/{a.name}"] = semantic.summary(a.name, a.data)
+    path = GOLDEN / "content.json"
     if UPDATE:
-        path.write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
-    expected = json.loads(path.read_text())
-    changed = sorted(k for k in expected.keys() | digests.keys() if expected.get(k) != digests.get(k))
-    assert not changed, f"outputs changed: {changed} (see the module docstring to refresh golden files)"
+        path.write_text(json.dumps(content, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    diffs = semantic.differences(json.loads(path.read_text()), content)
+    assert not diffs, "outputs changed (see the module docstring to refresh golden files):\n" + "\n".join(diffs[:20])
