@@ -46,7 +46,7 @@ from ingest.technique import series_technique
 from models.orchestrate import ModelsResult
 from models.safety import no_model_notice
 from reports.context import ReportContext
-from reports.outputs import build_outputs, write_outputs
+from reports.outputs import build_outputs, publish_latest, write_outputs
 from store import audit, index
 from store import reports as report_store
 from store.priors import prior_studies
@@ -341,8 +341,10 @@ def process_study(
     outputs = build_outputs(
         report, study, rctx, ecg_printout_png=draft.printout_png, previous=previous, images=draft.key_images
     )
-    target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid
-    paths = tuple(write_outputs(outputs, target))
+    # one folder per version, written once: a stored version's files never change (their hashes stay true)
+    target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid / f"v{version}"
+    paths = tuple(write_outputs(outputs, target, exclusive=stored))
+    publish_latest(paths[0].parent if paths else target, target.parent)
     outcome = StudyOutcome(
         study_uid, plan, report, version, paths, tuple(draft.problems), model_failures=tuple(draft.model_failures)
     )

@@ -19,15 +19,20 @@ kind           file                                goes to
 =============  ==================================  ======================================
 
 Every DICOM artefact is validated before it is returned (pydicom re-read);
-nothing is written half: ``write_outputs`` writes each file to a temporary
-name and renames it into place.
+nothing is written half and nothing written is changed: ``write_outputs``
+writes a version's files into a temporary folder and renames it into place
+(``<study>/v<version>/``), once; ``publish_latest`` links the latest version's
+files at ``<study>/<name>``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,30 +221,115 @@ def build_outputs(
     return ReportOutputs(study.study_instance_uid, report.version, report.status, tuple(arts))
 
 
-def write_outputs(outputs: ReportOutputs, out_dir: Path) -> list[Path]:
-    """Write every artefact into ``out_dir`` atomically (temp file + rename); returns the paths.
+def write_outputs(outputs: ReportOutputs, out_dir: Path, *, exclusive: bool = True) -> list[Path]:
+    """Write every artefact into the version folder ``out_dir``, once; returns the paths.
+
+    Files of a stored version never change, so the database's hashes stay true:
+    the artefacts are written (0600, fsynced) into a new temporary folder (0700)
+    that is then renamed to ``out_dir`` in one step.  Where ``out_dir`` is
+    already there (a re-run of unchanged content, a concurrent run, a crash
+    before the database commit):
+
+    * ``exclusive`` (a version about to be stored): this version's files go
+      to a new sibling ``<out_dir>-<n>``, so the paths returned always hold
+      exactly these bytes;
+    * not ``exclusive`` (nothing will be stored): the files there are kept as
+      they are and their paths returned; a name missing there is added.
 
     Raises
     ------
     ReportError
         When the folder cannot be written (names the folder, never patient data).
     """
-    paths: list[Path] = []
+    out_dir = Path(out_dir)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for a in outputs.artefacts:
-            target = out_dir / a.name
-            fd, tmp = tempfile.mkstemp(prefix=f".{a.name}.", dir=out_dir)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(a.data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            paths.append(target)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(out_dir))
+        out_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if out_dir.is_dir() and not exclusive:
+            return _complete(outputs, out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))  # created 0700
+        try:
+            for a in outputs.artefacts:
+                _write_new(staging / a.name, a.data)
+            _fsync_dir(staging)
+            target = _place_folder(staging, out_dir, exclusive)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if target is None:  # another writer placed out_dir first and we keep its files
+            shutil.rmtree(staging, ignore_errors=True)
+            return _complete(outputs, out_dir)
+        _fsync_dir(target.parent)
     except OSError as exc:
         raise ReportError(f"write_outputs: cannot write into {out_dir}: {exc.strerror}") from exc
+    return [target / a.name for a in outputs.artefacts]
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (owner-only: reports hold patient data) with ``data``, durably; never replaces a file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _place_folder(staging: Path, out_dir: Path, exclusive: bool) -> Path | None:
+    """Rename the staged folder to ``out_dir`` (or, exclusive, a free ``<out_dir>-<n>``); None: taken, not exclusive."""
+    for n in range(1000):
+        target = out_dir if n == 0 else out_dir.with_name(f"{out_dir.name}-{n}")
+        if target.exists():
+            if not exclusive:
+                return None
+            continue
+        try:
+            os.rename(staging, target)  # an existing non-empty folder is never replaced (ENOTEMPTY)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not exclusive:
+                return None
+            continue
+        return target
+    raise OSError(errno.EEXIST, "no free version folder name", str(out_dir))
+
+
+def _complete(outputs: ReportOutputs, out_dir: Path) -> list[Path]:
+    """The artefact paths in an existing version folder; names it lacks are added, nothing is replaced."""
+    paths = []
+    for a in outputs.artefacts:
+        path = out_dir / a.name
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                _write_new(path, a.data)
+        paths.append(path)
     return paths
+
+
+def publish_latest(version_dir: Path, study_dir: Path) -> None:
+    """Point ``<study_dir>/<name>`` at each file of ``version_dir`` (relative symbolic links, swapped atomically).
+
+    The latest version is found where it always was, while every version's own
+    files stay where the database recorded them; a regular file already at a
+    name (written before versions had folders) is left as it is.
+    """
+    try:
+        for path in sorted(version_dir.iterdir()):
+            link = study_dir / path.name
+            if link.exists() and not link.is_symlink():
+                continue
+            tmp = study_dir / f".{path.name}.link-{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            os.symlink(Path(version_dir.name) / path.name, tmp)
+            os.replace(tmp, link)
+    except OSError as exc:
+        raise ReportError(f"publish_latest: cannot link into {study_dir}: {exc.strerror}") from exc

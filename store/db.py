@@ -52,6 +52,20 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _BEGIN_OPTION = "mmdx_sqlite_begin"
 
 
+def _owner_only(path: Path) -> None:
+    """The SQLite file (names, IDs, birth dates) readable by its owner only, created so before SQLite opens it.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode; existing ones are tightened too.
+    """
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if name.exists():
+                os.chmod(name, 0o600)
+    except OSError:
+        pass  # a read-only or foreign-owned database: SQLite reports what matters when it opens it
+
+
 def _is_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
@@ -126,6 +140,8 @@ class Database:
         self._raw_free: list[sqlite3.Connection] = []  # idle connections of sqlite_connection()
         self._raw_pid = os.getpid()
         self._raw_file = self.url.database if self.is_sqlite and not _is_memory(self.url) else None
+        if self._raw_file:
+            _owner_only(Path(self._raw_file).expanduser())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
