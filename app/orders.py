@@ -7,6 +7,7 @@ Worklist (``orders.worklist``) for an accession number no stored order holds.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from app.context import AppContext
@@ -37,6 +38,13 @@ def order_for_study(ctx: AppContext, study: Study, problems: list[str]) -> Order
     if match is not None and match.notice:
         problems.append(match.notice)
     return match
+
+
+def with_recorded_order(ctx: AppContext, study: Study) -> Study:
+    """The study with the order recorded for it (sign-off, amendments: no new matching, no worklist query)."""
+    with ctx.db.session(readonly=True) as session:
+        match = order_store.match_for_study(session, study.study_instance_uid)
+    return study if match is None else dataclasses.replace(study, order_match=match)
 
 
 def hl7_handler(ctx: AppContext) -> Callable[[bytes], bytes]:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from app.context import AppContext
 from app.models_stage import image_input
+from app.orders import with_recorded_order
 from app.pipeline import MAX_KEY_IMAGES, destinations_for
 from app.plan import Action, plan_study
 from core.codes import LOINC, Code
 from core.errors import EcgError, IngestError, MmdxError, ReportError, StoreError
-from core.records import Clinician, DraftReport, Image, ReportKind, ReportSection, Study
+from core.records import Clinician, DraftReport, Image, ReportKind, ReportSection, ReportStatus, Study
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ecg.analysis import analyze
 from ecg.readers import read_ecg
@@ -31,6 +32,7 @@ from reports import signoff
 from reports.context import ReportContext
 from reports.outputs import build_outputs, write_outputs
 from store import audit, index
+from store import orders as order_store
 from store import reports as report_store
 from store.reports import ArtefactRecord
 
@@ -174,6 +176,7 @@ def apply_action(
         study = index.load_study(session, study_uid)
     if latest is None or study is None:
         raise NoReport(f"study {study_uid} has no report")
+    study = with_recorded_order(ctx, study)  # every version carries the order the first one answered
     if expected_version is not None and expected_version != latest.version:
         raise ReviewConflict(
             f"report of study {study_uid}: you acted on version {expected_version}, the newest is {latest.version}"
@@ -203,6 +206,8 @@ def apply_action(
                 routes,
                 ctx.clock.now(),
             )
+            if new.status in (ReportStatus.FINAL, ReportStatus.AMENDED):
+                order_store.complete_for_study(session, study_uid, ctx.clock.now())
             detail = f"version {new.version} ({new.status.value})"
             if reason:
                 detail += f"; reason given ({len(reason.strip())} characters)"

@@ -316,6 +316,20 @@ def match_study(session: Session, study: Study, now: datetime, *, window_days: i
     return OrderMatch(order, strength, found)
 
 
+def complete_for_study(session: Session, study_instance_uid: str, now: datetime) -> bool:
+    """The study's order is reported (a signed final report): ``in-progress -> completed``; False without one."""
+    row = session.scalars(
+        select(OrderRow)
+        .join(OrderMatchRow, OrderMatchRow.order_id == OrderRow.id)
+        .where(OrderMatchRow.study_instance_uid == study_instance_uid)
+    ).one_or_none()
+    if row is None or row.status is OrderStatus.CANCELLED:
+        return False
+    row.status = OrderStatus.COMPLETED
+    row.updated_at = aware("complete_for_study(now)", now)
+    return True
+
+
 def match_for_study(session: Session, study_instance_uid: str) -> OrderMatch | None:
     """The match recorded for a study, if any."""
     found = session.execute(
@@ -332,6 +346,7 @@ def match_for_study(session: Session, study_instance_uid: str) -> OrderMatch | N
 __all__ = [
     "StoredOrder",
     "cancel_order",
+    "complete_for_study",
     "conflicts",
     "find_by_accession",
     "get_order",

@@ -192,6 +192,17 @@ def test_order_round_trip(ctx: AppContext, listener: MllpServer, tmp_path: Path)
     assert row["placer"] == "PL7001" and row["status"] == "in-progress" and row["match"] == "accession"
     assert "Ölund" not in result.output and "PAT-77" not in result.output  # no patient data printed
 
+    # the cardiologist signs: the final ORU still carries the order, ORC-5 CM with OBR-25 F; the order is completed
+    from app.review import ReviewAction, apply_action
+    from core.records import Clinician
+
+    signed = apply_action(ctx, study_uid, ReviewAction.SIGN, Clinician("Heart^Hanna", "C-1", "cardiologist"), actor="t")
+    final = hl7.parse(next(p for p in signed.artefacts if p.name == "oru.hl7").read_bytes().decode())
+    assert str(final.segment("OBR")[2]) == "PL7001^HIS" and str(final.segment("OBR")[3]) == "FL7001^CARDIO"
+    assert str(final.segment("OBR")[25]) == "F" and str(final.segment("ORC")[5]) == "CM"
+    with ctx.db.session() as session:
+        assert order_store.get_order(session, "PL7001", "HIS").status.value == "completed"  # type: ignore[union-attr]
+
 
 def test_conflicting_sex_is_flagged_on_the_study_not_merged(
     ctx: AppContext, listener: MllpServer, tmp_path: Path
