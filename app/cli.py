@@ -7,7 +7,6 @@ Every command listed here works; area commands (``scp``, ``deid``, ``ecg``,
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import threading
 import warnings
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from app.commands import LazyGroup
+from app.logs import configure_logging
 from core.errors import MmdxError
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 
@@ -95,9 +95,8 @@ def _study_table(ctx: AppContext, outcomes: list[StudyOutcome]) -> Table:
 
 
 def _print_rejected(collected: Collected) -> None:
-    from rich.table import Table
-
     from ingest.files import display_path
+    from rich.table import Table
 
     if not collected.rejected and not collected.empty_folders:
         return
@@ -119,10 +118,11 @@ def run(
     analyse: Annotated[bool, typer.Option("--analyse/--index-only", help="Run the pipeline after indexing")] = True,
 ) -> None:
     """Read every file under PATHS, index the studies and run the pipeline on each."""
+    from ingest.files import display_path
+
     from app.inputs import collect
     from app.pipeline import StudyOutcome, process_study
     from app.plan import plan_study
-    from ingest.files import display_path
     from store import index
 
     ctx = _context(config)
@@ -171,11 +171,13 @@ def worker(
     config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="Exit when no job is pending")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Artefact folder (default storage.out_dir)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log per-object detail (DEBUG)")] = False,
 ) -> None:
     """Claim jobs of stable studies from the database and run the pipeline on them."""
     from app.worker import run_forever
 
     ctx = _context(config)
+    configure_logging(service=True, verbose=verbose, json_lines=ctx.settings.service.log_format == "json")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -191,11 +193,13 @@ def serve(
     scp: Annotated[bool | None, typer.Option("--scp/--no-scp", help="Run the DICOM SCP too (service.run_scp)")] = None,
     workers: Annotated[int | None, typer.Option(help="Analysis worker threads (service.workers; 0: none)")] = None,
     send: Annotated[bool | None, typer.Option("--send/--no-send", help="Deliver results (service.run_sender)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log per-object detail (DEBUG)")] = False,
 ) -> None:
     """Run the HTTP service (API, pages) and, as configured, the SCP, analysis workers and outbox sender."""
     from app.supervisor import Parts, run_service
 
     ctx = _context(config)
+    configure_logging(service=True, verbose=verbose, json_lines=ctx.settings.service.log_format == "json")
     svc = ctx.settings.service
     parts = Parts(
         scp=svc.run_scp if scp is None else scp,
@@ -210,8 +214,7 @@ def serve(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("app").setLevel(logging.INFO)
+    configure_logging()  # warnings; the services raise it to INFO (and DEBUG with -v) once their config is read
     # highdicom warns on every single-component person name ("Anonymous"): not actionable for a reader
     warnings.filterwarnings("ignore", message=r"The string .* is unlikely to represent the intended person name")
     cli()

@@ -149,6 +149,7 @@ def _run_claimed(ctx: AppContext, job: jobs.ClaimedJob, out_dir: Path | None, me
         with ctx.db.session() as session:
             jobs.fail(session, job.id, f"{type(exc).__name__}: {exc}", ctx.clock.now(), retry=True)
         return WorkResult(job.id, None, f"{type(exc).__name__}: {exc}")
+    log.info("job %s for study %s done: report version %s", job.id, job.study_uid, outcome.report_version)
     return WorkResult(job.id, outcome, "; ".join(outcome.model_failures) or None)
 
 
@@ -169,7 +170,10 @@ def run_forever(
             sent_idle = True
             if sender is not None:
                 try:
-                    sent_idle = sender.run_once().idle
+                    passed = sender.run_once()
+                    sent_idle = passed.idle
+                    if not sent_idle:
+                        log.info("outbox: %s", passed.line())
                 except Exception:
                     log.exception("outbox pass failed")
             if not results:

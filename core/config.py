@@ -254,6 +254,7 @@ class ServiceConfig(_Section):
     port: int = Field(8000, ge=1, le=65535)
     base_url: str | None = None
     worker_poll_s: float = Field(2.0, gt=0)
+    log_format: Literal["text", "json"] = "text"  #: the services' log lines: text, or one JSON object per line
     job_lease_s: float = Field(600.0, gt=0)  #: a job whose worker stopped heartbeating is requeued after this
     #: what ``mmdx serve`` supervises besides HTTP (a larger site runs ``mmdx scp``/``worker``/``send`` alone)
     run_scp: bool = False

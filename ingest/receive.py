@@ -206,6 +206,8 @@ class Receiver:
         else:
             outcome = Outcome.STORED
         self._count(outcome)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s from %s (%d bytes)", outcome.value, uid, source, size)
         return Received(outcome, uid, records.study.study_instance_uid, placed.path)
 
     def _failed(self, uid: str, records: HeaderRecords, source: str, exc: Exception) -> Received:

@@ -222,6 +222,15 @@ class Association:
         self._view = memoryview(b"")  # the current chunk
         self._pos = self._end = 0
         self._deadline: float | None = None  # ARTIM: the whole request, not each read, must arrive in time
+        self.statuses: dict[int, int] = {}  #: C-STORE answers given on this association, by status
+
+    def summary(self) -> str:
+        """The objects this association brought, for its closing log line."""
+        total = sum(self.statuses.values())
+        if not total:
+            return "no objects"
+        by_status = ", ".join(f"0x{status:04X} x{n}" for status, n in sorted(self.statuses.items()))
+        return f"{total} object(s) received ({by_status})"
 
     # --------------------------------------------------------------- reading
 
@@ -379,10 +388,10 @@ class Association:
             pdu_type, body = self._read_pdu()
             if pdu_type == 0x05:  # A-RELEASE-RQ
                 self.sock.sendall(_PDU_HEADER.pack(0x06, 0, 4) + bytes(4))
-                log.info("association released by %s@%s", self.calling, self.peer)
+                log.info("association released by %s@%s: %s", self.calling, self.peer, self.summary())
                 return
             if pdu_type == 0x07:
-                log.warning("association aborted by %s@%s", self.calling, self.peer)
+                log.warning("association aborted by %s@%s: %s", self.calling, self.peer, self.summary())
                 return
             if pdu_type != 0x04:
                 raise ProtocolError(f"unexpected PDU type 0x{pdu_type:02X} in an established association")
@@ -497,6 +506,9 @@ class Association:
                 message.data.clear()
                 handler: StoreHandler = self.handler  # type: ignore[assignment]
                 status = handler(data, self.calling, context.transfer_syntax, sop_instance)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("C-STORE %s from %s: 0x%04X", sop_instance, self.calling, status)
             rsp = _response(_C_STORE_RSP, message_id, sop_class, sop_instance, status)
         else:
             raise ProtocolError(f"unsupported DIMSE command 0x{command or 0:04X}")

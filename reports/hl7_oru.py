@@ -13,6 +13,7 @@ the 2.5.1 ORU_R01 structure, not only with our own reader.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -93,6 +94,35 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
+#: the longest OBX-5 TX value the 2.5.1 tables allow (hl7apy STRICT enforces it); longer lines continue in
+#: further OBX segments of the same sub-ID, split between words
+TX_MAX = 199
+
+
+def tx_chunks(text: str, limit: int = TX_MAX) -> list[str]:
+    """``text`` escaped and cut into values of at most ``limit`` characters, between words where it can,
+    never inside an escape sequence (the escape of a "|" stays whole)."""
+    chunks: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        atoms = re.findall(r"\\[FSTRE]\\|.", escape(word), flags=re.DOTALL)
+        piece = "".join(atoms)
+        candidate = f"{current} {piece}" if current else piece
+        if len(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            chunks.append(current)
+        current = ""
+        for atom in atoms:  # a word longer than a value is cut between atoms
+            if len(current) + len(atom) > limit:
+                chunks.append(current)
+                current = ""
+            current += atom
+    chunks.append(current)
+    return [c for c in chunks if c] or [""]
+
+
 def _ts(value: datetime) -> str:
     return value.strftime("%Y%m%d%H%M%S") + (value.strftime("%z") if value.tzinfo else "")
 
@@ -171,14 +201,16 @@ def _obx_lines(report: DraftReport) -> Iterator[tuple[str, Code, str, str, str]]
     for s in clinical_sections(report):  # processing notes go to NTE, never to an OBX
         sub += 1
         for line in (ln for ln in s.text.splitlines() if ln.strip()):
-            yield "TX", s.code, str(sub), escape(line), ""
+            for chunk in tx_chunks(line):
+                yield "TX", s.code, str(sub), chunk, ""
     for f in report.findings:
         sub += 1
         if f.concept is not None:
             yield "CWE", f.concept, str(sub), _ce(PRESENCE_CODES[f.presence]), ""
         else:
             narrative = LOINC.EKG_NARRATIVE if report.kind is ReportKind.ECG else LOINC.RADIOLOGY_NARRATIVE
-            yield "TX", narrative, str(sub), escape(f"{finding_label(f)} ({f.presence.value})"), ""
+            for chunk in tx_chunks(f"{finding_label(f)} ({f.presence.value})"):
+                yield "TX", narrative, str(sub), chunk, ""
         if f.probability is not None:
             yield "NM", FHIRCODES.MODEL_PROBABILITY, str(sub), f"{f.probability:.4g}", "1^no units^UCUM"
     for m, _ in unique_measurements(report):

@@ -55,19 +55,16 @@ def scp_command(
     engine: Annotated[
         str | None, typer.Option("--engine", help="DIMSE acceptor: pynetdicom or fast (default: scp.engine)")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every C-STORE")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every C-STORE (DEBUG)")] = False,
 ) -> None:
     """Run the Storage SCP (C-ECHO, C-STORE) until SIGINT/SIGTERM."""
+    from app.logs import configure_logging
     from core.config import load_settings
     from ingest.scp import StorageServer
     from store.db import Database
 
     err = Console(stderr=True)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    configure_logging(service=True, verbose=verbose)  # INFO now (a bare basicConfig after the CLI's is a no-op)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -79,6 +76,8 @@ def scp_command(
     signal.signal(signal.SIGTERM, _on_signal)
     try:
         settings = load_settings(config)
+        if settings.service.log_format == "json":
+            configure_logging(service=True, verbose=verbose, json_lines=True)
         db = Database.from_settings(settings)
         server = StorageServer(settings, db, host=host, port=port, ae_title=ae_title, max_pdu=max_pdu, engine=engine)
         server.start()
