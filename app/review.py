@@ -132,7 +132,7 @@ def ecg_printout(ctx: AppContext, study: Study) -> bytes | None:
                 analysis = analyze(record, ctx.settings.ecg, patient=study.patient)
             except (EcgError, MmdxError):
                 continue
-            return render_png(record, analysis.measurements, analysis.statements)
+            return render_png(record, analysis.measurements, analysis.statements, timezone=ctx.settings.site.timezone)
     return None
 
 
