@@ -7,6 +7,8 @@ measurements behind it; critical statements are marked for STAT priority.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from core.codes import MMDX, SCT
 from core.records import Finding, Priority, PriorityLevel
 from ecg.rules.base import PRODUCER, RuleInput, finding, ruleset_digest
@@ -40,7 +42,7 @@ def gate_quality(ri: RuleInput, statements: list[Finding]) -> list[Finding]:
     interpreted; every critical statement needs a readable record.
     """
     if ri.quality_poor is None:
-        return statements
+        return [_supported(ri, f) if f.critical else f for f in statements]
     kept = [f for f in statements if f.concept in KEPT_WHEN_POOR and not f.critical]
     withheld = sorted({f.text for f in statements if f not in kept})
     crit = [f"poor signal quality: {ri.quality_poor}"]
@@ -55,6 +57,30 @@ def gate_quality(ri: RuleInput, statements: list[Finding]) -> list[Finding]:
         criteria=tuple(crit),
     )
     return [note, *kept]
+
+
+#: A critical statement stays STAT only when at least this fraction of the analysed leads is of good quality.
+CRITICAL_GOOD_FRACTION = 0.5
+
+
+def _supported(ri: RuleInput, f: Finding) -> Finding:
+    """A critical statement with the good-quality leads that support it named, or demoted when too few are good.
+
+    A STEMI is already drawn from good leads only (its criteria name them);
+    rhythm alarms rest on every analysed lead, so most of them must be good.
+    """
+    leads = [a.lead for a in ri.amps]
+    if ri.good_leads is None or not leads:
+        return f
+    good = [k for k in leads if k in ri.good_leads]
+    if len(good) >= CRITICAL_GOOD_FRACTION * len(leads):
+        return replace(f, criteria=(*f.criteria, "signal quality good in leads " + ", ".join(good)))
+    limited = [k for k in leads if k not in ri.good_leads]
+    note = (
+        f"not STAT: signal quality limited in {len(limited)} of {len(leads)} leads ({', '.join(limited)}); "
+        "confirm on a repeat recording"
+    )
+    return replace(f, critical=False, criteria=(*f.criteria, note))
 
 
 def _summary(ri: RuleInput, statements: list[Finding]) -> Finding | None:

@@ -81,3 +81,17 @@ def test_noisy_single_lead_recording_is_flagged_and_raises_no_rhythm_alarm() -> 
     assert not codes & RHYTHM_ALARMS
     assert a.priority.level is PriorityLevel.ROUTINE
     assert MMDX.ECG_NOISE in codes or any("insufficient" in s.text for s in a.statements)
+
+
+def test_a_critical_statement_names_its_good_leads_or_is_not_stat() -> None:
+    """A rhythm alarm needs most analysed leads good: otherwise it is kept, not STAT, with the reason."""
+    from ecg.rules import priority_of
+
+    ri = replace(_ri(replace(_ri().g, qtc_fridericia_ms=530.0)), good_leads=frozenset(LEADS_12))
+    out = interpret(ri)
+    qt = next(f for f in out if f.concept == SCT.PROLONGED_QT)
+    assert qt.critical and any(c.startswith("signal quality good in leads I, II") for c in qt.criteria)
+    few = interpret(replace(ri, good_leads=frozenset({"I", "II"})))
+    qt = next(f for f in few if f.concept == SCT.PROLONGED_QT)
+    assert not qt.critical and "not STAT" in qt.criteria[-1]
+    assert priority_of(few).level is PriorityLevel.ROUTINE
