@@ -48,11 +48,20 @@ def classify_status(status: int) -> Outcome:
     return Failed(reason)
 
 
+#: Files up to this size stay in memory between the check and the C-STORE; larger ones are read again then,
+#: so that a batch of large objects never sits in memory at once.
+KEEP_BYTES = 1 << 18
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     item: OutboxItem
-    data: bytes
+    kept: bytes | None
     meta: FileMeta
+
+    @property
+    def data(self) -> bytes:
+        return self.kept if self.kept is not None else self.item.path.read_bytes()
 
     @property
     def sop_class_uid(self) -> str:
@@ -73,7 +82,7 @@ def _prepare(item: OutboxItem) -> _Prepared | Failed:
         return Failed(f"artefact {item.path.name} of item {item.id}: {exc}")
     if item.sop_instance_uid and meta.sop_instance_uid != item.sop_instance_uid:
         return Failed(f"artefact {item.path.name} of item {item.id} holds another SOP Instance UID than stored")
-    return _Prepared(item, data, meta)
+    return _Prepared(item, data if len(data) <= KEEP_BYTES else None, meta)
 
 
 def _no_delay(assoc: Association) -> None:

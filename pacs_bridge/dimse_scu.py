@@ -157,6 +157,7 @@ class StoreAssociation:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock: socket.socket = tls.wrap_socket(sock, server_hostname=host) if tls is not None else sock
         self._message_id = 0
+        self._buf = bytearray()
         try:
             self.sock.sendall(associate_rq(calling, called, self.pairs))
             self.accepted = self._read_ac()
@@ -167,15 +168,15 @@ class StoreAssociation:
     # ---------------------------------------------------------------- PDUs
 
     def _recv_exact(self, n: int) -> bytes:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
-            if k == 0:
+        """``n`` bytes, from what an earlier read brought first (one recv usually brings a whole response)."""
+        while len(self._buf) < n:
+            chunk = self.sock.recv(max(65536, n - len(self._buf)))
+            if not chunk:
                 raise AssociationLost("the peer closed the connection")
-            got += k
-        return bytes(buf)
+            self._buf += chunk
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
 
     def _read_pdu(self) -> tuple[int, bytes]:
         kind, _, length = struct.unpack(">BBI", self._recv_exact(6))
@@ -211,11 +212,12 @@ class StoreAssociation:
                     sub += 4 + s_len
         return Accepted(contexts, max_pdu)
 
-    def _send_pdvs(self, ctx_id: int, command: bool, data: memoryview) -> None:
+    def _pdus(self, ctx_id: int, command: bool, data: memoryview) -> list[bytes]:
         """``data`` as P-DATA-TF PDUs within the peer's limit; the last fragment is flagged."""
         limit = (self.accepted.max_pdu or (1 << 24)) - 6
         flag = 0x01 if command else 0x00
         total = len(data)
+        pdus = []
         pos = 0
         while True:
             chunk = data[pos : pos + limit]
@@ -224,11 +226,9 @@ class StoreAssociation:
             header = struct.pack(
                 ">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, ctx_id, flag | (0x02 if last else 0)
             )
-            self.sock.sendall(header)
-            if chunk:
-                self.sock.sendall(chunk)
+            pdus.append(header + chunk)
             if last:
-                return
+                return pdus
 
     def _read_command(self) -> dict[int, bytes]:
         parts: list[bytes] = []
@@ -254,8 +254,14 @@ class StoreAssociation:
         ctx_id = self.accepted.contexts[(meta.sop_class_uid, meta.transfer_syntax_uid)]
         self._message_id = (self._message_id % 0xFFFF) + 1
         command = c_store_rq(self._message_id, meta.sop_class_uid, meta.sop_instance_uid)
-        self._send_pdvs(ctx_id, True, memoryview(command))
-        self._send_pdvs(ctx_id, False, memoryview(data)[meta.dataset_offset :])
+        pdus = self._pdus(ctx_id, True, memoryview(command)) + self._pdus(
+            ctx_id, False, memoryview(data)[meta.dataset_offset :]
+        )
+        # the command and the first data PDUs in one write: fewer segments, no wait between them
+        first = pdus[0] + pdus[1]
+        self.sock.sendall(first)
+        for pdu in pdus[2:]:
+            self.sock.sendall(pdu)
         rsp = self._read_command()
         if struct.unpack("<H", rsp.get(0x0100, b"\0\0"))[0] != 0x8001:
             raise AssociationLost("the answer to a C-STORE-RQ is not a C-STORE-RSP")

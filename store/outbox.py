@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import CursorResult, Select, case, func, select, update
+from sqlalchemy import CursorResult, Select, Subquery, and_, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.errors import StoreError
@@ -93,38 +94,62 @@ class OutboxItem:
     priority_reason: str
 
 
-def _select() -> Select[OutboxRow, ArtefactRow, ReportVersionRow]:
+#: The columns an :class:`OutboxItem` is made of (not the report's JSON payload: a sender never needs it).
+_COLUMNS = (
+    OutboxRow.id,
+    OutboxRow.destination,
+    OutboxRow.state,
+    OutboxRow.attempts,
+    OutboxRow.next_attempt_at,
+    OutboxRow.last_error,
+    OutboxRow.transaction_uid,
+    OutboxRow.updated_at,
+    ArtefactRow.id,
+    ArtefactRow.kind,
+    ArtefactRow.path,
+    ArtefactRow.sha256,
+    ArtefactRow.media_type,
+    ArtefactRow.sop_instance_uid,
+    ReportVersionRow.study_instance_uid,
+    ReportVersionRow.version,
+    ReportVersionRow.status,
+    ReportVersionRow.priority_level,
+    ReportVersionRow.priority_reason,
+)
+
+
+def _select() -> Select[Any]:
     return (
-        select(OutboxRow, ArtefactRow, ReportVersionRow)
+        select(*_COLUMNS)  # type: ignore[return-value]
         .join(ArtefactRow, OutboxRow.artefact_id == ArtefactRow.id)
         .join(ReportVersionRow, ArtefactRow.report_version_id == ReportVersionRow.id)
     )
 
 
-def _items(session: Session, stmt: Select[OutboxRow, ArtefactRow, ReportVersionRow]) -> list[OutboxItem]:
+def _items(session: Session, stmt: Select[Any]) -> list[OutboxItem]:
     return [
         OutboxItem(
-            id=o.id,
-            destination=o.destination,
-            state=o.state,
-            attempts=o.attempts,
-            next_attempt_at=o.next_attempt_at,
-            last_error=o.last_error,
-            transaction_uid=o.transaction_uid,
-            updated_at=o.updated_at,
-            artefact_id=a.id,
-            kind=a.kind.value,
-            path=Path(a.path),
-            sha256=a.sha256,
-            media_type=a.media_type,
-            sop_instance_uid=a.sop_instance_uid,
-            study_uid=r.study_instance_uid,
-            report_version=r.version,
-            report_status=r.status,
-            priority=PriorityLevel(r.priority_level),
-            priority_reason=r.priority_reason,
+            id=row[0],
+            destination=row[1],
+            state=row[2],
+            attempts=row[3],
+            next_attempt_at=row[4],
+            last_error=row[5],
+            transaction_uid=row[6],
+            updated_at=row[7],
+            artefact_id=row[8],
+            kind=row[9].value,
+            path=Path(row[10]),
+            sha256=row[11],
+            media_type=row[12],
+            sop_instance_uid=row[13],
+            study_uid=row[14],
+            report_version=row[15],
+            report_status=row[16],
+            priority=PriorityLevel(row[17]),
+            priority_reason=row[18],
         )
-        for o, a, r in session.execute(stmt.execution_options(populate_existing=True))
+        for row in session.execute(stmt)
     ]
 
 
@@ -137,20 +162,24 @@ def backoff_delay(
     return float(min(max_delay_s, base_delay_s * 2.0 ** min(attempts - 1, 62)))
 
 
-def _earlier_open() -> object:
-    """EXISTS an open item of an earlier version of the same study for the same destination."""
+def _first_open() -> Subquery:
+    """Per (study, destination): the lowest report version that still has an open item.
+
+    Only items of that version are due: a final waits for its preliminary, an amended for its final.
+    One grouped pass over the open items, joined to the candidates (not a subquery per candidate).
+    """
     o2, a2, r2 = aliased(OutboxRow), aliased(ArtefactRow), aliased(ReportVersionRow)
     return (
-        select(o2.id)
+        select(
+            r2.study_instance_uid.label("study"),
+            o2.destination.label("destination"),
+            func.min(r2.version).label("version"),
+        )
         .join(a2, o2.artefact_id == a2.id)
         .join(r2, a2.report_version_id == r2.id)
-        .where(
-            o2.destination == OutboxRow.destination,
-            r2.study_instance_uid == ReportVersionRow.study_instance_uid,
-            r2.version < ReportVersionRow.version,
-            o2.state.in_(OPEN_STATES),
-        )
-        .exists()
+        .where(o2.state.in_(OPEN_STATES))
+        .group_by(r2.study_instance_uid, o2.destination)
+        .subquery("first_open")
     )
 
 
@@ -169,10 +198,18 @@ def due(
     use :func:`claim_due`.
     """
     aware("due now", now)
+    first = _first_open()
     stmt = (
         _select()
+        .join(
+            first,
+            and_(
+                first.c.study == ReportVersionRow.study_instance_uid,
+                first.c.destination == OutboxRow.destination,
+                first.c.version == ReportVersionRow.version,
+            ),
+        )
         .where(OutboxRow.state == OutboxState.PENDING, OutboxRow.next_attempt_at <= now)
-        .where(~_earlier_open())  # type: ignore[operator]
         .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
         .limit(limit)
     )
