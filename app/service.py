@@ -23,7 +23,7 @@ from sqlalchemy import text
 from app.api import ops, orders, reports, upload
 from app.api.auth import OUTBOX, Principal, TokenVerifier
 from app.api.deps import require
-from app.api.metrics import Metrics
+from app.api.metrics import HttpLatency, Metrics
 from app.context import AppContext
 from app.web import pages
 from app.web.session import csrf_key
@@ -73,9 +73,10 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
     api.state.ctx = ctx
     api.state.verifier = TokenVerifier(ctx.settings.auth)
     api.state.csrf_key = csrf_key(api.state.verifier)
+    api.state.worklist_cache = {}
     api.state.components = components if components is not None else {}
     metrics = Metrics(ctx)
-    api.middleware("http")(metrics.middleware)
+    api.add_middleware(HttpLatency, histogram=metrics.http)
     api.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     api.mount("/static/app", StaticFiles(directory=STATIC_DIR), name="static")
 

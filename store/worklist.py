@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from core.records import PriorityLevel, ReportKind, ReportStatus
 from store import audit
 from store._checks import aware
-from store.schema import PatientRow, ReportVersionRow, SeriesRow, StudyRow
+from store.schema import AuditRow, PatientRow, ReportVersionRow, SeriesRow, StudyRow
 
-__all__ = ["OPEN_WINDOW", "WorklistRow", "worklist"]
+__all__ = ["OPEN_WINDOW", "WorklistRow", "change_token", "worklist"]
 
 #: A view older than this no longer counts as "has it open".
 OPEN_WINDOW = timedelta(minutes=15)
@@ -66,8 +66,22 @@ def worklist(
     """
     aware("worklist now", now)
     newer = aliased(ReportVersionRow)
+    # columns, not entities: the report payload (kilobytes of JSON per row) is not read for a worklist
     stmt = (
-        select(ReportVersionRow, StudyRow, PatientRow.name)
+        select(
+            ReportVersionRow.priority_level,
+            ReportVersionRow.priority_reason,
+            ReportVersionRow.status,
+            ReportVersionRow.kind,
+            ReportVersionRow.version,
+            StudyRow.id,
+            StudyRow.study_instance_uid,
+            StudyRow.accession_number,
+            StudyRow.study_datetime,
+            StudyRow.description,
+            StudyRow.first_received_at,
+            PatientRow.name,
+        )
         .join(StudyRow, StudyRow.study_instance_uid == ReportVersionRow.study_instance_uid)
         .outerjoin(PatientRow, PatientRow.id == StudyRow.patient_id)
         .where(
@@ -92,7 +106,7 @@ def worklist(
             select(SeriesRow.id).where(SeriesRow.study_id == StudyRow.id, SeriesRow.modality == modality).exists()
         )
     found = session.execute(stmt).all()
-    ids = [study.id for _, study, _ in found]
+    ids = [row.id for row in found]
     modalities: dict[int, set[str]] = {i: set() for i in ids}
     body_parts: dict[int, set[str]] = {i: set() for i in ids}
     if ids:
@@ -102,23 +116,39 @@ def worklist(
             modalities[study_id].add(mod)
             if part:
                 body_parts[study_id].add(part)
-    opened = audit.open_by(session, [s.study_instance_uid for _, s, _ in found], now - OPEN_WINDOW)
+    opened = audit.open_by(session, [row.study_instance_uid for row in found], now - OPEN_WINDOW)
     return [
         WorklistRow(
-            study_uid=study.study_instance_uid,
-            accession_number=study.accession_number,
-            patient_name=name,
-            study_datetime=study.study_datetime,
-            description=study.description,
-            modalities=tuple(sorted(modalities[study.id])),
-            body_parts=tuple(sorted(body_parts[study.id])),
-            priority=PriorityLevel(report.priority_level),
-            priority_reason=report.priority_reason,
-            status=report.status,
-            kind=report.kind,
-            version=report.version,
-            waiting_since=study.first_received_at,
-            opened_by=opened.get(study.study_instance_uid),
+            study_uid=row.study_instance_uid,
+            accession_number=row.accession_number,
+            patient_name=row.name,
+            study_datetime=row.study_datetime,
+            description=row.description,
+            modalities=tuple(sorted(modalities[row.id])),
+            body_parts=tuple(sorted(body_parts[row.id])),
+            priority=PriorityLevel(row.priority_level),
+            priority_reason=row.priority_reason,
+            status=row.status,
+            kind=row.kind,
+            version=row.version,
+            waiting_since=row.first_received_at,
+            opened_by=opened.get(row.study_instance_uid),
         )
-        for report, study, name in found
+        for row in found
     ]
+
+
+def change_token(session: Session) -> tuple[int | None, ...]:
+    """Changes whenever a worklist could: a new report version, series or audit entry (ids only grow).
+
+    One cheap statement (three primary-key maxima), so a caller can keep the last worklist and
+    answer from it until something was written.
+    """
+    row = session.execute(
+        select(
+            select(func.max(ReportVersionRow.id)).scalar_subquery(),
+            select(func.max(SeriesRow.id)).scalar_subquery(),
+            select(func.max(AuditRow.id)).scalar_subquery(),
+        )
+    ).one()
+    return tuple(row)

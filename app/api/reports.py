@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import SIGN_REPORTS, VIEW_REPORTS, VIEW_STATUS, Principal
 from app.api.deps import Ctx, client_origin, require
+from app.context import AppContext
 from app.review import NoReport, ReviewAction, ReviewConflict, apply_action
 from core.errors import ReportError
 from core.records import PriorityLevel, ReportKind, ReportStatus
@@ -20,7 +21,7 @@ from store import audit, index, jobs
 from store import reports as report_store
 from store.search import search_studies
 from store.serialize import report_to_json
-from store.worklist import WorklistRow, worklist
+from store.worklist import WorklistRow, change_token, worklist
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 
@@ -198,19 +199,27 @@ def report_json(
     ctx: Ctx,
     principal: Viewer,
     request: Request,
-) -> dict[str, Any]:
+) -> JSONResponse:
     uid = _check_uid(study_uid)
-    with ctx.db.session(readonly=True) as session:
+    with ctx.db.session() as session:  # read and audit the view in one transaction
         if version == "latest":
             report = report_store.latest_report(session, uid)
         elif version.isdigit() and 0 < int(version) < 10**6:
             report = report_store.load_report(session, uid, int(version))
         else:
             raise HTTPException(status_code=404, detail="version: expected 'latest' or a number")
-    if report is None:
-        raise HTTPException(status_code=404, detail=f"study {uid} has no report version {version}")
-    _audit(ctx, principal, request, "report.view", uid, f"version {report.version} (json)")
-    return report_to_json(report)
+        if report is None:
+            raise HTTPException(status_code=404, detail=f"study {uid} has no report version {version}")
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="report.view",
+            study_uid=uid,
+            detail=f"version {report.version} (json)",
+            at=ctx.clock.now(),
+            origin=client_origin(request),
+        )
+    return JSONResponse(report_to_json(report))
 
 
 @router.get(
@@ -354,23 +363,47 @@ def withdraw(study_uid: str, body: WithdrawRequest, ctx: Ctx, principal: Signer,
 def get_worklist(
     ctx: Ctx,
     _: Viewer,
+    request: Request,
     status: Annotated[list[ReportStatus] | None, Query()] = None,
     all_statuses: bool = False,
     modality: Annotated[str | None, Query(max_length=16)] = None,
     priority: Literal["stat", "urgent", "routine"] | None = None,
     kind: ReportKind | None = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
-) -> list[dict[str, Any]]:
+) -> JSONResponse:
     now = ctx.clock.now()
-    statuses = None if all_statuses else (status or [ReportStatus.PRELIMINARY])
+    statuses = None if all_statuses else tuple(status or [ReportStatus.PRELIMINARY])
+    rows = cached_worklist(
+        ctx,
+        request.app.state.worklist_cache,
+        now,
+        statuses=statuses,
+        modality=modality,
+        priority=PriorityLevel[priority.upper()] if priority else None,
+        kind=kind,
+        limit=limit,
+    )
+    return JSONResponse([worklist_json(r, now) for r in rows])
+
+
+def cached_worklist(
+    ctx: AppContext,
+    cache: dict[tuple[object, ...], tuple[tuple[int | None, ...], list[WorklistRow]]],
+    now: datetime,
+    **query: Any,
+) -> list[WorklistRow]:
+    """The worklist, re-read only when the database changed since the last read of the same query.
+
+    Waiting times are computed from ``now`` by the caller, so a kept list is never stale.
+    """
+    key = tuple(sorted(query.items()))
     with ctx.db.session(readonly=True) as session:
-        rows = worklist(
-            session,
-            now,
-            statuses=statuses,
-            modality=modality,
-            priority=PriorityLevel[priority.upper()] if priority else None,
-            kind=kind,
-            limit=limit,
-        )
-    return [worklist_json(r, now) for r in rows]
+        token = change_token(session)
+        hit = cache.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        rows = worklist(session, now, **query)
+    if len(cache) > 64:
+        cache.clear()
+    cache[key] = (token, rows)
+    return rows

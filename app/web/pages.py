@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.api.auth import OUTBOX, SIGN_REPORTS, VIEW_REPORTS, AuthError, Principal
 from app.api.deps import client_origin
+from app.api.reports import cached_worklist
 from app.context import AppContext
 from app.review import EDITABLE_SECTIONS, NoReport, ReviewAction, ReviewConflict, apply_action, ecg_printout
 from app.web import images
@@ -24,7 +25,6 @@ from ingest.pixels import load_image
 from store import audit, index, outbox
 from store import reports as report_store
 from store.schema import OutboxState
-from store.worklist import worklist
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -117,8 +117,8 @@ def _rows(request: Request, show: str, modality: str | None) -> list[dict[str, A
     ctx = _ctx(request)
     now = ctx.clock.now()
     statuses = None if show == "all" else (ReportStatus.PRELIMINARY,)
-    with ctx.db.session(readonly=True) as session:
-        rows = worklist(session, now, statuses=statuses, modality=modality or None)
+    cache = request.app.state.worklist_cache
+    rows = cached_worklist(ctx, cache, now, statuses=statuses, modality=modality or None, priority=None, kind=None)
     return [
         {
             "row": r,
