@@ -136,7 +136,12 @@ class TokenVerifier:
 
 
 def mint_token(
-    config: AuthConfig, subject: str, roles: Iterable[Role], *, name: str | None = None, now: datetime,
+    config: AuthConfig,
+    subject: str,
+    roles: Iterable[Role],
+    *,
+    name: str | None = None,
+    now: datetime,
     ttl_s: int | None = None,
 ) -> str:
     """A token this installation accepts (``mmdx token``, tests); RS256 needs ``auth.private_key``."""
