@@ -9,7 +9,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 # System packages the tests need, as CHECK:PACKAGE pairs: CHECK is a command (or an absolute path, or a glob)
 # that the package provides. Only the packages whose check fails are installed, so a machine that already has
 # Node.js and npm from another source (where apt refuses Debian's npm beside them) is left alone.
-SYSDEPS := storescu:dcmtk echoscu:dcmtk dsrdump:dcmtk dciodvfy:dicom3tools Orthanc:orthanc \
+SYSDEPS := storescu:dcmtk echoscu:dcmtk dsrdump:dcmtk wlmscpfs:dcmtk dciodvfy:dicom3tools Orthanc:orthanc \
   /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb \
   '/usr/lib/postgresql/*/bin/initdb':postgresql node:nodejs npm:npm \
   /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core \
