@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.context import AppContext
-from core.codes import LOINC
+from core.codes import LOINC, MMDX
 from store import reports as report_store
 from tests.app.conftest import SAMPLES
 
@@ -39,9 +39,14 @@ def test_exam_only_draft_with_technique_comparison_and_plain_notice(workdir: Pat
     assert report.findings == () and report.provenance == () and not report.is_ai_generated
     technique = report.section(LOINC.TECHNIQUE)
     comparison = report.section(LOINC.COMPARISON)
-    notice = report.section(LOINC.FINDINGS)
+    # the notice is a processing note, never a Findings section (it would go out as a finding)
+    notice = report.section(MMDX.PROCESSING_NOTE)
+    assert report.section(LOINC.FINDINGS) is None
     assert technique is not None and "CR" in technique.text and "kVp" in technique.text
     assert comparison is not None and "2001-02-03" in comparison.text
     assert notice is not None and "No radiology model is configured" in notice.text
     html = (workdir / "out" / current / "report.html").read_text()
     assert "No radiology model is configured" in html and "2001-02-03" in html
+    assert "Not analysed" in html
+    oru = (workdir / "out" / current / "oru.hl7").read_text()
+    assert "59776-5" not in oru and "NTE|2|L|No radiology model is configured" in oru.replace("\n", "\r")
