@@ -95,8 +95,9 @@ def _study_table(ctx: AppContext, outcomes: list[StudyOutcome]) -> Table:
 
 
 def _print_rejected(collected: Collected) -> None:
-    from ingest.files import display_path
     from rich.table import Table
+
+    from ingest.scan import display_path
 
     if not collected.rejected and not collected.empty_folders:
         return
@@ -118,11 +119,10 @@ def run(
     analyse: Annotated[bool, typer.Option("--analyse/--index-only", help="Run the pipeline after indexing")] = True,
 ) -> None:
     """Read every file under PATHS, index the studies and run the pipeline on each."""
-    from ingest.files import display_path
-
     from app.inputs import collect
     from app.pipeline import StudyOutcome, process_study
     from app.plan import plan_study
+    from ingest.scan import display_path
     from store import index
 
     ctx = _context(config)

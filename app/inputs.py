@@ -1,6 +1,6 @@
 """Turn the paths given to ``mmdx run`` into indexed studies.
 
-DICOM goes through :mod:`ingest.files`; every other file is offered to the ECG
+DICOM goes through :mod:`ingest.scan` and :mod:`ingest.indexing`; every other file is offered to the ECG
 format detector (by content, not by extension), and a file-based ECG becomes a
 study of its own, its files copied into the store as DICOM objects are (a moved
 or deleted source does not break the study).  What neither accepts is
@@ -27,8 +27,9 @@ from core.errors import EcgError, IngestError, StoreError
 from ecg.readers import detect_format, read_ecg
 from ecg.readers.limits import check_declared_samples, check_sampling_rate, declared_samples_limit
 from ecg.readers.members import record_files
-from ingest.files import Rejected, display_path, index_scan, read_regular, scan
 from ingest.filestore import FileStore
+from ingest.indexing import index_scan
+from ingest.scan import Rejected, display_path, read_regular, scan
 from store import index
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from ingest.files import index_scan, scan
+from ingest.indexing import index_scan
+from ingest.scan import scan
 from store.db import Database
 
 SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dicom" / "small_basic" / "MR_small.dcm"

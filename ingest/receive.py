@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 from core.config import LimitsConfig
 from core.errors import IngestError, StoreError
 from core.identifiers import Clock, SystemClock
-from ingest.files import outcome_name, parse_dataset_prefix, parse_dicom, parse_header_prefix, pixel_element_ok
 from ingest.filestore import (
     CONTENT_DIGEST,
     ContentHasher,
@@ -42,6 +41,8 @@ from ingest.filestore import (
     content_offset,
 )
 from ingest.headers import RECORD_TAGS, HeaderRecords, records_from_dataset, text_value
+from ingest.parse import parse_dataset_prefix, parse_dicom, parse_header_prefix, pixel_element_ok
+from store.index import IndexResult
 from store.instance_writer import InstanceWriter
 
 if TYPE_CHECKING:
@@ -197,11 +198,10 @@ class Receiver:
             log.error("cannot index %s from %s: %s", uid, source, type(exc).__name__)
             self._count(Outcome.FAILED)
             return Received(Outcome.FAILED, uid, records.study.study_instance_uid, placed.path, f"index: {exc}")
-        kind = outcome_name(result)
-        if placed.placement is Placement.CONFLICT or kind == "conflict":
+        if placed.placement is Placement.CONFLICT or result is IndexResult.CONFLICT:
             log.warning("conflict: %s from %s has other content than the stored copy; original kept", uid, source)
             outcome = Outcome.CONFLICT
-        elif kind == "duplicate":
+        elif result is IndexResult.DUPLICATE:
             outcome = Outcome.DUPLICATE
         else:
             outcome = Outcome.STORED
@@ -513,7 +513,7 @@ class Incoming:
         return b"".join(out)
 
     def _parse(self) -> Dataset:
-        """The headers, checked complete; raises IngestError as :func:`ingest.files.parse_dicom` does."""
+        """The headers, checked complete; raises IngestError as :func:`ingest.parse.parse_dicom` does."""
         if self._header is not None:
             ds, start = self._header
             tail = self._slice(self._size - 8, 8) if self._size >= 8 else b""
@@ -658,7 +658,7 @@ def reindex_stored(receiver: Receiver, *, since: datetime | None = None) -> int:
                     instance=records.instance,
                     received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
                 )
-            added += outcome_name(result) == "new"
+            added += result is IndexResult.NEW
     if added:
         log.warning("recovery: %d stored object(s) were missing from the index and were re-indexed", added)
     return added
@@ -670,4 +670,4 @@ def _finalise(records: HeaderRecords, path: Path, digest: str) -> HeaderRecords:
     return HeaderRecords(records.study, records.series, replace(records.instance, path=path, content_digest=digest))
 
 
-__all__ = ["Incoming", "Outcome", "Received", "Receiver", "lanes_by_default", "outcome_name", "reindex_stored"]
+__all__ = ["Incoming", "Outcome", "Received", "Receiver", "lanes_by_default", "reindex_stored"]

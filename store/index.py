@@ -750,6 +750,11 @@ def add_quarantine(
     return row.id
 
 
+def count_quarantine(session: Session) -> int:
+    """How many quarantine entries there are (an import counts the ones it added)."""
+    return session.scalar(select(func.count(QuarantineRow.id))) or 0
+
+
 def list_quarantine(session: Session, *, limit: int | None = None) -> list[QuarantineEntry]:
     """Quarantined inputs, newest first."""
     stmt = select(QuarantineRow).order_by(QuarantineRow.received_at.desc(), QuarantineRow.id.desc())

@@ -27,7 +27,7 @@ from core.errors import ConfigError
 from core.identifiers import derive_uid
 from ecg.readers import detect_format
 from ecg.readers.members import record_files
-from ingest.files import scan
+from ingest.scan import scan
 from store import index
 from store.runs import NewItem
 

@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import IngestError
-from ingest.files import NOT_DICOM, index_scan, parse_dataset_prefix, parse_dicom, scan
 from ingest.filestore import FileStore
+from ingest.indexing import index_scan
+from ingest.parse import NOT_DICOM, parse_dataset_prefix, parse_dicom
+from ingest.scan import scan
 from store import index as idx
 from store.db import Database
 
@@ -226,9 +228,9 @@ def test_received_dataset_headers_give_the_records_of_the_whole_file(path: Path)
 
 def test_received_samples_take_the_early_path_where_whole_files_do() -> None:
     """The dataset-only early parse answers wherever the file-level one does (it drops no sample to the slow path)."""
-    from ingest.files import parse_header_prefix
     from ingest.filestore import content_offset
     from ingest.headers import RECORD_TAGS, text_value
+    from ingest.parse import parse_header_prefix
 
     answered = 0
     for path in _PART10:

@@ -501,7 +501,8 @@ def test_same_object_by_other_routes_is_a_duplicate(scp: StorageServer, db: Data
     """Received from one AE, re-sent by another, then found in a folder: one instance, no conflict."""
     from datetime import UTC, datetime
 
-    from ingest.files import index_scan, scan
+    from ingest.indexing import index_scan
+    from ingest.scan import scan
 
     original = DATA / "net" / "CT_small.dcm"
     ds = pydicom.dcmread(original)

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core.errors import StoreError
-from ingest.files import index_scan, scan
+from ingest.indexing import index_scan
+from ingest.scan import scan
 from ingest.stability import dispatch_stable
 from store import index as idx
 from store.db import Database
