@@ -37,6 +37,7 @@ from ecg.readers._common import (
     patient_of,
     utc_offset,
 )
+from ecg.readers.limits import check_declared_samples, check_sampling_rate
 
 #: SOP classes that hold ECG waveforms.
 ECG_SOP_CLASSES: Final[dict[str, str]] = {
@@ -156,6 +157,8 @@ def _group(ds: Dataset, index: int, source: str) -> tuple[np.ndarray, tuple[str,
             f"multiplex group {index + 1}: {n_ch} channels x {n_samp} samples; expected at least 1 x 2",
             source=source,
         )
+    check_declared_samples(n_ch * n_samp, f"multiplex group {index + 1}", source)
+    check_sampling_rate(fs, f"multiplex group {index + 1} (003A,001A) SamplingFrequency", source)
     data = item.get("WaveformData")
     bits = int(item.get("WaveformBitsAllocated", 16))
     expected = n_ch * n_samp * bits // 8

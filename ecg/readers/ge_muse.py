@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import zlib
 from datetime import datetime
@@ -39,6 +40,7 @@ from ecg.readers._common import (
     person_name,
     sex_from_text,
 )
+from ecg.readers.limits import check_sampling_rate
 
 ROOT: Final = "RestingECG"
 _UNIT_TO_MV: Final[dict[str, float]] = {"MICROVOLTS": 1e-3, "MILLIVOLTS": 1.0, "UV": 1e-3, "MV": 1.0}
@@ -81,10 +83,13 @@ def _sampling_rate(wf: Element, source: str, kind: str) -> float:
         exponent = int(_text(wf, "SampleExponent") or "0")
     except ValueError:
         raise EcgError(f"{kind} waveform: SampleBase/SampleExponent are not numbers", source=source) from None
-    fs = base * 10.0**exponent
+    try:
+        fs = base * 10.0**exponent
+    except OverflowError:
+        fs = math.inf
     if fs <= 0:
         raise EcgError(f"{kind} waveform: sampling rate must be positive, got {fs}", source=source)
-    return fs
+    return check_sampling_rate(fs, f"{kind} waveform SampleBase/SampleExponent", source)  # 1e308 is no rate
 
 
 def _lead(ld: Element, source: str, kind: str, index: int) -> tuple[str, np.ndarray]:

@@ -35,6 +35,7 @@ from ecg.readers._common import (
     person_name,
     sex_from_text,
 )
+from ecg.readers.limits import check_sampling_rate
 
 ROOT: Final = "restingecgdata"
 _BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -191,6 +192,7 @@ def read(path: Path) -> EcgFile:
         raise EcgError("signalresolution/samplingrate missing or not numbers", source=source) from None
     if resolution_uv <= 0 or fs <= 0:
         raise EcgError(f"signalresolution {resolution_uv} uV and samplingrate {fs} Hz must be positive", source=source)
+    check_sampling_rate(fs, "samplingrate", source)
     waveform = _find(root, "waveforms", "parsedwaveforms")
     payload = "".join((waveform.text or "").split()) if waveform is not None else ""
     if not payload or not _BASE64.fullmatch(payload):

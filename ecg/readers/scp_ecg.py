@@ -37,6 +37,7 @@ from ecg.readers._common import (
     person_name,
     utc_offset,
 )
+from ecg.readers.limits import check_declared_samples
 
 _HEADER = 6  # file CRC (2) + file length (4)
 _SECTION_HEADER = 16
@@ -177,6 +178,8 @@ def decode_default_huffman(stream: bytes, count: int) -> np.ndarray:
     Codes: "0" -> 0; n ones, a zero, a sign bit -> +/-n (n = 1..8); nine ones and a zero ->
     the next 8 bits as a signed value; ten ones -> the next 16 bits as a signed value.
     """
+    if count > 8 * len(stream):  # every value takes at least one bit: refuse before allocating
+        raise ValueError(f"{len(stream)} bytes cannot hold {count} values")
     bits = np.unpackbits(np.frombuffer(stream, dtype=np.uint8)).tobytes().translate(bytes.maketrans(b"\0\1", b"01"))
     text = bits.decode("ascii")
     out = np.empty(count, dtype=np.int64)
@@ -247,7 +250,9 @@ def _leads(body: bytes, source: str) -> tuple[list[str], int]:
         raise EcgError(
             f"leads have sample ranges of lengths {sorted(lengths)}; expected one length >= 2", source=source
         )
-    return names, lengths.pop()
+    n = lengths.pop()
+    check_declared_samples(n * len(names), "section 3 (lead definition)", source)  # before any allocation
+    return names, n
 
 
 def _rhythm(body: bytes, names: list[str], n: int, huffman: bool, source: str) -> tuple[np.ndarray, float]:
