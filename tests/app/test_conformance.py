@@ -62,6 +62,7 @@ def _errors(cmd: list[str]) -> list[str]:
 
 def _muse_pair(folder: Path) -> None:
     """Two recordings of one patient (same MRN, different ECGs): two studies, one patient."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     for i, when in enumerate((("01-15-2026", "09:34:00"), ("01-16-2026", "10:02:00"))):
         leads = {name: rng.integers(-300, 300, 5000).astype(np.int16) for name in MUSE_8_LEADS}
