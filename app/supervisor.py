@@ -24,6 +24,7 @@ from pacs_bridge.loop import OutboxLoop
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
+RETENTION_EVERY_S = 3600.0  #: how often mmdx serve applies the retention policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class Supervisor:
             log.info("SCP %s listening on %s:%d", server.ae_title, server.host, server.port)
         for i in range(self.parts.workers):
             self._spawn(f"worker-{i + 1}", lambda: self._work())
+        storage = ctx.settings.storage
+        if storage.retention_days is not None or storage.output_retention_days is not None:
+            self._spawn("retention", self._retain)
         if self.parts.sender and ctx.settings.destinations:
             self._spawn("sender", lambda: OutboxLoop(ctx.db, ctx.settings, ctx.clock).run_forever(self.stop_event))
         if ctx.settings.orders.run_listener:  # HL7 orders beside the service (orders.mllp_host/mllp_port)
@@ -92,6 +96,13 @@ class Supervisor:
             self._listener = listener
             self.components["orders-mllp"] = True
             log.info("HL7 order listener on %s:%d", ctx.settings.orders.mllp_host, listener.port)
+
+    def _retain(self) -> None:
+        from app.retention import apply_retention
+
+        while not self.stop_event.is_set():
+            apply_retention(self.ctx)
+            self.stop_event.wait(RETENTION_EVERY_S)
 
     def _work(self) -> None:
         handled = run_forever(self.ctx, stop=self.stop_event, send=False)

@@ -41,6 +41,11 @@ class StorageConfig(_Section):
     out_dir: Path = Path("var/out")
     quarantine_dir: Path = Path("var/quarantine")
     fsync: bool = True  #: fsync received objects before acknowledging; off only for benchmarks
+    #: received objects of a finished study (newest report signed or withdrawn, every delivery settled, no job
+    #: pending) are deleted this many days after its last object arrived; None keeps them
+    retention_days: float | None = Field(None, gt=0)
+    #: artefact files of superseded report versions whose deliveries are settled are deleted after this many days
+    output_retention_days: float | None = Field(None, gt=0)
 
 
 class DatabaseConfig(_Section):

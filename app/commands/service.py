@@ -124,3 +124,25 @@ def register(cli: typer.Typer) -> None:
                 style=styles[r.priority],
             )
         console.print(table)
+
+    @cli.command("retention")
+    def retention_cmd(
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go, delete nothing")] = False,
+        config: ConfigOption = None,
+    ) -> None:
+        """Apply storage.retention_days / output_retention_days (never what a delivery or job still needs)."""
+        from app.retention import apply_retention
+
+        ctx = _context(config)
+        storage = ctx.settings.storage
+        if storage.retention_days is None and storage.output_retention_days is None:
+            err.print("no retention policy: set storage.retention_days and/or storage.output_retention_days")
+            raise typer.Exit(2)
+        result = apply_retention(ctx, dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        for uid in result.studies:
+            console.print(f"{verb} study {uid}")
+        console.print(
+            f"{verb}: {len(result.studies)} stud(ies), {result.object_files} received object file(s), "
+            f"{result.output_files} output file(s)"
+        )

@@ -32,7 +32,9 @@ def settings_overrides(root: Path, **extra: object) -> dict[str, object]:
         "destinations": {"share": {"type": "folder", "path": str(root / "share")}},
         "delivery_routing": [{"artefacts": ["fhir", "pdf"], "destinations": ["share"]}],
     }
-    out.update(extra)
+    for key, value in extra.items():
+        base = out.get(key)
+        out[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
     return out
 
 
