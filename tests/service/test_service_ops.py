@@ -56,6 +56,12 @@ def test_multipart_upload_indexes_and_rejects(svc: Service) -> None:
     assert svc.client.post("/api/v1/upload", files=files[:1], headers=svc.headers(Role.CLINICIAN)).status_code == 403
     only_text = svc.client.post("/api/v1/upload", files=files[-1:], headers=h)
     assert only_text.status_code == 422
+    ecg = [
+        ("files", (p.name, p.read_bytes(), "application/octet-stream"))
+        for p in (REPO / "samples" / "ecg_wfdb").iterdir()
+    ]
+    wfdb = svc.client.post("/api/v1/upload", files=ecg, headers=h).json()  # a WFDB record: .hea + .dat, by content
+    assert wfdb["studies"] == [STAT_ECG] and wfdb["duplicate"] == 1
 
 
 def test_stow_rs_with_dicomweb_client(service_factory) -> None:  # type: ignore[no-untyped-def]
