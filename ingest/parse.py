@@ -40,6 +40,15 @@ NOT_DICOM = "not a DICOM file (no DICM preamble, no parsable dataset)"
 # --------------------------------------------------------------------------- parsing one object
 
 
+def could_be_dicom(head: bytes) -> bool:
+    """Whether a file whose first bytes (at least 1 KiB, or all of it) are ``head`` may be DICOM at all.
+
+    :func:`parse_dicom` rejects anything else as not DICOM from these bytes alone, so a scan need not read
+    the rest of a big file that is not DICOM (a Holter's signal file).
+    """
+    return (len(head) >= 132 and head[128:132] == b"DICM") or _looks_like_raw_dataset(head)
+
+
 def _looks_like_raw_dataset(data: bytes) -> bool:
     """A file without preamble is tried only if it starts with a group 0002/0008 tag (as DCMTK does)."""
     return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")

@@ -40,7 +40,7 @@ from core.errors import IngestError
 from core.records import Instance, Series, Study
 from ingest.filestore import content_digest
 from ingest.headers import records_from_dataset, text_value
-from ingest.parse import NOT_DICOM, parse_dicom
+from ingest.parse import NOT_DICOM, could_be_dicom, parse_dicom
 
 if TYPE_CHECKING:
     pass
@@ -280,6 +280,8 @@ class _Scanner:
                     kind = "zip"
                 elif _is_dicomdir(path, head):
                     kind = "dicomdir"
+                elif not could_be_dicom(head):  # decided by the first bytes: the rest is never read
+                    kind = "other"
                 else:
                     kind, data = "file", head + fh.read(limit + 1 - len(head))  # a file still growing stops here
                     if len(data) > limit:
@@ -292,6 +294,8 @@ class _Scanner:
             self.add_zip(path)
         elif kind == "dicomdir":
             self.add_dicomdir(path)
+        elif kind == "other":
+            self.rejected.append(Rejected(path, NOT_DICOM, dicom=False))
         else:
             self.add_bytes(data, path)
 
