@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from app.commands import LazyGroup
+from app.commands import ConfigOption, LazyGroup
 from app.logs import configure_logging
 from core.errors import MmdxError
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
@@ -40,10 +40,6 @@ cli = typer.Typer(
 )
 console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-]
 
 
 def _print_version(value: bool) -> None:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
+
+#: The ``--config`` option every command takes (one definition).
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
+]
 
 
 class LazyCommand(NamedTuple):
@@ -50,6 +55,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "audit": LazyCommand("service", "Read the audit log, newest first (who, what, when, from where)."),
     "worklist": LazyCommand(
         "service", "Reports waiting for a clinician: stat, urgent, routine, then the longest waiting."
+    ),
+    "retention": LazyCommand(
+        "service", "Apply storage.retention_days / output_retention_days (never what a delivery or job still needs)."
     ),
     "send": LazyCommand(
         "bridge", "Deliver queued results to the configured destinations (PACS, FHIR, MLLP, folder, webhook)."

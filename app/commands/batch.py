@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
+
 
 def batch_command(
     source: Annotated[
@@ -38,9 +40,7 @@ def batch_command(
     ] = False,
     fhir: Annotated[bool, typer.Option("--fhir/--no-fhir", help="FHIR Bulk Data NDJSON under OUT/fhir/")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Run the pipeline over every study of SOURCE into a cohort table (Parquet + CSV) and a run summary."""
     from app.batch import BatchOptions, run_batch

@@ -16,16 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
 from core.config import Settings, load_settings
 from core.errors import MmdxError
 from core.identifiers import SystemClock
 from pacs_bridge.loop import OutboxLoop
 from store import outbox
 from store.db import Database
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-]
 
 console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
 from core.config import load_settings
 from core.errors import MmdxError
 from ingest.deid import deidentify_files
@@ -26,9 +27,7 @@ _ACTION_NAMES = {
 def deid_command(
     inputs: Annotated[list[Path], typer.Argument(help="DICOM files or folders (recursive)", exists=True)],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder (<study>/<series>/<instance>.dcm)")],
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """De-identify INPUTS into --out with the options of the ``deid`` config section."""
     console = Console()

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
 from core.config import load_settings
 from core.errors import MmdxError
 from core.records import EcgRecord
@@ -71,7 +72,7 @@ def register(cli: typer.Typer) -> None:
         printout: Annotated[
             Path | None, typer.Option("--printout", help="also write each record's 12-lead printout (PDF) here")
         ] = None,
-        config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")] = None,
+        config: ConfigOption = None,
     ) -> None:
         """Analyse each ECG file and print the result."""
         try:

@@ -14,13 +14,13 @@ import logging
 import signal
 import threading
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
 from core.errors import ConfigError, MmdxError
 from core.identifiers import SystemClock
 
@@ -43,9 +43,7 @@ def scp_command(
     ae_title: Annotated[
         str | None, typer.Option("--ae-title", "-a", help="our AE title (default: scp.ae_title)")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-    ] = None,
+    config: ConfigOption = None,
     dispatch_every: Annotated[
         float, typer.Option("--dispatch-every", help="seconds between stable-study checks", min=0.1)
     ] = 5.0,
@@ -129,9 +127,7 @@ def pull_command(
     priors: Annotated[
         int | None, typer.Option("--priors", help="also pull this many prior studies (default: pull.fetch_priors)")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Pull matching studies (and their priors) from the configured PACS into the store and index.
 

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
 from core.config import load_settings
 from core.errors import MmdxError
 from models.labeler import as_json, label_report, label_sets
@@ -23,9 +24,6 @@ from models.safety import no_model_notice
 
 console = Console()
 err_console = Console(stderr=True)
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-]
 
 _TEXT_COLUMNS = ("report", "reports", "text", "findings")
 

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
 from app.context import AppContext
 from app.orders import hl7_handler
 from core.errors import IngestError, MmdxError, StoreError
@@ -32,7 +33,6 @@ from store import orders as order_store
 console = Console()
 err_console = Console(stderr=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
 orders_app = typer.Typer(help="Orders from the RIS/EHR: HL7, FHIR, DICOM worklist.", no_args_is_help=True)
 
 

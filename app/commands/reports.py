@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.commands import ConfigOption
 from core.config import load_settings
 from core.errors import MmdxError
 from reports.fhir_validate import JS_DIR, BundleIssue, check_bundle, medplum_ready, validate_with_medplum
@@ -24,9 +25,7 @@ def check_fhir_command(
         str | None, typer.Option("--stage", help="draft | signed | withdrawn: statuses allowed at that stage")
     ] = None,
     medplum: Annotated[bool, typer.Option(help="also run Medplum's R4 validator (node, reports/_js)")] = True,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Validate BUNDLES with the project checker and (by default) Medplum's structural validator."""
     console = Console()

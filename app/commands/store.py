@@ -8,22 +8,18 @@ it exists on its own for deployments that migrate before starting services.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from app.commands import ConfigOption
 from core.config import load_settings
 from core.errors import MmdxError
 from store import jobs, outbox
 from store.db import Database
 from store.schema import InstanceConflictRow, InstanceRow, QuarantineRow, ReportVersionRow, StudyRow
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-]
 
 db_app = typer.Typer(help="Database schema and state.", no_args_is_help=True)
 
