@@ -79,7 +79,8 @@ def manifest_sex(meta: Mapping[str, Any]) -> Sex:
 def image_model_input(path: Path, meta: Mapping[str, Any], uid_root: str) -> ModelInput:
     """The model input for one research image, its header supplied by the manifest row."""
     pixels = read_pixels(path)
-    window = (float(pixels.max() + pixels.min()) / 2, float(max(pixels.max() - pixels.min(), 1)))
+    lo, hi = float(pixels.min()), float(pixels.max())
+    window = ((hi + lo) / 2, max(hi - lo, 1.0))
     image = Image(pixels=pixels, view_position=manifest_view(meta), window=window)
     sex = manifest_sex(meta)
     age = _float(meta, "age") if "age" in meta else _float(meta, "patient_age")

@@ -35,7 +35,10 @@ _DROP_COLUMNS = frozenset(
 _PATIENT_COLUMNS = frozenset({"patient", "patientid", "subjectid", "subject"})
 _DATE_COLUMNS = frozenset({"studydate", "acquisitiondate", "date"})
 #: FHIR elements that carry identity and are removed wherever they appear.
-_FHIR_DROP = frozenset({"name", "identifier", "birthDate", "address", "telecom", "text", "photo", "contact"})
+#: ``presentedForm`` / ``content``: attachments (the PDF report) would carry the identity inside their bytes.
+_FHIR_DROP = frozenset(
+    {"name", "identifier", "birthDate", "address", "telecom", "text", "photo", "contact", "presentedForm", "content"}
+)
 
 
 def _mac(key: str, *parts: str) -> str:

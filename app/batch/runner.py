@@ -19,12 +19,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from app.batch import cohort, sources
 from app.batch.engines import run_local, run_ray
 from app.batch.progress import QuietReporter, Reporter
 from app.batch.summary import build_summary, write_ndjson, write_summary
 from app.batch.work import Outcome, Task, WorkConfig
 from app.context import AppContext
+from core.config import Settings
 from core.errors import ConfigError
 from store import runs
 from store.schema import BatchItemState
@@ -102,8 +105,27 @@ def _read_run_file(out: Path) -> str | None:
 def _write_run_file(out: Path, run_id: str, source: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps({"run_id": run_id, "source": source}) + "\n", encoding="utf-8")
+    del source  # the source lives in the database: a de-identified output folder must not name it
+    tmp.write_text(json.dumps({"run_id": run_id}) + "\n", encoding="utf-8")
     os.replace(tmp, out / RUN_FILE)
+
+
+def absolute_settings(settings: Settings) -> Settings:
+    """The settings with the SQLite file and storage folders as absolute paths.
+
+    Ray workers run in another working directory (on another node, on shared
+    storage); a relative ``var/mmdx.db`` there would be a second, empty database.
+    """
+    url = make_url(settings.database.url)
+    database = settings.database
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(str(url.database))
+        if not path.is_absolute():
+            database = database.model_copy(update={"url": str(url.set(database=str(path.resolve())))})
+    storage = settings.storage.model_copy(
+        update={k: Path(getattr(settings.storage, k)).resolve() for k in ("store_dir", "out_dir", "quarantine_dir")}
+    )
+    return settings.model_copy(update={"database": database, "storage": storage})
 
 
 def _project_key(ctx: AppContext) -> str:
@@ -170,10 +192,11 @@ def run_batch(
 
     config = WorkConfig(
         run_id=run_id,
-        settings=ctx.settings,
-        reports_dir=(out / "studies") if options.reports else None,
-        scratch_dir=Path(ctx.settings.storage.out_dir) / "batch" / run_id,
+        settings=absolute_settings(ctx.settings),
+        reports_dir=(out / "studies").resolve() if options.reports else None,
+        scratch_dir=Path(ctx.settings.storage.out_dir).resolve() / "batch" / run_id,
         deid_key=_project_key(ctx) if options.deid else None,
+        cwd=os.getcwd(),
     )
     start = time.perf_counter()
     with ctx.db.session(readonly=True) as session:

@@ -38,6 +38,7 @@ class WorkConfig:
     reports_dir: Path | None  #: per-study report files go here when asked (``--reports``)
     scratch_dir: Path  #: otherwise here, removed after the row is made
     deid_key: str | None = None  #: set with ``--deid``: the project key of pseudonyms and date shifts
+    cwd: str | None = None  #: the driver's working directory (Ray workers resolve relative index paths there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ def init_worker(config: WorkConfig) -> None:
 def _context(config: WorkConfig) -> AppContext:
     held = _STATE.get(config.run_id)
     if held is None:
+        if config.cwd and os.path.isdir(config.cwd) and os.getcwd() != config.cwd:
+            os.chdir(config.cwd)  # shared storage: the same paths on every node
         for _, old in _STATE.values():
             old.db.dispose()
         _STATE.clear()

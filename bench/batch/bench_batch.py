@@ -1,0 +1,120 @@
+"""ECG-only ``mmdx batch``: records/s with 1 and 2 local workers and with Ray, against neurokit2 per record.
+
+Usage (repository root)::
+
+    .venv/bin/python bench/batch/bench_batch.py --records 1000 [--no-ray]
+
+The records are copies of LUDB record 1 (10 s, 12 leads, 500 Hz; tests/data) with one extra header comment
+each, so every copy is a distinct study. Each engine runs in a fresh working directory (its own SQLite file:
+nothing is reused) as a subprocess, whose peak RSS (the batch process and, for the local pool, its largest
+worker) is reported. The peer: neurokit2's ``ecg_process`` on lead II of the same records (the usual research
+script), and mmdx's own ECG analysis alone (``ecg.analysis.analyze``), so the ratio separates the analysis from
+the report building that ``mmdx batch`` also does per record (FHIR, SR, PDF, HL7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.app.batch_inputs import wfdb_copies  # noqa: E402
+
+RUN = """
+import json, resource, sys, time
+from pathlib import Path
+from app.batch import BatchOptions, run_batch
+from app.context import AppContext
+src, out, workers, engine = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ctx = AppContext.create()
+t0 = time.perf_counter()
+r = run_batch(ctx, BatchOptions(src, out, workers=workers, engine=engine))
+total = time.perf_counter() - t0
+print(json.dumps({
+    "counts": r.counts, "processing_s": r.summary["timings"]["elapsed_s"], "total_s": total,
+    "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+}))
+"""
+
+
+def run_engine(src: Path, workers: int, engine: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MMDX_")}
+        env["PYTHONPATH"] = str(REPO)
+        proc = subprocess.run(
+            [sys.executable, "-c", RUN, str(src), str(Path(tmp) / "out"), str(workers), engine],
+            cwd=tmp, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise SystemExit(f"{engine} x{workers} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peers(headers: list[Path]) -> dict:
+    import neurokit2 as nk
+
+    from ecg.analysis import analyze
+    from ecg.readers import read_ecg
+
+    records = [read_ecg(h) for h in headers]
+    lead = records[0].lead_names.index(next(n for n in records[0].lead_names if n.upper() == "II"))
+    t0 = time.perf_counter()
+    for r in records:
+        nk.ecg_process(r.signal[:, lead], sampling_rate=int(r.sampling_rate_hz))
+    nk_s = (time.perf_counter() - t0) / len(records)
+    t0 = time.perf_counter()
+    for r in records:
+        analyze(r)
+    mmdx_s = (time.perf_counter() - t0) / len(records)
+    return {"neurokit2_s": nk_s, "mmdx_analyze_s": mmdx_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=1000)
+    ap.add_argument("--peer-records", type=int, default=20, help="records for the per-record peer timing")
+    ap.add_argument("--no-ray", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-batch-in-") as tmp:
+        src = Path(tmp) / "in"
+        headers = wfdb_copies(src, args.records)
+        results = {}
+        for label, workers, engine in (("local x1", 1, "local"), ("local x2", 2, "local"), ("ray x2", 2, "ray")):
+            if engine == "ray" and args.no_ray:
+                continue
+            results[label] = r = run_engine(src, workers, engine)
+            assert r["counts"]["done"] == args.records, r["counts"]
+        peer = peers(headers[: args.peer_records])
+    n = args.records
+    print(f"{n} ECG records (LUDB 1 copies), {os.cpu_count()} CPUs")
+    print(f"{'engine':10} {'records/s':>10} {'processing s':>13} {'total s':>8} {'peak RSS MB (batch / worker)':>30}")
+    for label, r in results.items():
+        rate = n / r["processing_s"]
+        rss = f"{r['rss_self_mb']:.0f} / {r['rss_children_mb']:.0f}"
+        print(f"{label:10} {rate:10.2f} {r['processing_s']:13.1f} {r['total_s']:8.1f} {rss:>30}")
+    one = n / results["local x1"]["processing_s"]
+    two = n / results["local x2"]["processing_s"]
+    print(f"2 workers / 1 worker: {two / one:.2f}x (target >= 1.7x)")
+    if "ray x2" in results:
+        ray = n / results["ray x2"]["processing_s"]
+        print(f"ray x2 / local x2: {ray / two:.2f} (target within 20%)")
+    per_record = results["local x1"]["processing_s"] / n
+    print(
+        f"per record: mmdx batch (analysis + all reports) {per_record * 1000:.0f} ms, "
+        f"mmdx analyze {peer['mmdx_analyze_s'] * 1000:.0f} ms, neurokit2 ecg_process (lead II) "
+        f"{peer['neurokit2_s'] * 1000:.0f} ms; ratios {per_record / peer['neurokit2_s']:.2f}x and "
+        f"{peer['mmdx_analyze_s'] / peer['neurokit2_s']:.2f}x neurokit2"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""``mmdx batch`` over manifests (PNG/JPEG research images, ECG paths, study UIDs), report tables, and ``--deid``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from app.batch import BatchOptions, run_batch
+from app.batch.images import image_model_input
+from app.cli import cli
+from app.context import AppContext
+from core.errors import ConfigError
+from core.identifiers import derive_uid
+from tests.app.batch_inputs import dicom_ecg_copies, wfdb_copies
+
+pytestmark = pytest.mark.slow
+
+
+def _write_png(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    PILImage.fromarray(rng.integers(0, 255, (64, 48), dtype=np.uint8)).save(path)
+
+
+def _rows(out: Path) -> list[dict]:
+    return sorted(pq.read_table(out / "cohort.parquet").to_pylist(), key=lambda r: r["item"])
+
+
+def test_manifest_of_research_images_and_ecgs(workdir: Path):
+    data = workdir / "data"
+    (data / "images").mkdir(parents=True)
+    _write_png(data / "images" / "00000001_000.png", 1)
+    PILImage.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(data / "images" / "00000002_000.jpg")
+    wfdb_copies(data / "ecg", 1)
+    manifest = data / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "patient", "age", "sex", "view", "label"])
+        w.writerow(["images/00000001_000.png", "p1", "61", "M", "PA", "Cardiomegaly"])
+        w.writerow(["images/00000002_000.jpg", "p2", "45", "F", "AP", "No Finding"])
+        w.writerow(["ecg/wfdb_00000/1.hea", "p3", "", "", "", ""])
+        w.writerow(["images/missing.png", "p4", "", "", "", ""])
+    ctx = AppContext.create()
+    result = run_batch(ctx, BatchOptions(str(manifest), workdir / "out", workers=1))
+    assert result.counts["done"] == 3 and result.counts["failed"] == 1
+    rows = _rows(workdir / "out")
+    png, jpg, ecg, missing = rows
+    assert (png["kind"], png["modality"], png["view"], png["patient_sex"], png["patient_age_years"]) == (
+        "image", "DX", "PA", "M", 61.0,
+    )  # fmt: skip
+    assert png["manifest_label"] == "Cardiomegaly" and png["manifest_patient"] == "p1"
+    assert png["study_instance_uid"].startswith("2.25.")
+    assert png["errors"].startswith("No radiology model is configured")  # said plainly, not an empty row
+    assert jpg["view"] == "AP" and jpg["status"] == "done"
+    assert ecg["kind"] == "study" and ecg["ecg_qrs_duration_ms"] is not None and ecg["manifest_patient"] == "p3"
+    assert missing["status"] == "failed" and missing["errors"] == "no such file"
+    # nothing of the images was indexed as if it were DICOM
+    with ctx.db.session(readonly=True) as session:
+        from sqlalchemy import text
+
+        assert session.execute(text("select count(*) from studies")).scalar() == 1
+
+
+def test_image_model_input_takes_its_header_from_the_manifest(tmp_path: Path):
+    _write_png(tmp_path / "a.png", 3)
+    inp = image_model_input(tmp_path / "a.png", {"view": "lateral", "age": "70", "sex": "F"}, "2.25")
+    assert inp.modality == "DX" and inp.body_part == "CHEST"
+    assert inp.images[0].view_position == "LL" and inp.images[0].pixels.shape == (64, 48)
+    assert inp.context.patient_age_years == 70.0 and inp.context.patient_sex == "F"
+    with pytest.raises(ConfigError.__mro__[1], match="manifest column 'age'"):
+        image_model_input(tmp_path / "a.png", {"age": "seventy"}, "2.25")
+
+
+def test_parquet_manifest_of_study_uids_and_report_table(workdir: Path):
+    ctx = AppContext.create()
+    src = workdir / "in"
+    dicom_ecg_copies(src, 1)
+    run_batch(ctx, BatchOptions(str(src), workdir / "first"))  # indexes the study
+    uid = derive_uid("2.25", "batch-test", "study", "0")
+    manifest = workdir / "uids.parquet"
+    pq.write_table(pa.table({"study_uid": [uid, "1.2.3.4.5"], "report_text": ["No pneumothorax.", ""]}), manifest)
+    run_batch(ctx, BatchOptions(str(manifest), workdir / "out"))
+    rows = _rows(workdir / "out")
+    assert rows[0]["status"] == "done" and rows[0]["study_instance_uid"] == uid
+    assert json.loads(rows[0]["labels"])["pneumothorax"] == "absent"
+    assert rows[1]["status"] == "failed" and "not in the index" in rows[1]["errors"]
+
+    reports = workdir / "reports.csv"
+    reports.write_text("id,report_text\nr1,Moderate cardiomegaly. No pleural effusion.\nr2,\n", encoding="utf-8")
+    run_batch(ctx, BatchOptions(str(reports), workdir / "labels"))
+    r1, r2 = _rows(workdir / "labels")
+    labels = json.loads(r1["labels"])
+    assert labels["cardiomegaly"] == "present" and labels["effusion"] == "absent"
+    assert r1["model_ids"] == "mmdx-report-labeler"
+    assert r2["status"] == "failed" and r2["errors"] == "empty report text"
+
+
+PHI = ("DOE", "JANE", "MRN778899", "19650412", "1965-04-12", "03028041970546", "Galliera", "13002689")
+
+
+def _all_text(out: Path) -> dict[str, str]:
+    """Every output file as text; Parquet decoded (values and metadata), everything else as bytes."""
+    texts = {}
+    for f in sorted(p for p in out.rglob("*") if p.is_file()):
+        raw = f.read_bytes().decode("latin-1")
+        if f.suffix == ".parquet":
+            t = pq.read_table(f)
+            raw += json.dumps(t.to_pylist()) + str(t.schema)
+        texts[str(f.relative_to(out))] = raw
+    return texts
+
+
+def test_deid_outputs_carry_no_source_identifier(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MMDX_DEID__SALT", "project-key-for-the-test")
+    src = workdir / "in"
+    dicom_ecg_copies(src / "dicom", 2, patient=("DOE^JANE", "MRN778899", "19650412"))
+    wfdb_copies(src / "wfdb", 1)
+    (src / "broken_DOE_JANE.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    manifest = workdir / "m.csv"
+    manifest.write_text(
+        "path,patient,study_date,name\n"
+        f"{src}/dicom/ecg_00000.dcm,MRN778899,2013-01-25,DOE^JANE\n"
+        f"{src}/dicom/ecg_00001.dcm,MRN778899,2013-01-25,DOE^JANE\n",
+        encoding="utf-8",
+    )
+    ctx = AppContext.create()
+    plain = run_batch(ctx, BatchOptions(str(src), workdir / "plain"))
+    assert plain.counts["done"] == 3, plain.summary["failures"]
+    assert any("MRN778899" in t for t in _all_text(workdir / "plain").values())  # the check can fail
+
+    result = run_batch(ctx, BatchOptions(str(src), workdir / "deid", deid=True))
+    assert result.counts == plain.counts
+    run_batch(ctx, BatchOptions(str(manifest), workdir / "deid_manifest", deid=True))
+    uids = [derive_uid("2.25", "batch-test", "study", str(i)) for i in range(2)]
+    names = ["ecg_00000", "ecg_00001", "wfdb_00000", "broken_DOE_JANE", str(src)]
+    for out in (workdir / "deid", workdir / "deid_manifest"):
+        texts = _all_text(out)
+        assert any(k.startswith("fhir/") for k in texts) and "cohort.parquet" in texts
+        for name, text in texts.items():
+            for needle in (*PHI, *uids, *names):
+                found = re.search(rf"(?<![A-Za-z0-9]){re.escape(needle)}(?![A-Za-z0-9])", text, re.IGNORECASE)
+                assert found is None, f"{needle!r} in {out.name}/{name}"
+    rows = _rows(workdir / "deid")
+    plain_rows = _rows(workdir / "plain")
+    dicom = [(p, d) for p, d in zip(plain_rows, rows, strict=True) if p["source_path"].startswith("dicom/")]
+    # one patient: the same pseudonym, the same (non-zero) date shift for both studies
+    assert len({d["patient_id"] for _, d in dicom}) == 1 and dicom[0][1]["patient_id"].startswith("P")
+    shifts = {
+        (np.datetime64(d["acquisition_date"]) - np.datetime64(p["acquisition_date"])).astype(int) for p, d in dicom
+    }
+    assert len(shifts) == 1 and shifts != {0}
+    # measurements and statements are kept
+    assert [d["ecg_qrs_duration_ms"] for _, d in dicom] == [p["ecg_qrs_duration_ms"] for p, _ in dicom]
+    # stable within the project key: the manifest run pseudonymises the patient the same way
+    manifest_rows = _rows(workdir / "deid_manifest")
+    assert manifest_rows[0]["manifest_patient"] == manifest_rows[1]["manifest_patient"]
+    assert "manifest_name" not in manifest_rows[0]
+
+
+def test_deid_needs_a_project_key_and_refuses_report_files(workdir: Path):
+    ctx = AppContext.create()
+    with pytest.raises(ConfigError, match="deid.salt"):
+        run_batch(ctx, BatchOptions(str(workdir), workdir / "out", deid=True))
+    with pytest.raises(ConfigError, match="--reports with --deid"):
+        BatchOptions(str(workdir), workdir / "out", deid=True, reports=True)
+
+
+def test_cli_dry_run_and_errors(workdir: Path):
+    src = workdir / "in"
+    wfdb_copies(src, 2)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["batch", str(src), "--out", str(workdir / "out"), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "study" in res.output and "2" in res.output
+    res = runner.invoke(cli, ["batch", str(workdir / "nope"), "--out", str(workdir / "out")])
+    assert res.exit_code == 2 and "no such file or folder" in " ".join(res.output.split())
