@@ -15,10 +15,12 @@ from typing import Annotated, Any
 
 import swagger_ui_bundle
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import ops, orders, reports, upload
 from app.api.auth import OUTBOX, Principal, TokenVerifier
@@ -79,6 +81,12 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
     api.add_middleware(HttpLatency, histogram=metrics.http)
     api.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     api.mount("/static/app", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/ui/") and exc.status_code >= 400:
+            return pages.error_page(request, exc.status_code, str(exc.detail))
+        return await http_exception_handler(request, exc)
 
     @api.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

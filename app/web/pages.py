@@ -339,3 +339,23 @@ def outbox_retry(item_id: int, request: Request, principal: User, csrf: Annotate
     except StoreError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     return RedirectResponse("/ui/outbox", status_code=303)
+
+
+_TITLES = {403: "Not allowed", 404: "Not found", 409: "Changed meanwhile", 422: "Not accepted"}
+
+
+def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+    """An HTTP error of a page as a page (the API keeps its JSON errors)."""
+    return TEMPLATES.TemplateResponse(
+        request,
+        "error.html",
+        {
+            "user": None,
+            "csrf": "",
+            "auth_on": True,
+            "status": status,
+            "title": _TITLES.get(status, "Error"),
+            "detail": detail,
+        },
+        status_code=status,
+    )

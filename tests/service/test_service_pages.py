@@ -115,4 +115,6 @@ def test_forms_need_the_csrf_token(service_factory: Callable[..., Service]) -> N
     assert ok.status_code == 303 and "final" in ok.headers["location"]
     # a technologist's session cannot open the review page
     svc.client.cookies.set("mmdx_session", svc.token(Role.TECHNOLOGIST))
-    assert svc.client.get(f"/ui/studies/{STAT_ECG}").status_code == 403
+    denied = svc.client.get(f"/ui/studies/{STAT_ECG}")
+    assert denied.status_code == 403 and "Not allowed" in denied.text and "clinician" in denied.text
+    assert svc.client.get("/api/v1/worklist").status_code == 401  # the cookie is for pages: the API wants a bearer
