@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from core.config import Destination, Settings
 from core.identifiers import Clock
-from core.records import ReportStatus
+from core.records import PriorityLevel, ReportStatus
 from pacs_bridge.commitment import CommitmentListener
 from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, Retry, Sender
 from pacs_bridge.senders import build_sender
@@ -139,6 +139,13 @@ class OutboxLoop:
                 if dest is None:
                     outbox.mark_dead(session, item.id, f"destination {item.destination!r} is no longer configured", now)
                     summary.dead += 1
+                    continue
+                if dest.type == "webhook" and item.priority > PriorityLevel[dest.min_priority.upper()]:
+                    # whatever queued it: a webhook pages only for versions at or above its min_priority
+                    outbox.mark_dead(
+                        session, item.id, f"not sent: priority {item.priority.name} is below {dest.min_priority}", now
+                    )
+                    summary.skipped += 1
                     continue
                 if item.report_status is ReportStatus.PRELIMINARY:
                     if not dest.send_preliminary:

@@ -95,3 +95,16 @@ def test_a_stat_draft_pages_each_hook_once_through_the_outbox(
     assert len(busy.bodies) == 2 and len(ok.bodies) == 1
     with bridge_db.session() as s:
         assert {i.state for i in outbox.list_items(s)} == {OutboxState.DELIVERED}
+
+
+def test_a_routine_version_queued_for_a_hook_anyway_is_not_sent(
+    tmp_path: Path, versions: Versions, bridge_db: Database, hooks: tuple[Hook, Hook]
+) -> None:
+    ok, _ = hooks
+    settings = settings_with(tmp_path, {"pager": {"type": "webhook", "url": ok.url}})
+    store_versions(bridge_db, versions.all[:1], {"html": ["pager"]})  # a caller that did not filter by priority
+    assert OutboxLoop(bridge_db, settings, FixedClock(T0)).run_once().skipped == 1
+    assert ok.bodies == []
+    with bridge_db.session() as s:
+        (item,) = outbox.list_items(s)
+    assert item.state is OutboxState.DEAD and "below stat" in (item.last_error or "")
