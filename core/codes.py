@@ -253,6 +253,8 @@ class MMDX:
     # AHA/ACCF/HRS "wide-QRS tachycardia" (VT or SVT with aberrancy, not told apart): no verified SNOMED CT
     # concept (SCT 991002 "Wide QRS complex" names the QRS, not the rhythm)
     ECG_WIDE_QRS_TACHYCARDIA: Final = Code("ecg-wide-qrs-tachycardia", "MMDX", "Wide QRS tachycardia")
+    #: the rate and regularity of a rhythm whose origin the criteria could not name (a statement for every record)
+    ECG_RHYTHM_UNDETERMINED: Final = Code("ecg-rhythm-undetermined", "MMDX", "Rhythm of undetermined origin")
     # per-lead ECG amplitudes and fiducials (ecg.signal.measurements): no verified LOINC concept
     ECG_P_AMPLITUDE: Final = Code("ecg-p-ampl", "MMDX", "P wave amplitude (signed extremum vs PR baseline)")
     ECG_Q_AMPLITUDE: Final = Code("ecg-q-ampl", "MMDX", "Q wave amplitude")

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.codes import MMDX, SCT
+import numpy as np
+
+from core.codes import LOINC, MMDX, SCT
 from core.records import Finding, Priority, PriorityLevel
+from ecg.rules import thresholds as th
 from ecg.rules.base import PRODUCER, RuleInput, finding, ruleset_digest
 from ecg.rules.morphology import morphology_statements
 from ecg.rules.rhythm import rhythm_statements, ventricular_rhythm
@@ -21,12 +24,54 @@ __all__ = ["PRODUCER", "RuleInput", "finding", "interpret", "priority_of", "rule
 def interpret(ri: RuleInput) -> tuple[Finding, ...]:
     """All statements for one analysed record, gated by its signal quality."""
     rhythm = rhythm_statements(ri)
+    if not any(f.concept in RHYTHMS for f in rhythm):
+        rhythm = [*_undetermined_rhythm(ri), *rhythm]
     # paced or ventricular dominant beats: no conduction, axis, hypertrophy or ST-T statements from them
     paced = any(f.concept == SCT.PACED_RHYTHM for f in rhythm) or ventricular_rhythm(rhythm)
     out = rhythm + morphology_statements(ri, paced=paced)
     out = gate_quality(ri, out)
     summary = _summary(ri, out)
     return tuple(out + ([summary] if summary else []))
+
+
+#: The statements that name the rhythm (one of them, or the undetermined-rhythm statement, is always made).
+RHYTHMS = frozenset(
+    {
+        SCT.SINUS_RHYTHM,
+        SCT.SINUS_BRADYCARDIA,
+        SCT.SINUS_TACHYCARDIA,
+        SCT.ATRIAL_FIBRILLATION,
+        SCT.ATRIAL_FLUTTER,
+        SCT.PACED_RHYTHM,
+        SCT.VENTRICULAR_TACHYCARDIA,
+        SCT.JUNCTIONAL_RHYTHM,
+        SCT.ACCELERATED_JUNCTIONAL_RHYTHM,
+        SCT.SUPRAVENTRICULAR_TACHYCARDIA,
+        SCT.IDIOVENTRICULAR_RHYTHM,
+        SCT.COMPLETE_AV_BLOCK,
+        MMDX.ECG_WIDE_QRS_TACHYCARDIA,
+    }
+)
+
+
+def _undetermined_rhythm(ri: RuleInput) -> list[Finding]:
+    """Rate and regularity when no rhythm rule named the rhythm: every readable record gets a rhythm statement.
+
+    No origin is claimed (no P wave at a constant PR was found, and neither
+    fibrillation, flutter nor a rhythm without P waves was shown), so nothing
+    here is critical; the reader sees why the rhythm is not named.
+    """
+    g = ri.g
+    if g is None or g.hr_bpm is None or ri.beats.size < 3:
+        return []
+    rr = np.diff(ri.beats) / ri.fs
+    regular = float(np.mean(np.abs(rr / np.median(rr) - 1.0) < th.REGULAR_CV)) >= th.REGULAR_FRACTION
+    crit = [
+        f"{'regular' if regular else 'irregular'} rhythm at {g.hr_bpm:.0f}/min, QRS {g.qrs_ms:.0f} ms",
+        "no P wave at a constant PR found; atrial fibrillation, flutter and rhythms without P waves not shown",
+    ]
+    text = f"{'Regular' if regular else 'Irregular'} rhythm at {g.hr_bpm:.0f}/min, origin not determined"
+    return [finding(MMDX.ECG_RHYTHM_UNDETERMINED, crit, ri.measurement(LOINC.HEART_RATE), text=text)]
 
 
 #: Statements a poor record may still carry: they rest on P waves and beats that were seen, not on an RR series

@@ -56,6 +56,8 @@ QRS_QUIET_S = 0.010
 #: P detection: peak spatial magnitude above baseline must exceed this (mV) and this multiple of noise.
 P_MIN_MV = 0.03
 P_MIN_SNR = 3.0
+#: ... and at least this many times the magnitude 30 ms before the QRS (where the search window ends).
+P_OVER_PR_END = 1.5
 VELOCITY_LOWPASS_HZ = 50.0
 #: Per-lead QRS boundaries: low-pass of the slope, lobe significance and boundary fractions of the lead's
 #: own slopes, the noise floor (multiple of the lead's slope noise) and the SNR a lead needs to count.
@@ -610,9 +612,10 @@ def p_wave(
     w = max(2, int(0.04 * fs))
     seg = mag[max(0, a - int(0.1 * fs)) : b]
     noise = float(np.min(np.convolve(seg, np.ones(w) / w, mode="valid"))) if seg.size > w else 0.0
-    floor = max(noise, float(mag[b]))
     height = float(mag[pp]) - min(noise, float(mag[b]))
-    if height < P_MIN_MV or mag[pp] < P_MIN_SNR * max(floor, 0.005):
+    # a P wave stands out of the baseline noise, and falls back toward the PR segment: a short PR segment
+    # leaves part of the P at the window's end, so the end level is held to a hump ratio, not the noise ratio
+    if height < P_MIN_MV or mag[pp] < P_MIN_SNR * max(noise, 0.005) or mag[pp] < P_OVER_PR_END * float(mag[b]):
         return None, None, None
     slope = np.gradient(mag)
     lo = max(0, pp - int(0.10 * fs))

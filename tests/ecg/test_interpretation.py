@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from core.codes import SCT, Code
+from core.codes import MMDX, SCT, Code
 from core.records import EcgRecord, Finding, Patient, PriorityLevel, Sex
 from ecg.analysis import analyze
 from ecg.rules import RuleInput, interpret, priority_of
@@ -340,3 +340,13 @@ def test_premature_atrial_complex_needs_prematurity_and_a_pause(rr_ms: list[int]
     labels[4] = "S"  # the beat the classifier called premature (RR < 85% of its local RR)
     ri = replace(_ri(), beats=beats, labels=labels)
     assert (SCT.PREMATURE_ATRIAL_COMPLEX in _codes(interpret(ri))) is pac
+
+
+def test_every_readable_record_gets_a_rhythm_statement() -> None:
+    """No P wave found and no other rhythm shown: rate and regularity are still stated, origin not claimed."""
+    out = interpret(_ri(replace(NORMAL_G, pr_ms=None, p_axis_deg=None)))
+    f = next(f for f in out if f.concept == MMDX.ECG_RHYTHM_UNDETERMINED)
+    assert f.text == "Regular rhythm at 72/min, origin not determined" and not f.critical
+    assert SCT.NORMAL_ECG not in _codes(out)
+    # a named rhythm needs no such statement
+    assert MMDX.ECG_RHYTHM_UNDETERMINED not in _codes(interpret(_ri()))
