@@ -221,7 +221,6 @@ class LocalVlmBackend:
         convs = {i: self._conversation(prompts[i].messages, prompts[i].images) for i in order}
         t0 = time.perf_counter()
         answers = self._generate_all(order, convs)
-        gen_s = time.perf_counter() - t0
         need_repair: dict[int, tuple[str, ModelError]] = {}
         for i in order:
             ans = answers[i]
@@ -236,7 +235,7 @@ class LocalVlmBackend:
         if need_repair:
             rconvs = {i: convs[i] + repair_messages(prev, err) for i, (prev, err) in need_repair.items()}
             repaired = self._generate_all(list(need_repair), rconvs)
-        per_study = gen_s / max(1, len(order))
+        per_study = (time.perf_counter() - t0) / max(1, len(order))  # generation and repair, shared by the batch
         for i in order:
             if i in results:
                 continue
@@ -246,7 +245,9 @@ class LocalVlmBackend:
             if repair_used:
                 r = repaired[i]
                 if isinstance(r, ModelError):
-                    results[i] = ModelOutput.failed(batch[i].study_instance_uid, producer, r)
+                    results[i] = ModelOutput.failed(
+                        batch[i].study_instance_uid, producer, r, timings_s={"generate": per_study}
+                    )
                     continue
                 text = r
             prov = self._provenance(prompts[i], repair_used)
@@ -258,7 +259,12 @@ class LocalVlmBackend:
                     f"gave no valid draft after one repair: {exc}"
                 )
                 results[i] = ModelOutput.failed(
-                    batch[i].study_instance_uid, producer, err, raw_text=text, provenance=prov
+                    batch[i].study_instance_uid,
+                    producer,
+                    err,
+                    raw_text=text,
+                    provenance=prov,
+                    timings_s={"generate": per_study},
                 )
                 continue
             results[i] = ModelOutput(
