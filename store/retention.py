@@ -97,9 +97,12 @@ def delete_study(session: Session, study_uid: str) -> list[Path]:
         session.delete(study)  # series and instances go with it (cascade)
     session.execute(delete(JobRow).where(JobRow.study_instance_uid == study_uid))
     session.flush()
-    # the index keeps committed study/series ids per engine: a study received again must not reuse them
-    bind = session.get_bind()
-    index._SHARED.pop(getattr(bind, "engine", bind), None)
+    # an index that keeps committed study/series ids per engine must not reuse the deleted ones (the newer index
+    # writer detects a deleted row itself and re-reads; the older one's cache is dropped here)
+    shared = getattr(index, "_SHARED", None)
+    if shared is not None:
+        bind = session.get_bind()
+        shared.pop(getattr(bind, "engine", bind), None)
     return paths
 
 

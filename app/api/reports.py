@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import SIGN_REPORTS, VIEW_REPORTS, VIEW_STATUS, Principal
@@ -299,6 +302,7 @@ def _act(
         raise HTTPException(status_code=409, detail=str(exc)) from None
     except ReportError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
+    request.app.state.worklist_cache.clear()
     return {
         "study_instance_uid": uid,
         "version": result.report.version,
@@ -370,40 +374,73 @@ def get_worklist(
     priority: Literal["stat", "urgent", "routine"] | None = None,
     kind: ReportKind | None = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
-) -> JSONResponse:
-    now = ctx.clock.now()
-    statuses = None if all_statuses else tuple(status or [ReportStatus.PRELIMINARY])
-    rows = cached_worklist(
+) -> Response:
+    cache: WorklistCache = request.app.state.worklist_cache
+    body = cache.body(
         ctx,
-        request.app.state.worklist_cache,
-        now,
-        statuses=statuses,
+        ctx.clock.now(),
+        statuses=None if all_statuses else tuple(status or [ReportStatus.PRELIMINARY]),
         modality=modality,
         priority=PriorityLevel[priority.upper()] if priority else None,
         kind=kind,
         limit=limit,
     )
-    return JSONResponse([worklist_json(r, now) for r in rows])
+    return Response(body, media_type="application/json")
 
 
-def cached_worklist(
-    ctx: AppContext,
-    cache: dict[tuple[object, ...], tuple[tuple[int | None, ...], list[WorklistRow]]],
-    now: datetime,
-    **query: Any,
-) -> list[WorklistRow]:
-    """The worklist, re-read only when the database changed since the last read of the same query.
+@dataclass
+class _Kept:
+    token: tuple[int | None, ...]
+    checked: float
+    rows: list[WorklistRow]
+    docs: list[dict[str, Any]]
+    body: tuple[int, bytes] | None = None
 
-    Waiting times are computed from ``now`` by the caller, so a kept list is never stale.
+
+class WorklistCache:
+    """The last worklist of each query, kept while the database has not changed.
+
+    Within ``TTL_S`` of the last check a kept list is answered as it is; after that one cheap statement
+    (:func:`store.worklist.change_token`) says whether to re-read.  The serialized answer is kept per second
+    (waiting times count in seconds).  This process's own writes clear it (:meth:`clear`); another process's
+    show within ``TTL_S``.
     """
-    key = tuple(sorted(query.items()))
-    with ctx.db.session(readonly=True) as session:
-        token = change_token(session)
-        hit = cache.get(key)
-        if hit is not None and hit[0] == token:
-            return hit[1]
-        rows = worklist(session, now, **query)
-    if len(cache) > 64:
-        cache.clear()
-    cache[key] = (token, rows)
-    return rows
+
+    TTL_S = 1.0
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[object, ...], _Kept] = {}
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def entry(self, ctx: AppContext, now: datetime, **query: Any) -> _Kept:
+        key = tuple(sorted(query.items()))
+        kept = self._kept.get(key)
+        mono = time.monotonic()
+        if kept is not None and mono - kept.checked < self.TTL_S:
+            return kept
+        with ctx.db.session(readonly=True) as session:
+            token = change_token(session)
+            if kept is not None and kept.token == token:
+                kept.checked = mono
+                return kept
+            rows = worklist(session, now, **query)
+        kept = _Kept(token, mono, rows, [worklist_json(r, now) for r in rows])
+        if len(self._kept) > 64:
+            self._kept.clear()
+        self._kept[key] = kept
+        return kept
+
+    def rows(self, ctx: AppContext, now: datetime, **query: Any) -> list[WorklistRow]:
+        return self.entry(ctx, now, **query).rows
+
+    def body(self, ctx: AppContext, now: datetime, **query: Any) -> bytes:
+        kept = self.entry(ctx, now, **query)
+        second = int(now.timestamp())
+        if kept.body is not None and kept.body[0] == second:
+            return kept.body[1]
+        docs = [{**d, "waiting_s": round(r.waiting_s(now))} for d, r in zip(kept.docs, kept.rows, strict=True)]
+        data = json.dumps(docs, ensure_ascii=False, separators=(",", ":")).encode()
+        kept.body = (second, data)
+        return data

@@ -14,7 +14,6 @@ from fastapi.templating import Jinja2Templates
 
 from app.api.auth import OUTBOX, SIGN_REPORTS, VIEW_REPORTS, AuthError, Principal
 from app.api.deps import client_origin
-from app.api.reports import cached_worklist
 from app.context import AppContext
 from app.review import EDITABLE_SECTIONS, NoReport, ReviewAction, ReviewConflict, apply_action, ecg_printout
 from app.web import images
@@ -117,8 +116,9 @@ def _rows(request: Request, show: str, modality: str | None) -> list[dict[str, A
     ctx = _ctx(request)
     now = ctx.clock.now()
     statuses = None if show == "all" else (ReportStatus.PRELIMINARY,)
-    cache = request.app.state.worklist_cache
-    rows = cached_worklist(ctx, cache, now, statuses=statuses, modality=modality or None, priority=None, kind=None)
+    rows = request.app.state.worklist_cache.rows(
+        ctx, now, statuses=statuses, modality=modality or None, priority=None, kind=None, limit=500
+    )
     return [
         {
             "row": r,
@@ -251,6 +251,7 @@ async def study_action(study_uid: str, request: Request, principal: User) -> Res
         raise HTTPException(status_code=404, detail=str(exc)) from None
     except (ReviewConflict, ReportError) as exc:
         return _redirect_study(study_uid, f"not done: {exc}")
+    request.app.state.worklist_cache.clear()
     done = f"{action.value}: version {result.report.version} is {result.report.status.value}"
     return _redirect_study(study_uid, done + f", {result.outbox_rows} deliveries queued")
 
