@@ -74,7 +74,9 @@ def test_each_transition_reaches_each_peer_kind(tmp_path: Path) -> None:
         apply_action(ctx, uid, ReviewAction.SIGN, doctor, actor="ann")
         deliver()
         assert [r["status"] for r in fhir.search("DiagnosticReport")] == ["final"]
-        apply_action(ctx, uid, ReviewAction.AMEND, doctor, actor="ann", sections={"19005-8": "Addendum: no change on review."})
+        apply_action(
+            ctx, uid, ReviewAction.AMEND, doctor, actor="ann", sections={"19005-8": "Addendum: no change on review."}
+        )
         deliver()
         apply_action(ctx, uid, ReviewAction.WITHDRAW, doctor, actor="ann", reason="wrong patient")
         deliver()
