@@ -52,10 +52,11 @@ def index_scan(
         broken DICOM, zip members and missing paths are always quarantined here.
     """
     from store import index as idx
+    from store.index_writer import IndexWriter, NewInstance
 
     new = duplicate = conflict = 0
     quarantined_before = idx.count_quarantine(session)  # add_quarantine is idempotent: count what it added
-    batch: list[idx.NewInstance] = []
+    batch: list[NewInstance] = []
     for item in result.dicom:
         instance = item.instance
         if store is not None:
@@ -89,8 +90,8 @@ def index_scan(
                 session, path=display_path(item.path), reason=reason, source="file", received_at=received_at
             )
             continue
-        batch.append(idx.NewInstance(item.study, item.series, instance, item.size))
-    for outcome in idx.add_instances(session, batch, received_at=received_at):
+        batch.append(NewInstance(item.study, item.series, instance, item.size))
+    for outcome in IndexWriter().add_to(session, batch, received_at=received_at):
         if outcome is idx.IndexResult.NEW:
             new += 1
         elif outcome is idx.IndexResult.DUPLICATE:

@@ -42,8 +42,7 @@ from ingest.filestore import (
 )
 from ingest.headers import RECORD_TAGS, HeaderRecords, records_from_dataset, text_value
 from ingest.parse import parse_dataset_prefix, parse_dicom, parse_header_prefix, pixel_element_ok
-from store.index import IndexResult
-from store.instance_writer import InstanceWriter
+from store.index_writer import IndexResult, IndexWriter
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -119,7 +118,7 @@ class Receiver:
         self.quarantine_dir = Path(quarantine_dir)
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._writer = InstanceWriter(db)
+        self._writer = IndexWriter(db)
         self._lanes = _Lanes()
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 

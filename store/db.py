@@ -208,7 +208,7 @@ class Database:
     def sqlite_connection(self) -> Iterator[sqlite3.Connection]:
         """A connection to the SQLite file, outside SQLAlchemy's pool, set up like the pool's.
 
-        For a hot path that runs its own statements (``store.instance_writer``):
+        For a hot path that runs its own statements (``store.index_writer``):
         the pool's checkout and return (events, reset, a condition variable)
         cost more than a one-row transaction.  The connection is in autocommit
         mode (the caller issues BEGIN and COMMIT or ROLLBACK); one given back

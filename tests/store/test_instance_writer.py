@@ -1,4 +1,5 @@
-"""The SQLite fast path for one object per transaction writes exactly what the ORM path writes."""
+"""The one index writer: its SQLite fast path writes exactly what its Core path writes (SQLite and PostgreSQL);
+its cache of committed study and series ids survives other writers and deleted studies."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as hst
 from store import index
 from store.db import Database
 from store.index import IndexResult
-from store.instance_writer import InstanceWriter
+from store.index_writer import IndexWriter
 from tests.store.conftest import STUDY_UID, T0, make_instance, make_series, make_study
 
 _TABLES = ("patients", "patient_identifiers", "studies", "series", "instances", "instance_conflicts")
@@ -62,7 +63,7 @@ def test_fast_path_writes_the_orm_rows(tmp_path_factory, plan):
         path = folder / "i.db"
         db = Database(f"sqlite:///{path}")
         db.migrate()
-        writer = InstanceWriter(db)
+        writer = IndexWriter(db)
         assert writer.fast
         got = []
         for n, content, k, dt, sized in plan:
@@ -104,7 +105,7 @@ def test_concurrent_writers_keep_the_content_version(tmp_path):
     """Threads indexing into one study: every object once, and the version equals the one recomputed."""
     db = Database(f"sqlite:///{tmp_path / 'i.db'}")
     db.migrate()
-    writer = InstanceWriter(db)
+    writer = IndexWriter(db)
     study, series = make_study(), make_series()
     assert writer.add(study=study, series=series, instance=make_instance(0), received_at=T0) is IndexResult.NEW
     errors: list[BaseException] = []
@@ -130,7 +131,7 @@ def test_concurrent_writers_keep_the_content_version(tmp_path):
 def test_in_memory_database_takes_the_orm_path():
     db = Database("sqlite://")
     db.migrate()
-    writer = InstanceWriter(db)
+    writer = IndexWriter(db)
     assert not writer.fast
     assert writer.add(study=make_study(), series=make_series(), instance=make_instance(1), received_at=T0) is (
         IndexResult.NEW
@@ -143,6 +144,128 @@ def test_naive_received_time_is_refused(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'i.db'}")
     db.migrate()
     with pytest.raises(Exception, match="timezone-aware"):
-        InstanceWriter(db).add(
+        IndexWriter(db).add(
             study=make_study(), series=make_series(), instance=make_instance(1), received_at=T0.replace(tzinfo=None)
         )
+
+
+def _logical(db: Database, folder: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of the index tables read through the ORM's column types (instants as aware datetimes)."""
+    from sqlalchemy import select
+
+    from store.schema import Base
+
+    out = {}
+    with db.engine.connect() as conn:
+        for t in _TABLES:
+            rows = conn.execute(select(Base.metadata.tables[t])).all()
+            out[t] = sorted((tuple(str(v).replace(str(folder), "F") for v in r) for r in rows), key=repr)
+    return out
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    plan=hst.lists(
+        hst.tuples(hst.integers(1, 6), hst.sampled_from(["a", "b"]), hst.integers(0, 2), hst.integers(-30, 30)),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_fast_path_writes_the_postgresql_rows(tmp_path_factory, pg_db, plan):
+    """The same objects through the SQLite fast path and through the Core path on PostgreSQL: the same rows."""
+    from sqlalchemy import text
+
+    with pg_db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+    folder = tmp_path_factory.mktemp("objects")
+    lite = Database(f"sqlite:///{folder / 'i.db'}")
+    lite.migrate()
+    studies = _studies()
+    results, dumps = [], []
+    for db in (lite, pg_db):
+        writer = IndexWriter(db)
+        assert writer.fast is (db is lite)
+        got = []
+        for n, content, k, dt in plan:
+            study = studies[k]
+            series = make_series(study_uid=study.study_instance_uid, uid=f"{study.study_instance_uid}.{n % 2}")
+            inst = make_instance(
+                n, study_uid=study.study_instance_uid, series_uid=series.series_instance_uid, content=f"{content}{n}"
+            )
+            at = T0 + timedelta(seconds=dt)
+            got.append(writer.add(study=study, series=series, instance=inst, received_at=at, size_bytes=n))
+        results.append(got)
+        dumps.append(_logical(db, folder))
+    lite.dispose()
+    assert results[0] == results[1]
+    for table in _TABLES:
+        assert dumps[0][table] == dumps[1][table], table
+
+
+def test_writers_on_two_engines_keep_the_content_version(tmp_path):
+    """Each writer's cached content version is stale every other object: the conditional UPDATE reads it again."""
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    one, two = Database(url), Database(url)
+    one.migrate()
+    writers = (IndexWriter(one), IndexWriter(two))
+    study, series = make_study(), make_series()
+    for n in range(1, 9):
+        assert writers[n % 2].add(study=study, series=series, instance=make_instance(n), received_at=T0) is (
+            IndexResult.NEW
+        )
+    with one.session() as s:
+        assert index.content_version(s, STUDY_UID) == index.recompute_content_version(s, STUDY_UID)
+        assert index.load_study(s, STUDY_UID).instance_count == 8
+    one.dispose()
+    two.dispose()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_study_deleted_since_it_was_cached_is_indexed_again(tmp_path, fast):
+    """Retention deletes a study the receiver's writer has cached: the next object creates it again, no error."""
+    from sqlalchemy import select
+
+    from store.schema import StudyRow
+
+    db = Database(f"sqlite:///{tmp_path / 'i.db'}")
+    db.migrate()
+    writer = IndexWriter(db)
+    writer.fast = fast
+    study, series = make_study(), make_series()
+    assert writer.add(study=study, series=series, instance=make_instance(1), received_at=T0) is IndexResult.NEW
+    with db.session() as s:
+        s.delete(s.scalars(select(StudyRow)).one())
+    assert writer.add(study=study, series=series, instance=make_instance(2), received_at=T0) is IndexResult.NEW
+    assert writer.add(study=study, series=series, instance=make_instance(3), received_at=T0) is IndexResult.NEW
+    with db.session() as s:
+        assert index.load_study(s, STUDY_UID).instance_count == 2
+        assert index.content_version(s, STUDY_UID) == index.recompute_content_version(s, STUDY_UID)
+    db.dispose()
+
+
+def test_threads_share_one_writer_on_postgresql(pg_db):
+    """A receiver's lanes on PostgreSQL: one writer, its cache shared, every object once, no lost version update."""
+    writer = IndexWriter(pg_db)
+    study, series = make_study(), make_series()
+    barrier = threading.Barrier(4)
+    results: list[IndexResult] = []
+    errors: list[BaseException] = []
+
+    def work(start: int) -> None:
+        barrier.wait()
+        try:
+            for n in [0, *range(start, start + 10)]:
+                results.append(writer.add(study=study, series=series, instance=make_instance(n), received_at=T0))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(1 + 10 * k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results.count(IndexResult.NEW) == 41 and results.count(IndexResult.DUPLICATE) == 3
+    with pg_db.session() as s:
+        assert index.content_version(s, STUDY_UID) == index.recompute_content_version(s, STUDY_UID)
+        assert index.load_study(s, STUDY_UID).instance_count == 41
