@@ -247,7 +247,8 @@ def patient_module(ds: Dataset, study: Study, ctx: ReportContext | None = None) 
         _check_length("PatientID", p.identifiers[0].value, 64)
     if study.accession_number:
         _check_length("AccessionNumber", study.accession_number, 16)
-    ds.PatientName = to_dicom_pn(p.name) if p.name else ""
+    # names as the source wrote them (a DICOM PN is copied unchanged, so every object of the study agrees)
+    ds.PatientName = p.name or ""
     ds.PatientID = p.identifiers[0].value if p.identifiers else ""
     if ctx is not None and p.identifiers:
         hospital = ctx.patient_ids.resolve_all(p)
@@ -274,7 +275,7 @@ def patient_module(ds: Dataset, study: Study, ctx: ReportContext | None = None) 
         ds.StudyTime = study.study_time_dicom  # as received: "093431.70" stays "093431.70"
     else:
         ds.StudyTime = study.study_datetime.strftime("%H%M%S") if study.study_datetime else ""
-    ds.ReferringPhysicianName = to_dicom_pn(study.referring_physician) if study.referring_physician else ""
+    ds.ReferringPhysicianName = study.referring_physician or ""
     if study.description:
         ds.StudyDescription = study.description[:64]
 
