@@ -69,8 +69,8 @@ def _two_to_one(ri: RuleInput, rr: np.ndarray, p_present: bool) -> tuple[str, fl
     ``ecg.signal.atrial.half_rr_wave``): the atria beat at twice the regular
     ventricular rate.  At 220-350/min that is flutter with 2:1 conduction; below
     200/min discrete P waves (a conducted P with constant PR) with every other
-    one blocked.  A blocked P clear of the T wave's peak is seen as it is; one
-    on the T wave (from ~110/min) only once the T wave's direction is taken
+    one blocked.  A blocked P after the T wave's end is seen as it is; one
+    on the T wave (its terminal half too) only once the T wave's direction is taken
     out of every lead and the copy still repeats the conducted P - a P-like
     copy that does not is "uncertain" (blocked P or T: the rhythm is named by
     the conducted P at the ventricular rate, no block claimed), and so is a

@@ -39,8 +39,10 @@ REGULAR_FRACTION: Final = 0.9
 #: 2:1 conduction: the wave half an RR from the conducted P repeats it across leads (correlation, size ratio) ...
 HALF_RR_CORRELATION: Final = 0.85
 HALF_RR_AMPLITUDE: Final = (0.5, 2.0)
-#: ... and a blocked P sits on the terminal half of the T wave or after it: a "P" at the T peak is the T itself.
-HALF_RR_T_POSITION: Final = 0.5
+#: ... and a blocked P sits after the T wave's end (0 at the T peak, 1 at its end): a "P" anywhere on the T wave,
+#: its terminal half included, may be the T itself (MIT-BIH 124 and 220 gave false STAT 2:1 blocks from the T's
+#: descending limb at 0.51 and 0.69 on two leads); on the T wave only the T-free copy (>= 3 leads) can show it.
+HALF_RR_T_POSITION: Final = 1.0
 #: ... or, anywhere on the T wave, repeats it with the T wave's direction taken out of every lead (the T wave is one
 #: vector and vanishes; a blocked P keeps its part across it; sinus look-alikes measured <= 0.77, blocked P >= 0.94).
 HALF_RR_OFF_T_CORRELATION: Final = 0.9

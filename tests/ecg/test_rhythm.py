@@ -776,3 +776,14 @@ def test_wide_tachycardia_property_on_signals(kind: str, rate: float, pr: float,
         assert not codes & (SINUS | {SCT.FIRST_DEGREE_AV_BLOCK, SCT.SECOND_DEGREE_AV_BLOCK})
         if codes & WIDE_TACHY:
             assert not codes & CONDUCTED_ONLY
+
+
+def test_a_p_like_wave_on_the_terminal_t_is_no_2to1_block_on_two_leads() -> None:
+    """MIT-BIH 220 and 124 (two leads): a P-like copy on the T's descending limb (t_position 0.51-0.69) gave a STAT
+    '2:1 AV block'; without a T-free copy (>= 3 leads) it is uncertain: sinus rhythm at the ventricular rate."""
+    g = replace(NORMAL_G, hr_bpm=72.0, rr_ms=833.0, pr_ms=106.0)
+    on_t = HalfRRWave(0.937, 1.128, 342.0, 0.51)
+    out = interpret(_ri(g, replace(QUIET, half_rr_wave=on_t), 0.833))
+    codes = {f.concept for f in out}
+    assert SCT.SECOND_DEGREE_AV_BLOCK not in codes and not any(f.critical for f in out)
+    assert codes & RHYTHMS == {SCT.SINUS_RHYTHM}
