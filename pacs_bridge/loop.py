@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
 from core.config import Destination, Settings
 from core.identifiers import Clock
 from core.records import PriorityLevel, ReportStatus
@@ -77,6 +79,7 @@ class OutboxLoop:
         self._rng = rng or random.Random()
         self._senders: dict[str, Sender] = dict(senders or {})
         self._listener: CommitmentListener | None = None
+        self._listener_elsewhere = False
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ senders
@@ -85,9 +88,17 @@ class OutboxLoop:
         return any(d.storage_commitment for d in self.settings.destinations.values())
 
     def _start_listener(self) -> None:
-        if self._listener is None and self._needs_commitment():
-            self._listener = CommitmentListener(self.db, self.settings, self.clock)
-            self._listener.start()
+        if self._listener is None and not self._listener_elsewhere and self._needs_commitment():
+            listener = CommitmentListener(self.db, self.settings, self.clock)
+            try:
+                listener.start()
+            except OSError as exc:
+                # another sender of this installation (mmdx serve, a second worker) holds the port: its listener
+                # settles the reports in the shared database for every sender
+                log.warning("storage commitment port %s in use (%s): reports settle there", listener.address, exc)
+                self._listener_elsewhere = True
+                return
+            self._listener = listener
 
     def _sender(self, name: str, dest: Destination) -> Sender:
         if name not in self._senders:
@@ -103,14 +114,14 @@ class OutboxLoop:
             summary = PassSummary()
             self._overdue_commitments(summary)
             now = self.clock.now()
-            with self.db.session() as session:
+            with self.db.session() as session:  # claim and screen in one transaction
                 items = outbox.claim_due(
                     session, now, self.settings.bridge.batch_size, lease_s=self.settings.bridge.lease_s
                 )
-            summary.claimed = len(items)
+                summary.claimed = len(items)
+                to_send = self._screen(session, items, summary)
             if not items:
                 return summary
-            to_send = self._screen(items, summary)
             by_dest: dict[str, list[OutboxItem]] = {}
             for item in to_send:
                 by_dest.setdefault(item.destination, []).append(item)
@@ -128,42 +139,39 @@ class OutboxLoop:
                 self._record(dest, batch, outcomes, summary)
             return summary
 
-    def _screen(self, items: Sequence[OutboxItem], summary: PassSummary) -> list[OutboxItem]:
+    def _screen(self, session: Session, items: Sequence[OutboxItem], summary: PassSummary) -> list[OutboxItem]:
         """Drop items whose destination is gone, that it takes only signed, or that a newer version superseded."""
         keep: list[OutboxItem] = []
         now = self.clock.now()
         newest: dict[tuple[str, str], int | None] = {}  # (study, destination) -> newest version, once per pass
-        with self.db.session() as session:
-            for item in items:
-                dest = self.settings.destinations.get(item.destination)
-                if dest is None:
-                    outbox.mark_dead(session, item.id, f"destination {item.destination!r} is no longer configured", now)
-                    summary.dead += 1
-                    continue
-                if dest.type == "webhook" and item.priority > PriorityLevel[dest.min_priority.upper()]:
-                    # whatever queued it: a webhook pages only for versions at or above its min_priority
-                    outbox.mark_dead(
-                        session, item.id, f"not sent: priority {item.priority.name} is below {dest.min_priority}", now
-                    )
+        for item in items:
+            dest = self.settings.destinations.get(item.destination)
+            if dest is None:
+                outbox.mark_dead(session, item.id, f"destination {item.destination!r} is no longer configured", now)
+                summary.dead += 1
+                continue
+            if dest.type == "webhook" and item.priority > PriorityLevel[dest.min_priority.upper()]:
+                # whatever queued it: a webhook pages only for versions at or above its min_priority
+                outbox.mark_dead(
+                    session, item.id, f"not sent: priority {item.priority.name} is below {dest.min_priority}", now
+                )
+                summary.skipped += 1
+                continue
+            if item.report_status is ReportStatus.PRELIMINARY:
+                if not dest.send_preliminary:
+                    outbox.mark_dead(session, item.id, f"destination {item.destination} takes only signed reports", now)
                     summary.skipped += 1
                     continue
-                if item.report_status is ReportStatus.PRELIMINARY:
-                    if not dest.send_preliminary:
-                        outbox.mark_dead(
-                            session, item.id, f"destination {item.destination} takes only signed reports", now
-                        )
+                if dest.skip_superseded:
+                    key = (item.study_uid, item.destination)
+                    if key not in newest:
+                        newest[key] = outbox.newest_version(session, *key)
+                    newer = newest[key]
+                    if newer is not None and newer > item.report_version:
+                        outbox.mark_skipped(session, item.id, newer, now)
                         summary.skipped += 1
                         continue
-                    if dest.skip_superseded:
-                        key = (item.study_uid, item.destination)
-                        if key not in newest:
-                            newest[key] = outbox.newest_version(session, *key)
-                        newer = newest[key]
-                        if newer is not None and newer > item.report_version:
-                            outbox.mark_skipped(session, item.id, newer, now)
-                            summary.skipped += 1
-                            continue
-                keep.append(item)
+            keep.append(item)
         return keep
 
     def _record(

@@ -39,3 +39,24 @@ def test_report_settles_only_its_transactions_items_by_uid(
     with bridge_db.session() as s:
         (dead,) = outbox.list_items(s, state=OutboxState.DEAD)
     assert dead.kind == "dicom-pdf" and "0x0122" in (dead.last_error or "")
+
+
+def test_a_second_loop_on_the_same_host_leaves_the_commitment_port_to_the_first(
+    tmp_path: Path, bridge_db: Database
+) -> None:
+    from pacs_bridge.loop import OutboxLoop
+    from tests.peers import free_port
+
+    settings = settings_with(
+        tmp_path,
+        {"pacs": {"type": "dicom", "host": "h", "port": 104, "ae_title": "P", "storage_commitment": True}},
+        commitment_port=free_port(),
+    )
+    first, second = OutboxLoop(bridge_db, settings, FixedClock(T0)), OutboxLoop(bridge_db, settings, FixedClock(T0))
+    try:
+        assert first.run_once().idle
+        assert second.run_once().idle  # no "address in use" failure on every pass
+        assert second._listener_elsewhere and first._listener is not None
+    finally:
+        first.close()
+        second.close()
