@@ -16,6 +16,8 @@ quarantine reason and the run goes on.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -150,7 +152,17 @@ def collect(ctx: AppContext, paths: Sequence[Path]) -> Collected:
 
 
 def _sha256(path: Path, limit: int) -> str | None:
+    """sha256 of a regular file of at most ``limit`` bytes, read in pieces (a refused Holter may be gigabytes)."""
     try:
-        return hashlib.sha256(read_regular(path, limit)).hexdigest()
-    except IngestError:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError):
         return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        os.set_blocking(fh.fileno(), True)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

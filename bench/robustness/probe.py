@@ -189,9 +189,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a try counts as a hang")
     parser.add_argument("--holter-hours", type=float, nargs="*", default=[1.0, 24.0])
+    parser.add_argument("--holter-only", action="store_true", help="skip the hostile-input corpus")
     args = parser.parse_args()
     classes: dict[str, list[Callable[[Path], object]]] = {k: [v] for k, v in _crafted().items()}
     classes.update(_mutants(args.mutations, random.Random(args.seed)))
+    if args.holter_only:
+        classes = {}
     totals: Counter[str] = Counter()
     print(f"{'class':40} tries crash hang lost dup rejected indexed")
     for name, builds in classes.items():
