@@ -66,7 +66,7 @@ def main() -> None:
                 c["stat on normal" if ref == "(N" else "stat on other"] += 1
             if MMDX.ECG_NOISE in codes:
                 c["poor"] += 1
-            if args.show and (crit or af != ref_af):
+            if args.show and (crit or af != ref_af or MMDX.ECG_NOISE in codes):
                 print(rid, w, ref, crit, [s.text for s in res.statements][:4])
     tp, fp, fn = c["tp"], c["fp"], c["fn"]
     se = tp / max(tp + fn, 1)

@@ -86,6 +86,12 @@ class LeadQuality:
         return tuple(out)
 
     @property
+    def rhythm_readable(self) -> bool:
+        """Usable, with noise and clipping low enough for beats and RR (baseline wander is filtered out)."""
+        noisy = self.signal_ptp_mv > 0 and self.noise_rms_mv > GOOD_NOISE_RATIO * self.signal_ptp_mv
+        return self.usable and not noisy and self.clip_fraction <= 0.2 * CLIP_FRACTION
+
+    @property
     def good(self) -> bool:
         """Usable and without any limitation: may support a critical (STAT) statement."""
         return self.usable and not self.limitations
@@ -202,16 +208,18 @@ class RecordQuality:
 def record_quality(leads: tuple[LeadQuality, ...], artefact_fraction: float) -> RecordQuality:
     """Judge the record from its leads and from how many beats sit in artefact.
 
-    A record is poor when no usable lead is good (every one noisy, wandering
-    or clipped in part) or when a quarter of its beats sit in artefact: the RR
-    series and the beat shapes it yields are not the heart's.  Amplitudes are
+    A record is poor when no usable lead is free of noise and clipping, or
+    when a quarter of its beats sit in artefact: the RR series and the beat
+    shapes it yields are not the heart's.  Baseline wander alone (filtered
+    out before detection) keeps a lead from supporting a critical statement
+    but does not make the rhythm unreadable.  Amplitudes are
     implausible when the median lead or any lead exceeds what a human ECG
     reaches (a calibration error scales every lead alike).
     """
     usable = [q for q in leads if q.usable]
     good = frozenset(q.lead for q in usable if q.good)
     poor = None
-    if usable and not good:
+    if usable and not any(q.rhythm_readable for q in usable):
         worst = max(usable, key=lambda q: len(q.limitations))
         poor = f"no lead of good quality (lead {worst.lead}: {'; '.join(worst.limitations)})"
     elif artefact_fraction >= POOR_ARTEFACT_FRACTION:
