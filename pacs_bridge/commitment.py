@@ -12,6 +12,8 @@ unanswered request is retried by the loop after the destination's ``commitment_t
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +74,10 @@ class CommitmentListener:
         self._ae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
         self._ae.add_supported_context(StorageCommitmentPushModel)
         self._server: Any = None
+        # reports that came before the sender recorded their transaction (the PACS may answer within
+        # milliseconds of the N-ACTION): kept and applied again after the next outcomes are recorded
+        self._unmatched: dict[str, tuple[set[str], dict[str, int], float]] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._server = self._ae.start_server(
@@ -93,8 +99,23 @@ class CommitmentListener:
             str(r.ReferencedSOPInstanceUID): int(getattr(r, "FailureReason", 0x0110))
             for r in getattr(info, "FailedSOPSequence", [])
         }
-        settle(self.db, self.settings, self.clock, tx, committed, failed)
+        if settle(self.db, self.settings, self.clock, tx, committed, failed) == 0:
+            with self._lock:
+                self._unmatched[tx] = (committed, failed, time.monotonic())
         return 0x0000, None
+
+    def settle_unmatched(self, keep_s: float = 3600.0) -> int:
+        """Apply again the reports whose transaction was not recorded yet; returns how many items they settled."""
+        with self._lock:
+            pending = dict(self._unmatched)
+        settled = 0
+        for tx, (committed, failed, since) in pending.items():
+            n = settle(self.db, self.settings, self.clock, tx, committed, failed)
+            if n or time.monotonic() - since > keep_s:
+                with self._lock:
+                    self._unmatched.pop(tx, None)
+            settled += n
+        return settled
 
 
 def settle(db: Database, settings: Settings, clock: Clock, tx: str, committed: set[str], failed: dict[str, int]) -> int:

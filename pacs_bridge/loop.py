@@ -14,11 +14,12 @@ import random
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from core.config import Destination, Settings
+from core.errors import StoreError
 from core.identifiers import Clock
 from core.records import PriorityLevel, ReportStatus
 from pacs_bridge.commitment import CommitmentListener
@@ -112,6 +113,8 @@ class OutboxLoop:
         with self._lock:
             self._start_listener()
             summary = PassSummary()
+            if self._listener is not None:
+                self._listener.settle_unmatched()
             self._overdue_commitments(summary)
             now = self.clock.now()
             with self.db.session() as session:  # claim and screen in one transaction
@@ -137,6 +140,8 @@ class OutboxLoop:
                         Retry(f"sender for {name} returned {len(outcomes)} outcomes for {len(batch)} items")
                     ] * len(batch)
                 self._record(dest, batch, outcomes, summary)
+            if self._listener is not None:
+                self._listener.settle_unmatched()
             return summary
 
     def _screen(self, session: Session, items: Sequence[OutboxItem], summary: PassSummary) -> list[OutboxItem]:
@@ -186,28 +191,42 @@ class OutboxLoop:
             for item, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, Delivered):
                     continue
-                if isinstance(outcome, AwaitingCommitment):
-                    outbox.mark_awaiting_commitment(session, item.id, outcome.transaction_uid, now)
-                    summary.awaiting_commitment += 1
-                elif isinstance(outcome, Retry):
-                    state = outbox.mark_retry(
-                        session,
-                        item.id,
-                        outcome.reason,
-                        now,
-                        max_attempts=dest.max_attempts,
-                        base_delay_s=dest.base_delay_s,
-                        max_delay_s=dest.max_delay_s,
-                        jitter=self._rng.uniform(0.8, 1.2),
-                    )
-                    summary.retried += state is outbox.OutboxState.PENDING
-                    summary.dead += state is outbox.OutboxState.DEAD
-                    summary.errors.append(f"{item.destination}: {outcome.reason}")
-                else:
-                    assert isinstance(outcome, Failed)
-                    outbox.mark_dead(session, item.id, outcome.reason, now, tried=True)
-                    summary.dead += 1
-                    summary.errors.append(f"{item.destination}: {outcome.reason}")
+                try:
+                    self._record_one(session, dest, item, outcome, now, summary)
+                except StoreError as exc:  # its lease ran out and another sender settled it meanwhile
+                    log.warning("outbox item %s: outcome not recorded: %s", item.id, exc)
+
+    def _record_one(
+        self,
+        session: Session,
+        dest: Destination,
+        item: OutboxItem,
+        outcome: Outcome,
+        now: datetime,
+        summary: PassSummary,
+    ) -> None:
+        if isinstance(outcome, AwaitingCommitment):
+            outbox.mark_awaiting_commitment(session, item.id, outcome.transaction_uid, now)
+            summary.awaiting_commitment += 1
+        elif isinstance(outcome, Retry):
+            state = outbox.mark_retry(
+                session,
+                item.id,
+                outcome.reason,
+                now,
+                max_attempts=dest.max_attempts,
+                base_delay_s=dest.base_delay_s,
+                max_delay_s=dest.max_delay_s,
+                jitter=self._rng.uniform(0.8, 1.2),
+            )
+            summary.retried += state is outbox.OutboxState.PENDING
+            summary.dead += state is outbox.OutboxState.DEAD
+            summary.errors.append(f"{item.destination}: {outcome.reason}")
+        else:
+            assert isinstance(outcome, Failed)
+            outbox.mark_dead(session, item.id, outcome.reason, now, tried=True)
+            summary.dead += 1
+            summary.errors.append(f"{item.destination}: {outcome.reason}")
 
     def _overdue_commitments(self, summary: PassSummary) -> None:
         """An unanswered storage commitment goes back to pending (the objects are sent and requested again)."""

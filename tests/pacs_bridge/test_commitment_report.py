@@ -60,3 +60,36 @@ def test_a_second_loop_on_the_same_host_leaves_the_commitment_port_to_the_first(
     finally:
         first.close()
         second.close()
+
+
+def test_a_report_that_comes_before_its_transaction_is_recorded_is_applied_after(
+    tmp_path: Path, versions: Versions, bridge_db: Database
+) -> None:
+    from types import SimpleNamespace
+
+    from pydicom.dataset import Dataset
+
+    from pacs_bridge.commitment import CommitmentListener
+
+    settings = settings_with(
+        tmp_path,
+        {"pacs": {"type": "dicom", "host": "h", "port": 104, "ae_title": "P", "storage_commitment": True}},
+        commitment_port=11116,
+    )
+    store_versions(bridge_db, versions.all[:1], {"sr": ["pacs"]})
+    listener = CommitmentListener(bridge_db, settings, FixedClock(T0))  # not started: the handler is called directly
+    with bridge_db.session() as s:
+        (item,) = outbox.list_items(s)
+    report = Dataset()
+    report.TransactionUID = "2.25.77"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.22"
+    ref.ReferencedSOPInstanceUID = item.sop_instance_uid
+    report.ReferencedSOPSequence = [ref]
+    assert listener._on_report(SimpleNamespace(event_information=report)) == (0x0000, None)
+    assert listener.settle_unmatched() == 0  # the sender has not recorded the transaction yet
+    with bridge_db.session() as s:
+        outbox.mark_awaiting_commitment(s, item.id, "2.25.77", T0)
+    assert listener.settle_unmatched() == 1
+    with bridge_db.session() as s:
+        assert outbox.get_item(s, item.id).state is OutboxState.DELIVERED  # type: ignore[union-attr]
