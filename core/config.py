@@ -486,7 +486,7 @@ def _format_validation_error(exc: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}'")
-        elif not err["loc"] or err["type"] == "value_error" and key in _SECTIONS_WITH_SECRETS:
+        elif not err["loc"] or (err["type"] == "value_error" and key in _SECTIONS_WITH_SECRETS):
             lines.append(f"{key}: {err['msg']}")  # the input is a whole section (secrets): not repeated
         else:
             lines.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")

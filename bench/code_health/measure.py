@@ -60,7 +60,9 @@ def main() -> None:
     longs = [(m, name, n) for m in mods for name, n in long_functions(m)]
     print(f"- production modules: {len(mods)}, lines: {sum(sizes.values())}")
     big = sorted(((n, m) for m, n in sizes.items() if n > LONG_MODULE), reverse=True)
-    print(f"- modules over {LONG_MODULE} lines: {len(big)}" + "".join(f"\n  - {m.relative_to(repo)}: {n}" for n, m in big))
+    print(f"- modules over {LONG_MODULE} lines: {len(big)}")
+    for n, m in big:
+        print(f"  - {m.relative_to(repo)}: {n}")
     print(f"- functions over {LONG_FUNCTION} lines: {len(longs)}")
     for m, name, n in sorted(longs, key=lambda x: -x[2]):
         print(f"  - {m.relative_to(repo)}:{name}: {n}")
