@@ -50,9 +50,7 @@ def build_rejection_note(
         raise ReportError("build_rejection_note: no earlier DICOM objects to reject")
     charset = _dicom.character_set(study, report)
     evidence = [
-        _dicom.evidence_dataset(
-            study, charset, ref.series_instance_uid, ref.sop_instance_uid, ref.sop_class_uid, ctx
-        )
+        _dicom.evidence_dataset(study, charset, ref.series_instance_uid, ref.sop_instance_uid, ref.sop_class_uid, ctx)
         for ref in rejected
     ]
     reason = next((s.text for s in report.sections if s.text.startswith("Withdrawn")), "Withdrawn")
