@@ -626,7 +626,6 @@ def reindex_stored(receiver: Receiver, *, since: datetime | None = None) -> int:
     """
     from sqlalchemy import func, select
 
-    from store import index as idx
     from store.schema import InstanceRow
 
     if since is None:
@@ -649,14 +648,12 @@ def reindex_stored(receiver: Receiver, *, since: datetime | None = None) -> int:
             except (OSError, IngestError) as exc:
                 log.warning("recovery: cannot re-index %s: %s", path, exc)
                 continue
-            with receiver.db.session() as session:
-                result = idx.add_instance(
-                    session,
-                    study=records.study,
-                    series=records.series,
-                    instance=records.instance,
-                    received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
-                )
+            result = receiver._writer.add(
+                study=records.study,
+                series=records.series,
+                instance=records.instance,
+                received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            )
             added += result is IndexResult.NEW
     if added:
         log.warning("recovery: %d stored object(s) were missing from the index and were re-indexed", added)
