@@ -125,7 +125,7 @@ def test_content_version_independent_of_arrival_order(tmp_path):
 
 
 def test_cached_study_state_survives_writers_on_other_engines_and_rollbacks(db):
-    """The process-wide study/series cache: stale after another engine wrote, never fed by a rolled-back unit."""
+    """Two engines alternating keep the content version; a unit rolled back after indexing leaves nothing behind."""
     other = Database(db.url.render_as_string(hide_password=False))
     try:
         for n in range(1, 9):  # alternate writers: each one's cached content version is stale every other time
