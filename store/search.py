@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from core.records import ReportStatus
 from store.schema import InstanceRow, PatientIdentifierRow, ReportVersionRow, SeriesRow, StudyRow
 
-__all__ = ["StudySummary", "search_studies"]
+__all__ = ["StudySummary", "report_payload", "search_studies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +115,19 @@ def search_studies(
         )
         for row, status_, version in found
     ]
+
+
+def report_payload(session: Session, study_uid: str, version: int | None = None) -> tuple[int, dict[str, Any]] | None:
+    """(version, stored JSON) of one report version (the newest when ``version`` is None), not parsed into records.
+
+    What the API returns as it is: the payload is :func:`store.serialize.report_to_json`'s output.
+    """
+    stmt = select(ReportVersionRow.version, ReportVersionRow.payload).where(
+        ReportVersionRow.study_instance_uid == study_uid
+    )
+    if version is None:
+        stmt = stmt.order_by(ReportVersionRow.version.desc()).limit(1)
+    else:
+        stmt = stmt.where(ReportVersionRow.version == version)
+    row = session.execute(stmt).first()
+    return None if row is None else (int(row[0]), row[1])
