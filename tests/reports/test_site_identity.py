@@ -8,6 +8,7 @@ a study nobody read says "not analysed"; an ECG file's SR references no waveform
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,23 +19,32 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from core.codes import LOINC, MMDX
+from core.config import Destination
 from core.identifiers import FixedClock
 from core.patient_ids import IdentifierMap
 from core.records import (
     ECG_FILE_SOURCE,
     DraftReport,
+    Instance,
     Patient,
     PatientIdentifier,
+    PriorityLevel,
     ReportKind,
     ReportSection,
+    ReportStatus,
+    Series,
     Sex,
 )
 from core.site import SiteConfig
+from pacs_bridge.fhir import FhirSender
+from pacs_bridge.outcome import Delivered
 from reports import sr_ecg, sr_tid2000
 from reports.context import ReportContext
 from reports.fhir_bundle import build_bundle, bundle_json
 from reports.fhir_validate import check_bundle
 from reports.hl7_oru import build_oru, unescape
+from store.outbox import OutboxItem, OutboxState
+from tests.peers import start_fhir_server, stop_pid
 from tests.reports import helpers as h
 
 SITE = SiteConfig.model_validate(
@@ -196,3 +206,53 @@ def test_a_study_nobody_read_says_not_analysed_everywhere(tmp_path: Path, dciodv
     path = tmp_path / "tid2000.dcm"
     path.write_bytes(data)
     assert dciodvfy(path) == []
+
+
+def test_imaging_study_follows_the_study_when_it_grows_on_the_fhir_server(tmp_path: Path) -> None:
+    """First bundle with one series, then the study grows (a lateral view): the EHR's ImagingStudy is updated."""
+
+    ctx, report, study = h.context(), h.chest_report(), h.chest_study()
+    uid = "1.2.826.0.1.3680043.8.498.10000000000000000000000000009"
+    lateral = Instance(uid + "1", h.CR_SOP_CLASS, uid, h.CR_STUDY_UID, tmp_path / "lat.dcm", "sha256:" + "0" * 64)
+    grown = dataclasses.replace(
+        study, series=(*study.series, Series(uid, h.CR_STUDY_UID, "CR", 2, "LAT", None, (lateral,)))
+    )
+    server = start_fhir_server(tmp_path / "fhir")
+    try:
+        sender = FhirSender(Destination(type="fhir", url=server.url))
+        for n, s in enumerate((study, grown)):
+            path = tmp_path / f"bundle{n}.json"
+            path.write_bytes(bundle_json(build_bundle(report, s, ctx)))
+            (outcome,) = sender.send([_outbox_item(path)])
+            assert isinstance(outcome, Delivered), outcome
+        sender.close()
+        (imaging,) = server.search("ImagingStudy")
+        assert imaging["numberOfSeries"] == 2 and len(server.search("Patient")) == 1
+    finally:
+        stop_pid(server.proc)
+
+
+def _outbox_item(path: Path) -> OutboxItem:
+
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    return OutboxItem(
+        id=1,
+        destination="ehr",
+        state=OutboxState.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        last_error=None,
+        transaction_uid=None,
+        updated_at=now,
+        artefact_id=1,
+        kind="fhir",
+        path=path,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        media_type="application/fhir+json",
+        sop_instance_uid=None,
+        study_uid=h.CR_STUDY_UID,
+        report_version=1,
+        report_status=ReportStatus.PRELIMINARY,
+        priority=PriorityLevel.ROUTINE,
+        priority_reason="",
+    )
