@@ -203,10 +203,10 @@ class StudyRow(Base):
     study_datetime: Mapped[datetime | None] = mapped_column(DateTime(timezone=False))  #: local wall clock (DICOM)
     description: Mapped[str | None] = mapped_column(String(256))
     referring_physician: Mapped[str | None] = mapped_column(String(256))
-    first_received_at: Mapped[datetime]
     study_id: Mapped[str | None] = mapped_column(String(16))  #: DICOM StudyID, copied by derived objects
     study_time: Mapped[str | None] = mapped_column(String(16))  #: StudyTime as received ("093431.70")
     utc_offset_minutes: Mapped[int | None] = mapped_column(Integer)  #: the source's stated offset; NULL: site zone
+    first_received_at: Mapped[datetime]
     last_received_at: Mapped[datetime] = mapped_column(index=True)
     content_version: Mapped[str] = mapped_column(SHA256)
 
