@@ -33,8 +33,10 @@ BASELINE_CORNER_HZ = 0.67
 POWERLINE_PEAK_RATIO = 4.0
 #: Pacing spikes: the slope step must exceed this many times the 99th percentile of |slope| ...
 PACING_SLOPE_FACTOR = 4.0
-#: ... and at least this many millivolts per millisecond, and the spike must be over within this time.
-PACING_MIN_SLOPE_MV_PER_MS = 0.5
+#: ... and at least this many millivolts per millisecond, and the spike must be over within this time.  The floor
+#: keeps noise on a flat lead out; it must stay below what a spike reaches in a lead scaled to ~1 mV peak to peak
+#: at 500 Hz (a 1 mV spike over two samples: 0.25 mV/ms; 0.5 missed every spike of such recordings).
+PACING_MIN_SLOPE_MV_PER_MS = 0.2
 PACING_MAX_WIDTH_MS = 4.0
 #: Records longer than this are conditioned in chunks with this much context on each side.
 CHUNK_S = 600.0

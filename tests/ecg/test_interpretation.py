@@ -350,3 +350,16 @@ def test_every_readable_record_gets_a_rhythm_statement() -> None:
     assert SCT.NORMAL_ECG not in _codes(out)
     # a named rhythm needs no such statement
     assert MMDX.ECG_RHYTHM_UNDETERMINED not in _codes(interpret(_ri()))
+
+
+def test_paced_rhythm_in_leads_scaled_to_one_millivolt() -> None:
+    """500 Hz, every lead scaled to ~1 mV peak to peak (as LUDB is distributed): a spike of two samples is still
+    a pacing spike, the rhythm is paced, and the wide paced QRS gets no bundle branch block statement."""
+    fs = 500.0
+    x, r, _ = synth_rhythm(np.random.default_rng(8), "N" * 10, fs=fs, p_waves=False, qrs_ms=150)
+    for s in r - int(0.04 * fs):
+        x[:, s : s + 2] += 0.5
+    x = x / np.ptp(x, axis=1, keepdims=True)
+    st = _statements(x, fs)
+    assert SCT.PACED_RHYTHM in st
+    assert not st & {SCT.COMPLETE_LBBB, SCT.COMPLETE_RBBB, SCT.INCOMPLETE_RBBB, SCT.INCOMPLETE_LBBB, SCT.IVCD}
