@@ -184,8 +184,12 @@ def apply_action(
     new = _transition(latest, action, clinician, ctx, sections, reason)
     if new.version != latest.version + 1:  # edit-and-sign stores the edit inside the signed version's history
         new = _renumber(new, latest)
-    rctx = ReportContext(
-        uid_root=ctx.settings.uid_root, software_name=SOFTWARE_NAME, software_version=SOFTWARE_VERSION, clock=ctx.clock
+    rctx = ReportContext.from_site(  # the same site profile as the draft: same patient systems, zone, MSH
+        ctx.settings.site,
+        uid_root=ctx.settings.uid_root,
+        software_name=SOFTWARE_NAME,
+        software_version=SOFTWARE_VERSION,
+        clock=ctx.clock,
     )
     printout = ecg_printout(ctx, study) if new.kind is ReportKind.ECG else None
     outputs = build_outputs(
