@@ -122,6 +122,17 @@ class Supervisor:
             self.components["orders-mllp"] = False
 
 
+class DropQueryString(logging.Filter):
+    """Access log lines without the query string: a search (``?patient_id=...``) must not put PHI in a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:  # uvicorn: client, method, path, version, status
+            args = list(record.args)
+            args[2] = str(args[2]).split("?", 1)[0]
+            record.args = tuple(args)
+        return True
+
+
 def run_service(ctx: AppContext, *, host: str, port: int, parts: Parts) -> None:
     """HTTP in the foreground (uvicorn handles SIGINT/SIGTERM), the parts beside it; all stop together."""
     import uvicorn
@@ -134,6 +145,7 @@ def run_service(ctx: AppContext, *, host: str, port: int, parts: Parts) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.stop_event.set())
     supervisor.start()
+    logging.getLogger("uvicorn.access").addFilter(DropQueryString())
     try:
         uvicorn.run(create_app(ctx, components=supervisor.components), host=host, port=port, log_level="info")
     finally:

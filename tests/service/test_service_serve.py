@@ -94,12 +94,14 @@ def test_modality_to_worklist_in_one_process(tmp_path: Path) -> None:
         assert sent.returncode == 0, sent.stderr.decode()
         deadline = time.monotonic() + 120
         while True:
-            rows = httpx.get(f"{base}/api/v1/worklist", headers=headers, timeout=5).json()
+            rows = httpx.get(f"{base}/api/v1/worklist", headers=headers, timeout=30).json()
             if any(r["study_instance_uid"] == ECG_UID for r in rows):
                 break
             assert proc.poll() is None
             assert time.monotonic() < deadline, "the study never reached the worklist"
             time.sleep(0.3)
+        found = httpx.get(f"{base}/api/v1/studies?patient_id=PAT-SECRET", headers=headers, timeout=30)
+        assert found.status_code == 200 and found.json() == []  # the access log must not show the query
         row = next(r for r in rows if r["study_instance_uid"] == ECG_UID)
         assert row["report_status"] == "preliminary" and row["modalities"] == ["ECG"]
         deadline = time.monotonic() + 60  # the in-process sender delivers the PDF to the folder destination
@@ -114,3 +116,5 @@ def test_modality_to_worklist_in_one_process(tmp_path: Path) -> None:
             proc.kill()
             out, _ = proc.communicate()
     assert proc.returncode == 0, out.decode()[-3000:]
+    log = out.decode()
+    assert "GET /api/v1/worklist HTTP/1.1" in log and "patient_id" not in log and "PAT-SECRET" not in log
