@@ -118,3 +118,14 @@ def test_forms_need_the_csrf_token(service_factory: Callable[..., Service]) -> N
     denied = svc.client.get(f"/ui/studies/{STAT_ECG}")
     assert denied.status_code == 403 and "Not allowed" in denied.text and "clinician" in denied.text
     assert svc.client.get("/api/v1/worklist").status_code == 401  # the cookie is for pages: the API wants a bearer
+
+
+def test_viewer_link_and_refresh_rows(service_factory: Callable[..., Service]) -> None:
+    svc = service_factory(service={"viewer_url": "http://ohif.local/viewer?StudyInstanceUIDs={study_uid}"})
+    svc.client.cookies.set("mmdx_session", svc.token(Role.CLINICIAN, sub="dr.view"))
+    page = svc.client.get(f"/ui/studies/{STAT_ECG}").text
+    assert f"http://ohif.local/viewer?StudyInstanceUIDs={STAT_ECG}" in page
+    worklist = svc.client.get("/ui/worklist").text
+    assert 'data-refresh-url="/ui/worklist/rows?' in worklist and 'data-refresh-s="30"' in worklist
+    rows = svc.client.get("/ui/worklist/rows").text  # what the page's script swaps in
+    assert rows.count("<tr") == 2 and 'class="prio-stat stat"' in rows and "user:dr.view" in rows  # opened by
