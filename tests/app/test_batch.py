@@ -124,7 +124,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(workdir: Path):
     # a separate database, so that nothing of the reference run is reused
     env = {**os.environ, "MMDX_DATABASE__URL": f"sqlite:///{workdir}/killed.db"}
     cli = [sys.executable, "-c", "from app.cli import main; main()"]
-    cmd = [*cli, "batch", str(src), "--out", str(workdir / "out"), "--workers", "2", "--quiet"]
+    cmd = [*cli, "batch", str(src), "--out", str(workdir / "out"), "--workers", "2", "--quiet", "--reports"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while _finished(workdir / "killed.db") < 3:
@@ -150,3 +150,12 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(workdir: Path):
         assert len(rows) == 8 and {n for _, n in rows} == {1}
     reports = (workdir / "out" / "fhir" / "DiagnosticReport.ndjson").read_text().splitlines()
     assert len(reports) == 8
+    # each study's report files once, complete, and nothing half-written left from the killed try
+    folders = sorted((workdir / "out" / "studies").iterdir())
+    assert len(folders) == 8
+    layouts = {tuple(sorted(str(p.relative_to(f)) for p in f.rglob("*"))) for f in folders}
+    assert len(layouts) == 1  # the same files for every study: the interrupted one's were discarded and redone
+    layout = next(iter(layouts))
+    assert {"v1/bundle.json", "v1/report.pdf", "v1/sr_ecg.dcm"} <= set(layout)
+    assert not [p for p in layout if any(part.startswith(".") for part in Path(p).parts)]  # no staging folder
+    assert not [p for p in (workdir / "out").rglob("*") if ".tmp" in p.name]
