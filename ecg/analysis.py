@@ -41,6 +41,7 @@ from ecg.signal.delineation import (
     Fiducials,
     MedianBeats,
     delineate,
+    lead_qrs_bounds,
     median_beats,
     median_lead_qrs_ms,
     p_wave_consistency,
@@ -374,9 +375,10 @@ def _from_beats(
         if g is not None and g.qt_ms is None and fd.t_off is not None:
             fd = replace(fd, t_off=None)  # T withheld
         if g is not None:
-            amps = lead_amplitudes(mb_used, fd, names_used)
+            l_on, l_off, l_ok = lead_qrs_bounds(mb_used.beats, mb_used.fs, mb.fiducial)
+            amps = lead_amplitudes(mb_used, fd, names_used, np.where(l_ok, l_on, -1))
             measurements = to_measurements(g, amps)
-            qrs_lead_ms = median_lead_qrs_ms(mb_used, mb.fiducial)
+            qrs_lead_ms = median_lead_qrs_ms(l_on, l_off, l_ok, mb_used.fs)
         ms = 1000.0 / fs
         fid_ms = tuple(
             (k, round((v - fd.qrs_on) * ms, 1))

@@ -775,14 +775,13 @@ def p_wave_consistency(
     return float(np.mean(corr > 0.6))
 
 
-def median_lead_qrs_ms(mb: MedianBeats, fiducial: int) -> float | None:
-    """The QRS duration of the median lead, each lead with its own onset and offset (ms); None under 3 leads.
+def median_lead_qrs_ms(ons: IntArray, offs: IntArray, valid: npt.NDArray[np.bool_], fs: float) -> float | None:
+    """The QRS duration of the median lead from :func:`lead_qrs_bounds` (ms); None under 3 leads.
 
     The global QRS (earliest onset to latest offset) is the standard's
     interval, but one lead's late tail or early wobble stretches it; the width
     most leads show is what tells a conduction block from a measurement artefact.
     """
-    ons, offs, valid = lead_qrs_bounds(mb.beats, mb.fs, fiducial)
     if int(valid.sum()) < 3:
         return None
-    return float(np.median((offs - ons)[valid])) * 1000.0 / mb.fs
+    return float(np.median((offs - ons)[valid])) * 1000.0 / fs

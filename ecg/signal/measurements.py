@@ -193,15 +193,26 @@ def _qrs_timing(qrs: FloatArray, fs: float, has_q: bool, r: float, r_prime: floa
     return q_ms, r_peak, terminal
 
 
-def lead_amplitudes(mb: MedianBeats, fd: Fiducials, lead_names: tuple[str, ...]) -> tuple[LeadAmplitudes, ...]:
-    """Amplitudes of every lead's median beat relative to its PR-segment level."""
+def lead_amplitudes(
+    mb: MedianBeats, fd: Fiducials, lead_names: tuple[str, ...], lead_onsets: IntArray | None = None
+) -> tuple[LeadAmplitudes, ...]:
+    """Amplitudes of every lead's median beat relative to its PR-segment level.
+
+    ``lead_onsets`` (each lead's own QRS onset, -1 where it has none) start
+    that lead's waves: the global onset is the earliest of all leads, and in
+    a lead whose QRS starts later the baseline before it (a PR-segment dip,
+    atrial repolarisation) would otherwise be read as a Q wave.
+    """
     fs = mb.fs
     m = mb.beats - _iso(mb.beats, fs, fd.qrs_on)[:, None]
     j60 = fd.qrs_off + int(0.06 * fs)
     out: list[LeadAmplitudes] = []
     for i, name in enumerate(lead_names):
         y = m[i]
-        lobes = _lobes(y[fd.qrs_on : fd.qrs_off + 1])
+        start = fd.qrs_on
+        if lead_onsets is not None and fd.qrs_on < lead_onsets[i] < fd.qrs_off:
+            start = int(lead_onsets[i])
+        lobes = _lobes(y[start : fd.qrs_off + 1])
         q = r = s = rp = 0.0
         k = 0
         if lobes and lobes[0] < 0:
@@ -224,7 +235,7 @@ def lead_amplitudes(mb: MedianBeats, fd: Fiducials, lead_names: tuple[str, ...])
             seg = y[fd.qrs_off + int(0.04 * fs) : fd.t_off + 1]
             t = float(seg[np.argmax(np.abs(seg))])
         st60 = float(y[j60]) if j60 < y.size else None
-        qrs = y[fd.qrs_on : fd.qrs_off + 1]
+        qrs = y[start : fd.qrs_off + 1]
         out.append(
             LeadAmplitudes(name, p, q, r, s, rp, float(y[fd.qrs_off]), st60, t, *_qrs_timing(qrs, fs, q < 0, r, rp))
         )
