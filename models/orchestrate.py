@@ -76,8 +76,11 @@ class ModelsResult:
 
 
 def _suits(spec: ModelSpec, inp: ModelInput) -> bool:
+    """Modality and body part (routing), and the data the backend needs: an ECG signal, a frontal view."""
     if not suits(spec, inp.modality, inp.body_part):
         return False
+    if spec.backend == "cxr_classifier":  # ViewPosition: a lateral-only study is not for a frontal-view classifier
+        return any((im.view_position or "PA").upper() in ("PA", "AP") for im in inp.images)
     return spec.backend != "ecg_cnn" or inp.ecg is not None
 
 

@@ -55,3 +55,26 @@ def test_which_studies_the_chest_vocabulary_describes() -> None:
         and not chest_labels_apply("DX", "HAND")
         and not chest_labels_apply("MR", None)
     )
+
+
+def test_a_lateral_only_radiograph_is_not_routed_to_the_frontal_classifier(tmp_path: object) -> None:
+    """ViewPosition routing: the classifier is skipped (not failed) and the VLM still drafts."""
+    from pathlib import Path
+
+    import torch
+    from monai.networks.nets.densenet import DenseNet121
+
+    path = Path(str(tmp_path)) / "cls.pt"
+    torch.save(DenseNet121(spatial_dims=2, in_channels=1, out_channels=2).state_dict(), path)
+    lateral = ModelInput(
+        study_instance_uid="1.2.826.0.8.3",
+        modality="DX",
+        body_part="CHEST",
+        images=(Image(np.zeros((32, 32), dtype=np.uint16), view_position="LL"),),
+    )
+    state = ServerState(mode="valid")
+    with OpenAIServer(state) as srv:
+        reg = _registry(srv.url)
+        reg.specs["cls"] = ModelSpec(backend="cxr_classifier", path=path, options={"labels": ["a", "b"], "size": 64})
+        res = analyse(lateral, reg, [RouteRule(modality="DX", models=["cls", "vlm"])])
+    assert not res.failed and {c.producer.name for c in res.calls} == {"vlm"}
