@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -57,6 +59,15 @@ class PassSummary:
         )
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    items: list[OutboxItem]
+    to_send: list[OutboxItem]
+    dead: int
+    skipped: int
+    at: float = field(default_factory=time.monotonic)  #: when it was claimed (its lease runs from there)
+
+
 class OutboxLoop:
     """Drains the outbox of one database to the configured destinations.
 
@@ -82,6 +93,8 @@ class OutboxLoop:
         self._listener: CommitmentListener | None = None
         self._listener_elsewhere = False
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._next: Future[_Claimed] | None = None  #: the next batch, claimed while this one is sent
 
     # ------------------------------------------------------------------ senders
 
@@ -116,15 +129,14 @@ class OutboxLoop:
             if self._listener is not None:
                 self._listener.settle_unmatched()
             self._overdue_commitments(summary)
-            now = self.clock.now()
-            with self.db.session() as session:  # claim and screen in one transaction
-                items = outbox.claim_due(
-                    session, now, self.settings.bridge.batch_size, lease_s=self.settings.bridge.lease_s
-                )
-                summary.claimed = len(items)
-                to_send = self._screen(session, items, summary)
+            claimed = self._take_prefetched() or self._claim()
+            items, to_send = claimed.items, claimed.to_send
+            summary.claimed, summary.dead, summary.skipped = len(items), claimed.dead, claimed.skipped
             if not items:
                 return summary
+            if len(items) == self.settings.bridge.batch_size:
+                # probably more waiting: claim the next batch while this one is on the wire
+                self._next = self._executor().submit(self._claim)
             by_dest: dict[str, list[OutboxItem]] = {}
             for item in to_send:
                 by_dest.setdefault(item.destination, []).append(item)
@@ -143,6 +155,34 @@ class OutboxLoop:
             if self._listener is not None:
                 self._listener.settle_unmatched()
             return summary
+
+    def _claim(self) -> _Claimed:
+        """Claim due items and screen them, in one transaction."""
+        part = PassSummary()
+        with self.db.session() as session:
+            items = outbox.claim_due(
+                session, self.clock.now(), self.settings.bridge.batch_size, lease_s=self.settings.bridge.lease_s
+            )
+            to_send = self._screen(session, items, part)
+        return _Claimed(items, to_send, part.dead, part.skipped)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-claim")
+        return self._pool
+
+    def _take_prefetched(self) -> _Claimed | None:
+        """The batch claimed during the previous pass, if it found any (else claim afresh: retries may be due)."""
+        future, self._next = self._next, None
+        if future is None:
+            return None
+        claimed = future.result()
+        if claimed.items and time.monotonic() - claimed.at > self.settings.bridge.lease_s / 2:
+            # the loop was busy elsewhere (a worker's job): half the lease is gone, give the batch back
+            with self.db.session() as session:
+                outbox.release(session, [i.id for i in claimed.to_send], self.clock.now())
+            return None
+        return claimed if claimed.items else None
 
     def _screen(self, session: Session, items: Sequence[OutboxItem], summary: PassSummary) -> list[OutboxItem]:
         """Drop items whose destination is gone, that it takes only signed, or that a newer version superseded."""
@@ -268,7 +308,18 @@ class OutboxLoop:
             self.close()
 
     def close(self) -> None:
-        """Close the senders and stop the commitment listener."""
+        """Give back a batch claimed ahead, close the senders and stop the commitment listener."""
+        try:
+            ahead = self._take_prefetched()
+        except Exception:
+            log.exception("claiming ahead failed")
+            ahead = None
+        if ahead is not None:
+            with self.db.session() as session:
+                outbox.release(session, [i.id for i in ahead.to_send], self.clock.now())
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         for sender in self._senders.values():
             try:
                 sender.close()

@@ -58,6 +58,7 @@ __all__ = [
     "mark_skipped",
     "newer_version",
     "newest_version",
+    "release",
     "retry_all_dead",
     "retry_dead",
 ]
@@ -283,6 +284,21 @@ def _row(session: Session, item_id: int, action: str, allowed: Sequence[OutboxSt
 def _count_try(row: OutboxRow) -> None:
     if row.state is OutboxState.PENDING:
         row.attempts += 1
+
+
+def release(session: Session, item_ids: Sequence[int], now: datetime) -> int:
+    """Give back claimed items that were not sent (a sender stopping): due again now, not after the lease."""
+    aware("outbox release now", now)
+    if not item_ids:
+        return 0
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id.in_(list(item_ids)), OutboxRow.state == OutboxState.PENDING)
+        .values(next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 def mark_sent(session: Session, item_id: int, now: datetime) -> None:

@@ -185,3 +185,19 @@ def test_run_forever_stops_on_the_event(tmp_path: Path, versions: Versions, brid
     t.join(5)
     assert not t.is_alive()
     assert set(_states(bridge_db).values()) == {OutboxState.DELIVERED}
+
+
+def test_the_next_batch_is_claimed_ahead_and_given_back_on_close(
+    tmp_path: Path, versions: Versions, bridge_db: Database
+) -> None:
+    settings = settings_with(tmp_path, {"share": {"type": "folder", "path": tmp_path / "s"}}, batch_size=2)
+    store_versions(bridge_db, versions.all[:1], {k: ["share"] for k in ("sr", "sc", "oru", "fhir")})
+    loop = OutboxLoop(bridge_db, settings, FixedClock(T0))
+    assert loop.run_once().delivered == 2
+    loop.close()  # the two claimed ahead were not sent: due again now, not after the lease
+    with bridge_db.session() as s:
+        assert len(outbox.due(s, T0, 10)) == 2
+    again = OutboxLoop(bridge_db, settings, FixedClock(T0))
+    assert again.run_once().delivered == 2
+    assert again.run_once().idle
+    again.close()
