@@ -70,18 +70,23 @@ def test_a_failed_model_gives_the_fallback_draft_saying_so(
 
 def test_a_normal_ai_draft_is_labelled_in_every_output(workdir: Path, samples_copy: Path) -> None:
     state = ServerState(mode="valid", answer=json.dumps(NORMAL))
+    args = ["run", str(samples_copy / "chest_cr"), "--out", "out", "--config"]
     with OpenAIServer(state) as srv:
         cfg = _config(workdir / "site.yaml", srv.url)
-        result = CliRunner().invoke(cli, ["run", str(samples_copy / "chest_cr"), "--out", "out", "--config", str(cfg)])
-    assert result.exit_code == 0, result.output
-    (summary,) = json.loads((workdir / "out" / "studies.json").read_text())
+        result = CliRunner().invoke(cli, [*args, str(cfg)])
+        assert result.exit_code == 0, result.output
+        (summary,) = json.loads((workdir / "out" / "studies.json").read_text())
+        bundle = next((workdir / "out" / summary["study_instance_uid"]).glob("*.json")).read_text()
+        again = CliRunner().invoke(cli, [*args, str(cfg)])  # the same answer again, with other timings
+    assert again.exit_code == 0, again.output
+    (second,) = json.loads((workdir / "out" / "studies.json").read_text())
+    assert second["report"]["version"] == 1, "an unchanged answer stores no new version"
     ctx = AppContext.create(cfg)
     with ctx.db.session() as s:
         report = report_store.latest_report(s, summary["study_instance_uid"])
     assert report is not None and report.findings == () and report.is_ai_generated
     (call,) = report.model_calls
     assert call.outcome is ModelCallOutcome.OK and call.raw_answer == json.dumps(NORMAL)
-    bundle = next((workdir / "out" / summary["study_instance_uid"]).glob("*.json")).read_text()
     assert "AIAST" in bundle, "the FHIR bundle labels the AI text of a normal study"
 
 
