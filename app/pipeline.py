@@ -254,6 +254,13 @@ def _report_kind(plan: StudyPlan) -> ReportKind:
     return ReportKind.ECG if plan.of(Action.ECG_ANALYSIS) else ReportKind.IMAGING
 
 
+def _with_failures(priority: Priority, failures: list[str]) -> Priority:
+    """A routine draft whose model failed says so in its priority reason (the worklist shows it)."""
+    if not failures or priority.level is not PriorityLevel.ROUTINE:
+        return priority
+    return Priority(priority.level, f"{'; '.join(failures)[:300]}; read without AI")
+
+
 def _same_content(a: DraftReport, b: DraftReport) -> bool:
     ja, jb = report_to_json(a), report_to_json(b)
     for j in (ja, jb):
@@ -312,7 +319,7 @@ def process_study(
         sections=sections,
         findings=tuple(draft.findings),
         measurements=tuple(draft.measurements),
-        priority=Priority.highest(draft.priorities),
+        priority=_with_failures(Priority.highest(draft.priorities), draft.model_failures),
         provenance=tuple(draft.producers),
         model_calls=tuple(draft.model_calls),
     )

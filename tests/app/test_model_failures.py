@@ -65,6 +65,7 @@ def test_a_failed_model_gives_the_fallback_draft_saying_so(
     texts = " ".join(sec.text for sec in report.sections)
     assert "Model 'cxr-vlm' failed: " in texts and "a radiologist must read the images" in texts
     assert len(audit) == 1 and "cxr-vlm" in audit[0].detail
+    assert "model 'cxr-vlm' failed" in report.priority.reason and "read without AI" in report.priority.reason
     assert any("model 'cxr-vlm' failed" in r.getMessage() for r in caplog.records)
 
 
