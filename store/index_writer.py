@@ -38,7 +38,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import Dialect, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -49,22 +49,19 @@ from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import ClauseElement
 
 from core.errors import StoreError
-from core.records import Instance, Patient, Series, Sex, Study
+from core.records import Instance, Series, Study
 from store._checks import aware
+from store.patients import get_or_create, upsert_patient
 from store.schema import (
     Base,
     InstanceConflictRow,
     InstanceRow,
-    PatientIdentifierRow,
-    PatientRow,
     SeriesRow,
     StudyRow,
 )
 
 if TYPE_CHECKING:
     from store.db import Database
-
-_Row = TypeVar("_Row", bound=Base)
 
 
 class IndexResult(enum.Enum):
@@ -288,7 +285,7 @@ class _CoreSql:
         def create() -> StudyRow:
             return StudyRow(
                 study_instance_uid=study.study_instance_uid,
-                patient=_upsert_patient(session, study.patient, at),
+                patient=upsert_patient(session, study.patient, at),
                 accession_number=study.accession_number,
                 study_datetime=_naive(study.study_datetime),
                 description=study.description,
@@ -301,7 +298,7 @@ class _CoreSql:
                 content_version="",
             )
 
-        _get_or_create(session, find, create)
+        get_or_create(session, find, create)
         session.flush()
         state = self.study(study.study_instance_uid)
         if state is None:
@@ -701,90 +698,6 @@ def _constraint_error(what: str, study: Study | None, exc: BaseException) -> Sto
     where = f" of study {study.study_instance_uid}" if study is not None else ""
     orig = getattr(exc, "orig", exc)
     return StoreError(f"indexing {what}{where} failed: a database constraint was violated ({type(orig).__name__})")
-
-
-# --------------------------------------------------------------------------- patients (ORM: matching on identifiers)
-
-
-def _get_or_create(session: Session, query: Callable[[], _Row | None], create: Callable[[], _Row]) -> _Row:
-    """Return the row ``query`` finds, or insert the one ``create`` builds.
-
-    The insert runs in a SAVEPOINT: when another process inserted the same unique key in between (PostgreSQL,
-    READ COMMITTED), the insert is undone and the other process's row is returned instead of failing the unit.
-    """
-    row = query()
-    if row is not None:
-        return row
-    try:
-        with session.begin_nested():
-            row = create()
-            session.add(row)
-    except IntegrityError:
-        found = query()
-        if found is None:
-            raise
-        return found
-    return row
-
-
-def _find_patient(session: Session, patient: Patient) -> PatientRow | None:
-    for ident in patient.identifiers:
-        row = session.scalars(
-            select(PatientRow)
-            .join(PatientIdentifierRow, PatientIdentifierRow.patient_id == PatientRow.id)
-            .where(PatientIdentifierRow.value == ident.value, PatientIdentifierRow.issuer == (ident.issuer or ""))
-        ).first()
-        if row is not None:
-            return row
-    return None
-
-
-def _upsert_patient(session: Session, patient: Patient, now: datetime) -> PatientRow:
-    """Match on (identifier, issuer); fill demographics the stored patient lacks; add new identifiers."""
-
-    def create() -> PatientRow:
-        row = PatientRow(
-            name=patient.name,
-            sex=patient.sex,
-            birth_date=patient.birth_date,
-            age_years=patient.age_years,
-            created_at=now,
-        )
-        seen: set[tuple[str, str]] = set()
-        for ident in patient.identifiers:
-            key = (ident.value, ident.issuer or "")
-            if key not in seen:
-                seen.add(key)
-                row.identifiers.append(PatientIdentifierRow(value=key[0], issuer=key[1]))
-        return row
-
-    if not patient.identifiers:
-        row = create()  # nothing to match on: an anonymous patient of its own
-        session.add(row)
-        return row
-    row = _get_or_create(session, lambda: _find_patient(session, patient), create)
-    if row.name is None and patient.name:
-        row.name = patient.name
-    if row.birth_date is None and patient.birth_date is not None:
-        row.birth_date = patient.birth_date
-    if row.sex is Sex.UNKNOWN and patient.sex is not Sex.UNKNOWN:
-        row.sex = patient.sex
-    if row.age_years is None and patient.age_years is not None:
-        row.age_years = patient.age_years
-    known = {(i.value, i.issuer) for i in row.identifiers}
-    for ident in patient.identifiers:
-        key = (ident.value, ident.issuer or "")
-        if key in known:
-            continue
-        known.add(key)
-        taken = session.scalars(
-            select(PatientIdentifierRow).where(
-                PatientIdentifierRow.value == key[0], PatientIdentifierRow.issuer == key[1]
-            )
-        ).first()
-        if taken is None:  # an identifier already held by another patient is not moved over
-            row.identifiers.append(PatientIdentifierRow(value=key[0], issuer=key[1]))
-    return row
 
 
 # --------------------------------------------------------------------------- for code that holds a session
