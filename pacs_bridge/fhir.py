@@ -92,6 +92,20 @@ def _location(entry: dict[str, Any]) -> str | None:
     return None
 
 
+def _entry_refusal(answered: list[dict[str, Any]], what: str) -> Outcome | None:
+    """A 2xx transaction response whose entries say otherwise (some servers answer 200 and report per entry)."""
+    for n, entry in enumerate(answered, 1):
+        status = str((entry.get("response") or {}).get("status", "200")).split(" ")[0]
+        if status[:1] in ("4", "5"):
+            issues = ((entry.get("response") or {}).get("outcome") or {}).get("issue", [])
+            text = "; ".join(
+                str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code")) for i in issues
+            )
+            reason = f"{what}: entry {n}: HTTP {status}" + (f": {text[:300]}" if text else "")
+            return Retry(reason) if status[:1] == "5" or status in ("408", "429") else Failed(reason)
+    return None
+
+
 def outcome_text(response: httpx.Response) -> str:
     """The diagnostics of an OperationOutcome response (or the start of the body)."""
     try:
@@ -149,6 +163,9 @@ class FhirSender:
                 answered = response.json().get("entry", [])
             except (ValueError, AttributeError):
                 return Retry(f"{what}: transaction response is not a Bundle")
+            refused = _entry_refusal(answered, f"{what} (part {n}/{len(parts)})")
+            if refused is not None:
+                return refused
             for sent, got in zip(part, answered, strict=False):
                 loc = _location(got)
                 if loc and sent.get("fullUrl"):

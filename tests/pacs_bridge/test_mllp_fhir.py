@@ -161,3 +161,51 @@ def test_fhir_refusals_keep_the_servers_words(
     item = _only(bridge_db)
     assert item.state is OutboxState.DEAD
     assert "HTTP 401" in (item.last_error or "") and "Unauthorized" in (item.last_error or "")
+
+
+def test_an_entry_refused_inside_a_200_transaction_response_is_not_delivered(
+    tmp_path: Path, versions: Versions, bridge_db: Database
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answer = {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [
+            {
+                "response": {
+                    "status": "422 Unprocessable Entity",
+                    "outcome": {
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"diagnostics": "Patient.gender invalid"}],
+                    },
+                }
+            }
+        ],
+    }
+
+    class Handler(BaseHTTPRequestHandler):  # a server that answers 200 and reports per entry
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = settings_with(tmp_path, {"ehr": {"type": "fhir", "url": url}})
+        store_versions(bridge_db, versions.all[:1], {"fhir": ["ehr"]})
+        assert OutboxLoop(bridge_db, settings, FixedClock(T0)).run_once().dead == 1
+        item = _only(bridge_db)
+        assert "entry 1: HTTP 422" in (item.last_error or "") and "Patient.gender invalid" in (item.last_error or "")
+    finally:
+        server.shutdown()

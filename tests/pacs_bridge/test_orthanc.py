@@ -206,3 +206,29 @@ def test_an_unanswered_commitment_is_retried_after_its_timeout(
     with bridge_db.session() as s:
         (item,) = outbox.list_items(s)
     assert item.attempts == 2
+
+
+def test_stow_rs_http_400_is_dead_with_the_servers_reason_and_other_destinations_unaffected(
+    tmp_path: Path, versions: Versions, bridge_db: Database, pacs: Pacs
+) -> None:
+    import hashlib
+
+    from store.reports import ArtefactRecord
+    from tests.pacs_bridge.conftest import Version
+
+    junk = tmp_path / "not_dicom.dcm"
+    junk.write_bytes(b"this is not a DICOM object" * 10)
+    art = ArtefactRecord("sr", junk, hashlib.sha256(junk.read_bytes()).hexdigest(), "application/dicom", "2.25.999")
+    settings = settings_with(
+        tmp_path,
+        {
+            "web": {"type": "stow", "url": f"{pacs.orthanc.url}/dicom-web", "max_attempts": 3},
+            "share": {"type": "folder", "path": tmp_path / "share"},
+        },
+    )
+    store_versions(bridge_db, [Version(versions.all[0].report, (art,))], {"sr": ["web", "share"]})
+    summary = OutboxLoop(bridge_db, settings, FixedClock(T0)).run_once()
+    assert summary.delivered == 1 and summary.dead == 1, summary
+    with bridge_db.session() as s:
+        (web,) = outbox.list_items(s, destination="web")
+    assert web.attempts == 1 and "HTTP 400" in (web.last_error or ""), web.last_error
