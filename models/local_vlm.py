@@ -47,6 +47,14 @@ _IMAGE_TOKEN_ATTR = {
     "qwen2_5_vl": "image_token_id",
     "mllama": "image_token_index",
 }
+#: model types that need code or packages mmdx does not load in-process (served remotely instead)
+REMOTE_ONLY: dict[str, str] = {
+    "phi4_multimodal": "Phi-4 multimodal's image processor needs torchvision",
+    "phi4mm": "Phi-4 multimodal needs its remote code and torchvision",
+    "llava_llama": "PULSE / LLaVA forks need their own code",
+    "maira2": "MAIRA-2 needs its remote code",
+    "chexagent": "CheXagent needs its remote code",
+}
 #: embedding rows beyond ``text_config.vocab_size``: Llama 3.2 Vision's ``<|image|>`` token is id vocab_size
 _EXTRA_EMBEDDINGS = {"mllama": 8}
 
@@ -173,8 +181,10 @@ class LocalVlmBackend:
             else:
                 family = FAMILIES.get(model_type)
                 if family is None:
+                    why = REMOTE_ONLY.get(model_type, f"in-process families: {sorted(set(FAMILIES.values()))}")
                     self._missing.append(
-                        f"{spec.path}: model_type {model_type!r} is not supported ({sorted(FAMILIES)})"
+                        f"{spec.path}: model_type {model_type!r} cannot run in-process ({why}); serve it with an "
+                        "OpenAI-compatible server (vLLM) and configure it as remote_vlm (docs/models.md)"
                     )
                 elif spec.family and spec.family != family:
                     self._missing.append(

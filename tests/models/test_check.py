@@ -137,3 +137,14 @@ def test_server_down_and_wrong_model_name(cli: typer.Typer, tmp_path: Path) -> N
     with OpenAIServer(ServerState(served_model="other")) as srv:
         code, models = _check(cli, tmp_path, {"r": _remote(srv.url)}, "--probe")
     assert code == 1 and "check served_model" in " ".join(models["r"]["missing"])
+
+
+def test_a_model_only_served_remotely_says_how_to_run_it(
+    cli: typer.Typer, tmp_path: Path, tiny_vlms: dict[str, Path]
+) -> None:
+    folder = _copy(tiny_vlms["gemma3"], tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "phi4_multimodal"}))
+    code, models = _check(cli, tmp_path, {"m": {"backend": "local_vlm", "path": str(folder)}})
+    text = " ".join(models["m"]["missing"])
+    assert code == 1 and "needs torchvision" in text and "configure it as remote_vlm" in text
