@@ -197,7 +197,7 @@ def apply_action(
     )
     target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid / f"v{new.version}"
     paths = tuple(write_outputs(outputs, target))
-    routes = destinations_for(ctx, new.kind)
+    routes = destinations_for(ctx, new.kind, new)
     try:
         with ctx.db.session() as session:
             report_store.save_report_version(
