@@ -327,6 +327,9 @@ _PARSE_AT = (8 << 10, 32 << 10, 128 << 10)
 _FLUSH_AT = 256 << 10
 #: Pending bytes handed to a running lane at once: small, so that little is left for it after the last piece.
 _LANE_FLUSH_AT = 64 << 10
+#: Dataset bytes held in memory beyond which the pieces already written are let go (the rest is in the temporary
+#: file): a big object does not stay in memory while it streams to disk.  Smaller objects never reach it.
+_HOLD_AT = 4 << 20
 #: The digest of records built from the early headers, replaced once the last piece is in.
 _UNKNOWN_DIGEST = f"{CONTENT_DIGEST}:" + "0" * 32
 
@@ -357,8 +360,10 @@ class Incoming:
         self._ts = transfer_syntax_uid
         self._expected = expected_sop_instance_uid
         self._received_at = receiver.clock.now()
-        self._pieces: list[bytes | memoryview] = []
+        self._pieces: list[bytes | memoryview] = []  # the dataset from byte ``_dropped`` on
         self._size = 0  # dataset bytes so far
+        self._dropped = 0  # dataset bytes let go (in the temporary file only), see _HOLD_AT
+        self._pixel_head = b""  # the Pixel Data element's first 12 bytes, kept when the bytes around it are let go
         self._digest = ContentHasher()
         self._digest_ok = True  # False when the dataset itself starts with group 0002: hashed whole at the end
         self._pending: list[bytes | memoryview] = [head] if head else []  # to write
@@ -408,6 +413,26 @@ class Incoming:
                 self._parse_step = len(_PARSE_AT)
                 with contextlib.suppress(Exception):  # finish() reports it, once the object is complete
                     self._records = self._records_from(self._header[0])
+        if self._size - self._dropped > _HOLD_AT and self._header is not None and self._digest_ok:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Drop the pieces a big object no longer needs in memory: the early headers are parsed, the bytes are
+        (or are about to be) in the temporary file; kept are the Pixel Data element's head and the last bytes."""
+        start = self._header[1] if self._header is not None else 0
+        if not self._pixel_head:
+            if start + 12 > self._size:
+                return
+            self._pixel_head = self._slice(start, 12)
+        keep: list[bytes | memoryview] = []
+        kept = 0
+        for piece in reversed(self._pieces):  # the object's last 8 bytes are checked at the end
+            keep.append(piece)
+            kept += len(piece)
+            if kept >= 8:
+                break
+        keep.reverse()
+        self._pieces, self._dropped = keep, self._size - kept
 
     def _overflow(self, size: int) -> None:
         """The object passed ``limits.max_object_bytes``: drop what it brought and will bring."""
@@ -495,13 +520,26 @@ class Incoming:
             return None
         return None if found is None else (found[0], found[1] - len(self._head))
 
-    def _data(self) -> bytes:
-        return b"".join((self._head, *self._pieces))
+    def _data(self, tmp: TemporaryFile | None = None) -> bytes:
+        """The whole object (head and dataset); read back from the temporary file when pieces were let go."""
+        if not self._dropped:
+            return b"".join((self._head, *self._pieces))
+        self._flush(last=True)
+        self._drain()
+        source = tmp or self._tmp
+        if source is None or self._write_error is not None:
+            raise IngestError("the object's bytes could not be read back", source=self._source)
+        return source.path.read_bytes()
 
     def _slice(self, start: int, n: int) -> bytes:
         """Bytes ``start:start+n`` of the dataset, across pieces."""
+        if start < self._dropped:
+            if self._header is not None and start == self._header[1] and n <= len(self._pixel_head):
+                return self._pixel_head[:n]
+            offset = len(self._head) + start
+            return self._data()[offset : offset + n]
         out: list[bytes] = []
-        pos = 0
+        pos = self._dropped
         for piece in self._pieces:
             end = pos + len(piece)
             if end > start and pos < start + n:
@@ -584,8 +622,12 @@ class Incoming:
             receiver._count(Outcome.FAILED)
             return Received(Outcome.FAILED, reason=str(problem))
         if records is None:
+            try:
+                data: bytes | None = self._data(tmp)
+            except (IngestError, OSError):
+                data = None
             tmp.discard()
-            return receiver._reject(self._data(), str(failure), source, received_at)
+            return receiver._reject(data, str(failure), source, received_at)
         size = len(self._head) + self._size
         uid = records.instance.sop_instance_uid
         digest = self._digest.digest() if self._digest_ok else content_digest(self._data())
