@@ -16,6 +16,8 @@ caller is a local user holding all roles.
 from __future__ import annotations
 
 import enum
+import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,11 +90,20 @@ def _read_key(path: Path, what: str) -> str:
 
 
 class TokenVerifier:
-    """Checks signature, expiry, ``iss`` and ``aud`` of a bearer token and returns its :class:`Principal`."""
+    """Checks signature, expiry, ``iss`` and ``aud`` of a bearer token and returns its :class:`Principal`.
+
+    A token that passed is kept with its ``exp`` (at most :attr:`CACHE_SIZE` of them): a client sends the same
+    token with every call, and verifying its signature and claims again cost more than the rest of a cached
+    read.  A kept token is answered from memory until it expires, then checked (and refused) again.
+    """
+
+    CACHE_SIZE = 4096
 
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
         self._key: Any = None
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
         self._jwks: jwt.PyJWKClient | None = None
         if config.mode != "token":
             return
@@ -111,6 +122,20 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         if not self.enabled:
             return LOCAL_USER
+        kept = self._verified.get(token)
+        if kept is not None:
+            if time.time() < kept[1]:
+                return kept[0]
+            with self._lock:
+                self._verified.pop(token, None)
+        principal, exp = self._verify(token)
+        with self._lock:
+            if len(self._verified) >= self.CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = (principal, exp)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks is not None else self._key
             claims = jwt.decode(
@@ -132,7 +157,7 @@ class TokenVerifier:
             raw = raw.split()
         roles = frozenset(Role(r) for r in raw if r in Role.__members__.values())
         name = claims.get("name") or claims.get("preferred_username") or claims["sub"]
-        return Principal(str(claims["sub"]), str(name), roles)
+        return Principal(str(claims["sub"]), str(name), roles), float(claims["exp"])
 
 
 def mint_token(
