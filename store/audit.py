@@ -8,18 +8,22 @@ names or identifiers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from core.errors import StoreError
 from store._checks import aware
+from store.db import Database
 from store.schema import AuditRow
 
-__all__ = ["AuditEntry", "history", "open_by", "recent", "record", "search"]
+__all__ = ["AuditEntry", "append", "history", "open_by", "recent", "record", "search"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +50,90 @@ def record(
     origin: str | None = None,
 ) -> int:
     """Append one entry in the caller's unit of work; returns its id."""
-    aware("audit record at", at)
-    if not actor.strip() or not action.strip():
-        raise StoreError(f"audit entry: expected a non-empty actor and action, got {actor!r} / {action!r}")
+    _check(actor, action, at)
     row = AuditRow(
         at=at, actor=actor, action=action, study_instance_uid=study_uid, detail=detail, origin=(origin or None)
     )
     session.add(row)
     session.flush()
     return row.id
+
+
+def _check(actor: str, action: str, at: datetime) -> None:
+    aware("audit record at", at)
+    if not actor.strip() or not action.strip():
+        raise StoreError(f"audit entry: expected a non-empty actor and action, got {actor!r} / {action!r}")
+
+
+def sqlite_file(db: Database) -> bool:
+    """Whether ``db`` is a SQLite file (the one store :meth:`Database.sqlite_connection` serves)."""
+    return db.is_sqlite and db.url.database not in (None, "", ":memory:")
+
+
+_COLUMNS = ("at", "actor", "action", "study_instance_uid", "detail", "origin")
+
+
+class _SqliteInsert:
+    """The audit INSERT compiled once for SQLite's driver, with the column types' bind processors (same rows as
+    the ORM writes: UTC timestamps as SQLite's DateTime text)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        compiled: Any = insert(AuditRow).compile(dialect=dialect, column_keys=list(_COLUMNS))
+        names = tuple(compiled.positiontup)
+        self.sql: str = str(compiled)
+        self.names = names
+        self.processors: tuple[Callable[[Any], Any] | None, ...] = tuple(
+            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+        )
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        out = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = values[name]
+            out.append(process(value) if process is not None and value is not None else value)
+        return out
+
+
+_SQLITE_INSERT: dict[str, _SqliteInsert] = {}
+#: One audit writer at a time per process: threads queue on this lock (woken at once) instead of in SQLite's
+#: busy handler (which sleeps up to 100 ms between tries).
+_WRITE = threading.Lock()
+
+
+def append(
+    db: Database,
+    *,
+    actor: str,
+    action: str,
+    study_uid: str | None,
+    detail: str = "",
+    at: datetime,
+    origin: str | None = None,
+) -> None:
+    """Append one entry in its own transaction: what a read (a report view, a download) leaves behind.
+
+    On a SQLite file it is one INSERT on an already-open connection (:meth:`Database.sqlite_connection`,
+    autocommit, so the statement is its own transaction; WAL with ``synchronous=NORMAL``: no fsync per view),
+    no ORM unit of work; other databases go through :func:`record` in a session.
+    """
+    _check(actor, action, at)
+    values = {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "study_instance_uid": study_uid,
+        "detail": detail,
+        "origin": origin or None,
+    }
+    if sqlite_file(db):
+        stmt = _SQLITE_INSERT.get("sqlite")
+        if stmt is None:
+            stmt = _SQLITE_INSERT["sqlite"] = _SqliteInsert(db.engine.dialect)
+        with _WRITE, db.sqlite_connection() as conn:
+            conn.execute(stmt.sql, stmt.args(values))
+        return
+    with _WRITE, db.session() as session:
+        record(session, actor=actor, action=action, study_uid=study_uid, detail=detail, at=at, origin=origin)
 
 
 def _entry(row: AuditRow) -> AuditEntry:

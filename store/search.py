@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
 from core.records import ReportStatus
+from store.audit import sqlite_file
+from store.db import Database
 from store.schema import InstanceRow, PatientIdentifierRow, ReportVersionRow, SeriesRow, StudyRow
 
-__all__ = ["StudySummary", "report_payload", "search_studies"]
+__all__ = ["StudySummary", "report_payload", "report_payload_bytes", "search_studies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +133,33 @@ def report_payload(session: Session, study_uid: str, version: int | None = None)
         stmt = stmt.where(ReportVersionRow.version == version)
     row = session.execute(stmt).first()
     return None if row is None else (int(row[0]), row[1])
+
+
+_T = ReportVersionRow.__tablename__
+_NEWEST = f"SELECT version, CAST(payload AS BLOB) FROM {_T} WHERE study_instance_uid = ? ORDER BY version DESC LIMIT 1"
+_ONE = f"SELECT version, CAST(payload AS BLOB) FROM {_T} WHERE study_instance_uid = ? AND version = ?"
+
+
+def report_payload_bytes(db: Database, study_uid: str, version: int | None = None) -> tuple[int, bytes] | None:
+    """(version, stored JSON as UTF-8 bytes) of one report version (the newest when ``version`` is None).
+
+    The bytes the API sends as they are (no parsing, no re-encoding): on a SQLite file one statement on an
+    already-open connection; elsewhere the column read as text through a read-only session.
+    """
+    if sqlite_file(db):
+        with db.sqlite_connection() as conn:
+            if version is None:
+                row = conn.execute(_NEWEST, (study_uid,)).fetchone()
+            else:
+                row = conn.execute(_ONE, (study_uid, version)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+    stmt = select(ReportVersionRow.version, cast(ReportVersionRow.payload, Text)).where(
+        ReportVersionRow.study_instance_uid == study_uid
+    )
+    if version is None:
+        stmt = stmt.order_by(ReportVersionRow.version.desc()).limit(1)
+    else:
+        stmt = stmt.where(ReportVersionRow.version == version)
+    with db.session(readonly=True) as session:
+        found = session.execute(stmt).first()
+    return None if found is None else (int(found[0]), str(found[1]).encode())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -12,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import SIGN_REPORTS, VIEW_REPORTS, VIEW_STATUS, Principal
@@ -23,7 +22,7 @@ from core.errors import ReportError
 from core.records import PriorityLevel, ReportKind, ReportStatus
 from store import audit, index, jobs
 from store import reports as report_store
-from store.search import report_payload, search_studies
+from store.search import report_payload_bytes, search_studies
 from store.worklist import WorklistRow, change_token, worklist
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -182,22 +181,16 @@ def report_versions(study_uid: str, ctx: Ctx, _: Viewer) -> list[dict[str, Any]]
         return [_version_json(v) for v in report_store.report_history(session, uid)]
 
 
-#: One audit writer at a time per process: threads queue on this lock (woken at once) instead of in SQLite's
-#: busy handler (which sleeps up to 100 ms between tries), which kept p99 of audited reads above a second.
-_AUDIT_WRITE = threading.Lock()
-
-
 def _audit(ctx: Ctx, principal: Principal, request: Request, action: str, uid: str, detail: str) -> None:
-    with _AUDIT_WRITE, ctx.db.session() as session:
-        audit.record(
-            session,
-            actor=principal.actor,
-            action=action,
-            study_uid=uid,
-            detail=detail,
-            at=ctx.clock.now(),
-            origin=client_origin(request),
-        )
+    audit.append(
+        ctx.db,
+        actor=principal.actor,
+        action=action,
+        study_uid=uid,
+        detail=detail,
+        at=ctx.clock.now(),
+        origin=client_origin(request),
+    )
 
 
 @router.get("/studies/{study_uid}/reports/{version}", summary="One report version as JSON ('latest' for the newest)")
@@ -207,16 +200,16 @@ def report_json(
     ctx: Ctx,
     principal: Viewer,
     request: Request,
-) -> JSONResponse:
+) -> Response:
     uid = _check_uid(study_uid)
     if not (version == "latest" or (version.isdigit() and 0 < int(version) < 10**6)):
         raise HTTPException(status_code=404, detail="version: expected 'latest' or a number")
-    with ctx.db.session(readonly=True) as session:
-        found = report_payload(session, uid, None if version == "latest" else int(version))
+    found = report_payload_bytes(ctx.db, uid, None if version == "latest" else int(version))
     if found is None:
         raise HTTPException(status_code=404, detail=f"study {uid} has no report version {version}")
     _audit(ctx, principal, request, "report.view", uid, f"version {found[0]} (json)")
-    return JSONResponse(found[1])  # the stored JSON is report_to_json's output: not parsed and re-encoded
+    # the stored JSON is report_to_json's output: sent as stored, not parsed and re-encoded
+    return Response(found[1], media_type="application/json")
 
 
 @router.get(
