@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import operator
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -360,26 +361,28 @@ class _CoreSql:
                 self.session.expire(obj)
 
 
-@dataclass(frozen=True, slots=True)
 class _Compiled:
-    """A statement compiled for SQLite's driver: its SQL and how to order and convert its parameters."""
+    """A statement compiled for SQLite's driver: its SQL, and its parameters in order, converted by the column types."""
 
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    __slots__ = ("convert", "get", "sql")
 
-    @classmethod
-    def of(cls, stmt: ClauseElement, dialect: Dialect, columns: Sequence[str] | None = None) -> _Compiled:
+    def __init__(self, stmt: ClauseElement, dialect: Dialect, columns: Sequence[str] | None = None) -> None:
         compiled: Any = stmt.compile(dialect=dialect, column_keys=list(columns) if columns else None)
         names = tuple(compiled.positiontup)
-        processors = tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
-        return cls(str(compiled), names, processors)
+        processors = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+        self.sql: str = str(compiled)
+        self.get = operator.itemgetter(*names) if len(names) > 1 else lambda params: (params[names[0]],)
+        self.convert = tuple((k, p) for k, p in enumerate(processors) if p is not None)
 
-    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            params[n] if p is None or params[n] is None else p(params[n])
-            for n, p in zip(self.names, self.processors, strict=True)
-        )
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...] | list[Any]:
+        values = self.get(params)
+        if not self.convert:
+            return values
+        out = list(values)
+        for k, process in self.convert:
+            if out[k] is not None:
+                out[k] = process(out[k])
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,12 +397,12 @@ class _SqliteStatements:
     @classmethod
     def of(cls, dialect: Dialect) -> _SqliteStatements:
         return cls(
-            held=_Compiled.of(_HELD_ONE, dialect),
-            study=_Compiled.of(_SELECT_STUDY, dialect),
-            series=_Compiled.of(_SELECT_SERIES, dialect),
-            insert_instance=_Compiled.of(_insert_ignoring_duplicates(_INSTANCES, "sqlite"), dialect, _INSTANCE_COLUMNS),
-            update_study=_Compiled.of(_UPDATE_STUDY, dialect),
-            conflict=_Compiled.of(_INSERT_CONFLICT, dialect, _CONFLICT_COLUMNS),
+            held=_Compiled(_HELD_ONE, dialect),
+            study=_Compiled(_SELECT_STUDY, dialect),
+            series=_Compiled(_SELECT_SERIES, dialect),
+            insert_instance=_Compiled(_insert_ignoring_duplicates(_INSTANCES, "sqlite"), dialect, _INSTANCE_COLUMNS),
+            update_study=_Compiled(_UPDATE_STUDY, dialect),
+            conflict=_Compiled(_INSERT_CONFLICT, dialect, _CONFLICT_COLUMNS),
         )
 
 
@@ -664,6 +667,8 @@ def _bump_study(
     """
 
     def fill(name: str) -> Any:
+        if len(studies) == 1:  # one object (a receiver): no search
+            return getattr(studies[0], name) or None
         return next((v for v in (getattr(x, name) for x in studies) if v), None)
 
     params: dict[str, Any] = {
