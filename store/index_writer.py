@@ -41,13 +41,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import Dialect, Table, bindparam, case, func, select, update
+from sqlalchemy import Dialect, Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from core.errors import StoreError
 from core.records import Instance, Series, Study
@@ -128,7 +130,25 @@ _FILLED = (
     "study_time",
     "utc_offset_minutes",
 )
-_AT = bindparam("at", type_=_STUDIES.c.last_received_at.type)
+
+
+class _Later(FunctionElement[Any]):
+    """The later of two instants: GREATEST on PostgreSQL, two-argument MAX on SQLite (fixed-width ISO text)."""
+
+    name = "later"
+    inherit_cache = True
+
+
+@compiles(_Later)
+def _later_default(element: _Later, compiler: Any, **kw: Any) -> str:
+    return f"GREATEST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Later, "sqlite")
+def _later_sqlite(element: _Later, compiler: Any, **kw: Any) -> str:
+    return f"MAX({compiler.process(element.clauses, **kw)})"
+
+
 #: new objects in a study: the new version (conditional on the one read: a stale read changes no row), the
 #: latest arrival (an earlier one never moves it back), and what the stored study lacks filled (COALESCE), never
 #: overwritten
@@ -137,7 +157,7 @@ _UPDATE_STUDY = (
     .where(_STUDIES.c.id == bindparam("sid"), _STUDIES.c.content_version == bindparam("old_version"))
     .values(
         content_version=bindparam("new_version"),
-        last_received_at=case((_STUDIES.c.last_received_at < _AT, _AT), else_=_STUDIES.c.last_received_at),
+        last_received_at=_Later(_STUDIES.c.last_received_at, bindparam("at", type_=_STUDIES.c.last_received_at.type)),
         **{
             name: func.coalesce(_STUDIES.c[name], bindparam(f"fill_{name}", type_=_STUDIES.c[name].type))
             for name in _FILLED
