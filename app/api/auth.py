@@ -119,15 +119,23 @@ class TokenVerifier:
     def enabled(self) -> bool:
         return self.config.mode == "token"
 
+    def cached(self, token: str) -> Principal | None:
+        """The caller of a token verified before and not yet expired; None when it must be verified."""
+        kept = self._verified.get(token)
+        if kept is None:
+            return None
+        if time.time() < kept[1]:
+            return kept[0]
+        with self._lock:
+            self._verified.pop(token, None)
+        return None
+
     def verify(self, token: str) -> Principal:
         if not self.enabled:
             return LOCAL_USER
-        kept = self._verified.get(token)
+        kept = self.cached(token)
         if kept is not None:
-            if time.time() < kept[1]:
-                return kept[0]
-            with self._lock:
-                self._verified.pop(token, None)
+            return kept
         principal, exp = self._verify(token)
         with self._lock:
             if len(self._verified) >= self.CACHE_SIZE:

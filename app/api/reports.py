@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import SIGN_REPORTS, VIEW_REPORTS, VIEW_STATUS, Principal
 from app.api.deps import Ctx, client_origin, require
@@ -194,7 +195,7 @@ def _audit(ctx: Ctx, principal: Principal, request: Request, action: str, uid: s
 
 
 @router.get("/studies/{study_uid}/reports/{version}", summary="One report version as JSON ('latest' for the newest)")
-def report_json(
+async def report_json(
     study_uid: str,
     version: Annotated[str, PathParam(pattern=r"^(latest|[0-9]{1,6})$")],
     ctx: Ctx,
@@ -204,12 +205,22 @@ def report_json(
     uid = _check_uid(study_uid)
     if not (version == "latest" or (version.isdigit() and 0 < int(version) < 10**6)):
         raise HTTPException(status_code=404, detail="version: expected 'latest' or a number")
-    found = report_payload_bytes(ctx.db, uid, None if version == "latest" else int(version))
+    # one hop to the thread pool for the read and the audit INSERT (the INSERT may wait for SQLite's lock)
+    found = await run_in_threadpool(
+        _view_json, ctx, principal, request, uid, None if version == "latest" else int(version)
+    )
     if found is None:
         raise HTTPException(status_code=404, detail=f"study {uid} has no report version {version}")
-    _audit(ctx, principal, request, "report.view", uid, f"version {found[0]} (json)")
     # the stored JSON is report_to_json's output: sent as stored, not parsed and re-encoded
-    return Response(found[1], media_type="application/json")
+    return Response(found, media_type="application/json")
+
+
+def _view_json(ctx: AppContext, principal: Principal, request: Request, uid: str, version: int | None) -> bytes | None:
+    found = report_payload_bytes(ctx.db, uid, version)
+    if found is None:
+        return None
+    _audit(ctx, principal, request, "report.view", uid, f"version {found[0]} (json)")
+    return found[1]
 
 
 @router.get(
@@ -351,7 +362,7 @@ def withdraw(study_uid: str, body: WithdrawRequest, ctx: Ctx, principal: Signer,
 
 
 @router.get("/worklist", summary="Reports to read: stat, urgent, routine, then longest waiting")
-def get_worklist(
+async def get_worklist(
     ctx: Ctx,
     _: Viewer,
     request: Request,
@@ -363,15 +374,18 @@ def get_worklist(
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
 ) -> Response:
     cache: WorklistCache = request.app.state.worklist_cache
-    body = cache.body(
-        ctx,
-        ctx.clock.now(),
-        statuses=None if all_statuses else tuple(status or [ReportStatus.PRELIMINARY]),
-        modality=modality,
-        priority=PriorityLevel[priority.upper()] if priority else None,
-        kind=kind,
-        limit=limit,
-    )
+    now = ctx.clock.now()
+    query: dict[str, Any] = {
+        "statuses": None if all_statuses else tuple(status or [ReportStatus.PRELIMINARY]),
+        "modality": modality,
+        "priority": PriorityLevel[priority.upper()] if priority else None,
+        "kind": kind,
+        "limit": limit,
+    }
+    # a list kept and checked within the last second is answered here; else the thread pool reads the database
+    body = cache.fresh_body(now, **query)
+    if body is None:
+        body = await run_in_threadpool(lambda: cache.body(ctx, now, **query))
     return Response(body, media_type="application/json")
 
 
@@ -401,8 +415,19 @@ class WorklistCache:
     def clear(self) -> None:
         self._kept.clear()
 
+    @staticmethod
+    def _key(query: dict[str, Any]) -> tuple[object, ...]:
+        return tuple(sorted(query.items()))
+
+    def fresh_body(self, now: datetime, **query: Any) -> bytes | None:
+        """The answer when a list is kept and was checked within ``TTL_S`` (no database); else None."""
+        kept = self._kept.get(self._key(query))
+        if kept is None or time.monotonic() - kept.checked >= self.TTL_S:
+            return None
+        return self._serialized(kept, now)
+
     def entry(self, ctx: AppContext, now: datetime, **query: Any) -> _Kept:
-        key = tuple(sorted(query.items()))
+        key = self._key(query)
         kept = self._kept.get(key)
         mono = time.monotonic()
         if kept is not None and mono - kept.checked < self.TTL_S:
@@ -423,7 +448,10 @@ class WorklistCache:
         return self.entry(ctx, now, **query).rows
 
     def body(self, ctx: AppContext, now: datetime, **query: Any) -> bytes:
-        kept = self.entry(ctx, now, **query)
+        return self._serialized(self.entry(ctx, now, **query), now)
+
+    @staticmethod
+    def _serialized(kept: _Kept, now: datetime) -> bytes:
         second = int(now.timestamp())
         if kept.body is not None and kept.body[0] == second:
             return kept.body[1]
