@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -385,7 +386,10 @@ async def get_worklist(
     # a list kept and checked within the last second is answered here; else the thread pool reads the database
     body = cache.fresh_body(now, **query)
     if body is None:
-        body = await run_in_threadpool(lambda: cache.body(ctx, now, **query))
+        async with cache.refreshing:  # one request re-checks the database; the others then find it fresh
+            body = cache.fresh_body(now, **query)
+            if body is None:
+                body = await run_in_threadpool(lambda: cache.body(ctx, now, **query))
     return Response(body, media_type="application/json")
 
 
@@ -411,6 +415,8 @@ class WorklistCache:
 
     def __init__(self) -> None:
         self._kept: dict[tuple[object, ...], _Kept] = {}
+        #: Held (on the event loop) by the one API request re-checking an expired list.
+        self.refreshing = asyncio.Lock()
 
     def clear(self) -> None:
         self._kept.clear()
