@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -33,13 +34,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not the stream of the set-up.
+
+    A command run in-process (a test's CLI runner, an embedding application) swaps ``sys.stderr`` and closes
+    its copy afterwards; a handler holding that copy would fail every later record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def configure_logging(*, service: bool = False, verbose: bool = False, json_lines: bool = False) -> None:
     """(Re)configure the root logger: WARNING for one-shot commands, INFO for services, DEBUG with ``verbose``.
 
     ``force``: a later call (a service after the CLI's start-up) replaces the handler instead of being ignored.
     """
     level = logging.DEBUG if verbose else logging.INFO if service else logging.WARNING
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("app").setLevel(min(level, logging.INFO))
