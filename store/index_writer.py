@@ -35,7 +35,7 @@ import hashlib
 import operator
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -381,15 +381,44 @@ class _CoreSql:
                 self.session.expire(obj)
 
 
+def _remember_last(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A bind processor that converts the object it converted last for free (an object's instant: INSERT, UPDATE)."""
+    cell: list[tuple[Any, Any]] = [(object(), None)]
+
+    def run(value: Any) -> Any:
+        last = cell[0]  # one tuple read and one written: threads see a matching pair
+        if last[0] is value:
+            return last[1]
+        out = process(value)
+        cell[0] = (value, out)
+        return out
+
+    return run
+
+
 class _Compiled:
     """A statement compiled for SQLite's driver: its SQL, and its parameters in order, converted by the column types."""
 
     __slots__ = ("convert", "get", "sql")
 
-    def __init__(self, stmt: ClauseElement, dialect: Dialect, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        stmt: ClauseElement,
+        dialect: Dialect,
+        columns: Sequence[str] | None = None,
+        shared: dict[tuple[type, str], Callable[[Any], Any] | None] | None = None,
+    ) -> None:
         compiled: Any = stmt.compile(dialect=dialect, column_keys=list(columns) if columns else None)
         names = tuple(compiled.positiontup)
-        processors = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+        shared = {} if shared is None else shared
+        processors = []
+        for n in names:
+            kind = compiled.binds[n].type
+            key = (type(kind), repr(kind))
+            if key not in shared:
+                process = kind.dialect_impl(dialect).bind_processor(dialect)
+                shared[key] = None if process is None else _remember_last(process)
+            processors.append(shared[key])
         self.sql: str = str(compiled)
         self.get = operator.itemgetter(*names) if len(names) > 1 else lambda params: (params[names[0]],)
         self.convert = tuple((k, p) for k, p in enumerate(processors) if p is not None)
@@ -416,13 +445,15 @@ class _SqliteStatements:
 
     @classmethod
     def of(cls, dialect: Dialect) -> _SqliteStatements:
+        shared: dict[tuple[type, str], Callable[[Any], Any] | None] = {}  # one processor per column type
+        insert = _insert_ignoring_duplicates(_INSTANCES, "sqlite")
         return cls(
-            held=_Compiled(_HELD_ONE, dialect),
-            study=_Compiled(_SELECT_STUDY, dialect),
-            series=_Compiled(_SELECT_SERIES, dialect),
-            insert_instance=_Compiled(_insert_ignoring_duplicates(_INSTANCES, "sqlite"), dialect, _INSTANCE_COLUMNS),
-            update_study=_Compiled(_UPDATE_STUDY, dialect),
-            conflict=_Compiled(_INSERT_CONFLICT, dialect, _CONFLICT_COLUMNS),
+            held=_Compiled(_HELD_ONE, dialect, shared=shared),
+            study=_Compiled(_SELECT_STUDY, dialect, shared=shared),
+            series=_Compiled(_SELECT_SERIES, dialect, shared=shared),
+            insert_instance=_Compiled(insert, dialect, _INSTANCE_COLUMNS, shared=shared),
+            update_study=_Compiled(_UPDATE_STUDY, dialect, shared=shared),
+            conflict=_Compiled(_INSERT_CONFLICT, dialect, _CONFLICT_COLUMNS, shared=shared),
         )
 
 
