@@ -683,6 +683,8 @@ class IndexWriter:
                 if ids is None:
                     raise StoreError(f"series {series_uid} could not be inserted nor found")
             if ids[1] != state.id:
+                if unit.cached:
+                    raise _Stale  # the cached study may be the stale one: ask again without the cache
                 raise StoreError(f"series {series_uid} is already indexed under another study, not under {study_uid}")
             unit.series[series_uid] = ids
         return state, ids[0]

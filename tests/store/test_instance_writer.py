@@ -269,3 +269,36 @@ def test_threads_share_one_writer_on_postgresql(pg_db):
     with pg_db.session() as s:
         assert index.content_version(s, STUDY_UID) == index.recompute_content_version(s, STUDY_UID)
         assert index.load_study(s, STUDY_UID).instance_count == 41
+
+
+def test_writer_refuses_a_series_under_another_study_and_follows_a_study_indexed_again(tmp_path):
+    """A series claimed by a second study is refused by name; a study deleted and indexed again by another writer
+    (new row id) is followed, not refused, by a writer that had cached its old id."""
+    from sqlalchemy import select
+
+    from core.errors import StoreError
+    from store.schema import StudyRow
+
+    db = Database(f"sqlite:///{tmp_path / 'i.db'}")
+    db.migrate()
+    writer, other = IndexWriter(db), IndexWriter(db)
+    study, series = make_study(), make_series()
+    assert writer.add(study=study, series=series, instance=make_instance(1), received_at=T0) is IndexResult.NEW
+    moved_study = make_study(uid=STUDY_UID + ".9")
+    moved = replace(series, study_instance_uid=moved_study.study_instance_uid)
+    inst = make_instance(2, study_uid=moved_study.study_instance_uid, series_uid=series.series_instance_uid)
+    with pytest.raises(StoreError, match="already indexed under another study"):
+        writer.add(study=moved_study, series=moved, instance=inst, received_at=T0)
+    second = make_study(uid=STUDY_UID + ".8")  # a later row id, so the study indexed again gets a new one
+    second_series = make_series(study_uid=second.study_instance_uid, uid=second.study_instance_uid + ".1")
+    inst = make_instance(5, study_uid=second.study_instance_uid, series_uid=second_series.series_instance_uid)
+    assert other.add(study=second, series=second_series, instance=inst, received_at=T0) is IndexResult.NEW
+    with db.session() as s:  # retention removes the study; another receiver indexes it again under a new row id
+        s.delete(s.scalars(select(StudyRow).where(StudyRow.study_instance_uid == STUDY_UID)).one())
+    assert other.add(study=study, series=series, instance=make_instance(3), received_at=T0) is IndexResult.NEW
+    assert writer.add(study=study, series=series, instance=make_instance(4), received_at=T0) is IndexResult.NEW
+    with db.session() as s:
+        assert s.scalar(select(StudyRow.id).where(StudyRow.study_instance_uid == STUDY_UID)) == 3
+        assert index.load_study(s, STUDY_UID).instance_count == 2
+        assert index.content_version(s, STUDY_UID) == index.recompute_content_version(s, STUDY_UID)
+    db.dispose()
