@@ -180,7 +180,7 @@ def bare_pynetdicom(work: Path, pdu: int) -> Iterator[tuple[int, str]]:
 _FAST_NOOP = """
 import sys, threading
 from ingest.scp import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
-from ingest.ul_acceptor import AcceptorConfig, UpperLayerServer
+from ingest.dul import AcceptorConfig, UpperLayerServer
 port, pdu = int(sys.argv[1]), int(sys.argv[2])
 cfg = AcceptorConfig("FASTNOOP", (), frozenset(STORAGE_SOP_CLASSES), TRANSFER_SYNTAXES, pdu)
 UpperLayerServer(("127.0.0.1", port), cfg, lambda data, calling, ts, uid: 0).start()

@@ -23,9 +23,9 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from core.errors import ConfigError
+from ingest.dul import AcceptorConfig, UpperLayerServer
 from ingest.filestore import FileStore
 from ingest.receive import Incoming, Outcome, Received, Receiver, reindex_stored
-from ingest.ul_acceptor import AcceptorConfig, UpperLayerServer
 
 if TYPE_CHECKING:
     from core.config import Settings, TlsConfig
@@ -135,7 +135,7 @@ class StorageServer:
     max_pdu:
         Largest PDU we announce (bytes; 0 = unlimited).
     engine:
-        ``pynetdicom`` or ``fast`` (``ingest.ul_acceptor``); default ``scp.engine``.
+        ``pynetdicom`` or ``fast`` (``ingest.dul``); default ``scp.engine``.
     recover:
         At start, re-index stored files the index lacks (see :func:`ingest.receive.reindex_stored`), in the background.
     """

@@ -28,7 +28,7 @@ try:  # the scan moved from ingest.files to ingest.scan
     from ingest.scan import scan  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - the older layout
     from ingest.files import scan  # type: ignore[no-redef,unused-ignore]
-from ingest.ul_acceptor import AcceptorConfig, Association, ProtocolError
+from ingest.dul import AcceptorConfig, Association, ProtocolError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DICOM_SEEDS = [p.read_bytes() for p in sorted((DATA / "dicom" / "net").glob("*.dcm"))[:4]]

@@ -11,17 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.dul import AcceptorConfig, Association, ProtocolError
+from ingest.dul.dimse import encode_command as _command
+from ingest.dul.dimse import encode_response as _response
+from ingest.dul.dimse import parse_command as _parse_command
+from ingest.dul.dimse import ui_value as _ui
+from ingest.dul.dimse import us_value as _us
 from ingest.scp import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
-from ingest.ul_acceptor import (
-    AcceptorConfig,
-    Association,
-    ProtocolError,
-    _command,
-    _parse_command,
-    _response,
-    _ui,
-    _us,
-)
 
 CONFIG = AcceptorConfig(
     ae_title="MMDX",
