@@ -78,7 +78,7 @@ class ScpConfig(_Section):
     stable_age_s: float = Field(60.0, gt=0)  #: quiet period before a study is dispatched
     max_associations: int = Field(10, ge=1)
     tls: TlsConfig = Field(default_factory=TlsConfig)
-    #: DIMSE acceptor: mmdx's lean one (``ingest.ul_acceptor``, streams each object to disk as it arrives; 2-3x
+    #: DIMSE acceptor: mmdx's lean one (``ingest.dul``, streams each object to disk as it arrives; 2-3x
     #: pynetdicom's throughput) or pynetdicom's; both pass the same tests
     engine: Literal["pynetdicom", "fast"] = "fast"
 
