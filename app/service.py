@@ -26,6 +26,7 @@ from app.api import ops, orders, reports, upload
 from app.api.auth import OUTBOX, Principal, TokenVerifier
 from app.api.deps import require
 from app.api.metrics import HttpLatency, Metrics
+from app.api.view_log import ViewLog
 from app.context import AppContext
 from app.web import pages
 from app.web.session import csrf_key
@@ -76,6 +77,7 @@ def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) ->
     api.state.verifier = TokenVerifier(ctx.settings.auth)
     api.state.csrf_key = csrf_key(api.state.verifier)
     api.state.worklist_cache = reports.WorklistCache()
+    api.state.view_log = ViewLog(ctx.db)
     api.state.components = components if components is not None else {}
     metrics = Metrics(ctx)
     api.add_middleware(HttpLatency, histogram=metrics.http)

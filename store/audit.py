@@ -9,7 +9,7 @@ names or identifiers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,7 @@ from store._checks import aware
 from store.db import Database
 from store.schema import AuditRow
 
-__all__ = ["AuditEntry", "append", "history", "open_by", "recent", "record", "search"]
+__all__ = ["AuditEntry", "append", "append_many", "history", "open_by", "recent", "record", "search"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,53 @@ def append(
         return
     with _WRITE, db.session() as session:
         record(session, actor=actor, action=action, study_uid=study_uid, detail=detail, at=at, origin=origin)
+
+
+def append_many(db: Database, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Append several entries (keyword arguments of :func:`append`) in one transaction: a group commit.
+
+    Every entry is checked first; then on a SQLite file one ``executemany`` between ``BEGIN IMMEDIATE`` and
+    ``COMMIT`` on an already-open connection, elsewhere :func:`record` for each in one session.  All or none.
+    """
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        _check(entry["actor"], entry["action"], entry["at"])
+        rows.append(
+            {
+                "at": entry["at"],
+                "actor": entry["actor"],
+                "action": entry["action"],
+                "study_instance_uid": entry.get("study_uid"),
+                "detail": entry.get("detail") or "",
+                "origin": entry.get("origin") or None,
+            }
+        )
+    if not rows:
+        return
+    if sqlite_file(db):
+        stmt = _SQLITE_INSERT.get("sqlite")
+        if stmt is None:
+            stmt = _SQLITE_INSERT["sqlite"] = _SqliteInsert(db.engine.dialect)
+        with _WRITE, db.sqlite_connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(stmt.sql, [stmt.args(r) for r in rows])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return
+    with _WRITE, db.session() as session:
+        for r in rows:
+            record(
+                session,
+                actor=r["actor"],
+                action=r["action"],
+                study_uid=r["study_instance_uid"],
+                detail=r["detail"],
+                at=r["at"],
+                origin=r["origin"],
+            )
 
 
 def _entry(row: AuditRow) -> AuditEntry:

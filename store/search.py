@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -9,12 +10,13 @@ from typing import Any
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
+from core.errors import StoreError
 from core.records import ReportStatus
 from store.audit import sqlite_file
-from store.db import Database
+from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from store.schema import InstanceRow, PatientIdentifierRow, ReportVersionRow, SeriesRow, StudyRow
 
-__all__ = ["StudySummary", "report_payload", "report_payload_bytes", "search_studies"]
+__all__ = ["StudySummary", "WouldWait", "report_payload", "report_payload_bytes", "search_studies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +142,39 @@ _NEWEST = f"SELECT version, CAST(payload AS BLOB) FROM {_T} WHERE study_instance
 _ONE = f"SELECT version, CAST(payload AS BLOB) FROM {_T} WHERE study_instance_uid = ? AND version = ?"
 
 
-def report_payload_bytes(db: Database, study_uid: str, version: int | None = None) -> tuple[int, bytes] | None:
+class WouldWait(StoreError):
+    """``wait=False`` and the read could not be made at once (another database than SQLite, or SQLite busy)."""
+
+
+def report_payload_bytes(
+    db: Database, study_uid: str, version: int | None = None, *, wait: bool = True
+) -> tuple[int, bytes] | None:
     """(version, stored JSON as UTF-8 bytes) of one report version (the newest when ``version`` is None).
 
     The bytes the API sends as they are (no parsing, no re-encoding): on a SQLite file one statement on an
-    already-open connection; elsewhere the column read as text through a read-only session.
+    already-open connection; elsewhere the column read as text through a read-only session.  ``wait=False``
+    (a caller on an event loop) never waits: SQLite's busy timeout is 0 for the statement, and
+    :class:`WouldWait` says to call again with ``wait=True`` from a thread.
     """
     if sqlite_file(db):
         with db.sqlite_connection() as conn:
-            if version is None:
-                row = conn.execute(_NEWEST, (study_uid,)).fetchone()
-            else:
-                row = conn.execute(_ONE, (study_uid, version)).fetchone()
+            if not wait:
+                conn.execute("PRAGMA busy_timeout=0")
+            try:
+                if version is None:
+                    row = conn.execute(_NEWEST, (study_uid,)).fetchone()
+                else:
+                    row = conn.execute(_ONE, (study_uid, version)).fetchone()
+            except sqlite3.OperationalError as exc:
+                if wait or ("locked" not in str(exc) and "busy" not in str(exc)):
+                    raise
+                raise WouldWait("report payload: SQLite is busy") from None
+            finally:
+                if not wait:
+                    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         return None if row is None else (int(row[0]), bytes(row[1]))
+    if not wait:
+        raise WouldWait(f"report payload: {db.url.get_backend_name()} is read from a thread")
     stmt = select(ReportVersionRow.version, cast(ReportVersionRow.payload, Text)).where(
         ReportVersionRow.study_instance_uid == study_uid
     )

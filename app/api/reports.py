@@ -18,13 +18,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import SIGN_REPORTS, VIEW_REPORTS, VIEW_STATUS, Principal
 from app.api.deps import Ctx, client_origin, require
+from app.api.view_log import ViewLog
 from app.context import AppContext
 from app.review import NoReport, ReviewAction, ReviewConflict, apply_action
 from core.errors import ReportError
 from core.records import PriorityLevel, ReportKind, ReportStatus
 from store import audit, index, jobs
 from store import reports as report_store
-from store.search import report_payload_bytes, search_studies
+from store.search import WouldWait, report_payload_bytes, search_studies
 from store.worklist import WorklistRow, change_token, worklist
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -206,22 +207,24 @@ async def report_json(
     uid = _check_uid(study_uid)
     if not (version == "latest" or (version.isdigit() and 0 < int(version) < 10**6)):
         raise HTTPException(status_code=404, detail="version: expected 'latest' or a number")
-    # one hop to the thread pool for the read and the audit INSERT (the INSERT may wait for SQLite's lock)
-    found = await run_in_threadpool(
-        _view_json, ctx, principal, request, uid, None if version == "latest" else int(version)
-    )
+    wanted = None if version == "latest" else int(version)
+    try:  # on the loop: a WAL read does not wait for writers, and a thread hop (GIL handover) costs more
+        found = report_payload_bytes(ctx.db, uid, wanted, wait=False)
+    except WouldWait:
+        found = await run_in_threadpool(report_payload_bytes, ctx.db, uid, wanted)
     if found is None:
         raise HTTPException(status_code=404, detail=f"study {uid} has no report version {version}")
+    view_log: ViewLog = request.app.state.view_log
+    await view_log.write(
+        actor=principal.actor,
+        action="report.view",
+        study_uid=uid,
+        detail=f"version {found[0]} (json)",
+        at=ctx.clock.now(),
+        origin=client_origin(request),
+    )
     # the stored JSON is report_to_json's output: sent as stored, not parsed and re-encoded
-    return Response(found, media_type="application/json")
-
-
-def _view_json(ctx: AppContext, principal: Principal, request: Request, uid: str, version: int | None) -> bytes | None:
-    found = report_payload_bytes(ctx.db, uid, version)
-    if found is None:
-        return None
-    _audit(ctx, principal, request, "report.view", uid, f"version {found[0]} (json)")
-    return found[1]
+    return Response(found[1], media_type="application/json")
 
 
 @router.get(

@@ -13,7 +13,7 @@ from store import audit
 from store.db import Database
 from store.reports import save_report_version
 from store.schema import AuditRow
-from store.search import report_payload, report_payload_bytes
+from store.search import WouldWait, report_payload, report_payload_bytes
 from tests.store.conftest import T0
 from tests.store.reports_helpers import STUDY, full_report
 
@@ -77,6 +77,35 @@ def test_payload_bytes_sqlite(db):
     _payloads(db)
 
 
+def _group(db: Database) -> None:
+    entries = [
+        {"actor": f"user:u{i}", "action": "report.view", "study_uid": STUDY, "detail": f"v{i}", "at": T0}
+        for i in range(5)
+    ]
+    audit.append_many(db, entries)
+    with pytest.raises(StoreError, match="non-empty actor"):  # all or none: one bad entry, nothing written
+        audit.append_many(db, [*entries, {"actor": "", "action": "report.view", "at": T0}])
+    with db.session() as s:
+        assert [e.detail for e in audit.history(s, STUDY)] == [f"v{i}" for i in range(5)]
+
+
+def test_append_many_sqlite(db):
+    _group(db)
+
+
+def test_no_wait_read_sqlite(db):
+    found = report_payload_bytes(db, STUDY, wait=False)
+    assert found is None
+    with db.sqlite_connection() as conn:  # the connection's busy timeout is restored for the next user
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+
+
 def test_fast_paths_postgresql(pg_db):
     _append_and_read(pg_db)
     _payloads(pg_db)
+    with pytest.raises(WouldWait):
+        report_payload_bytes(pg_db, STUDY, wait=False)
+
+
+def test_append_many_postgresql(pg_db):
+    _group(pg_db)
