@@ -20,6 +20,7 @@ The pipeline is built once per process (:func:`nlp`); spaCy is imported only her
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -142,9 +143,26 @@ def termset() -> dict[str, list[str]]:
     }
 
 
+def _import_spacy_without_torch() -> None:
+    """Import spaCy without its optional torch support (thinc imports torch when it can: ~2 s, unused here).
+
+    Only when torch is not loaded yet: torch is hidden for the duration of spaCy's import and usable
+    afterwards by anything that imports it (thinc then only lacks its torch layers, which no rule uses).
+    """
+    if "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # an import of torch raises ImportError meanwhile
+    try:
+        import spacy  # noqa: F401
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+
+
 @lru_cache(maxsize=1)
 def nlp() -> Language:
     """The labeler pipeline, built on first use and shared afterwards."""
+    _import_spacy_without_torch()
     import spacy
     from negspacy.negation import Negex  # noqa: F401 - registers the "negex" factory
     from spacy.language import Language
