@@ -31,9 +31,10 @@ from ecg.render import render_png
 from reports import signoff
 from reports.context import ReportContext
 from reports.outputs import build_outputs, write_outputs
-from store import audit, index
+from store import audit, index, outbox
 from store import orders as order_store
 from store import reports as report_store
+from store.outbox import OutboxItem
 from store.reports import ArtefactRecord
 
 log = logging.getLogger(__name__)
@@ -236,3 +237,26 @@ def _renumber(report: DraftReport, latest: DraftReport) -> DraftReport:
     from dataclasses import replace
 
     return replace(report, version=latest.version + 1, replaces_version=latest.version)
+
+
+def retry_delivery(ctx: AppContext, item_id: int, *, actor: str, origin: str | None) -> OutboxItem | None:
+    """Re-queue a dead outbox item for delivery now, audited; None when there is no such item.
+
+    Raises ``StoreError`` when the item is not dead (a delivery in flight is never re-queued).
+    """
+    now = ctx.clock.now()
+    with ctx.db.session() as session:
+        item = outbox.get_item(session, item_id)
+        if item is None:
+            return None
+        outbox.retry_dead(session, item_id, now)
+        audit.record(
+            session,
+            actor=actor,
+            action="outbox.retry",
+            study_uid=item.study_uid,
+            detail=f"item {item_id} to {item.destination}",
+            at=now,
+            origin=origin,
+        )
+    return item

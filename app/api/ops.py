@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 
 from app.api.auth import AUDIT, OUTBOX, VIEW_STATUS, Principal
 from app.api.deps import Ctx, client_origin, require
+from app.review import retry_delivery
 from core.errors import StoreError
 from models.registry import summary
 from store import audit, outbox
@@ -55,24 +56,12 @@ def list_outbox(
 def retry_outbox(
     item_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], ctx: Ctx, principal: Integrator, request: Request
 ) -> dict[str, Any]:
-    now = ctx.clock.now()
     try:
-        with ctx.db.session() as session:
-            item = outbox.get_item(session, item_id)
-            if item is None:
-                raise HTTPException(status_code=404, detail=f"outbox item {item_id} does not exist")
-            outbox.retry_dead(session, item_id, now)
-            audit.record(
-                session,
-                actor=principal.actor,
-                action="outbox.retry",
-                study_uid=item.study_uid,
-                detail=f"item {item_id} to {item.destination}",
-                at=now,
-                origin=client_origin(request),
-            )
+        item = retry_delivery(ctx, item_id, actor=principal.actor, origin=client_origin(request))
     except StoreError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    if item is None:
+        raise HTTPException(status_code=404, detail=f"outbox item {item_id} does not exist")
     return {"id": item_id, "state": OutboxState.PENDING.value}
 
 

@@ -15,7 +15,15 @@ from fastapi.templating import Jinja2Templates
 from app.api.auth import OUTBOX, SIGN_REPORTS, VIEW_REPORTS, AuthError, Principal
 from app.api.deps import client_origin
 from app.context import AppContext
-from app.review import EDITABLE_SECTIONS, NoReport, ReviewAction, ReviewConflict, apply_action, ecg_printout
+from app.review import (
+    EDITABLE_SECTIONS,
+    NoReport,
+    ReviewAction,
+    ReviewConflict,
+    apply_action,
+    ecg_printout,
+    retry_delivery,
+)
 from app.web import images
 from app.web.session import COOKIE, check_csrf, check_role, csrf_token, page_caller
 from core.errors import IngestError, ReportError, StoreError
@@ -320,25 +328,12 @@ def outbox_page(request: Request, principal: User, state: str = "") -> HTMLRespo
 def outbox_retry(item_id: int, request: Request, principal: User, csrf: Annotated[str, Form()] = "") -> Response:
     check_role(principal, OUTBOX)
     check_csrf(request, csrf)
-    ctx = _ctx(request)
-    now = ctx.clock.now()
     try:
-        with ctx.db.session() as session:
-            item = outbox.get_item(session, item_id)
-            if item is None:
-                raise HTTPException(status_code=404, detail=f"outbox item {item_id} does not exist")
-            outbox.retry_dead(session, item_id, now)
-            audit.record(
-                session,
-                actor=principal.actor,
-                action="outbox.retry",
-                study_uid=item.study_uid,
-                detail=f"item {item_id} to {item.destination}",
-                at=now,
-                origin=client_origin(request),
-            )
+        item = retry_delivery(_ctx(request), item_id, actor=principal.actor, origin=client_origin(request))
     except StoreError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    if item is None:
+        raise HTTPException(status_code=404, detail=f"outbox item {item_id} does not exist")
     return RedirectResponse("/ui/outbox", status_code=303)
 
 
