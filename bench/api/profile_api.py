@@ -25,10 +25,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
 from typing import Any  # noqa: E402
 
 import fastapi.dependencies.utils  # noqa: E402
 import fastapi.routing  # noqa: E402
+from apps import peer_app  # noqa: E402
 from bench_api import build  # noqa: E402
 
 from app.api.auth import Role, mint_token  # noqa: E402
@@ -44,8 +47,8 @@ setattr(fastapi.routing, "run_in_threadpool", _inline)  # noqa: B010
 setattr(fastapi.dependencies.utils, "run_in_threadpool", _inline)  # noqa: B010
 
 
-def call(app: Any, path: str, token: str) -> int:
-    """One GET through the ASGI app; returns the status."""
+def call(app: Any, path: str, token: str, out: list[bytes] | None = None) -> int:
+    """One GET through the ASGI app; returns the status (and appends the body to ``out``)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -68,12 +71,20 @@ def call(app: Any, path: str, token: str) -> int:
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             status[0] = message["status"]
+        elif out is not None:
+            out.append(message.get("body", b""))
 
     LOOP.run_until_complete(app(scope, receive, send))
     return status[0]
 
 
 LOOP = asyncio.new_event_loop()
+
+
+def body(app: Any, path: str, token: str) -> bytes:
+    out: list[bytes] = []
+    assert call(app, path, token, out) == 200
+    return b"".join(out)
 
 
 def main() -> None:
@@ -88,6 +99,23 @@ def main() -> None:
         ctx = AppContext.create(None)
         token = mint_token(ctx.settings.auth, "bench", [Role.CLINICIAN], now=datetime.now(UTC), ttl_s=3600)
         app = create_app(ctx)
+        (root / "peer.json").write_text(
+            json.dumps(
+                {
+                    "worklist": json.loads(body(app, "/api/v1/worklist", token)),
+                    "report": json.loads(body(app, f"/api/v1/studies/{uid}/reports/latest", token)),
+                }
+            )
+        )
+        os.environ["BENCH_PEER_JSON"] = str(root / "peer.json")
+        peer = peer_app()
+        for name, path in (("peer worklist", "/worklist"), ("peer report", "/report")):
+            for _ in range(20):
+                assert call(peer, path, "") == 200
+            c0 = time.process_time()
+            for _ in range(a.requests):
+                call(peer, path, "")
+            print(f"== {name}: {1000 * (time.process_time() - c0) / a.requests:.2f} ms CPU/request (unprofiled)")
         for name, url in (
             ("worklist", "/api/v1/worklist"),
             ("report", f"/api/v1/studies/{uid}/reports/latest"),
