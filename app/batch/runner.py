@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,20 @@ class BatchOptions:
     reports: bool = False
     deid: bool = False
     fhir: bool = True
+    date_from: str | None = None  #: source ``pacs``: earliest study date (YYYY-MM-DD)
+    date_to: str | None = None  #: source ``pacs``: latest study date
+    modality: str | None = None  #: source ``pacs``: modality in study
+
+    def pacs_query(self) -> sources.PacsQuery:
+        def day(value: str | None, option: str) -> date | None:
+            if value is None:
+                return None
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise ConfigError(f"{option}: expected YYYY-MM-DD, got {value!r}") from None
+
+        return sources.PacsQuery(day(self.date_from, "--from"), day(self.date_to, "--to"), self.modality)
 
     def __post_init__(self) -> None:
         if self.engine not in ("local", "ray"):
@@ -81,15 +96,17 @@ class BatchResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def plan(ctx: AppContext | None, options: BatchOptions) -> sources.Plan:
-    """The items of the source; ``ctx`` None counts without indexing anything (``--dry-run``)."""
+def plan(ctx: AppContext, options: BatchOptions, *, dry_run: bool = False) -> sources.Plan:
+    """The items of the source; ``dry_run`` counts without indexing or pulling anything."""
     kind = sources.source_kind(options.source)
     path = Path(options.source)
+    if kind == "pacs":
+        return sources.plan_pacs(ctx, options.pacs_query(), limit=options.limit, pull=not dry_run)
     if kind == "folder":
-        return sources.plan_folder(ctx, path, limit=options.limit)
+        return sources.plan_folder(None if dry_run else ctx, path, limit=options.limit)
     if kind == "reports":
         return sources.plan_reports(path, limit=options.limit)
-    return sources.plan_manifest(ctx, path, limit=options.limit)
+    return sources.plan_manifest(None if dry_run else ctx, path, limit=options.limit)
 
 
 def _read_run_file(out: Path) -> str | None:
@@ -151,7 +168,7 @@ def run_batch(
     out = options.out
     existing = _read_run_file(out)
     if dry_run:
-        planned = plan(None, options).counts()
+        planned = plan(ctx, options, dry_run=True).counts()
         done = 0
         if existing is not None:
             with ctx.db.session(readonly=True) as session:
@@ -172,7 +189,8 @@ def run_batch(
         options = BatchOptions(
             source=stored["source"], out=out, workers=options.workers, engine=options.engine,
             address=options.address, limit=stored.get("limit"), reports=stored.get("reports", False),
-            deid=stored.get("deid", False), fhir=stored.get("fhir", True),
+            deid=stored.get("deid", False), fhir=stored.get("fhir", True), date_from=stored.get("date_from"),
+            date_to=stored.get("date_to"), modality=stored.get("modality"),
         )  # fmt: skip
         planned_counts: dict[str, int] = {}
     else:

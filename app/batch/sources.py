@@ -1,7 +1,7 @@
-"""What a batch runs over: the items of a folder tree, a manifest, or a report-text table.
+"""What a batch runs over: the items of a folder tree, a manifest, a report-text table or a PACS query.
 
 Planning indexes the studies (through :func:`app.inputs.collect`, the same
-path ``mmdx run`` takes; studies already pulled with ``mmdx pull`` are named by UID) and
+path ``mmdx run`` takes, or ``ingest.pull`` for a PACS query by date range and modality) and
 returns one :class:`store.runs.NewItem` per study, research image or report
 text, in a stable order (by source path, or manifest row), so the same input
 always gives the same item numbers. Unusable inputs become failed items with
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,13 @@ from app.batch.images import is_research_image
 from app.context import AppContext
 from app.ecg_studies import content_sha256
 from app.inputs import collect
-from core.errors import ConfigError
+from core.errors import ConfigError, IngestError
 from core.identifiers import derive_uid
 from ecg.readers import detect_format
 from ecg.readers.members import record_files
+from ingest.filestore import FileStore
+from ingest.pull import DicomWebPuller
+from ingest.receive import Receiver
 from ingest.scan import scan
 from store import index
 from store.runs import NewItem
@@ -41,7 +45,7 @@ REPORT_COLUMNS = ("report_text", "report", "text")
 class Plan:
     """The planned items and what kind of source they came from."""
 
-    kind: str  #: folder, manifest, reports
+    kind: str  #: folder, manifest, reports, pacs
     items: tuple[NewItem, ...]
     notes: tuple[str, ...] = field(default=())
 
@@ -54,11 +58,15 @@ class Plan:
 
 
 def source_kind(source: str) -> str:
+    if source == "pacs":
+        return "pacs"
     path = Path(source)
     if path.is_dir():
         return "folder"
     if not path.exists():
-        raise ConfigError(f"batch source {source}: no such file or folder (expected a folder or a CSV/Parquet table)")
+        raise ConfigError(
+            f"batch source {source}: no such file or folder (expected a folder, a CSV/Parquet table or 'pacs')"
+        )
     table = read_table(path)
     if any(c in table.column_names for c in REPORT_COLUMNS) and not any(
         c in table.column_names for c in (*PATH_COLUMNS, *UID_COLUMNS)
@@ -260,3 +268,89 @@ def plan_reports(table_path: Path, *, limit: int | None = None) -> Plan:
         error = None if text.strip() else "empty report text"
         items.append(NewItem(seq, f"report:{rid}#{seq}", "report", f"{table_path.name}#{rid}", None, meta, error))
     return Plan("reports", tuple(items))
+
+
+# --------------------------------------------------------------------------- PACS
+
+
+@dataclass(frozen=True, slots=True)
+class PacsQuery:
+    """A cohort query against the configured PACS (``pull.dicomweb_url``): study date range and modality."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    modality: str | None = None
+
+    def filters(self) -> dict[str, str]:
+        out = {}
+        if self.date_from or self.date_to:
+            lo = self.date_from.strftime("%Y%m%d") if self.date_from else ""
+            hi = self.date_to.strftime("%Y%m%d") if self.date_to else ""
+            out["StudyDate"] = f"{lo}-{hi}"
+        if self.modality:
+            out["ModalitiesInStudy"] = self.modality.upper()
+        return out
+
+
+def _pacs_puller(ctx: AppContext) -> DicomWebPuller:
+    settings = ctx.settings
+    if not settings.pull.dicomweb_url:
+        raise ConfigError("batch source 'pacs' needs pull.dicomweb_url (QIDO-RS / WADO-RS of the PACS)")
+    receiver = Receiver(
+        FileStore(settings.storage.store_dir, fsync=settings.storage.fsync), ctx.db, settings.storage.quarantine_dir
+    )
+    return DicomWebPuller(settings.pull.dicomweb_url, receiver, timeout_s=settings.pull.timeout_s)
+
+
+#: QIDO-RS page size of a cohort query.
+QIDO_PAGE = 500
+
+
+def pacs_study_uids(ctx: AppContext, query: PacsQuery) -> list[str]:
+    """QIDO-RS ``/studies`` by date range and modality: the matching Study Instance UIDs, sorted.
+
+    Paged by hand (``limit``/``offset``): a page that brings nothing new ends the search, so a server that
+    ignores ``offset`` cannot make it loop.
+    """
+    puller = _pacs_puller(ctx)
+    uids: set[str] = set()
+    offset = 0
+    while True:
+        try:
+            page = puller.client.search_for_studies(
+                search_filters=query.filters(), fields=["StudyInstanceUID"], limit=QIDO_PAGE, offset=offset
+            )
+        except Exception as exc:  # dicomweb-client raises requests/HTTP errors of several kinds
+            raise IngestError(f"QIDO-RS search at {puller.url} failed: {type(exc).__name__}") from None
+        found = {str(item.get("0020000D", {}).get("Value", [""])[0]) for item in page} - {""}
+        if not found - uids:
+            break
+        uids |= found
+        if len(page) < QIDO_PAGE:
+            break
+        offset += len(page)
+    return sorted(uids)
+
+
+def plan_pacs(ctx: AppContext, query: PacsQuery, *, limit: int | None = None, pull: bool = True) -> Plan:
+    """The studies matching ``query``, each pulled through ``ingest.pull`` (WADO-RS into the store and index)."""
+    uids = pacs_study_uids(ctx, query)
+    if limit:
+        uids = uids[:limit]
+    items = []
+    puller = _pacs_puller(ctx) if pull else None
+    for seq, uid in enumerate(uids):
+        if puller is None:
+            items.append(NewItem(seq, uid, "study", f"pacs:{uid}", uid, {}))
+            continue
+        try:
+            result = puller.retrieve_study(uid)
+        except IngestError as exc:
+            items.append(NewItem(seq, f"uid:{uid}", "file", f"pacs:{uid}", uid, {}, f"pull failed: {exc}"))
+            continue
+        if result.stored + result.duplicate == 0:
+            reason = f"pull brought no usable object ({result.rejected + result.failed} refused)"
+            items.append(NewItem(seq, f"uid:{uid}", "file", f"pacs:{uid}", uid, {}, reason))
+            continue
+        items.append(NewItem(seq, uid, "study", f"pacs:{uid}", uid, {}))
+    return Plan("pacs", tuple(items), notes=(f"{len(uids)} stud{'y' if len(uids) == 1 else 'ies'} matched",))

@@ -19,7 +19,11 @@ from app.commands import ConfigOption
 
 def batch_command(
     source: Annotated[
-        str, typer.Argument(help="a folder tree, a manifest (CSV/Parquet: path or study_uid column), a report table")
+        str,
+        typer.Argument(
+            help="a folder tree, a manifest (CSV/Parquet: path or study_uid column), a report table, or 'pacs' "
+            "(QIDO-RS query by --from/--to/--modality, pulled through WADO-RS)"
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the cohort table, NDJSON and summary")],
     workers: Annotated[
@@ -39,6 +43,9 @@ def batch_command(
         bool, typer.Option("--deid", help="pseudonymised outputs (project key deid.salt), dates shifted per patient")
     ] = False,
     fhir: Annotated[bool, typer.Option("--fhir/--no-fhir", help="FHIR Bulk Data NDJSON under OUT/fhir/")] = True,
+    date_from: Annotated[str | None, typer.Option("--from", help="SOURCE pacs: earliest study date YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="SOURCE pacs: latest study date YYYY-MM-DD")] = None,
+    modality: Annotated[str | None, typer.Option("--modality", help="SOURCE pacs: modality in study")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -64,6 +71,9 @@ def batch_command(
             reports=reports,
             deid=deid,
             fhir=fhir,
+            date_from=date_from,
+            date_to=date_to,
+            modality=modality,
         )
         result = run_batch(
             ctx,

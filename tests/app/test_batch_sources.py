@@ -182,3 +182,36 @@ def test_cli_dry_run_and_errors(workdir: Path):
     assert "study" in res.output and "2" in res.output
     res = runner.invoke(cli, ["batch", str(workdir / "nope"), "--out", str(workdir / "out")])
     assert res.exit_code == 2 and "no such file or folder" in " ".join(res.output.split())
+
+
+@pytest.mark.integration
+def test_pacs_query_pulls_through_ingest_and_runs(workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from tests.peers import free_port, start_orthanc, stop_pid
+
+    orthanc, proc = start_orthanc(tmp_path / "orthanc", mmdx_port=free_port())
+    try:
+        for path in dicom_ecg_copies(tmp_path / "pacs_in", 2):
+            orthanc.upload(path)
+        monkeypatch.setenv("MMDX_PULL__DICOMWEB_URL", f"{orthanc.url}/dicom-web")
+        ctx = AppContext.create()
+        query = BatchOptions("pacs", workdir / "dry", date_from="2013-01-01", modality="ECG")
+        dry = run_batch(ctx, query, dry_run=True)
+        assert dry.planned == {"study": 2}
+        with ctx.db.session(readonly=True) as session:
+            from sqlalchemy import text
+
+            assert session.execute(text("select count(*) from studies")).scalar() == 0  # nothing pulled
+        none = run_batch(ctx, BatchOptions("pacs", workdir / "none", date_from="2014-01-01"), dry_run=True)
+        assert none.planned == {}
+        result = run_batch(
+            ctx, BatchOptions("pacs", workdir / "out", date_from="2013-01-01", date_to="2013-12-31", modality="ECG")
+        )
+        assert result.counts["done"] == 2
+        rows = _rows(workdir / "out")
+        uids = sorted(derive_uid("2.25", "batch-test", "study", str(i)) for i in range(2))
+        assert [r["study_instance_uid"] for r in rows] == uids
+        assert all(r["source_path"] == f"pacs:{r['study_instance_uid']}" and r["ecg_qrs_duration_ms"] for r in rows)
+        with pytest.raises(ConfigError, match="--from"):
+            run_batch(ctx, BatchOptions("pacs", workdir / "bad", date_from="last year"), dry_run=True)
+    finally:
+        stop_pid(proc)
