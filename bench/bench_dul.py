@@ -7,7 +7,8 @@ nothing: only PDU reading, DIMSE reassembly and the answers are counted, the sam
 Run at two sizes and take the difference, so start-up and imports cancel out::
 
     for n in 200 600; do
-      valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.dul.$n .venv/bin/python bench/bench_dul.py $n
+      PYTHONHASHSEED=0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.dul.$n \
+          .venv/bin/python bench/bench_dul.py $n --instr
     done
     # per object: (Ir(600) - Ir(200)) / 400, Ir from `callgrind_annotate /tmp/cg.dul.N | grep 'PROGRAM TOTALS'`
 """
@@ -15,8 +16,11 @@ Run at two sizes and take the difference, so start-up and imports cancel out::
 from __future__ import annotations
 
 import argparse
+import os
 import struct
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +102,15 @@ class _Sink:
         pass
 
 
+def _callgrind(state: str) -> None:
+    """Switch callgrind's instrumentation (as ``bench_index_writer.py`` does): only the served stream is counted."""
+    proc = subprocess.Popen(["callgrind_control", "-i", state, str(os.getpid())], stdout=subprocess.DEVNULL)
+    while proc.poll() is None:
+        time.sleep(0.001)
+    if proc.returncode:
+        raise SystemExit(f"callgrind_control -i {state} failed (run under valgrind --tool=callgrind)")
+
+
 class _Socket:
     """The peer's bytes already queued: ``recv_into`` fills the buffer, ``sendall`` keeps the answers."""
 
@@ -126,6 +139,7 @@ class _Handler:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("n", type=int)
+    parser.add_argument("--instr", action="store_true", help="switch callgrind's instrumentation on for the work only")
     args = parser.parse_args()
     import pydicom
 
@@ -137,9 +151,13 @@ def main() -> None:
     data = stream(args.n, buf.getvalue())
     sock = _Socket(data)
     config = AcceptorConfig("BENCH", (), frozenset(STORAGE_SOP_CLASSES), TRANSFER_SYNTAXES, PDU)
+    if args.instr:
+        _callgrind("on")
     assoc = Association(sock, config, _Handler())  # type: ignore[arg-type]
     assert assoc.negotiate()
     assoc.serve()
+    if args.instr:
+        _callgrind("off")
     assert len(sock.sent) == args.n + 2, len(sock.sent)  # AC, one C-STORE-RSP per object, RP
     assert assoc.statuses == {0: args.n}, assoc.statuses
 
