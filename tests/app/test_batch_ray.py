@@ -47,7 +47,8 @@ def ray_head() -> Iterator[str]:
     log = Path(temp) / "ray-start.log"
     proc = subprocess.Popen(
         cmd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        # its own HOME: a token in ~/.ray/auth_token (left by another Ray) would make the head demand it
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": temp},
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
     try:
