@@ -52,15 +52,12 @@ def ray_head() -> Iterator[str]:
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        deadline = time.monotonic() + 120
+        # ready when ray start says so (the GCS port accepts connections before the GCS serves clients)
+        while "Ray runtime started" not in log.read_text(errors="replace"):
             assert proc.poll() is None, "ray start exited: " + log.read_text(errors="replace")[-2000:]
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the Ray head did not listen"
-                time.sleep(0.5)
+            assert time.monotonic() < deadline, "the Ray head did not start: " + log.read_text(errors="replace")[-2000:]
+            time.sleep(0.5)
         yield address
     finally:
         # the whole process group (ray start, gcs_server, raylet, workers): SIGTERM, then SIGKILL what is left
