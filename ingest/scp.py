@@ -159,23 +159,11 @@ class StorageServer:
         store = FileStore(settings.storage.store_dir, fsync=settings.storage.fsync)
         self.receiver = Receiver(store, db, settings.storage.quarantine_dir, limits=settings.limits)
         self._ssl = tls_server_context(settings.scp.tls) if settings.scp.tls.enabled else None
-        self.ae = AE(ae_title=self.ae_title)
-        self.ae.maximum_associations = settings.scp.max_associations
-        # pynetdicom's engine has the timeouts (not the per-peer and buffer limits: the fast engine's)
-        self.ae.acse_timeout = settings.limits.association_request_timeout_s
-        self.ae.network_timeout = settings.limits.idle_timeout_s
-        self.ae.require_called_aet = True
-        if settings.scp.allowed_calling_aes:
-            self.ae.require_calling_aet = list(settings.scp.allowed_calling_aes)
-        if max_pdu is not None:
-            self.ae.maximum_pdu_size = max_pdu
-        self.ae.add_supported_context(Verification)
-        for sop in STORAGE_SOP_CLASSES:
-            self.ae.add_supported_context(sop, list(TRANSFER_SYNTAXES))
         self.engine = engine or settings.scp.engine
         if self.engine not in ("pynetdicom", "fast"):
             raise ConfigError(f"scp.engine: expected 'pynetdicom' or 'fast', got {self.engine!r}")
         self._max_pdu = 16384 if max_pdu is None else max_pdu
+        self._pdu_asked = max_pdu
         self._server: ThreadedAssociationServer | UpperLayerServer | None = None
         self._stopped = threading.Event()
         self.recover = recover
@@ -193,6 +181,24 @@ class StorageServer:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def _pynetdicom_ae(self) -> AE:
+        """The pynetdicom acceptor, built only when ``scp.engine: pynetdicom`` runs."""
+        settings = self.settings
+        ae = AE(ae_title=self.ae_title)
+        ae.maximum_associations = settings.scp.max_associations
+        # pynetdicom's engine has the timeouts (not the per-peer and buffer limits: the fast engine's)
+        ae.acse_timeout = settings.limits.association_request_timeout_s
+        ae.network_timeout = settings.limits.idle_timeout_s
+        ae.require_called_aet = True
+        if settings.scp.allowed_calling_aes:
+            ae.require_calling_aet = list(settings.scp.allowed_calling_aes)
+        if self._pdu_asked is not None:
+            ae.maximum_pdu_size = self._pdu_asked
+        ae.add_supported_context(Verification)
+        for sop in STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop, list(TRANSFER_SYNTAXES))
+        return ae
 
     def _handlers(self) -> list[Any]:
         return [
@@ -234,7 +240,7 @@ class StorageServer:
             server.start()
             self._server = server
         else:
-            self._server = self.ae.start_server(
+            self._server = self._pynetdicom_ae().start_server(
                 (self.host, self._port), block=False, ssl_context=self._ssl, evt_handlers=self._handlers()
             )
         if self.recover:
