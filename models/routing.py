@@ -18,10 +18,8 @@ an ECG model ECG waveforms, a VLM the series its rule matched.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from core.config import ModelSpec, RouteRule
-from core.records import Series, Study
 from models.protocol import ModelOutput
 
 CHEAP_BACKENDS = ("cxr_classifier", "ecg_cnn")
@@ -47,18 +45,6 @@ def models_for(rules: Sequence[RouteRule], modality: str, body_part: str | None)
     return names
 
 
-@dataclass(frozen=True, slots=True)
-class RoutePlan:
-    """What runs on one study: triage models first, then drafting models if escalated."""
-
-    triage: dict[str, tuple[Series, ...]]
-    drafting: dict[str, tuple[Series, ...]]
-
-    @property
-    def empty(self) -> bool:
-        return not self.triage and not self.drafting
-
-
 def suits(spec: ModelSpec, modality: str, body_part: str | None) -> bool:
     """Whether a model takes data of this modality and body part (its ``options.modalities``, its backend)."""
     mod = modality.upper()
@@ -70,23 +56,6 @@ def suits(spec: ModelSpec, modality: str, body_part: str | None) -> bool:
     if spec.backend == "ecg_cnn":
         return mod in ECG_MODALITIES
     return True
-
-
-def plan(study: Study, rules: Sequence[RouteRule], specs: Mapping[str, ModelSpec]) -> RoutePlan:
-    """Route each series of a study to the configured models that suit it (unknown names are skipped)."""
-    triage: dict[str, list[Series]] = {}
-    drafting: dict[str, list[Series]] = {}
-    for series in study.series:
-        for name in models_for(rules, series.modality, series.body_part):
-            spec = specs.get(name)
-            if spec is None or not suits(spec, series.modality, series.body_part):
-                continue
-            target = (
-                triage if spec.backend in CHEAP_BACKENDS else drafting if spec.backend in DRAFTING_BACKENDS else None
-            )
-            if target is not None:
-                target.setdefault(name, []).append(series)
-    return RoutePlan({k: tuple(v) for k, v in triage.items()}, {k: tuple(v) for k, v in drafting.items()})
 
 
 def should_escalate(

@@ -24,7 +24,7 @@ from core.records import (
     Study,
 )
 from models.protocol import ModelInfo, ModelOutput
-from models.routing import models_for, plan, should_escalate
+from models.routing import models_for, should_escalate, suits
 from models.safety import (
     draft_vs_classifier,
     ecg_model_vs_rules,
@@ -147,9 +147,15 @@ def test_routing_sends_each_series_to_suitable_models_cheap_first() -> None:
         RouteRule(kind="imaging", models=["ctvlm", "unknown"]),
     ]
     assert models_for(rules, "DX", "CHEST") == ["cls", "vlm", "ctvlm", "unknown"]
-    p = plan(_study(), rules, specs)
-    assert {k: [s.modality for s in v] for k, v in p.triage.items()} == {"cls": ["DX"], "ecg": ["ECG"]}
-    assert {k: [s.modality for s in v] for k, v in p.drafting.items()} == {"vlm": ["DX"], "ctvlm": ["CT"]}
+    routed = {
+        s.modality: [
+            m
+            for m in models_for(rules, s.modality, s.body_part)
+            if m in specs and suits(specs[m], s.modality, s.body_part)
+        ]
+        for s in _study().series
+    }  # what the orchestrator runs per series: the rules' models that suit the data
+    assert routed == {"DX": ["cls", "vlm"], "CT": ["ctvlm"], "ECG": ["ecg"]}
 
 
 def test_escalation_policies() -> None:
