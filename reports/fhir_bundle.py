@@ -382,6 +382,8 @@ def _imaging_study(b: _Builder, patient_url: str) -> str:
         res["started"] = b.ctx.aware(s.study_datetime).isoformat()
     if s.description:
         res["description"] = s.description
+    if s.order_match is not None:  # the order the study was acquired for, as on the DiagnosticReport
+        res["basedOn"] = [service_request_ref(s.order_match.order, b.ctx)]
     if series:
         res["series"] = series
     url = b.url("ImagingStudy")

@@ -155,6 +155,8 @@ def test_order_round_trip(ctx: AppContext, listener: MllpServer, tmp_path: Path)
     assert based_on["type"] == "ServiceRequest"
     assert based_on["identifier"]["value"] == "PL7001"
     assert based_on["identifier"]["type"]["coding"][0]["code"] == "PLAC"
+    imaging = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ImagingStudy")
+    assert imaging["basedOn"] == report["basedOn"]  # the study was acquired for the same order
     from reports.fhir_validate import assert_valid, medplum_ready
 
     assert_valid((out / "bundle.json").read_bytes(), medplum=medplum_ready())  # project checker (+ Medplum)
