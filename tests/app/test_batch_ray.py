@@ -34,7 +34,8 @@ def _free_port() -> int:
 @pytest.fixture
 def ray_head() -> Iterator[str]:
     """A one-node Ray cluster on 127.0.0.1 (its own process group and temp dir), stopped by PID."""
-    pytest.importorskip("ray", reason="the ray extra is part of the test environment (pip install 'mmdx[ray]')")
+    import ray  # noqa: F401  # a test extra (pip install 'mmdx[ray]'): missing, the test fails rather than skips
+
     port = _free_port()
     workers = 10000 + port % 9900  # 100 ports for the worker processes, below the ephemeral range
     temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 107 characters

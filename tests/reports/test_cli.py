@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import typer
@@ -39,14 +41,12 @@ def test_check_fhir_valid_and_broken(tmp_path: Path, medplum: Path) -> None:
     assert "mmdx" in bad.output and "medplum" in bad.output
 
 
-def test_check_fhir_never_installs_at_run_time(monkeypatch) -> None:
-    """Without the validator installed, the command says how to install it and installs nothing itself."""
-    monkeypatch.setattr(report_commands, "medplum_ready", lambda: False)
-    calls: list[object] = []
-    monkeypatch.setattr("subprocess.run", lambda *a, **k: calls.append(a))
-    result = CliRunner().invoke(_cli(), ["report", "check-fhir", str(GOLDEN)], terminal_width=200)
-    assert result.exit_code == 2
-    assert "make fhir-validator" in result.output and "--no-medplum" in result.output
-    assert calls == []
-    ok = CliRunner().invoke(_cli(), ["report", "check-fhir", "--no-medplum", str(GOLDEN)])
-    assert ok.exit_code == 0, ok.output
+def test_check_fhir_never_installs_at_run_time(tmp_path: Path) -> None:
+    """Without node on PATH the validator is not ready: the command says how to install it, and installs nothing."""
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}  # no node, no npm
+    cmd = [sys.executable, "-c", "from app.cli import main; main()", "report", "check-fhir"]
+    result = subprocess.run([*cmd, str(GOLDEN)], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "make fhir-validator" in " ".join(result.stderr.split()) and "--no-medplum" in result.stderr
+    ok = subprocess.run([*cmd, "--no-medplum", str(GOLDEN)], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
