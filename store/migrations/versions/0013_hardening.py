@@ -1,0 +1,23 @@
+"""hardening: schema changes of this session's hardening work (empty until that work needs one)
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-08
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
