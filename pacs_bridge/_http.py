@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from core.config import Destination
-from pacs_bridge._tls import client_context
+from pacs_bridge._tls import client_context, tls_failure
 from pacs_bridge.outcome import Delivered, Failed, Outcome, Retry
 
 #: Statuses worth another try: timeouts, throttling, a server briefly down.
@@ -31,4 +31,5 @@ def classify(response: httpx.Response, what: str, detail: str = "") -> Outcome:
 
 
 def unreachable(exc: httpx.HTTPError, what: str) -> Retry:
-    return Retry(f"{what}: {type(exc).__name__}: {exc}")
+    """A try that never got an HTTP answer (refused, timed out, TLS refused): retried."""
+    return Retry(f"{what}: {tls_failure(exc) or f'{type(exc).__name__}: {exc}'}")

@@ -16,7 +16,7 @@ import hl7
 
 from core.config import Destination
 from pacs_bridge._artefact import read_checked
-from pacs_bridge._tls import client_context
+from pacs_bridge._tls import client_context, tls_failure
 from pacs_bridge.outcome import Delivered, Failed, Outcome, Retry
 from store.outbox import OutboxItem
 
@@ -112,7 +112,7 @@ class MllpSender:
                     sock = None
                     continue
                 except OSError as exc:
-                    out.append(Retry(f"{self.where}: {exc.strerror or exc}"))
+                    out.append(Retry(f"{self.where}: {tls_failure(exc) or exc.strerror or exc}"))
                     _drop(sock)
                     sock = None
                     continue

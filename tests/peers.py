@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -154,16 +155,29 @@ class MllpListener:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
 
-def start_mllp_listener(workdir: Path, mode: str = "AA", port: int | None = None) -> MllpListener:
-    """Start the test MLLP listener answering every message with ``mode`` (AA, AE, AR or none)."""
+def start_mllp_listener(
+    workdir: Path,
+    mode: str = "AA",
+    port: int | None = None,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    client_ca: Path | None = None,
+) -> MllpListener:
+    """Start the test MLLP listener answering every message with ``mode`` (AA, AE, AR or none).
+
+    ``tls``: (certificate, private key) to listen with TLS; ``client_ca``: also require a client certificate.
+    """
     import sys
 
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = workdir / f"mllp-{port}.jsonl"
     out = workdir / f"mllp-{port}.out"
+    extra = ["--certificate", str(tls[0]), "--private-key", str(tls[1])] if tls else []
+    extra += ["--client-ca", str(client_ca)] if client_ca else []
+    script = [sys.executable, str(PEERS_DIR / "mllp_listener.py")]
     proc = subprocess.Popen(
-        [sys.executable, str(PEERS_DIR / "mllp_listener.py"), "--port", str(port), "--mode", mode, "--log", str(log)],
+        [*script, "--port", str(port), "--mode", mode, "--log", str(log), *extra],
         stdout=out.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -178,16 +192,34 @@ class FhirServer:
     url: str
     proc: subprocess.Popen[bytes]
     token: str | None = None
+    #: how the test reaches it: True over HTTP, a client context (its CA, the client certificate) over HTTPS
+    verify: ssl.SSLContext | bool = True
 
     def search(self, resource_type: str, **params: str) -> list[dict[str, object]]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        r = httpx.get(f"{self.url}/{resource_type}", params={"_count": "1000", **params}, headers=headers, timeout=30)
+        r = httpx.get(
+            f"{self.url}/{resource_type}",
+            params={"_count": "1000", **params},
+            headers=headers,
+            timeout=30,
+            verify=self.verify,
+        )
         r.raise_for_status()
         return [e["resource"] for e in r.json().get("entry", [])]
 
 
-def start_fhir_server(workdir: Path, token: str | None = None) -> FhirServer:
-    """Start the Medplum FHIR server on a free port (``npm ci`` in tests/peers/medplum installs it)."""
+def start_fhir_server(
+    workdir: Path,
+    token: str | None = None,
+    *,
+    https: tuple[Path, Path] | None = None,
+    client_cert: tuple[Path, Path] | None = None,
+) -> FhirServer:
+    """Start the Medplum FHIR server on a free port (``npm ci`` in tests/peers/medplum installs it).
+
+    ``https``: (certificate, key) PEMs to serve HTTPS with; ``client_cert``: (certificate, key) of the
+    only client it then accepts (mutual TLS; the test's own searches present it).
+    """
     node = require_binary("node")
     if not (PEERS_DIR / "medplum" / "node_modules" / "@medplum" / "fhir-router").is_dir():
         if os.environ.get("CI"):
@@ -197,6 +229,13 @@ def start_fhir_server(workdir: Path, token: str | None = None) -> FhirServer:
     port = free_port()
     out = workdir / f"fhir-{port}.out"
     env = dict(os.environ, FHIR_TOKEN=token) if token else dict(os.environ)
+    verify: ssl.SSLContext | bool = True
+    if https is not None:
+        env |= {"FHIR_TLS_CERT": str(https[0]), "FHIR_TLS_KEY": str(https[1])}
+        verify = ssl.create_default_context(cafile=str(https[0]))
+        if client_cert is not None:
+            env["FHIR_CLIENT_CA"] = str(client_cert[0])
+            verify.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
     proc = subprocess.Popen(
         [node, "server.mjs", str(port)],
         cwd=PEERS_DIR / "medplum",
@@ -205,4 +244,4 @@ def start_fhir_server(workdir: Path, token: str | None = None) -> FhirServer:
         env=env,
     )
     _wait_line(proc, out, "listening", "Medplum FHIR server", timeout=60)
-    return FhirServer(f"http://127.0.0.1:{port}", proc, token)
+    return FhirServer(f"{'https' if https else 'http'}://127.0.0.1:{port}", proc, token, verify)

