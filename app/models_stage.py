@@ -17,11 +17,12 @@ from app.plan import PROJECTION_MODALITIES, SeriesPlan
 from core.config import RouteRule
 from core.errors import IngestError
 from core.records import EcgRecord, Finding, Image, Measurement, Study
+from ecg.render import render_array
 from ingest.pixels import load_image
 from ingest.volume import load_volume
 from models.orchestrate import ModelsResult, analyse_batch
 from models.protocol import ClinicalContext, ModelInput
-from models.routing import models_for
+from models.routing import DRAFTING_BACKENDS, ecg_models_for
 
 
 def clinical_context(study: Study) -> ClinicalContext:
@@ -70,33 +71,45 @@ def image_input(study: Study, plans: Sequence[SeriesPlan], problems: list[str]) 
     )
 
 
+def ecg_measurements_text(measurements: Sequence[Measurement]) -> str:
+    """The global intervals and axes as one line for an ECG prompt ("Heart rate 72 /min; PR interval 160 ms")."""
+    parts = [f"{m.code.meaning} {m.value:.0f} {m.unit.value}" for m in measurements if m.site is None]
+    return "; ".join(parts) or "not available"
+
+
 def ecg_models(
     ctx: AppContext,
-    study_uid: str,
+    study: Study,
     record: EcgRecord,
     statements: Sequence[Finding],
     measurements: Sequence[Measurement],
 ) -> ModelsResult | None:
-    """The ECG classifiers routed to ECGs (``model_routing`` with ``kind: ecg``), cross-checked with the rules.
+    """The models routed to ECGs, cross-checked with the rules; None when none is.
 
-    None when no ECG classifier is routed.  The rule engine's statements and
-    intervals are the reference: a disagreement becomes a flag in the report.
+    The ECG classifier gets the signal; a vision-language model (PULSE, any VLM a rule with
+    ``kind: ecg`` or ``modality: ECG`` names) gets the printout ``ecg`` renders, without patient
+    identity or anyone's statements on it, and the measured intervals in its prompt.  The rule
+    engine's statements and intervals are the reference: a disagreement becomes a flag in the report.
     """
-    rules = ctx.settings.model_routing
-    names = [
-        n
-        for n in models_for(rules, "ECG", None)
-        if (spec := ctx.registry.specs.get(n)) is not None and spec.backend == "ecg_cnn"
-    ]
+    names = ecg_models_for(ctx.settings.model_routing, ctx.registry.specs)
     if not names:
         return None
-    inp = ModelInput(study_instance_uid=study_uid, modality="ECG", ecg=record)
+    readers = [n for n in names if ctx.registry.specs[n].backend in DRAFTING_BACKENDS]
+    inp = ModelInput(
+        study_instance_uid=study.study_instance_uid,
+        modality="ECG",
+        ecg=record,
+        ecg_printout=render_array(record, measurements, (), blind=True) if readers else None,
+        ecg_measurements_text=ecg_measurements_text(measurements) if readers else None,
+        context=clinical_context(study),
+    )
+    uid = study.study_instance_uid
     (result,) = analyse_batch(
         [inp],
         ctx.registry,
         [RouteRule(kind="ecg", models=names)],
-        rule_findings={study_uid: tuple(statements)},
-        measurements={study_uid: tuple(measurements)},
+        rule_findings={uid: tuple(statements)},
+        measurements={uid: tuple(measurements)},
     )
     return result
 

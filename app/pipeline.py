@@ -162,7 +162,7 @@ def _analyse_ecgs(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft)
                 draft.printout_png = render_png(
                     record, analysis.measurements, analysis.statements, timezone=ctx.settings.site.timezone
                 )
-            result = ecg_models(ctx, study.study_instance_uid, record, analysis.statements, analysis.measurements)
+            result = ecg_models(ctx, study, record, analysis.statements, analysis.measurements)
             if result is not None:
                 _add_ecg_models(draft, result)
 

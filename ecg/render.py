@@ -224,6 +224,7 @@ def _header_text(
     statements: Sequence[Finding],
     gain: float,
     timezone: str | None,
+    blind: bool = False,
 ) -> _HeaderText:
     kind = "12-lead ECG" if record.has_standard_12_leads else f"ECG, {len(record.lead_names)} lead(s)"
     device = f"   device {record.device_name}" if record.device_name else ""
@@ -233,8 +234,10 @@ def _header_text(
     right = []
     if record.device_statements:
         right = _wrapped([f"{record.device_name or 'Device'}:", *record.device_statements])
+    if blind:  # a model reads the tracing itself: no identity, no one else's interpretation to copy
+        left, right = [], []
     return _HeaderText(
-        _identity_line(record, timezone),
+        "patient identity withheld" if blind else _identity_line(record, timezone),
         technique,
         "mmdx   " + _measure_line(measurements),
         list(compare(measurements, record.device_measurements)),
@@ -295,6 +298,7 @@ def _figure(
     statements: Sequence[Finding],
     dpi: float,
     timezone: str | None = None,
+    blind: bool = False,
 ) -> Figure:
     if not isinstance(record, EcgRecord):
         raise EcgError(f"render expects an EcgRecord, got {type(record).__name__}")
@@ -302,7 +306,7 @@ def _figure(
         raise EcgError(f"dpi must be positive, got {dpi}")
     segments, n_rows = _layout(record)
     gain = _gain(record, segments)
-    text = _header_text(record, measurements, statements, gain, timezone)
+    text = _header_text(record, measurements, statements, gain, timezone, blind)
     header_mm = text.height_mm
     grid_w = CAL_ZONE_MM + STRIP_SECONDS * SPEED_MM_PER_S
     grid_h = n_rows * ROW_HEIGHT_MM
@@ -374,9 +378,16 @@ def render_array(
     measurements: Sequence[Measurement] = (),
     statements: Sequence[Finding] = (),
     dpi: float = 100,
+    *,
+    blind: bool = False,
 ) -> npt.NDArray[np.uint8]:
-    """The printout as an RGB uint8 array (rows x columns x 3), e.g. as a VLM's image input."""
-    fig = _figure(record, measurements, statements, dpi)
+    """The printout as an RGB uint8 array (rows x columns x 3), e.g. as a VLM's image input.
+
+    ``blind`` (a model's input): no patient identity and no statements (mmdx's or the cart's) in the
+    header, so the model reads the tracing and measurements only and its reading can be checked
+    against the rules'.
+    """
+    fig = _figure(record, measurements, statements, dpi, blind=blind)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()  # type: ignore[no-untyped-call]
     rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]

@@ -7,8 +7,9 @@ all of its studies at once (VLM batching).  For each study:
    models that cannot run are reported in ``notices``, never silently skipped;
 2. the cheap models run first (CXR classifier, ECG CNN);
 3. each drafting VLM runs on the studies its escalation policy selects;
-4. the safety checks compare the draft with the classifier and the ECG model
-   with the rule-based interpretation, and set the priority;
+4. the safety checks compare the draft with the classifier, and the ECG model
+   and an ECG draft (a VLM reading the printout) with the rule-based
+   interpretation, and set the priority;
 5. the result holds only validated, attributed findings; a failed model
    leaves an error line (``model 'X' failed: reason``), never a partial draft;
 6. every model call, failed ones included, becomes a
@@ -36,6 +37,7 @@ from models.routing import CHEAP_BACKENDS, DRAFTING_BACKENDS, ECG_MODALITIES, mo
 from models.safety import (
     SafetyFlag,
     draft_vs_classifier,
+    ecg_draft_vs_rules,
     ecg_model_vs_rules,
     no_model_notice,
     refuse_unattributed,
@@ -204,9 +206,12 @@ def analyse_batch(
         classifiers = [o for o in ok if registry.specs[o.producer.name].backend == "cxr_classifier"]
         ecg_models = [o for o in ok if registry.specs[o.producer.name].backend == "ecg_cnn"]
         flags: list[SafetyFlag] = []
+        is_ecg = inp.modality.upper() in ECG_MODALITIES
         for d in drafts[:1]:
             for c in classifiers:
                 flags += draft_vs_classifier(d, c)
+            if is_ecg and uid in rule_findings:  # a VLM's ECG reading against the rule engine's statements
+                flags += ecg_draft_vs_rules(d, rule_findings[uid])
         for e in ecg_models:
             flags += ecg_model_vs_rules(e, rule_findings.get(uid, ()), measurements.get(uid, ()))
         try:
@@ -215,7 +220,7 @@ def analyse_batch(
             errors[uid].append(str(exc))
             model_findings = ()
         rev = review(ok, flags, rule_findings.get(uid, ()))
-        kind = "ecg" if inp.modality.upper() in ECG_MODALITIES else "imaging"
+        kind = "ecg" if is_ecg else "imaging"
         usable = [infos[n] for n in routed[uid]]
         notice = no_model_notice(kind, usable if usable else all_infos) if not ok else None
         sections = drafts[0].sections if drafts else ()

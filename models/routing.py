@@ -58,6 +58,24 @@ def suits(spec: ModelSpec, modality: str, body_part: str | None) -> bool:
     return True
 
 
+def ecg_models_for(rules: Sequence[RouteRule], specs: Mapping[str, ModelSpec]) -> list[str]:
+    """Configured models that read ECG studies: the ECG classifier wherever a rule routes ECGs to it, a
+    vision-language model (it reads the printout) only from a rule that names ECGs (``kind: ecg`` or
+    ``modality: ECG``) and when its ``options.modalities`` allow ECG: a catch-all rule sends no ECG to a
+    radiology VLM."""
+    explicit = [r for r in rules if r.kind == "ecg" or (r.modality or "").upper() in ECG_MODALITIES]
+    names = []
+    for name in models_for(rules, "ECG", None):
+        spec = specs.get(name)
+        if spec is None or not suits(spec, "ECG", None):
+            continue
+        if spec.backend == "ecg_cnn" or (
+            spec.backend in DRAFTING_BACKENDS and name in models_for(explicit, "ECG", None)
+        ):
+            names.append(name)
+    return names
+
+
 def should_escalate(
     spec: ModelSpec, triage: Sequence[ModelOutput], thresholds: Mapping[str, float] | None = None
 ) -> tuple[bool, str]:

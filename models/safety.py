@@ -220,6 +220,36 @@ def ecg_model_vs_rules(
     return flags
 
 
+def ecg_draft_vs_rules(draft: ModelOutput, rule_findings: Sequence[Finding]) -> list[SafetyFlag]:
+    """Flags where a VLM's ECG draft contradicts the rule-based interpretation (:mod:`models.ecg_reading`).
+
+    A statement the draft makes that the rules do not, or one the rules make that the draft
+    says is absent; statements the draft does not mention are not flagged (a draft is prose,
+    not a score per statement).
+    """
+    from models.ecg_reading import BY_KEY, ecg_draft_reading, statements_present
+
+    if not draft.ok:
+        return []
+    rules = statements_present(
+        [f.concept for f in rule_findings if f.presence is Presence.PRESENT and f.concept is not None]
+    )
+    rule_name = next((f.producer.name for f in rule_findings), "rule-based interpretation")
+    models = (draft.producer.name, rule_name)
+    flags = []
+    for key, said in sorted(ecg_draft_reading(draft).items()):
+        meaning = BY_KEY[key].meaning
+        if said is Presence.PRESENT and key not in rules:
+            flags.append(
+                SafetyFlag(key, f"{meaning}: in the AI ECG draft, not in the rule-based interpretation", models)
+            )
+        elif said is Presence.ABSENT and key in rules:
+            flags.append(
+                SafetyFlag(key, f"{meaning}: in the rule-based interpretation, the AI ECG draft says absent", models)
+            )
+    return flags
+
+
 def review(
     outputs: Sequence[ModelOutput], flags: Sequence[SafetyFlag], other_findings: Sequence[Finding] = ()
 ) -> SafetyReview:
@@ -237,10 +267,17 @@ def review(
 
 def no_model_notice(kind: str, infos: Sequence[ModelInfo]) -> str | None:
     """A plain statement for the draft when no model of this kind can run; None when one can."""
-    backends = ("local_vlm", "remote_vlm", "cxr_classifier") if kind == "imaging" else ("ecg_cnn",)
-    if any(i.available and i.backend in backends for i in infos):
+    if kind == "imaging":
+        infos = [i for i in infos if i.backend in ("local_vlm", "remote_vlm", "cxr_classifier")]
+    else:  # the ECG classifier, and a VLM that takes ECG printouts
+        infos = [
+            i
+            for i in infos
+            if i.backend == "ecg_cnn" or (i.backend in ("local_vlm", "remote_vlm") and "ECG" in i.modalities)
+        ]
+    if any(i.available for i in infos):
         return None
-    problems = [f"{i.name}: {'; '.join(i.missing)}" for i in infos if i.backend in backends and i.missing]
+    problems = [f"{i.name}: {'; '.join(i.missing)}" for i in infos if i.missing]
     why = (" Configured but not usable: " + " | ".join(problems) + ".") if problems else ""
     if kind == "imaging":
         return (

@@ -20,6 +20,7 @@ from core.config import load_settings
 from core.errors import MmdxError
 from models.labeler import as_json, label_report, label_sets
 from models.registry import Registry, summary
+from models.routing import ecg_models_for
 from models.safety import no_model_notice
 
 console = Console()
@@ -75,7 +76,8 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """List configured model backends: files present, sha256 matching, and what is missing."""
         try:
-            registry = Registry.from_settings(load_settings(config))
+            settings = load_settings(config)
+            registry = Registry.from_settings(settings)
             if check or probe:
                 from models.check import check_all
 
@@ -99,8 +101,12 @@ def register(cli: typer.Typer) -> None:
                     info.name, info.backend, info.family, info.location or "-", info.weights_sha256 or "-", status
                 )
             console.print(table)
+            ecg_names = set(ecg_models_for(settings.model_routing, registry.specs))
             for kind in ("imaging", "ecg"):
-                if notice := no_model_notice(kind, infos):
+                of_kind = (
+                    infos if kind == "imaging" else [i for i in infos if i.backend == "ecg_cnn" or i.name in ecg_names]
+                )
+                if notice := no_model_notice(kind, of_kind):
                     console.print(f"[yellow]{kind}:[/yellow] {notice}")
         if (check or probe) and any(not i.available for i in infos):
             raise typer.Exit(1)
