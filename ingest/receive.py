@@ -209,6 +209,10 @@ class Receiver:
             log.debug("%s %s from %s (%d bytes)", outcome.value, uid, source, size)
         return Received(outcome, uid, records.study.study_instance_uid, placed.path)
 
+    def refuse(self, reason: str, *, source: str) -> Received:
+        """Record an object refused before its bytes were kept (over a limit while it arrived); never raises."""
+        return self._reject(None, reason, source, self.clock.now())
+
     def _failed(self, uid: str, records: HeaderRecords, source: str, exc: Exception) -> Received:
         log.error("cannot store %s from %s: %s", uid, source, exc)
         self._count(Outcome.FAILED)

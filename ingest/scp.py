@@ -26,6 +26,7 @@ from core.errors import ConfigError
 from ingest.dul import AcceptorConfig, UpperLayerServer
 from ingest.filestore import FileStore
 from ingest.receive import Incoming, Outcome, Received, Receiver, reindex_stored
+from ingest.scp_limits import LimitedAssociationServer, MessageBound, Overflowed
 
 if TYPE_CHECKING:
     from core.config import Settings, TlsConfig
@@ -187,9 +188,10 @@ class StorageServer:
         settings = self.settings
         ae = AE(ae_title=self.ae_title)
         ae.maximum_associations = settings.scp.max_associations
-        # pynetdicom's engine has the timeouts (not the per-peer and buffer limits: the fast engine's)
+        # the timeouts are pynetdicom's; the per-peer and message limits: ingest.scp_limits
         ae.acse_timeout = settings.limits.association_request_timeout_s
         ae.network_timeout = settings.limits.idle_timeout_s
+        ae.dimse_timeout = settings.limits.idle_timeout_s
         ae.require_called_aet = True
         if settings.scp.allowed_calling_aes:
             ae.require_calling_aet = list(settings.scp.allowed_calling_aes)
@@ -208,6 +210,7 @@ class StorageServer:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
+            (evt.EVT_PDU_RECV, MessageBound(self.settings.limits)),
         ]
 
     def start(self, block: bool = False) -> None:
@@ -240,9 +243,17 @@ class StorageServer:
             server.start()
             self._server = server
         else:
-            self._server = self._pynetdicom_ae().start_server(
-                (self.host, self._port), block=False, ssl_context=self._ssl, evt_handlers=self._handlers()
+            ae = self._pynetdicom_ae()
+            acceptor = ae.make_server(
+                (self.host, self._port),
+                evt_handlers=self._handlers(),
+                server_class=LimitedAssociationServer,
+                limits=limits,
+                tls=self._ssl,
             )
+            ae._servers.append(acceptor)  # as ae.start_server does: ae.shutdown and acceptor.shutdown find it there
+            threading.Thread(target=acceptor.serve_forever, name="mmdx-scp-acceptor", daemon=True).start()
+            self._server = acceptor
         if self.recover:
             self._recovery = threading.Thread(target=self._recover, name="mmdx-scp-recovery", daemon=True)
             self._recovery.start()
@@ -275,6 +286,9 @@ class StorageServer:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
+            if isinstance(server, ThreadedAssociationServer):
+                for assoc in server.active_associations:
+                    assoc.abort()
             log.info("SCP %s stopped", self.ae_title)
         self.receiver.store.close()
         self._stopped.set()
@@ -299,6 +313,10 @@ class StorageServer:
 
     def _on_store(self, event: Any) -> int:
         calling = event.assoc.requestor.ae_title.strip()
+        dropped = event.request.DataSet
+        if isinstance(dropped, Overflowed):  # its bytes were dropped as they arrived (ingest.scp_limits)
+            reason = f"scp:{calling}: object of {dropped.size} bytes exceeds limits.max_object_bytes"
+            return status_for(self.receiver.refuse(reason, source=f"scp:{calling}"))
         try:
             data = event.encoded_dataset(include_meta=True)
             expected = str(event.request.AffectedSOPInstanceUID or "") or None
