@@ -371,6 +371,7 @@ def process_study(
                 ],
                 destinations_for(ctx, kind, report),
                 ctx.clock.now(),
+                model_errors=draft.model_failures,
             )
             audit.record(
                 session,

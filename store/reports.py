@@ -117,6 +117,8 @@ def save_report_version(
     artefacts: Sequence[ArtefactRecord],
     destinations_by_kind: Mapping[str, Sequence[str]],
     now: datetime,
+    *,
+    model_errors: Sequence[str] = (),
 ) -> int:
     """Store ``report`` as the next version of its study, its artefacts, and their outbox rows.
 
@@ -132,6 +134,9 @@ def save_report_version(
         twice for one kind violates UNIQUE(artefact, destination) and fails the whole unit.
     now:
         Creation time, and when the first delivery attempt is due.
+    model_errors:
+        "model 'X' failed: reason" lines of this version (PHI-free), kept in a column so the
+        worklist shows them without reading the payload.
 
     Returns
     -------
@@ -164,6 +169,7 @@ def save_report_version(
         payload=report_to_json(report),
         priority_level=int(report.priority.level),
         priority_reason=report.priority.reason,
+        model_errors="\n".join(e.replace("\n", " ") for e in model_errors)[:4000] or None,
         signed_by_name=signature.clinician.name if signature else None,
         signed_by_id=signature.clinician.identifier if signature else None,
         signed_at=signature.signed_at if signature else None,

@@ -328,6 +328,8 @@ class ReportVersionRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     priority_level: Mapped[int] = mapped_column(Integer, index=True)
     priority_reason: Mapped[str] = mapped_column(Text, default="")
+    #: "model 'X' failed: reason" lines of this version (newline-separated), for the worklist without the payload
+    model_errors: Mapped[str | None] = mapped_column(Text)
     signed_by_name: Mapped[str | None] = mapped_column(String(256))
     signed_by_id: Mapped[str | None] = mapped_column(String(128))
     signed_at: Mapped[datetime | None]

@@ -45,6 +45,7 @@ class WorklistRow:
     version: int
     waiting_since: datetime
     opened_by: str | None
+    model_errors: tuple[str, ...] = ()  #: "model 'X' failed: reason" of this version; empty when none failed
 
     def waiting_s(self, now: datetime) -> float:
         return max(0.0, (now - self.waiting_since).total_seconds())
@@ -71,6 +72,7 @@ def worklist(
         select(
             ReportVersionRow.priority_level,
             ReportVersionRow.priority_reason,
+            ReportVersionRow.model_errors,
             ReportVersionRow.status,
             ReportVersionRow.kind,
             ReportVersionRow.version,
@@ -133,6 +135,7 @@ def worklist(
             version=row.version,
             waiting_since=row.first_received_at,
             opened_by=opened.get(row.study_instance_uid),
+            model_errors=tuple(row.model_errors.splitlines()) if row.model_errors else (),
         )
         for row in found
     ]

@@ -67,6 +67,8 @@ def worklist_json(row: WorklistRow, now: datetime) -> dict[str, Any]:
         "waiting_since": _iso(row.waiting_since),
         "waiting_s": round(row.waiting_s(now)),
         "opened_by": row.opened_by,
+        "ai_status": "failed" if row.model_errors else None,
+        "model_errors": list(row.model_errors),
     }
 
 

@@ -108,13 +108,14 @@ def register(cli: typer.Typer) -> None:
                 limit=limit,
             )
         table = Table(title=f"Worklist ({len(rows)})")
-        for col in ("Priority", "Reason", "Study", "Modality", "Body part", "Waiting", "Status", "Open by"):
+        for col in ("Priority", "Reason", "AI", "Study", "Modality", "Body part", "Waiting", "Status", "Open by"):
             table.add_column(col, overflow="fold")
         styles = {PriorityLevel.STAT: "bold red", PriorityLevel.URGENT: "yellow", PriorityLevel.ROUTINE: ""}
         for r in rows:
             table.add_row(
                 r.priority.name.lower(),
                 r.priority_reason,
+                "failed: " + "; ".join(r.model_errors) if r.model_errors else "",
                 r.study_uid,
                 ", ".join(r.modalities),
                 ", ".join(r.body_parts),

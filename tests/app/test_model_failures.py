@@ -105,3 +105,35 @@ def test_worker_marks_the_failed_step_on_the_job(workdir: Path, samples_copy: Pa
         (job,) = s.scalars(select(schema.JobRow)).all()
     assert str(getattr(job.state, "value", job.state)) == "done"
     assert job.error is not None and "model 'cxr-vlm' failed" in job.error
+
+
+def test_the_worklist_shows_a_model_failure_in_the_api_the_page_and_the_terminal(
+    workdir: Path, samples_copy: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.service import create_app
+
+    cfg = _config(workdir / "site.yaml", "http://127.0.0.1:9")  # nothing listens there
+    args = ["run", str(samples_copy / "chest_cr"), str(samples_copy / "ecg_wfdb"), "--out", "out", "--config"]
+    result = CliRunner().invoke(cli, [*args, str(cfg)])
+    assert result.exit_code == 0, result.output
+    ctx = AppContext.create(cfg)
+    client = TestClient(create_app(ctx))
+    rows = {r["study_instance_uid"]: r for r in client.get("/api/v1/worklist").json()}
+    assert len(rows) == 2
+    (failed,) = [r for r in rows.values() if r["ai_status"] == "failed"]
+    (reason,) = failed["model_errors"]
+    assert reason.startswith("model 'cxr-vlm' failed: ") and "127.0.0.1:9" in reason
+    (other,) = [r for r in rows.values() if r is not failed]
+    assert other["ai_status"] is None and other["model_errors"] == [], "the ECG had no model routed: nothing failed"
+
+    page = client.get("/ui/worklist/rows").text
+    assert page.count('class="badge ai-failed"') == 1 and "model &#39;cxr-vlm&#39; failed" in page
+    row = next(tr for tr in page.split("<tr")[1:] if failed["study_instance_uid"] in tr)
+    assert "AI FAILED" in row
+
+    terminal = CliRunner().invoke(cli, ["worklist", "--config", str(cfg)], env={"COLUMNS": "400"})
+    assert terminal.exit_code == 0, terminal.output
+    assert "failed: model 'cxr-vlm' failed" in terminal.output
+    ctx.db.dispose()
