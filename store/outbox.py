@@ -2,21 +2,27 @@
 
 States and the calls that move between them::
 
-    pending --mark_sent--> sent --mark_awaiting_commitment--> awaiting_commitment
-       |                    |                                   |
-       +--------------------+--------mark_delivered-------------+--> delivered
-       +--------------------+--------mark_dead / mark_retry*----+--> dead
+    pending --mark_awaiting_commitment--> awaiting_commitment
+       |                                     |
+       +-------------mark_delivered----------+--> delivered
+       +---------mark_dead / mark_retry*-----+--> dead
+       +--mark_skipped--> superseded
     mark_retry: back to pending with exponential backoff, or dead after the
     destination's ``max_attempts``.     retry_dead: dead -> pending (operator).
-    mark_skipped: pending -> dead, "skipped: superseded" (an unsent preliminary
-    whose study already has a newer version for the same destination).
+    mark_skipped: an unsent preliminary whose study already has a newer version
+    for the same destination (policy ``skip_superseded``); terminal, and not a
+    failure: never counted as dead, never re-queued by ``retry_all_dead``.
+
+An item being sent stays ``pending`` under a lease (:func:`claim_due` moves its
+``next_attempt_at`` past the send); there is no state between "claimed" and
+"answered": a sender that dies there leaves it due again when the lease ends.
 
 Order: for one study and destination, an item of version N is not due while
-an item of an earlier version is still pending, sent or awaiting commitment
+an item of an earlier version is still pending or awaiting commitment
 (a final never overtakes its preliminary, an amended never its final).
 
 ``attempts`` counts tries to transmit: it goes up when an item leaves
-``pending`` (sent, delivered, awaiting commitment, or a failed try), not
+``pending`` (delivered, awaiting commitment, or a failed try), not
 again when a peer later refuses the commitment of an already counted try.
 Nothing is marked delivered here unless the sender says the peer confirmed.
 """
@@ -54,7 +60,6 @@ __all__ = [
     "mark_delivered",
     "mark_delivered_many",
     "mark_retry",
-    "mark_sent",
     "mark_skipped",
     "newer_version",
     "newest_version",
@@ -64,7 +69,7 @@ __all__ = [
 ]
 
 #: States in which an item still holds back later versions for its study and destination.
-OPEN_STATES = (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT)
+OPEN_STATES = (OutboxState.PENDING, OutboxState.AWAITING_COMMITMENT)
 
 DEFAULT_BASE_DELAY_S = 30.0
 DEFAULT_MAX_DELAY_S = 3600.0
@@ -301,21 +306,11 @@ def release(session: Session, item_ids: Sequence[int], now: datetime) -> int:
     return int(result.rowcount)
 
 
-def mark_sent(session: Session, item_id: int, now: datetime) -> None:
-    """The artefact was transmitted; the peer has not confirmed it yet."""
-    row = _row(session, item_id, "mark sent", (OutboxState.PENDING,), now)
-    _count_try(row)
-    row.state = OutboxState.SENT
-    row.last_error = None
-    row.updated_at = now
-    session.flush()
-
-
 def mark_awaiting_commitment(session: Session, item_id: int, transaction_uid: str, now: datetime) -> None:
     """A DICOM storage commitment was requested under ``transaction_uid``; wait for the N-EVENT-REPORT."""
     if not transaction_uid:
         raise StoreError(f"outbox item {item_id}: expected a storage commitment transaction UID")
-    row = _row(session, item_id, "await commitment for", (OutboxState.PENDING, OutboxState.SENT), now)
+    row = _row(session, item_id, "await commitment for", (OutboxState.PENDING,), now)
     _count_try(row)
     row.state = OutboxState.AWAITING_COMMITMENT
     row.transaction_uid = transaction_uid
@@ -325,13 +320,7 @@ def mark_awaiting_commitment(session: Session, item_id: int, transaction_uid: st
 
 def mark_delivered(session: Session, item_id: int, now: datetime) -> None:
     """The peer confirmed (C-STORE success, STOW-RS 200, FHIR 2xx, MLLP AA, or storage commitment)."""
-    row = _row(
-        session,
-        item_id,
-        "mark delivered",
-        (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT),
-        now,
-    )
+    row = _row(session, item_id, "mark delivered", OPEN_STATES, now)
     _count_try(row)
     row.state = OutboxState.DELIVERED
     row.last_error = None
@@ -377,7 +366,7 @@ def mark_retry(
     delay (the loop draws it around 1 so that retries of many items spread out).
     Returns the new state.
     """
-    row = _row(session, item_id, "retry", (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT), now)
+    row = _row(session, item_id, "retry", OPEN_STATES, now)
     _count_try(row)
     row.last_error = error
     row.updated_at = now
@@ -399,9 +388,7 @@ def mark_dead(session: Session, item_id: int, reason: str, now: datetime, *, tri
 
     ``tried``: this was a try to transmit (a refusal by the peer), counted in ``attempts``.
     """
-    row = _row(
-        session, item_id, "mark dead", (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT), now
-    )
+    row = _row(session, item_id, "mark dead", OPEN_STATES, now)
     if tried:
         _count_try(row)
     row.state = OutboxState.DEAD
@@ -421,9 +408,12 @@ def retry_dead(session: Session, item_id: int, now: datetime) -> None:
 
 
 def mark_skipped(session: Session, item_id: int, newer_version: int, now: datetime) -> None:
-    """Skip an unsent item whose study has a newer version for the same destination (policy: skip_superseded)."""
+    """Skip an unsent item whose study has a newer version for the same destination (policy: skip_superseded).
+
+    Its own terminal state, not ``dead``: nothing failed, and re-queueing dead items must not send a superseded draft.
+    """
     row = _row(session, item_id, "skip", (OutboxState.PENDING,), now)
-    row.state = OutboxState.DEAD
+    row.state = OutboxState.SUPERSEDED
     row.last_error = f"skipped: superseded by version {newer_version} before it was sent"
     row.updated_at = now
     session.flush()

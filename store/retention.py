@@ -33,7 +33,7 @@ from store.schema import (
 
 __all__ = ["delete_study", "finished_studies", "superseded_artefacts"]
 
-OPEN_DELIVERY = (OutboxState.PENDING, OutboxState.SENT, OutboxState.AWAITING_COMMITMENT)
+OPEN_DELIVERY = (OutboxState.PENDING, OutboxState.AWAITING_COMMITMENT)
 SIGNED = (ReportStatus.FINAL, ReportStatus.AMENDED, ReportStatus.ENTERED_IN_ERROR)
 
 

@@ -122,13 +122,13 @@ class JobState(enum.Enum):
 
 
 class OutboxState(enum.Enum):
-    """Life of a delivery: ``pending -> sent -> (awaiting_commitment ->) delivered | dead``."""
+    """Life of a delivery: ``pending -> (awaiting_commitment ->) delivered | dead``, or ``pending -> superseded``."""
 
-    PENDING = "pending"  #: to be sent at ``next_attempt_at`` (first try or a retry)
-    SENT = "sent"  #: transmitted; the peer has not confirmed yet
-    AWAITING_COMMITMENT = "awaiting_commitment"  #: DICOM storage commitment requested
+    PENDING = "pending"  #: to be sent at ``next_attempt_at`` (first try or a retry; a claimed one is leased)
+    AWAITING_COMMITMENT = "awaiting_commitment"  #: stored; DICOM storage commitment requested, report awaited
     DELIVERED = "delivered"  #: the peer confirmed (terminal)
-    DEAD = "dead"  #: gave up after the destination's max attempts, or refused (terminal)
+    DEAD = "dead"  #: gave up after the destination's max attempts, or refused (terminal; an operator may retry)
+    SUPERSEDED = "superseded"  #: an unsent preliminary skipped for a newer version (terminal; never retried)
 
 
 class ArtefactKind(enum.Enum):

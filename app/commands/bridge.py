@@ -78,8 +78,8 @@ _STATE_STYLE = {
     outbox.OutboxState.DELIVERED: "green",
     outbox.OutboxState.DEAD: "red",
     outbox.OutboxState.PENDING: "yellow",
-    outbox.OutboxState.SENT: "cyan",
     outbox.OutboxState.AWAITING_COMMITMENT: "cyan",
+    outbox.OutboxState.SUPERSEDED: "dim",
 }
 
 
@@ -137,7 +137,7 @@ def outbox_retry(
     destination: Annotated[str | None, typer.Option(help="With --dead: only this destination")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Re-queue a dead item (or all of them) for delivery now, attempts from zero."""
+    """Re-queue a dead item (or all of them) for delivery now, attempts from zero; superseded drafts stay skipped."""
     if (item_id is None) == (not dead):
         err_console.print("[red]give an item ID or --dead (not both)[/red]")
         raise typer.Exit(2)

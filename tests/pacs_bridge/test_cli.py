@@ -57,3 +57,37 @@ def test_send_once_then_outbox_lists_states_and_retry_requeues_dead(
     again = runner.invoke(cli, ["outbox", "retry", str(ris.id), "-c", str(cfg)], env=env)
     assert again.exit_code == 1 and "it is pending, expected dead" in again.output
     db.dispose()
+
+
+def test_a_superseded_preliminary_is_listed_as_such_and_never_requeued(
+    tmp_path: Path, versions: Versions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    share = tmp_path / "share"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / 'cli.db'}"},
+                "destinations": {"share": {"type": "folder", "path": str(share)}},  # skip_superseded: true
+            }
+        )
+    )
+    db = Database.from_settings(load_settings(cfg, use_project_defaults=False))
+    store_versions(db, versions.all[:2], {"sr": ["share"]})  # the preliminary, then its final, neither sent yet
+    env = {"MMDX_CONFIG": ""}
+    sent = runner.invoke(cli, ["send", "--once", "-c", str(cfg)], env=env)
+    assert sent.exit_code == 0, sent.output  # a skipped draft is not a failure
+    assert "1 skipped" in sent.output and "0 dead" in sent.output
+    listed = runner.invoke(cli, ["outbox", "-c", str(cfg)], env=env)
+    assert "delivered: 1" in listed.output and "dead: 0" in listed.output and "superseded: 1" in listed.output
+    retried = runner.invoke(cli, ["outbox", "retry", "--dead", "-c", str(cfg)], env=env)
+    assert retried.exit_code == 0 and "re-queued 0" in retried.output, retried.output
+    with db.session() as s:
+        (draft,) = outbox.list_items(s, state=OutboxState.SUPERSEDED)
+    assert draft.report_version == 1
+    one = runner.invoke(cli, ["outbox", "retry", str(draft.id), "-c", str(cfg)], env=env)
+    assert one.exit_code == 1 and "it is superseded, expected dead" in one.output
+    # only the final reached the share (<share>/<study>/v<N>/<file>)
+    assert sorted(p.parent.name for p in share.rglob("*") if p.is_file()) == ["v2"]
+    db.dispose()

@@ -88,8 +88,11 @@ def test_an_unsent_superseded_preliminary_is_skipped(tmp_path: Path, versions: V
     loop.run_once()
     assert [i.report_version for i in rec.sent] == [2]
     with bridge_db.session() as s:
-        (skipped,) = outbox.list_items(s, state=OutboxState.DEAD)
+        assert outbox.list_items(s, state=OutboxState.DEAD) == []  # nothing failed
+        (skipped,) = outbox.list_items(s, state=OutboxState.SUPERSEDED)
+        assert outbox.retry_all_dead(s, T0) == 0  # an operator's "retry every dead item" leaves it alone
     assert skipped.report_version == 1 and "superseded by version 2" in (skipped.last_error or "")
+    assert loop.run_once().idle and [i.report_version for i in rec.sent] == [2]
 
 
 def test_send_preliminary_false_queues_only_signed_versions(tmp_path: Path, versions: Versions) -> None:

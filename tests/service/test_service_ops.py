@@ -24,6 +24,7 @@ def test_metrics(svc: Service) -> None:
     assert received == 2  # the ECG recording and the radiograph
     depth = {s.labels["state"]: s.value for s in families["mmdx_outbox_items"].samples}
     assert depth["pending"] == 4 and depth["dead"] == 0
+    assert depth["superseded"] == 0 and "sent" not in depth  # a skipped draft is counted apart from dead letters
     assert {s.labels["kind"] for s in families["mmdx_errors"].samples} >= {"analysis_failed", "delivery_dead"}
     assert "mmdx_stage_seconds" in families
     http = [s for s in families["mmdx_http_request_seconds"].samples if s.name.endswith("_count")]

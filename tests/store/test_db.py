@@ -228,3 +228,41 @@ def test_database_errors_do_not_quote_bound_values(db: Database) -> None:
         s.add(p)
         s.flush()
     assert "SECRET" not in str(err.value) and "Secret" not in str(err.value)
+
+
+@pytest.mark.parametrize("which", ["db", "pg_db"])
+def test_0010_moves_superseded_dead_letters_to_their_own_state_and_back(which, request):
+    from store import outbox
+    from store.reports import ArtefactRecord, save_report_version
+    from store.schema import OutboxState
+    from tests.store.reports_helpers import full_report
+
+    db = request.getfixturevalue(which)
+    art = [
+        ArtefactRecord(k, Path(f"/out/{k}"), sha(k), "application/octet-stream")
+        for k in ("sr", "sc", "pdf", "dicom-pdf")
+    ]
+    with db.session() as s:
+        save_report_version(s, full_report(1), art, {"sr": ["a"], "sc": ["b"], "pdf": ["c"], "dicom-pdf": ["d"]}, T0)
+    _migrate_to(db, "0009", down=True)
+    with db.engine.begin() as conn:  # what a 0009 database could hold
+        set_state = text("UPDATE outbox SET state = :state, last_error = :error WHERE destination = :dest")
+        conn.execute(set_state, {"dest": "a", "state": "dead", "error": "skipped: superseded by version 2 before it"})
+        conn.execute(set_state, {"dest": "b", "state": "dead", "error": "gave up after 10 attempts: timeout"})
+        conn.execute(set_state, {"dest": "c", "state": "sent", "error": None})
+    _migrate_to(db, "head", down=False)
+    with db.session() as s:
+        states = {i.destination: i.state for i in outbox.list_items(s)}
+    assert states == {
+        "a": OutboxState.SUPERSEDED,
+        "b": OutboxState.DEAD,
+        "c": OutboxState.PENDING,
+        "d": OutboxState.PENDING,
+    }
+    with pytest.raises(IntegrityError), db.engine.begin() as conn:  # the CHECK constraint no longer takes 'sent'
+        conn.execute(text("UPDATE outbox SET state = 'sent' WHERE destination = 'd'"))
+    _migrate_to(db, "0009", down=True)
+    with db.engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT destination, state FROM outbox")).tuples().all())
+    assert rows == {"a": "dead", "b": "dead", "c": "pending", "d": "pending"}
+    _migrate_to(db, "head", down=False)

@@ -65,25 +65,23 @@ def test_retry_backoff_then_dead_after_max_attempts(db):
     assert item.state is OutboxState.PENDING and item.attempts == 0 and item.next_attempt_at == now
 
 
-def test_sent_then_delivered(db):
+def test_delivered_is_terminal(db):
     item_id = _one_item(db)
     with db.session() as s:
-        outbox.mark_sent(s, item_id, T0)
-        assert outbox.due(s, T0 + timedelta(hours=1), 10) == []
-    with db.session() as s:
         outbox.mark_delivered(s, item_id, T0 + timedelta(seconds=1))
+        assert outbox.due(s, T0 + timedelta(hours=1), 10) == []
     item = _get(db, item_id)
     assert item.state is OutboxState.DELIVERED and item.attempts == 1
-    with db.session() as s, pytest.raises(StoreError, match="it is delivered, expected pending"):
-        outbox.mark_sent(s, item_id, T0)
+    with db.session() as s, pytest.raises(StoreError, match="it is delivered, expected pending or awaiting_commitment"):
+        outbox.mark_retry(s, item_id, "late timeout", T0)
 
 
 def test_storage_commitment_flow(db):
     item_id = _one_item(db)
     with db.session() as s:
-        outbox.mark_sent(s, item_id, T0)
         outbox.mark_awaiting_commitment(s, item_id, "1.2.99.7", T0 + timedelta(seconds=1))
     with db.session() as s:
+        assert outbox.due(s, T0 + timedelta(hours=1), 10) == []  # stored, waiting for the PACS's report
         assert [i.id for i in outbox.by_transaction(s, "1.2.99.7")] == [item_id]
         assert outbox.commitment_overdue(s, T0) == []
         assert [i.id for i in outbox.commitment_overdue(s, T0 + timedelta(minutes=5))] == [item_id]
@@ -108,10 +106,11 @@ def test_mark_dead_and_counts(db):
         save_report_version(s, full_report(1), art, {"sr": ["pacs"], "oru": ["ris"]}, T0)
         items = {i.destination: i.id for i in outbox.due(s, T0, 10)}
         outbox.mark_dead(s, items["ris"], "destination removed from config", T0)
-        outbox.mark_sent(s, items["pacs"], T0)
+        outbox.mark_awaiting_commitment(s, items["pacs"], "1.2.99.9", T0)
         counts = outbox.counts_by_state(s)
         dead = outbox.list_items(s, state=OutboxState.DEAD)
-    assert counts[OutboxState.DEAD] == 1 and counts[OutboxState.SENT] == 1 and counts[OutboxState.PENDING] == 0
+    assert counts[OutboxState.DEAD] == 1 and counts[OutboxState.AWAITING_COMMITMENT] == 1
+    assert counts[OutboxState.PENDING] == 0 and counts[OutboxState.SUPERSEDED] == 0
     assert len(counts) == len(OutboxState)
     assert [(d.destination, d.last_error) for d in dead] == [("ris", "destination removed from config")]
 
@@ -129,4 +128,27 @@ def test_claim_due_leases_items_once(db):
 
 def test_unknown_item(db):
     with db.session() as s, pytest.raises(StoreError, match="outbox item 999 does not exist"):
-        outbox.mark_sent(s, 999, T0)
+        outbox.mark_delivered(s, 999, T0)
+
+
+def test_a_superseded_preliminary_is_its_own_terminal_state_never_retried_as_dead(db):
+    art = ArtefactRecord("sr", Path("/out/sr.dcm"), sha("sr"), "application/dicom", "1.2.9.1")
+    art2 = ArtefactRecord("sr", Path("/out/sr2.dcm"), sha("sr2"), "application/dicom", "1.2.9.2")
+    with db.session() as s:
+        save_report_version(s, full_report(1), [art], {"sr": ["pacs"]}, T0)
+        save_report_version(s, full_report(2, signed=True), [art2], {"sr": ["pacs"]}, T0)
+        (first,) = outbox.due(s, T0, 10)  # version 2 waits behind version 1
+        assert first.report_version == 1
+        outbox.mark_skipped(s, first.id, 2, T0)
+    item = _get(db, first.id)
+    assert item.state is OutboxState.SUPERSEDED
+    assert item.attempts == 0 and item.last_error == "skipped: superseded by version 2 before it was sent"
+    with db.session() as s:
+        # not open: the final is due now; not dead: neither counted nor re-queued as a dead letter
+        assert [i.report_version for i in outbox.due(s, T0, 10)] == [2]
+        counts = outbox.counts_by_state(s)
+        assert counts[OutboxState.SUPERSEDED] == 1 and counts[OutboxState.DEAD] == 0
+        assert outbox.retry_all_dead(s, T0) == 0
+        with pytest.raises(StoreError, match="it is superseded, expected dead"):
+            outbox.retry_dead(s, first.id, T0)
+    assert _get(db, first.id).state is OutboxState.SUPERSEDED
