@@ -478,6 +478,8 @@ _PENDING_FILES: list[Path] = []
 
 #: Sections whose cross-field errors must not echo their input (it holds secrets).
 _SECTIONS_WITH_SECRETS = frozenset({"auth", "deid"})
+#: Sections of named entries whose cross-field errors must not echo them either (a destination's ``authorization``).
+_NAMED_WITH_SECRETS = frozenset({"destinations"})
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -486,7 +488,10 @@ def _format_validation_error(exc: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}'")
-        elif not err["loc"] or (err["type"] == "value_error" and key in _SECTIONS_WITH_SECRETS):
+        elif not err["loc"] or (
+            err["type"] == "value_error"
+            and (key in _SECTIONS_WITH_SECRETS or (len(err["loc"]) == 2 and err["loc"][0] in _NAMED_WITH_SECRETS))
+        ):
             lines.append(f"{key}: {err['msg']}")  # the input is a whole section (secrets): not repeated
         else:
             lines.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")
