@@ -19,6 +19,41 @@ def _load(tmp_path: Path, text: str) -> object:
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
+        # each type without each field it needs: the message names the destination and the missing fields
+        (
+            "destinations:\n  pacs: {type: dicom}\n",
+            "destinations.pacs: Value error, a dicom destination needs host, port, ae_title",
+        ),
+        (
+            "destinations:\n  pacs: {type: dicom, port: 104, ae_title: P}\n",
+            "destinations.pacs: Value error, a dicom destination needs host",
+        ),
+        (
+            "destinations:\n  pacs: {type: dicom, host: h, port: 104}\n",
+            "destinations.pacs: Value error, a dicom destination needs ae_title",
+        ),
+        (
+            "destinations:\n  pacs: {type: dicom, host: h, ae_title: P}\n",
+            "destinations.pacs: Value error, a dicom destination needs port",
+        ),
+        ("destinations:\n  web: {type: stow}\n", "destinations.web: Value error, a stow destination needs url"),
+        (
+            "destinations:\n  web: {type: stow, url: ''}\n",
+            "destinations.web: Value error, a stow destination needs url",
+        ),
+        ("destinations:\n  ehr: {type: fhir}\n", "destinations.ehr: Value error, a fhir destination needs url"),
+        ("destinations:\n  ris: {type: mllp}\n", "destinations.ris: Value error, a mllp destination needs host, port"),
+        (
+            "destinations:\n  ris: {type: mllp, port: 2575}\n",
+            "destinations.ris: Value error, a mllp destination needs host",
+        ),
+        (
+            "destinations:\n  share: {type: folder}\n",
+            "destinations.share: Value error, a folder destination needs path",
+        ),
+        ("destinations:\n  hook: {type: webhook}\n", "destinations.hook: Value error, a webhook destination needs url"),
+        ("destinations:\n  x: {type: smtp, url: 'mailto:a'}\n", "destinations.x.type"),
+        ("destinations:\n  pacs: {type: dicom, host: h, port: 0, ae_title: P}\n", "destinations.pacs.port"),
         ("destinations:\n  pacs: {type: dicom, host: h}\n", "needs port, ae_title"),
         ("destinations:\n  ehr: {type: fhir}\n", "needs url"),
         ("destinations:\n  ris: {type: mllp, host: h}\n", "needs port"),
@@ -46,6 +81,13 @@ def test_destination_without_what_its_type_needs_is_refused(tmp_path: Path, yaml
         _load(tmp_path, yaml_text)
     assert expected in str(err.value)
     assert "destinations" in str(err.value) or "delivery_routing" in str(err.value) or "<root>" in str(err.value)
+
+
+def test_a_refused_destination_does_not_echo_its_authorization(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, "destinations:\n  ehr: {type: fhir, authorization: 'Bearer s3cret-token'}\n")
+    assert "destinations.ehr" in str(err.value) and "needs url" in str(err.value)
+    assert "s3cret-token" not in str(err.value)
 
 
 def test_complete_destinations_load(tmp_path: Path) -> None:
