@@ -338,7 +338,7 @@ class BatchConfig(_Section):
     """``mmdx batch`` defaults (each has a command-line option that overrides it)."""
 
     engine: Literal["local", "ray"] = "local"  #: local process pool, or a Ray cluster
-    workers: int = Field(2, ge=1)  #: parallel worker processes (Ray: tasks in flight)
+    workers: int | None = Field(None, ge=1)  #: parallel worker processes (Ray: tasks in flight); None: usable cores
     ray_address: str | None = None  #: a running Ray cluster ("host:6379"); None starts a local one
     in_flight_per_worker: int = Field(2, ge=1)  #: items queued per worker (bounds the run's memory)
     progress_every_s: float = Field(10.0, gt=0)  #: log-line interval when the output is not a terminal

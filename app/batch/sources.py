@@ -10,7 +10,9 @@ their reason, so they appear in the cohort table and the summary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import glob
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -24,6 +26,7 @@ from app.batch.images import is_research_image
 from app.context import AppContext
 from app.ecg_studies import content_sha256
 from app.inputs import collect
+from core.config import LimitsConfig
 from core.errors import ConfigError, IngestError
 from core.identifiers import derive_uid
 from ecg.readers import detect_format
@@ -31,7 +34,7 @@ from ecg.readers.members import record_files
 from ingest.filestore import FileStore
 from ingest.pull import DicomWebPuller
 from ingest.receive import Receiver
-from ingest.scan import scan
+from ingest.scan import DEFAULT_LIMITS, scan
 from store import index
 from store.runs import NewItem
 
@@ -111,9 +114,89 @@ def _rel(path: Path, root: Path) -> str:
 # --------------------------------------------------------------------------- folder
 
 
+def _walk_sorted(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder`` lazily, in path order (a folder's entries by name, subfolders where they sort).
+
+    An empty or unreadable folder is yielded itself (the scan gives its reason); symbolic links to
+    folders are not followed, as :func:`ingest.scan.scan` does not follow them.
+    """
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        yield folder
+        return
+    if not entries:
+        yield folder
+    for e in entries:
+        try:
+            is_dir = e.is_dir(follow_symlinks=False)
+            if not is_dir and e.is_symlink() and e.is_dir():
+                continue
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk_sorted(Path(e.path))
+        else:
+            yield Path(e.path)
+
+
+def _record_of(path: Path) -> tuple[Path, ...] | None:
+    """The files of the ECG recording ``path`` is (or is a member of, as WFDB's ``.dat`` of its ``.hea``)."""
+    if detect_format(path) is not None:
+        return tuple(record_files(path))
+    for sibling in sorted(path.parent.glob(f"{glob.escape(path.stem)}.*")):
+        if sibling != path and detect_format(sibling) is not None:
+            files = tuple(record_files(sibling))
+            if path in files:
+                return files
+    return None
+
+
+def first_items(folder: Path, limit: int, limits: LimitsConfig = DEFAULT_LIMITS) -> list[Path]:
+    """The files of the first ``limit`` items under ``folder``, found without reading the rest of the tree.
+
+    The walk stops at the first file of item ``limit + 1``, so ``--limit 10`` on an archive of a million
+    files reads a few folders, not the archive. A study whose files are spread over folders far apart
+    is taken with the files met before the walk stopped.
+    """
+    keys: set[str] = set()
+    selected: list[Path] = []
+    consumed: set[Path] = set()
+    for path in _walk_sorted(folder):
+        if path in consumed:
+            continue
+        found: list[str] = []
+        files: tuple[Path, ...] = (path,)
+        if path.is_dir():
+            found = [f"folder:{path}"]
+        else:
+            result = scan([path], limits)
+            found = [s.study.study_instance_uid for s in result.dicom]
+            if not found:
+                record = None if is_research_image(path) else _record_of(path)
+                if record is not None:
+                    files = record
+                    consumed.update(record)
+                    found = [f"ecg:{record[0]}"]
+                else:
+                    found = [f"file:{path}"]
+        new = [k for k in found if k not in keys]
+        if new and len(keys) >= limit:
+            break
+        keys.update(new)
+        selected.extend(files)
+    return selected
+
+
 def plan_folder(ctx: AppContext | None, folder: Path, *, limit: int | None = None) -> Plan:
-    """Every study (DICOM or ECG file) and research image under ``folder``; ``ctx`` None: count only, index nothing."""
-    result = scan([folder])
+    """Every study (DICOM or ECG file) and research image under ``folder``; ``ctx`` None: count only, index nothing.
+
+    With ``limit`` only the files of the first items are scanned and indexed (:func:`first_items`).
+    """
+    limits = ctx.settings.limits if ctx is not None else DEFAULT_LIMITS
+    paths = first_items(folder, limit, limits) if limit else [folder]
+    result = scan(paths, limits)
     images = sorted({r.path for r in result.rejected if not r.dicom and is_research_image(r.path)})
     first_path: dict[str, Path] = {}
     for s in result.dicom:
@@ -146,7 +229,7 @@ def plan_folder(ctx: AppContext | None, folder: Path, *, limit: int | None = Non
                 entries.append((_rel(r.path, folder), "file", {"error": _reason(r.reason, r.path)}))
     else:
         first_path.update(ecg_files)
-        collected = collect(ctx, [folder])
+        collected = collect(ctx, paths)
         with ctx.db.session(readonly=True) as session:
             for uid in collected.study_uids:
                 found = first_path.get(uid)
@@ -162,7 +245,9 @@ def plan_folder(ctx: AppContext | None, folder: Path, *, limit: int | None = Non
         for f in collected.empty_folders:
             entries.append((_rel(f, folder), "file", {"error": "empty folder: no files"}))
     entries.extend((_rel(p, folder), "image", {}) for p in images)
-    entries.sort(key=lambda e: (e[0], e[1]))
+    # path order by parts, the order of the walk that --limit stops early: the first N items of a run with
+    # --limit N are the first N of the whole run
+    entries.sort(key=lambda e: (Path(e[0]).parts, e[1]))
     items = []
     for seq, (src, kind, extra) in enumerate(entries[:limit] if limit else entries):
         study_uid: str | None = extra.get("study_instance_uid")
@@ -195,9 +280,7 @@ def plan_manifest(ctx: AppContext | None, manifest: Path, *, limit: int | None =
             f"found {', '.join(table.column_names) or 'none'}"
         )
     root = manifest.parent
-    rows = _rows(table)
-    if limit:
-        rows = rows[:limit]
+    rows = _rows(table.slice(0, limit) if limit else table)
     items: list[NewItem] = []
     seen: set[str] = set()
     for seq, row in enumerate(rows):
@@ -258,7 +341,7 @@ def plan_reports(table_path: Path, *, limit: int | None = None) -> Plan:
     """One labeler-only item per report text (column ``report_text``; ``id`` names it when present)."""
     table = read_table(table_path)
     text_col = next(c for c in REPORT_COLUMNS if c in table.column_names)
-    rows = _rows(table)[:limit] if limit else _rows(table)
+    rows = _rows(table.slice(0, limit) if limit else table)
     items = []
     for seq, row in enumerate(rows):
         rid = _first(row, ("id", "report_id", "accession")) or f"row{seq + 1}"
@@ -306,11 +389,11 @@ def _pacs_puller(ctx: AppContext) -> DicomWebPuller:
 QIDO_PAGE = 500
 
 
-def pacs_study_uids(ctx: AppContext, query: PacsQuery) -> list[str]:
+def pacs_study_uids(ctx: AppContext, query: PacsQuery, *, limit: int | None = None) -> list[str]:
     """QIDO-RS ``/studies`` by date range and modality: the matching Study Instance UIDs, sorted.
 
     Paged by hand (``limit``/``offset``): a page that brings nothing new ends the search, so a server that
-    ignores ``offset`` cannot make it loop.
+    ignores ``offset`` cannot make it loop. With ``limit`` the paging stops once that many are found.
     """
     puller = _pacs_puller(ctx)
     uids: set[str] = set()
@@ -326,7 +409,7 @@ def pacs_study_uids(ctx: AppContext, query: PacsQuery) -> list[str]:
         if not found - uids:
             break
         uids |= found
-        if len(page) < QIDO_PAGE:
+        if len(page) < QIDO_PAGE or (limit and len(uids) >= limit):
             break
         offset += len(page)
     return sorted(uids)
@@ -334,7 +417,7 @@ def pacs_study_uids(ctx: AppContext, query: PacsQuery) -> list[str]:
 
 def plan_pacs(ctx: AppContext, query: PacsQuery, *, limit: int | None = None, pull: bool = True) -> Plan:
     """The studies matching ``query``, each pulled through ``ingest.pull`` (WADO-RS into the store and index)."""
-    uids = pacs_study_uids(ctx, query)
+    uids = pacs_study_uids(ctx, query, limit=limit)
     if limit:
         uids = uids[:limit]
     items = []

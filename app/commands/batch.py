@@ -7,6 +7,7 @@ Defaults for ``--workers``, ``--engine`` and ``--address`` come from the
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,17 @@ from rich.console import Console
 from rich.table import Table
 
 from app.commands import ConfigOption
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, a container's cpuset), not the machine's count."""
+    count = getattr(os, "process_cpu_count", None)  # Python 3.13
+    if count is not None:
+        return int(count() or 1)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def batch_command(
@@ -27,7 +39,13 @@ def batch_command(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the cohort table, NDJSON and summary")],
     workers: Annotated[
-        int | None, typer.Option("--workers", "-w", help="parallel workers (default: batch.workers)", min=1)
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            help=f"parallel workers (default: batch.workers, else the usable cores: {usable_cores()} here)",
+            min=1,
+        ),
     ] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="local or ray (default: batch.engine)")] = None,
     address: Annotated[
@@ -64,7 +82,7 @@ def batch_command(
         options = BatchOptions(
             source=source,
             out=out,
-            workers=workers or b.workers,
+            workers=workers or b.workers or usable_cores(),
             engine=engine or b.engine,
             address=address or b.ray_address,
             limit=limit,

@@ -159,3 +159,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(workdir: Path):
     assert {"v1/bundle.json", "v1/report.pdf", "v1/sr_ecg.dcm"} <= set(layout)
     assert not [p for p in layout if any(part.startswith(".") for part in Path(p).parts)]  # no staging folder
     assert not [p for p in (workdir / "out").rglob("*") if ".tmp" in p.name]
+
+
+def test_limit_indexes_only_the_first_items_and_they_are_the_first_rows_of_the_full_run(
+    ecg_folder: Path, workdir: Path
+):
+    ctx = AppContext.create()
+    limited = run_batch(ctx, BatchOptions(str(ecg_folder), workdir / "three", limit=3))
+    assert limited.counts["items"] == 3
+    with ctx.db.session(readonly=True) as session:
+        from sqlalchemy import text
+
+        assert session.execute(text("select count(*) from studies")).scalar() == 1  # broken/ (2 files) comes first
+    full = run_batch(ctx, BatchOptions(str(ecg_folder), workdir / "all"))
+    assert full.counts["items"] == 7
+    assert _without_digest(_table(workdir / "three")) == _without_digest(_table(workdir / "all")[:3])

@@ -123,3 +123,42 @@ def test_pseudonyms_are_keyed_and_dates_move_together():
     assert patient == {"resourceType": "Patient", "id": pseudonyms.pseudonym("k1", "MRN1"), "gender": "male"}
     assert obs["subject"] == {"reference": f"Patient/{patient['id']}"}
     assert obs["effectiveDateTime"].startswith((date(2020, 2, 29) + timedelta(days=days)).isoformat())
+
+
+def test_limit_walks_only_the_first_items_of_a_large_tree(tmp_path: Path):
+    """--limit N reads the files of N items and stops: the rest of the tree is never scanned."""
+    import time
+
+    from app.batch.sources import first_items
+    from tests.app.batch_inputs import wfdb_copies
+
+    wfdb_copies(tmp_path / "a", 3)  # a/wfdb_00000/1.dat, 1.hea, ...
+    (tmp_path / "a" / "x_notes.txt").write_text("x\n", encoding="utf-8")
+    junk = tmp_path / "z"
+    junk.mkdir()
+    for i in range(20_000):
+        (junk / f"{i:06d}.dcm").write_bytes(b"not a DICOM file")
+    t0 = time.perf_counter()
+    picked = first_items(tmp_path, 2)
+    took = time.perf_counter() - t0
+    # the .dat comes first by name, and belongs to its .hea's recording: one item, both files
+    assert sorted(str(p.relative_to(tmp_path)) for p in picked) == [
+        "a/wfdb_00000/1.dat", "a/wfdb_00000/1.hea", "a/wfdb_00001/1.dat", "a/wfdb_00001/1.hea",
+    ]  # fmt: skip
+    assert took < 5, f"{took:.1f} s: the walk did not stop"
+    more = first_items(tmp_path, 5)
+    assert [p.name for p in more[-2:]] == ["x_notes.txt", "000000.dcm"]  # a refused file is an item too
+    assert len(more) == 8
+
+
+def test_workers_default_is_the_usable_cores_and_help_says_so(monkeypatch: pytest.MonkeyPatch):
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from app.commands.batch import usable_cores
+
+    assert usable_cores() == len(__import__("os").sched_getaffinity(0))
+    monkeypatch.setenv("COLUMNS", "250")  # Rich wraps the help in a box at the terminal width
+    res = CliRunner().invoke(cli, ["batch", "--help"])
+    assert res.exit_code == 0
+    assert f"usable cores: {usable_cores()} here" in " ".join(res.output.split())
