@@ -23,6 +23,8 @@ IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 IMPLEMENTATION_CLASS_UID = b"1.2.826.0.1.3680043.10.1313.1"  # mmdx's implementation class (under its UID root)
 IMPLEMENTATION_VERSION = b"MMDX_BRIDGE"
 OUR_MAX_PDU = 1 << 20
+#: Buffers handed to one sendmsg call (below the kernel's IOV_MAX of 1024).
+IOV_BATCH = 512
 
 
 class AssociationRejected(BridgeError):
@@ -212,23 +214,38 @@ class StoreAssociation:
                     sub += 4 + s_len
         return Accepted(contexts, max_pdu)
 
-    def _pdus(self, ctx_id: int, command: bool, data: memoryview) -> list[bytes]:
-        """``data`` as P-DATA-TF PDUs within the peer's limit; the last fragment is flagged."""
+    def _pdus(self, ctx_id: int, command: bool, data: memoryview) -> list[bytes | memoryview]:
+        """``data`` as P-DATA-TF PDUs within the peer's limit, as (header, fragment) buffers; the last is flagged."""
         limit = (self.accepted.max_pdu or (1 << 24)) - 6
         flag = 0x01 if command else 0x00
         total = len(data)
-        pdus = []
+        buffers: list[bytes | memoryview] = []
         pos = 0
         while True:
             chunk = data[pos : pos + limit]
             pos += len(chunk)
             last = pos >= total
-            header = struct.pack(
-                ">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, ctx_id, flag | (0x02 if last else 0)
+            buffers.append(
+                struct.pack(">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, ctx_id, flag | (0x02 if last else 0))
             )
-            pdus.append(header + chunk)
+            buffers.append(chunk)
             if last:
-                return pdus
+                return buffers
+
+    def _send_buffers(self, buffers: list[bytes | memoryview]) -> None:
+        """Write the buffers in order with as few system calls as possible (scatter/gather, no copies)."""
+        if isinstance(self.sock, ssl.SSLSocket):  # no sendmsg over TLS
+            self.sock.sendall(b"".join(buffers))
+            return
+        pending = [memoryview(b) for b in buffers]
+        first = 0
+        while first < len(pending):
+            sent = self.sock.sendmsg(pending[first : first + IOV_BATCH])
+            while first < len(pending) and sent >= len(pending[first]):
+                sent -= len(pending[first])
+                first += 1
+            if sent:
+                pending[first] = pending[first][sent:]
 
     def _read_command(self) -> dict[int, bytes]:
         parts: list[bytes] = []
@@ -254,14 +271,11 @@ class StoreAssociation:
         ctx_id = self.accepted.contexts[(meta.sop_class_uid, meta.transfer_syntax_uid)]
         self._message_id = (self._message_id % 0xFFFF) + 1
         command = c_store_rq(self._message_id, meta.sop_class_uid, meta.sop_instance_uid)
-        pdus = self._pdus(ctx_id, True, memoryview(command)) + self._pdus(
-            ctx_id, False, memoryview(data)[meta.dataset_offset :]
+        # the command and the data set's PDUs in one write: fewer segments and system calls, no copies
+        self._send_buffers(
+            self._pdus(ctx_id, True, memoryview(command))
+            + self._pdus(ctx_id, False, memoryview(data)[meta.dataset_offset :])
         )
-        # the command and the first data PDUs in one write: fewer segments, no wait between them
-        first = pdus[0] + pdus[1]
-        self.sock.sendall(first)
-        for pdu in pdus[2:]:
-            self.sock.sendall(pdu)
         rsp = self._read_command()
         if struct.unpack("<H", rsp.get(0x0100, b"\0\0"))[0] != 0x8001:
             raise AssociationLost("the answer to a C-STORE-RQ is not a C-STORE-RSP")
