@@ -40,6 +40,7 @@ from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ecg.analysis import analyze
 from ecg.device_check import compare as compare_with_device
 from ecg.device_check import summary as device_summary
+from ecg.holter import analyze_holter, long_recording, needs_windows
 from ecg.readers import read_ecg
 from ecg.render import render_png
 from ingest.technique import series_technique
@@ -139,6 +140,9 @@ class _Draft:
 def _analyse_ecgs(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft) -> None:
     for series_plan in plan.of(Action.ECG_ANALYSIS):
         for inst in series_plan.series.instances:
+            if needs_windows(inst.path, ctx.settings.limits.max_ecg_samples):
+                _analyse_long_ecg(ctx, study, inst.path, inst.sop_instance_uid, draft)
+                continue
             try:
                 record = read_ecg(inst.path)
                 analysis = analyze(record, ctx.settings.ecg, patient=study.patient)
@@ -165,6 +169,34 @@ def _analyse_ecgs(ctx: AppContext, study: Study, plan: StudyPlan, draft: _Draft)
             result = ecg_models(ctx, study, record, analysis.statements, analysis.measurements)
             if result is not None:
                 _add_ecg_models(draft, result)
+
+
+def _analyse_long_ecg(ctx: AppContext, study: Study, path: Path, uid: str, draft: _Draft) -> None:
+    """A recording over ``limits.max_ecg_samples`` (a Holter): its windowed summary (``ecg.holter``) is the report."""
+    limits = ctx.settings.limits
+    try:
+        rec = long_recording(path)
+        if rec is None:
+            raise EcgError("not a WFDB recording: only WFDB is analysed in windows", source=str(path))
+        summary = analyze_holter(
+            rec,
+            ctx.settings.ecg,
+            window_s=limits.ecg_window_s,
+            patient=study.patient,
+            max_hours=limits.max_ecg_hours,
+        )
+    except (EcgError, MmdxError) as exc:
+        draft.problems.append(f"ECG {uid}: {exc}")
+        return
+    draft.add_producer(summary.producer)
+    draft.findings.extend(summary.findings())
+    draft.measurements.extend(summary.measurements())
+    draft.priorities.append(summary.priority())
+    draft.narrative.extend(summary.sentences())
+    strip = summary.printout_strip
+    if strip is not None and draft.printout_png is None:
+        a = strip.analysis
+        draft.printout_png = render_png(strip.record, a.measurements, a.statements, timezone=ctx.settings.site.timezone)
 
 
 def _add_ecg_models(draft: _Draft, result: ModelsResult) -> None:
@@ -277,6 +309,7 @@ def process_study(
     out_dir: Path | None = None,
     *,
     finish: Callable[[Session, StudyOutcome], None] | None = None,
+    actions: frozenset[Action] | None = None,
 ) -> StudyOutcome:
     """Analyse one indexed study and store (and write) its preliminary report.
 
@@ -284,13 +317,16 @@ def process_study(
     nothing twice.  ``finish`` (the worker's job completion) runs in the
     transaction that stores the report version, or in its own when nothing is
     stored: a job is done exactly when its result is, and a refused ``finish``
-    (the job went to another worker) stores nothing.
+    (the job went to another worker) stores nothing. ``actions`` (a batch run's chosen analyses):
+    series planned for another action are skipped.
     """
     with ctx.db.session() as session:
         study = index.load_study(session, study_uid)
     if study is None:
         raise MmdxError(f"study {study_uid} is not in the index")
     plan = plan_study(study, ctx.settings)
+    if actions is not None:
+        plan = plan.only(actions)
     draft = _Draft()
     match = order_for_study(ctx, study, draft.problems)  # results carry the order; its indication reaches models
     if match is not None:

@@ -20,6 +20,8 @@ ECG_SOP_CLASSES = frozenset(
         "1.2.840.10008.5.1.4.1.1.9.1.3",  # Ambulatory ECG Waveform Storage
     }
 )
+#: Why a series is skipped when the run's analyses leave its action out (``mmdx batch --analyses``).
+NOT_CHOSEN = "its analysis is not among the run's chosen analyses"
 #: Objects that are results or documents, not acquisitions: never re-analysed.
 DERIVED_MODALITIES = frozenset({"SR", "SEG", "KO", "PR", "DOC", "RTSTRUCT", "RTDOSE", "RTPLAN", "REG"})
 PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG", "RF", "XA"})
@@ -57,6 +59,16 @@ class StudyPlan:
 
     def of(self, action: Action) -> tuple[SeriesPlan, ...]:
         return tuple(p for p in self.series if p.action is action)
+
+    def only(self, actions: frozenset[Action]) -> StudyPlan:
+        """The plan with every series whose action is not in ``actions`` skipped (a run's chosen analyses)."""
+        return StudyPlan(
+            self.study,
+            tuple(
+                p if p.action in actions or p.action is Action.SKIP else SeriesPlan(p.series, Action.SKIP, NOT_CHOSEN)
+                for p in self.series
+            ),
+        )
 
 
 def plan_series(series: Series, settings: Settings) -> SeriesPlan:

@@ -34,6 +34,8 @@ from store import runs
 from store.schema import BatchItemState
 
 RUN_FILE = "run.json"
+#: What ``--analyses`` may name: the ECG analysis (rules + ECG models), the image models, the report labeler.
+ANALYSES = ("ecg", "images", "labeler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class BatchOptions:
     date_from: str | None = None  #: source ``pacs``: earliest study date (YYYY-MM-DD)
     date_to: str | None = None  #: source ``pacs``: latest study date
     modality: str | None = None  #: source ``pacs``: modality in study
+    analyses: tuple[str, ...] = ANALYSES  #: which analyses run (``--analyses``)
+    models: tuple[str, ...] | None = None  #: which configured models may run (``--model``); None: all
 
     def pacs_query(self) -> sources.PacsQuery:
         def day(value: str | None, option: str) -> date | None:
@@ -76,6 +80,14 @@ class BatchOptions:
             )
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit: expected at least 1, got {self.limit}")
+        unknown = [a for a in self.analyses if a not in ANALYSES]
+        if unknown or not self.analyses:
+            raise ConfigError(
+                f"--analyses {', '.join(unknown) or '(empty)'}: not an analysis; expected a comma-separated "
+                f"choice of {', '.join(ANALYSES)}"
+            )
+        if self.models is not None and not self.models:
+            raise ConfigError("--model: expected at least one model name")
 
     def stored(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,6 +157,39 @@ def absolute_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"database": database, "storage": storage})
 
 
+def configured_models(settings: Settings) -> list[str]:
+    """Every model a run may name: the registry's backends and the models ``model_routing`` routes to."""
+    from models.registry import Registry
+
+    names = set(Registry.from_settings(settings).names())
+    names.update(m for rule in settings.model_routing for m in rule.models)
+    return sorted(names)
+
+
+def check_models(settings: Settings, models: tuple[str, ...] | None) -> None:
+    """Refuse ``--model`` names that are not configured, listing the ones that are."""
+    if models is None:
+        return
+    known = configured_models(settings)
+    unknown = sorted(set(models) - set(known))
+    if unknown:
+        listed = ", ".join(known) if known else "none (models.backends / models.registry and model_routing are empty)"
+        raise ConfigError(f"--model {', '.join(unknown)}: not a configured model; configured: {listed}")
+
+
+def with_models(settings: Settings, models: tuple[str, ...] | None) -> Settings:
+    """The settings with ``model_routing`` cut to ``models`` (a rule left with none is dropped)."""
+    if models is None:
+        return settings
+    chosen = set(models)
+    rules = []
+    for rule in settings.model_routing:
+        kept = [m for m in rule.models if m in chosen]
+        if kept:
+            rules.append(rule.model_copy(update={"models": kept}))
+    return settings.model_copy(update={"model_routing": rules})
+
+
 def _project_key(ctx: AppContext) -> str:
     key = ctx.settings.deid.salt
     if not key:
@@ -167,6 +212,7 @@ def run_batch(
     reporter = reporter or QuietReporter()
     out = options.out
     existing = _read_run_file(out)
+    check_models(ctx.settings, options.models)
     if dry_run:
         planned = plan(ctx, options, dry_run=True).counts()
         done = 0
@@ -191,6 +237,8 @@ def run_batch(
             address=options.address, limit=stored.get("limit"), reports=stored.get("reports", False),
             deid=stored.get("deid", False), fhir=stored.get("fhir", True), date_from=stored.get("date_from"),
             date_to=stored.get("date_to"), modality=stored.get("modality"),
+            analyses=tuple(stored.get("analyses") or ANALYSES),
+            models=None if stored.get("models") is None else tuple(stored["models"]),
         )  # fmt: skip
         planned_counts: dict[str, int] = {}
     else:
@@ -210,7 +258,8 @@ def run_batch(
 
     config = WorkConfig(
         run_id=run_id,
-        settings=absolute_settings(ctx.settings),
+        settings=with_models(absolute_settings(ctx.settings), options.models),
+        analyses=frozenset(options.analyses),
         reports_dir=(out / "studies").resolve() if options.reports else None,
         scratch_dir=Path(ctx.settings.storage.out_dir).resolve() / "batch" / run_id,
         deid_key=_project_key(ctx) if options.deid else None,

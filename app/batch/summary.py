@@ -121,6 +121,14 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         f"Elapsed {t['elapsed_s']} s; {t['items_per_s']} items/s; median item {t['item_s_median']} s.",
         "",
     ]
+    options = summary.get("options") or {}
+    if options.get("analyses"):
+        models = options.get("models")
+        lines += [
+            f"Analyses: {', '.join(options['analyses'])}; models: "
+            + (", ".join(models) if models else "every configured model"),
+            "",
+        ]
     if summary["failures_by_reason"]:
         lines += ["## Failures by reason", "", "| reason | count |", "|---|---|"]
         lines += [f"| {r} | {n} |" for r, n in summary["failures_by_reason"].items()]

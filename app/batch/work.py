@@ -21,6 +21,7 @@ from app.batch import cohort
 from app.batch.images import image_model_input, manifest_view
 from app.context import AppContext
 from app.pipeline import process_study
+from app.plan import Action
 from core.config import Settings
 from core.errors import MmdxError
 from models.labeler import label_report, to_findings
@@ -39,6 +40,7 @@ class WorkConfig:
     scratch_dir: Path  #: otherwise here, removed after the row is made
     deid_key: str | None = None  #: set with ``--deid``: the project key of pseudonyms and date shifts
     cwd: str | None = None  #: the driver's working directory (Ray workers resolve relative index paths there)
+    analyses: frozenset[str] = frozenset({"ecg", "images", "labeler"})  #: the run's chosen analyses
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ class Outcome:
 
 
 _STATE: dict[str, tuple[WorkConfig, AppContext]] = {}
+#: The pipeline actions each ``--analyses`` name allows (imaging without a model still gets its exam-only draft).
+_ACTIONS = {"ecg": (Action.ECG_ANALYSIS,), "images": (Action.IMAGE_MODELS, Action.EXAM_ONLY)}
 
 
 def init_worker(config: WorkConfig) -> None:
@@ -97,8 +101,12 @@ def run_task(config: WorkConfig, task: Task) -> Outcome:
     try:
         if task.kind == "study":
             row, fhir = _study(ctx, config, task)
+        elif task.kind == "image" and "images" not in config.analyses:
+            row = _not_chosen(task, "images")
         elif task.kind == "image":
-            row = _image(ctx, task)
+            row = _image(ctx, task, labeler="labeler" in config.analyses)
+        elif task.kind == "report" and "labeler" not in config.analyses:
+            row = _not_chosen(task, "labeler")
         elif task.kind == "report":
             row = _report(task)
         else:
@@ -125,6 +133,13 @@ def _base_row(task: Task) -> dict[str, Any]:
     return row
 
 
+def _not_chosen(task: Task, analysis: str) -> dict[str, Any]:
+    row = _base_row(task)
+    row["status"] = "not chosen"
+    row["errors"] = f"analysis {analysis!r} is not among the run's --analyses"
+    return row
+
+
 def _labels(row: dict[str, Any], text: str) -> None:
     results = label_report(text)
     row["labels"] = json.dumps({k: v.presence.value for k, v in sorted(results.items())}, sort_keys=True)
@@ -137,7 +152,8 @@ def _study(ctx: AppContext, config: WorkConfig, task: Task) -> tuple[dict[str, A
     root = config.reports_dir or (config.scratch_dir / str(os.getpid()))
     # an earlier, interrupted try may have left part of this study's files: they are discarded
     shutil.rmtree(root / uid, ignore_errors=True)
-    outcome = process_study(ctx, uid, root)
+    actions = {a for name, acts in _ACTIONS.items() if name in config.analyses for a in acts}
+    outcome = process_study(ctx, uid, root, actions=frozenset(actions))
     row = _base_row(task)
     cohort.fill_study(row, outcome.plan.study)
     fhir = None
@@ -150,14 +166,14 @@ def _study(ctx: AppContext, config: WorkConfig, task: Task) -> tuple[dict[str, A
     else:
         row["status"] = "no report"
     row["errors"] = "; ".join(outcome.problems)
-    if text := task.meta.get("report_text"):
+    if (text := task.meta.get("report_text")) and "labeler" in config.analyses:
         _labels(row, str(text))
     if config.reports_dir is None:
         shutil.rmtree(root / uid, ignore_errors=True)
     return row, fhir
 
 
-def _image(ctx: AppContext, task: Task) -> dict[str, Any]:
+def _image(ctx: AppContext, task: Task, *, labeler: bool) -> dict[str, Any]:
     path = Path(str(task.meta.get("path") or task.source_path))
     inp = image_model_input(path, task.meta, ctx.settings.uid_root)
     row = _base_row(task)
@@ -178,7 +194,7 @@ def _image(ctx: AppContext, task: Task) -> dict[str, Any]:
         problems.append(no_model_notice("imaging", ctx.registry.describe_all()) or "no image model was routed")
     row["errors"] = "; ".join(problems)
     row["status"] = "done"
-    if text := task.meta.get("report_text"):
+    if (text := task.meta.get("report_text")) and labeler:
         _labels(row, str(text))
     return row
 

@@ -64,6 +64,14 @@ def batch_command(
     date_from: Annotated[str | None, typer.Option("--from", help="SOURCE pacs: earliest study date YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="SOURCE pacs: latest study date YYYY-MM-DD")] = None,
     modality: Annotated[str | None, typer.Option("--modality", help="SOURCE pacs: modality in study")] = None,
+    analyses: Annotated[
+        str,
+        typer.Option("--analyses", help="comma-separated: ecg (rules + ECG models), images (image models), labeler"),
+    ] = "ecg,images,labeler",
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="run only this configured model (repeatable; default: every routed model)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -92,6 +100,8 @@ def batch_command(
             date_from=date_from,
             date_to=date_to,
             modality=modality,
+            analyses=tuple(a.strip().lower() for a in analyses.split(",") if a.strip()),
+            models=tuple(model) if model else None,
         )
         result = run_batch(
             ctx,

@@ -215,3 +215,52 @@ def test_pacs_query_pulls_through_ingest_and_runs(workdir: Path, tmp_path: Path,
             run_batch(ctx, BatchOptions("pacs", workdir / "bad", date_from="last year"), dry_run=True)
     finally:
         stop_pid(proc)
+
+
+def test_chosen_analyses_and_models_run_alone_and_are_recorded(workdir: Path):
+    from app.plan import NOT_CHOSEN
+    from tests.app.test_ecg_model import _weights
+
+    weights = _weights(workdir / "ecg.pt", "AFIB")
+    cfg = workdir / "site.yaml"
+    spec = {"backend": "ecg_cnn", "path": str(weights)}
+    cfg.write_text(
+        json.dumps(
+            {
+                "models": {"backends": {"ecg-a": spec, "ecg-b": spec}},
+                "model_routing": [{"kind": "ecg", "models": ["ecg-a", "ecg-b"]}],
+            }
+        )
+    )
+    src = workdir / "in"
+    wfdb_copies(src, 1)
+    _write_png(src / "zz.png", 5)
+    ctx = AppContext.create(cfg)
+    with pytest.raises(ConfigError, match=r"--model ecg-c: not a configured model; configured: ecg-a, ecg-b"):
+        run_batch(ctx, BatchOptions(str(src), workdir / "bad", models=("ecg-a", "ecg-c")), dry_run=True)
+    with pytest.raises(ConfigError, match=r"--analyses xray: .*ecg, images, labeler"):
+        BatchOptions(str(src), workdir / "bad", analyses=("ecg", "xray"))
+
+    run_batch(ctx, BatchOptions(str(src), workdir / "a", analyses=("ecg",), models=("ecg-a",)))
+    ecg, png = _rows(workdir / "a")
+    assert "ecg-a" in ecg["model_ids"].split(";") and "ecg-b" not in ecg["model_ids"]
+    assert ecg["ecg_qrs_duration_ms"] is not None
+    assert png["status"] == "not chosen" and "'images'" in png["errors"]
+    summary = json.loads((workdir / "a" / "summary.json").read_text())
+    assert summary["options"]["analyses"] == ["ecg"] and summary["options"]["models"] == ["ecg-a"]
+    assert "Analyses: ecg; models: ecg-a" in (workdir / "a" / "summary.md").read_text()
+
+    run_batch(ctx, BatchOptions(str(src), workdir / "both", analyses=("ecg",)))
+    ecg_both, _ = _rows(workdir / "both")
+    assert {"ecg-a", "ecg-b"} <= set(ecg_both["model_ids"].split(";"))
+
+    run_batch(ctx, BatchOptions(str(src), workdir / "img", analyses=("images",)))
+    ecg_skipped, png_run = _rows(workdir / "img")
+    assert ecg_skipped["status"] == "no report" and NOT_CHOSEN in ecg_skipped["errors"]
+    assert ecg_skipped.get("ecg_qrs_duration_ms") is None  # no ECG was measured: no such column
+    assert png_run["status"] == "done"
+
+    res = CliRunner().invoke(
+        cli, ["batch", str(src), "--out", str(workdir / "cli"), "--dry-run", "--model", "nope", "--config", str(cfg)]
+    )
+    assert res.exit_code == 2 and "configured: ecg-a, ecg-b" in " ".join(res.output.split())
