@@ -47,6 +47,9 @@ SEARCHBACK_FRACTION = 0.5
 SEARCHBACK_PASSES = 3
 #: A beat searched for before the first or after the last beat must reach this fraction of the local beat energy.
 EDGE_REF_FRACTION = 0.4
+#: A candidate after the last beat, within its T-wave window and earlier than this fraction of the typical RR,
+#: must pass the first pass's T-wave test.
+EARLY_RR_FRACTION = 0.8
 CHUNK_S = 300.0
 OVERLAP_S = 4.0
 #: Fiducial alignment: half-width of the window whose energy centre seeds each beat's position.
@@ -69,6 +72,8 @@ EXTENT_FRACTION = 0.1
 #: A template whose extent reaches this is wide (the band-pass adds ~40 ms: normal QRS measure 100-115 ms).
 WIDE_EXTENT_S = 0.135
 EXTENT_GAP_S = 0.04
+#: ... and no lobe beyond it reaches this fraction of its peak energy (else the QRS is notched or wide);
+DOMINANT_FRACTION = 0.5
 #: ... and then a beat keeps its own apex where that is this close to the template's.
 APEX_AGREE_S = 0.01
 #: A beat of no class keeps the magnitude apex within this distance of its energy centre.
@@ -201,12 +206,33 @@ def _detect_chunk(env: FloatArray, mag: FloatArray, fs: float, leads: FloatArray
             sel = (cand > lo) & (cand < hi) & (h >= SEARCHBACK_FRACTION * thr)
             if floor > 0:
                 sel &= (h >= floor) & (h >= EDGE_REF_FRACTION * ref)
+            if lo > 0:
+                # a lower threshold, not a blind one: within the T-wave window of the beat before it a candidate
+                # needs T_WAVE_RATIO of that beat's energy (Pan-Tompkins' T-wave test applies in search-back too)
+                prev = beats[np.clip(np.searchsorted(beats, cand) - 1, 0, beats.size - 1)]
+                gap = cand - prev
+                sel &= (gap >= tw) | (h >= T_WAVE_RATIO * env[prev])
+                if floor > 0:
+                    # after the last beat nothing later shows a wave is no T wave: one earlier than the rhythm
+                    # predicts must pass the first pass's whole test (else a fast rhythm's last T wave, as steep
+                    # as its QRS in the band, became a beat)
+                    sel &= (gap >= tw) | (gap >= EARLY_RR_FRACTION * typical_rr) | (h >= T_WAVE_REF_FRACTION * ref)
             if sel.any():
                 k = np.flatnonzero(sel)[np.argmax(h[sel])]
                 extra.append(int(cand[k]))
         if not extra:
             break
         beats = np.unique(np.concatenate([beats, np.asarray(extra, dtype=np.int64)]))
+        # a beat found now may be the one the first pass took for a T wave, and the weaker wave right after it
+        # that the first pass accepted (nothing before it any more) is then its T wave: the same test drops it
+        found = np.searchsorted(beats, np.asarray(extra, dtype=np.int64))
+        nxt = found + 1
+        ok = nxt < beats.size
+        found, nxt = found[ok], nxt[ok]
+        e_found, e_next = env[beats[found]], env[beats[nxt]]
+        ref_next = _local_reference(env, fs, beats[nxt])
+        drop = (beats[nxt] - beats[found] < tw) & (e_next < e_found) & (e_next < T_WAVE_REF_FRACTION * ref_next)
+        beats = np.delete(beats, nxt[drop])
     return align_fiducials(leads, mag, beats, fs)
 
 
@@ -235,8 +261,10 @@ def _best_lags(g: FloatArray, rows: IntArray, tmpl: FloatArray, margin: int) -> 
     only for beats that do not match yet (a start on the wrong lobe): most
     beats need no long search, which keeps Holter records fast.
     """
-    best, at = _lag_search(g, rows, tmpl, margin, min(margin, max(1, int(ALIGN_NEAR_FRACTION * margin))))
-    poor = np.flatnonzero(best < MEMBER_CORRELATION)
+    near = min(margin, max(1, int(ALIGN_NEAR_FRACTION * margin)))
+    best, at = _lag_search(g, rows, tmpl, margin, near)
+    # a best shift at the end of the near range is no maximum: the correlation may still rise beyond it
+    poor = np.flatnonzero((best < MEMBER_CORRELATION) | ((np.abs(at) == near) & (near < margin)))
     if poor.size:
         b2, a2 = _lag_search(g, rows[poor], tmpl, margin, margin)
         better = b2 > best[poor]
@@ -312,6 +340,15 @@ def align_fiducials(leads: FloatArray, mag: FloatArray, beats: IntArray, fs: flo
         aligned = np.stack([g[:, r, lag + k : lag + k + w] for r, k in zip(rows, at[members], strict=True)], axis=1)
         tmpl = np.median(aligned, axis=1)
         corr, at = _best_lags(g, remaining, tmpl, lag)
+        # a best shift at the end of the searched range is no maximum: search on from there
+        edge = np.flatnonzero(np.abs(at) == lag)
+        if edge.size:
+            moved = c[remaining[edge]] + at[edge]
+            g2 = leads[live][:, np.clip(moved[:, None] + offs[None, :], 0, mag.size - 1)]
+            c2, a2 = _best_lags(g2, np.arange(edge.size), tmpl, lag)
+            better = c2 > corr[edge]
+            corr[edge[better]] = c2[better]
+            at[edge[better]] += a2[better]
         members = corr >= ALIGN_CORRELATION
         ref, on_apex = _reference_point(tmpl, fs)
         rows = remaining[members]
@@ -332,7 +369,11 @@ def _reference_point(tmpl: FloatArray, fs: float) -> tuple[int, bool]:
     wide complex, or one whose steepest lobe is off-centre - the middle of
     the extent itself: the fiducial then sits mid-QRS, within the
     delineation's reach of the onset and the offset alike, and whichever
-    lobe of a notched complex is tallest does not matter.
+    lobe of a notched complex is tallest does not matter.  An extent that
+    reaches an end of the window was cut off by it (a wide complex at a fast
+    rate, the window seeded on one of its lobes, or its T wave as steep as
+    the QRS): its middle and width are then the window's, not the complex's,
+    and the energy centre of the run, which the QRS dominates, is taken.
     """
     e = uniform_filter1d((tmpl * tmpl).sum(axis=0), size=max(1, int(0.02 * fs)))
     above = np.flatnonzero(e >= EXTENT_FRACTION * e.max())
@@ -345,9 +386,16 @@ def _reference_point(tmpl: FloatArray, fs: float) -> tuple[int, bool]:
     ends = np.concatenate((above[breaks], [above[-1]]))
     k = int(np.searchsorted(ends, int(np.argmax(e))))
     lo, hi = int(starts[k]), int(ends[k])
+    if lo == 0 or hi == e.size - 1:
+        run = e[lo : hi + 1]
+        return lo + round(float((run * np.arange(run.size)).sum() / run.sum())), False
     mid = (lo + hi) // 2
     apex = int(np.argmax(np.abs(tmpl).sum(axis=0)))
-    if hi - lo < WIDE_EXTENT_S * fs and abs(apex - mid) <= int(APEX_CENTRE_S * fs):
+    # one dominant R or S: no lobe outside the run as strong (two alike lobes are a notched or wide complex
+    # whose dip split the run, and noise decides which lobe a beat's own apex is on)
+    outside = np.concatenate((e[: max(0, lo - int(EXTENT_GAP_S * fs))], e[hi + int(EXTENT_GAP_S * fs) + 1 :]))
+    dominant = outside.size == 0 or float(outside.max()) < DOMINANT_FRACTION * float(e.max())
+    if hi - lo < WIDE_EXTENT_S * fs and abs(apex - mid) <= int(APEX_CENTRE_S * fs) and dominant:
         return apex, True
     return mid, False
 
