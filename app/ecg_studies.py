@@ -45,8 +45,14 @@ def content_sha256(files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def ecg_file_study(record: EcgRecord, files: Sequence[Path], uid_root: str) -> EcgFileStudy:
-    """Derive the study / series / instance records of a file-based ECG."""
+#: The study description of a recording analysed in windows (``ecg.holter``), not as one resting ECG.
+LONG_ECG_DESCRIPTION = "Long ECG recording (Holter, file)"
+
+
+def ecg_file_study(
+    record: EcgRecord, files: Sequence[Path], uid_root: str, *, description: str = "Resting ECG (file)"
+) -> EcgFileStudy:
+    """Derive the study / series / instance records of a file-based ECG (``record``: its first seconds will do)."""
     sha = content_sha256(files)
     study_uid = derive_uid(uid_root, "ecg-file", "study", sha)
     series_uid = derive_uid(uid_root, "ecg-file", "series", sha)
@@ -74,6 +80,6 @@ def ecg_file_study(record: EcgRecord, files: Sequence[Path], uid_root: str) -> E
         study_instance_uid=study_uid,
         patient=record.patient,
         study_datetime=record.acquired_at,
-        description="Resting ECG (file)",
+        description=description,
     )
     return EcgFileStudy(study=study, series=series, instance=instance, files=tuple(files))

@@ -23,9 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.context import AppContext
-from app.ecg_studies import EcgFileStudy, ecg_file_study
+from app.ecg_studies import LONG_ECG_DESCRIPTION, EcgFileStudy, ecg_file_study
 from app.isolated import InputRefused, runner
+from core.config import LimitsConfig
 from core.errors import EcgError, IngestError, StoreError
+from ecg.holter import STRIP_S, check_length, long_recording, needs_windows
 from ecg.readers import detect_format, read_ecg
 from ecg.readers.limits import check_declared_samples, check_sampling_rate, declared_samples_limit
 from ecg.readers.members import record_files
@@ -51,15 +53,21 @@ class Collected:
         return bool(self.study_uids)
 
 
-def examine_ecg(path: str, uid_root: str, max_samples: int) -> tuple[str, EcgFileStudy | str]:
+def examine_ecg(
+    path: str, uid_root: str, max_samples: int, max_hours: float = LimitsConfig().max_ecg_hours
+) -> tuple[str, EcgFileStudy | str]:
     """In the child process: ``("ecg", records)``, ``("not-ecg", "")`` or ``("error", reason)``.
 
-    Plain tuples cross the process boundary (an exception with extra constructor arguments does not unpickle).
+    A WFDB recording over ``max_samples`` (a Holter: analysed in windows, :mod:`ecg.holter`) is examined by its
+    header and first seconds only, and refused beyond ``max_hours``.  Plain tuples cross the process boundary
+    (an exception with extra constructor arguments does not unpickle).
     """
     p = Path(path)
     try:
         if detect_format(p) is None:
             return "not-ecg", ""
+        if needs_windows(p, max_samples):
+            return "ecg", _long_ecg_study(p, uid_root, max_samples, max_hours)
         with declared_samples_limit(max_samples):
             record = read_ecg(p)
         # whatever the format declared, what is indexed is a plausible recording of bounded size
@@ -70,6 +78,16 @@ def examine_ecg(path: str, uid_root: str, max_samples: int) -> tuple[str, EcgFil
     except EcgError as exc:
         reason = str(exc)
         return "error", reason.removeprefix(f"{path}: ")
+
+
+def _long_ecg_study(p: Path, uid_root: str, max_samples: int, max_hours: float) -> EcgFileStudy:
+    """The study of a recording analysed in windows, from its header and first seconds (never read whole)."""
+    rec = long_recording(p)
+    if rec is None:  # needs_windows said it is one
+        raise EcgError("not a WFDB recording", source=str(p))
+    check_length(rec, max_hours, max_samples)
+    head = rec.read(0, min(rec.n_samples, int(STRIP_S * rec.fs)))
+    return ecg_file_study(head, record_files(p), uid_root, description=LONG_ECG_DESCRIPTION)
 
 
 def _store_recording(filestore: FileStore, filed: EcgFileStudy, limit: int) -> Path:
@@ -106,7 +124,9 @@ def collect(ctx: AppContext, paths: Sequence[Path]) -> Collected:
             if path in consumed:
                 continue
             try:
-                kind, found = isolated.call(examine_ecg, str(path), ctx.settings.uid_root, limits.max_ecg_samples)
+                kind, found = isolated.call(
+                    examine_ecg, str(path), ctx.settings.uid_root, limits.max_ecg_samples, limits.max_ecg_hours
+                )
             except InputRefused as exc:
                 not_ecg.append(Rejected(path, str(exc), dicom=False))
                 continue

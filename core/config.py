@@ -330,6 +330,9 @@ class LimitsConfig(_Section):
     max_archive_ratio: float = Field(100.0, gt=1)  #: expanded/compressed size of a zip member
     max_archive_bytes: int = Field(16 << 30, ge=1024)  #: all members of one zip archive, expanded
     max_ecg_samples: int = Field(120_000_000, ge=1000)  #: declared samples of one ECG, all leads together
+    #: window of a recording over max_ecg_samples (WFDB: analysed window by window, ``ecg.holter``)
+    ecg_window_s: float = Field(60.0, ge=10.0, le=3600.0)
+    max_ecg_hours: float = Field(168.0, gt=0)  #: a windowed recording longer than this is refused
     parse_timeout_s: float = Field(60.0, gt=0)  #: reading one non-DICOM input (ECG formats), in a child process
     parse_memory_bytes: int = Field(4 << 30, ge=256 << 20)  #: address space of that child process
 

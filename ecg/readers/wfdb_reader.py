@@ -105,6 +105,22 @@ def _patient(comments: list[str]) -> Patient:
     return Patient(sex=sex, age_years=age)
 
 
+def voltage_channels(rec: wfdb.Record) -> list[tuple[int, str, float]]:
+    """(index, name, factor to mV) of the header's ECG leads: voltages that are not a named non-ECG signal."""
+    out: list[tuple[int, str, float]] = []
+    for i, (name, unit) in enumerate(zip(rec.sig_name, rec.units or [""] * rec.n_sig, strict=False)):
+        factor = _TO_MV.get((unit or "").strip().lower())
+        if factor is None or (name or "").strip().upper().rstrip(".") in NON_ECG_NAMES:
+            continue  # not a voltage, or a named non-ECG signal: not an ECG lead
+        out.append((i, name or f"ch{i + 1}", factor))
+    return out
+
+
+def patient_from_comments(comments: list[str]) -> Patient:
+    """Age and sex from the header's comment lines (``<age>: 51``, ``<sex>: F``)."""
+    return _patient(comments)
+
+
 def read(path: Path) -> EcgFile:
     """Read a WFDB record (base name, ``.hea`` or signal file) into an EcgFile."""
     hea = header_path(path)
@@ -130,12 +146,9 @@ def read(path: Path) -> EcgFile:
         raise EcgError(f"WFDB sampling frequency must be positive, got {rec.fs!r}", source=source)
     rows: list[np.ndarray] = []
     names: list[str] = []
-    for i, (name, unit) in enumerate(zip(rec.sig_name, rec.units or [""] * rec.n_sig, strict=False)):
-        factor = _TO_MV.get((unit or "").strip().lower())
-        if factor is None or (name or "").strip().upper().rstrip(".") in NON_ECG_NAMES:
-            continue  # not a voltage, or a named non-ECG signal: not an ECG lead
+    for i, name, factor in voltage_channels(rec):
         rows.append(rec.p_signal[:, i] * factor)
-        names.append(name or f"ch{i + 1}")
+        names.append(name)
     if not rows:
         raise EcgError(f"no voltage (ECG) channel; units are {rec.units}", source=source)
     signal, lead_names = complete_leads(np.vstack(rows), names)

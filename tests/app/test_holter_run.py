@@ -1,0 +1,53 @@
+"""``mmdx run`` on a recording over ``limits.max_ecg_samples``: analysed in windows, its summary in every output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from tests.ecg.holter_synth import FS, write_holter
+
+runner = CliRunner()
+
+
+def test_run_reports_a_long_recording_in_windows(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = workdir / "in"
+    folder.mkdir()
+    peaks = write_holter(folder, 12 * 60, pause_at_s=400)  # 12 x 360,000 samples
+    monkeypatch.setenv("MMDX_LIMITS__MAX_ECG_SAMPLES", "1000000")  # whole-record analysis would refuse it
+    result = runner.invoke(cli, ["run", str(folder), "--out", "out"])
+    assert result.exit_code == 0, result.output
+    assert "1 new" in result.output
+    [study] = json.loads((workdir / "out" / "studies.json").read_text())
+    assert study["report"] is not None and study["problems"] == []
+    assert any("first at +0:00:00" in s for s in study["report"]["statements"])
+    [latest] = (workdir / "out").glob("*/v1")
+    pause = int(np.argmax(np.diff(peaks)))
+    at = f"+0:06:{round(peaks[pause] / FS) - 360:02d}"
+    expected = (
+        f"Total beats: {len(peaks):,}.",
+        f"Longest RR interval 3.00 s at {at}; 1 pause(s) of 2 s or longer.",
+        "Atrial fibrillation/flutter burden: 0.0% of analysed time.",
+    )
+    bundle = json.loads((latest / "bundle.json").read_text())
+    [dr] = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    html = (latest / "report.html").read_text()
+    oru = (latest / "oru.hl7").read_text()
+    for line in expected:
+        assert line in dr["conclusion"]
+        assert line in html
+    assert "Long ECG recording (Holter)" in oru
+    rates = [
+        e["resource"]["valueQuantity"]["value"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+        and e["resource"]["code"]["coding"][0]["code"] == "8867-4"
+        and "valueQuantity" in e["resource"]
+    ]
+    assert rates and rates[0] == pytest.approx(60.0, abs=2)  # the recording's mean heart rate
+    assert {"report.pdf", "sr_ecg.dcm", "sc_1.dcm"} <= {p.name for p in latest.iterdir()}  # the pause's strip drawn
