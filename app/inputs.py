@@ -33,7 +33,7 @@ from ecg.readers.limits import check_declared_samples, check_sampling_rate, decl
 from ecg.readers.members import record_files
 from ingest.filestore import FileStore
 from ingest.indexing import index_scan
-from ingest.scan import Rejected, display_path, read_regular, scan
+from ingest.scan import Rejected, check_regular, display_path, read_regular, scan
 from store import index
 
 
@@ -90,9 +90,18 @@ def _long_ecg_study(p: Path, uid_root: str, max_samples: int, max_hours: float) 
     return ecg_file_study(head, record_files(p), uid_root, description=LONG_ECG_DESCRIPTION)
 
 
+#: Recording files larger than this are copied into the store in pieces, not read whole (a Holter's samples).
+_READ_WHOLE_BYTES = 64 << 20
+
+
 def _store_recording(filestore: FileStore, filed: EcgFileStudy, limit: int) -> Path:
     """Copy the recording's files into the store; the path of its main file there."""
-    files = [(f.name, read_regular(f, limit)) for f in filed.files]
+    files: list[tuple[str, bytes | Path]] = []
+    for f in filed.files:
+        data = read_regular(f, min(limit, _READ_WHOLE_BYTES)) if _size(f) <= _READ_WHOLE_BYTES else None
+        if data is None:
+            check_regular(f, limit)  # a regular file within limits.max_object_bytes, copied in pieces
+        files.append((f.name, f if data is None else data))
     inst = filed.instance
     folder = filestore.put_recording(
         files,
@@ -169,6 +178,13 @@ def collect(ctx: AppContext, paths: Sequence[Path]) -> Collected:
         rejected=(*(r for r in result.rejected if r.path not in offered), *not_ecg),
         empty_folders=result.empty_folders,
     )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # read_regular says why
 
 
 def _sha256(path: Path, limit: int) -> str | None:

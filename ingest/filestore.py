@@ -106,6 +106,25 @@ class ContentHasher:
         return f"{CONTENT_DIGEST}:{self._hash.hexdigest()}"
 
 
+#: Piece size of a file copied into the store from a path (:meth:`FileStore.put_recording`).
+_COPY_PIECE = 8 << 20
+
+
+def _same_content(stored: Path, data: bytes | Path) -> bool:
+    """Whether the stored file holds ``data`` (bytes, or the content of a file), compared a piece at a time."""
+    if isinstance(data, bytes):
+        return stored.stat().st_size == len(data) and stored.read_bytes() == data
+    if stored.stat().st_size != data.stat().st_size:
+        return False
+    with stored.open("rb") as a, data.open("rb") as b:
+        while True:
+            x, y = a.read(_COPY_PIECE), b.read(_COPY_PIECE)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
 def content_digest(data: bytes | memoryview) -> str:
     """The content digest of an object: of the dataset, without preamble and file meta, as ``"xxh3-128:<hex>"``.
 
@@ -391,6 +410,18 @@ class FileStore:
             raise StoreError(f"cannot create a temporary file in {self.tmp_dir}: {exc.strerror or exc}") from None
         return TemporaryFile(fd, Path(name), self.fsync)
 
+    def _copy_temp(self, source: Path) -> Path:
+        """A temporary copy of ``source``, written a piece at a time."""
+        tmp = self.open_temporary()
+        try:
+            with source.open("rb") as fh:
+                for piece in iter(lambda: fh.read(_COPY_PIECE), b""):
+                    tmp.write((piece,))
+            return tmp.close()
+        except BaseException:
+            tmp.discard()
+            raise
+
     def _write_temp(self, data: bytes) -> Path:
         tmp = self.open_temporary()
         try:
@@ -465,13 +496,14 @@ class FileStore:
         return StoredFile(target, digest, size, Placement.CONFLICT)
 
     def put_recording(
-        self, files: list[tuple[str, bytes]], *, study_uid: str, series_uid: str, sop_instance_uid: str
+        self, files: list[tuple[str, bytes | Path]], *, study_uid: str, series_uid: str, sop_instance_uid: str
     ) -> Path:
         """Store the files of one non-DICOM recording (an ECG file; a WFDB header and its signal files) durably.
 
         They go to ``<study>/<series>/<sop>/`` under their own names (a WFDB header names its signal
         files), each written like :meth:`put` and never replaced; returns that folder.  The UIDs of such
         a recording derive from its content, so a file already there with other bytes is a StoreError.
+        A file given as a path (a Holter's gigabyte of samples) is copied in pieces, never held whole.
         """
         folder = self.path_for(study_uid, series_uid, sop_instance_uid).with_suffix("")
         try:
@@ -481,14 +513,14 @@ class FileStore:
                     raise StoreError(f"cannot store a recording file named {name!r}")
                 final = folder / name
                 if final.exists():
-                    if final.read_bytes() != data:
+                    if not _same_content(final, data):
                         raise StoreError(f"cannot store {final}: other content is stored under that name")
                     continue
-                tmp = self._write_temp(data)
+                tmp = self._write_temp(data) if isinstance(data, bytes) else self._copy_temp(data)
                 try:
                     os.link(tmp, final)
                 except FileExistsError:
-                    if final.read_bytes() != data:
+                    if not _same_content(final, data):
                         raise StoreError(f"cannot store {final}: other content is stored under that name") from None
                 finally:
                     self._discard_name(tmp)

@@ -203,6 +203,23 @@ def _refusal(st: os.stat_result) -> str | None:
     return f"not read: {kind}, expected a regular file"
 
 
+def check_regular(path: Path, limit: int) -> None:
+    """IngestError (with the reason) unless ``path`` is a regular file of at most ``limit`` bytes (nothing read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"unreadable: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    refusal = _refusal(st)
+    if refusal is not None:
+        raise IngestError(refusal)
+    if st.st_size > limit:
+        raise IngestError(f"file of {st.st_size} bytes exceeds limits.max_object_bytes ({limit})")
+
+
 def read_regular(path: Path, limit: int) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; IngestError (with the reason) otherwise.
 

@@ -117,3 +117,20 @@ def test_content_digest_ignores_the_file_meta(tmp_path: Path) -> None:
     ds.save_as(copy, enforce_file_format=True)
     assert content_digest(copy.read_bytes()) != content_digest(a)
     assert content_offset(b"not dicom") == 0
+
+
+def test_recording_file_given_as_a_path_is_copied_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Holter's samples are streamed into the store (pieces of _COPY_PIECE), stored once, never replaced."""
+    monkeypatch.setattr(filestore, "_COPY_PIECE", 1000)
+    store = FileStore(tmp_path / "s", fsync=False)
+    source = tmp_path / "rec.dat"
+    source.write_bytes(bytes(range(256)) * 40)  # 10,240 bytes: 11 pieces
+    uids = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.4.5"}
+    folder = store.put_recording([("rec.hea", b"rec 1 500 5120\n"), ("rec.dat", source)], **uids)
+    assert (folder / "rec.dat").read_bytes() == source.read_bytes()
+    assert store.put_recording([("rec.dat", source)], **uids) == folder  # the same content again: a no-op
+    other = tmp_path / "other.dat"
+    other.write_bytes(source.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(StoreError, match="other content"):
+        store.put_recording([("rec.dat", other)], **uids)
+    assert list(store.tmp_dir.glob(".tmp-*")) == []
