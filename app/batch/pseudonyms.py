@@ -76,7 +76,8 @@ def _norm(column: str) -> str:
     return re.sub(r"[^a-z0-9]", "", column.lower())
 
 
-def _patient_key(row: dict[str, Any]) -> str:
+def patient_key(row: dict[str, Any]) -> str:
+    """Whose pseudonym and date shift a row gets: the manifest's patient column, else the study's patient."""
     manifest = row.get("manifest") or {}
     for k, v in manifest.items():
         if _norm(k) in _PATIENT_COLUMNS and v:
@@ -87,7 +88,7 @@ def _patient_key(row: dict[str, Any]) -> str:
 def deidentify_row(row: dict[str, Any], key: str) -> dict[str, Any]:
     """The cohort row with pseudonyms, shifted dates and no source path or direct identifier."""
     out = dict(row)
-    patient = _patient_key(row)
+    patient = patient_key(row)
     days = shift_days(key, patient)
     out["patient_id"] = pseudonym(key, patient)
     originals: list[str] = []
@@ -145,15 +146,15 @@ def deidentify_fhir(bundle_text: str, key: str) -> str:
     patient_res = next(
         (e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Patient"), None
     )
-    patient_key = "unknown"
+    who = "unknown"
     patient_ref = None
     if patient_res is not None:
         ids = [i.get("value") for i in patient_res.get("identifier") or [] if i.get("value")]
-        patient_key = str(ids[0]) if ids else str(patient_res.get("id") or "unknown")
-        pseudo = pseudonym(key, patient_key)
+        who = str(ids[0]) if ids else str(patient_res.get("id") or "unknown")
+        pseudo = pseudonym(key, who)
         old_id = str(patient_res.get("id") or "")
         patient_ref = (f"Patient/{old_id}", f"Patient/{pseudo}")
-    days = shift_days(key, patient_key)
+    days = shift_days(key, who)
     out_entries = []
     for e in entries:
         res = e.get("resource")

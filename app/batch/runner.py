@@ -73,11 +73,6 @@ class BatchOptions:
             raise ConfigError(f"--engine: expected local or ray, got {self.engine!r}")
         if self.workers < 1:
             raise ConfigError(f"--workers: expected at least 1, got {self.workers}")
-        if self.reports and self.deid:
-            raise ConfigError(
-                "--reports with --deid: per-study report files (PDF, HTML, DICOM) are not de-identified by a batch "
-                "run; run mmdx deid on the inputs first, or leave out --reports"
-            )
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit: expected at least 1, got {self.limit}")
         unknown = [a for a in self.analyses if a not in ANALYSES]

@@ -149,7 +149,9 @@ def _study(ctx: AppContext, config: WorkConfig, task: Task) -> tuple[dict[str, A
     uid = task.study_instance_uid
     if uid is None:
         raise MmdxError(f"item {task.seq}: no study UID")
-    root = config.reports_dir or (config.scratch_dir / str(os.getpid()))
+    deid_reports = config.reports_dir is not None and config.deid_key is not None
+    # de-identified report files are built again from pseudonymised records: the pipeline's go to scratch
+    root = (None if deid_reports else config.reports_dir) or (config.scratch_dir / str(os.getpid()))
     # an earlier, interrupted try may have left part of this study's files: they are discarded
     shutil.rmtree(root / uid, ignore_errors=True)
     actions = {a for name, acts in _ACTIONS.items() if name in config.analyses for a in acts}
@@ -168,7 +170,15 @@ def _study(ctx: AppContext, config: WorkConfig, task: Task) -> tuple[dict[str, A
     row["errors"] = "; ".join(outcome.problems)
     if (text := task.meta.get("report_text")) and "labeler" in config.analyses:
         _labels(row, str(text))
-    if config.reports_dir is None:
+    if deid_reports and outcome.report is not None and config.reports_dir and config.deid_key:
+        from app.batch.deid_reports import write_deid_reports
+        from app.batch.pseudonyms import patient_key
+
+        write_deid_reports(
+            ctx.settings, ctx.clock, outcome.plan.study, outcome.report, config.reports_dir,
+            key=config.deid_key, patient_key=patient_key(row),
+        )  # fmt: skip
+    if config.reports_dir is None or deid_reports:
         shutil.rmtree(root / uid, ignore_errors=True)
     return row, fhir
 

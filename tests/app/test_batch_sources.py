@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pydicom
 import pytest
 from PIL import Image as PILImage
 from typer.testing import CliRunner
@@ -106,14 +109,36 @@ def test_parquet_manifest_of_study_uids_and_report_table(workdir: Path):
 PHI = ("DOE", "JANE", "MRN778899", "19650412", "1965-04-12", "03028041970546", "Galliera", "13002689")
 
 
+def _pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    return "\n".join(page.extract_text() or "" for page in reader.pages) + json.dumps(
+        {k: str(v) for k, v in (reader.metadata or {}).items()}
+    )
+
+
 def _all_text(out: Path) -> dict[str, str]:
-    """Every output file as text; Parquet decoded (values and metadata), everything else as bytes."""
+    """Every output file as text: its bytes, and decoded where they are packed: Parquet (values and metadata),
+    PDF (page text and metadata), a PDF inside DICOM (Encapsulated Document), zlib in DICOM/FHIR JSON base64."""
     texts = {}
     for f in sorted(p for p in out.rglob("*") if p.is_file()):
-        raw = f.read_bytes().decode("latin-1")
+        data = f.read_bytes()
+        raw = data.decode("latin-1")
         if f.suffix == ".parquet":
             t = pq.read_table(f)
             raw += json.dumps(t.to_pylist()) + str(t.schema)
+        elif data.startswith(b"%PDF"):
+            raw += _pdf_text(data)
+        elif f.suffix == ".dcm":
+            ds = pydicom.dcmread(f)
+            raw += str(ds)  # every element, in sequences too
+            if "EncapsulatedDocument" in ds:
+                raw += _pdf_text(bytes(ds.EncapsulatedDocument))
+        elif f.suffix in (".json", ".ndjson"):
+            for b64 in re.findall(r'"data": ?"([A-Za-z0-9+/=]+)"', raw):  # FHIR attachments
+                blob = base64.b64decode(b64)
+                raw += _pdf_text(blob) if blob.startswith(b"%PDF") else blob.decode("utf-8", "replace")
         texts[str(f.relative_to(out))] = raw
     return texts
 
@@ -136,14 +161,23 @@ def test_deid_outputs_carry_no_source_identifier(workdir: Path, monkeypatch: pyt
     assert plain.counts["done"] == 3, plain.summary["failures"]
     assert any("MRN778899" in t for t in _all_text(workdir / "plain").values())  # the check can fail
 
-    result = run_batch(ctx, BatchOptions(str(src), workdir / "deid", deid=True))
+    result = run_batch(ctx, BatchOptions(str(src), workdir / "deid", deid=True, reports=True))
     assert result.counts == plain.counts
-    run_batch(ctx, BatchOptions(str(manifest), workdir / "deid_manifest", deid=True))
+    run_batch(ctx, BatchOptions(str(manifest), workdir / "deid_manifest", deid=True, reports=True))
+    plain_reports = run_batch(ctx, BatchOptions(str(src), workdir / "plain_reports", reports=True))
+    assert plain_reports.counts["done"] == 3
+    plain_texts = _all_text(workdir / "plain_reports")
+    for kind in ("report.pdf", "report_pdf.dcm", "report.html", "sr_ecg.dcm", "bundle.json"):
+        # the check can fail: the same files of the plain run carry the patient (PDF text and DICOM included)
+        assert any(k.endswith(kind) and "MRN778899" in t for k, t in plain_texts.items()), kind
     uids = [derive_uid("2.25", "batch-test", "study", str(i)) for i in range(2)]
     names = ["ecg_00000", "ecg_00001", "wfdb_00000", "broken_DOE_JANE", str(src)]
     for out in (workdir / "deid", workdir / "deid_manifest"):
         texts = _all_text(out)
         assert any(k.startswith("fhir/") for k in texts) and "cohort.parquet" in texts
+        reports = {k.rsplit("/", 1)[-1] for k in texts if k.startswith("studies/")}
+        assert {"report.pdf", "report_pdf.dcm", "report.html", "sr_ecg.dcm", "bundle.json", "oru.hl7"} <= reports
+        assert not any(k.startswith("studies/") and k.rsplit("/", 1)[-1].startswith("sc_") for k in texts)
         for name, text in texts.items():
             for needle in (*PHI, *uids, *names):
                 found = re.search(rf"(?<![A-Za-z0-9]){re.escape(needle)}(?![A-Za-z0-9])", text, re.IGNORECASE)
@@ -159,18 +193,23 @@ def test_deid_outputs_carry_no_source_identifier(workdir: Path, monkeypatch: pyt
     assert len(shifts) == 1 and shifts != {0}
     # measurements and statements are kept
     assert [d["ecg_qrs_duration_ms"] for _, d in dicom] == [p["ecg_qrs_duration_ms"] for p, _ in dicom]
+    # the report files carry the row's pseudonym, mapped UID and shifted date, and the PS3.15 stamp
+    first = dicom[0][1]
+    sr = pydicom.dcmread(workdir / "deid" / "studies" / first["study_instance_uid"] / "v1" / "sr_ecg.dcm")
+    assert str(sr.PatientID) == first["patient_id"] and sr.StudyInstanceUID == first["study_instance_uid"]
+    assert sr.PatientIdentityRemoved == "YES" and "BirthDate" not in str(sr.get("PatientBirthDate", ""))
+    pdf = _pdf_text((workdir / "deid" / "studies" / first["study_instance_uid"] / "v1" / "report.pdf").read_bytes())
+    assert first["patient_id"] in pdf
     # stable within the project key: the manifest run pseudonymises the patient the same way
     manifest_rows = _rows(workdir / "deid_manifest")
     assert manifest_rows[0]["manifest_patient"] == manifest_rows[1]["manifest_patient"]
     assert "manifest_name" not in manifest_rows[0]
 
 
-def test_deid_needs_a_project_key_and_refuses_report_files(workdir: Path):
+def test_deid_needs_a_project_key(workdir: Path):
     ctx = AppContext.create()
     with pytest.raises(ConfigError, match="deid.salt"):
-        run_batch(ctx, BatchOptions(str(workdir), workdir / "out", deid=True))
-    with pytest.raises(ConfigError, match="--reports with --deid"):
-        BatchOptions(str(workdir), workdir / "out", deid=True, reports=True)
+        run_batch(ctx, BatchOptions(str(workdir), workdir / "out", deid=True, reports=True))
 
 
 def test_cli_dry_run_and_errors(workdir: Path):
