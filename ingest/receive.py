@@ -21,7 +21,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +42,7 @@ from ingest.filestore import (
 )
 from ingest.headers import RECORD_TAGS, HeaderRecords, records_from_dataset, text_value
 from ingest.parse import parse_dataset_prefix, parse_dicom, parse_header_prefix, pixel_element_ok
+from store import index
 from store.index_writer import IndexResult, IndexWriter
 
 if TYPE_CHECKING:
@@ -126,6 +127,10 @@ class Receiver:
         with self._lock:
             self.counts[outcome] += 1
 
+    def lane(self, job: Callable[[], None]) -> _Lane:
+        """Run ``job`` on a lane thread (see ``lanes``); the returned lane's ``wait`` waits for it."""
+        return self._lanes.run(job)
+
     def receive(
         self,
         data: bytes,
@@ -147,7 +152,7 @@ class Receiver:
             another UID is rejected rather than filed under the wrong name.
         """
         offset = content_offset(data)
-        incoming = self.begin(
+        incoming = self.accept(
             data[:offset],
             source=source,
             transfer_syntax_uid=transfer_syntax_uid,
@@ -156,7 +161,7 @@ class Receiver:
         incoming.add(memoryview(data)[offset:], last=True)
         return incoming.finish()
 
-    def begin(
+    def accept(
         self,
         head: bytes,
         *,
@@ -171,7 +176,7 @@ class Receiver:
         """
         return Incoming(self, head, source, transfer_syntax_uid, expected_sop_instance_uid)
 
-    def _commit(
+    def commit(
         self,
         records: HeaderRecords,
         placed: StoredFile,
@@ -180,23 +185,15 @@ class Receiver:
         size: int,
         source: str,
     ) -> Received:
-        """Index the object where its durable file now is (a newcomer under a held UID: in ``_conflicts``)."""
+        """Index the object whose durable file is now in place; its outcome (a newcomer under a held UID: conflict)."""
         uid = records.instance.sop_instance_uid
         try:
-            final = _finalise(records, placed.path, digest)
-            result = self._writer.add(
-                study=final.study,
-                series=final.series,
-                instance=final.instance,
-                received_at=received_at,
-                size_bytes=size,
-            )
+            result = self.index(_finalise(records, placed.path, digest), received_at=received_at, size=size)
         except StoreError as exc:
-            return self._failed(uid, records, source, exc)
+            return self.fail(str(exc), source=source, records=records)
         except Exception as exc:  # any database failure: the sender retries (a re-sent object is identical)
             log.error("cannot index %s from %s: %s", uid, source, type(exc).__name__)
-            self._count(Outcome.FAILED)
-            return Received(Outcome.FAILED, uid, records.study.study_instance_uid, placed.path, f"index: {exc}")
+            return self.fail(f"index: {exc}", source=source, records=records, path=placed.path, logged=True)
         if placed.placement is Placement.CONFLICT or result is IndexResult.CONFLICT:
             log.warning("conflict: %s from %s has other content than the stored copy; original kept", uid, source)
             outcome = Outcome.CONFLICT
@@ -209,20 +206,51 @@ class Receiver:
             log.debug("%s %s from %s (%d bytes)", outcome.value, uid, source, size)
         return Received(outcome, uid, records.study.study_instance_uid, placed.path)
 
-    def refuse(self, reason: str, *, source: str) -> Received:
-        """Record an object refused before its bytes were kept (over a limit while it arrived); never raises."""
-        return self._reject(None, reason, source, self.clock.now())
+    def index(self, records: HeaderRecords, *, received_at: datetime, size: int | None = None) -> IndexResult:
+        """Index an object already in the store (raises what the index raises)."""
+        return self._writer.add(
+            study=records.study,
+            series=records.series,
+            instance=records.instance,
+            received_at=received_at,
+            size_bytes=size,
+        )
 
-    def _failed(self, uid: str, records: HeaderRecords, source: str, exc: Exception) -> Received:
-        log.error("cannot store %s from %s: %s", uid, source, exc)
+    def recover(self, *, since: datetime | None = None) -> int:
+        """Index objects that are in the store but not in the index; returns how many were added.
+
+        Files are fsynced before an object is acknowledged, index commits may not be (SQLite WAL with
+        ``synchronous=NORMAL`` can roll back the last commits on power loss).  Run at start-up, this closes
+        that gap: every stored file written since the newest indexed instance (less :data:`RECOVERY_MARGIN`;
+        ``since`` overrides) is indexed again, which is a no-op for the ones already there.
+        """
+        return _recover(self, since)
+
+    def fail(
+        self,
+        reason: str,
+        *,
+        source: str,
+        records: HeaderRecords | None = None,
+        path: Path | None = None,
+        logged: bool = False,
+    ) -> Received:
+        """A disk or database failure: nothing acknowledged, the sender retries (a re-sent object is identical)."""
+        uid = records.instance.sop_instance_uid if records is not None else None
+        if not logged:
+            log.error("cannot store %s from %s: %s", uid or "an object", source, reason)
         self._count(Outcome.FAILED)
-        return Received(Outcome.FAILED, uid, records.study.study_instance_uid, reason=str(exc))
+        study = records.study.study_instance_uid if records is not None else None
+        return Received(Outcome.FAILED, uid, study, path, reason)
 
-    def _reject(self, data: bytes | None, reason: str, source: str, received_at: datetime) -> Received:
+    def reject(
+        self, reason: str, *, source: str, data: bytes | None = None, received_at: datetime | None = None
+    ) -> Received:
         """Keep the bytes aside (owner-only: they hold patient data) and record the reason; never raises.
 
-        ``data`` None: the bytes were not kept (over a limit); only the reason is recorded.
+        ``data`` None: the bytes were not kept (over a limit while they arrived); only the reason is recorded.
         """
+        received_at = received_at or self.clock.now()
         self._count(Outcome.REJECTED)
         log.warning("rejected object from %s: %s", source, reason)
         digest = hashlib.sha256(data if data is not None else reason.encode()).hexdigest()
@@ -233,10 +261,8 @@ class Receiver:
             except OSError as exc:
                 log.error("cannot keep rejected bytes from %s: %s", source, exc.strerror or exc)
         try:
-            from store import index as idx
-
             with self.db.session() as session:
-                idx.add_quarantine(
+                index.add_quarantine(
                     session, path=str(target), reason=reason, source=source, received_at=received_at, sha256=digest
                 )
         except Exception as exc:
@@ -461,7 +487,7 @@ class Incoming:
         if not batch:
             return
         if self._lane is None and not last and self._receiver.lanes:
-            self._lane = self._receiver._lanes.run(self._run_lane)
+            self._lane = self._receiver.lane(self._run_lane)
         if self._lane is not None:
             self._lane_queue.put((batch, hashed))
         else:
@@ -610,7 +636,7 @@ class Incoming:
                 f"{source}: object of {len(self._head) + self._size} bytes exceeds limits.max_object_bytes "
                 f"({receiver.max_object_bytes})"
             )
-            return receiver._reject(None, reason, source, received_at)
+            return receiver.reject(reason, source=source, received_at=received_at)
         self._flush(last=True)
         try:  # while a lane hashes and writes its last batch
             records, failure = self._checked_records(), None
@@ -622,16 +648,14 @@ class Incoming:
             if tmp is not None:
                 tmp.discard()
             problem = self._write_error or StoreError("cannot store an empty object")
-            log.error("cannot store an object from %s: %s", source, problem)
-            receiver._count(Outcome.FAILED)
-            return Received(Outcome.FAILED, reason=str(problem))
+            return receiver.fail(str(problem), source=source)
         if records is None:
             try:
                 data: bytes | None = self._data(tmp)
             except (IngestError, OSError):
                 data = None
             tmp.discard()
-            return receiver._reject(data, str(failure), source, received_at)
+            return receiver.reject(str(failure), source=source, data=data, received_at=received_at)
         size = len(self._head) + self._size
         uid = records.instance.sop_instance_uid
         digest = self._digest.digest() if self._digest_ok else content_digest(self._data())
@@ -654,53 +678,40 @@ class Incoming:
                 digest=digest,
             )
         except StoreError as exc:
-            return receiver._failed(uid, records, source, exc)
-        return receiver._commit(records, placed, digest, received_at, size, source)
+            return receiver.fail(str(exc), source=source, records=records)
+        return receiver.commit(records, placed, digest, received_at, size, source)
 
 
 RECOVERY_MARGIN = timedelta(minutes=10)
 
 
-def reindex_stored(receiver: Receiver, *, since: datetime | None = None) -> int:
-    """Index objects that are in the store but not in the index; returns how many were added.
-
-    Files are fsynced before an object is acknowledged, index commits may not
-    be (SQLite WAL with ``synchronous=NORMAL`` can roll back the last commits
-    on power loss).  Run at start-up, this closes that gap: every stored file
-    written since the newest indexed instance (less a margin; ``since``
-    overrides) is indexed again, which is a no-op for the ones already there.
-    """
-    from sqlalchemy import func, select
-
-    from store.schema import InstanceRow
-
-    if since is None:
-        with receiver.db.session(readonly=True) as session:
-            newest = session.scalar(select(func.max(InstanceRow.received_at)))
-        since = newest - RECOVERY_MARGIN if newest is not None else None
-    cutoff = since.timestamp() if since is not None else float("-inf")
-    root = receiver.store.root
-    added = 0
+def _stored_since(root: Path, cutoff: float | None) -> Iterator[Path]:
+    """The store's object files modified at or after ``cutoff`` (a POSIX time; None: all), study by study."""
     for study_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         for path in sorted(study_dir.glob("*/*.dcm")):
             try:
-                if path.stat().st_mtime < cutoff:
-                    continue
-                data = path.read_bytes()
-                ds = parse_dicom(data, str(path))
-                records = records_from_dataset(
-                    ds, path=path, content_digest=content_digest(data), source="store:recovered"
-                )
-            except (OSError, IngestError) as exc:
-                log.warning("recovery: cannot re-index %s: %s", path, exc)
+                if cutoff is None or path.stat().st_mtime >= cutoff:
+                    yield path
+            except OSError:  # gone meanwhile
                 continue
-            result = receiver._writer.add(
-                study=records.study,
-                series=records.series,
-                instance=records.instance,
-                received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
-            )
-            added += result is IndexResult.NEW
+
+
+def _recover(receiver: Receiver, since: datetime | None) -> int:
+    if since is None:
+        with receiver.db.session(readonly=True) as session:
+            newest = index.newest_received_at(session)
+        since = newest - RECOVERY_MARGIN if newest is not None else None
+    added = 0
+    for path in _stored_since(receiver.store.root, since.timestamp() if since is not None else None):
+        try:
+            data = path.read_bytes()
+            ds = parse_dicom(data, str(path))
+            records = records_from_dataset(ds, path=path, content_digest=content_digest(data), source="store:recovered")
+            received_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        except (OSError, IngestError) as exc:
+            log.warning("recovery: cannot re-index %s: %s", path, exc)
+            continue
+        added += receiver.index(records, received_at=received_at) is IndexResult.NEW
     if added:
         log.warning("recovery: %d stored object(s) were missing from the index and were re-indexed", added)
     return added
@@ -712,4 +723,4 @@ def _finalise(records: HeaderRecords, path: Path, digest: str) -> HeaderRecords:
     return HeaderRecords(records.study, records.series, replace(records.instance, path=path, content_digest=digest))
 
 
-__all__ = ["Incoming", "Outcome", "Received", "Receiver", "lanes_by_default", "reindex_stored"]
+__all__ = ["Incoming", "Outcome", "Received", "Receiver", "lanes_by_default"]

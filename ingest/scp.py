@@ -25,7 +25,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from core.errors import ConfigError
 from ingest.dul import AcceptorConfig, UpperLayerServer
 from ingest.filestore import FileStore
-from ingest.receive import Incoming, Outcome, Received, Receiver, reindex_stored
+from ingest.receive import Incoming, Outcome, Received, Receiver
 from ingest.scp_limits import LimitedAssociationServer, MessageBound, Overflowed
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class StorageServer:
     engine:
         ``pynetdicom`` or ``fast`` (``ingest.dul``); default ``scp.engine``.
     recover:
-        At start, re-index stored files the index lacks (see :func:`ingest.receive.reindex_stored`), in the background.
+        At start, re-index stored files the index lacks (:meth:`ingest.receive.Receiver.recover`), in the background.
     """
 
     def __init__(
@@ -271,7 +271,7 @@ class StorageServer:
 
     def _recover(self) -> None:
         try:
-            self.recovered = reindex_stored(self.receiver)
+            self.recovered = self.receiver.recover()
         except Exception as exc:  # recovery must never stop the SCP
             log.error("recovery of unindexed stored objects failed: %s", type(exc).__name__)
         finally:
@@ -316,7 +316,7 @@ class StorageServer:
         dropped = event.request.DataSet
         if isinstance(dropped, Overflowed):  # its bytes were dropped as they arrived (ingest.scp_limits)
             reason = f"scp:{calling}: object of {dropped.size} bytes exceeds limits.max_object_bytes"
-            return status_for(self.receiver.refuse(reason, source=f"scp:{calling}"))
+            return status_for(self.receiver.reject(reason, source=f"scp:{calling}"))
         try:
             data = event.encoded_dataset(include_meta=True)
             expected = str(event.request.AffectedSOPInstanceUID or "") or None
@@ -355,7 +355,7 @@ class _FastStore:
         self.receiver = receiver
 
     def begin(self, head: bytes, calling: str, transfer_syntax: str, sop_instance_uid: str) -> _FastSink:
-        incoming = self.receiver.begin(
+        incoming = self.receiver.accept(
             head,
             source=f"scp:{calling}",
             transfer_syntax_uid=transfer_syntax,

@@ -296,6 +296,11 @@ def studies_quiet_since(session: Session, cutoff: datetime) -> list[str]:
     return list(session.scalars(stmt))
 
 
+def newest_received_at(session: Session) -> datetime | None:
+    """When the most recently received instance arrived (None: the index is empty); where recovery starts."""
+    return session.scalar(select(func.max(InstanceRow.received_at)))
+
+
 def count_instances(session: Session, uid: str) -> int:
     """Number of indexed instances of a study (0 when unknown)."""
     return (

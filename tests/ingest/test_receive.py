@@ -37,7 +37,7 @@ def _receiver(tmp: Path, lanes: bool) -> tuple[Receiver, Database, Settings]:
 
 def _feed(receiver: Receiver, data: bytes, cuts: list[int], uid: str | None = None) -> Received:
     head = content_offset(data)
-    incoming = receiver.begin(data[:head], source="scp:TEST", expected_sop_instance_uid=uid)
+    incoming = receiver.accept(data[:head], source="scp:TEST", expected_sop_instance_uid=uid)
     body = memoryview(bytearray(data[head:]))
     edges = [0, *sorted({c % (len(body) + 1) for c in cuts}), len(body)]
     for a, b in itertools.pairwise(edges):
@@ -97,7 +97,7 @@ def test_headers_from_the_first_pieces_match_the_whole_parse(
     try:
         whole_receiver.receive(data, source="scp:TEST")
         head = content_offset(data)
-        incoming = streamed_receiver.begin(
+        incoming = streamed_receiver.accept(
             data[:head], source="scp:TEST", transfer_syntax_uid=ts if negotiated else None
         )
         for k in range(head, len(data), 4096):
@@ -154,7 +154,7 @@ def test_abort_midway_keeps_nothing(tmp_path: Path, lanes: bool) -> None:
     data = CT.read_bytes()
     head = content_offset(data)
     try:
-        incoming = receiver.begin(data[:head], source="scp:TEST")
+        incoming = receiver.accept(data[:head], source="scp:TEST")
         for k in range(head, head + 300_000, 65536):  # enough to be written to a temporary file
             incoming.add(data[k : k + 65536] or b"\0" * 65536)
         deadline = time.monotonic() + 5

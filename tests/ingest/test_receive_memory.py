@@ -38,7 +38,7 @@ def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Receiver:
 
 def _feed(receiver: Receiver, data: bytes) -> receive.Incoming:
     offset = content_offset(data)
-    incoming = receiver.begin(data[:offset], source="scp:TEST", transfer_syntax_uid="1.2.840.10008.1.2.1")
+    incoming = receiver.accept(data[:offset], source="scp:TEST", transfer_syntax_uid="1.2.840.10008.1.2.1")
     body = memoryview(data)[offset:]
     for i in range(0, len(body), PIECE):
         incoming.add(body[i : i + PIECE], last=i + PIECE >= len(body))
