@@ -325,12 +325,26 @@ class DimsePuller:
 
     def find_studies(self, query: StudyQuery) -> list[StudyMatch]:
         """C-FIND at STUDY level."""
+        return self._find(self._identifier(query))
+
+    def find_cohort(self, date_range: str | None = None, modality: str | None = None) -> list[StudyMatch]:
+        """C-FIND at STUDY level by study date range (``YYYYMMDD-YYYYMMDD``, open on either side) and modality in
+        study: a research cohort, where :class:`StudyQuery` (one patient's or one order's studies) needs a key."""
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = "STUDY"
+        for key in _STUDY_KEYS:
+            setattr(identifier, key, "")
+        if date_range:
+            identifier.StudyDate = date_range
+        if modality:
+            identifier.ModalitiesInStudy = modality.upper()
+        return self._find(identifier)
+
+    def _find(self, query: Dataset) -> list[StudyMatch]:
         assoc = self._associate()
         matches: list[StudyMatch] = []
         try:
-            for status, identifier in assoc.send_c_find(
-                self._identifier(query), StudyRootQueryRetrieveInformationModelFind
-            ):
+            for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
                 code = int(getattr(status, "Status", 0xFFFF)) if status else None
                 if code is None:
                     raise IngestError(f"C-FIND to {self.peer.ae_title}: no response (timeout or abort)")

@@ -54,6 +54,7 @@ class BatchOptions:
     date_from: str | None = None  #: source ``pacs``: earliest study date (YYYY-MM-DD)
     date_to: str | None = None  #: source ``pacs``: latest study date
     modality: str | None = None  #: source ``pacs``: modality in study
+    via: str = "auto"  #: source ``pacs``: dicomweb (QIDO-RS + WADO-RS), dimse (C-FIND + C-MOVE), auto
     analyses: tuple[str, ...] = ANALYSES  #: which analyses run (``--analyses``)
     models: tuple[str, ...] | None = None  #: which configured models may run (``--model``); None: all
 
@@ -108,7 +109,7 @@ def plan(ctx: AppContext, options: BatchOptions, *, dry_run: bool = False) -> so
     kind = sources.source_kind(options.source)
     path = Path(options.source)
     if kind == "pacs":
-        return sources.plan_pacs(ctx, options.pacs_query(), limit=options.limit, pull=not dry_run)
+        return sources.plan_pacs(ctx, options.pacs_query(), limit=options.limit, pull=not dry_run, via=options.via)
     if kind == "folder":
         return sources.plan_folder(None if dry_run else ctx, path, limit=options.limit)
     if kind == "reports":
@@ -232,7 +233,7 @@ def run_batch(
             address=options.address, limit=stored.get("limit"), reports=stored.get("reports", False),
             deid=stored.get("deid", False), fhir=stored.get("fhir", True), date_from=stored.get("date_from"),
             date_to=stored.get("date_to"), modality=stored.get("modality"),
-            analyses=tuple(stored.get("analyses") or ANALYSES),
+            via=stored.get("via", "auto"), analyses=tuple(stored.get("analyses") or ANALYSES),
             models=None if stored.get("models") is None else tuple(stored["models"]),
         )  # fmt: skip
         planned_counts: dict[str, int] = {}

@@ -32,7 +32,7 @@ from core.identifiers import derive_uid
 from ecg.readers import detect_format
 from ecg.readers.members import record_files
 from ingest.filestore import FileStore
-from ingest.pull import DicomWebPuller
+from ingest.pull import DicomWebPuller, DimsePuller
 from ingest.receive import Receiver
 from ingest.scan import DEFAULT_LIMITS, scan
 from store import index
@@ -375,10 +375,44 @@ class PacsQuery:
         return out
 
 
+#: How a PACS source is queried and pulled (``--via``).
+PACS_ROUTES = ("auto", "dicomweb", "dimse")
+
+
+def pacs_route(ctx: AppContext, via: str = "auto") -> str:
+    """``dicomweb`` (QIDO-RS + WADO-RS) or ``dimse`` (C-FIND + C-MOVE); ``auto``: DICOMweb where configured."""
+    pull = ctx.settings.pull
+    if via not in PACS_ROUTES:
+        raise ConfigError(f"--via: expected one of {', '.join(PACS_ROUTES)}, got {via!r}")
+    if via == "auto":
+        via = "dicomweb" if pull.dicomweb_url else "dimse"
+    if via == "dicomweb" and not pull.dicomweb_url:
+        raise ConfigError("batch source 'pacs' via dicomweb needs pull.dicomweb_url (QIDO-RS / WADO-RS of the PACS)")
+    if via == "dimse" and pull.dimse_peer is None:
+        raise ConfigError(
+            "batch source 'pacs' needs pull.dicomweb_url (QIDO-RS / WADO-RS) or pull.dimse_peer (C-FIND / C-MOVE)"
+        )
+    return via
+
+
+def _dimse_puller(ctx: AppContext) -> DimsePuller:
+    settings = ctx.settings
+    peer = settings.pull.dimse_peer
+    if peer is None:
+        raise ConfigError("batch source 'pacs' via dimse needs pull.dimse_peer")
+    # the PACS sends the studies to our SCP (scp.ae_title), as `mmdx pull --via dimse` has it
+    return DimsePuller(
+        peer,
+        calling_ae=settings.scp.ae_title,
+        move_destination=settings.scp.ae_title,
+        timeout_s=settings.pull.timeout_s,
+    )
+
+
 def _pacs_puller(ctx: AppContext) -> DicomWebPuller:
     settings = ctx.settings
     if not settings.pull.dicomweb_url:
-        raise ConfigError("batch source 'pacs' needs pull.dicomweb_url (QIDO-RS / WADO-RS of the PACS)")
+        raise ConfigError("batch source 'pacs' via dicomweb needs pull.dicomweb_url (QIDO-RS / WADO-RS of the PACS)")
     receiver = Receiver(
         FileStore(settings.storage.store_dir, fsync=settings.storage.fsync), ctx.db, settings.storage.quarantine_dir
     )
@@ -389,12 +423,15 @@ def _pacs_puller(ctx: AppContext) -> DicomWebPuller:
 QIDO_PAGE = 500
 
 
-def pacs_study_uids(ctx: AppContext, query: PacsQuery, *, limit: int | None = None) -> list[str]:
-    """QIDO-RS ``/studies`` by date range and modality: the matching Study Instance UIDs, sorted.
+def pacs_study_uids(ctx: AppContext, query: PacsQuery, *, limit: int | None = None, via: str = "auto") -> list[str]:
+    """QIDO-RS ``/studies`` (or C-FIND at study level) by date range and modality: the matching UIDs, sorted.
 
-    Paged by hand (``limit``/``offset``): a page that brings nothing new ends the search, so a server that
-    ignores ``offset`` cannot make it loop. With ``limit`` the paging stops once that many are found.
+    QIDO-RS is paged by hand (``limit``/``offset``): a page that brings nothing new ends the search, so a server
+    that ignores ``offset`` cannot make it loop. With ``limit`` the paging stops once that many are found.
     """
+    if pacs_route(ctx, via) == "dimse":
+        matches = _dimse_puller(ctx).find_cohort(query.filters().get("StudyDate"), query.modality)
+        return sorted({m.study_instance_uid for m in matches})
     puller = _pacs_puller(ctx)
     uids: set[str] = set()
     offset = 0
@@ -415,24 +452,43 @@ def pacs_study_uids(ctx: AppContext, query: PacsQuery, *, limit: int | None = No
     return sorted(uids)
 
 
-def plan_pacs(ctx: AppContext, query: PacsQuery, *, limit: int | None = None, pull: bool = True) -> Plan:
-    """The studies matching ``query``, each pulled through ``ingest.pull`` (WADO-RS into the store and index)."""
-    uids = pacs_study_uids(ctx, query, limit=limit)
+def _move_into_index(ctx: AppContext, puller: DimsePuller, uid: str) -> str | None:
+    """C-MOVE one study to our SCP; None once it is in the index, else why not."""
+    result = puller.move_study(uid)
+    with ctx.db.session(readonly=True) as session:
+        if index.load_study(session, uid) is not None:
+            return None
+    ae = ctx.settings.scp.ae_title
+    return f"C-MOVE sent {result.completed} object(s) but the study is not in the index: is mmdx scp running as {ae}?"
+
+
+def plan_pacs(
+    ctx: AppContext, query: PacsQuery, *, limit: int | None = None, pull: bool = True, via: str = "auto"
+) -> Plan:
+    """The studies matching ``query``, each pulled through ``ingest.pull`` into the store and index.
+
+    ``via`` dicomweb: QIDO-RS + WADO-RS by the batch itself; dimse: C-FIND + C-MOVE, the PACS sending the
+    study to our SCP (``mmdx scp``, as ``mmdx pull --via dimse``), which indexes it before the move ends.
+    """
+    route = pacs_route(ctx, via)
+    uids = pacs_study_uids(ctx, query, limit=limit, via=route)
     if limit:
         uids = uids[:limit]
     items = []
-    puller = _pacs_puller(ctx) if pull else None
+    web = _pacs_puller(ctx) if pull and route == "dicomweb" else None
+    dimse = _dimse_puller(ctx) if pull and route == "dimse" else None
     for seq, uid in enumerate(uids):
-        if puller is None:
-            items.append(NewItem(seq, uid, "study", f"pacs:{uid}", uid, {}))
-            continue
+        reason: str | None = None
         try:
-            result = puller.retrieve_study(uid)
+            if web is not None:
+                result = web.retrieve_study(uid)
+                if result.stored + result.duplicate == 0:
+                    reason = f"pull brought no usable object ({result.rejected + result.failed} refused)"
+            elif dimse is not None:
+                reason = _move_into_index(ctx, dimse, uid)
         except IngestError as exc:
-            items.append(NewItem(seq, f"uid:{uid}", "file", f"pacs:{uid}", uid, {}, f"pull failed: {exc}"))
-            continue
-        if result.stored + result.duplicate == 0:
-            reason = f"pull brought no usable object ({result.rejected + result.failed} refused)"
+            reason = f"pull failed: {exc}"
+        if reason is not None:
             items.append(NewItem(seq, f"uid:{uid}", "file", f"pacs:{uid}", uid, {}, reason))
             continue
         items.append(NewItem(seq, uid, "study", f"pacs:{uid}", uid, {}))

@@ -34,7 +34,7 @@ def batch_command(
         str,
         typer.Argument(
             help="a folder tree, a manifest (CSV/Parquet: path or study_uid column), a report table, or 'pacs' "
-            "(QIDO-RS query by --from/--to/--modality, pulled through WADO-RS)"
+            "(QIDO-RS or C-FIND query by --from/--to/--modality, pulled through WADO-RS or C-MOVE)"
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the cohort table, NDJSON and summary")],
@@ -64,6 +64,14 @@ def batch_command(
     date_from: Annotated[str | None, typer.Option("--from", help="SOURCE pacs: earliest study date YYYY-MM-DD")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="SOURCE pacs: latest study date YYYY-MM-DD")] = None,
     modality: Annotated[str | None, typer.Option("--modality", help="SOURCE pacs: modality in study")] = None,
+    via: Annotated[
+        str,
+        typer.Option(
+            "--via",
+            help="SOURCE pacs: dicomweb (QIDO-RS + WADO-RS), dimse (C-FIND + C-MOVE to mmdx scp) or auto "
+            "(dicomweb where pull.dicomweb_url is set)",
+        ),
+    ] = "auto",
     analyses: Annotated[
         str,
         typer.Option("--analyses", help="comma-separated: ecg (rules + ECG models), images (image models), labeler"),
@@ -100,6 +108,7 @@ def batch_command(
             date_from=date_from,
             date_to=date_to,
             modality=modality,
+            via=via,
             analyses=tuple(a.strip().lower() for a in analyses.split(",") if a.strip()),
             models=tuple(model) if model else None,
         )

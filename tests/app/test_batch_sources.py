@@ -256,6 +256,48 @@ def test_pacs_query_pulls_through_ingest_and_runs(workdir: Path, tmp_path: Path,
         stop_pid(proc)
 
 
+@pytest.mark.integration
+def test_pacs_query_by_cfind_and_cmove_into_our_scp(workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from ingest.scp import StorageServer
+    from tests.peers import free_port, start_orthanc, stop_pid
+
+    mmdx_port = free_port()
+    orthanc, proc = start_orthanc(tmp_path / "orthanc", mmdx_port=mmdx_port)
+    server = None
+    try:
+        for path in dicom_ecg_copies(tmp_path / "pacs_in", 3):
+            orthanc.upload(path)
+        for key, value in (("AE_TITLE", orthanc.ae_title), ("HOST", "127.0.0.1"), ("PORT", str(orthanc.dicom_port))):
+            monkeypatch.setenv(f"MMDX_PULL__DIMSE_PEER__{key}", value)
+        ctx = AppContext.create()
+        dry = run_batch(
+            ctx, BatchOptions("pacs", workdir / "dry", date_from="2013-01-01", modality="ECG"), dry_run=True
+        )
+        assert dry.planned == {"study": 3}  # C-FIND (no pull.dicomweb_url: auto is dimse)
+        none = BatchOptions("pacs", workdir / "none", modality="CT", via="dimse")
+        assert run_batch(ctx, none, dry_run=True).planned == {}
+        # no SCP listening for the C-MOVE: each study is a failed item with its reason, the run completes
+        lost = run_batch(ctx, BatchOptions("pacs", workdir / "lost", date_to="2013-12-31", limit=1))
+        assert lost.counts["failed"] == 1 and "pull failed: C-MOVE" in _rows(workdir / "lost")[0]["errors"]
+
+        server = StorageServer(ctx.settings, ctx.db, port=mmdx_port)
+        server.start()
+        result = run_batch(
+            ctx, BatchOptions("pacs", workdir / "out", date_from="2013-01-01", modality="ECG", via="dimse", limit=2)
+        )
+        assert result.counts["done"] == 2 and result.counts["items"] == 2
+        rows = _rows(workdir / "out")
+        uids = sorted(derive_uid("2.25", "batch-test", "study", str(i)) for i in range(3))[:2]
+        assert [r["study_instance_uid"] for r in rows] == uids
+        assert all(r["source_path"] == f"pacs:{r['study_instance_uid']}" and r["ecg_qrs_duration_ms"] for r in rows)
+        with pytest.raises(ConfigError, match="--via: expected one of auto, dicomweb, dimse"):
+            run_batch(ctx, BatchOptions("pacs", workdir / "bad", via="cget"), dry_run=True)
+    finally:
+        if server is not None:
+            server.stop()
+        stop_pid(proc)
+
+
 def test_chosen_analyses_and_models_run_alone_and_are_recorded(workdir: Path):
     from app.plan import NOT_CHOSEN
     from tests.app.test_ecg_model import _weights
