@@ -6,8 +6,9 @@ Run from the repository root::
 
 Each record gives ``--windows`` 30 s windows starting at 5 min and every 250 s after; the reference rhythm of a
 window is the expert rhythm annotation (``aux_note``) in force at its start and throughout (windows where it
-changes are skipped).  Counted: AF called vs annotated (Se, PPV, F1), critical (STAT) statements on windows the
-experts call normal sinus rhythm (false alarms) and on the others, and windows flagged as poor quality.
+changes are skipped).  Counted: AF called vs annotated (Se, PPV, F1), paced rhythm called vs annotated,
+critical (STAT) statements on windows the experts call normal sinus rhythm (false alarms) and on the others, and
+windows flagged as poor quality.
 neurokit2 has no rhythm classifier: no peer.
 """
 
@@ -66,7 +67,9 @@ def main() -> None:
                 c["stat on normal" if ref == "(N" else "stat on other"] += 1
             if MMDX.ECG_NOISE in codes:
                 c["poor"] += 1
-            if args.show and (crit or af != ref_af or MMDX.ECG_NOISE in codes):
+            paced, ref_paced = SCT.PACED_RHYTHM in codes, ref == "(P"
+            c["p_" + ("tp" if paced and ref_paced else "fp" if paced else "fn" if ref_paced else "tn")] += 1
+            if args.show and (crit or af != ref_af or paced != ref_paced or MMDX.ECG_NOISE in codes):
                 print(rid, w, ref, crit, [s.text for s in res.statements][:4])
     tp, fp, fn = c["tp"], c["fp"], c["fn"]
     se = tp / max(tp + fn, 1)
@@ -74,6 +77,7 @@ def main() -> None:
     f1 = 2 * se * ppv / max(se + ppv, 1e-9)
     print(f"{c['windows']} windows of {WINDOW_S:.0f} s; AF: TP {tp} FP {fp} FN {fn}", end="")
     print(f" -> Se {se:.2f} PPV {ppv:.2f} F1 {f1:.2f}")
+    print(f"paced rhythm: TP {c['p_tp']} FP {c['p_fp']} FN {c['p_fn']} TN {c['p_tn']}")
     print(
         f"STAT on windows annotated normal sinus rhythm: {c['stat on normal']}; on other rhythms: "
         f"{c['stat on other']}; flagged poor quality: {c['poor']}"

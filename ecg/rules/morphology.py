@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 from core.codes import LOINC, MMDX, SCT
 from core.records import Finding, Sex
 from ecg.rules import thresholds as th
-from ecg.rules.base import RuleInput, finding
+from ecg.rules.base import Rule, RuleInput, finding
 from ecg.rules.conduction import conduction_statements
 from ecg.rules.infarct import infarct_statements
 from ecg.signal.measurements import LeadAmplitudes
@@ -42,79 +43,98 @@ def _ptp(a: LeadAmplitudes) -> float:
     return a.r + max(a.r_prime, 0.0) - min(a.q, a.s)
 
 
-def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
-    """Conduction, axis, voltage, LVH, ST/T and QT statements."""
+@dataclass(frozen=True, slots=True)
+class MorphologyContext:
+    """What the 12-lead rules share: each lead's amplitudes, whether the beats are paced or ventricular, and the
+    conduction statements (an LBBB rules out voltage, ST-T and Q-wave criteria)."""
+
+    amp: dict[str, LeadAmplitudes]
+    paced: bool
+    conduction: tuple[Finding, ...]
+
+    @property
+    def lbbb(self) -> bool:
+        return any(f.concept == SCT.COMPLETE_LBBB for f in self.conduction)
+
+    def repolarisation_readable(self, ri: RuleInput) -> bool:
+        """Voltage, ST-T and Q-wave criteria apply: plausible amplitudes, no paced beats, no LBBB."""
+        return ri.implausible_amplitude is None and not self.paced and not self.lbbb
+
+
+def axis_deviation(ri: RuleInput, c: MorphologyContext) -> Finding | None:
     g = ri.g
-    if g is None or not ri.twelve_lead or not ri.amps:
-        return []
-    amp = {a.lead: a for a in ri.amps}
-    out: list[Finding] = []
+    ax = g.qrs_axis_deg if g is not None else None
+    if ax is None or c.paced:
+        return None
+    ax180 = ax if ax <= 180 else ax - 360
     axis_m = ri.measurement(LOINC.QRS_AXIS)
-    qrs = g.qrs_ms
-    conduction = [] if paced else conduction_statements(ri, amp)
-    out += conduction
-    lbbb = any(f.concept == SCT.COMPLETE_LBBB for f in conduction)
-    ax = g.qrs_axis_deg
-    if ax is not None and not paced:
-        ax180 = ax if ax <= 180 else ax - 360
-        if -90.0 <= ax180 < th.LAD_DEG:
-            out.append(finding(SCT.LEFT_AXIS_DEVIATION, [f"QRS axis {ax180:.0f} deg < -30 deg"], axis_m))
-        elif th.RAD_DEG < ax180 <= 180:
-            out.append(finding(SCT.RIGHT_AXIS_DEVIATION, [f"QRS axis {ax180:.0f} deg > +90 deg"], axis_m))
+    if -90.0 <= ax180 < th.LAD_DEG:
+        return finding(SCT.LEFT_AXIS_DEVIATION, [f"QRS axis {ax180:.0f} deg < -30 deg"], axis_m)
+    if th.RAD_DEG < ax180 <= 180:
+        return finding(SCT.RIGHT_AXIS_DEVIATION, [f"QRS axis {ax180:.0f} deg > +90 deg"], axis_m)
+    return None
+
+
+def implausible_amplitudes(ri: RuleInput, c: MorphologyContext) -> Finding | None:
+    if ri.implausible_amplitude is None:
+        return None
+    # a gain error scales every voltage: no voltage, hypertrophy or ST criterion is applied
+    return finding(
+        MMDX.ECG_TECHNICAL,
+        [ri.implausible_amplitude, "low voltage, LVH, ST and T-wave criteria not applied"],
+        text="Implausible amplitudes: voltage and ST-T criteria not applied",
+    )
+
+
+def low_voltage(ri: RuleInput, c: MorphologyContext) -> Finding | None:
     if ri.implausible_amplitude is not None:
-        # a gain error scales every voltage: no voltage, hypertrophy or ST criterion is applied
-        out.append(
-            finding(
-                MMDX.ECG_TECHNICAL,
-                [ri.implausible_amplitude, "low voltage, LVH, ST and T-wave criteria not applied"],
-                text="Implausible amplitudes: voltage and ST-T criteria not applied",
-            )
-        )
-        out += _qt(ri)
-        return out
+        return None
+    amp = c.amp
     limb = [amp[k] for k in ("I", "II", "III", "aVR", "aVL", "aVF") if k in amp]
     prec = [amp[k] for k in ("V1", "V2", "V3", "V4", "V5", "V6") if k in amp]
-    if limb and prec:
-        limb_low = all(_ptp(a) < th.LOW_VOLTAGE_LIMB_MV for a in limb)
-        prec_low = all(_ptp(a) < th.LOW_VOLTAGE_PRECORDIAL_MV for a in prec)
-        if limb_low or prec_low:
-            crit = []
-            if limb_low:
-                crit.append(f"QRS peak-to-peak < 0.5 mV in all limb leads (max {max(_ptp(a) for a in limb):.2f} mV)")
-            if prec_low:
-                crit.append(
-                    f"QRS peak-to-peak < 1.0 mV in all precordial leads (max {max(_ptp(a) for a in prec):.2f} mV)"
-                )
-            out.append(finding(SCT.LOW_QRS_VOLTAGE, crit))
-    if not paced and not lbbb and all(k in amp for k in ("V1", "V5", "V6", "aVL", "V3")):
-        sl = abs(amp["V1"].s) + max(amp["V5"].r, amp["V6"].r)
-        cornell = amp["aVL"].r + abs(amp["V3"].s)
-        sex = ri.patient.sex if ri.patient else Sex.UNKNOWN
-        c_thr = th.CORNELL_FEMALE_MV if sex is Sex.FEMALE else th.CORNELL_MALE_MV
-        crit = []
-        if sl >= th.SOKOLOW_LYON_MV:
-            crit.append(f"Sokolow-Lyon S(V1) + R(V5/V6) = {sl:.2f} mV >= 3.5 mV")
-        if cornell > c_thr:
-            note = "" if sex in (Sex.MALE, Sex.FEMALE) else " (sex unknown: male threshold used)"
-            crit.append(f"Cornell R(aVL) + S(V3) = {cornell:.2f} mV > {c_thr} mV{note}")
-        if crit:
-            amps = ri.measurement(MMDX.ECG_R_AMPLITUDE, "V5") + ri.measurement(MMDX.ECG_S_AMPLITUDE, "V1")
-            out.append(finding(SCT.LVH, crit, amps))
-    if not paced and not lbbb:
-        out += _st_t(ri, amp, qrs)
-        elevated = {k for k, a in amp.items() if a.st_j >= _ste_threshold(k, ri)[0] and ri.good(k)}
-        stemi_leads = {x for p in _contiguous_pairs(elevated) for x in p}
-        out += infarct_statements(ri, amp, stemi_leads)
-    out += _qt(ri)
-    return out
+    if not (limb and prec):
+        return None
+    limb_low = all(_ptp(a) < th.LOW_VOLTAGE_LIMB_MV for a in limb)
+    prec_low = all(_ptp(a) < th.LOW_VOLTAGE_PRECORDIAL_MV for a in prec)
+    if not (limb_low or prec_low):
+        return None
+    crit = []
+    if limb_low:
+        crit.append(f"QRS peak-to-peak < 0.5 mV in all limb leads (max {max(_ptp(a) for a in limb):.2f} mV)")
+    if prec_low:
+        crit.append(f"QRS peak-to-peak < 1.0 mV in all precordial leads (max {max(_ptp(a) for a in prec):.2f} mV)")
+    return finding(SCT.LOW_QRS_VOLTAGE, crit)
 
 
-def _st_t(ri: RuleInput, amp: dict[str, LeadAmplitudes], qrs: float) -> list[Finding]:
-    out: list[Finding] = []
+def lvh(ri: RuleInput, c: MorphologyContext) -> Finding | None:
+    amp = c.amp
+    if not c.repolarisation_readable(ri) or not all(k in amp for k in ("V1", "V5", "V6", "aVL", "V3")):
+        return None
+    sl = abs(amp["V1"].s) + max(amp["V5"].r, amp["V6"].r)
+    cornell = amp["aVL"].r + abs(amp["V3"].s)
+    sex = ri.patient.sex if ri.patient else Sex.UNKNOWN
+    c_thr = th.CORNELL_FEMALE_MV if sex is Sex.FEMALE else th.CORNELL_MALE_MV
+    crit = []
+    if sl >= th.SOKOLOW_LYON_MV:
+        crit.append(f"Sokolow-Lyon S(V1) + R(V5/V6) = {sl:.2f} mV >= 3.5 mV")
+    if cornell > c_thr:
+        note = "" if sex in (Sex.MALE, Sex.FEMALE) else " (sex unknown: male threshold used)"
+        crit.append(f"Cornell R(aVL) + S(V3) = {cornell:.2f} mV > {c_thr} mV{note}")
+    if not crit:
+        return None
+    amps = ri.measurement(MMDX.ECG_R_AMPLITUDE, "V5") + ri.measurement(MMDX.ECG_S_AMPLITUDE, "V1")
+    return finding(SCT.LVH, crit, amps)
+
+
+def st_elevation(ri: RuleInput, c: MorphologyContext) -> Finding | None:
+    """STEMI (critical) where contiguous leads of good quality meet the thresholds; plain ST elevation where
+    only leads of limited quality complete a contiguous pair."""
+    if not c.repolarisation_readable(ri):
+        return None
     notes: set[str] = set()
     elevated: set[str] = set()
     limited: set[str] = set()
-    for k, a in amp.items():
+    for k, a in c.amp.items():
         thr, note = _ste_threshold(k, ri)
         if a.st_j >= thr:
             # a critical statement needs good quality in the leads that support it
@@ -122,66 +142,114 @@ def _st_t(ri: RuleInput, amp: dict[str, LeadAmplitudes], qrs: float) -> list[Fin
             if note:
                 notes.add(note)
     pairs = _contiguous_pairs(elevated)
-    if not pairs and _contiguous_pairs(elevated | limited):
-        leads = sorted({x for p in _contiguous_pairs(elevated | limited) for x in p})
-        out.append(
-            finding(
-                SCT.ST_ELEVATION,
-                [
-                    "ST elevation at the J point in contiguous leads " + ", ".join(leads),
-                    "signal quality limited in " + ", ".join(sorted(limited)) + ": STEMI criteria not applied",
-                ],
-                tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J, k)),
-            )
-        )
     if pairs:
         leads = sorted({x for p in pairs for x in p})
-        st_m = tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J, k))
-        out.append(
-            finding(
-                SCT.STEMI,
-                [
-                    "ST elevation at the J point in contiguous leads " + ", ".join(leads),
-                    "thresholds (4th universal definition of MI): >= 0.1 mV, V2-V3 by age and sex",
-                    *sorted(notes),
-                    "acute ST elevation MI criteria met: correlate clinically, compare with prior ECG",
-                ],
-                st_m,
-                critical=True,
-                text="ST elevation meeting STEMI criteria",
-            )
+        return finding(
+            SCT.STEMI,
+            [
+                "ST elevation at the J point in contiguous leads " + ", ".join(leads),
+                "thresholds (4th universal definition of MI): >= 0.1 mV, V2-V3 by age and sex",
+                *sorted(notes),
+                "acute ST elevation MI criteria met: correlate clinically, compare with prior ECG",
+            ],
+            tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J, k)),
+            critical=True,
+            text="ST elevation meeting STEMI criteria",
         )
-    if qrs >= th.COMPLETE_BBB_QRS_MS:
-        return out
+    if not _contiguous_pairs(elevated | limited):
+        return None
+    leads = sorted({x for p in _contiguous_pairs(elevated | limited) for x in p})
+    return finding(
+        SCT.ST_ELEVATION,
+        [
+            "ST elevation at the J point in contiguous leads " + ", ".join(leads),
+            "signal quality limited in " + ", ".join(sorted(limited)) + ": STEMI criteria not applied",
+        ],
+        tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J, k)),
+    )
+
+
+def st_depression(ri: RuleInput, c: MorphologyContext) -> Finding | None:
+    g = ri.g
+    if not c.repolarisation_readable(ri) or g is None or g.qrs_ms >= th.COMPLETE_BBB_QRS_MS:
+        return None
     depressed = {
         k
-        for k, a in amp.items()
+        for k, a in c.amp.items()
         if k != "aVR" and a.st_j <= th.ST_DEPRESSION_MV and (a.st_j60 or 0) <= th.ST_DEPRESSION_MV
     }
     dp = _contiguous_pairs(depressed)
-    if dp:
-        leads = sorted({x for p in dp for x in p})
-        out.append(
-            finding(
-                SCT.ST_DEPRESSION,
-                ["ST depression >= 0.05 mV at J and J+60 ms in contiguous leads " + ", ".join(leads)],
-                tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J60, k)),
-            )
-        )
+    if not dp:
+        return None
+    leads = sorted({x for p in dp for x in p})
+    return finding(
+        SCT.ST_DEPRESSION,
+        ["ST depression >= 0.05 mV at J and J+60 ms in contiguous leads " + ", ".join(leads)],
+        tuple(m for k in leads for m in ri.measurement(MMDX.ECG_ST_J60, k)),
+    )
+
+
+def t_wave_inversion(ri: RuleInput, c: MorphologyContext) -> Finding | None:
+    g = ri.g
+    if not c.repolarisation_readable(ri) or g is None or g.qrs_ms >= th.COMPLETE_BBB_QRS_MS:
+        return None
     inverted = {
-        k for k, a in amp.items() if k not in ("aVR", "V1", "III") and a.t is not None and a.t <= th.T_INVERSION_MV
+        k for k, a in c.amp.items() if k not in ("aVR", "V1", "III") and a.t is not None and a.t <= th.T_INVERSION_MV
     }
     tp = _contiguous_pairs(inverted)
-    if tp:
-        leads = sorted({x for p in tp for x in p})
-        out.append(
-            finding(
-                SCT.T_WAVE_INVERSION,
-                ["T wave <= -0.1 mV in contiguous leads " + ", ".join(leads) + " (aVR, III, V1 not counted)"],
-                tuple(m for k in leads for m in ri.measurement(MMDX.ECG_T_AMPLITUDE, k)),
-            )
-        )
-    return out
+    if not tp:
+        return None
+    leads = sorted({x for p in tp for x in p})
+    return finding(
+        SCT.T_WAVE_INVERSION,
+        ["T wave <= -0.1 mV in contiguous leads " + ", ".join(leads) + " (aVR, III, V1 not counted)"],
+        tuple(m for k in leads for m in ri.measurement(MMDX.ECG_T_AMPLITUDE, k)),
+    )
+
+
+def prolonged_qt(ri: RuleInput, c: MorphologyContext) -> Finding | None:
+    found = _qt(ri)
+    return found[0] if found else None
+
+
+#: The 12-lead rules in statement order, after the conduction statements (:mod:`ecg.rules.conduction`) and
+#: with the infarct territories (:mod:`ecg.rules.infarct`) after the ST-T rules.
+MORPHOLOGY_RULES: tuple[Rule, ...] = (
+    Rule("axis deviation", "QRS axis -30 to -90 deg (left) or +90 to +180 deg (right); not for paced beats",
+         axis_deviation),
+    Rule("implausible amplitudes", "amplitudes no gain could give: voltage and ST-T criteria not applied",
+         implausible_amplitudes),
+    Rule("low QRS voltage", "QRS peak-to-peak < 0.5 mV in every limb lead or < 1.0 mV in every precordial lead",
+         low_voltage),
+    Rule("LVH", "Sokolow-Lyon S(V1) + R(V5/V6) >= 3.5 mV or Cornell R(aVL) + S(V3) > 2.8 (men) / 2.0 mV (women); "
+         "not with LBBB or paced beats", lvh),
+    Rule("ST elevation / STEMI", "J-point elevation in 2 contiguous leads: >= 0.1 mV, V2-V3 >= 0.2 (men >= 40), "
+         "0.25 (men < 40), 0.15 mV (women) (4th universal definition of MI)", st_elevation),
+    Rule("ST depression", "ST <= -0.05 mV at J and J+60 ms in 2 contiguous leads (aVR not counted); QRS < 120 ms",
+         st_depression),
+    Rule("T-wave inversion", "T <= -0.1 mV in 2 contiguous leads (aVR, III, V1 not counted); QRS < 120 ms",
+         t_wave_inversion),
+)  # fmt: skip
+
+
+def morphology_statements(ri: RuleInput, *, paced: bool) -> list[Finding]:
+    """Conduction, axis, voltage, LVH, ST/T, infarct and QT statements (:data:`MORPHOLOGY_RULES`)."""
+    g = ri.g
+    if g is None or not ri.twelve_lead or not ri.amps:
+        return []
+    amp = {a.lead: a for a in ri.amps}
+    c = MorphologyContext(amp, paced, tuple([] if paced else conduction_statements(ri, amp)))
+    out: list[Finding] = list(c.conduction)
+    for rule in MORPHOLOGY_RULES:
+        f = rule.decide(ri, c)
+        if f is not None:
+            out.append(f)
+    if c.repolarisation_readable(ri):
+        elevated = {k for k, a in amp.items() if a.st_j >= _ste_threshold(k, ri)[0] and ri.good(k)}
+        stemi_leads = {x for p in _contiguous_pairs(elevated) for x in p}
+        out += infarct_statements(ri, amp, stemi_leads)
+    qt = prolonged_qt(ri, c)
+    return out + ([qt] if qt is not None else [])
 
 
 def _qt(ri: RuleInput) -> list[Finding]:

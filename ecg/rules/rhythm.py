@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+
 import numpy as np
 
 from core.codes import LOINC, MMDX, SCT
 from core.records import Finding, Measurement
 from ecg.rules import thresholds as th
-from ecg.rules.base import RuleInput, finding
+from ecg.rules.base import Rule, RuleInput, finding
 from ecg.signal.atrial import AtrialActivity, HalfRRWave
 
 
@@ -346,27 +348,47 @@ def premature_atrial_beats(ri: RuleInput) -> int:
     return n
 
 
-def rhythm_statements(ri: RuleInput) -> list[Finding]:
-    """Sinus/AF/flutter/paced/junctional/idioventricular rhythm, ectopy, VT and AV block."""
-    out: list[Finding] = []
+@dataclass(frozen=True, slots=True)
+class RhythmContext:
+    """What the rhythm rules share, measured once: rates, RR regularity, P waves, atrial activity, AV relation.
+
+    ``flutter``, ``af``, ``wide`` and ``av`` are the outcomes other rules' conditions depend on (a sinus
+    rhythm is not named in flutter, a rhythm without P is not named where AV dissociation was found).
+    """
+
+    hr: float
+    hr_m: tuple[Measurement, ...]
+    pr_m: tuple[Measurement, ...]
+    paced: float
+    runs: tuple[tuple[int, int, float], ...]
+    rr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cv: float = 0.0
+    sd: float = 0.0
+    p_present: bool = False
+    two: tuple[str, float, HalfRRWave] | None = None
+    flutter: bool = False
+    af: bool = False
+    wide: Finding | None = None
+    av: Finding | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        """A P-like wave half an RR after the P that may be the T wave: neither 2:1 block nor plain sinus claimed."""
+        return self.two is not None and self.two[0] == "uncertain"
+
+
+def rhythm_context(ri: RuleInput) -> RhythmContext | None:
+    """The shared measures, or None where there are too few beats or no global measurements."""
     g = ri.g
-    hr_m = ri.measurement(LOINC.HEART_RATE)
-    n = ri.beats.size
-    if n < 3 or g is None or g.hr_bpm is None:
-        return out
+    if ri.beats.size < 3 or g is None or g.hr_bpm is None:
+        return None
     hr = g.hr_bpm
-    paced = ri.paced_fraction
-    runs = _vt_runs(ri.labels, ri.beats, ri.fs)
-    if runs:
-        longest = max(runs, key=lambda r: r[1])
-        crit = [
-            f"{len(runs)} run(s) of >= 3 consecutive ventricular beats at > 100/min",
-            f"longest: {longest[1]} beats at {longest[2]:.0f}/min from t={ri.beats[longest[0]] / ri.fs:.1f} s",
-        ]
-        out.append(finding(SCT.VENTRICULAR_TACHYCARDIA, crit, hr_m, critical=True))
-    if paced >= th.PACED_FRACTION:
-        out.append(finding(SCT.PACED_RHYTHM, [f"{paced:.0%} of beats preceded by a pacing spike"], hr_m))
-        return out
+    hr_m = ri.measurement(LOINC.HEART_RATE)
+    base = RhythmContext(
+        hr, hr_m, ri.measurement(LOINC.PR_INTERVAL), ri.paced_fraction, tuple(_vt_runs(ri.labels, ri.beats, ri.fs))
+    )
+    if base.paced >= th.PACED_FRACTION:
+        return base  # a paced rhythm: no rule reads P waves or RR irregularity
     rr = _conducted_rr(ri)
     cv = float(np.std(rr) / np.mean(rr)) if rr.size >= 3 else 0.0
     sd = float(np.median(np.abs(np.diff(rr))) / np.median(rr)) if rr.size >= 3 else 0.0
@@ -386,134 +408,236 @@ def rhythm_statements(ri: RuleInput) -> list[Finding]:
     flutter = locked_flutter or spectral_flutter or (two is not None and two[0] == "flutter")
     irregular = sd > th.AF_SUCCESSIVE_DIFF and cv > th.AF_RR_CV
     af = irregular and not p_present and not flutter
-    pr_m = ri.measurement(LOINC.PR_INTERVAL)
-    if flutter and atrial is not None:
-        text = None
-        if two is not None and two[0] == "flutter":
-            h = two[2]
-            t_free = h is atrial.half_rr_off_t
-            crit = [
-                f"atrial waves at {two[1]:.0f}/min, twice the regular ventricular rate {hr:.0f}/min",
-                ("with the T wave's direction removed from every lead, " if t_free else "")
-                + f"the wave before each QRS recurs half an RR later, {h.after_qrs_ms:.0f} ms after QRS onset "
-                f"(multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f})",
-            ]
-            if t_free:
-                crit.append(
-                    f"the whole T-free cycle repeats every half RR (correlation {atrial.half_rr_periodicity:.2f} "
-                    f">= {th.FLUTTER_HALF_RR_PERIODICITY})"
-                )
-            crit.append("2:1 AV conduction")
-            text = "Atrial flutter with 2:1 AV conduction"
-        elif atrial.locked_flutter_per_min is not None:
-            crit = [
-                f"regular atrial (flutter) waves at {atrial.locked_flutter_per_min:.0f}/min between T and QRS",
-                "fixed AV conduction: no isoelectric baseline between atrial waves",
-            ]
-        else:
-            crit = [
-                f"regular atrial activity at {(atrial.dominant_hz or 0) * 60:.0f}/min after QRST cancellation "
-                f"(spectral concentration {atrial.concentration:.2f})",
-                "no discrete P wave locked to the QRS",
-            ]
-        rvr = hr >= th.AF_RVR_BPM
-        if rvr:
-            crit.append(f"ventricular rate {hr:.0f}/min >= {th.AF_RVR_BPM:.0f}/min (rapid ventricular response)")
-            text = text or "Atrial flutter with rapid ventricular response"
-        out.append(finding(SCT.ATRIAL_FLUTTER, crit, hr_m, critical=rvr, text=text))
-    elif af:
-        crit = [
-            f"irregularly irregular RR (median successive difference {sd:.2f} of RR, CV {cv:.2f})",
-            "no P wave locked to the QRS",
-        ]
-        rvr = hr >= th.AF_RVR_BPM
-        if rvr:
-            crit.append(f"ventricular rate {hr:.0f}/min >= {th.AF_RVR_BPM:.0f}/min (rapid ventricular response)")
-        out.append(
-            finding(
-                SCT.ATRIAL_FIBRILLATION,
-                crit,
-                hr_m,
-                critical=rvr,
-                text="Atrial fibrillation with rapid ventricular response" if rvr else None,
-            )
-        )
-    elif p_present and not (two is not None and two[0] == "uncertain" and two[1] > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM):
-        p_axis_ok = g.p_axis_deg is None or -30.0 <= g.p_axis_deg <= 105.0
-        if p_axis_ok:
-            crit = ["P wave before every QRS with constant PR"]
-            crit.append(
-                f"P axis {g.p_axis_deg:.0f} deg (normal atrial origin)"
-                if g.p_axis_deg is not None
-                else "P axis not measurable (no frontal leads)"
-            )
-            # the sinus rate is the P-P rate: with 2:1 block twice the ventricular rate
-            sure = two is not None and two[0] == "block"
-            rate = two[1] if sure and two is not None else hr
-            if sure:
-                crit.append(f"P-P rate {rate:.0f}/min, every other P wave not conducted")
-            elif two is not None:
-                # a P-like wave on the T wave that may be the T itself: the conducted P names the rhythm, the
-                # rate is the ventricular rate, and no 2:1 block is claimed (a T taken for a P is the commoner)
-                crit.append(
-                    f"a P-like wave half an RR after the P ({two[2].after_qrs_ms:.0f} ms after QRS onset) could not "
-                    "be told from the T wave: no 2:1 AV block claimed"
-                )
-            if rate < th.BRADY_BPM:
-                out.append(finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {rate:.0f}/min < 60/min"], hr_m + pr_m))
-            elif rate > th.TACHY_BPM:
-                out.append(finding(SCT.SINUS_TACHYCARDIA, [*crit, f"rate {rate:.0f}/min > 100/min"], hr_m + pr_m))
-            else:
-                out.append(finding(SCT.SINUS_RHYTHM, [*crit, f"rate {rate:.0f}/min in 60-100/min"], hr_m + pr_m))
-    uncertain = two is not None and two[0] == "uncertain"
-    if uncertain:
-        two = None  # neither a 2:1 block nor a plain sinus rhythm is claimed
-    wide: list[Finding] = []
-    if not (af or flutter or p_present or runs):
-        wide = _wide_tachycardia(ri, rr, hr, hr_m)
-        out += wide
-    av = [] if two is not None or uncertain or wide else _av_block(ri, rr, p_present, af or flutter)
-    if not (af or flutter or p_present or wide or any(f.concept == SCT.COMPLETE_AV_BLOCK for f in av)):
-        out += _without_p(ri, rr, hr, hr_m)
-    n_s = premature_atrial_beats(ri)
-    n_v = int(np.sum(ri.labels == "V"))
-    if n_s and not af and not flutter and not wide:  # in a regular ventricular rhythm an early beat is no PAC
-        out.append(
-            finding(
-                SCT.PREMATURE_ATRIAL_COMPLEX,
-                [
-                    f"{n_s} premature beat(s) with normal QRS morphology: RR <= {th.PAC_PREMATURITY:.0%} of the "
-                    f"preceding RR and followed by a pause (next RR >= {th.PAC_PAUSE:g} x its own)",
-                    "gradual RR changes (sinus arrhythmia) and the onset of a faster rhythm are not counted",
-                ],
-            )
-        )
-    if n_v:
-        out.append(
-            finding(
-                SCT.PREMATURE_VENTRICULAR_COMPLEX,
-                [
-                    f"{n_v} beat(s) with QRS morphology unlike the dominant beat "
-                    "(correlation < 0.8) and wide or premature"
-                ],
-            )
-        )
-    if two is not None and two[0] == "block":
+    wide_l = [] if (af or flutter or p_present or base.runs) else _wide_tachycardia(ri, rr, hr, hr_m)
+    wide = wide_l[0] if wide_l else None
+    av_l = [] if two is not None or wide is not None else _av_block(ri, rr, p_present, af or flutter)
+    return replace(
+        base,
+        rr=rr,
+        cv=cv,
+        sd=sd,
+        p_present=p_present,
+        two=two,
+        flutter=flutter,
+        af=af,
+        wide=wide,
+        av=av_l[0] if av_l else None,
+    )
+
+
+def ventricular_tachycardia(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    if not c.runs:
+        return None
+    longest = max(c.runs, key=lambda r: r[1])
+    crit = [
+        f"{len(c.runs)} run(s) of >= 3 consecutive ventricular beats at > 100/min",
+        f"longest: {longest[1]} beats at {longest[2]:.0f}/min from t={ri.beats[longest[0]] / ri.fs:.1f} s",
+    ]
+    return finding(SCT.VENTRICULAR_TACHYCARDIA, crit, c.hr_m, critical=True)
+
+
+def paced_rhythm(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    if c.paced < th.PACED_FRACTION:
+        return None
+    return finding(SCT.PACED_RHYTHM, [f"{c.paced:.0%} of beats preceded by a pacing spike"], c.hr_m)
+
+
+def atrial_flutter(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    atrial = ri.atrial
+    if not c.flutter or atrial is None:
+        return None
+    text = None
+    two = c.two
+    if two is not None and two[0] == "flutter":
         h = two[2]
-        off_t = atrial is not None and h is atrial.half_rr_off_t
+        t_free = h is atrial.half_rr_off_t
         crit = [
-            f"P waves at {two[1]:.0f}/min, twice the regular ventricular rate {hr:.0f}/min",
-            f"conducted P with constant PR {g.pr_ms:.0f} ms before every QRS",
-            f"a second, identical P wave half an RR later ({h.after_qrs_ms:.0f} ms after QRS onset, "
-            f"multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f}"
-            + (", compared with the T wave's direction removed from every lead" if off_t else "")
-            + ") not followed by a QRS",
-            "2:1 AV block: the level of block (nodal or infranodal) cannot be told from the surface ECG",
+            f"atrial waves at {two[1]:.0f}/min, twice the regular ventricular rate {c.hr:.0f}/min",
+            ("with the T wave's direction removed from every lead, " if t_free else "")
+            + f"the wave before each QRS recurs half an RR later, {h.after_qrs_ms:.0f} ms after QRS onset "
+            f"(multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f})",
         ]
-        out.append(finding(SCT.SECOND_DEGREE_AV_BLOCK, crit, hr_m + pr_m, critical=True, text="2:1 AV block"))
-    elif p_present and not flutter and not uncertain and g.pr_ms is not None and g.pr_ms > th.FIRST_DEGREE_PR_MS:
-        out.append(finding(SCT.FIRST_DEGREE_AV_BLOCK, [f"PR {g.pr_ms:.0f} ms > 200 ms, every P conducted"], pr_m))
-    out += av
+        if t_free:
+            crit.append(
+                f"the whole T-free cycle repeats every half RR (correlation {atrial.half_rr_periodicity:.2f} "
+                f">= {th.FLUTTER_HALF_RR_PERIODICITY})"
+            )
+        crit.append("2:1 AV conduction")
+        text = "Atrial flutter with 2:1 AV conduction"
+    elif atrial.locked_flutter_per_min is not None:
+        crit = [
+            f"regular atrial (flutter) waves at {atrial.locked_flutter_per_min:.0f}/min between T and QRS",
+            "fixed AV conduction: no isoelectric baseline between atrial waves",
+        ]
+    else:
+        crit = [
+            f"regular atrial activity at {(atrial.dominant_hz or 0) * 60:.0f}/min after QRST cancellation "
+            f"(spectral concentration {atrial.concentration:.2f})",
+            "no discrete P wave locked to the QRS",
+        ]
+    rvr = c.hr >= th.AF_RVR_BPM
+    if rvr:
+        crit.append(f"ventricular rate {c.hr:.0f}/min >= {th.AF_RVR_BPM:.0f}/min (rapid ventricular response)")
+        text = text or "Atrial flutter with rapid ventricular response"
+    return finding(SCT.ATRIAL_FLUTTER, crit, c.hr_m, critical=rvr, text=text)
+
+
+def atrial_fibrillation(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    if not c.af or (c.flutter and ri.atrial is not None):
+        return None
+    crit = [
+        f"irregularly irregular RR (median successive difference {c.sd:.2f} of RR, CV {c.cv:.2f})",
+        "no P wave locked to the QRS",
+    ]
+    rvr = c.hr >= th.AF_RVR_BPM
+    if rvr:
+        crit.append(f"ventricular rate {c.hr:.0f}/min >= {th.AF_RVR_BPM:.0f}/min (rapid ventricular response)")
+    text = "Atrial fibrillation with rapid ventricular response" if rvr else None
+    return finding(SCT.ATRIAL_FIBRILLATION, crit, c.hr_m, critical=rvr, text=text)
+
+
+def sinus_rhythm(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    """Sinus rhythm, bradycardia or tachycardia by the P-P rate (twice the ventricular rate in 2:1 block)."""
+    g, two = ri.g, c.two
+    if g is None or (c.flutter and ri.atrial is not None) or c.af or not c.p_present:
+        return None
+    if two is not None and two[0] == "uncertain" and two[1] > th.AV_BLOCK_2TO1_MAX_ATRIAL_BPM:
+        return None
+    if not (g.p_axis_deg is None or -30.0 <= g.p_axis_deg <= 105.0):
+        return None
+    crit = ["P wave before every QRS with constant PR"]
+    crit.append(
+        f"P axis {g.p_axis_deg:.0f} deg (normal atrial origin)"
+        if g.p_axis_deg is not None
+        else "P axis not measurable (no frontal leads)"
+    )
+    sure = two is not None and two[0] == "block"
+    rate = two[1] if sure and two is not None else c.hr
+    if sure:
+        crit.append(f"P-P rate {rate:.0f}/min, every other P wave not conducted")
+    elif two is not None:
+        # a P-like wave on the T wave that may be the T itself: the conducted P names the rhythm, the
+        # rate is the ventricular rate, and no 2:1 block is claimed (a T taken for a P is the commoner)
+        crit.append(
+            f"a P-like wave half an RR after the P ({two[2].after_qrs_ms:.0f} ms after QRS onset) could not "
+            "be told from the T wave: no 2:1 AV block claimed"
+        )
+    m = c.hr_m + c.pr_m
+    if rate < th.BRADY_BPM:
+        return finding(SCT.SINUS_BRADYCARDIA, [*crit, f"rate {rate:.0f}/min < 60/min"], m)
+    if rate > th.TACHY_BPM:
+        return finding(SCT.SINUS_TACHYCARDIA, [*crit, f"rate {rate:.0f}/min > 100/min"], m)
+    return finding(SCT.SINUS_RHYTHM, [*crit, f"rate {rate:.0f}/min in 60-100/min"], m)
+
+
+def wide_complex_tachycardia(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    return c.wide
+
+
+def rhythm_without_p(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    complete = c.av is not None and c.av.concept == SCT.COMPLETE_AV_BLOCK
+    if c.af or c.flutter or c.p_present or c.wide is not None or complete:
+        return None
+    found = _without_p(ri, c.rr, c.hr, c.hr_m)
+    return found[0] if found else None
+
+
+def premature_atrial_complexes(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    n_s = premature_atrial_beats(ri)
+    if not n_s or c.af or c.flutter or c.wide is not None:  # in a regular ventricular rhythm an early beat is no PAC
+        return None
+    return finding(
+        SCT.PREMATURE_ATRIAL_COMPLEX,
+        [
+            f"{n_s} premature beat(s) with normal QRS morphology: RR <= {th.PAC_PREMATURITY:.0%} of the "
+            f"preceding RR and followed by a pause (next RR >= {th.PAC_PAUSE:g} x its own)",
+            "gradual RR changes (sinus arrhythmia) and the onset of a faster rhythm are not counted",
+        ],
+    )
+
+
+def premature_ventricular_complexes(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    n_v = int(np.sum(ri.labels == "V"))
+    if not n_v:
+        return None
+    return finding(
+        SCT.PREMATURE_VENTRICULAR_COMPLEX,
+        [f"{n_v} beat(s) with QRS morphology unlike the dominant beat (correlation < 0.8) and wide or premature"],
+    )
+
+
+def two_to_one_av_block(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    g, two, atrial = ri.g, c.two, ri.atrial
+    if two is None or two[0] != "block" or g is None:
+        return None
+    h = two[2]
+    off_t = atrial is not None and h is atrial.half_rr_off_t
+    crit = [
+        f"P waves at {two[1]:.0f}/min, twice the regular ventricular rate {c.hr:.0f}/min",
+        f"conducted P with constant PR {g.pr_ms:.0f} ms before every QRS",
+        f"a second, identical P wave half an RR later ({h.after_qrs_ms:.0f} ms after QRS onset, "
+        f"multi-lead correlation {h.correlation:.2f}, size ratio {h.amplitude_ratio:.2f}"
+        + (", compared with the T wave's direction removed from every lead" if off_t else "")
+        + ") not followed by a QRS",
+        "2:1 AV block: the level of block (nodal or infranodal) cannot be told from the surface ECG",
+    ]
+    return finding(SCT.SECOND_DEGREE_AV_BLOCK, crit, c.hr_m + c.pr_m, critical=True, text="2:1 AV block")
+
+
+def first_degree_av_block(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    g, two = ri.g, c.two
+    if two is not None and two[0] == "block":
+        return None
+    if not c.p_present or c.flutter or c.uncertain or g is None or g.pr_ms is None:
+        return None
+    if g.pr_ms <= th.FIRST_DEGREE_PR_MS:
+        return None
+    return finding(SCT.FIRST_DEGREE_AV_BLOCK, [f"PR {g.pr_ms:.0f} ms > 200 ms, every P conducted"], c.pr_m)
+
+
+def av_block(ri: RuleInput, c: RhythmContext) -> Finding | None:
+    return c.av
+
+
+#: The rhythm rules in statement order. A paced rhythm ends the list: no rule reads P waves or RR irregularity
+#: of paced beats (no AF, flutter, sinus or AV block is derived from them).
+RHYTHM_RULES: tuple[Rule, ...] = (
+    Rule("ventricular tachycardia", ">= 3 consecutive ventricular beats at > 100/min", ventricular_tachycardia),
+    Rule("paced rhythm", f">= {th.PACED_FRACTION:.0%} of beats preceded by a pacing spike", paced_rhythm),
+    Rule("atrial flutter", "regular atrial waves (locked flutter waves, a spectral peak at 4-6.7 Hz without P, "
+         "or waves at twice a regular ventricular rate)", atrial_flutter),
+    Rule("atrial fibrillation", "irregularly irregular RR (successive differences and CV) and no P wave",
+         atrial_fibrillation),
+    Rule("sinus rhythm", "P before every QRS with constant PR and P axis -30 to +105 deg; <60, 60-100, >100/min",
+         sinus_rhythm),
+    Rule("wide-complex tachycardia", "no P, no AF/flutter: regular wide QRS >= 100/min (VT with AV dissociation)",
+         wide_complex_tachycardia),
+    Rule("rhythm without P", "no P, no AF/flutter, no AV dissociation: junctional, idioventricular or SVT by rate "
+         "and QRS width", rhythm_without_p),
+    Rule("premature atrial complexes", f"RR <= {th.PAC_PREMATURITY:.0%} of the preceding RR, a pause after, "
+         "normal QRS; not in AF/flutter", premature_atrial_complexes),
+    Rule("premature ventricular complexes", "QRS unlike the dominant beat, wide or premature",
+         premature_ventricular_complexes),
+    Rule("2:1 AV block", "a second identical P half an RR after the conducted P, not followed by a QRS",
+         two_to_one_av_block),
+    Rule("first-degree AV block", "PR > 200 ms, every P conducted", first_degree_av_block),
+    Rule("second/third-degree AV block", "a P in a pause not conducted; or regular P faster than a regular "
+         "ventricular rhythm, not locked to it (AV dissociation)", av_block),
+)  # fmt: skip
+
+
+def rhythm_statements(ri: RuleInput) -> list[Finding]:
+    """Sinus/AF/flutter/paced/junctional/idioventricular rhythm, ectopy, VT and AV block (:data:`RHYTHM_RULES`)."""
+    c = rhythm_context(ri)
+    if c is None:
+        return []
+    out: list[Finding] = []
+    for rule in RHYTHM_RULES:
+        f = rule.decide(ri, c)
+        if f is not None:
+            out.append(f)
+            if f.concept == SCT.PACED_RHYTHM:
+                break
     return out
 
 

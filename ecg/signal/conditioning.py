@@ -38,6 +38,17 @@ PACING_SLOPE_FACTOR = 4.0
 #: at 500 Hz (a 1 mV spike over two samples: 0.25 mV/ms; 0.5 missed every spike of such recordings).
 PACING_MIN_SLOPE_MV_PER_MS = 0.2
 PACING_MAX_WIDTH_MS = 4.0
+#: Below this rate a record is band-limited (MIT-BIH: 360 Hz, 0.1-100 Hz analog band): a < 2 ms spike is smeared
+#: into the recorder's impulse response, a pulse of 10-20 ms no steeper than a QRS, so the slope test cannot see it.
+PACING_BAND_LIMITED_FS = 450.0
+#: There a spike is found by what stays its own: energy above the ECG's band (QRS, P and T have next to none
+#: above 70 Hz, which also clears 50/60 Hz mains) ...
+PACING_HP_HZ = 70.0
+#: ... this many robust SDs above that band's background, in at least two leads at once (an artefact of the
+#: pacemaker's pulse reaches every lead at the same instant; muscle noise in one lead does not) ...
+PACING_HP_FACTOR = 6.0
+#: ... at most one spike per this interval (an atrial and a ventricular spike are an AV delay, >= 100 ms, apart).
+PACING_MIN_GAP_S = 0.08
 #: Records longer than this are conditioned in chunks with this much context on each side.
 CHUNK_S = 600.0
 OVERLAP_S = 10.0
@@ -102,8 +113,10 @@ def detect_pacing_spikes_many(x: FloatArray, fs: float) -> list[npt.NDArray[np.i
     """
     n_rec, n_leads, n = x.shape
     empty = np.zeros(0, dtype=np.int64)
-    if fs < 450 or n < 8 or n_rec * n_leads == 0:
+    if n < 8 or n_rec * n_leads == 0:
         return [empty] * n_rec
+    if fs < PACING_BAND_LIMITED_FS:
+        return [_band_limited_spikes(x[r], fs) for r in range(n_rec)]
     dt_ms = 1000.0 / fs
     d = np.diff(x.reshape(n_rec * n_leads, n), axis=1) / dt_ms  # mV/ms
     a = np.abs(d)
@@ -131,6 +144,27 @@ def detect_pacing_spikes_many(x: FloatArray, fs: float) -> list[npt.NDArray[np.i
     rec_s, hit_s = rec_u[starts], hit[starts].astype(np.int64)
     bounds = np.searchsorted(rec_s, np.arange(n_rec + 1))
     return [hit_s[bounds[r] : bounds[r + 1]] for r in range(n_rec)]
+
+
+def _band_limited_spikes(x: FloatArray, fs: float) -> npt.NDArray[np.int64]:
+    """Pacing spikes of a band-limited record (< PACING_BAND_LIMITED_FS): bursts above the ECG band in 2+ leads.
+
+    Each lead's content above PACING_HP_HZ is scaled by its robust SD (the median absolute value: quantisation
+    and mains leftovers, not the rare spikes), and a spike is a peak where the second-largest lead (the only one,
+    for a single lead) exceeds PACING_HP_FACTOR.  Needs PACING_HP_HZ well below Nyquist: none below 200 Hz.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if fs < 200.0 or x.shape[1] < int(fs):
+        return empty
+    hp = sosfiltfilt(butter_sos(4, PACING_HP_HZ, "highpass", fs), x)
+    sigma = 1.4826 * np.median(np.abs(hp), axis=1, keepdims=True)
+    live = sigma[:, 0] > 1e-9
+    if not live.any():
+        return empty
+    z = np.abs(hp[live]) / sigma[live]
+    both = z[0] if z.shape[0] == 1 else np.sort(z, axis=0)[-2]
+    peaks, _ = sps.find_peaks(both, height=PACING_HP_FACTOR, distance=max(1, int(PACING_MIN_GAP_S * fs)))
+    return np.asarray(peaks, dtype=np.int64)
 
 
 def blank_spikes(x: FloatArray, spikes: npt.NDArray[np.int64], fs: float) -> FloatArray:
@@ -303,7 +337,8 @@ def condition_many(
     filled, nan_frac = fill_nans(x.reshape(n_rec * n_leads, n))
     spikes_src = detect_pacing_spikes_many(filled.reshape(n_rec, n_leads, n), fs)
     for r, sp in enumerate(spikes_src):
-        if sp.size:
+        # a band-limited record's spike is a 10-20 ms pulse, wider than the blanking window: it is not blanked
+        if sp.size and fs >= PACING_BAND_LIMITED_FS:
             rows = slice(r * n_leads, (r + 1) * n_leads)
             filled[rows] = blank_spikes(filled[rows], sp, fs)
     sig = resample(filled, fs, target_fs)

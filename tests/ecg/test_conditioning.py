@@ -8,8 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal as sps
 
+from core.codes import SCT
 from core.errors import EcgError
+from core.records import EcgRecord
+from ecg.analysis import analyze
 from ecg.signal.conditioning import condition, detect_pacing_spikes, detect_powerline, fill_nans, resample
+from ecg.signal.filters import butter_sos, sosfiltfilt
 from ecg.signal.quality import LeadProblem, assess_leads
 from tests.ecg._synth import synth_ecg
 
@@ -84,6 +88,32 @@ def test_pacing_spikes_are_detected_and_blanked() -> None:
     c = condition(x, fs)
     assert c.pacing_spikes.size == len(spikes)
     assert np.max(np.abs(c.signal)) < 3.0  # spikes gone from the conditioned signal
+
+
+def _recorded_at_360_hz(x: np.ndarray, fs: float) -> np.ndarray:
+    """What a band-limited recorder keeps (MIT-BIH: 0.1-100 Hz analog band, 360 Hz)."""
+    return resample(sosfiltfilt(butter_sos(4, 100.0, "lowpass", fs), x), fs, 360.0)
+
+
+def test_pacing_spikes_of_a_band_limited_360_hz_record_are_found_and_make_a_paced_rhythm() -> None:
+    """At 360 Hz a 2 ms spike is smeared into a 10-20 ms pulse no steeper than a QRS (MIT-BIH 102/104/107 were
+    read as sinus rhythm with first-degree block, or AF): its energy above the ECG band still marks it."""
+    fs = 1000.0
+    x, truth = synth_ecg(np.random.default_rng(5), fs=fs, n_leads=2, hr_bpm=70, qrs_ms=140, duration_s=20.0)
+    clean = _recorded_at_360_hz(x, fs)
+    spikes = truth.qrs_on - int(0.01 * fs)
+    for s in spikes:
+        x[:, s : s + 2] += 5.0  # a 2 ms, 5 mV pacing pulse on every lead
+    y = _recorded_at_360_hz(x, fs)
+    found = detect_pacing_spikes(y, 360.0)
+    assert len(found) == len(spikes)
+    assert np.max(np.abs(found - np.round(spikes * 0.36))) <= 3
+    assert detect_pacing_spikes(clean, 360.0).size == 0
+    res = analyze(EcgRecord(y.astype(np.float32), ("V5", "V2"), 360.0, "paced-360"))
+    codes = {f.concept for f in res.statements}
+    assert SCT.PACED_RHYTHM in codes
+    # no statement read from P waves or RR irregularity of paced beats
+    assert not codes & {SCT.ATRIAL_FIBRILLATION, SCT.FIRST_DEGREE_AV_BLOCK, SCT.COMPLETE_AV_BLOCK, SCT.SINUS_RHYTHM}
 
 
 def test_no_pacing_spikes_in_a_normal_record() -> None:

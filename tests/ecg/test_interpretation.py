@@ -363,3 +363,15 @@ def test_paced_rhythm_in_leads_scaled_to_one_millivolt() -> None:
     st = _statements(x, fs)
     assert SCT.PACED_RHYTHM in st
     assert not st & {SCT.COMPLETE_LBBB, SCT.COMPLETE_RBBB, SCT.INCOMPLETE_RBBB, SCT.INCOMPLETE_LBBB, SCT.IVCD}
+
+
+def test_rhythm_and_morphology_rules_are_tables_of_named_rules_with_their_criteria() -> None:
+    """Each statement is one small named rule whose criteria text travels with it (as reports/fhir_rules.py)."""
+    from ecg.rules.morphology import MORPHOLOGY_RULES
+    from ecg.rules.rhythm import RHYTHM_RULES
+
+    for table in (RHYTHM_RULES, MORPHOLOGY_RULES):
+        names = [r.name for r in table]
+        assert len(names) == len(set(names))
+        assert all(r.criteria and callable(r.decide) for r in table)
+    assert [r.name for r in RHYTHM_RULES][:2] == ["ventricular tachycardia", "paced rhythm"]
