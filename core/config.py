@@ -329,7 +329,8 @@ class LimitsConfig(_Section):
     idle_timeout_s: float = Field(60.0, gt=0)  #: an association that sends nothing for this long is aborted
     max_archive_ratio: float = Field(100.0, gt=1)  #: expanded/compressed size of a zip member
     max_archive_bytes: int = Field(16 << 30, ge=1024)  #: all members of one zip archive, expanded
-    max_ecg_samples: int = Field(120_000_000, ge=1000)  #: declared samples of one ECG, all leads together
+    #: samples of one ECG analysed whole, all leads (12-lead 500 Hz: 33 min in ~1.1 GB); see ecg_window_s
+    max_ecg_samples: int = Field(12_000_000, ge=1000)
     #: window of a recording over max_ecg_samples (WFDB: analysed window by window, ``ecg.holter``)
     ecg_window_s: float = Field(60.0, ge=10.0, le=3600.0)
     max_ecg_hours: float = Field(168.0, gt=0)  #: a windowed recording longer than this is refused

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -340,6 +340,46 @@ class HolterSummary:
         if self.hr_mean_bpm is not None:
             out.insert(0, Measurement(LOINC.HEART_RATE, round(self.hr_mean_bpm, 1), UCUM.BPM, method="recording mean"))
         return tuple(out)
+
+
+def to_json(s: HolterSummary) -> dict[str, Any]:
+    """The JSON shape of ``mmdx ecg analyze --json`` for a recording analysed in windows (times in s from start)."""
+
+    def rate(r: RateAt | None) -> dict[str, float] | None:
+        return None if r is None else {"bpm": round(r.bpm, 1), "at_s": r.at_s}
+
+    return {
+        "record": s.source,
+        "holter": {
+            "started_at": None if s.started_at is None else s.started_at.isoformat(),
+            "duration_s": round(s.duration_s, 3),
+            "analysed_s": round(s.analysed_s, 3),
+            "window_s": s.window_s,
+            "windows": s.windows,
+            "beats": s.beats,
+            "ventricular": s.ventricular,
+            "supraventricular": s.supraventricular,
+            "hr_mean_bpm": None if s.hr_mean_bpm is None else round(s.hr_mean_bpm, 1),
+            "hr_min": rate(s.hr_min),
+            "hr_max": rate(s.hr_max),
+            "longest_rr": None
+            if s.longest_rr is None
+            else {"s": round(s.longest_rr.seconds, 3), "at_s": round(s.longest_rr.at_s, 3)},
+            "pauses": s.pauses,
+            "af_burden_pct": s.af_burden_pct,
+            "statements": [
+                {
+                    **({} if f.finding.concept is None else {"code": f.finding.concept.value}),
+                    "text": f.finding.text,
+                    "first_at_s": f.first_at_s,
+                    "windows": f.windows,
+                }
+                for f in s.statements
+            ],
+            "strips": [{"reason": x.reason, "start_s": x.start_s} for x in s.strips],
+        },
+        "summary": s.sentences(),
+    }
 
 
 def _count(n: int, hours: float) -> str:

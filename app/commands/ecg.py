@@ -6,7 +6,9 @@ With ``--json`` one JSON object per record is printed, a line each (the
 stable shape of :func:`ecg.analysis.to_json`), in the order of the paths; a
 file that cannot be read or analysed prints ``{"record": ..., "error": ...}``
 and the command exits 1 at the end.  Files are analysed with
-:func:`ecg.analysis.analyze_batch`, up to ``BATCH`` at a time.
+:func:`ecg.analysis.analyze_batch`, up to ``BATCH`` at a time.  A WFDB recording over
+``limits.max_ecg_samples`` (a Holter) is analysed in windows (:mod:`ecg.holter`) and printed first, as its
+summary (JSON: :func:`ecg.holter.to_json`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from app.commands import ConfigOption
-from core.config import load_settings
-from core.errors import MmdxError
+from core.config import Settings, load_settings
+from core.errors import EcgError, MmdxError
 from core.records import EcgRecord
 from ecg.analysis import EcgAnalysis, analyze_batch, to_json
+from ecg.holter import analyze_holter, long_recording, needs_windows
+from ecg.holter import to_json as holter_json
 from ecg.readers import read_ecg
 from ecg.render import render_pdf
 
@@ -61,6 +67,27 @@ def _write_printout(folder: Path, path: Path, record: EcgRecord, analysis: EcgAn
     return target
 
 
+def _holter(path: Path, settings: Settings, as_json: bool) -> bool:
+    """Analyse a recording over ``limits.max_ecg_samples`` in windows and print its summary; False on failure."""
+    limits = settings.limits
+    try:
+        rec = long_recording(path)
+        if rec is None:
+            raise EcgError("not a WFDB recording", source=str(path))
+        summary = analyze_holter(rec, settings.ecg, window_s=limits.ecg_window_s, max_hours=limits.max_ecg_hours)
+    except MmdxError as exc:
+        if as_json:
+            print(json.dumps({"record": str(path), "error": str(exc)}), flush=True)
+        else:
+            err_console.print(f"[red]{escape(str(path))}[/red]: {escape(str(exc))}")
+        return False
+    if as_json:
+        print(json.dumps(holter_json(summary), allow_nan=False), flush=True)
+    else:
+        console.print(Text(f"{path}\n" + "\n".join(summary.sentences())))
+    return True
+
+
 def register(cli: typer.Typer) -> None:
     """Add the ``ecg`` command group to the CLI."""
     group = typer.Typer(help="ECG analysis: beats, global measurements, rule-based statements.", no_args_is_help=True)
@@ -81,6 +108,10 @@ def register(cli: typer.Typer) -> None:
             err_console.print(f"configuration error: {exc}")
             raise typer.Exit(2) from None
         failed = 0
+        long = [p for p in paths if needs_windows(p, settings.limits.max_ecg_samples)]
+        for p in long:  # a Holter: analysed in windows (ecg.holter), its summary printed
+            failed += not _holter(p, settings, as_json)
+        paths = [p for p in paths if p not in long]
         for start in range(0, len(paths), BATCH):
             chunk = paths[start : start + BATCH]
             read = [_read(p) for p in chunk]

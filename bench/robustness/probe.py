@@ -12,8 +12,9 @@ Each try puts one good DICOM file and one hostile input in a fresh folder and ru
 
 Classes: the crafted regression inputs of ``tests/robustness/crafted.py`` and, per seed file of
 ``tests/data`` (DICOM, ECG formats), random byte flips and truncations (``--mutations`` per seed,
-``--seed`` for the random generator).  A second part reads a synthetic long Holter (``--holter-hours``)
-and reports its peak memory (``ru_maxrss`` of the child) and time.
+``--seed`` for the random generator).  A second part runs ``mmdx run`` on a synthetic long Holter
+(``--holter-hours``; a real beat tiled, analysed in windows by ``ecg.holter``) and reports its peak memory
+(``ru_maxrss`` of the run and of its reader child), time, and whether the report's beat count and pause are right.
 
     .venv/bin/python bench/robustness/probe.py [--mutations 3] [--timeout 120] [--holter-hours 1 24]
 """
@@ -35,6 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
 
 from tests.robustness import crafted  # noqa: E402
 
@@ -144,43 +147,53 @@ def _try(build: Callable[[Path], object], timeout: float) -> str:
         return "rejected" if quarantined else "indexed"
 
 
-def _holter(hours: float, timeout: float) -> tuple[str, float, float]:
-    """Write a 12-lead 500 Hz WFDB Holter of ``hours`` and run ``mmdx ecg analyze`` on it in a child."""
-    import numpy as np
+def _holter(hours: float, timeout: float) -> tuple[str, float, float, str]:
+    """Write a 12-lead 500 Hz WFDB Holter of ``hours`` and run ``mmdx run`` on it in a child.
+
+    The recording is a real beat tiled at about 60 /min with one 3 s pause (``tests/ecg/holter_synth.py``), so
+    the report's beat count and pause can be checked against what was written.
+    """
+    from tests.ecg.holter_synth import FS, write_holter
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        n = int(hours * 3600 * 500)
-        names = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-        (folder / "holter.hea").write_text(
-            f"holter 12 500 {n}\n" + "".join(f"holter.dat 16 200/mV 16 0 0 0 0 {name}\n" for name in names)
-        )
-        t = np.arange(n, dtype=np.float64) / 500
-        beat = (np.sin(2 * np.pi * 1.2 * t) ** 31 * 300).astype("<i2")
-        with (folder / "holter.dat").open("wb") as fh:
-            for start in range(0, n, 1 << 20):
-                block = beat[start : start + (1 << 20)]
-                fh.write(np.repeat(block[:, None], 12, axis=1).tobytes())
+        (folder / "in").mkdir()
+        peaks = write_holter(folder / "in", hours * 3600, pause_at_s=hours * 3600 * 0.6)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MMDX_")}
         env["PYTHONPATH"] = str(REPO)
         code = (
             "import resource, sys, time; from app.cli import main; t = time.monotonic();"
             "sys.argv = ['mmdx', 'run', sys.argv[1], '--out', 'out'];"
             "\ntry: main()\nexcept SystemExit: pass\n"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic() - t, file=sys.stderr)"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.monotonic() - t, file=sys.stderr)"
         )
         started = time.monotonic()
         try:
             proc = subprocess.run(
-                [sys.executable, "-c", code, str(folder)], cwd=folder, env=env, capture_output=True, text=True,
+                [sys.executable, "-c", code, str(folder / "in")], cwd=folder, env=env, capture_output=True, text=True,
                 timeout=timeout,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            return "hang", float("nan"), time.monotonic() - started
-        peaks = [float(line.split()[1]) / 1024 for line in proc.stderr.splitlines() if line.startswith("PEAK")]
+            return "hang", float("nan"), time.monotonic() - started, ""
+        peaks_mb = [
+            max(float(line.split()[1]), float(line.split()[2])) / 1024
+            for line in proc.stderr.splitlines()
+            if line.startswith("PEAK")
+        ]
         text = proc.stdout + proc.stderr
-        outcome = "analysed" if "1 new" in text else "refused" if "max_ecg_samples" in text else "other"
-        return outcome, peaks[0] if peaks else float("nan"), time.monotonic() - started
+        reports = list((folder / "out").glob("*/v1/report.html"))
+        check = ""
+        if reports and "Long ECG recording (Holter)" in (html := reports[0].read_text()):
+            outcome = "windowed"
+            pause = int(np.argmax(np.diff(peaks)))
+            check = (
+                f"beats {'ok' if f'Total beats: {len(peaks):,}.' in html else 'WRONG'} ({len(peaks):,}), pause "
+                f"{'ok' if 'Longest RR interval 3.00 s' in html else 'WRONG'} (at {peaks[pause] / FS / 3600:.2f} h)"
+            )
+        else:
+            outcome = "analysed" if "1 new" in text else "refused" if "max_ecg_samples" in text else "other"
+        return outcome, peaks_mb[0] if peaks_mb else float("nan"), time.monotonic() - started, check
 
 
 def main() -> None:
@@ -209,8 +222,11 @@ def main() -> None:
         f"{totals['duplicated']:3} {totals['rejected']:8} {totals['indexed']:7}"
     )
     for hours in args.holter_hours:
-        outcome, peak_mb, seconds = _holter(hours, max(args.timeout, 1800))
-        print(f"Holter {hours:g} h, 12 leads, 500 Hz: {outcome}, peak RSS {peak_mb:.0f} MB (mmdx), {seconds:.1f} s")
+        outcome, peak_mb, seconds, check = _holter(hours, max(args.timeout, 3600))
+        print(
+            f"Holter {hours:g} h, 12 leads, 500 Hz: {outcome}, peak RSS {peak_mb:.0f} MB (mmdx run), "
+            f"{seconds:.1f} s{', ' + check if check else ''}"
+        )
 
 
 if __name__ == "__main__":

@@ -51,3 +51,17 @@ def test_run_reports_a_long_recording_in_windows(workdir: Path, monkeypatch: pyt
     ]
     assert rates and rates[0] == pytest.approx(60.0, abs=2)  # the recording's mean heart rate
     assert {"report.pdf", "sr_ecg.dcm", "sc_1.dcm"} <= {p.name for p in latest.iterdir()}  # the pause's strip drawn
+
+
+def test_ecg_analyze_prints_the_holter_summary(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    peaks = write_holter(workdir, 6 * 60, pause_at_s=200)
+    monkeypatch.setenv("MMDX_LIMITS__MAX_ECG_SAMPLES", "1000000")
+    result = runner.invoke(cli, ["ecg", "analyze", str(workdir / "holter"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])["holter"]
+    assert out["beats"] == len(peaks) and out["windows"] == 6 and out["pauses"] == 1
+    assert out["longest_rr"]["s"] == pytest.approx(3.0, abs=0.01)
+    monkeypatch.setenv("MMDX_LIMITS__MAX_ECG_HOURS", "0.05")  # 3 minutes: too long even in windows
+    refused = runner.invoke(cli, ["ecg", "analyze", str(workdir / "holter"), "--json"])
+    assert refused.exit_code == 1
+    assert "over limits.max_ecg_hours (0.05 h)" in json.loads(refused.output.strip().splitlines()[-1])["error"]
