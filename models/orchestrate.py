@@ -116,6 +116,131 @@ def _ecg_statement(models: Sequence[ModelOutput]) -> ReportSection:
     )
 
 
+@dataclass(slots=True)
+class _Study:
+    """One study on its way through the stage; each step adds to it, :func:`_review` freezes it."""
+
+    inp: ModelInput
+    routed: list[str] = field(default_factory=list)  #: models that suit it and can run, in registry order
+    notices: list[str] = field(default_factory=list)
+    outputs: list[ModelOutput] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    calls: list[ModelCall] = field(default_factory=list)
+    escalation: list[str] = field(default_factory=list)  #: each drafting model's decision, with its reason
+    escalated: set[str] = field(default_factory=set)  #: drafting models selected to run
+
+    @property
+    def uid(self) -> str:
+        return self.inp.study_instance_uid
+
+
+def _route(inp: ModelInput, registry: Registry, rules: Sequence[RouteRule], infos: Mapping[str, ModelInfo]) -> _Study:
+    """Step 1: the models the routing rules name that suit the study and can run; the others as notices."""
+    study = _Study(inp)
+    for name in models_for(rules, inp.modality, inp.body_part):
+        spec = registry.specs.get(name)
+        if spec is None:
+            study.notices.append(f"routing names model {name!r}, which is not configured")
+        elif not _suits(spec, inp):
+            continue
+        elif not infos[name].available:
+            study.notices.append(f"model {name!r} cannot run: {'; '.join(infos[name].missing)}")
+        else:
+            study.routed.append(name)
+    return study
+
+
+def _run_stage(studies: Sequence[_Study], registry: Registry, backends: tuple[str, ...], *, escalated: bool) -> None:
+    """Steps 2 and 4: each model of these backends once over all its studies (batched); ``escalated``: only
+    the studies that selected it."""
+    for name in registry.names():
+        backend = registry.specs[name].backend
+        if backend not in backends:
+            continue
+        todo = [s for s in studies if name in s.routed and (not escalated or name in s.escalated)]
+        if not todo:
+            continue
+        for study, out in zip(todo, _run(registry, name, [s.inp for s in todo]), strict=True):
+            if isinstance(out, ModelError):
+                study.errors.append(_failed(name, out))
+                continue
+            try:
+                study.calls.append(model_call(out, backend))
+            except MmdxError as exc:  # an answer that cannot be attributed is not used
+                study.errors.append(_failed(name, f"its provenance is not valid: {exc}"))
+                continue
+            study.outputs.append(out)
+            if out.error is not None:
+                study.errors.append(_failed(name, out.error))
+
+
+def _escalate(study: _Study, registry: Registry) -> None:
+    """Step 3: which drafting models run, from the cheap models' answers and their thresholds."""
+    thresholds: dict[str, float] = {}
+    for out in study.outputs:
+        spec = registry.specs.get(out.producer.name)
+        if spec is not None:
+            thresholds.update(spec.thresholds)
+    for name in study.routed:
+        spec = registry.specs[name]
+        if spec.backend in DRAFTING_BACKENDS:
+            go, why = should_escalate(spec, study.outputs, thresholds)
+            if go:
+                study.escalated.add(name)
+            study.escalation.append(f"{name}: {'run' if go else 'skipped'} ({why})")
+
+
+def _review(
+    study: _Study,
+    registry: Registry,
+    infos: Mapping[str, ModelInfo],
+    rule_findings: Sequence[Finding] | None,
+    measurements: Sequence[Measurement],
+) -> ModelsResult:
+    """Step 5: safety checks against the classifier and the ECG rules (None: the study has no rule reading),
+    priority, and the frozen result."""
+    ok = [o for o in study.outputs if o.ok]
+    backend_of = {o.producer.name: registry.specs[o.producer.name].backend for o in ok}
+    drafts = [o for o in ok if backend_of[o.producer.name] in DRAFTING_BACKENDS]
+    classifiers = [o for o in ok if backend_of[o.producer.name] == "cxr_classifier"]
+    ecg_models = [o for o in ok if backend_of[o.producer.name] == "ecg_cnn"]
+    is_ecg = study.inp.modality.upper() in ECG_MODALITIES
+    flags: list[SafetyFlag] = []
+    for d in drafts[:1]:
+        for c in classifiers:
+            flags += draft_vs_classifier(d, c)
+        if is_ecg and rule_findings is not None:  # a VLM's ECG reading against the rule engine's statements
+            flags += ecg_draft_vs_rules(d, rule_findings)
+    for e in ecg_models:
+        flags += ecg_model_vs_rules(e, rule_findings or (), measurements)
+    errors = list(study.errors)
+    try:
+        model_findings = refuse_unattributed(f for o in ok for f in o.findings)
+    except ModelError as exc:  # cannot happen with our backends: a guard against foreign ones
+        errors.append(str(exc))
+        model_findings = ()
+    rev = review(ok, flags, rule_findings or ())
+    usable = [infos[n] for n in study.routed] or list(infos.values())
+    notice = no_model_notice("ecg" if is_ecg else "imaging", usable) if not ok else None
+    sections = drafts[0].sections if drafts else ()
+    if not sections and not model_findings and classifiers:
+        sections = (_triage_statement(classifiers),)
+    if not sections and not model_findings and ecg_models:
+        sections = (_ecg_statement(ecg_models),)
+    return ModelsResult(
+        study_instance_uid=study.uid,
+        outputs=tuple(study.outputs),
+        findings=model_findings + rev.findings,
+        sections=sections,
+        priority=rev.priority,
+        flags=rev.flags,
+        errors=tuple(errors),
+        notices=tuple(study.notices + ([notice] if notice else [])),
+        escalation="; ".join(study.escalation),
+        calls=tuple(study.calls),
+    )
+
+
 def analyse_batch(
     inputs: Sequence[ModelInput],
     registry: Registry,
@@ -126,123 +251,19 @@ def analyse_batch(
 ) -> list[ModelsResult]:
     """Run the configured models over a batch of studies; one result per input, in order.
 
-    ``rule_findings`` / ``measurements`` (by study UID) are the ECG rule
-    engine's statements and intervals, the reference the ECG model is checked
-    against.
+    Route -> triage (cheap models) -> escalate -> draft (VLMs) -> review, each model once per step over all
+    of its studies.  ``rule_findings`` / ``measurements`` (by study UID) are the ECG rule engine's statements
+    and intervals, the reference the ECG model and an ECG draft are checked against.
     """
     rule_findings = rule_findings or {}
     measurements = measurements or {}
     infos: dict[str, ModelInfo] = {n: registry.describe(n) for n in registry.names()}
-    routed: dict[str, list[str]] = {}
-    notices: dict[str, list[str]] = {inp.study_instance_uid: [] for inp in inputs}
-    for inp in inputs:
-        names = []
-        for name in models_for(rules, inp.modality, inp.body_part):
-            spec = registry.specs.get(name)
-            if spec is None:
-                notices[inp.study_instance_uid].append(f"routing names model {name!r}, which is not configured")
-            elif not _suits(spec, inp):
-                continue
-            elif not infos[name].available:
-                notices[inp.study_instance_uid].append(f"model {name!r} cannot run: {'; '.join(infos[name].missing)}")
-            else:
-                names.append(name)
-        routed[inp.study_instance_uid] = names
-
-    by_uid = {inp.study_instance_uid: inp for inp in inputs}
-    outputs: dict[str, list[ModelOutput]] = {uid: [] for uid in by_uid}
-    errors: dict[str, list[str]] = {uid: [] for uid in by_uid}
-    calls: dict[str, list[ModelCall]] = {uid: [] for uid in by_uid}
-    escalation: dict[str, list[str]] = {uid: [] for uid in by_uid}
-
-    def run_stage(backends: tuple[str, ...], select: dict[str, bool] | None = None) -> None:
-        for name in registry.names():
-            if registry.specs[name].backend not in backends:
-                continue
-            todo = [
-                by_uid[u] for u, ns in routed.items() if name in ns and (select is None or select.get(f"{u}|{name}"))
-            ]
-            if not todo:
-                continue
-            backend = registry.specs[name].backend
-            for inp, out in zip(todo, _run(registry, name, todo), strict=True):
-                uid = inp.study_instance_uid
-                if isinstance(out, ModelError):
-                    errors[uid].append(_failed(name, out))
-                    continue
-                try:
-                    calls[uid].append(model_call(out, backend))
-                except MmdxError as exc:  # an answer that cannot be attributed is not used
-                    errors[uid].append(_failed(name, f"its provenance is not valid: {exc}"))
-                    continue
-                outputs[uid].append(out)
-                if out.error is not None:
-                    errors[uid].append(_failed(name, out.error))
-
-    run_stage(CHEAP_BACKENDS)
-    select: dict[str, bool] = {}
-    for uid, names in routed.items():
-        triage = outputs[uid]
-        thresholds: dict[str, float] = {}
-        for out in triage:
-            spec = registry.specs.get(out.producer.name)
-            if spec is not None:
-                thresholds.update(spec.thresholds)
-        for name in names:
-            spec = registry.specs[name]
-            if spec.backend in DRAFTING_BACKENDS:
-                go, why = should_escalate(spec, triage, thresholds)
-                select[f"{uid}|{name}"] = go
-                escalation[uid].append(f"{name}: {'run' if go else 'skipped'} ({why})")
-    run_stage(DRAFTING_BACKENDS, select)
-
-    results = []
-    all_infos = list(infos.values())
-    for inp in inputs:
-        uid = inp.study_instance_uid
-        outs = outputs[uid]
-        ok = [o for o in outs if o.ok]
-        drafts = [o for o in ok if registry.specs[o.producer.name].backend in DRAFTING_BACKENDS]
-        classifiers = [o for o in ok if registry.specs[o.producer.name].backend == "cxr_classifier"]
-        ecg_models = [o for o in ok if registry.specs[o.producer.name].backend == "ecg_cnn"]
-        flags: list[SafetyFlag] = []
-        is_ecg = inp.modality.upper() in ECG_MODALITIES
-        for d in drafts[:1]:
-            for c in classifiers:
-                flags += draft_vs_classifier(d, c)
-            if is_ecg and uid in rule_findings:  # a VLM's ECG reading against the rule engine's statements
-                flags += ecg_draft_vs_rules(d, rule_findings[uid])
-        for e in ecg_models:
-            flags += ecg_model_vs_rules(e, rule_findings.get(uid, ()), measurements.get(uid, ()))
-        try:
-            model_findings = refuse_unattributed(f for o in ok for f in o.findings)
-        except ModelError as exc:  # cannot happen with our backends: a guard against foreign ones
-            errors[uid].append(str(exc))
-            model_findings = ()
-        rev = review(ok, flags, rule_findings.get(uid, ()))
-        kind = "ecg" if is_ecg else "imaging"
-        usable = [infos[n] for n in routed[uid]]
-        notice = no_model_notice(kind, usable if usable else all_infos) if not ok else None
-        sections = drafts[0].sections if drafts else ()
-        if not sections and not model_findings and classifiers:
-            sections = (_triage_statement(classifiers),)
-        if not sections and not model_findings and ecg_models:
-            sections = (_ecg_statement(ecg_models),)
-        results.append(
-            ModelsResult(
-                study_instance_uid=uid,
-                outputs=tuple(outs),
-                findings=model_findings + rev.findings,
-                sections=sections,
-                priority=rev.priority,
-                flags=rev.flags,
-                errors=tuple(errors[uid]),
-                notices=tuple(notices[uid] + ([notice] if notice else [])),
-                escalation="; ".join(escalation[uid]),
-                calls=tuple(calls[uid]),
-            )
-        )
-    return results
+    studies = [_route(inp, registry, rules, infos) for inp in inputs]
+    _run_stage(studies, registry, CHEAP_BACKENDS, escalated=False)
+    for study in studies:
+        _escalate(study, registry)
+    _run_stage(studies, registry, DRAFTING_BACKENDS, escalated=True)
+    return [_review(s, registry, infos, rule_findings.get(s.uid), measurements.get(s.uid, ())) for s in studies]
 
 
 def analyse(inp: ModelInput, registry: Registry, rules: Sequence[RouteRule], **kw: object) -> ModelsResult:
