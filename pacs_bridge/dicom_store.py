@@ -27,7 +27,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr
 from core.config import Destination
 from core.errors import BridgeError
 from pacs_bridge._artefact import read_checked
-from pacs_bridge._tls import client_context
+from pacs_bridge._tls import client_context, tls_failure
 from pacs_bridge.dimse_scu import AssociationRejected, FileMeta, StoreAssociation, read_file_meta
 from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, Retry
 from store.outbox import OutboxItem
@@ -225,7 +225,8 @@ class CStoreSender:
         except AssociationRejected as exc:
             return {item.id: Retry(f"{exc} by PACS {where}") for item, _ in group}
         except (OSError, BridgeError) as exc:
-            return {item.id: Retry(f"no association with PACS {where} ({exc})") for item, _ in group}
+            why = tls_failure(exc) or str(exc)
+            return {item.id: Retry(f"no association with PACS {where} ({why})") for item, _ in group}
         outcomes: dict[int, Outcome] = {}
         try:
             for n, p in enumerate(_read_ahead(group)):
@@ -268,7 +269,7 @@ class CStoreSender:
                 tls_args=(self._tls, self.host) if self._tls is not None else None,
             )
         except OSError as exc:
-            return {p.item.id: Retry(f"cannot reach PACS {where}: {exc}") for p in group}
+            return {p.item.id: Retry(f"cannot reach PACS {where}: {tls_failure(exc) or exc}") for p in group}
         if not assoc.is_established:
             if assoc.is_rejected and assoc.acceptor.primitive is not None:
                 prim = assoc.acceptor.primitive
