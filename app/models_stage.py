@@ -141,6 +141,7 @@ class _Prefetch:
         self.size = max(1, size)
         self.done: set[str] = set()
         self.cache: dict[str, tuple[ModelInput, ModelsResult, list[str]]] = {}
+        self.studies: dict[str, tuple[Study, list[str]]] = {}  #: as loaded here, with the order match
 
     def _fill(self, start: int) -> None:
         from app.orders import order_for_study
@@ -156,9 +157,11 @@ class _Prefetch:
                 study = index.load_study(session, uid)
             if study is None:
                 continue
-            match = order_for_study(self.ctx, study, [])
+            asked: list[str] = []
+            match = order_for_study(self.ctx, study, asked)
             if match is not None:
                 study = dataclasses.replace(study, order_match=match)
+            self.studies[uid] = (study, asked)
             plans = plan_study(study, self.ctx.settings).of(Action.IMAGE_MODELS)
             problems[uid] = []
             inp = image_input(study, plans, problems[uid]) if plans else None
@@ -175,6 +178,13 @@ class _Prefetch:
         if uid not in self.done:
             self._fill(self.uids.index(uid))
         return self.cache.pop(uid, _NOT_PREFETCHED)
+
+    def study(self, uid: str) -> tuple[Study, list[str]] | None:
+        if uid not in self.uids:
+            return None
+        if uid not in self.done:
+            self._fill(self.uids.index(uid))
+        return self.studies.pop(uid, None)
 
 
 _PREFETCH: ContextVar[_Prefetch | None] = ContextVar("mmdx_model_prefetch", default=None)
@@ -193,6 +203,16 @@ def batched_models(ctx: AppContext, study_uids: Sequence[str]) -> Iterator[None]
         yield
     finally:
         _PREFETCH.reset(token)
+
+
+def prefetched_study(study_uid: str) -> tuple[Study, list[str]] | None:
+    """The study as the read-ahead loaded it (with its order match, and what asking for the order said), once.
+
+    The pipeline takes it instead of loading the study and matching (maybe querying the worklist
+    for) its order a second time; None outside a read-ahead or for a study it did not load.
+    """
+    pre = _PREFETCH.get()
+    return pre.study(study_uid) if pre is not None else None
 
 
 def image_models(

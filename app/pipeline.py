@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.context import AppContext
-from app.models_stage import ecg_models, image_models
+from app.models_stage import ecg_models, image_models, prefetched_study
 from app.orders import order_for_study
 from app.plan import Action, SeriesPlan, StudyPlan, plan_study
 from core.codes import LOINC, MMDX
@@ -320,17 +320,23 @@ def process_study(
     (the job went to another worker) stores nothing. ``actions`` (a batch run's chosen analyses):
     series planned for another action are skipped.
     """
-    with ctx.db.session() as session:
-        study = index.load_study(session, study_uid)
-    if study is None:
-        raise MmdxError(f"study {study_uid} is not in the index")
+    draft = _Draft()
+    prefetched = prefetched_study(study_uid)  # loaded, its order matched, by the models' read-ahead
+    if prefetched is not None:
+        study, asked = prefetched
+        draft.problems.extend(asked)
+    else:
+        with ctx.db.session() as session:
+            loaded = index.load_study(session, study_uid)
+        if loaded is None:
+            raise MmdxError(f"study {study_uid} is not in the index")
+        study = loaded
+        match = order_for_study(ctx, study, draft.problems)  # results carry the order; its indication reaches models
+        if match is not None:
+            study = dataclasses.replace(study, order_match=match)
     plan = plan_study(study, ctx.settings)
     if actions is not None:
         plan = plan.only(actions)
-    draft = _Draft()
-    match = order_for_study(ctx, study, draft.problems)  # results carry the order; its indication reaches models
-    if match is not None:
-        study = dataclasses.replace(study, order_match=match)
     _analyse_ecgs(ctx, study, plan, draft)
     _run_image_models(ctx, study, plan, draft)
     _exam_only(ctx, study, plan, draft)

@@ -50,7 +50,7 @@ def _run(root: Path, folder: Path, model: Path, batch: int, n: int, new_tokens: 
 
     from app.cli import cli
     from app.context import AppContext
-    from app.worker import run_batch
+    from app.worker import run_batch, warm_up
     from core.identifiers import FixedClock
 
     work = root / f"batch{batch}"
@@ -74,7 +74,7 @@ def _run(root: Path, folder: Path, model: Path, batch: int, n: int, new_tokens: 
     from datetime import UTC, datetime
 
     late = AppContext(base.settings, base.db, FixedClock(datetime(2099, 1, 1, tzinfo=UTC)))
-    base.registry.backend("vlm").load()  # type: ignore[attr-defined]  # loading is not part of the per-study cost
+    warm_up(base)  # what `mmdx worker` does at start (models loaded, outputs' first-use costs): not per study
     late.registry._backends = base.registry._backends
     t0 = time.perf_counter()
     done, model_s = 0, 0.0

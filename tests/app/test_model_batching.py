@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 from typer.testing import CliRunner
 
@@ -69,3 +70,45 @@ def test_mmdx_run_batches_too(workdir: Path, samples_copy: Path) -> None:
     assert len(state.requests) == 3 and state.peak_in_flight >= 2
     summaries = json.loads((workdir / "out" / "studies.json").read_text())
     assert all(s["report"] and s["report"]["status"] == "preliminary" for s in summaries)
+
+
+def test_the_read_ahead_loads_each_study_once(
+    workdir: Path, samples_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline takes the study (and its order match) the models' read-ahead loaded (issue 20: overhead)."""
+    from store import index
+
+    folder = _studies(samples_copy / "chest_cr", workdir / "many", 3)
+    state = ServerState(mode="valid")
+    with OpenAIServer(state) as srv:
+        cfg = _config(workdir / "site.yaml", srv.url)
+        assert CliRunner().invoke(cli, ["run", str(folder), "--index-only", "--config", str(cfg)]).exit_code == 0
+        base = AppContext.create(cfg)
+        late = AppContext(base.settings, base.db, FixedClock(FIXED_NOW.replace(year=2099)))
+        loads: list[str] = []
+        real = index.load_study
+        monkeypatch.setattr(index, "load_study", lambda s, uid: loads.append(uid) or real(s, uid))
+        results = run_batch(late, out_dir=workdir / "out")
+    assert len(results) == 3 and all(r.outcome is not None and r.outcome.report is not None for r in results)
+    assert sorted(loads) == sorted(r.outcome.study_uid for r in results if r.outcome), loads
+
+
+def test_warm_up_loads_models_and_never_stops_the_worker(workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`mmdx worker` pays model loading and the outputs' first-use costs at start, not in the first study."""
+    import logging
+
+    from app.worker import warm_up
+    from tests.models.tiny import build_tiny_gemma3
+
+    tiny = build_tiny_gemma3(workdir / "gemma3")
+    backends = {
+        "vlm": {"backend": "local_vlm", "family": "gemma3", "path": str(tiny)},
+        "absent": {"backend": "local_vlm", "path": str(workdir / "nowhere")},
+    }
+    cfg = workdir / "site.yaml"
+    cfg.write_text(json.dumps({"models": {"backends": backends}}))
+    ctx = AppContext.create(cfg)
+    with caplog.at_level(logging.INFO, logger="app.worker"):
+        warm_up(ctx)  # a model that cannot run is its routed studies' failure, not the worker's
+    assert ctx.registry.backend("vlm")._model is not None  # type: ignore[attr-defined]
+    assert any("warm-up done" in r.getMessage() for r in caplog.records)
