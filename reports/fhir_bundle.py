@@ -159,74 +159,22 @@ def build_bundle(
     """
     check_report(report, study)
     b = _Builder(report, study, ctx)
-    status = report.status.value
     patient_url = _patient(b)
     study_url = _imaging_study(b, patient_url)
     organization_url = _organization(b)
     devices = {p: _device(b, p) for p in report.provenance}
     practitioner_url = _practitioner(b, report.signature.clinician) if report.signature else None
-
-    obs_urls: list[str] = []
-    ai_targets: list[str] = []
-    measurement_urls: dict[Measurement, str] = {}
-    m_keys, f_keys = observation_keys(report)
-    for (m, producer), key in zip(unique_measurements(report), m_keys, strict=True):
-        url = _measurement_obs(b, key, m, producer, patient_url, study_url, devices)
-        measurement_urls[m] = url
-        obs_urls.append(url)
-        if producer is not None and producer.is_machine:
-            ai_targets.append(url)
-    for f, key in zip(report.findings, f_keys, strict=True):
-        url = _finding_obs(b, key, f, patient_url, study_url, devices, measurement_urls)
-        obs_urls.append(url)
-        if f.producer.is_machine:
-            ai_targets.append(url)
-    if previous is not None and report.version > 1:
-        _retract_dropped(b, previous, {*m_keys, *f_keys}, patient_url)
+    obs_urls, ai_targets = _observations(b, patient_url, study_url, devices, previous)
 
     dr_identifier = {"system": ctx.system("report"), "value": ctx.uid(b.uid, "fhir-diagnostic-report")}
     dr_url = b.url("DiagnosticReport")
-    dr: dict[str, Any] = {
-        "resourceType": "DiagnosticReport",
-        "identifier": [dr_identifier],
-        "status": status,
-        "category": [
-            concept(
-                FHIRCODES.CATEGORY_ELECTROCARDIAC if report.kind is ReportKind.ECG else FHIRCODES.CATEGORY_RADIOLOGY
-            )
-        ],
-        "code": concept(report_code(report)),
-        "subject": _ref(patient_url),
-        "issued": report.created_at.isoformat(),
-        "result": [_ref(u) for u in obs_urls],
-        "imagingStudy": [_ref(study_url)],
-        "conclusion": conclusion_text(report),
-    }
-    if study.order_match is not None:
-        dr["basedOn"] = [service_request_ref(study.order_match.order, ctx)]
-    if report.is_ai_generated:
-        dr["meta"] = _ai_meta()
-    if study.study_datetime is not None:
-        dr["effectiveDateTime"] = ctx.aware(study.study_datetime).isoformat()
-    else:  # no acquisition time in the source: the report's own time, so no report lacks one
-        dr["effectiveDateTime"] = ctx.local(report.created_at).isoformat()
+    dr = _diagnostic_report(b, dr_identifier, patient_url, study_url, obs_urls)
     dr["performer"] = [_ref(organization_url, ctx.performer_name)]
     if report.machine_producers:
         dr["meta"] = _ai_meta()
     if practitioner_url and report.status is not ReportStatus.ENTERED_IN_ERROR:
         dr["resultsInterpreter"] = [_ref(practitioner_url)]
-    codes = [
-        concept(f.concept, f.text) for f in report.findings if f.concept is not None and f.presence is Presence.PRESENT
-    ]
-    if codes:
-        dr["conclusionCode"] = codes
-    forms = []
-    if pdf is not None:
-        forms.append(attachment(pdf, "application/pdf", f"Report v{report.version} ({status})"))
-    if html is not None:
-        forms.append(attachment(html, "text/html", f"Report v{report.version} ({status})"))
-    if forms:
-        dr["presentedForm"] = forms
+    _conclusion_and_forms(dr, report, pdf, html)
     b.add(dr, dr_url, dr_identifier, versioned=True)
 
     # the labelling rule (reports._common.machine_label): every machine producer is an author of the draft
@@ -244,6 +192,81 @@ def build_bundle(
         "entry": b.entries,
     }
     return Bundle.model_validate(bundle)
+
+
+def _observations(
+    b: _Builder,
+    patient_url: str,
+    study_url: str,
+    devices: Mapping[Producer, str],
+    previous: DraftReport | None,
+) -> tuple[list[str], list[str]]:
+    """Add the measurement then finding Observations (and retract what ``previous`` had that this version dropped).
+
+    Returns the Observation URLs in report order and those a machine produced (the AI Provenance targets).
+    """
+    report = b.report
+    obs_urls: list[str] = []
+    ai_targets: list[str] = []
+    measurement_urls: dict[Measurement, str] = {}
+    m_keys, f_keys = observation_keys(report)
+    for (m, producer), key in zip(unique_measurements(report), m_keys, strict=True):
+        url = _measurement_obs(b, key, m, producer, patient_url, study_url, devices)
+        measurement_urls[m] = url
+        obs_urls.append(url)
+        if producer is not None and producer.is_machine:
+            ai_targets.append(url)
+    for f, key in zip(report.findings, f_keys, strict=True):
+        url = _finding_obs(b, key, f, patient_url, study_url, devices, measurement_urls)
+        obs_urls.append(url)
+        if f.producer.is_machine:
+            ai_targets.append(url)
+    if previous is not None and report.version > 1:
+        _retract_dropped(b, previous, {*m_keys, *f_keys}, patient_url)
+    return obs_urls, ai_targets
+
+
+def _diagnostic_report(
+    b: _Builder, identifier: dict[str, str], patient_url: str, study_url: str, obs_urls: list[str]
+) -> dict[str, Any]:
+    """The DiagnosticReport's identity, category, results, order (basedOn) and effective time."""
+    report, study, ctx = b.report, b.study, b.ctx
+    category = FHIRCODES.CATEGORY_ELECTROCARDIAC if report.kind is ReportKind.ECG else FHIRCODES.CATEGORY_RADIOLOGY
+    dr: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "identifier": [identifier],
+        "status": report.status.value,
+        "category": [concept(category)],
+        "code": concept(report_code(report)),
+        "subject": _ref(patient_url),
+        "issued": report.created_at.isoformat(),
+        "result": [_ref(u) for u in obs_urls],
+        "imagingStudy": [_ref(study_url)],
+        "conclusion": conclusion_text(report),
+    }
+    if study.order_match is not None:
+        dr["basedOn"] = [service_request_ref(study.order_match.order, ctx)]
+    if report.is_ai_generated:
+        dr["meta"] = _ai_meta()
+    if study.study_datetime is not None:
+        dr["effectiveDateTime"] = ctx.aware(study.study_datetime).isoformat()
+    else:  # no acquisition time in the source: the report's own time, so no report lacks one
+        dr["effectiveDateTime"] = ctx.local(report.created_at).isoformat()
+    return dr
+
+
+def _conclusion_and_forms(dr: dict[str, Any], report: DraftReport, pdf: bytes | None, html: bytes | None) -> None:
+    """Coded conclusions (present findings) and the PDF/HTML renderings as ``presentedForm``."""
+    codes = [
+        concept(f.concept, f.text) for f in report.findings if f.concept is not None and f.presence is Presence.PRESENT
+    ]
+    if codes:
+        dr["conclusionCode"] = codes
+    title = f"Report v{report.version} ({report.status.value})"
+    renderings = ((pdf, "application/pdf"), (html, "text/html"))
+    forms = [attachment(data, kind, title) for data, kind in renderings if data is not None]
+    if forms:
+        dr["presentedForm"] = forms
 
 
 def _order_system(authority: str | None, ctx: ReportContext) -> str:

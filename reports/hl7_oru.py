@@ -219,6 +219,74 @@ def _obx_lines(report: DraftReport) -> Iterator[tuple[str, Code, str, str, str]]
         yield "NM", m.code, str(sub), f"{m.value:.6g}", unit
 
 
+def _control_id(study: Study, ctx: ReportContext, version: int) -> str:
+    """MSH-10: derived from the software, study and version, so a resend of the same version has the same id."""
+    key = f"{ctx.software_version}|{study.study_instance_uid}|{version}|oru"
+    return hashlib.sha256(key.encode()).hexdigest()[:20].upper()
+
+
+def _msh(ctx: ReportContext, now: datetime, control: str) -> str:
+    """MSH: the sender/receiver, ORU^R01 v2.5.1, acknowledgements AL/NE and UTF-8 (MSH-18)."""
+    fields = ["^~\\&", escape(ctx.sending_application), escape(ctx.sending_facility)]
+    fields += [escape(ctx.receiving_application), escape(ctx.receiving_facility), _ts(ctx.local(now)), ""]
+    fields += ["ORU^R01^ORU_R01", control, "P", "2.5.1", "", "", "AL", "NE", "", "UNICODE UTF-8"]
+    return _seg("MSH", *fields)
+
+
+def _pid(study: Study, ctx: ReportContext) -> str:
+    """PID: identifiers, name (``""`` when known to be absent), birth date and administrative sex."""
+    p = study.patient
+    name = split_person_name(p.name) if p.name else None
+    xpn = f"{escape(name.family)}^{escape(' '.join(name.given))}" if name else '""'
+    birth = p.birth_date.strftime("%Y%m%d") if p.birth_date else ""
+    sex = p.sex.value if p.sex.value in ("M", "F", "O", "U") else "U"
+    return _seg("PID", "1", "", _patient_id(study, ctx), "", xpn, "", birth, sex)
+
+
+def _obr(report: DraftReport, study: Study, ctx: ReportContext, ids: tuple[str, str, str], status: str) -> str:
+    """OBR: order ids, study time (OBR-7), result time (OBR-22), section, status, order context, interpreter."""
+    placer, filler, service = ids
+    obr = ["OBR", "1", placer, filler, service, "", ""]
+    obr.append(_ts(ctx.aware(study.study_datetime)) if study.study_datetime else "")
+    obr += [""] * (22 - len(obr))  # up to OBR-21
+    obr += [_ts(ctx.local(report.created_at)), "", "EC" if report.kind is ReportKind.ECG else "RAD", status]
+    _order_context(obr, study)
+    if report.signature is not None and report.status is not ReportStatus.ENTERED_IN_ERROR:
+        c = report.signature.clinician
+        cn = split_person_name(c.name)
+        obr += [""] * (32 - len(obr))
+        obr.append(f"{escape(c.identifier)}&{escape(cn.family)}&{escape(' '.join(cn.given[:1]))}")
+    return _seg(*obr)
+
+
+def _ntes(report: DraftReport, study: Study) -> list[str]:
+    """NTE: the status banner, then (v2 has no AI label) the labelling rule's words
+    (reports._common.machine_label), the notices, and a weak or conflicting order match for the RIS user."""
+    notes = [STATUS_BANNER[report.status], machine_label(report), *notices(report)]
+    notes.append(None if is_analysed(report) else NOT_ANALYSED)
+    notes.append(study.order_match.notice if study.order_match else None)
+    return [_seg("NTE", str(i), "L", escape(note)) for i, note in enumerate((n for n in notes if n), start=1)]
+
+
+def _obxs(report: DraftReport, study: Study, ctx: ReportContext, status: str) -> list[str]:
+    """OBX: one per narrative line, finding and measurement, then the DICOMweb pointer when configured."""
+    observer = ""
+    if report.signature is not None:
+        observer = _xcn(report.signature.clinician.identifier, report.signature.clinician.name)
+    devices = "~".join(escape(f"{p.name} {p.version}"[:199]) for p in report.provenance)  # OBX-18 repeats
+    observed = _ts(ctx.local(report.created_at))
+    segs: list[str] = []
+    for vtype, obs_code, sub, value, units in _obx_lines(report):
+        tail = ["", "", "", "", status, "", "", observed, "", observer, "", devices]
+        segs.append(_seg("OBX", str(len(segs) + 1), vtype, _ce(obs_code), sub, value, units, *tail))
+    if ctx.dicomweb_base_url:
+        url = f"{ctx.dicomweb_base_url.rstrip('/')}/studies/{study.study_instance_uid}"
+        value = f"{escape(url)}^^Application^DICOM"
+        rp = [str(len(segs) + 1), "RP", _ce(FHIRCODES.DICOMWEB_STUDY), "", value, "", "", "", "", "", status]
+        segs.append(_seg("OBX", *rp))
+    return segs
+
+
 def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
     """The ORU^R01 message (segments separated by CR, no MLLP framing).
 
@@ -229,129 +297,17 @@ def build_oru(report: DraftReport, study: Study, ctx: ReportContext) -> str:
     """
     check_report(report, study)
     status = RESULT_STATUS[report.status]
-    now = ctx.now()
-    control = (
-        hashlib.sha256(f"{ctx.software_version}|{study.study_instance_uid}|{report.version}|oru".encode())
-        .hexdigest()[:20]
-        .upper()
-    )
-    code = report_code(report)
-    placer, filler, service = _order_ids(study, ctx, code)
-    p = study.patient
-    name = split_person_name(p.name) if p.name else None
+    ids = _order_ids(study, ctx, report_code(report))
     segs = [
-        _seg(
-            "MSH",
-            "^~\\&",
-            escape(ctx.sending_application),
-            escape(ctx.sending_facility),
-            escape(ctx.receiving_application),
-            escape(ctx.receiving_facility),
-            _ts(ctx.local(now)),
-            "",
-            "ORU^R01^ORU_R01",
-            control,
-            "P",
-            "2.5.1",
-            "",
-            "",
-            "AL",
-            "NE",
-            "",
-            "UNICODE UTF-8",
-        ),
-        _seg(
-            "PID",
-            "1",
-            "",
-            _patient_id(study, ctx),
-            "",
-            f"{escape(name.family)}^{escape(' '.join(name.given))}" if name else '""',  # "": known to be absent
-            "",
-            p.birth_date.strftime("%Y%m%d") if p.birth_date else "",
-            p.sex.value if p.sex.value in ("M", "F", "O", "U") else "U",
-        ),
+        _msh(ctx, ctx.now(), _control_id(study, ctx, report.version)),
+        _pid(study, ctx),
         _seg("PV1", "1", "U"),
-        _seg("ORC", "RE", placer, filler, "", ORDER_STATUS[report.status]),
+        _seg("ORC", "RE", ids[0], ids[1], "", ORDER_STATUS[report.status]),
+        _obr(report, study, ctx, ids, status),
+        *_ntes(report, study),
+        _seg("TQ1", "1", "", "", "", "", "", "", "", PRIORITY[report.priority.level]),
+        *_obxs(report, study, ctx, status),
     ]
-    obr = [
-        "OBR",
-        "1",
-        placer,
-        filler,
-        service,
-        "",
-        "",
-        _ts(ctx.aware(study.study_datetime)) if study.study_datetime else "",
-    ]
-    obr += [""] * (22 - len(obr))  # up to OBR-21
-    obr += [_ts(ctx.local(report.created_at)), "", "EC" if report.kind is ReportKind.ECG else "RAD", status]
-    _order_context(obr, study)
-    if report.signature is not None and report.status is not ReportStatus.ENTERED_IN_ERROR:
-        c = report.signature.clinician
-        cn = split_person_name(c.name)
-        obr += [""] * (32 - len(obr))
-        obr.append(f"{escape(c.identifier)}&{escape(cn.family)}&{escape(' '.join(cn.given[:1]))}")
-    segs.append(_seg(*obr))
-    segs.append(_seg("NTE", "1", "L", escape(STATUS_BANNER[report.status])))
-    # v2 has no AIAST label: the labelling rule's words (reports._common.machine_label), then the notes
-    for note in (machine_label(report), *notices(report), None if is_analysed(report) else NOT_ANALYSED):
-        if note:
-            segs.append(_seg("NTE", str(sum(x.startswith("NTE|") for x in segs) + 1), "L", escape(note)))
-    notice = study.order_match.notice if study.order_match else None
-    if notice:  # a weak or conflicting order match is for the RIS user to see
-        segs.append(_seg("NTE", str(sum(s.startswith("NTE|") for s in segs) + 1), "L", escape(notice)))
-    segs.append(_seg("TQ1", "1", "", "", "", "", "", "", "", PRIORITY[report.priority.level]))
-
-    observer = ""
-    if report.signature is not None:
-        observer = _xcn(report.signature.clinician.identifier, report.signature.clinician.name)
-    devices = "~".join(escape(f"{p.name} {p.version}"[:199]) for p in report.provenance)  # OBX-18 repeats
-    n = 0
-    for vtype, obs_code, sub, value, units in _obx_lines(report):
-        n += 1
-        segs.append(
-            _seg(
-                "OBX",
-                str(n),
-                vtype,
-                _ce(obs_code),
-                sub,
-                value,
-                units,
-                "",
-                "",
-                "",
-                "",
-                status,
-                "",
-                "",
-                _ts(ctx.local(report.created_at)),
-                "",
-                observer,
-                "",
-                devices,
-            )
-        )
-    if ctx.dicomweb_base_url:
-        n += 1
-        url = f"{ctx.dicomweb_base_url.rstrip('/')}/studies/{study.study_instance_uid}"
-        segs.append(
-            _seg(
-                "OBX",
-                str(n),
-                "RP",
-                _ce(FHIRCODES.DICOMWEB_STUDY),
-                "",
-                f"{escape(url)}^^Application^DICOM",
-                "",
-                "",
-                "",
-                "",
-                "",
-                status,
-            )
-        )
     return SEGMENT_SEP.join(segs) + SEGMENT_SEP
 
 
