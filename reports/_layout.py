@@ -73,8 +73,28 @@ def _add_order(match: OrderMatch, exam: list[tuple[str, str]], sections: list[tu
 
 def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layout:
     """Decide the report's visible content (sections, tables, status, signature)."""
+    exam = _exam(report, study, ctx)
+    sections = _sections(report)
+    if study.order_match is not None:
+        _add_order(study.order_match, exam, sections)
+    title = "ECG report" if report.kind is ReportKind.ECG else "Diagnostic imaging report"
+    return Layout(
+        title=f"{ctx.institution_name} — {title}",
+        banner=STATUS_BANNER[report.status],
+        is_draft=report.status is ReportStatus.PRELIMINARY,
+        exam=exam,
+        sections=sections,
+        findings_table=_findings_table(report),
+        measurements_table=_measurements_table(report),
+        provenance_table=_provenance_table(report, ctx),
+        status_lines=_status_lines(report),
+    )
+
+
+def _exam(report: DraftReport, study: Study, ctx: ReportContext) -> list[tuple[str, str]]:
+    """The exam box: what was examined, when, for whom; "—" where the source is silent."""
     p = study.patient
-    exam = [
+    return [
         ("Examination", study.description or ("12-lead ECG" if report.kind is ReportKind.ECG else "Imaging study")),
         ("Study date", _when(study, ctx)),
         ("Accession", study.accession_number or "—"),
@@ -85,6 +105,10 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         ("Study UID", study.study_instance_uid),
         ("Priority", f"{report.priority.level.name.lower()}: {report.priority.reason}"),
     ]
+
+
+def _sections(report: DraftReport) -> list[tuple[str, str]]:
+    """Sections in the reader's order, then other clinical sections and notes; Technique and Comparison always."""
     sections: list[tuple[str, str]] = []
     known = {c for _, c in _SECTION_ORDER}
     for heading, code in _SECTION_ORDER:
@@ -100,9 +124,11 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         sections.insert(0, ("Technique", "Not stated."))
     if not any(h == "Comparison" for h, _ in sections):
         sections.insert(1, ("Comparison", "None."))
-    if study.order_match is not None:
-        _add_order(study.order_match, exam, sections)
+    return sections
 
+
+def _findings_table(report: DraftReport) -> list[list[str]]:
+    """One row per finding; a row saying why there are none (not analysed, or nothing found)."""
     findings = [["Finding", "Code", "Presence", "Site", "Probability", "Source"]]
     for f in report.findings:
         coded = f"{f.concept.scheme} {f.concept.value}" if f.concept else "uncoded"
@@ -113,18 +139,30 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         findings.append([finding_label(f), coded, _PRESENCE_TEXT[f.presence], site, prob, f.producer.name])
     if len(findings) == 1:
         findings.append([NOT_ANALYSED if not is_analysed(report) else "No findings reported", "", "", "", "", ""])
+    return findings
 
+
+def _measurements_table(report: DraftReport) -> list[list[str]]:
+    """One row per distinct measurement, with its unit and code."""
     measurements = [["Measurement", "Value", "Unit", "Site / lead", "Code"]]
     for m, _ in unique_measurements(report):
         measurements.append(
             [m.code.meaning, f"{m.value:g}", m.unit.value, m.site or "—", f"{m.code.scheme} {m.code.value}"]
         )
+    return measurements
 
+
+def _provenance_table(report: DraftReport, ctx: ReportContext) -> list[list[str]]:
+    """Every producer with its version and weights digest, then this software."""
     provenance = [["Producer", "Kind", "Version", "SHA-256 of weights / rules"]]
     for prod in report.provenance:
         provenance.append([prod.name, prod.kind.value.replace("_", " "), prod.version, prod.digest or "—"])
     provenance.append([ctx.software_name, "report software", ctx.software_version, "—"])
+    return provenance
 
+
+def _status_lines(report: DraftReport) -> list[str]:
+    """Status and version, the machine label (or not analysed), who signed or withdrew it, what it replaces."""
     status = [f"Status: {report.status.value} (version {report.version})", STATUS_BANNER[report.status]]
     label = machine_label(report)
     if label:
@@ -142,18 +180,7 @@ def build_layout(report: DraftReport, study: Study, ctx: ReportContext) -> Layou
         status.append("Not signed: to be reviewed by a clinician before any clinical use.")
     if report.replaces_version is not None:
         status.append(f"Replaces version {report.replaces_version}.")
-    title = "ECG report" if report.kind is ReportKind.ECG else "Diagnostic imaging report"
-    return Layout(
-        title=f"{ctx.institution_name} — {title}",
-        banner=STATUS_BANNER[report.status],
-        is_draft=report.status is ReportStatus.PRELIMINARY,
-        exam=exam,
-        sections=sections,
-        findings_table=findings,
-        measurements_table=measurements,
-        provenance_table=provenance,
-        status_lines=status,
-    )
+    return status
 
 
 def _when(study: Study, ctx: ReportContext) -> str:

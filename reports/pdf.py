@@ -13,6 +13,7 @@ with replaced characters.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -107,6 +108,89 @@ def _winansi(ch: str) -> bool:
     return True
 
 
+class _Typesetter:
+    """The paragraph and table styles of one report, in its fonts, so each part of the story is one call."""
+
+    def __init__(self, fonts: _Fonts, is_draft: bool) -> None:
+        self.fonts = fonts
+        base = getSampleStyleSheet()
+        self.body = ParagraphStyle("body", parent=base["BodyText"], fontName=fonts.primary, fontSize=9.5, leading=12)
+        self.h1 = ParagraphStyle("h1", parent=base["Heading1"], fontName=fonts.bold, fontSize=15)
+        self.h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName=fonts.bold, fontSize=11.5, spaceBefore=8)
+        banner_color = colors.HexColor("#990000") if is_draft else colors.HexColor("#1b5e20")
+        self.banner = ParagraphStyle(
+            "banner",
+            parent=self.body,
+            fontName=fonts.bold,
+            textColor=banner_color,
+            borderColor=banner_color,
+            borderWidth=1,
+            borderPadding=4,
+            spaceAfter=6,
+        )
+
+    def p(self, text: str, style: ParagraphStyle | None = None) -> Paragraph:
+        return Paragraph(self.fonts.markup(text), self.body if style is None else style)
+
+    def table(self, rows: list[list[str]], widths: list[float] | None = None) -> Table:
+        t = Table([[self.p(c) for c in r] for r in rows], colWidths=widths, repeatRows=1)
+        t.setStyle(
+            TableStyle(
+                [
+                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
+        return t
+
+
+def _printout(ts: _Typesetter, png: bytes) -> list[Flowable]:
+    """The ECG printout at full text width, keeping its aspect ratio; a clear error when it is not an image."""
+    try:
+        reader = ImageReader(io.BytesIO(png))
+        w, h = reader.getSize()
+    except Exception as exc:
+        raise ReportError(f"render_pdf: the ECG printout is not a readable image ({exc})") from exc
+    width = 170 * mm
+    return [ts.p("ECG printout", ts.h2), Image(io.BytesIO(png), width=width, height=width * h / w)]
+
+
+def _story(lay: Layout, ts: _Typesetter, ecg_printout_png: bytes | None) -> list[Flowable]:
+    """The report's flowables in reading order: title, banner, exam, sections, tables, printout, signature."""
+    story: list[Flowable] = [ts.p(lay.title, ts.h1), ts.p(lay.banner, ts.banner), ts.p("Exam", ts.h2)]
+    story.append(ts.table([[k, v] for k, v in lay.exam], [40 * mm, 130 * mm]))
+    for heading, text in lay.sections:
+        story += [ts.p(heading, ts.h2), ts.p(text)]
+    story += [ts.p("Coded findings", ts.h2), ts.table(lay.findings_table)]
+    if len(lay.measurements_table) > 1:
+        story += [ts.p("Measurements", ts.h2), ts.table(lay.measurements_table)]
+    if ecg_printout_png is not None:
+        story += _printout(ts, ecg_printout_png)
+    story += [ts.p("Model provenance", ts.h2), ts.table(lay.provenance_table, [45 * mm, 25 * mm, 20 * mm, 80 * mm])]
+    story += [ts.p("Status and signature", ts.h2), *(ts.p(s) for s in lay.status_lines), Spacer(1, 6 * mm)]
+    return story
+
+
+def _page_decorator(lay: Layout, fonts: _Fonts) -> Callable[[Canvas, BaseDocTemplate], None]:
+    """Draws the status footer on every page and, on a draft, the diagonal watermark."""
+
+    def decorate(canvas: Canvas, doc: BaseDocTemplate) -> None:
+        canvas.saveState()
+        canvas.setFont(fonts.primary, 7.5)
+        canvas.drawString(15 * mm, 10 * mm, fonts.plain(f"{lay.banner} · page {doc.page}"))
+        if lay.watermark:
+            canvas.setFillColor(colors.Color(0.8, 0, 0, alpha=0.13))
+            canvas.setFont(fonts.bold, 34)
+            canvas.translate(A4[0] / 2, A4[1] / 2)
+            canvas.rotate(40)
+            canvas.drawCentredString(0, 0, fonts.plain(lay.watermark))
+        canvas.restoreState()
+
+    return decorate
+
+
 def render_pdf(
     report: DraftReport, study: Study, ctx: ReportContext, *, ecg_printout_png: bytes | None = None
 ) -> bytes:
@@ -119,69 +203,7 @@ def render_pdf(
     """
     lay = build_layout(report, study, ctx)
     fonts = _Fonts(_all_text(lay))
-    font, bold = fonts.primary, fonts.bold
-    base = getSampleStyleSheet()
-    body = ParagraphStyle("body", parent=base["BodyText"], fontName=font, fontSize=9.5, leading=12)
-    h1 = ParagraphStyle("h1", parent=base["Heading1"], fontName=bold, fontSize=15)
-    h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName=bold, fontSize=11.5, spaceBefore=8)
-    banner_color = colors.HexColor("#990000") if lay.is_draft else colors.HexColor("#1b5e20")
-    banner = ParagraphStyle(
-        "banner",
-        parent=body,
-        fontName=bold,
-        textColor=banner_color,
-        borderColor=banner_color,
-        borderWidth=1,
-        borderPadding=4,
-        spaceAfter=6,
-    )
-
-    def p(text: str, style: ParagraphStyle = body) -> Paragraph:
-        return Paragraph(fonts.markup(text), style)
-
-    def table(rows: list[list[str]], widths: list[float] | None = None) -> Table:
-        t = Table([[p(c) for c in r] for r in rows], colWidths=widths, repeatRows=1)
-        t.setStyle(
-            TableStyle(
-                [
-                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
-                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ]
-            )
-        )
-        return t
-
-    story: list[Flowable] = [p(lay.title, h1), p(lay.banner, banner), p("Exam", h2)]
-    story.append(table([[k, v] for k, v in lay.exam], [40 * mm, 130 * mm]))
-    for heading, text in lay.sections:
-        story += [p(heading, h2), p(text)]
-    story += [p("Coded findings", h2), table(lay.findings_table)]
-    if len(lay.measurements_table) > 1:
-        story += [p("Measurements", h2), table(lay.measurements_table)]
-    if ecg_printout_png is not None:
-        try:
-            reader = ImageReader(io.BytesIO(ecg_printout_png))
-            w, h = reader.getSize()
-        except Exception as exc:
-            raise ReportError(f"render_pdf: the ECG printout is not a readable image ({exc})") from exc
-        width = 170 * mm
-        story += [p("ECG printout", h2), Image(io.BytesIO(ecg_printout_png), width=width, height=width * h / w)]
-    story += [p("Model provenance", h2), table(lay.provenance_table, [45 * mm, 25 * mm, 20 * mm, 80 * mm])]
-    story += [p("Status and signature", h2), *(p(s) for s in lay.status_lines), Spacer(1, 6 * mm)]
-
-    def decorate(canvas: Canvas, doc: BaseDocTemplate) -> None:
-        canvas.saveState()
-        canvas.setFont(font, 7.5)
-        canvas.drawString(15 * mm, 10 * mm, fonts.plain(f"{lay.banner} · page {doc.page}"))
-        if lay.watermark:
-            canvas.setFillColor(colors.Color(0.8, 0, 0, alpha=0.13))
-            canvas.setFont(bold, 34)
-            canvas.translate(A4[0] / 2, A4[1] / 2)
-            canvas.rotate(40)
-            canvas.drawCentredString(0, 0, fonts.plain(lay.watermark))
-        canvas.restoreState()
-
+    story = _story(lay, _Typesetter(fonts, lay.is_draft), ecg_printout_png)
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
         buf,
@@ -197,5 +219,6 @@ def render_pdf(
         pageCompression=0,
         invariant=1,
     )
+    decorate = _page_decorator(lay, fonts)
     doc.build(story, onFirstPage=decorate, onLaterPages=decorate)
     return buf.getvalue()
