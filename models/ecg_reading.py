@@ -12,12 +12,13 @@ fibrillation" is an absence, never a mention.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.codes import SCT, Code
-from core.records import Presence
+from core.records import Finding, Presence
 from models.protocol import ModelOutput
 
 
@@ -84,6 +85,19 @@ def statements_present(codes: Sequence[Code]) -> set[str]:
     """Statement keys among coded findings (the rule engine's present statements)."""
     have = set(codes)
     return {st.key for st in STATEMENTS if have.intersection(st.codes)}
+
+
+def coded_ecg_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """The findings, each uncoded one whose text names exactly one statement coded with it (SNOMED CT), so an
+    ECG draft's "Atrial fibrillation" is the same concept in FHIR and the SR as the rules' and the classifier's."""
+    out = []
+    for f in findings:
+        if f.concept is None:
+            named = [st for st in STATEMENTS if st.pattern.search(f.text)]
+            if len(named) == 1:
+                f = dataclasses.replace(f, concept=named[0].codes[0])
+        out.append(f)
+    return tuple(out)
 
 
 BY_KEY: dict[str, EcgStatement] = {st.key: st for st in STATEMENTS}

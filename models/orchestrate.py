@@ -30,6 +30,7 @@ from core.codes import LOINC
 from core.config import ModelSpec, RouteRule
 from core.errors import MmdxError, ModelError
 from core.records import Finding, Measurement, ModelCall, Priority, Producer, ReportSection
+from models.ecg_reading import coded_ecg_findings
 from models.protocol import ModelInfo, ModelInput, ModelOutput
 from models.provenance import model_call
 from models.registry import Registry
@@ -219,6 +220,8 @@ def _review(
     except ModelError as exc:  # cannot happen with our backends: a guard against foreign ones
         errors.append(str(exc))
         model_findings = ()
+    if is_ecg:  # an ECG draft's statements in the rules' SNOMED CT concepts
+        model_findings = coded_ecg_findings(model_findings)
     rev = review(ok, flags, rule_findings or ())
     usable = [infos[n] for n in study.routed] or list(infos.values())
     notice = no_model_notice("ecg" if is_ecg else "imaging", usable) if not ok else None

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.context import AppContext
 from app.worker import run_one
-from core.codes import LOINC, MMDX
+from core.codes import LOINC, MMDX, SCT
 from core.identifiers import FixedClock
 from core.records import PriorityLevel
 from store import reports as report_store
@@ -75,6 +75,9 @@ def test_pulse_reads_the_printout_of_an_ecg_study_and_is_checked_against_the_rul
     assert {"pulse-ecg", "mmdx-safety-checks"} <= names
     (call,) = report.model_calls
     assert call.ok and call.prompt_template == "ecg" and call.raw_answer == json.dumps(ECG_DRAFT)
+    coded = {f.text: f.concept for f in report.findings if f.producer.name == "pulse-ecg"}
+    assert coded["Atrial fibrillation"] == SCT.ATRIAL_FIBRILLATION, "the draft's statement is coded like the rules'"
+    assert coded["No first degree AV block"] == SCT.FIRST_DEGREE_AV_BLOCK
     impression = report.section(LOINC.IMPRESSION)
     assert impression is not None and "Atrial fibrillation" in impression.text
     assert report.section(LOINC.EKG_NARRATIVE) is not None, "the rule-based interpretation stays"
