@@ -58,3 +58,20 @@ def test_disagreements_both_ways_and_agreement_across_equivalent_codes() -> None
     assert [f.topic for f in flags] == ["AFLT", "LNGQT"]
     assert flags[0].models == ("pulse-ecg", "mmdx-ecg-rules")
     assert "draft says absent" in flags[1].message
+
+
+def test_only_a_rule_that_names_ecgs_sends_them_to_a_vlm() -> None:
+    from core.config import ModelSpec, RouteRule
+    from models.routing import ecg_models_for
+
+    specs = {
+        "pulse": ModelSpec(backend="remote_vlm", url="http://x", served_model="p", options={"modalities": ["ECG"]}),
+        "medgemma": ModelSpec(backend="local_vlm", path="/nowhere"),
+        "cnn": ModelSpec(backend="ecg_cnn", path="/nowhere.pt"),
+    }
+    catch_all = RouteRule(models=["medgemma", "cnn", "pulse"])
+    assert ecg_models_for([catch_all], specs) == ["cnn"], "a catch-all rule sends no ECG to a VLM"
+    assert ecg_models_for([catch_all, RouteRule(kind="ecg", models=["pulse"])], specs) == ["cnn", "pulse"]
+    assert ecg_models_for([RouteRule(modality="ECG", models=["medgemma"])], specs) == ["medgemma"]
+    chest_only = {"medgemma": specs["medgemma"].model_copy(update={"options": {"modalities": ["DX"]}})}
+    assert ecg_models_for([RouteRule(kind="ecg", models=["medgemma"])], chest_only) == []

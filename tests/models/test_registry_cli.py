@@ -80,6 +80,19 @@ def test_mmdx_models_without_any_model_says_so(cli: typer.Typer, tmp_path: Path)
     assert "No radiology model is configured" in res.output.replace("\n", " ")
 
 
+def test_mmdx_models_counts_a_vlm_routed_to_ecgs_as_an_ecg_model(cli: typer.Typer, tmp_path: Path) -> None:
+    spec = {"backend": "remote_vlm", "url": "http://127.0.0.1:9", "served_model": "pulse-7b", "sha256": "ab" * 32}
+    for routing, says in (
+        ([{"modality": "DX", "models": ["pulse"]}], True),
+        ([{"kind": "ecg", "models": ["pulse"]}], False),
+    ):
+        cfg = tmp_path / "site.yaml"
+        cfg.write_text(json.dumps({"models": {"backends": {"pulse": spec}}, "model_routing": routing}))
+        res = runner.invoke(cli, ["models", "--config", str(cfg)], env={"COLUMNS": "300"})
+        assert res.exit_code == 0, res.output
+        assert ("No ECG model is configured" in res.output.replace("\n", " ")) is says, routing
+
+
 def test_bad_registry_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "r.yaml"
     bad.write_text("backends:\n  x:\n    backend: telepathy\n")
