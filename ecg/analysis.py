@@ -428,6 +428,8 @@ def _from_beats(
         patient=pat,
         measurements=measurements,
         paced_fraction=float(np.mean(feat.paced)) if feat.paced is not None and feat.paced.size else 0.0,
+        beat_wide=feat.wide,
+        beat_corr_prev=feat.corr_prev,
         qrs_lead_median_ms=qrs_lead_ms,
         good_leads=rq.good_leads,
         quality_poor=rq.poor,

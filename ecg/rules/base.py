@@ -57,6 +57,10 @@ class RuleInput:
     patient: Patient | None
     measurements: tuple[Measurement, ...] = ()
     paced_fraction: float = 0.0  #: fraction of beats preceded by a pacing spike
+    #: per beat: QRS wider than the dominant beat's (None: not measured, e.g. a caller without beat features)
+    beat_wide: npt.NDArray[np.bool_] | None = None
+    #: per beat: correlation with the preceding beat where both are ventricular, else NaN
+    beat_corr_prev: npt.NDArray[np.float64] | None = None
     #: QRS duration of the median lead (each lead's own onset/offset): a global QRS widened by one lead's tail
     #: is not a conduction block (None: not measured, the global QRS alone decides)
     qrs_lead_median_ms: float | None = None

@@ -13,16 +13,32 @@ from ecg.rules.base import Rule, RuleInput, finding
 from ecg.signal.atrial import AtrialActivity, HalfRRWave
 
 
-def _vt_runs(labels: np.ndarray, beats: np.ndarray, fs: float) -> list[tuple[int, int, float]]:
-    """(first beat, length, rate bpm) of runs of >= 3 consecutive ventricular beats faster than 100/min."""
+def _vt_runs(ri: RuleInput) -> list[tuple[int, int, float]]:
+    """(first beat, length, rate bpm) of runs of >= 3 consecutive ventricular beats faster than 100/min.
+
+    Every beat of a run must be wide (QRS wider than the dominant beat's) and look like the beat before it
+    (consistent morphology): artefact that the beat classifier takes for a run of ectopics changes shape from
+    beat to beat, and a narrow early beat is no ventricular tachycardia.  Readability is gated afterwards
+    (a poor record raises no rhythm alarm; see :func:`ecg.rules.gate_quality`).
+    """
+    labels, beats, fs = ri.labels, ri.beats, ri.fs
+    wide, similar = ri.beat_wide, ri.beat_corr_prev
+
+    def ventricular(k: int) -> bool:
+        return bool(labels[k] == "V" and (wide is None or wide[k]))
+
     runs: list[tuple[int, int, float]] = []
     i = 0
     while i < labels.size:
-        if labels[i] != "V":
+        if not ventricular(i):
             i += 1
             continue
         j = i
-        while j + 1 < labels.size and labels[j + 1] == "V":
+        while (
+            j + 1 < labels.size
+            and ventricular(j + 1)
+            and (similar is None or float(similar[j + 1]) >= th.VT_MORPHOLOGY_CORRELATION)
+        ):
             j += 1
         n = j - i + 1
         if n >= th.VT_MIN_BEATS:
@@ -384,9 +400,7 @@ def rhythm_context(ri: RuleInput) -> RhythmContext | None:
         return None
     hr = g.hr_bpm
     hr_m = ri.measurement(LOINC.HEART_RATE)
-    base = RhythmContext(
-        hr, hr_m, ri.measurement(LOINC.PR_INTERVAL), ri.paced_fraction, tuple(_vt_runs(ri.labels, ri.beats, ri.fs))
-    )
+    base = RhythmContext(hr, hr_m, ri.measurement(LOINC.PR_INTERVAL), ri.paced_fraction, tuple(_vt_runs(ri)))
     if base.paced >= th.PACED_FRACTION:
         return base  # a paced rhythm: no rule reads P waves or RR irregularity
     rr = _conducted_rr(ri)
@@ -430,7 +444,8 @@ def ventricular_tachycardia(ri: RuleInput, c: RhythmContext) -> Finding | None:
         return None
     longest = max(c.runs, key=lambda r: r[1])
     crit = [
-        f"{len(c.runs)} run(s) of >= 3 consecutive ventricular beats at > 100/min",
+        f"{len(c.runs)} run(s) of >= 3 consecutive wide ventricular beats at > 100/min, each beat like the one "
+        f"before it (correlation >= {th.VT_MORPHOLOGY_CORRELATION})",
         f"longest: {longest[1]} beats at {longest[2]:.0f}/min from t={ri.beats[longest[0]] / ri.fs:.1f} s",
     ]
     return finding(SCT.VENTRICULAR_TACHYCARDIA, crit, c.hr_m, critical=True)
@@ -602,7 +617,8 @@ def av_block(ri: RuleInput, c: RhythmContext) -> Finding | None:
 #: The rhythm rules in statement order. A paced rhythm ends the list: no rule reads P waves or RR irregularity
 #: of paced beats (no AF, flutter, sinus or AV block is derived from them).
 RHYTHM_RULES: tuple[Rule, ...] = (
-    Rule("ventricular tachycardia", ">= 3 consecutive ventricular beats at > 100/min", ventricular_tachycardia),
+    Rule("ventricular tachycardia", ">= 3 consecutive wide ventricular beats of consistent morphology at > 100/min",
+         ventricular_tachycardia),
     Rule("paced rhythm", f">= {th.PACED_FRACTION:.0%} of beats preceded by a pacing spike", paced_rhythm),
     Rule("atrial flutter", "regular atrial waves (locked flutter waves, a spectral peak at 4-6.7 Hz without P, "
          "or waves at twice a regular ventricular rate)", atrial_flutter),

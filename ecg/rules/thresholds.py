@@ -28,6 +28,8 @@ PAC_PREMATURITY: Final = 0.8
 PAC_PAUSE: Final = 1.2
 VT_MIN_BEATS: Final = 3
 VT_MIN_BPM: Final = 100.0
+#: Consecutive beats of a VT run correlate at least this much (consistent morphology; the classifier's "alike").
+VT_MORPHOLOGY_CORRELATION: Final = 0.8
 FIRST_DEGREE_PR_MS: Final = 200.0
 #: 2nd-degree: a pause of at least this many median RR containing a non-conducted atrial wave.
 DROPPED_BEAT_RR: Final = 1.6

@@ -45,6 +45,10 @@ class BeatFeatures:
     rr_local_ms: FloatArray
     paced: npt.NDArray[np.bool_] | None = None  #: preceded by a pacing spike
     artefact: npt.NDArray[np.bool_] | None = None  #: surrounded by artefact (unclassifiable)
+    #: QRS wider than the dominant beat's (V_WIDTH_RATIO and V_WIDTH_MIN_EXTRA_MS)
+    wide: npt.NDArray[np.bool_] | None = None
+    #: correlation with the preceding beat (best shift), for ventricular beats after a ventricular beat; else NaN
+    corr_prev: FloatArray | None = None
 
 
 def _snippets(x: FloatArray, fs: float, beats: IntArray, usable: npt.NDArray[np.bool_], ext: int = 0) -> FloatArray:
@@ -143,7 +147,24 @@ def classify_beats(
         has = (pos < pacing_spikes.size) & (pacing_spikes[np.minimum(pos, pacing_spikes.size - 1)] <= beats + hi)
         labels[has] = "Q"
         paced = has
-    return labels, BeatFeatures(corr, width, twidth, rr_prev, rr_local, paced, artefact)
+    corr_prev = np.full(n, np.nan)
+    pairs = np.flatnonzero((labels[1:] == "V") & (labels[:-1] == "V")) + 1
+    for i in pairs:
+        corr_prev[i] = _best_correlation(wide_snip[i - 1, :, ext : ext + w], wide_snip[i], ext)
+    return labels, BeatFeatures(corr, width, twidth, rr_prev, rr_local, paced, artefact, wide, corr_prev)
+
+
+def _best_correlation(ref: FloatArray, wide: FloatArray, ext: int) -> float:
+    """Correlation of a beat (``wide``: leads x window + 2 ext) with ``ref`` (leads x window) at its best shift."""
+    w = ref.shape[1]
+    rc = (ref - ref.mean()).ravel()
+    rn = float(np.linalg.norm(rc))
+    best = -1.0
+    for k in range(0, 2 * ext + 1, max(1, ext // 10)):
+        f = wide[:, k : k + w].ravel()
+        fc = f - f.mean()
+        best = max(best, float(fc @ rc) / max(float(np.linalg.norm(fc)) * rn, 1e-12))
+    return best
 
 
 def _artefact_beats(x: FloatArray, fs: float, beats: IntArray) -> npt.NDArray[np.bool_]:

@@ -787,3 +787,29 @@ def test_a_p_like_wave_on_the_terminal_t_is_no_2to1_block_on_two_leads() -> None
     codes = {f.concept for f in out}
     assert SCT.SECOND_DEGREE_AV_BLOCK not in codes and not any(f.critical for f in out)
     assert codes & RHYTHMS == {SCT.SINUS_RHYTHM}
+
+
+@pytest.mark.parametrize(
+    ("wide", "similar", "vt"),
+    [
+        (True, 0.95, True),  # wide, monomorphic: VT
+        (False, 0.95, False),  # narrow early beats the classifier called V: no VT
+        (True, 0.3, False),  # each "beat" unlike the one before (artefact): no VT
+    ],
+)
+def test_vt_needs_a_run_of_wide_beats_of_consistent_morphology(wide: bool, similar: float, vt: bool) -> None:
+    beats = np.concatenate(
+        (np.arange(6) * 425, 5 * 425 + 225 * np.arange(1, 6), 5 * 425 + 5 * 225 + 425 * np.arange(1, 5))
+    )
+    labels = np.array(["N"] * 6 + ["V"] * 5 + ["N"] * 4)
+    is_v = labels == "V"
+    corr_prev = np.where(is_v & np.roll(is_v, 1), similar, np.nan)
+    ri = RuleInput(
+        fs=500.0, duration_s=float(beats[-1]) / 500.0 + 0.5, beats=beats.astype(np.int64), labels=labels,
+        g=NORMAL_G, amps=_amps(), atrial=None, twelve_lead=True, patient=None,
+        beat_wide=np.where(is_v, wide, False), beat_corr_prev=corr_prev,
+    )  # fmt: skip
+    found = [f for f in interpret(ri) if f.concept == SCT.VENTRICULAR_TACHYCARDIA]
+    assert bool(found) is vt
+    if vt:
+        assert found[0].critical and "wide ventricular beats" in found[0].criteria[0]
