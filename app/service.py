@@ -9,6 +9,7 @@ and load without internet (Swagger UI is served from the installed
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +59,18 @@ def readiness(ctx: AppContext, components: dict[str, bool]) -> dict[str, dict[st
     for name, up in components.items():
         checks[name] = {"ok": up}
     return checks
+
+
+def settle_heap() -> None:
+    """Take what start-up allocated out of the garbage collector's way (``gc.freeze``), once the app is built.
+
+    The service imports some 2,800 modules (scipy, pandas, pydicom, reportlab, ...): about 390,000 tracked
+    objects that live as long as the process.  Every full collection walked them all, 0.2-0.6 s with every
+    request in flight waiting, several times in a 10 s load test: that was the API's p99.  Frozen, a full
+    collection takes about 2 ms.  Only for the serving process (tests build many apps in one process).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(ctx: AppContext, *, components: dict[str, bool] | None = None) -> FastAPI:

@@ -137,7 +137,7 @@ def run_service(ctx: AppContext, *, host: str, port: int, parts: Parts) -> None:
     """HTTP in the foreground (uvicorn handles SIGINT/SIGTERM), the parts beside it; all stop together."""
     import uvicorn
 
-    from app.service import create_app
+    from app.service import create_app, settle_heap
 
     supervisor = Supervisor(ctx, parts)
     # uvicorn re-raises SIGINT/SIGTERM to the handlers found at its start once it has shut down: ours only sets
@@ -147,6 +147,8 @@ def run_service(ctx: AppContext, *, host: str, port: int, parts: Parts) -> None:
     supervisor.start()
     logging.getLogger("uvicorn.access").addFilter(DropQueryString())
     try:
-        uvicorn.run(create_app(ctx, components=supervisor.components), host=host, port=port, log_level="info")
+        app = create_app(ctx, components=supervisor.components)
+        settle_heap()
+        uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         supervisor.stop()

@@ -15,9 +15,11 @@ from fastapi import FastAPI
 
 def mmdx_app() -> FastAPI:
     from app.context import AppContext
-    from app.service import create_app
+    from app.service import create_app, settle_heap
 
-    return create_app(AppContext.create(None))
+    app = create_app(AppContext.create(None))
+    settle_heap()  # as mmdx serve does
+    return app
 
 
 def peer_app() -> FastAPI:
