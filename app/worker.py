@@ -180,8 +180,8 @@ def warm_up(ctx: AppContext) -> None:
                 log.warning("warm-up: model %r did not load: %s", name, exc)
     try:
         build_outputs(*_synthetic_report(ctx))
-    except MmdxError as exc:
-        log.warning("warm-up: outputs of a synthetic study not built: %s", exc)
+    except Exception as exc:  # a warm-up never stops the worker: the first study pays the cost instead
+        log.warning("warm-up: outputs of a synthetic study not built: %s: %s", type(exc).__name__, exc)
     log.info("warm-up done in %.1f s", time.perf_counter() - t0)
 
 
