@@ -69,7 +69,9 @@ def peers(headers: list[Path]) -> dict:
     from ecg.analysis import analyze
     from ecg.readers import read_ecg
 
+    t0 = time.perf_counter()
     records = [read_ecg(h) for h in headers]
+    read_s = (time.perf_counter() - t0) / len(records)
     t0, c0 = time.perf_counter(), time.process_time()
     for r in records:
         for lead in np.asarray(r.signal, dtype=float):  # all 12 leads, as mmdx analyses them
@@ -79,7 +81,10 @@ def peers(headers: list[Path]) -> dict:
     for r in records:
         analyze(r)
     mmdx_s, mmdx_cpu = (time.perf_counter() - t0) / len(records), (time.process_time() - c0) / len(records)
-    return {"neurokit2_s": nk_s, "neurokit2_cpu_s": nk_cpu, "mmdx_analyze_s": mmdx_s, "mmdx_analyze_cpu_s": mmdx_cpu}
+    return {
+        "neurokit2_s": nk_s, "neurokit2_cpu_s": nk_cpu, "mmdx_analyze_s": mmdx_s, "mmdx_analyze_cpu_s": mmdx_cpu,
+        "read_s": read_s,
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -122,6 +127,10 @@ def main() -> None:
         f"mmdx analyze {peer['mmdx_analyze_s'] * 1000:.0f} ms, neurokit2 ecg_process x 12 leads "
         f"{peer['neurokit2_s'] * 1000:.0f} ms; ratios {per_record / peer['neurokit2_s']:.2f}x and "
         f"{peer['mmdx_analyze_s'] / peer['neurokit2_s']:.2f}x neurokit2"
+    )
+    print(
+        f"per record, decoding (read_ecg) {peer['read_s'] * 1000:.1f} ms = {peer['read_s'] / per_record:.1%} of the "
+        "batch's per-record cost: the most that overlapping decode with analysis could save when a core is idle"
     )
     print(
         f"per record, CPU: mmdx analyze {peer['mmdx_analyze_cpu_s'] * 1000:.0f} ms, neurokit2 "
