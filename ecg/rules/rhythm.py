@@ -696,16 +696,31 @@ def _av_block(ri: RuleInput, rr: np.ndarray, p_present: bool, atrial_arrhythmia:
         # regular: most intervals within REGULAR_CV of the median (a missed atrial wave may double one)
         regular_a = float(np.mean(np.abs(pp / np.median(pp) - 1) < th.REGULAR_CV)) >= 0.75
         regular_v = float(np.mean(np.abs(rr / np.median(rr) - 1) < th.REGULAR_CV)) >= 0.75
-        if regular_a and regular_v and atrial_rate > vent_rate + th.AV_DISSOCIATION_EXTRA_BPM and atrial_rate < 200:
+        faster = atrial_rate > vent_rate + th.AV_DISSOCIATION_EXTRA_BPM and atrial_rate < 200
+        spread = _pr_spread(a.waves, beats, float(np.median(pp)) * fs) if regular_a and regular_v and faster else None
+        # a P at a fixed interval before each QRS is conducted (a 2:1 or 3:1 block), not dissociated: independent
+        # P waves fall anywhere in the cycle (SD about 0.29 of the P-P cycle for a uniform spread)
+        if spread is not None and spread >= th.DISSOCIATION_PR_SPREAD * float(np.median(pp)) * fs:
             out.append(
                 finding(
                     SCT.COMPLETE_AV_BLOCK,
                     [
                         f"regular atrial waves at {atrial_rate:.0f}/min not locked to the QRS (AV dissociation)",
                         f"regular slower ventricular rhythm at {vent_rate:.0f}/min",
+                        f"P-to-QRS intervals vary (SD {spread * 1000.0 / fs:.0f} ms, "
+                        f"{spread / (float(np.median(pp)) * fs):.2f} of the P-P cycle): no fixed PR",
                     ],
                     ri.measurement(LOINC.HEART_RATE),
                     critical=True,
                 )
             )
     return out
+
+
+def _pr_spread(waves: np.ndarray, beats: np.ndarray, pp: float) -> float | None:
+    """SD (samples) of the interval from each QRS's last preceding atrial wave (within one P-P cycle) to it."""
+    k = np.searchsorted(waves, beats) - 1
+    ok = k >= 0
+    d = beats[ok] - waves[k[ok]]
+    d = d[d <= 1.05 * pp]
+    return float(np.std(d)) if d.size >= 3 else None

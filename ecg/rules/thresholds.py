@@ -30,6 +30,9 @@ VT_MIN_BEATS: Final = 3
 VT_MIN_BPM: Final = 100.0
 #: Consecutive beats of a VT run correlate at least this much (consistent morphology; the classifier's "alike").
 VT_MORPHOLOGY_CORRELATION: Final = 0.8
+#: Complete AV block: the P-to-QRS intervals spread at least this fraction of the P-P cycle (SD); dissociated P
+#: waves spread uniformly (SD 0.29 of the cycle), conducted ones by the measurement error only.
+DISSOCIATION_PR_SPREAD: Final = 0.1
 FIRST_DEGREE_PR_MS: Final = 200.0
 #: 2nd-degree: a pause of at least this many median RR containing a non-conducted atrial wave.
 DROPPED_BEAT_RR: Final = 1.6

@@ -813,3 +813,26 @@ def test_vt_needs_a_run_of_wide_beats_of_consistent_morphology(wide: bool, simil
     assert bool(found) is vt
     if vt:
         assert found[0].critical and "wide ventricular beats" in found[0].criteria[0]
+
+
+@pytest.mark.parametrize(("fixed_pr", "complete"), [(False, True), (True, False)])
+def test_complete_av_block_needs_p_waves_dissociated_from_the_qrs(fixed_pr: bool, complete: bool) -> None:
+    """Regular P waves faster than a regular ventricular rhythm are a complete block only when the P-to-QRS
+    interval varies; a P at a fixed PR before every QRS is conducted (here 3:1), not dissociated."""
+    fs = 500.0
+    beats = (np.arange(10) * 1.5 * fs + 0.5 * fs).astype(np.int64)  # 40/min
+    if fixed_pr:
+        waves = np.sort(np.concatenate([beats - int(0.16 * fs) + int(k * 0.5 * fs) for k in range(3)]))  # 120/min
+    else:
+        waves = (np.arange(0.2, 15.0, 0.7) * fs).astype(np.int64)  # 86/min, not locked to the ventricles
+    waves = waves[(waves > 0) & (waves < beats[-1])]
+    atrial = AtrialActivity(None, 0.0, 0.02, waves)
+    g = replace(NORMAL_G, hr_bpm=40.0, rr_ms=1500.0, pr_ms=None, qrs_ms=130.0)
+    ri = RuleInput(
+        fs=fs, duration_s=float(beats[-1]) / fs + 1.0, beats=beats, labels=np.array(["N"] * beats.size),
+        g=g, amps=_amps(), atrial=atrial, twelve_lead=True, patient=None,
+    )  # fmt: skip
+    found = [f for f in interpret(ri) if f.concept == SCT.COMPLETE_AV_BLOCK]
+    assert bool(found) is complete
+    if complete:
+        assert any("no fixed PR" in c for c in found[0].criteria)
