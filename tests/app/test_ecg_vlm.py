@@ -120,3 +120,18 @@ def test_the_model_printout_carries_no_identity_and_no_statements(samples_copy: 
     header = int(page.shape[0] * 0.05)  # the identity line is the first ~5 mm of a ~160 mm page
     assert not np.array_equal(page[:header], blind[:header]), "the identity line is replaced"
     assert np.array_equal(page[-header * 8 :], blind[-header * 8 :]), "the tracings are the same"
+
+
+def test_mmdx_batch_sends_ecg_studies_to_pulse(workdir: Path, samples_copy: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from app.batch import BatchOptions, run_batch
+
+    state = ServerState(mode="valid", served_model="pulse-7b", answer=json.dumps(ECG_DRAFT))
+    with OpenAIServer(state) as srv:
+        ctx = AppContext.create(_config(workdir / "site.yaml", srv.url))
+        result = run_batch(ctx, BatchOptions(str(samples_copy / "ecg_wfdb"), workdir / "cohort", workers=1))
+    assert result.counts["done"] == 1, result.counts
+    (row,) = pq.read_table(workdir / "cohort" / "cohort.parquet").to_pylist()
+    assert "pulse-ecg" in row["model_ids"], row["model_ids"]
+    assert len(state.requests) == 1 and row["priority"] in ("urgent", "stat")
