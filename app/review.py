@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,16 +172,7 @@ def apply_action(
     ReportError
         The transition is not allowed (signing a signed report, an empty edit...).
     """
-    with ctx.db.session(readonly=True) as session:
-        latest = report_store.latest_report(session, study_uid)
-        study = index.load_study(session, study_uid)
-    if latest is None or study is None:
-        raise NoReport(f"study {study_uid} has no report")
-    study = with_recorded_order(ctx, study)  # every version carries the order the first one answered
-    if expected_version is not None and expected_version != latest.version:
-        raise ReviewConflict(
-            f"report of study {study_uid}: you acted on version {expected_version}, the newest is {latest.version}"
-        )
+    latest, study = _newest(ctx, study_uid, expected_version)
     new = _transition(latest, action, clinician, ctx, sections, reason)
     if new.version != latest.version + 1:  # edit-and-sign stores the edit inside the signed version's history
         new = _renumber(new, latest)
@@ -199,18 +190,49 @@ def apply_action(
     target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid / f"v{new.version}"
     paths = tuple(write_outputs(outputs, target))
     routes = destinations_for(ctx, new.kind, new)
+    artefacts = [
+        ArtefactRecord(a.kind, p, a.sha256, a.media_type, a.sop_instance_uid)
+        for a, p in zip(outputs.artefacts, paths, strict=True)
+    ]
+    _store(ctx, new, artefacts, routes, action, actor=actor, origin=origin, reason=reason)
+    queued = sum(len(routes.get(a.kind, ())) for a in outputs.artefacts)
+    log.info("study %s report %s -> version %d by %s", study_uid, action.value, new.version, actor)
+    return ReviewResult(new, paths, queued)
+
+
+def _newest(ctx: AppContext, study_uid: str, expected_version: int | None) -> tuple[DraftReport, Study]:
+    """The newest version and its study (with the order the first version answered); a conflict when the user
+    acted on an older version than the newest."""
+    with ctx.db.session(readonly=True) as session:
+        latest = report_store.latest_report(session, study_uid)
+        study = index.load_study(session, study_uid)
+    if latest is None or study is None:
+        raise NoReport(f"study {study_uid} has no report")
+    study = with_recorded_order(ctx, study)  # every version carries the order the first one answered
+    if expected_version is not None and expected_version != latest.version:
+        raise ReviewConflict(
+            f"report of study {study_uid}: you acted on version {expected_version}, the newest is {latest.version}"
+        )
+    return latest, study
+
+
+def _store(
+    ctx: AppContext,
+    new: DraftReport,
+    artefacts: list[ArtefactRecord],
+    routes: Mapping[str, Sequence[str]],
+    action: ReviewAction,
+    *,
+    actor: str,
+    origin: str | None,
+    reason: str | None,
+) -> None:
+    """Store the version, complete the order when signed, and audit it, in one transaction; a version stored by
+    another user meanwhile is a conflict. The audit says a reason was given, never its text (it may hold PHI)."""
+    study_uid = new.study_instance_uid
     try:
         with ctx.db.session() as session:
-            report_store.save_report_version(
-                session,
-                new,
-                [
-                    ArtefactRecord(a.kind, p, a.sha256, a.media_type, a.sop_instance_uid)
-                    for a, p in zip(outputs.artefacts, paths, strict=True)
-                ],
-                routes,
-                ctx.clock.now(),
-            )
+            report_store.save_report_version(session, new, artefacts, routes, ctx.clock.now())
             if new.status in (ReportStatus.FINAL, ReportStatus.AMENDED):
                 order_store.complete_for_study(session, study_uid, ctx.clock.now())
             detail = f"version {new.version} ({new.status.value})"
@@ -227,9 +249,6 @@ def apply_action(
             )
     except StoreError as exc:
         raise ReviewConflict(f"report of study {study_uid} changed meanwhile: {exc}") from None
-    queued = sum(len(routes.get(a.kind, ())) for a in outputs.artefacts)
-    log.info("study %s report %s -> version %d by %s", study_uid, action.value, new.version, actor)
-    return ReviewResult(new, paths, queued)
 
 
 def _renumber(report: DraftReport, latest: DraftReport) -> DraftReport:

@@ -150,6 +150,22 @@ def save_report_version(
         once the caller's ``db.session()`` block rolls back.
     """
     aware("save_report_version now", now)
+    _check_next_version(session, report)
+    row = _version_row(report, model_errors, now)
+    _add_artefacts(session, row, artefacts, destinations_by_kind, now)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise StoreError(
+            f"report of study {report.study_instance_uid} version {report.version} was not stored: a constraint "
+            f"failed ({exc.orig.__class__.__name__}: {exc.orig})"
+        ) from exc
+    return row.id
+
+
+def _check_next_version(session: Session, report: DraftReport) -> None:
+    """Versions are 1, 2, 3... per study with no gap or repeat, so the history reads as the clinicians made it."""
     uid = report.study_instance_uid
     latest = session.scalar(
         select(func.max(ReportVersionRow.version)).where(ReportVersionRow.study_instance_uid == uid)
@@ -160,9 +176,13 @@ def save_report_version(
             f"report of study {uid}: version {report.version} cannot be stored, expected version {expected} "
             f"(latest stored: {latest or 'none'})"
         )
+
+
+def _version_row(report: DraftReport, model_errors: Sequence[str], now: datetime) -> ReportVersionRow:
+    """The row, with the columns the worklist and search read without parsing the payload."""
     signature = report.signature
-    row = ReportVersionRow(
-        study_instance_uid=uid,
+    return ReportVersionRow(
+        study_instance_uid=report.study_instance_uid,
         version=report.version,
         status=report.status,
         kind=report.kind,
@@ -175,6 +195,16 @@ def save_report_version(
         signed_at=signature.signed_at if signature else None,
         created_at=now,
     )
+
+
+def _add_artefacts(
+    session: Session,
+    row: ReportVersionRow,
+    artefacts: Sequence[ArtefactRecord],
+    destinations_by_kind: Mapping[str, Sequence[str]],
+    now: datetime,
+) -> None:
+    """Each artefact under the version, with one pending outbox row per destination of its kind, due ``now``."""
     for art in artefacts:
         art_row = ArtefactRow(
             kind=ArtefactKind(art.kind),
@@ -196,15 +226,6 @@ def save_report_version(
                     updated_at=now,
                 )
             )
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise StoreError(
-            f"report of study {uid} version {report.version} was not stored: a constraint failed "
-            f"({exc.orig.__class__.__name__}: {exc.orig})"
-        ) from exc
-    return row.id
 
 
 def _latest_row(session: Session, uid: str) -> ReportVersionRow | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql import Subquery
 
 from core.errors import StoreError
 from core.records import ReportStatus
@@ -51,19 +52,7 @@ def search_studies(
 
     ``status`` matches the newest report version's status; dates compare the study date (DICOM wall clock).
     """
-    newer = aliased(ReportVersionRow)
-    latest = (
-        select(ReportVersionRow.study_instance_uid, ReportVersionRow.status, ReportVersionRow.version)
-        .where(
-            ~select(newer.id)
-            .where(
-                newer.study_instance_uid == ReportVersionRow.study_instance_uid,
-                newer.version > ReportVersionRow.version,
-            )
-            .exists()
-        )
-        .subquery()
-    )
+    latest = _latest_versions()
     stmt = (
         select(StudyRow, latest.c.status, latest.c.version)
         .outerjoin(latest, latest.c.study_instance_uid == StudyRow.study_instance_uid)
@@ -90,10 +79,51 @@ def search_studies(
     if status is not None:
         stmt = stmt.where(latest.c.status == status)
     found = session.execute(stmt).all()
-    ids = [row.id for row, _, _ in found]
-    mods: dict[int, set[str]] = {i: set() for i in ids}
-    series_n: dict[int, int] = dict.fromkeys(ids, 0)
-    inst_n: dict[int, int] = dict.fromkeys(ids, 0)
+    counts = _series_counts(session, [row.id for row, _, _ in found])
+    return [
+        StudySummary(
+            study_uid=row.study_instance_uid,
+            accession_number=row.accession_number,
+            study_datetime=row.study_datetime,
+            description=row.description,
+            modalities=tuple(sorted(counts[row.id].modalities)),
+            series=counts[row.id].series,
+            instances=counts[row.id].instances,
+            report_status=status_,
+            report_version=version,
+            first_received_at=row.first_received_at,
+        )
+        for row, status_, version in found
+    ]
+
+
+def _latest_versions() -> Subquery:
+    """(study UID, status, version) of each study's newest report version: a version with no newer one."""
+    newer = aliased(ReportVersionRow)
+    return (
+        select(ReportVersionRow.study_instance_uid, ReportVersionRow.status, ReportVersionRow.version)
+        .where(
+            ~select(newer.id)
+            .where(
+                newer.study_instance_uid == ReportVersionRow.study_instance_uid,
+                newer.version > ReportVersionRow.version,
+            )
+            .exists()
+        )
+        .subquery()
+    )
+
+
+@dataclass(slots=True)
+class _Counts:
+    modalities: set[str] = field(default_factory=set)
+    series: int = 0
+    instances: int = 0
+
+
+def _series_counts(session: Session, ids: list[int]) -> dict[int, _Counts]:
+    """Modalities, series and instances per found study, in one grouped query for the whole page."""
+    counts = {i: _Counts() for i in ids}
     if ids:
         for study_id, mod, n in session.execute(
             select(SeriesRow.study_id, SeriesRow.modality, func.count(InstanceRow.id))
@@ -101,24 +131,11 @@ def search_studies(
             .where(SeriesRow.study_id.in_(ids))
             .group_by(SeriesRow.id, SeriesRow.study_id, SeriesRow.modality)
         ):
-            mods[study_id].add(mod)
-            series_n[study_id] += 1
-            inst_n[study_id] += int(n)
-    return [
-        StudySummary(
-            study_uid=row.study_instance_uid,
-            accession_number=row.accession_number,
-            study_datetime=row.study_datetime,
-            description=row.description,
-            modalities=tuple(sorted(mods[row.id])),
-            series=series_n[row.id],
-            instances=inst_n[row.id],
-            report_status=status_,
-            report_version=version,
-            first_received_at=row.first_received_at,
-        )
-        for row, status_, version in found
-    ]
+            c = counts[study_id]
+            c.modalities.add(mod)
+            c.series += 1
+            c.instances += int(n)
+    return counts
 
 
 def report_payload(session: Session, study_uid: str, version: int | None = None) -> tuple[int, dict[str, Any]] | None:

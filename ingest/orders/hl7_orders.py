@@ -170,6 +170,18 @@ def parse_order_message(raw: bytes) -> OrderMessage:
     OrderMessageError
         AR for what is not an order message, AE for an order with a missing or bad field.
     """
+    msg = _read_header(raw)
+    if not _has(msg, "ORC") or not _has(msg, "OBR"):
+        raise OrderMessageError(
+            "expected ORC and OBR segments in an order message", ack_code="AE", error_code="100", location="ORC"
+        )
+    control = _get(msg, "ORC.F1").upper()
+    action = OrderControl.CANCEL if control in ("CA", "DC", "OC", "OD", "CR") else OrderControl.NEW
+    return OrderMessage(_get(msg, "MSH.F10"), action, _order(msg))
+
+
+def _read_header(raw: bytes) -> hl7.Message:
+    """The parsed message once MSH says it is an order with a control ID (else AR: the sender must not resend)."""
     text = decode(raw).replace("\r\n", "\r").replace("\n", "\r").strip("\r\x00 ")
     if not text.startswith("MSH"):
         raise OrderMessageError(
@@ -182,7 +194,6 @@ def parse_order_message(raw: bytes) -> OrderMessage:
             f"unreadable HL7 message ({type(exc).__name__})", ack_code="AR", error_code="100", location="MSH"
         ) from exc
     kind = (_get(msg, "MSH.F9.R1.C1"), _get(msg, "MSH.F9.R1.C2"))
-    control_id = _get(msg, "MSH.F10")
     if kind not in SUPPORTED:
         raise OrderMessageError(
             f"MSH-9: message type {'^'.join(kind)} is not an order; expected ORM^O01 or OMI^O23",
@@ -190,16 +201,16 @@ def parse_order_message(raw: bytes) -> OrderMessage:
             error_code="200",
             location="MSH^1^9",
         )
-    if not control_id:
+    if not _get(msg, "MSH.F10"):
         raise OrderMessageError(
             "MSH-10: message control ID is empty", ack_code="AR", error_code="101", location="MSH^1^10"
         )
-    if not _has(msg, "ORC") or not _has(msg, "OBR"):
-        raise OrderMessageError(
-            "expected ORC and OBR segments in an order message", ack_code="AE", error_code="100", location="ORC"
-        )
+    return msg
+
+
+def _order(msg: hl7.Message) -> Order:
+    """The order from ORC/OBR (IPC and TQ1 first where an OMI has them); a bad field is an AE naming it."""
     patient = _patient(msg)
-    control = _get(msg, "ORC.F1").upper()
     placer = _get(msg, "ORC.F2.R1.C1") or _get(msg, "OBR.F2.R1.C1")
     placer_ns = _get(msg, "ORC.F2.R1.C2") or _get(msg, "OBR.F2.R1.C2")
     if not placer:
@@ -222,7 +233,7 @@ def parse_order_message(raw: bytes) -> OrderMessage:
         _get(msg, f"OBR.F16.R1.C{c}") for c in (2, 3)
     ).strip("^")
     try:
-        order = Order(
+        return Order(
             placer_number=placer,
             placer_authority=placer_ns or None,
             patient=patient,
@@ -244,8 +255,6 @@ def parse_order_message(raw: bytes) -> OrderMessage:
         raise OrderMessageError(
             f"order field {exc.field}: {str(exc).split(': ', 1)[-1]}", ack_code="AE", error_code="102", location="ORC"
         ) from exc
-    action = OrderControl.CANCEL if control in ("CA", "DC", "OC", "OD", "CR") else OrderControl.NEW
-    return OrderMessage(control_id, action, order)
 
 
 def _escape(text: str) -> str:
