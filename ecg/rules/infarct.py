@@ -32,16 +32,21 @@ Q_MV = 0.1
 Q_V2V3_MS = 20.0
 #: A negative deflection this small (mV) is not a QS complex but a flat lead.
 QS_MIN_MV = 0.1
+#: In V1-V3 (where UDMI names the QS complex) a positive lobe smaller than this (mV) on the median beat is no R
+#: wave: the smallest wave the conduction rules name (``conduction.WAVE_MV``), twice the IEC 60601-2-25 amplitude
+#: tolerance (25 uV).  Not in the limb leads: the small inferior r of a left anterior fascicular block is real.
+R_MIN_MV = 0.05
 
 
-def _qs(a: LeadAmplitudes) -> bool:
-    """A QS complex: one negative deflection, no R wave."""
-    return a.r <= 0.0 and min(a.q, a.s) <= -QS_MIN_MV
+def _qs(a: LeadAmplitudes, lead: str) -> bool:
+    """A QS complex: one negative deflection, no R wave (in V1-V3 a positive lobe under R_MIN_MV is no R wave)."""
+    r_max = R_MIN_MV if lead in ("V1", "V2", "V3") else 0.0
+    return a.r <= r_max and min(a.q, a.s) <= -QS_MIN_MV
 
 
 def _pathological_q(a: LeadAmplitudes, lead: str) -> str | None:
     """The Q-wave finding in one lead (text), or None."""
-    if _qs(a):
+    if _qs(a, lead):
         return f"QS in {lead}"
     if lead in ("V2", "V3"):
         if a.q < 0.0 and a.q_ms > Q_V2V3_MS:

@@ -320,6 +320,11 @@ def test_infarct_by_territory_age_indeterminate_and_acute() -> None:
     # V2-V3: any Q over 20 ms (or QS) is pathological
     qs = {"q": -0.8, "r": 0.0, "s": 0.0}
     assert "Anteroseptal infarct, age indeterminate" in {f.text for f in interpret(_ri(amps=_amps(V2=qs, V3=qs)))}
+    # a 30 uV r in V2-V3 is no R wave (within twice the IEC amplitude tolerance): still QS (the GE MUSE sample's
+    # anterior infarct); the same small r in the inferior leads is real (LAFB's), so no inferior infarct
+    tiny = {"q": 0.0, "r": 0.03, "s": -0.8}
+    assert "Anteroseptal infarct, age indeterminate" in {f.text for f in interpret(_ri(amps=_amps(V2=tiny, V3=tiny)))}
+    assert SCT.MYOCARDIAL_INFARCTION not in _codes(interpret(_ri(amps=_amps(II=tiny, aVF=tiny, III=tiny))))
     # not read from an LBBB (its QS in V1-V3 is the block)
     lbbb = _amps(**{**LBBB_AMPS, "V2": qs, "V3": qs})
     assert SCT.MYOCARDIAL_INFARCTION not in _codes(interpret(_ri_qrs(150.0, lbbb)))
