@@ -2,12 +2,16 @@
 
 ``mmdx db migrate`` is what every service runs on start (``Database.from_settings``);
 it exists on its own for deployments that migrate before starting services.
-``mmdx db status`` shows counts only: no patient data is printed.
+``mmdx db status`` shows counts only: no patient data is printed. ``mmdx db quarantine`` and
+``mmdx db conflicts`` list what those counts stand for (inputs that were not indexed and why, re-sends
+rejected for different bytes), so an operator can fix the source and send again.
 """
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +21,7 @@ from sqlalchemy import func, select
 from app.commands import ConfigOption
 from core.config import load_settings
 from core.errors import MmdxError
-from store import jobs, outbox
+from store import index, jobs, outbox
 from store.db import Database
 from store.schema import InstanceConflictRow, InstanceRow, QuarantineRow, ReportVersionRow, StudyRow
 
@@ -69,6 +73,53 @@ def status_command(config: ConfigOption = None) -> None:
         db.dispose()
 
 
+@db_app.command("quarantine")
+def quarantine_command(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows, newest first")] = 50,
+) -> None:
+    """Inputs that were not indexed, newest first: when, from where, why (the reason holds no PHI), the file."""
+    db = _open(config)
+    try:
+        with db.session(readonly=True) as s:
+            entries = index.list_quarantine(s, limit=limit)
+    finally:
+        db.dispose()
+    table = Table(title=f"Quarantined inputs ({len(entries)} shown)")
+    for col in ("When (UTC)", "Source", "Reason", "File", "Study"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        when = e.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(when, e.source, e.reason, str(e.path), e.study_instance_uid or "")
+    _console().print(table)
+
+
+@db_app.command("conflicts")
+def conflicts_command(
+    config: ConfigOption = None,
+    sop_uid: Annotated[str | None, typer.Option("--sop-uid", help="Only this SOP Instance UID")] = None,
+) -> None:
+    """Re-sends rejected because their SOP Instance UID was indexed with other bytes (both digests, the file)."""
+    db = _open(config)
+    try:
+        with db.session(readonly=True) as s:
+            entries = index.list_conflicts(s, sop_instance_uid=sop_uid)
+    finally:
+        db.dispose()
+    table = Table(title=f"Instance conflicts ({len(entries)})")
+    for col in ("When (UTC)", "Source", "SOP Instance UID", "Indexed digest", "Rejected digest", "Rejected file"):
+        table.add_column(col, overflow="fold")
+    for c in entries:
+        when = c.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(when, c.source, c.sop_instance_uid, c.existing_digest, c.new_digest, str(c.new_path))
+    _console().print(table)
+
+
+def _console() -> Console:
+    """A console wide enough for UIDs and digests when the output is not a terminal (piped, tests)."""
+    return Console(width=None if Console().is_terminal else 250)
+
+
 def register(cli: typer.Typer) -> None:
-    """Add ``mmdx db migrate`` and ``mmdx db status`` to the CLI."""
+    """Add ``mmdx db migrate``, ``status``, ``quarantine`` and ``conflicts`` to the CLI."""
     cli.add_typer(db_app, name="db")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -10,9 +11,9 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from app.commands.store import register
-from store import jobs
+from store import index, jobs
 from store.db import Database
-from tests.store.conftest import T0, sha
+from tests.store.conftest import T0, digest, make_instance, make_series, make_study, sha
 
 
 def _cli() -> typer.Typer:
@@ -54,3 +55,33 @@ def test_bad_config_is_a_clean_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(_cli(), ["db", "status", "--config", str(config)])
     assert result.exit_code == 2
     assert "cannot create an engine" in result.output
+
+
+def test_quarantine_and_conflicts_list_what_the_status_counts(tmp_path: Path) -> None:
+    db_file = tmp_path / "mmdx.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"database:\n  url: sqlite:///{db_file}\n")
+    db = Database(f"sqlite:///{db_file}")
+    db.migrate()
+    study, series = make_study(), make_series()
+    with db.session() as s:
+        index.add_quarantine(
+            s, path="/in/broken.dcm", reason="(0028,0010) Rows: expected > 0, got 0", source="file", received_at=T0
+        )
+        index.add_instance(s, study=study, series=series, instance=make_instance(1), received_at=T0)
+        other = make_instance(1, content="other bytes")
+        index.add_instance(s, study=study, series=series, instance=other, received_at=T0 + timedelta(seconds=5))
+    db.dispose()
+    runner = CliRunner()
+    result = runner.invoke(_cli(), ["db", "quarantine", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Quarantined inputs (1 shown)" in text and "/in/broken.dcm" in text and "Rows: expected > 0" in text
+    assert "2026-11-26 12:00:00" in text
+    result = runner.invoke(_cli(), ["db", "conflicts", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Instance conflicts (1)" in text
+    assert digest("bytes-1") in text and digest("other bytes") in text
+    result = runner.invoke(_cli(), ["db", "conflicts", "--sop-uid", "1.2.3.nothing", "--config", str(config)])
+    assert result.exit_code == 0 and "Instance conflicts (0)" in result.output
