@@ -10,7 +10,6 @@ their reason, so they appear in the cohort table and the summary.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,8 +144,9 @@ def _record_of(path: Path) -> tuple[Path, ...] | None:
     """The files of the ECG recording ``path`` is (or is a member of, as WFDB's ``.dat`` of its ``.hea``)."""
     if detect_format(path) is not None:
         return tuple(record_files(path))
-    for sibling in sorted(path.parent.glob(f"{glob.escape(path.stem)}.*")):
-        if sibling != path and detect_format(sibling) is not None:
+    # the header beside it, by name (no listing: a folder may hold a million files)
+    for sibling in (path.with_suffix(".hea"), path.with_suffix(".HEA")):
+        if sibling != path and sibling.is_file() and detect_format(sibling) is not None:
             files = tuple(record_files(sibling))
             if path in files:
                 return files
