@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
 
@@ -290,6 +291,8 @@ class DimsePuller:
 
     def __init__(self, peer: DicomPeer, *, calling_ae: str, move_destination: str, timeout_s: float = 30.0) -> None:
         self.peer = peer
+        self.calling_ae = calling_ae
+        self.timeout_s = timeout_s
         self.move_destination = move_destination
         self.ae = AE(ae_title=calling_ae)
         self.ae.acse_timeout = timeout_s
@@ -390,6 +393,66 @@ class DimsePuller:
                 f"({result.failed} failed, {result.completed} completed)"
             )
         log.info("C-MOVE of study %s: %d objects sent to %s", study_uid, result.completed, self.move_destination)
+        return result
+
+    def get_study(self, study_uid: str, receiver: Receiver) -> PullResult:
+        """C-GET the study: the PACS sends its objects back on the same association, into ``receiver``.
+
+        No SCP of ours has to listen (as C-MOVE needs); our AE takes the SCP role for the storage SOP classes
+        the SCP accepts (``ingest.scp``), and each object is received as the SCP would.
+        """
+        from pynetdicom import build_role, evt
+
+        from ingest.scp import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, status_for
+
+        ae = AE(ae_title=self.calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+        for sop in STORAGE_SOP_CLASSES:
+            ae.add_requested_context(sop, list(TRANSFER_SYNTAXES))
+        roles: list[Any] = [build_role(sop, scp_role=True) for sop in STORAGE_SOP_CLASSES]
+        outcomes: list[Outcome] = []
+        source = f"pull:{self.peer.ae_title}"
+
+        def on_store(event: Any) -> int:
+            try:
+                data = event.encoded_dataset(include_meta=True)
+                ts = str(event.context.transfer_syntax)
+            except Exception:  # pynetdicom could not give the bytes: cannot understand
+                outcomes.append(Outcome.REJECTED)
+                return 0xC000
+            expected = str(event.request.AffectedSOPInstanceUID or "") or None
+            received = receiver.receive(data, source=source, transfer_syntax_uid=ts, expected_sop_instance_uid=expected)
+            outcomes.append(received.outcome)
+            return status_for(received)
+
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = "STUDY"
+        identifier.StudyInstanceUID = study_uid
+        assoc = ae.associate(
+            self.peer.host, self.peer.port, ae_title=self.peer.ae_title, ext_neg=roles,
+            evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        )  # fmt: skip
+        if not assoc.is_established:
+            raise IngestError(
+                f"no association with {self.peer.ae_title}@{self.peer.host}:{self.peer.port} "
+                f"({'rejected' if assoc.is_rejected else 'aborted or unreachable'})"
+            )
+        final: int | None = None
+        try:
+            for status, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
+                if not status:
+                    raise IngestError(f"C-GET of study {study_uid}: no response (timeout or abort)")
+                if int(status.Status) != 0xFF00:
+                    final = int(status.Status)
+        finally:
+            assoc.release()
+        if final is None:
+            raise IngestError(f"C-GET of study {study_uid}: no final response")
+        if final not in (0x0000, 0xB000):
+            raise IngestError(f"C-GET of study {study_uid} from {self.peer.ae_title} ended with status 0x{final:04X}")
+        result = _count(outcomes, [study_uid])
+        log.info("C-GET of study %s: %d stored, %d duplicate", study_uid, result.stored, result.duplicate)
         return result
 
     def pull(self, query: StudyQuery) -> list[MoveResult]:

@@ -54,7 +54,7 @@ class BatchOptions:
     date_from: str | None = None  #: source ``pacs``: earliest study date (YYYY-MM-DD)
     date_to: str | None = None  #: source ``pacs``: latest study date
     modality: str | None = None  #: source ``pacs``: modality in study
-    via: str = "auto"  #: source ``pacs``: dicomweb (QIDO-RS + WADO-RS), dimse (C-FIND + C-MOVE), auto
+    via: str = "auto"  #: source ``pacs``: dicomweb (QIDO-RS + WADO-RS), dimse (C-FIND + C-MOVE), cget, auto
     analyses: tuple[str, ...] = ANALYSES  #: which analyses run (``--analyses``)
     models: tuple[str, ...] | None = None  #: which configured models may run (``--model``); None: all
 

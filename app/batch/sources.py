@@ -376,11 +376,12 @@ class PacsQuery:
 
 
 #: How a PACS source is queried and pulled (``--via``).
-PACS_ROUTES = ("auto", "dicomweb", "dimse")
+PACS_ROUTES = ("auto", "dicomweb", "dimse", "cget")
 
 
 def pacs_route(ctx: AppContext, via: str = "auto") -> str:
-    """``dicomweb`` (QIDO-RS + WADO-RS) or ``dimse`` (C-FIND + C-MOVE); ``auto``: DICOMweb where configured."""
+    """``dicomweb`` (QIDO-RS + WADO-RS), ``dimse`` (C-FIND + C-MOVE) or ``cget`` (C-FIND + C-GET); ``auto``:
+    DICOMweb where configured, else C-MOVE."""
     pull = ctx.settings.pull
     if via not in PACS_ROUTES:
         raise ConfigError(f"--via: expected one of {', '.join(PACS_ROUTES)}, got {via!r}")
@@ -388,7 +389,7 @@ def pacs_route(ctx: AppContext, via: str = "auto") -> str:
         via = "dicomweb" if pull.dicomweb_url else "dimse"
     if via == "dicomweb" and not pull.dicomweb_url:
         raise ConfigError("batch source 'pacs' via dicomweb needs pull.dicomweb_url (QIDO-RS / WADO-RS of the PACS)")
-    if via == "dimse" and pull.dimse_peer is None:
+    if via in ("dimse", "cget") and pull.dimse_peer is None:
         raise ConfigError(
             "batch source 'pacs' needs pull.dicomweb_url (QIDO-RS / WADO-RS) or pull.dimse_peer (C-FIND / C-MOVE)"
         )
@@ -409,14 +410,16 @@ def _dimse_puller(ctx: AppContext) -> DimsePuller:
     )
 
 
+def _receiver(ctx: AppContext) -> Receiver:
+    storage = ctx.settings.storage
+    return Receiver(FileStore(storage.store_dir, fsync=storage.fsync), ctx.db, storage.quarantine_dir)
+
+
 def _pacs_puller(ctx: AppContext) -> DicomWebPuller:
     settings = ctx.settings
     if not settings.pull.dicomweb_url:
         raise ConfigError("batch source 'pacs' via dicomweb needs pull.dicomweb_url (QIDO-RS / WADO-RS of the PACS)")
-    receiver = Receiver(
-        FileStore(settings.storage.store_dir, fsync=settings.storage.fsync), ctx.db, settings.storage.quarantine_dir
-    )
-    return DicomWebPuller(settings.pull.dicomweb_url, receiver, timeout_s=settings.pull.timeout_s)
+    return DicomWebPuller(settings.pull.dicomweb_url, _receiver(ctx), timeout_s=settings.pull.timeout_s)
 
 
 #: QIDO-RS page size of a cohort query.
@@ -429,7 +432,7 @@ def pacs_study_uids(ctx: AppContext, query: PacsQuery, *, limit: int | None = No
     QIDO-RS is paged by hand (``limit``/``offset``): a page that brings nothing new ends the search, so a server
     that ignores ``offset`` cannot make it loop. With ``limit`` the paging stops once that many are found.
     """
-    if pacs_route(ctx, via) == "dimse":
+    if pacs_route(ctx, via) in ("dimse", "cget"):
         matches = _dimse_puller(ctx).find_cohort(query.filters().get("StudyDate"), query.modality)
         return sorted({m.study_instance_uid for m in matches})
     puller = _pacs_puller(ctx)
@@ -468,7 +471,8 @@ def plan_pacs(
     """The studies matching ``query``, each pulled through ``ingest.pull`` into the store and index.
 
     ``via`` dicomweb: QIDO-RS + WADO-RS by the batch itself; dimse: C-FIND + C-MOVE, the PACS sending the
-    study to our SCP (``mmdx scp``, as ``mmdx pull --via dimse``), which indexes it before the move ends.
+    study to our SCP (``mmdx scp``, as ``mmdx pull --via dimse``), which indexes it before the move ends;
+    cget: C-FIND + C-GET, the objects coming back on the batch's own association (no SCP needed).
     """
     route = pacs_route(ctx, via)
     uids = pacs_study_uids(ctx, query, limit=limit, via=route)
@@ -476,16 +480,20 @@ def plan_pacs(
         uids = uids[:limit]
     items = []
     web = _pacs_puller(ctx) if pull and route == "dicomweb" else None
-    dimse = _dimse_puller(ctx) if pull and route == "dimse" else None
+    dimse = _dimse_puller(ctx) if pull and route in ("dimse", "cget") else None
+    receiver = _receiver(ctx) if dimse is not None and route == "cget" else None
     for seq, uid in enumerate(uids):
         reason: str | None = None
         try:
+            result = None
             if web is not None:
                 result = web.retrieve_study(uid)
-                if result.stored + result.duplicate == 0:
-                    reason = f"pull brought no usable object ({result.rejected + result.failed} refused)"
+            elif dimse is not None and receiver is not None:
+                result = dimse.get_study(uid, receiver)
             elif dimse is not None:
                 reason = _move_into_index(ctx, dimse, uid)
+            if result is not None and result.stored + result.duplicate == 0:
+                reason = f"pull brought no usable object ({result.rejected + result.failed} refused)"
         except IngestError as exc:
             reason = f"pull failed: {exc}"
         if reason is not None:

@@ -68,8 +68,8 @@ def batch_command(
         str,
         typer.Option(
             "--via",
-            help="SOURCE pacs: dicomweb (QIDO-RS + WADO-RS), dimse (C-FIND + C-MOVE to mmdx scp) or auto "
-            "(dicomweb where pull.dicomweb_url is set)",
+            help="SOURCE pacs: dicomweb (QIDO-RS + WADO-RS), dimse (C-FIND + C-MOVE to mmdx scp), cget "
+            "(C-FIND + C-GET, no SCP needed) or auto (dicomweb where pull.dicomweb_url is set, else dimse)",
         ),
     ] = "auto",
     analyses: Annotated[

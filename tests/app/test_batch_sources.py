@@ -290,8 +290,14 @@ def test_pacs_query_by_cfind_and_cmove_into_our_scp(workdir: Path, tmp_path: Pat
         uids = sorted(derive_uid("2.25", "batch-test", "study", str(i)) for i in range(3))[:2]
         assert [r["study_instance_uid"] for r in rows] == uids
         assert all(r["source_path"] == f"pacs:{r['study_instance_uid']}" and r["ecg_qrs_duration_ms"] for r in rows)
-        with pytest.raises(ConfigError, match="--via: expected one of auto, dicomweb, dimse"):
-            run_batch(ctx, BatchOptions("pacs", workdir / "bad", via="cget"), dry_run=True)
+        with pytest.raises(ConfigError, match="--via: expected one of auto, dicomweb, dimse, cget"):
+            run_batch(ctx, BatchOptions("pacs", workdir / "bad", via="wado-uri"), dry_run=True)
+        server.stop()
+        server = None
+        # C-GET: the objects come back on the batch's own association, no SCP of ours listening
+        got = run_batch(ctx, BatchOptions("pacs", workdir / "cget", date_from="2013-01-01", via="cget"))
+        assert got.counts["done"] == 3 and got.counts["failed"] == 0
+        assert [r["study_instance_uid"] for r in _rows(workdir / "cget")][:2] == uids
     finally:
         if server is not None:
             server.stop()
