@@ -30,13 +30,14 @@ Nothing is marked delivered here unless the sender says the peer confirmed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import CursorResult, Select, Subquery, and_, case, func, select, update
+from sqlalchemy import CursorResult, Select, Subquery, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.errors import StoreError
@@ -132,7 +133,7 @@ def _select() -> Select[Any]:
     )
 
 
-def _items(session: Session, stmt: Select[Any]) -> list[OutboxItem]:
+def _items(session: Session, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[OutboxItem]:
     return [
         OutboxItem(
             id=row[0],
@@ -155,7 +156,7 @@ def _items(session: Session, stmt: Select[Any]) -> list[OutboxItem]:
             priority=PriorityLevel(row[17]),
             priority_reason=row[18],
         )
-        for row in session.execute(stmt)
+        for row in session.execute(stmt, params)
     ]
 
 
@@ -189,6 +190,35 @@ def _first_open() -> Subquery:
     )
 
 
+@functools.cache
+def _due_statement(*, by_destination: bool, lock: bool) -> Select[Any]:
+    """The due query, built once per shape: ``now`` and ``limit`` (and ``destinations``) are bound per call.
+
+    Building it (aliases, a grouped subquery, joins) and computing its cache key cost more than running it
+    on a few hundred open items; a sender claims a batch every pass.
+    """
+    first = _first_open()
+    stmt = (
+        _select()
+        .join(
+            first,
+            and_(
+                first.c.study == ReportVersionRow.study_instance_uid,
+                first.c.destination == OutboxRow.destination,
+                first.c.version == ReportVersionRow.version,
+            ),
+        )
+        .where(OutboxRow.state == OutboxState.PENDING, OutboxRow.next_attempt_at <= bindparam("now"))
+        .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+        .limit(bindparam("limit"))
+    )
+    if by_destination:
+        stmt = stmt.where(OutboxRow.destination.in_(bindparam("destinations", expanding=True)))
+    if lock:
+        stmt = stmt.with_for_update(skip_locked=True, of=OutboxRow)
+    return stmt
+
+
 def due(
     session: Session,
     now: datetime,
@@ -204,26 +234,23 @@ def due(
     use :func:`claim_due`.
     """
     aware("due now", now)
-    first = _first_open()
-    stmt = (
-        _select()
-        .join(
-            first,
-            and_(
-                first.c.study == ReportVersionRow.study_instance_uid,
-                first.c.destination == OutboxRow.destination,
-                first.c.version == ReportVersionRow.version,
-            ),
-        )
-        .where(OutboxRow.state == OutboxState.PENDING, OutboxRow.next_attempt_at <= now)
-        .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
-        .limit(limit)
-    )
+    params: dict[str, Any] = {"now": now, "limit": limit}
     if destinations is not None:
-        stmt = stmt.where(OutboxRow.destination.in_(list(destinations)))
-    if lock:
-        stmt = stmt.with_for_update(skip_locked=True, of=OutboxRow)
-    return _items(session, stmt)
+        params["destinations"] = list(destinations)
+    return _items(session, _due_statement(by_destination=destinations is not None, lock=lock), params)
+
+
+#: Lease the claimed candidates: won only for those still pending and due (see :func:`claim_due`).
+_LEASE = (
+    update(OutboxRow)
+    .where(
+        OutboxRow.id.in_(bindparam("ids", expanding=True)),
+        OutboxRow.state == OutboxState.PENDING,
+        OutboxRow.next_attempt_at <= bindparam("now"),
+    )
+    .values(next_attempt_at=bindparam("until"), updated_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
 
 
 def claim_due(
@@ -247,16 +274,7 @@ def claim_due(
     candidates = due(session, now, limit, destinations=destinations, lock=True)
     if not candidates:
         return []
-    result = session.execute(
-        update(OutboxRow)
-        .where(
-            OutboxRow.id.in_([i.id for i in candidates]),
-            OutboxRow.state == OutboxState.PENDING,
-            OutboxRow.next_attempt_at <= now,
-        )
-        .values(next_attempt_at=until, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    result = session.execute(_LEASE, {"ids": [i.id for i in candidates], "now": now, "until": until})
     assert isinstance(result, CursorResult)
     if result.rowcount == len(candidates):  # the usual case: every locked candidate is ours
         leased = [dataclasses.replace(i, next_attempt_at=until, updated_at=now) for i in candidates]
