@@ -115,7 +115,9 @@ def test_mark_dead_and_counts(db):
     assert [(d.destination, d.last_error) for d in dead] == [("ris", "destination removed from config")]
 
 
-def test_claim_due_leases_items_once(db):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_claim_due_leases_items_once(backend: str, request: pytest.FixtureRequest) -> None:
+    db: Database = request.getfixturevalue("db" if backend == "sqlite" else "pg_db")
     item_id = _one_item(db)
     with db.session() as s:
         first = outbox.claim_due(s, T0, 10, lease_s=60)
@@ -124,6 +126,10 @@ def test_claim_due_leases_items_once(db):
     assert [i.id for i in first] == [item_id] and second == []
     with db.session() as s:  # the sender crashed: the lease runs out, the item is due again
         assert [i.id for i in outbox.claim_due(s, T0 + timedelta(seconds=61), 10)] == [item_id]
+    with db.session() as s:  # the built-once statement, by destination
+        later = T0 + timedelta(seconds=400)
+        assert outbox.claim_due(s, later, 10, destinations=["elsewhere"]) == []
+        assert [i.id for i in outbox.claim_due(s, later, 10, destinations=["pacs", "x"])] == [item_id]
 
 
 def test_unknown_item(db):
