@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from app.commands import ConfigOption, LazyGroup
+from app.commands import ConfigOption, LazyGroup, app_context
 from app.logs import configure_logging
 from core.errors import MmdxError
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
@@ -55,16 +55,6 @@ def _options(
     ] = False,
 ) -> None:
     """Multimodal diagnostic pipeline: DICOM studies and ECGs in, draft reports out."""
-
-
-def _context(config: Path | None) -> AppContext:
-    from app.context import AppContext
-
-    try:
-        return AppContext.create(config)
-    except MmdxError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _study_table(ctx: AppContext, outcomes: list[StudyOutcome]) -> Table:
@@ -121,7 +111,7 @@ def run(
     from ingest.scan import display_path
     from store import index
 
-    ctx = _context(config)
+    ctx = app_context(config)
     for p in paths:
         if not p.exists():
             err_console.print(Text(f"{display_path(p)}: no such file or folder", style="red"))
@@ -172,7 +162,7 @@ def worker(
     """Claim jobs of stable studies from the database and run the pipeline on them."""
     from app.worker import run_forever
 
-    ctx = _context(config)
+    ctx = app_context(config)
     configure_logging(service=True, verbose=verbose, json_lines=ctx.settings.service.log_format == "json")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -194,7 +184,7 @@ def serve(
     """Run the HTTP service (API, pages) and, as configured, the SCP, analysis workers and outbox sender."""
     from app.supervisor import Parts, run_service
 
-    ctx = _context(config)
+    ctx = app_context(config)
     configure_logging(service=True, verbose=verbose, json_lines=ctx.settings.service.log_format == "json")
     svc = ctx.settings.service
     parts = Parts(

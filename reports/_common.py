@@ -5,7 +5,6 @@ Kept private: the builders' public faces are in their own modules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.codes import LOINC, MMDX, SCT, Code
@@ -202,11 +201,3 @@ def to_dicom_pn(name: str) -> str:
         return name
     p = split_person_name(name)
     return "^".join([p.family, " ".join(p.given)]).rstrip("^")
-
-
-def producers_of(findings: Sequence[Finding]) -> list[Producer]:
-    out: list[Producer] = []
-    for f in findings:
-        if f.producer not in out:
-            out.append(f.producer)
-    return out

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from core.errors import StoreError
 from core.records import DraftReport, Priority, PriorityLevel, ReportKind, ReportStatus
 from store._checks import aware
+from store._versions import newest
 from store.schema import ArtefactKind, ArtefactRow, OutboxRow, OutboxState, ReportVersionRow
 from store.serialize import report_from_json, report_to_json
 
@@ -270,17 +271,9 @@ def latest_versions(
     What a worklist shows: ``statuses=[ReportStatus.PRELIMINARY]`` lists the
     drafts still waiting for a clinician.
     """
-    newer = aliased(ReportVersionRow)
     stmt = (
         select(ReportVersionRow)
-        .where(
-            ~select(newer.id)
-            .where(
-                newer.study_instance_uid == ReportVersionRow.study_instance_uid,
-                newer.version > ReportVersionRow.version,
-            )
-            .exists()
-        )
+        .where(newest())
         .order_by(ReportVersionRow.priority_level, ReportVersionRow.created_at, ReportVersionRow.id)
         .options(selectinload(ReportVersionRow.artefacts))
     )

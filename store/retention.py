@@ -14,11 +14,12 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from core.records import ReportStatus
 from store import index
 from store._checks import aware
+from store._versions import newest, superseded
 from store.schema import (
     ArtefactRow,
     InstanceRow,
@@ -35,17 +36,6 @@ __all__ = ["delete_study", "finished_studies", "superseded_artefacts"]
 
 OPEN_DELIVERY = (OutboxState.PENDING, OutboxState.AWAITING_COMMITMENT)
 SIGNED = (ReportStatus.FINAL, ReportStatus.AMENDED, ReportStatus.ENTERED_IN_ERROR)
-
-
-def _newest() -> object:
-    newer = aliased(ReportVersionRow)
-    return (
-        ~select(newer.id)
-        .where(
-            newer.study_instance_uid == ReportVersionRow.study_instance_uid, newer.version > ReportVersionRow.version
-        )
-        .exists()
-    )
 
 
 def _open_deliveries(study_uid_column: object) -> object:
@@ -66,7 +56,7 @@ def finished_studies(session: Session, cutoff: datetime) -> list[str]:
         .join(ReportVersionRow, ReportVersionRow.study_instance_uid == StudyRow.study_instance_uid)
         .where(
             StudyRow.last_received_at < cutoff,
-            _newest(),  # type: ignore[arg-type]
+            newest(),
             ReportVersionRow.status.in_(SIGNED),
             ~_open_deliveries(StudyRow.study_instance_uid),  # type: ignore[operator]
             ~select(JobRow.id)
@@ -109,18 +99,12 @@ def delete_study(session: Session, study_uid: str) -> list[Path]:
 def superseded_artefacts(session: Session, cutoff: datetime) -> list[tuple[int, Path]]:
     """(artefact id, path) of superseded versions older than ``cutoff`` with every delivery settled."""
     aware("retention cutoff", cutoff)
-    newer = aliased(ReportVersionRow)
     stmt = (
         select(ArtefactRow.id, ArtefactRow.path)
         .join(ReportVersionRow, ArtefactRow.report_version_id == ReportVersionRow.id)
         .where(
             ReportVersionRow.created_at < cutoff,
-            select(newer.id)
-            .where(
-                newer.study_instance_uid == ReportVersionRow.study_instance_uid,
-                newer.version > ReportVersionRow.version,
-            )
-            .exists(),
+            superseded(),
             ~select(OutboxRow.id)
             .where(OutboxRow.artefact_id == ArtefactRow.id, OutboxRow.state.in_(OPEN_DELIVERY))
             .exists(),

@@ -8,11 +8,12 @@ from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import Text, cast, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
 from core.errors import StoreError
 from core.records import ReportStatus
+from store._versions import newest
 from store.audit import sqlite_file
 from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from store.schema import InstanceRow, PatientIdentifierRow, ReportVersionRow, SeriesRow, StudyRow
@@ -99,17 +100,9 @@ def search_studies(
 
 def _latest_versions() -> Subquery:
     """(study UID, status, version) of each study's newest report version: a version with no newer one."""
-    newer = aliased(ReportVersionRow)
     return (
         select(ReportVersionRow.study_instance_uid, ReportVersionRow.status, ReportVersionRow.version)
-        .where(
-            ~select(newer.id)
-            .where(
-                newer.study_instance_uid == ReportVersionRow.study_instance_uid,
-                newer.version > ReportVersionRow.version,
-            )
-            .exists()
-        )
+        .where(newest())
         .subquery()
     )
 

@@ -9,16 +9,34 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 
+if TYPE_CHECKING:
+    from app.context import AppContext
+
 #: The ``--config`` option every command takes (one definition).
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
 ]
+
+
+def app_context(config: Path | None) -> AppContext:
+    """The context every command runs in (one way to open it); a bad configuration is one line and exit 2."""
+    from rich.console import Console
+
+    from app.context import AppContext  # imported when a command runs, never for --help
+    from core.errors import MmdxError
+
+    try:
+        return AppContext.create(config)
+    except MmdxError as exc:
+        err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 class LazyCommand(NamedTuple):

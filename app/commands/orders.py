@@ -20,10 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.commands import ConfigOption
-from app.context import AppContext
+from app.commands import ConfigOption, app_context
 from app.orders import hl7_handler
-from core.errors import IngestError, MmdxError, StoreError
+from core.errors import IngestError, StoreError
 from core.orders import OrderStatus
 from ingest.orders.fhir_orders import poll_service_requests
 from ingest.orders.intake import accept_service_request, fetch_from_worklist, receive_hl7, store_order
@@ -36,14 +35,6 @@ err_console = Console(stderr=True)
 orders_app = typer.Typer(help="Orders from the RIS/EHR: HL7, FHIR, DICOM worklist.", no_args_is_help=True)
 
 
-def _context(config: Path | None) -> AppContext:
-    try:
-        return AppContext.create(config)
-    except MmdxError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
 @orders_app.command("listen")
 def listen(
     host: Annotated[str | None, typer.Option(help="bind address (default orders.mllp_host)")] = None,
@@ -51,7 +42,7 @@ def listen(
     config: ConfigOption = None,
 ) -> None:
     """Receive HL7 ORM^O01 / OMI^O23 orders over MLLP until interrupted."""
-    ctx = _context(config)
+    ctx = app_context(config)
     settings = ctx.settings.orders
     server = MllpServer((host or settings.mllp_host, port or settings.mllp_port), hl7_handler(ctx))
     console.print(f"listening for HL7 orders on {host or settings.mllp_host}:{server.port} (MLLP)")
@@ -84,7 +75,7 @@ def import_files(
     config: ConfigOption = None,
 ) -> None:
     """Store the orders in HL7 or FHIR files; refused ones are listed with their reason (exit 1)."""
-    ctx = _context(config)
+    ctx = app_context(config)
     refused = 0
     try:
         for path in paths:
@@ -120,7 +111,7 @@ def poll(
     config: ConfigOption = None,
 ) -> None:
     """Poll the FHIR server (``orders.fhir_url``) for ServiceRequests and store them."""
-    ctx = _context(config)
+    ctx = app_context(config)
     settings = ctx.settings.orders
     if not settings.fhir_url:
         err_console.print("[red]error:[/red] orders.fhir_url is not configured")
@@ -159,7 +150,7 @@ def worklist(
     config: ConfigOption = None,
 ) -> None:
     """Ask the Modality Worklist (``orders.worklist``) for one accession number and store the order."""
-    ctx = _context(config)
+    ctx = app_context(config)
     peer = ctx.settings.orders.worklist
     if peer is None:
         err_console.print("[red]error:[/red] orders.worklist is not configured")
@@ -187,7 +178,7 @@ def list_command(
     config: ConfigOption = None,
 ) -> None:
     """Stored orders, newest first, with the matched study, match strength and conflicts (no patient data)."""
-    ctx = _context(config)
+    ctx = app_context(config)
     try:
         wanted = OrderStatus(status) if status else None
     except ValueError:

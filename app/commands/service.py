@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,26 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from app.api.auth import AuthError, Role, mint_token
-from app.context import AppContext
-from core.errors import MmdxError
+from app.commands import ConfigOption, app_context
 from core.records import PriorityLevel, ReportStatus
 from store import audit
 from store.worklist import worklist
 
 console = Console(width=None if Console().is_terminal else 200)
 err = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (else $MMDX_CONFIG, configs/default.yaml)")
-]
-
-
-def _context(config: Path | None) -> AppContext:
-    try:
-        return AppContext.create(config)
-    except MmdxError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _waited(seconds: float) -> str:
@@ -48,7 +34,7 @@ def token_command(
     config: ConfigOption = None,
 ) -> None:
     """Mint a bearer token for local use (HS256 secret, or RS256 with auth.private_key)."""
-    ctx = _context(config)
+    ctx = app_context(config)
     try:
         print(mint_token(ctx.settings.auth, subject, role, name=name, now=datetime.now(UTC), ttl_s=ttl))
     except AuthError as exc:
@@ -65,7 +51,7 @@ def audit_command(
     config: ConfigOption = None,
 ) -> None:
     """Read the audit log, newest first (who, what, when, from where)."""
-    ctx = _context(config)
+    ctx = app_context(config)
     since = ctx.clock.now() - timedelta(hours=hours) if hours else None
     with ctx.db.session(readonly=True) as session:
         rows = audit.search(session, actor=actor, action=action, study_uid=study, since=since, limit=limit)
@@ -87,7 +73,7 @@ def worklist_command(
     config: ConfigOption = None,
 ) -> None:
     """Reports waiting for a clinician: stat, urgent, routine, then the longest waiting."""
-    ctx = _context(config)
+    ctx = app_context(config)
     level = None
     if priority is not None:
         try:
@@ -132,7 +118,7 @@ def retention_command(
     """Apply storage.retention_days / output_retention_days (never what a delivery or job still needs)."""
     from app.retention import apply_retention
 
-    ctx = _context(config)
+    ctx = app_context(config)
     storage = ctx.settings.storage
     if storage.retention_days is None and storage.output_retention_days is None:
         err.print("no retention policy: set storage.retention_days and/or storage.output_retention_days")

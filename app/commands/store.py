@@ -9,14 +9,16 @@ rejected for different bytes), so an operator can fix the source and send again.
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.commands import ConfigOption
 from core.config import load_settings
@@ -24,6 +26,8 @@ from core.errors import MmdxError
 from store import index, jobs, outbox
 from store.db import Database
 from store.schema import InstanceConflictRow, InstanceRow, QuarantineRow, ReportVersionRow, StudyRow
+
+_T = TypeVar("_T")
 
 db_app = typer.Typer(help="Database schema and state.", no_args_is_help=True)
 
@@ -79,19 +83,9 @@ def quarantine_command(
     limit: Annotated[int, typer.Option(help="At most this many rows, newest first")] = 50,
 ) -> None:
     """Inputs that were not indexed, newest first: when, from where, why (the reason holds no PHI), the file."""
-    db = _open(config)
-    try:
-        with db.session(readonly=True) as s:
-            entries = index.list_quarantine(s, limit=limit)
-    finally:
-        db.dispose()
-    table = Table(title=f"Quarantined inputs ({len(entries)} shown)")
-    for col in ("When (UTC)", "Source", "Reason", "File", "Study"):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        when = e.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(when, e.source, e.reason, str(e.path), e.study_instance_uid or "")
-    _console().print(table)
+    entries = _read(config, lambda s: index.list_quarantine(s, limit=limit))
+    rows = [(_utc(e.received_at), e.source, e.reason, str(e.path), e.study_instance_uid or "") for e in entries]
+    _print_table(f"Quarantined inputs ({len(rows)} shown)", ("When (UTC)", "Source", "Reason", "File", "Study"), rows)
 
 
 @db_app.command("conflicts")
@@ -100,24 +94,36 @@ def conflicts_command(
     sop_uid: Annotated[str | None, typer.Option("--sop-uid", help="Only this SOP Instance UID")] = None,
 ) -> None:
     """Re-sends rejected because their SOP Instance UID was indexed with other bytes (both digests, the file)."""
+    entries = _read(config, lambda s: index.list_conflicts(s, sop_instance_uid=sop_uid))
+    rows = [
+        (_utc(c.at), c.source, c.sop_instance_uid, c.existing_digest, c.new_digest, str(c.new_path)) for c in entries
+    ]
+    columns = ("When (UTC)", "Source", "SOP Instance UID", "Indexed digest", "Rejected digest", "Rejected file")
+    _print_table(f"Instance conflicts ({len(rows)})", columns, rows)
+
+
+def _read(config: Path | None, query: Callable[[Session], _T]) -> _T:
+    """One read-only query against the configured database, which is closed afterwards."""
     db = _open(config)
     try:
         with db.session(readonly=True) as s:
-            entries = index.list_conflicts(s, sop_instance_uid=sop_uid)
+            return query(s)
     finally:
         db.dispose()
-    table = Table(title=f"Instance conflicts ({len(entries)})")
-    for col in ("When (UTC)", "Source", "SOP Instance UID", "Indexed digest", "Rejected digest", "Rejected file"):
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A table wide enough for UIDs and digests when the output is not a terminal (piped, tests)."""
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col, overflow="fold")
-    for c in entries:
-        when = c.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(when, c.source, c.sop_instance_uid, c.existing_digest, c.new_digest, str(c.new_path))
-    _console().print(table)
-
-
-def _console() -> Console:
-    """A console wide enough for UIDs and digests when the output is not a terminal (piped, tests)."""
-    return Console(width=None if Console().is_terminal else 250)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=None if Console().is_terminal else 250).print(table)
 
 
 def register(cli: typer.Typer) -> None:
