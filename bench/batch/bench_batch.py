@@ -30,17 +30,40 @@ sys.path.insert(0, str(REPO))
 from tests.app.batch_inputs import wfdb_copies  # noqa: E402
 
 RUN = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
 from app.batch import BatchOptions, run_batch
 from app.context import AppContext
 src, out, workers, engine = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE_MB
+    except OSError:  # a Ray worker on another node, or gone
+        return 0.0
+
+class Sampler:
+    # current RSS of the batch process and of the largest local worker, at every tenth of the run
+    def start(self, total, done, failed):
+        self.total, self.n, self.samples, self.pids = total, 0, [], set()
+    def advance(self, ok, pid):
+        self.n += 1
+        self.pids.add(pid)
+        if self.n % max(1, self.total // 10) == 0 or self.n == self.total:
+            self.samples.append((self.n, round(rss_mb(os.getpid())), round(max(rss_mb(p) for p in self.pids))))
+    def stop(self):
+        pass
+
 ctx = AppContext.create()
+sampler = Sampler()
 t0 = time.perf_counter()
-r = run_batch(ctx, BatchOptions(src, out, workers=workers, engine=engine))
+r = run_batch(ctx, BatchOptions(src, out, workers=workers, engine=engine), reporter=sampler)
 total = time.perf_counter() - t0
 print(json.dumps({
     "counts": r.counts, "processing_s": r.summary["timings"]["elapsed_s"], "total_s": total,
+    "rss_over_run_mb": sampler.samples,
     "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     "cpu_s": sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
@@ -121,6 +144,12 @@ def main() -> None:
     if "ray x2" in results:
         ray = n / results["ray x2"]["processing_s"]
         print(f"ray x2 / local x2: {ray / two:.2f} (target within 20%)")
+    for label, r in results.items():
+        first, last = r["rss_over_run_mb"][0], r["rss_over_run_mb"][-1]
+        print(
+            f"{label}: RSS MB (batch / largest worker) after {first[0]} records {first[1]} / {first[2]}, "
+            f"after {last[0]} {last[1]} / {last[2]} (flat memory: the end close to the start)"
+        )
     per_record = results["local x1"]["processing_s"] / n
     print(
         f"per record, wall: mmdx batch x1 (analysis + all reports) {per_record * 1000:.0f} ms, "
