@@ -28,9 +28,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import os
 import re
-import tempfile
 import uuid
 import warnings
 from collections import Counter
@@ -50,6 +48,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from core.codes import DCM, Code
 from core.config import Settings
+from core.durable import atomic_write
 from core.errors import ConfigError, IngestError
 from core.identifiers import derive_uid
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
@@ -384,19 +383,10 @@ class Deidentifier:
     def write_mapping(self, path: Path) -> Path:
         """Write the mapping table as CSV, atomically, readable by the owner only."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".mapping-", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["kind", "original", "replacement"])
-                writer.writerows(self.mapping_rows())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, text=True, prefix=".mapping-", suffix=".tmp") as fh:  # created 0600
+            writer = csv.writer(fh)
+            writer.writerow(["kind", "original", "replacement"])
+            writer.writerows(self.mapping_rows())
         return path
 
 
@@ -428,20 +418,12 @@ def _read_for_deid(path: Path) -> Dataset:
 def _write_atomic(ds: Dataset, path: Path, source: str) -> None:
     """Write via a temp file + fsync + rename: an output file is complete or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".deid-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        ds.save_as(tmp, enforce_file_format=True)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with atomic_write(path, prefix=".deid-", suffix=".tmp") as fh:
+            ds.save_as(fh, enforce_file_format=True)
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
         # the message of a write error may quote element values: report the type only
         raise IngestError(f"de-identified object could not be written ({type(exc).__name__})", source=source) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def deidentify_files(

@@ -33,6 +33,7 @@ from pathlib import Path
 import xxhash
 
 from core._validate import check_uid
+from core.durable import fsync_dir
 from core.errors import RecordError, StoreError
 
 
@@ -146,14 +147,6 @@ def file_content_digest(path: Path) -> str:
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _load_renameat2() -> Callable[..., int] | None:
@@ -374,7 +367,7 @@ class FileStore:
             for d in (folder, folder.parent, folder.parent.parent):
                 if d == self.root.parent:
                     break
-                _fsync_dir(d)
+                fsync_dir(d)
         self._known_dirs.add(folder)
 
     def _new_temp(self) -> tuple[int, str]:
@@ -473,7 +466,7 @@ class FileStore:
                 except FileExistsError:
                     return self._resolve_existing(final, tmp, size, digest)
                 if self.fsync:
-                    _fsync_dir(final.parent)
+                    fsync_dir(final.parent)
             except OSError as exc:
                 raise StoreError(f"cannot write {final}: {exc.strerror or exc}") from None
         finally:
@@ -492,7 +485,7 @@ class FileStore:
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, target)
             if self.fsync:
-                _fsync_dir(folder)
+                fsync_dir(folder)
         return StoredFile(target, digest, size, Placement.CONFLICT)
 
     def put_recording(
@@ -525,7 +518,7 @@ class FileStore:
                 finally:
                     self._discard_name(tmp)
             if self.fsync:
-                _fsync_dir(folder)
+                fsync_dir(folder)
         except OSError as exc:
             raise StoreError(f"cannot write into {folder}: {exc.strerror or exc}") from None
         return folder

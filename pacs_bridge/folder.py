@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.durable import atomic_write
 from pacs_bridge._artefact import read_checked
 from pacs_bridge.outcome import Delivered, Failed, Outcome, Retry
 from store.outbox import OutboxItem
@@ -34,17 +33,8 @@ class FolderSender:
         target = target_path(self.root, item)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    if self.fsync:
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_write(target, fsync=self.fsync) as fh:
+                fh.write(data)
         except OSError as exc:
             # a full or unmounted share comes back; retry with backoff
             return Retry(f"cannot write to folder {self.root}: {exc.strerror or exc}")

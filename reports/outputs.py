@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pydicom
 
+from core.durable import fsync_dir
 from core.errors import ReportError
 from core.records import DraftReport, Image, Instance, ReportKind, ReportStatus, Study
 from reports import encapsulated_pdf, kos, secondary_capture, sr_ecg, sr_tid1500, sr_tid2000
@@ -252,7 +253,7 @@ def write_outputs(outputs: ReportOutputs, out_dir: Path, *, exclusive: bool = Tr
         try:
             for a in outputs.artefacts:
                 _write_new(staging / a.name, a.data)
-            _fsync_dir(staging)
+            fsync_dir(staging)
             target = _place_folder(staging, out_dir, exclusive)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -260,7 +261,7 @@ def write_outputs(outputs: ReportOutputs, out_dir: Path, *, exclusive: bool = Tr
         if target is None:  # another writer placed out_dir first and we keep its files
             shutil.rmtree(staging, ignore_errors=True)
             return _complete(outputs, out_dir)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except OSError as exc:
         raise ReportError(f"write_outputs: cannot write into {out_dir}: {exc.strerror}") from exc
     return [target / a.name for a in outputs.artefacts]
@@ -273,14 +274,6 @@ def _write_new(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _place_folder(staging: Path, out_dir: Path, exclusive: bool) -> Path | None:
