@@ -33,7 +33,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from core.records import Finding, Presence, Producer, ProducerKind
 from models import labeler_nlp
-from models.labeler_nlp import NEGEX_TRIGGER
+from models.labeler_nlp import NEGEX_TRIGGER, OTHER_FINDING
 from models.vocabulary import BY_KEY, CHESTXRAY14, CHEXPERT
 
 # --------------------------------------------------------------------------- term tables
@@ -95,7 +95,12 @@ TERMS: dict[str, tuple[str, ...]] = {
         r"haziness",
         r"infiltrates?",
     ),
-    "lung_lesion": (r"lesions?", r"mass(?:es)?(?!\w)(?! effect)", r"nodul(?:e|es)"),
+    # not a bare "lesion": a sclerotic or bone lesion is not a lung lesion
+    "lung_lesion": (
+        r"(?:lung|pulmonary|parenchymal|cavitary|spiculated|pleural-based|hilar) lesions?",
+        r"mass(?:es)?(?!\w)(?! effect)",
+        r"nodul(?:e|es)",
+    ),
     "enlarged_cardiomediastinum": (
         r"(?:widen(?:ed|ing)|enlarged) (?:cardio)?mediastin\w*",
         r"(?:cardio)?mediastin\w* (?:silhouette |contours? )?(?:is |are )?(?:widened|enlarged)",
@@ -114,6 +119,159 @@ TERMS: dict[str, tuple[str, ...]] = {
         r"\bport\b",
     ),
 }
+
+#: Mentions CheXpert's definitions add to a label (Irvin et al. 2019, the CheXpert labeler's phrase lists): read only
+#: with ``chexpert=True`` (``mmdx label --labels chexpert``), as NegBio's ChestX-ray14 labels keep them apart
+#: (vascular congestion is not ChestX-ray14 Edema, pleural thickening has its own ChestX-ray14 label).
+CHEXPERT_TERMS: dict[str, tuple[str, ...]] = {
+    "edema": (
+        r"(?:pulmonary |interstitial )?(?:vascular |venous )?congesti(?:on|ve)(?! heart)",
+        r"(?:congestive )?heart failure",
+        r"chf",
+        r"vascular (?:prominence|engorgement)",
+        r"(?:perihilar |vascular )?indistinctness",
+        r"cephalization",
+    ),
+    # not "granulomatous infection": a healed one, which the report names as the cause of granulomas
+    "pneumonia": (r"(?<!granulomatous )(?<!granulomatous chest )infections?", r"infectious process"),
+    "lung_opacity": (
+        r"(?:interstitial|reticular|reticulonodular|coarse(?:ned)?) (?:lung )?(?:markings?|patterns?|opacities)",
+        r"(?:parenchymal |pulmonary |lung |linear |streaky |subsegmental )?scar(?:s|ring)?",
+        r"reticula(?:r|tion)",
+        r"peribronchial (?:cuffing|thickening)",
+        r"bronchial wall thickening",
+        r"air-? ?space (?:disease|process)",
+        r"infiltration",
+    ),
+    "lung_lesion": (
+        r"nodular (?:densit(?:y|ies)|opacit(?:y|ies)|opacification)",
+        r"tumou?rs?",
+        r"neoplasms?",
+        r"(?:carcinoma|malignancy|metasta\w*)",
+        r"cavitary lesions?",
+    ),
+    "pleural_other": (
+        r"pleural (?:\w+ )?thickening",
+        r"thickening of the (?:\w+ )?pleura",
+        r"apical (?:pleural )?(?:cap|capping|thickening)",
+        r"pleural(?:-| |o-?)(?:parenchymal )?scar(?:s|ring)?",
+        r"pleuroparenchymal scar(?:s|ring)?",
+        r"fibros\w*",
+        r"fibrotic",
+    ),
+    "enlarged_cardiomediastinum": (
+        r"(?:prominent|widened|enlarged|wide) (?:superior )?(?:cardio)?mediastin\w*",
+        r"(?:cardio)?mediastin(?:um|al (?:silhouette|contours?|width)) (?:is |are |appears? )?"
+        r"(?:\w+ )?(?:widened|enlarged|prominent|wide)",
+        r"mediastinal widening",
+    ),
+    "support_devices": (
+        r"(?:endotracheal|tracheostomy|et|nasogastric|ng|og|orogastric|chest|feeding|dobhoff|enteric) tubes?",
+        r"(?:central venous |venous |central |internal jugular |subclavian |ij |picc )(?:line|catheter)s?",
+        r"pacers?",
+        r"(?:pacemaker|pacing|defibrillator|aicd|icd) (?:generator|leads?|wires?|device)",
+        r"aicd",
+        r"(?:cardiac )?(?:pacemaker|defibrillator)s?",
+        r"(?:prosthetic|mechanical|replaced) (?:\w+ )?valves?",
+        r"valve (?:replacement|prosthesis)",
+        r"(?:orthopedic |spinal |fixation )?hardware",
+        r"(?:surgical )?(?:plates?|screws?)",
+        r"(?:port|mediport|port-a-cath|portacath)",
+        r"(?:drains?|drainage catheters?)",
+        r"(?:cannula|stimulator|pump|loop recorder|monitoring device)s?",
+        r"devices?",
+        r"swan-?ganz",
+        # de-identified reports often lose the device's name ("XXXX tip projects over the SVC"): its parts remain
+        r"icds?",
+        r"(?:cardiac |pacer |pacemaker |battery |pulse )?generators?",
+        r"(?:cardiac|pacer|pacing|transvenous|epicardial|atrial|ventricular|monitor|ekg|ecg) leads?",
+        r"shunt(?: tubing)?",
+        r"tubing",
+        r"(?:bone )?anchors?",
+        r"prosthe(?:sis|ses|tic)",
+        r"arthroplast\w*",
+        r"tip (?:projects?|overl\w*|terminat\w*|is|at|in|remains|positioned|extends)",
+    ),
+}
+#: Abnormalities outside the label set: present or uncertain, they make a report "not No Finding" (CheXpert's
+#: "No Finding" means no finding at all, not none of its labels; its labeler lists such terms too).
+OTHER_FINDINGS: tuple[str, ...] = (
+    r"emphysema\w*",
+    r"hyperinfla\w*",
+    r"hyperexpan\w*",
+    r"hyperaerat\w*",
+    r"(?:over|hyper)-?distension",
+    r"copd",
+    r"chronic obstructive",
+    r"bullae",
+    r"bullous",
+    r"blebs?",
+    r"hernia\w*",
+    r"granulom\w*",
+    r"calcifi\w*",
+    r"calcium",
+    r"atheroscl\w*",
+    r"tortu\w*",
+    r"ectatic",
+    r"aneurysm\w*",
+    r"scolio\w*",
+    r"kypho\w*",
+    r"degenerat\w*",
+    r"spondylo\w*",
+    r"osteophyt\w*",
+    r"osteopeni\w*",
+    r"osteoporo\w*",
+    r"deformit\w*",
+    r"(?:wedge|compression) deformit\w*",
+    r"eventration",
+    r"elevat(?:ed|ion)(?: of the)? (?:\w+ )?(?:hemi)?diaphragm\w*",
+    r"(?:hemi)?diaphragm\w* (?:is |are )?elevated",
+    r"blunt\w*",
+    r"thicken\w*",
+    r"scar\w*",
+    r"fibros\w*",
+    r"bronchiectas\w*",
+    r"bronchitis",
+    r"bronchiolitis",
+    r"airways? disease",
+    r"cuffing",
+    r"aspiration",
+    r"(?:pulmonary )?(?:arterial )?hypertension",
+    r"metasta\w*",
+    r"pneumomediastinum",
+    r"pneumoperitoneum",
+    r"subcutaneous emphysema",
+    r"volume loss",
+    r"(?:low|decreased|diminished|reduced) lung volumes?",
+    r"hypoinflat\w*",
+    r"(?:prominent|enlarged|fullness of the) (?:\w+ )?(?:hila|hilum|hilar|pulmonary arter\w*)",
+    r"interstitial (?:markings?|prominence|disease|lung disease)",
+    r"(?:increased|prominent|coarse(?:ned)?) (?:\w+ )?(?:markings?|interstitium)",
+    r"hematoma",
+    r"hemorrhage",
+    r"contusion",
+    r"lucenc(?:y|ies)",
+    r"cavit\w*",
+    r"cysts?",
+    r"cystic",
+    r"lymphadenopathy",
+    r"adenopathy",
+    r"sarcoid\w*",
+    r"tuberculosis",
+    # not sternotomy wires, clips, stents or sutures: devices, which CheXpert's "No Finding" ignores
+    r"\w+ectomy",
+    r"resection",
+    r"foreign bod(?:y|ies)",
+    r"prominen(?:t|ce)",
+    r"unfold\w*",
+    r"curvature",
+    r"arthriti\w*",
+    r"arthropath\w*",
+    r"crowding",
+    r"lung volumes? (?:is |are )?(?:\w+ )?(?:low|decreased|diminished|reduced)",
+    r"bullet",
+    r"shrapnel",
+)
 
 #: Pre-uncertainty triggers.
 PRE_UNC = (
@@ -143,6 +301,10 @@ PRE_UNC = (
     r"atypical",
     r"indeterminate",
     r"potential",
+    # a purpose or a hypothetical, not a finding: "CT to identify a small nodule", "to exclude an underlying mass"
+    r"to (?:identify|detect|exclude|evaluate|assess|characterize|rule out|look for|ensure)",
+    r"detecting",
+    r"(?:evaluation|assessment) (?:of|for)",
 )
 #: Post-uncertainty triggers (right after a mention they beat negation: "cannot be excluded" is not a negation).
 POST_UNC = (
@@ -217,7 +379,17 @@ _SENTENCE = re.compile(r"(?<!\d)\.(?!\d)|[!?\n]|(?<=\s)\d+\.\s")
 
 RULESET_DIGEST = hashlib.sha256(
     json.dumps(
-        [TERMS, PRE_UNC, POST_UNC, TERMINATORS, NORMAL_STATEMENTS, labeler_nlp.RULES, labeler_nlp.versions()],
+        [
+            TERMS,
+            CHEXPERT_TERMS,
+            OTHER_FINDINGS,
+            PRE_UNC,
+            POST_UNC,
+            TERMINATORS,
+            NORMAL_STATEMENTS,
+            labeler_nlp.RULES,
+            labeler_nlp.versions(),
+        ],
         sort_keys=True,
     ).encode()
 ).hexdigest()
@@ -318,8 +490,12 @@ def _modifier(sentence: str, start: int, end: int, negated: bool) -> tuple[Prese
     return Presence.PRESENT, None
 
 
-def mentions(text: str, labels: Iterable[str] | None = None) -> list[Mention]:
-    """Every labelled mention in a report, in text order."""
+def mentions(text: str, labels: Iterable[str] | None = None, *, chexpert: bool = False) -> list[Mention]:
+    """Every labelled mention in a report, in text order.
+
+    ``chexpert``: CheXpert's definitions (:data:`CHEXPERT_TERMS` count too).  The label ``other_finding``
+    (:data:`OTHER_FINDINGS`) is read only when asked for.
+    """
     wanted = tuple(labels) if labels is not None else tuple(TERMS)
     doc = labeler_nlp.parse(text)
     out: list[Mention] = []
@@ -341,24 +517,32 @@ def mentions(text: str, labels: Iterable[str] | None = None) -> list[Mention]:
                             )
                         )
     for span in doc.spans[labeler_nlp.SPAN_KEY]:
-        if span.label_ not in wanted:
+        label = span.label_
+        if label.startswith(labeler_nlp.CHEXPERT_PREFIX):
+            if not chexpert:
+                continue
+            label = label.removeprefix(labeler_nlp.CHEXPERT_PREFIX)
+        if label not in wanted:
             continue
         sent = span.sent
         s0 = sent.start_char
         presence, trigger = _modifier(
             sent.text.lower(), span.start_char - s0, span.end_char - s0, labeler_nlp.negated(span)
         )
-        out.append(Mention(span.label_, presence, span.start_char, span.end_char, span.text, trigger))
+        out.append(Mention(label, presence, span.start_char, span.end_char, span.text, trigger))
     return sorted(out, key=lambda x: (x.start, x.label))
 
 
 _RANK = {Presence.PRESENT: 2, Presence.UNCERTAIN: 1, Presence.ABSENT: 0}
 
 
-def label_report(text: str, labels: Iterable[str] | None = None) -> dict[str, LabelResult]:
-    """Label -> aggregated result for each label the report mentions (present > uncertain > absent)."""
+def label_report(text: str, labels: Iterable[str] | None = None, *, chexpert: bool = False) -> dict[str, LabelResult]:
+    """Label -> aggregated result for each label the report mentions (present > uncertain > absent).
+
+    ``chexpert``: CheXpert's label definitions (see :func:`mentions`).
+    """
     by_label: dict[str, list[Mention]] = {}
-    for m in mentions(text, labels):
+    for m in mentions(text, labels, chexpert=chexpert):
         by_label.setdefault(m.label, []).append(m)
     return {
         label: LabelResult(label, max((m.presence for m in ms), key=_RANK.__getitem__), tuple(ms))
@@ -366,9 +550,35 @@ def label_report(text: str, labels: Iterable[str] | None = None) -> dict[str, La
     }
 
 
-def no_finding(results: dict[str, LabelResult]) -> bool:
-    """CheXpert's "No Finding": no pathology label present or uncertain (support devices do not count)."""
-    return not any(r.presence is not Presence.ABSENT for k, r in results.items() if k != "support_devices")
+def no_finding(results: dict[str, LabelResult], text: str | None = None) -> bool:
+    """CheXpert's "No Finding": nothing abnormal present or uncertain (support devices do not count).
+
+    With the report ``text``, abnormalities outside the label set count too (:data:`OTHER_FINDINGS`: an
+    emphysema or a scoliosis is a finding although no CheXpert label names it).
+    """
+    if any(r.presence is not Presence.ABSENT for k, r in results.items() if k != "support_devices"):
+        return False
+    return text is None or not any(m.presence is not Presence.ABSENT for m in mentions(text, (OTHER_FINDING,)))
+
+
+#: CheXpert's values for the labeler's presences (a label the report does not mention is blank: ``None``).
+CHEXPERT_CODE = {Presence.PRESENT: 1, Presence.ABSENT: 0, Presence.UNCERTAIN: -1}
+
+
+def chexpert_values(text: str) -> dict[str, int | None]:
+    """The report as the CheXpert labeler writes it: column name -> 1 / 0 / -1 / None (blank).
+
+    "No Finding" is 1 when no pathology is present or uncertain (support devices do not count), blank otherwise
+    (CheXpert never writes 0 there).
+    """
+    res = label_report(text, CHEXPERT, chexpert=True)
+    out: dict[str, int | None] = {}
+    for key in CHEXPERT:
+        name = BY_KEY[key].chexpert
+        assert name is not None
+        out[name] = CHEXPERT_CODE[res[key].presence] if key in res else None
+    out["No Finding"] = 1 if no_finding(res, text) else None
+    return out
 
 
 def to_findings(results: dict[str, LabelResult], producer: Producer = LABELER_PRODUCER) -> tuple[Finding, ...]:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from spacy.tokens import Doc
 
 SPAN_KEY = "findings"
+#: Span label prefix of the mentions only CheXpert's definitions count (``models.labeler.CHEXPERT_TERMS``).
+CHEXPERT_PREFIX = "chexpert:"
+#: Span label of an abnormality outside the label sets (``models.labeler.OTHER_FINDINGS``).
+OTHER_FINDING = "other_finding"
 NEG_ATTR = "negex"
 #: The trigger recorded on a mention negspacy negated.
 NEGEX_TRIGGER = "negex"
@@ -53,6 +57,10 @@ EXTRA_FOLLOWING = (
     "not seen",
     "not identified",
     "not visualized",
+    "not well seen",
+    "not well-seen",
+    "not well visualized",
+    "not clearly seen",
     "not present",
     "not evident",
     "not appreciated",
@@ -169,9 +177,14 @@ def nlp() -> Language:
     from spacy.pipeline import Sentencizer
     from spacy.tokens import Span
 
-    from models.labeler import TERMS
+    from models.labeler import CHEXPERT_TERMS, OTHER_FINDINGS, TERMS
 
-    term_res = {label: re.compile(r"(?<![\w-])(?:" + "|".join(pats) + r")(?![\w])") for label, pats in TERMS.items()}
+    tables = {
+        **TERMS,
+        **{CHEXPERT_PREFIX + k: v for k, v in CHEXPERT_TERMS.items()},
+        OTHER_FINDING: OTHER_FINDINGS,
+    }
+    term_res = {label: re.compile(r"(?<![\w-])(?:" + "|".join(pats) + r")(?![\w])") for label, pats in tables.items()}
 
     @Language.component("mmdx_line_breaks")
     def line_breaks(doc: Doc) -> Doc:
