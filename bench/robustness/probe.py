@@ -147,7 +147,7 @@ def _try(build: Callable[[Path], object], timeout: float) -> str:
         return "rejected" if quarantined else "indexed"
 
 
-def _holter(hours: float, timeout: float) -> tuple[str, float, float, str]:
+def _holter(hours: float, timeout: float) -> tuple[str, float, float, float, str]:
     """Write a 12-lead 500 Hz WFDB Holter of ``hours`` and run ``mmdx run`` on it in a child.
 
     The recording is a real beat tiled at about 60 /min with one 3 s pause (``tests/ecg/holter_synth.py``), so
@@ -166,7 +166,9 @@ def _holter(hours: float, timeout: float) -> tuple[str, float, float, str]:
             "sys.argv = ['mmdx', 'run', sys.argv[1], '--out', 'out'];"
             "\ntry: main()\nexcept SystemExit: pass\n"
             "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.monotonic() - t, file=sys.stderr)"
+            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.monotonic() - t,"
+            " sum(resource.getrusage(resource.RUSAGE_SELF)[:2])"
+            " + sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]), file=sys.stderr)"
         )
         started = time.monotonic()
         try:
@@ -175,12 +177,10 @@ def _holter(hours: float, timeout: float) -> tuple[str, float, float, str]:
                 timeout=timeout,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            return "hang", float("nan"), time.monotonic() - started, ""
-        peaks_mb = [
-            max(float(line.split()[1]), float(line.split()[2])) / 1024
-            for line in proc.stderr.splitlines()
-            if line.startswith("PEAK")
-        ]
+            return "hang", float("nan"), time.monotonic() - started, float("nan"), ""
+        peak = next((line.split() for line in proc.stderr.splitlines() if line.startswith("PEAK")), None)
+        peak_mb = max(float(peak[1]), float(peak[2])) / 1024 if peak else float("nan")
+        cpu_s = float(peak[4]) if peak else float("nan")
         text = proc.stdout + proc.stderr
         reports = list((folder / "out").glob("*/v1/report.html"))
         check = ""
@@ -193,7 +193,7 @@ def _holter(hours: float, timeout: float) -> tuple[str, float, float, str]:
             )
         else:
             outcome = "analysed" if "1 new" in text else "refused" if "max_ecg_samples" in text else "other"
-        return outcome, peaks_mb[0] if peaks_mb else float("nan"), time.monotonic() - started, check
+        return outcome, peak_mb, time.monotonic() - started, cpu_s, check
 
 
 def main() -> None:
@@ -222,10 +222,10 @@ def main() -> None:
         f"{totals['duplicated']:3} {totals['rejected']:8} {totals['indexed']:7}"
     )
     for hours in args.holter_hours:
-        outcome, peak_mb, seconds, check = _holter(hours, max(args.timeout, 3600))
+        outcome, peak_mb, seconds, cpu_s, check = _holter(hours, max(args.timeout, 3600))
         print(
             f"Holter {hours:g} h, 12 leads, 500 Hz: {outcome}, peak RSS {peak_mb:.0f} MB (mmdx run), "
-            f"{seconds:.1f} s{', ' + check if check else ''}"
+            f"{seconds:.1f} s wall, {cpu_s:.1f} s CPU{', ' + check if check else ''}"
         )
 
 
