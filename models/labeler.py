@@ -214,7 +214,7 @@ OTHER_FINDINGS: tuple[str, ...] = (
     r"tortu\w*",
     r"ectatic",
     r"aneurysm\w*",
-    r"scolio\w*",
+    r"(?:dextro|levo|thoraco|rotato)?-?scolio\w*",
     r"kypho\w*",
     r"degenerat\w*",
     r"spondylo\w*",
@@ -603,16 +603,20 @@ def to_findings(results: dict[str, LabelResult], producer: Producer = LABELER_PR
 
 
 def label_sets() -> dict[str, tuple[str, ...]]:
-    """The label sets the labeler covers, by name."""
+    """The label sets the labeler covers, by name (``chexpert`` reads with CheXpert's definitions)."""
     return {"chestxray14": CHESTXRAY14, "chexpert": CHEXPERT, "all": tuple(TERMS)}
 
 
-def as_json(report_id: str, text: str, labels: Iterable[str] | None = None) -> dict[str, object]:
-    """The ``mmdx label --json`` record of one report."""
-    res = label_report(text, labels)
+def as_json(
+    report_id: str, text: str, labels: Iterable[str] | None = None, *, chexpert: bool = False
+) -> dict[str, object]:
+    """The ``mmdx label --json`` record of one report (``chexpert``: CheXpert's definitions and its value row)."""
+    res = label_report(text, labels, chexpert=chexpert)
+    extra: dict[str, object] = {"chexpert": chexpert_values(text)} if chexpert else {}
     return {
         "report": report_id,
-        "no_finding": no_finding(res),
+        "no_finding": no_finding(res, text),
+        **extra,
         "labels": {
             k: {
                 "presence": r.presence.value,

@@ -117,22 +117,25 @@ def register(cli: typer.Typer) -> None:
             str, typer.Argument(help="a report text file, a folder of .txt, a CSV with a report column, or - for stdin")
         ],
         as_json_out: Annotated[bool, typer.Option("--json", help="one JSON object per report, a line each")] = False,
-        labels: Annotated[str, typer.Option("--labels", help="label set: chestxray14, chexpert or all")] = "all",
+        labels: Annotated[
+            str, typer.Option("--labels", help="label set: chestxray14 (NegBio), chexpert (its own definitions) or all")
+        ] = "all",
     ) -> None:
         """Label free-text chest radiograph reports: each label present / absent / uncertain, with its text span."""
         sets = label_sets()
         if labels not in sets:
             err_console.print(f"[red]error:[/red] --labels must be one of {sorted(sets)}, got {labels!r}")
             raise typer.Exit(2)
+        chexpert = labels == "chexpert"
         try:
             for report_id, text in _reports(source):
                 if as_json_out:
-                    print(json.dumps(as_json(report_id, text, sets[labels])), flush=True)
+                    print(json.dumps(as_json(report_id, text, sets[labels], chexpert=chexpert)), flush=True)
                     continue
                 table = Table(title=report_id)
                 for col in ("label", "presence", "text", "trigger"):
                     table.add_column(col)
-                for key, res in sorted(label_report(text, sets[labels]).items()):
+                for key, res in sorted(label_report(text, sets[labels], chexpert=chexpert).items()):
                     m = res.decisive
                     table.add_row(key, res.presence.value, m.text, m.trigger or "")
                 console.print(table)
