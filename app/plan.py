@@ -71,7 +71,7 @@ class StudyPlan:
         )
 
 
-def plan_series(series: Series, settings: Settings) -> SeriesPlan:
+def _plan_series(series: Series, settings: Settings) -> SeriesPlan:
     """Decide the action for one series from its modality, SOP classes and the model routing."""
     sop_classes = {i.sop_class_uid for i in series.instances}
     if series.modality == "ECG" or sop_classes & ECG_SOP_CLASSES:
@@ -87,4 +87,4 @@ def plan_series(series: Series, settings: Settings) -> SeriesPlan:
 
 
 def plan_study(study: Study, settings: Settings) -> StudyPlan:
-    return StudyPlan(study, tuple(plan_series(s, settings) for s in study.series))
+    return StudyPlan(study, tuple(_plan_series(s, settings) for s in study.series))

@@ -78,7 +78,7 @@ class ReviewResult:
     outbox_rows: int
 
 
-def revised_sections(report: DraftReport, texts: Mapping[str, str]) -> tuple[ReportSection, ...]:
+def _revised_sections(report: DraftReport, texts: Mapping[str, str]) -> tuple[ReportSection, ...]:
     """The report's sections with ``texts`` (LOINC code -> text) applied; an empty text removes a section.
 
     Raises
@@ -114,13 +114,13 @@ def _transition(
 ) -> DraftReport:
     now = ctx.clock.now()
     if action is ReviewAction.EDIT:
-        return signoff.edit(report, now, sections=revised_sections(report, sections or {}))
+        return signoff.edit(report, now, sections=_revised_sections(report, sections or {}))
     if action is ReviewAction.SIGN:
         if sections:  # "edit and sign" in one step: the edit is its own preliminary version first
-            report = signoff.edit(report, now, sections=revised_sections(report, sections))
+            report = signoff.edit(report, now, sections=_revised_sections(report, sections))
         return signoff.sign(report, clinician, now)
     if action is ReviewAction.AMEND:
-        return signoff.amend(report, clinician, now, sections=revised_sections(report, sections or {}))
+        return signoff.amend(report, clinician, now, sections=_revised_sections(report, sections or {}))
     return signoff.withdraw(report, clinician, now, reason or "")
 
 

@@ -128,7 +128,7 @@ def resolve_action(keyword: str, vr: str, options: DeidOptions) -> str:
     return basic
 
 
-def clean_text(value: str, terms: Iterable[str]) -> str:
+def _clean_text(value: str, terms: Iterable[str]) -> str:
     """Remove identifying strings (names, IDs, dates) from a descriptor, keeping the rest of its meaning."""
     out = value
     for term in sorted(set(terms), key=len, reverse=True):
@@ -139,7 +139,7 @@ def clean_text(value: str, terms: Iterable[str]) -> str:
     return re.sub(r"\s{2,}", " ", out).strip(" ,;:-_^")
 
 
-def phi_terms(ds: Dataset) -> set[str]:
+def _phi_terms(ds: Dataset) -> set[str]:
     """Identifying strings of this object (names split into parts, whole IDs, birth date forms)."""
     terms: set[str] = set()
     for keyword in PHI_SOURCE_KEYWORDS:
@@ -242,7 +242,7 @@ class Deidentifier:
             )
         if not str(ds.get("SOPInstanceUID", "") or "").strip():
             raise IngestError("(0008,0018) SOP Instance UID is missing; cannot de-identify consistently", source=source)
-        terms = phi_terms(ds)
+        terms = _phi_terms(ds)
         patient_key = str(ds.get("PatientID", "") or "").strip() or str(ds.get("PatientName", "") or "").strip()
         pseudo = self.pseudonym(patient_key)
         ds.remove_private_tags()
@@ -279,7 +279,7 @@ class Deidentifier:
                     and elem.keyword not in _CODE_KEYWORDS
                     and isinstance(elem.value, str)
                 ):
-                    elem.value = clean_text(elem.value, terms)
+                    elem.value = _clean_text(elem.value, terms)
                 continue
             action = resolve_action(keyword, elem.VR, self.options)
             self.actions[action] += 1
@@ -304,9 +304,9 @@ class Deidentifier:
                 for item in elem.value:
                     self._process(item, terms, structured=True)
             elif isinstance(elem.value, str):
-                elem.value = clean_text(elem.value, terms)
+                elem.value = _clean_text(elem.value, terms)
             elif elem.VM > 1 and vr in _TEXT_VRS:
-                elem.value = [clean_text(str(v), terms) for v in elem.value]
+                elem.value = [_clean_text(str(v), terms) for v in elem.value]
         elif action == "D":
             self._dummy(elem, keyword, terms, structured)
         else:  # pragma: no cover - the profile table holds only the codes above

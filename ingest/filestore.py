@@ -137,7 +137,7 @@ def content_digest(data: bytes | memoryview) -> str:
     return hasher.digest()
 
 
-def file_content_digest(path: Path) -> str:
+def _file_content_digest(path: Path) -> str:
     """:func:`content_digest` of a stored file, mapped rather than read (a big object is not copied to the heap)."""
     with path.open("rb") as fh:
         if os.fstat(fh.fileno()).st_size == 0:
@@ -438,7 +438,7 @@ class FileStore:
         digest = digest or content_digest(data)
         try:
             self._ensure_dir(final.parent)
-            if final.exists() and file_content_digest(final) == digest:  # a re-import: nothing to write
+            if final.exists() and _file_content_digest(final) == digest:  # a re-import: nothing to write
                 return StoredFile(final, digest, len(data), Placement.IDENTICAL)
             tmp = self._write_temp(data)
         except OSError as exc:
@@ -476,7 +476,7 @@ class FileStore:
 
     def _resolve_existing(self, final: Path, tmp: Path, size: int, digest: str) -> StoredFile:
         """Another file holds this UID: identical content is a no-op, other content goes to ``_conflicts``."""
-        if file_content_digest(final) == digest:
+        if _file_content_digest(final) == digest:
             return StoredFile(final, digest, size, Placement.IDENTICAL)
         folder = self.root / "_conflicts"
         self._ensure_dir(folder)

@@ -233,7 +233,7 @@ def parse_da(value: str | None) -> date | None:
         return None
 
 
-def parse_tm(value: str | None) -> tuple[int, int, int, int]:
+def _parse_tm(value: str | None) -> tuple[int, int, int, int]:
     """A DICOM TM (HH[MM[SS[.FFFFFF]]], or HH:MM:SS) as (h, m, s, us); midnight when absent or invalid."""
     if not value:
         return (0, 0, 0, 0)
@@ -279,12 +279,12 @@ def study_datetime(ds: Dataset) -> datetime | None:
     ):
         d = parse_da(_text(ds, date_kw))
         if d is not None:
-            h, m, s, us = parse_tm(_text(ds, time_kw))
+            h, m, s, us = _parse_tm(_text(ds, time_kw))
             return datetime(d.year, d.month, d.day, h, m, s, us, tzinfo=_tz(ds))
     return None
 
 
-def parse_age(value: str | None) -> float | None:
+def _parse_age(value: str | None) -> float | None:
     """A DICOM AS (``045Y``, ``006M``, ``003W``, ``010D``) in years; ``None`` when absent or invalid."""
     if not value:
         return None
@@ -295,7 +295,7 @@ def parse_age(value: str | None) -> float | None:
     return round(years, 4) if 0 <= years < 150 else None
 
 
-def age_at(birth: date, when: date) -> float | None:
+def _age_at(birth: date, when: date) -> float | None:
     """Age in years on ``when`` for someone born on ``birth``; ``None`` if the dates contradict each other."""
     days = (when - birth).days
     if days < 0:
@@ -304,7 +304,7 @@ def age_at(birth: date, when: date) -> float | None:
     return round(years, 4) if years < 150 else None
 
 
-def patient_from_dataset(ds: Dataset) -> Patient:
+def _patient_from_dataset(ds: Dataset) -> Patient:
     """The patient: identifiers, name, birth date, sex and age at the study.
 
     Age comes from PatientAge when present and valid, otherwise from the birth
@@ -320,10 +320,10 @@ def patient_from_dataset(ds: Dataset) -> Patient:
         if other and all(other != i.value for i in identifiers):
             identifiers.append(PatientIdentifier(other, _text(item, "IssuerOfPatientID")))
     birth = parse_da(_text(ds, "PatientBirthDate"))
-    age = parse_age(_text(ds, "PatientAge"))
+    age = _parse_age(_text(ds, "PatientAge"))
     if age is None and birth is not None:
         when = study_datetime(ds)
-        age = age_at(birth, when.date()) if when is not None else None
+        age = _age_at(birth, when.date()) if when is not None else None
     return Patient(
         identifiers=tuple(identifiers),
         name=_text(ds, "PatientName"),
@@ -404,7 +404,7 @@ def records_from_dataset(
         )
         study = Study(
             study_instance_uid=study_uid,
-            patient=patient_from_dataset(ds),
+            patient=_patient_from_dataset(ds),
             accession_number=_text(ds, "AccessionNumber"),
             study_datetime=study_datetime(ds),
             description=_text(ds, "StudyDescription"),

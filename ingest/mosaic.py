@@ -100,7 +100,7 @@ def parse_csa_header(data: bytes, source: str | None = None) -> dict[str, CsaEle
     return out
 
 
-def csa_image_header(ds: Dataset) -> dict[str, CsaElement] | None:
+def _csa_image_header(ds: Dataset) -> dict[str, CsaElement] | None:
     """The parsed CSA Image Header of a Siemens object, or None when it has none."""
     for group_elem in range(0x10, 0x100):
         creator = ds.get((0x0029, group_elem))
@@ -135,7 +135,7 @@ class MosaicLayout:
 
 def mosaic_layout(ds: Dataset, source: str) -> MosaicLayout:
     """Tile count (CSA NumberOfImagesInMosaic), tile size, and slice normal (CSA SliceNormalVector)."""
-    csa = csa_image_header(ds)
+    csa = _csa_image_header(ds)
     n: int | None = None
     normal: tuple[float, ...] = ()
     if csa is not None:

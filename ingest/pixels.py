@@ -316,7 +316,7 @@ def frame_attributes(ds: Dataset, frame: int, label: str) -> FrameAttributes:
 # --------------------------------------------------------------------------- value transforms
 
 
-def stored_value_range(ds: Dataset) -> tuple[int, int]:
+def _stored_value_range(ds: Dataset) -> tuple[int, int]:
     """The range of stored values that (0028,0101) Bits Stored and Pixel Representation allow."""
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
     if int(ds.get("PixelRepresentation") or 0) == 1:
@@ -333,7 +333,7 @@ def modality_lut(
     to float32 precision, at half the memory traffic); a Modality LUT Sequence
     goes through :func:`pydicom.pixels.apply_modality_lut`.
     """
-    lo_s, hi_s = stored_value_range(ds)
+    lo_s, hi_s = _stored_value_range(ds)
     if out is None:
         out = np.empty(stored.shape, dtype=np.float32)
     if attrs.slope is not None and attrs.intercept is not None:
@@ -446,7 +446,7 @@ def _readonly(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return arr
 
 
-def image_from_frame(ds: Dataset, stored: npt.NDArray[Any], photometric: str, frame: int, label: str) -> Image:
+def _image_from_frame(ds: Dataset, stored: npt.NDArray[Any], photometric: str, frame: int, label: str) -> Image:
     """Build the Image of one decoded frame (stored values as decoded, photometric after decoding)."""
     attrs = frame_attributes(ds, frame, label)
     spacing, note = pixel_spacing(ds, attrs, label)
@@ -499,7 +499,7 @@ def load_image(src: Source, frame: int | None = None) -> Image:
     ds = read_dataset(src)
     index = 0 if frame is None else frame
     stored, photometric = decode_pixels(ds, label, frame=index)
-    return image_from_frame(ds, stored, photometric, index, label)
+    return _image_from_frame(ds, stored, photometric, index, label)
 
 
 def load_images(sources: Source | Iterable[Source]) -> list[Image]:
@@ -511,7 +511,7 @@ def load_images(sources: Source | Iterable[Source]) -> list[Image]:
         ds = read_dataset(src)
         frames, photometric = decode_pixels(ds, label)
         for i in range(frames.shape[0]):
-            images.append(image_from_frame(ds, frames[i], photometric, i, label))
+            images.append(_image_from_frame(ds, frames[i], photometric, i, label))
     return images
 
 
@@ -574,7 +574,7 @@ def render_uint8(src: Source, frame: int | None = None) -> npt.NDArray[np.uint8]
     stored, photometric = decode_pixels(ds, label, frame=index)
     table = _voi_lut_table(ds, label) if stored.ndim == 2 else None
     if table is None or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return window_to_uint8(image_from_frame(ds, stored, photometric, index, label))
+        return window_to_uint8(_image_from_frame(ds, stored, photometric, index, label))
     entries, first, bits = table
     values, _ = modality_lut(stored, ds, frame_attributes(ds, index, label))
     idx = np.clip(np.rint(values).astype(np.int64) - first, 0, entries.size - 1)

@@ -114,7 +114,7 @@ class Receiver:
     ) -> None:
         self.store = store
         self.max_object_bytes = (limits or LimitsConfig()).max_object_bytes
-        self.lanes = lanes_by_default() if lanes is None else lanes
+        self.lanes = _lanes_by_default() if lanes is None else lanes
         self.db = db
         self.quarantine_dir = Path(quarantine_dir)
         self.clock = clock or SystemClock()
@@ -257,7 +257,7 @@ class Receiver:
         target = self.quarantine_dir / f"{received_at:%Y%m%dT%H%M%S}-{digest[:16]}.dcm"
         if data is not None:
             try:
-                keep_private(self.quarantine_dir, data, target)
+                _keep_private(self.quarantine_dir, data, target)
             except OSError as exc:
                 log.error("cannot keep rejected bytes from %s: %s", source, exc.strerror or exc)
         try:
@@ -270,7 +270,7 @@ class Receiver:
         return Received(Outcome.REJECTED, path=target, reason=reason)
 
 
-def keep_private(folder: Path, data: bytes, target: Path) -> None:
+def _keep_private(folder: Path, data: bytes, target: Path) -> None:
     """Write ``data`` to ``target`` in ``folder`` atomically, the folder 0700 and the file 0600."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
@@ -286,7 +286,7 @@ def keep_private(folder: Path, data: bytes, target: Path) -> None:
         raise
 
 
-def lanes_by_default() -> bool:
+def _lanes_by_default() -> bool:
     """Lane threads pay off where the sender, the reader and the lane can each have a CPU."""
     return (os.cpu_count() or 1) >= 4
 
@@ -723,4 +723,4 @@ def _finalise(records: HeaderRecords, path: Path, digest: str) -> HeaderRecords:
     return HeaderRecords(records.study, records.series, replace(records.instance, path=path, content_digest=digest))
 
 
-__all__ = ["Incoming", "Outcome", "Received", "Receiver", "lanes_by_default"]
+__all__ = ["Incoming", "Outcome", "Received", "Receiver"]

@@ -143,7 +143,7 @@ def display_path(path: Path | str) -> str:
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
-def examine(
+def _examine(
     data: bytes, path: Path, *, source: str = "file", archive: Path | None = None, member: str | None = None
 ) -> ScannedInstance:
     """Parse, check and describe one object held in memory."""
@@ -257,7 +257,7 @@ class _Scanner:
 
     def add_bytes(self, data: bytes, path: Path, *, archive: Path | None = None, member: str | None = None) -> None:
         try:
-            self.dicom.append(examine(data, path, archive=archive, member=member))
+            self.dicom.append(_examine(data, path, archive=archive, member=member))
         except IngestError as exc:
             reason = str(exc)
             prefix = f"{path}: "

@@ -90,7 +90,7 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_PROCESSING_FAILURE = 0x0110
 
 
-def tls_server_context(tls: TlsConfig) -> ssl.SSLContext:
+def _tls_server_context(tls: TlsConfig) -> ssl.SSLContext:
     """A server-side TLS context from the configured certificate (and CA bundle for client certificates).
 
     Raises
@@ -159,7 +159,7 @@ class StorageServer:
         self.ae_title = ae_title or settings.scp.ae_title
         store = FileStore(settings.storage.store_dir, fsync=settings.storage.fsync)
         self.receiver = Receiver(store, db, settings.storage.quarantine_dir, limits=settings.limits)
-        self._ssl = tls_server_context(settings.scp.tls) if settings.scp.tls.enabled else None
+        self._ssl = _tls_server_context(settings.scp.tls) if settings.scp.tls.enabled else None
         self.engine = engine or settings.scp.engine
         if self.engine not in ("pynetdicom", "fast"):
             raise ConfigError(f"scp.engine: expected 'pynetdicom' or 'fast', got {self.engine!r}")

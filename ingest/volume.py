@@ -85,7 +85,7 @@ def _unit(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
-def stack_geometry(
+def _stack_geometry(
     geoms: Sequence[SliceGeometry], shapes: Sequence[tuple[int, ...]], series: str
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Check a stack is one regular-or-fixable stack; return (order, normal distances, in-plane offsets, axes).
@@ -153,7 +153,7 @@ def _is_uneven(gaps: npt.NDArray[np.float64]) -> bool:
     return bool(np.max(np.abs(gaps - ref)) > max(_GAP_ABS_TOL_MM, _GAP_REL_TOL * ref))
 
 
-def regularise_stack(
+def _regularise_stack(
     voxels: npt.NDArray[np.float32],
     dist: npt.NDArray[np.float64],
     inplane: npt.NDArray[np.float64],
@@ -208,7 +208,7 @@ def _direction(axes: npt.NDArray[np.float64]) -> tuple[tuple[float, float, float
     return tuple((float(r[0]), float(r[1]), float(r[2])) for r in m)
 
 
-def build_volume(
+def _build_volume(
     slices: npt.NDArray[np.float32],
     geoms: Sequence[SliceGeometry],
     *,
@@ -221,7 +221,7 @@ def build_volume(
     """Stack 2D slices (any order) into a Volume: the pure geometry core of :func:`load_volume`."""
     if policy not in ("resample", "reject"):
         raise IngestError(f"policy must be 'resample' or 'reject', got {policy!r}")
-    order, dist, inplane, axes = stack_geometry(geoms, [s.shape for s in slices], series)
+    order, dist, inplane, axes = _stack_geometry(geoms, [s.shape for s in slices], series)
     identity = bool(np.all(order == np.arange(len(order))))
     voxels = slices if identity else slices[order]
     gaps = np.diff(dist)
@@ -238,7 +238,7 @@ def build_volume(
     pixel_sp = geoms[order[0]].pixel_spacing
     first = np.array(geoms[order[0]].position, dtype=np.float64)
     if sheared or uneven or spacing_mm is not None:
-        voxels, step = regularise_stack(voxels, dist, inplane, axes, pixel_sp, spacing_mm)
+        voxels, step = _regularise_stack(voxels, dist, inplane, axes, pixel_sp, spacing_mm)
     else:
         step = float(np.median(gaps))
     if voxels.flags.writeable:
@@ -308,7 +308,7 @@ def _mosaic_volume(ds: Dataset, label: str, policy: Policy, spacing_mm: float | 
         SliceGeometry(_point(origin + k * step * normal), geom.orientation, geom.pixel_spacing, f"{label}#tile{k}")
         for k in range(layout.n_slices)
     ]
-    volume, _ = build_volume(
+    volume, _ = _build_volume(
         values,
         geoms,
         series=_series_uid(ds, label),
@@ -364,7 +364,7 @@ def load_volume(
             slices.append(values)
             attrs0 = attrs0 or attrs
         stack = np.stack(slices)
-        volume, _ = build_volume(
+        volume, _ = _build_volume(
             stack,
             geoms,
             series=_series_uid(ds, label),
@@ -398,7 +398,7 @@ def _series_volume(items: list[Source], policy: Policy, spacing_mm: float | None
         geoms.append(geom)
         shapes.append((int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)))
     assert series is not None
-    order, _, _, _ = stack_geometry(geoms, shapes, series)
+    order, _, _, _ = _stack_geometry(geoms, shapes, series)
     voxels = np.empty((len(items), *shapes[0]), dtype=np.float32)
     for rank, k in enumerate(order):
         ds, label, attrs = datasets[k]
@@ -409,7 +409,7 @@ def _series_volume(items: list[Source], policy: Policy, spacing_mm: float | None
             )
         modality_lut(stored, ds, attrs, out=voxels[rank])
     first_ds, _, first_attrs = datasets[order[0]]
-    volume, _ = build_volume(
+    volume, _ = _build_volume(
         voxels,
         [geoms[k] for k in order],
         series=series,

@@ -39,7 +39,7 @@ MAX_CONTEXTS = 128
 _RETRYABLE = {0x0110, 0x0210, 0x0213}
 
 
-def classify_status(status: int) -> Outcome:
+def _classify_status(status: int) -> Outcome:
     """The outcome of one C-STORE response status."""
     if status == 0x0000:
         return Delivered()
@@ -246,7 +246,7 @@ class CStoreSender:
                     outcomes.update({item.id: Retry(lost) for item, _ in group[n:]})
                     assoc.abort()
                     return outcomes
-                outcomes[p.item.id] = classify_status(status)
+                outcomes[p.item.id] = _classify_status(status)
         except BaseException:
             assoc.abort()
             raise
@@ -300,7 +300,7 @@ class CStoreSender:
                 if code is None:
                     outcomes[p.item.id] = Retry(f"no C-STORE response from PACS {where} (timeout or abort)")
                     continue
-                outcome = classify_status(int(code))
+                outcome = _classify_status(int(code))
                 outcomes[p.item.id] = outcome
                 if isinstance(outcome, Delivered):
                     stored.append(p)

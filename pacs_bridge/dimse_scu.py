@@ -48,7 +48,7 @@ def _item(kind: int, payload: bytes) -> bytes:
     return struct.pack(">BBH", kind, 0, len(payload)) + payload
 
 
-def associate_rq(calling: str, called: str, pairs: Sequence[tuple[str, str]]) -> bytes:
+def _associate_rq(calling: str, called: str, pairs: Sequence[tuple[str, str]]) -> bytes:
     """A-ASSOCIATE-RQ proposing one presentation context (ids 1, 3, 5...) per (SOP class, transfer syntax)."""
     body = struct.pack(">HH", 1, 0) + _ae(called) + _ae(calling) + bytes(32)
     body += _item(0x10, APPLICATION_CONTEXT)
@@ -65,7 +65,7 @@ def _element(group: int, elem: int, value: bytes) -> bytes:
     return struct.pack("<HHI", group, elem, len(value)) + value
 
 
-def c_store_rq(message_id: int, sop_class: str, sop_instance: str) -> bytes:
+def _c_store_rq(message_id: int, sop_class: str, sop_instance: str) -> bytes:
     """The C-STORE-RQ command set, implicit VR little endian (PS3.7 Table 9.3-1)."""
     body = (
         _element(0, 0x0002, _uid(sop_class))
@@ -161,7 +161,7 @@ class StoreAssociation:
         self._message_id = 0
         self._buf = bytearray()
         try:
-            self.sock.sendall(associate_rq(calling, called, self.pairs))
+            self.sock.sendall(_associate_rq(calling, called, self.pairs))
             self.accepted = self._read_ac()
         except BaseException:
             self.sock.close()
@@ -270,7 +270,7 @@ class StoreAssociation:
         """C-STORE one file's bytes; returns the response status.  KeyError when no context was accepted for it."""
         ctx_id = self.accepted.contexts[(meta.sop_class_uid, meta.transfer_syntax_uid)]
         self._message_id = (self._message_id % 0xFFFF) + 1
-        command = c_store_rq(self._message_id, meta.sop_class_uid, meta.sop_instance_uid)
+        command = _c_store_rq(self._message_id, meta.sop_class_uid, meta.sop_instance_uid)
         # the command and the data set's PDUs in one write: fewer segments and system calls, no copies
         self._send_buffers(
             self._pdus(ctx_id, True, memoryview(command))

@@ -50,7 +50,7 @@ def _rewrite(node: Any, ids: dict[str, str]) -> Any:
     return node
 
 
-def dependency_order(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+def _dependency_order(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
     """Entries with every referenced entry first (stable); None when the references form a cycle."""
     by_url = {e.get("fullUrl"): n for n, e in enumerate(entries) if e.get("fullUrl")}
     needs = [
@@ -68,10 +68,10 @@ def dependency_order(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]] 
     return [entries[n] for n in done]
 
 
-def split_bundle(bundle: dict[str, Any], max_entries: int) -> list[list[dict[str, Any]]]:
+def _split_bundle(bundle: dict[str, Any], max_entries: int) -> list[list[dict[str, Any]]]:
     """The bundle's entries as consecutive parts of at most ``max_entries``, dependencies first."""
     entries = list(bundle.get("entry", []))
-    ordered = dependency_order(entries)
+    ordered = _dependency_order(entries)
     if ordered is None:
         return [entries]  # a cycle must stay in one transaction
     return [ordered[i : i + max_entries] for i in range(0, len(ordered), max_entries)]
@@ -106,7 +106,7 @@ def _entry_refusal(answered: list[dict[str, Any]], what: str) -> Outcome | None:
     return None
 
 
-def outcome_text(response: httpx.Response) -> str:
+def _outcome_text(response: httpx.Response) -> str:
     """The diagnostics of an OperationOutcome response (or the start of the body)."""
     try:
         body = response.json()
@@ -144,7 +144,7 @@ class FhirSender:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             return Failed(f"artefact {item.path.name} of item {item.id}: expected a FHIR Bundle")
         ids: dict[str, str] = {}
-        parts = split_bundle(bundle, self.max_entries)
+        parts = _split_bundle(bundle, self.max_entries)
         what = f"FHIR {self.base}"
         for n, part in enumerate(parts, 1):
             body = {"resourceType": "Bundle", "type": "transaction", "entry": _rewrite(part, ids)}
@@ -156,7 +156,7 @@ class FhirSender:
                 )
             except httpx.HTTPError as exc:
                 return _http.unreachable(exc, what)
-            outcome = _http.classify(response, f"{what} (part {n}/{len(parts)})", outcome_text(response))
+            outcome = _http.classify(response, f"{what} (part {n}/{len(parts)})", _outcome_text(response))
             if not isinstance(outcome, Delivered):
                 return outcome
             try:

@@ -11,7 +11,7 @@ from pacs_bridge.outcome import Delivered, Failed, Outcome, Retry
 from store.outbox import OutboxItem
 
 
-def target_path(root: Path, item: OutboxItem) -> Path:
+def _target_path(root: Path, item: OutboxItem) -> Path:
     """``<root>/<study UID>/v<version>/<file name>``: versions side by side, a re-send overwrites its own file."""
     return root / item.study_uid / f"v{item.report_version}" / item.path.name
 
@@ -30,7 +30,7 @@ class FolderSender:
         data = read_checked(item)
         if isinstance(data, Failed):
             return data
-        target = target_path(self.root, item)
+        target = _target_path(self.root, item)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(target, fsync=self.fsync) as fh:

@@ -28,7 +28,7 @@ def frame(message: bytes) -> bytes:
     return START + message + END
 
 
-def read_frame(sock: socket.socket | ssl.SSLSocket, limit: int = 1 << 20) -> bytes:
+def _read_frame(sock: socket.socket | ssl.SSLSocket, limit: int = 1 << 20) -> bytes:
     """One MLLP frame's payload; raises ConnectionError if the peer closes first."""
     buf = bytearray()
     while True:
@@ -51,7 +51,7 @@ def control_id(message: bytes) -> str:
     return fields[9] if len(fields) > 9 else ""
 
 
-def judge_ack(ack: bytes, sent_id: str, where: str) -> Outcome:
+def _judge_ack(ack: bytes, sent_id: str, where: str) -> Outcome:
     """The outcome an ACK says for the message ``sent_id``."""
     try:
         msg = hl7.parse(ack.decode("utf-8", "replace").replace("\n", "\r"))
@@ -105,7 +105,7 @@ class MllpSender:
                     if sock is None:
                         sock = self._connect()
                     sock.sendall(frame(data))
-                    ack = read_frame(sock)
+                    ack = _read_frame(sock)
                 except TimeoutError:
                     out.append(Retry(f"{self.where}: no ACK within {self.timeout:g} s"))
                     _drop(sock)
@@ -116,7 +116,7 @@ class MllpSender:
                     _drop(sock)
                     sock = None
                     continue
-                out.append(judge_ack(ack, control_id(data), self.where))
+                out.append(_judge_ack(ack, control_id(data), self.where))
         finally:
             _drop(sock)
         return out

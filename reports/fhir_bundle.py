@@ -209,7 +209,7 @@ def _observations(
     obs_urls: list[str] = []
     ai_targets: list[str] = []
     measurement_urls: dict[Measurement, str] = {}
-    m_keys, f_keys = observation_keys(report)
+    m_keys, f_keys = _observation_keys(report)
     for (m, producer), key in zip(unique_measurements(report), m_keys, strict=True):
         url = _measurement_obs(b, key, m, producer, patient_url, study_url, devices)
         measurement_urls[m] = url
@@ -245,7 +245,7 @@ def _diagnostic_report(
         "conclusion": conclusion_text(report),
     }
     if study.order_match is not None:
-        dr["basedOn"] = [service_request_ref(study.order_match.order, ctx)]
+        dr["basedOn"] = [_service_request_ref(study.order_match.order, ctx)]
     if report.is_ai_generated:
         dr["meta"] = _ai_meta()
     if study.study_datetime is not None:
@@ -276,7 +276,7 @@ def _order_system(authority: str | None, ctx: ReportContext) -> str:
     return ctx.system("placer-order" + (f":{quote(authority, safe='')}" if authority else ""))
 
 
-def service_request_ref(order: Order, ctx: ReportContext) -> dict[str, Any]:
+def _service_request_ref(order: Order, ctx: ReportContext) -> dict[str, Any]:
     """The order as a reference: literal when it came from the FHIR server, else by its placer identifier."""
     ref: dict[str, Any] = {
         "type": "ServiceRequest",
@@ -406,7 +406,7 @@ def _imaging_study(b: _Builder, patient_url: str) -> str:
     if s.description:
         res["description"] = s.description
     if s.order_match is not None:  # the order the study was acquired for, as on the DiagnosticReport
-        res["basedOn"] = [service_request_ref(s.order_match.order, b.ctx)]
+        res["basedOn"] = [_service_request_ref(s.order_match.order, b.ctx)]
     if series:
         res["series"] = series
     url = b.url("ImagingStudy")
@@ -477,7 +477,7 @@ def _quantity(m: Measurement) -> dict[str, Any]:
     return {"value": m.value, "unit": m.unit.value, "system": UCUM.MS.system, "code": m.unit.value}
 
 
-def observation_keys(report: DraftReport) -> tuple[list[str], list[str]]:
+def _observation_keys(report: DraftReport) -> tuple[list[str], list[str]]:
     """Stable keys of the report's measurement and finding observations (what was observed where)."""
     keys = _StableKeys()
     m_keys = [
@@ -493,7 +493,7 @@ def observation_keys(report: DraftReport) -> tuple[list[str], list[str]]:
 
 def _retract_dropped(b: _Builder, previous: DraftReport, kept: set[str], patient_url: str) -> None:
     """Observations of the previous version that this version dropped become entered-in-error."""
-    m_keys, f_keys = observation_keys(previous)
+    m_keys, f_keys = _observation_keys(previous)
     dropped: list[tuple[str, dict[str, Any]]] = []
     for (m, _), key in zip(unique_measurements(previous), m_keys, strict=True):
         if key not in kept:

@@ -80,26 +80,12 @@ def escape(text: str) -> str:
     return "".join(c if c >= " " or c == "\t" else " " for c in out)
 
 
-def unescape(text: str) -> str:
-    """Inverse of :func:`escape` for the five delimiter escapes."""
-    out, i = [], 0
-    table = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
-    while i < len(text):
-        if text[i] == "\\" and i + 2 < len(text) and text[i + 2] == "\\" and text[i + 1] in table:
-            out.append(table[text[i + 1]])
-            i += 3
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
 #: the longest OBX-5 TX value the 2.5.1 tables allow (hl7apy STRICT enforces it); longer lines continue in
 #: further OBX segments of the same sub-ID, split between words
 TX_MAX = 199
 
 
-def tx_chunks(text: str, limit: int = TX_MAX) -> list[str]:
+def _tx_chunks(text: str, limit: int = TX_MAX) -> list[str]:
     """``text`` escaped and cut into values of at most ``limit`` characters, between words where it can,
     never inside an escape sequence (the escape of a "|" stays whole)."""
     chunks: list[str] = []
@@ -201,7 +187,7 @@ def _obx_lines(report: DraftReport) -> Iterator[tuple[str, Code, str, str, str]]
     for s in clinical_sections(report):  # processing notes go to NTE, never to an OBX
         sub += 1
         for line in (ln for ln in s.text.splitlines() if ln.strip()):
-            for chunk in tx_chunks(line):
+            for chunk in _tx_chunks(line):
                 yield "TX", s.code, str(sub), chunk, ""
     for f in report.findings:
         sub += 1
@@ -209,7 +195,7 @@ def _obx_lines(report: DraftReport) -> Iterator[tuple[str, Code, str, str, str]]
             yield "CWE", f.concept, str(sub), _ce(PRESENCE_CODES[f.presence]), ""
         else:
             narrative = LOINC.EKG_NARRATIVE if report.kind is ReportKind.ECG else LOINC.RADIOLOGY_NARRATIVE
-            for chunk in tx_chunks(f"{finding_label(f)} ({f.presence.value})"):
+            for chunk in _tx_chunks(f"{finding_label(f)} ({f.presence.value})"):
                 yield "TX", narrative, str(sub), chunk, ""
         if f.probability is not None:
             yield "NM", FHIRCODES.MODEL_PROBABILITY, str(sub), f"{f.probability:.4g}", "1^no units^UCUM"

@@ -111,7 +111,7 @@ def _dicom_artefact(kind: str, name: str, data: bytes) -> Artefact:
     )
 
 
-def earlier_dicom_objects(
+def _earlier_dicom_objects(
     report: DraftReport, ctx: ReportContext, *, n_captures: int, with_narrative: bool = True
 ) -> list[kos.DicomRef]:
     """The DICOM objects earlier versions of this report sent (deterministic UIDs), for a rejection note.
@@ -188,7 +188,7 @@ def build_outputs(
     arts.append(Artefact("oru", "oru.hl7", build_oru_bytes(report, study, ctx), "x-application/hl7-v2+er7"))
     n_captures = len(images) + (1 if ecg_printout_png is not None else 0)
     if report.status is ReportStatus.ENTERED_IN_ERROR:
-        refs = earlier_dicom_objects(report, ctx, n_captures=n_captures)
+        refs = _earlier_dicom_objects(report, ctx, n_captures=n_captures)
         if refs:
             arts.append(
                 _dicom_artefact("sr", "kos_rejection.dcm", kos.build_rejection_note_bytes(report, study, ctx, refs))

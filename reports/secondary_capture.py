@@ -35,7 +35,7 @@ _BANNER_TEXT: dict[ReportStatus, str] = {
 }
 
 
-def to_rgb8(image: Image) -> npt.NDArray[np.uint8]:
+def _to_rgb8(image: Image) -> npt.NDArray[np.uint8]:
     """Window a grey image to 8 bits (inverting MONOCHROME1) or drop alpha from RGBA."""
     px = image.pixels
     if px.ndim == 3:
@@ -57,7 +57,7 @@ def to_rgb8(image: Image) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(np.stack([g8, g8, g8], axis=-1))
 
 
-def png_to_rgb8(png: bytes) -> npt.NDArray[np.uint8]:
+def _png_to_rgb8(png: bytes) -> npt.NDArray[np.uint8]:
     """Decode a PNG (the ECG printout) to RGB.
 
     Raises
@@ -72,7 +72,7 @@ def png_to_rgb8(png: bytes) -> npt.NDArray[np.uint8]:
         raise ReportError(f"secondary capture: the ECG printout is not a readable image ({exc})") from exc
 
 
-def burn_banner(rgb: npt.NDArray[np.uint8], text: str, *, draft: bool) -> npt.NDArray[np.uint8]:
+def _burn_banner(rgb: npt.NDArray[np.uint8], text: str, *, draft: bool) -> npt.NDArray[np.uint8]:
     """A band above the image with ``text`` (red for drafts), so it can never be cropped off by windowing."""
     h, w, _ = rgb.shape
     band = max(18, min(60, w // 22))
@@ -106,8 +106,8 @@ def build_secondary_captures(
     """
     sources: list[npt.NDArray[np.uint8]] = []
     if ecg_printout_png is not None:
-        sources.append(png_to_rgb8(ecg_printout_png))
-    sources += [to_rgb8(im) for im in images]
+        sources.append(_png_to_rgb8(ecg_printout_png))
+    sources += [_to_rgb8(im) for im in images]
     if not sources:
         raise ReportError("build_secondary_captures: no images and no ECG printout to capture")
     instances = _dicom.study_instances(study)
@@ -121,7 +121,7 @@ def build_secondary_captures(
     out: list[Dataset] = []
     series_uid = ctx.series_uid(report, PURPOSE)
     for n, rgb in enumerate(sources):
-        pixels = burn_banner(rgb, text, draft=report.status is ReportStatus.PRELIMINARY)
+        pixels = _burn_banner(rgb, text, draft=report.status is ReportStatus.PRELIMINARY)
         sc = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=ref,
             pixel_array=pixels,

@@ -51,7 +51,7 @@ def _container(code: Code, children: Sequence[hd.sr.ContentItem], template_id: s
     return c
 
 
-def local_lead_code(lead: str) -> Code:
+def _local_lead_code(lead: str) -> Code:
     """A local (99MMDX) code for a lead outside CID 3001 (Holter MLII, Frank X/Y/Z...), so nothing is dropped."""
     key = "".join(c for c in lead if c.isalnum())[:11] or "unnamed"
     return Code(f"lead-{key}", "MMDX", f"Lead {lead}"[:64])
@@ -162,7 +162,7 @@ def build_ecg_sr(
         if m.site is not None:
             leads.setdefault(m.site, []).append(m)
     for lead, ms in leads.items():
-        code = ECG_LEAD_CODES.get(lead) or local_lead_code(lead)
+        code = ECG_LEAD_CODES.get(lead) or _local_lead_code(lead)
         lead_item = hd.sr.CodeContentItem(
             name=_dicom.hd_code(DCM.LEAD_ID), value=_dicom.hd_code(code), relationship_type=_R.CONTAINS
         )

@@ -152,7 +152,7 @@ def build_tid1500(
         ctx,
         PURPOSE,
         SOP_CLASS_UID,
-        used_schemes(report),
+        _used_schemes(report),
         evidence=evidence,
         content=content,
         series_description="mmdx AI findings (TID 1500)",
@@ -165,7 +165,7 @@ def has_coded_content(report: DraftReport) -> bool:
     return any(f.concept is not None for f in report.findings) or bool(report.measurements)
 
 
-def used_schemes(report: DraftReport) -> set[str]:
+def _used_schemes(report: DraftReport) -> set[str]:
     schemes = {f.concept.scheme for f in report.findings if f.concept is not None}
     schemes |= {f.site.scheme for f in report.findings if f.site is not None}
     if any(f.probability is not None for f in report.findings):

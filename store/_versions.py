@@ -1,7 +1,7 @@
 """SQL predicates over report versions, shared by the queries that need "the newest version of a study".
 
-A version is the newest when no version of the same study has a higher number; one definition, so the
-worklist, search, report listing and retention agree on which version is current.
+A version is the newest when no version of the same study has a higher number; one definition, so search
+and retention agree on which version is current (``store/worklist.py`` still spells the same rule out).
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, selectinload
 from core.errors import StoreError
 from core.records import DraftReport, Priority, PriorityLevel, ReportKind, ReportStatus
 from store._checks import aware
-from store._versions import newest
 from store.schema import ArtefactKind, ArtefactRow, OutboxRow, OutboxState, ReportVersionRow
 from store.serialize import report_from_json, report_to_json
 
@@ -31,8 +30,6 @@ __all__ = [
     "ReportVersionInfo",
     "StoredArtefact",
     "latest_report",
-    "latest_versions",
-    "load_report",
     "report_history",
     "save_report_version",
 ]
@@ -244,14 +241,6 @@ def latest_report(session: Session, uid: str) -> DraftReport | None:
     return None if row is None else report_from_json(row.payload)
 
 
-def load_report(session: Session, uid: str, version: int) -> DraftReport | None:
-    """One specific version of a study's report (None when it does not exist)."""
-    row = session.scalars(
-        select(ReportVersionRow).where(ReportVersionRow.study_instance_uid == uid, ReportVersionRow.version == version)
-    ).one_or_none()
-    return None if row is None else report_from_json(row.payload)
-
-
 def report_history(session: Session, uid: str) -> list[ReportVersionInfo]:
     """Every version of the study's report, oldest first, with artefacts."""
     rows = session.scalars(
@@ -261,24 +250,3 @@ def report_history(session: Session, uid: str) -> list[ReportVersionInfo]:
         .options(selectinload(ReportVersionRow.artefacts))
     )
     return [_info(r) for r in rows]
-
-
-def latest_versions(
-    session: Session, *, statuses: Sequence[ReportStatus] | None = None, limit: int | None = None
-) -> list[ReportVersionInfo]:
-    """The newest version of each study's report, most urgent first, then oldest first.
-
-    What a worklist shows: ``statuses=[ReportStatus.PRELIMINARY]`` lists the
-    drafts still waiting for a clinician.
-    """
-    stmt = (
-        select(ReportVersionRow)
-        .where(newest())
-        .order_by(ReportVersionRow.priority_level, ReportVersionRow.created_at, ReportVersionRow.id)
-        .options(selectinload(ReportVersionRow.artefacts))
-    )
-    if statuses is not None:
-        stmt = stmt.where(ReportVersionRow.status.in_(list(statuses)))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return [_info(r) for r in session.scalars(stmt)]

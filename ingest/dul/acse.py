@@ -94,7 +94,7 @@ def maximum_length(payload: memoryview) -> int | None:
     return found
 
 
-def choose_contexts(
+def _choose_contexts(
     proposals: list[Proposal], storage_sop_classes: frozenset[str], transfer_syntaxes: tuple[str, ...]
 ) -> list[tuple[int, str, int, str | None, list[str]]]:
     """Each proposal's answer: (context ID, abstract syntax, result, chosen transfer syntax or None, proposed)."""
@@ -127,7 +127,7 @@ def accept(
     """The A-ASSOCIATE-AC answering ``proposals``, and the contexts it accepts by ID."""
     contexts: dict[int, Context] = {}
     items = [item(APPLICATION_CONTEXT_ITEM, APPLICATION_CONTEXT.encode())]
-    answers = choose_contexts(proposals, storage_sop_classes, transfer_syntaxes)
+    answers = _choose_contexts(proposals, storage_sop_classes, transfer_syntaxes)
     for context_id, abstract, result, chosen, syntaxes in answers:
         if result == CONTEXT_ACCEPTED and chosen is not None:
             contexts[context_id] = Context(abstract, chosen)

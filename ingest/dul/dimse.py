@@ -105,13 +105,13 @@ def ui_value(fields: dict[int, bytes], tag: int) -> str:
     return fields.get(tag, b"").decode("ascii", "replace").strip(" \x00")
 
 
-def uid_bytes(uid: str) -> bytes:
+def _uid_bytes(uid: str) -> bytes:
     """A UID value padded to even length."""
     raw = uid.encode("ascii")
     return raw + b"\x00" if len(raw) % 2 else raw
 
 
-def encode_command(elements: Sequence[tuple[int, bytes]]) -> bytes:
+def _encode_command(elements: Sequence[tuple[int, bytes]]) -> bytes:
     """A command set from (element, raw value) pairs, its group length first."""
     body = b"".join(_ELEMENT.pack(0, el, len(v)) + v for el, v in elements)
     return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
@@ -121,13 +121,13 @@ def encode_response(
     command_field: int, message_id: int, sop_class: str, sop_instance: str | None, status: int
 ) -> bytes:
     """A C-STORE-RSP or C-ECHO-RSP command set (no dataset follows)."""
-    elements = [(AFFECTED_SOP_CLASS_UID, uid_bytes(sop_class)), (COMMAND_FIELD, struct.pack("<H", command_field))]
+    elements = [(AFFECTED_SOP_CLASS_UID, _uid_bytes(sop_class)), (COMMAND_FIELD, struct.pack("<H", command_field))]
     elements.append((MESSAGE_ID_BEING_RESPONDED_TO, struct.pack("<H", message_id)))
     elements.append((COMMAND_DATA_SET_TYPE, struct.pack("<H", NO_DATASET)))
     elements.append((STATUS, struct.pack("<H", status)))
     if sop_instance:
-        elements.append((AFFECTED_SOP_INSTANCE_UID, uid_bytes(sop_instance)))
-    return encode_command(elements)
+        elements.append((AFFECTED_SOP_INSTANCE_UID, _uid_bytes(sop_instance)))
+    return _encode_command(elements)
 
 
 # --------------------------------------------------------------------------- the received object as a file
@@ -151,7 +151,7 @@ def file_head(sop_class: str, sop_instance: str, ts: str, calling: str) -> bytes
     which costs a fraction of building a ``FileMetaDataset`` per object.
     """
     if not (sop_class.isascii() and sop_instance.isascii() and ts.isascii() and calling.isascii()):
-        return file_bytes_pydicom(sop_class, sop_instance, ts, calling, [])
+        return _file_bytes_pydicom(sop_class, sop_instance, ts, calling, [])
     body = b"".join(
         (
             struct.pack("<HH", 0x0002, 0x0001) + b"OB\x00\x00" + struct.pack("<L", 2) + b"\x00\x01",
@@ -167,7 +167,7 @@ def file_head(sop_class: str, sop_instance: str, ts: str, calling: str) -> bytes
     return b"".join((b"\x00" * 128, b"DICM", group_length, body))
 
 
-def file_bytes_pydicom(sop_class: str, sop_instance: str, ts: str, calling: str, fragments: list[memoryview]) -> bytes:
+def _file_bytes_pydicom(sop_class: str, sop_instance: str, ts: str, calling: str, fragments: list[memoryview]) -> bytes:
     """The reference encoding with pydicom (used when a value is not plain ASCII, and by the tests)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(sop_class)

@@ -41,7 +41,7 @@ _RETURN_KEYS = (
 )
 
 
-def worklist_query(accession_number: str) -> Dataset:
+def _worklist_query(accession_number: str) -> Dataset:
     """The C-FIND identifier: match on the accession number, return the order's keys."""
     if any(c in accession_number for c in "*?\\"):
         raise IngestError("worklist query: the accession number must not contain C-FIND wildcards (* ? \\)")
@@ -66,7 +66,7 @@ def _str(ds: Dataset, keyword: str) -> str | None:
     return text or None
 
 
-def order_from_worklist(ds: Dataset) -> Order:
+def _order_from_worklist(ds: Dataset) -> Order:
     """The order one worklist answer describes.
 
     Raises
@@ -141,7 +141,7 @@ def query_worklist(
         )
     answers: list[Dataset] = []
     try:
-        for status, identifier in assoc.send_c_find(worklist_query(accession_number), ModalityWorklistInformationFind):
+        for status, identifier in assoc.send_c_find(_worklist_query(accession_number), ModalityWorklistInformationFind):
             code = int(getattr(status, "Status", 0xFFFF)) if status else None
             if code is None:
                 raise IngestError(f"worklist C-FIND to {peer.ae_title}: no response (timeout or abort)")
@@ -151,4 +151,4 @@ def query_worklist(
                 raise IngestError(f"worklist C-FIND to {peer.ae_title} failed with status 0x{code:04X}")
     finally:
         assoc.release()
-    return [order_from_worklist(ds) for ds in answers]
+    return [_order_from_worklist(ds) for ds in answers]

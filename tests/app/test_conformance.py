@@ -31,11 +31,11 @@ from core.records import PriorityLevel, ReportStatus
 from pacs_bridge.fhir import FhirSender
 from pacs_bridge.outcome import Delivered
 from reports.fhir_validate import check_bundle, validate_many_with_medplum
-from reports.hl7_oru import unescape
 from store.outbox import OutboxItem, OutboxState
 from tests.app.conftest import REPO
 from tests.ecg.synth_formats import MUSE_8_LEADS, write_muse_xml
 from tests.peers import start_fhir_server, stop_pid
+from tests.reports.helpers import unescape
 
 SITE = {
     "site": {

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from app.commands.deid import register
 from core.config import Settings, load_settings
 from core.errors import ConfigError, IngestError
-from ingest.deid import Deidentifier, DeidOptions, clean_text, deidentify_files, phi_terms, resolve_action
+from ingest.deid import Deidentifier, DeidOptions, _clean_text, _phi_terms, deidentify_files, resolve_action
 from ingest.deid_profile import PROFILE, PROFILE_TAGS
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pixels"
@@ -121,10 +121,10 @@ def test_option_resolution() -> None:
 
 
 def test_clean_text_removes_names_ids_and_dates() -> None:
-    assert clean_text("CT HEAD for DOE JOHNATHAN 2021-03-04", {"DOE", "JOHNATHAN"}) == "CT HEAD for"
-    assert clean_text("axial MRN77441", {"MRN77441"}) == "axial"
-    assert clean_text("Chest PA 20210304", set()) == "Chest PA"
-    assert clean_text("PNAME", {"NAME"}) == "PNAME"  # whole words only
+    assert _clean_text("CT HEAD for DOE JOHNATHAN 2021-03-04", {"DOE", "JOHNATHAN"}) == "CT HEAD for"
+    assert _clean_text("axial MRN77441", {"MRN77441"}) == "axial"
+    assert _clean_text("Chest PA 20210304", set()) == "Chest PA"
+    assert _clean_text("PNAME", {"NAME"}) == "PNAME"  # whole words only
 
 
 def test_phi_terms_split_person_names_only() -> None:
@@ -132,7 +132,7 @@ def test_phi_terms_split_person_names_only() -> None:
     ds.PatientName = "DOE^JOHN"
     ds.StationName = "CT 1"
     ds.PatientID = "12345"
-    terms = phi_terms(ds)
+    terms = _phi_terms(ds)
     assert {"DOE", "JOHN", "CT 1", "12345"} <= terms
     assert "CT" not in terms  # a station name is not split: "CT HEAD" keeps its "CT"
 

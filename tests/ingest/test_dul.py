@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.dul import AcceptorConfig, Association, ProtocolError
-from ingest.dul.dimse import encode_command as _command
+from ingest.dul.dimse import _encode_command as _command
 from ingest.dul.dimse import encode_response as _response
 from ingest.dul.dimse import parse_command as _parse_command
 from ingest.dul.dimse import ui_value as _ui

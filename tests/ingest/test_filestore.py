@@ -10,7 +10,7 @@ import xxhash
 
 from core.errors import StoreError
 from ingest import filestore
-from ingest.filestore import FileStore, Placement, file_content_digest
+from ingest.filestore import FileStore, Placement, _file_content_digest
 
 UIDS = {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.4.5"}
 
@@ -29,7 +29,7 @@ def test_put_writes_by_uid_with_digest(tmp_path: Path, rename: bool) -> None:
     assert placed.placement is Placement.WRITTEN
     assert placed.path == tmp_path / "s" / "1.2.3" / "1.2.3.4" / "1.2.3.4.5.dcm"
     assert placed.path.read_bytes() == b"abc" * 100
-    assert placed.digest == "xxh3-128:" + xxhash.xxh3_128_hexdigest(b"abc" * 100) == file_content_digest(placed.path)
+    assert placed.digest == "xxh3-128:" + xxhash.xxh3_128_hexdigest(b"abc" * 100) == _file_content_digest(placed.path)
     assert not list(store.tmp_dir.iterdir())
 
 
@@ -112,7 +112,7 @@ def test_content_digest_ignores_the_file_meta(tmp_path: Path) -> None:
     ds.save_as(copy, enforce_file_format=True)
     a, b = original.read_bytes(), copy.read_bytes()
     assert a != b and content_offset(a) != content_offset(b)
-    assert content_digest(a) == content_digest(b) == file_content_digest(copy)
+    assert content_digest(a) == content_digest(b) == _file_content_digest(copy)
     ds.PatientWeight = 71  # a changed dataset is other content
     ds.save_as(copy, enforce_file_format=True)
     assert content_digest(copy.read_bytes()) != content_digest(a)

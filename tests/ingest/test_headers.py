@@ -14,11 +14,11 @@ from pydicom.dataset import Dataset
 from core.errors import IngestError
 from core.records import Sex
 from ingest.headers import (
-    age_at,
-    parse_age,
+    _age_at,
+    _parse_age,
+    _parse_tm,
+    _patient_from_dataset,
     parse_da,
-    parse_tm,
-    patient_from_dataset,
     records_from_dataset,
     study_datetime,
 )
@@ -58,19 +58,19 @@ def test_real_file_gives_consistent_records() -> None:
 
 def test_age_from_patient_age_wins_over_birth_date() -> None:
     ds = _ds(PatientAge="045Y", PatientBirthDate="19000101", StudyDate="20200101")
-    assert patient_from_dataset(ds).age_years == pytest.approx(45.0)
+    assert _patient_from_dataset(ds).age_years == pytest.approx(45.0)
 
 
 def test_age_from_birth_date_and_study_date() -> None:
     ds = _ds(PatientBirthDate="19800615", StudyDate="20200614")
-    age = patient_from_dataset(ds).age_years
+    age = _patient_from_dataset(ds).age_years
     assert age is not None and 39.99 < age < 40.0
 
 
 def test_age_unknown_when_dates_contradict_or_missing() -> None:
-    assert patient_from_dataset(_ds(PatientBirthDate="20300101", StudyDate="20200101")).age_years is None
-    assert patient_from_dataset(_ds(PatientBirthDate="19800101")).age_years is None
-    assert patient_from_dataset(_ds(PatientAge="bogus")).age_years is None
+    assert _patient_from_dataset(_ds(PatientBirthDate="20300101", StudyDate="20200101")).age_years is None
+    assert _patient_from_dataset(_ds(PatientBirthDate="19800101")).age_years is None
+    assert _patient_from_dataset(_ds(PatientAge="bogus")).age_years is None
 
 
 def test_sex_and_other_ids() -> None:
@@ -78,7 +78,7 @@ def test_sex_and_other_ids() -> None:
     other.PatientID = "ALT-1"
     other.IssuerOfPatientID = "OTHERHOSP"
     ds = _ds(PatientSex="F", IssuerOfPatientID="HOSP", OtherPatientIDsSequence=[other])
-    p = patient_from_dataset(ds)
+    p = _patient_from_dataset(ds)
     assert p.sex is Sex.FEMALE
     assert [(i.value, i.issuer) for i in p.identifiers] == [("MRN-0042", "HOSP"), ("ALT-1", "OTHERHOSP")]
     assert "Jane" not in repr(p) and "MRN" not in repr(p)
@@ -136,14 +136,14 @@ def test_study_datetime_with_timezone_and_fallback() -> None:
 
 @given(st.integers(0, 149), st.sampled_from("DWMY"))
 def test_parse_age_round_trips_units(n: int, unit: str) -> None:
-    age = parse_age(f"{n:03d}{unit}")
+    age = _parse_age(f"{n:03d}{unit}")
     factor = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}[unit]
     assert age is not None and age == pytest.approx(n * factor, abs=1e-3)
 
 
 @given(st.text(max_size=12))
 def test_parse_age_never_raises(text: str) -> None:
-    age = parse_age(text)
+    age = _parse_age(text)
     assert age is None or 0 <= age < 150
 
 
@@ -156,14 +156,14 @@ def test_parse_da_round_trips(d: date) -> None:
 @given(st.text(max_size=16))
 def test_parse_da_tm_never_raise(text: str) -> None:
     parse_da(text)
-    h, m, s, us = parse_tm(text)
+    h, m, s, us = _parse_tm(text)
     assert 0 <= h < 24 and 0 <= m < 60 and 0 <= s < 60 and 0 <= us < 1_000_000
 
 
 @given(st.dates(min_value=date(1900, 1, 1), max_value=date(2040, 1, 1)), st.integers(0, 40000))
 def test_age_at_is_monotonic_and_non_negative(birth: date, days: int) -> None:
     when = birth + timedelta(days=days)
-    age = age_at(birth, when)
+    age = _age_at(birth, when)
     assert age is not None and abs(age - days / 365.25) < 1e-3
     if days > 0:
-        assert age_at(when, birth) is None
+        assert _age_at(when, birth) is None

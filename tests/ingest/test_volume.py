@@ -18,9 +18,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from core.errors import IngestError
-from ingest.mosaic import csa_image_header, is_mosaic, parse_csa_header
+from ingest.mosaic import _csa_image_header, is_mosaic, parse_csa_header
 from ingest.pixels import load_image
-from ingest.volume import SliceGeometry, build_volume, group_stacks, load_volume
+from ingest.volume import SliceGeometry, _build_volume, group_stacks, load_volume
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pixels"
 
@@ -147,7 +147,7 @@ def test_resampled_volume_reproduces_a_linear_field(tilt_deg: float, gaps: list[
     n, sp = 48, 1.0
     slices, geoms = _sample_slices(iop, positions, n, sp)
     perm = np.random.default_rng(order_seed).permutation(len(geoms))
-    volume, report = build_volume(
+    volume, report = _build_volume(
         slices[perm], [geoms[i] for i in perm], series="1.2.3", modality="CT", window=(0.0, 100.0)
     )
     d = np.array(volume.direction)
@@ -317,7 +317,7 @@ def test_mosaic_unpacks_into_slices_with_positions() -> None:
     path = DATA / "ts_matrix" / "1_explicit_le.dcm"
     ds = pydicom.dcmread(path)
     assert is_mosaic(ds)
-    csa = csa_image_header(ds)
+    csa = _csa_image_header(ds)
     assert csa is not None and csa["NumberOfImagesInMosaic"].first_int() == 35
     normal = np.array(csa["SliceNormalVector"].floats())
     volume = load_volume(path)

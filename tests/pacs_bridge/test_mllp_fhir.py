@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.identifiers import FixedClock
-from pacs_bridge.fhir import split_bundle
+from pacs_bridge.fhir import _split_bundle
 from pacs_bridge.loop import OutboxLoop
 from store import outbox
 from store.db import Database
@@ -97,7 +97,7 @@ def fhir(tmp_path: Path) -> Iterator[FhirServer]:
 
 def test_report_bundles_exceed_a_strict_transaction_and_are_split_in_dependency_order(versions: Versions) -> None:
     bundle = json.loads(next(a for a in versions.all[0].artefacts if a.kind == "fhir").path.read_bytes())
-    parts = split_bundle(bundle, 8)
+    parts = _split_bundle(bundle, 8)
     assert sum(len(p) for p in parts) == len(bundle["entry"])
     assert all(len(p) <= 8 for p in parts)
     seen: set[str] = set()

@@ -276,3 +276,17 @@ def chest_key_image() -> Image:
 
 def source_instances(study: Study) -> tuple[Instance, ...]:
     return tuple(i for s in study.series for i in s.instances)
+
+
+def unescape(text: str) -> str:
+    """Inverse of :func:`reports.hl7_oru.escape` for the five delimiter escapes: tests read the ORU back with it."""
+    out, i = [], 0
+    table = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
+    while i < len(text):
+        if text[i] == "\\" and i + 2 < len(text) and text[i + 2] == "\\" and text[i + 1] in table:
+            out.append(table[text[i + 1]])
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)

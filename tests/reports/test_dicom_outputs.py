@@ -16,7 +16,7 @@ from core.records import Finding, Presence
 from reports import sr_ecg, sr_tid1500, sr_tid2000
 from reports.encapsulated_pdf import build_encapsulated_pdf_bytes
 from reports.kos import DicomRef, build_rejection_note_bytes
-from reports.outputs import build_outputs, earlier_dicom_objects
+from reports.outputs import _earlier_dicom_objects, build_outputs
 from reports.secondary_capture import DRAFT_BANNER, build_secondary_capture_bytes
 from reports.signoff import amend, sign, withdraw
 from tests.reports import helpers as h
@@ -221,7 +221,7 @@ def test_withdrawal_rejects_earlier_objects_with_kos(tmp_path: Path, dciodvfy: V
     draft, final, _amended = _versions("chest")
     withdrawn = withdraw(final, h.RADIOLOGIST, h.AMENDED, "wrong side")
     ctx = h.context()
-    refs = earlier_dicom_objects(withdrawn, ctx, n_captures=1)
+    refs = _earlier_dicom_objects(withdrawn, ctx, n_captures=1)
     v1 = build_outputs(draft, h.chest_study(), ctx, images=[h.chest_key_image()])
     v2 = build_outputs(final, h.chest_study(), ctx, images=[h.chest_key_image()])
     sent = {a.sop_instance_uid for o in (v1, v2) for a in o.artefacts if a.is_dicom}

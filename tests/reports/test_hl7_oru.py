@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from core.codes import LOINC, SCT
 from core.errors import ReportError
 from core.records import Priority, PriorityLevel, ReportSection
-from reports.hl7_oru import build_oru, escape, mllp_frame, mllp_unframe, unescape
+from reports.hl7_oru import build_oru, escape, mllp_frame, mllp_unframe
 from reports.signoff import amend, sign, withdraw
 from tests.reports import helpers as h
 
@@ -83,7 +83,7 @@ def test_report_text_with_delimiters_cannot_break_the_structure() -> None:
     text = build_oru(r, h.chest_study(patient_name="O'Brien^Seán"), h.context())
     msg = _strict(text)
     obx = [s for s in hl7.parse(text).segments("OBX") if str(s[2]) == "TX"]
-    assert [unescape(str(s[5])) for s in obx] == ["A|B^C&D~E\\F", "second line | with pipes"]
+    assert [h.unescape(str(s[5])) for s in obx] == ["A|B^C&D~E\\F", "second line | with pipes"]
     assert msg.msh.msh_18.to_er7() == "UNICODE UTF-8"
 
 
@@ -99,7 +99,7 @@ def test_escape_round_trips(text: str) -> None:
     esc = escape(text)
     assert not any(c in esc for c in "|^&~")
     clean = "".join(c if c >= " " or c == "\t" else " " for c in text)
-    assert unescape(esc) == clean
+    assert h.unescape(esc) == clean
 
 
 @given(st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b"")), max_size=5))

@@ -19,7 +19,7 @@ from core.codes import LOINC, SCT, UCUM
 from core.records import Finding, Laterality, Measurement, Presence, ReportSection
 from reports.fhir_bundle import build_bundle, bundle_json
 from reports.fhir_validate import check_bundle
-from reports.hl7_oru import build_oru, unescape
+from reports.hl7_oru import build_oru
 from reports.sr_tid1500 import build_tid1500_bytes, has_coded_content
 from reports.sr_tid2000 import build_tid2000_bytes
 from tests.reports import helpers as h
@@ -70,7 +70,7 @@ def test_any_report_gives_valid_fhir_oru_and_sr(report) -> None:
 
     text = build_oru(report, study, ctx)
     assert parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True).validate()
-    tx = [unescape(str(s[5])) for s in hl7.parse(text).segments("OBX") if str(s[2]) == "TX"]
+    tx = [h.unescape(str(s[5])) for s in hl7.parse(text).segments("OBX") if str(s[2]) == "TX"]
     for section in report.sections:
         assert " ".join(section.text.split()) in " ".join(" ".join(tx).split())
 

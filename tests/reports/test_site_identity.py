@@ -42,7 +42,7 @@ from reports import sr_ecg, sr_tid2000
 from reports.context import ReportContext
 from reports.fhir_bundle import build_bundle, bundle_json
 from reports.fhir_validate import check_bundle
-from reports.hl7_oru import build_oru, unescape
+from reports.hl7_oru import build_oru
 from store.outbox import OutboxItem, OutboxState
 from tests.peers import start_fhir_server, stop_pid
 from tests.reports import helpers as h
@@ -142,7 +142,7 @@ def test_patient_identity_under_the_site_systems_in_every_output(tmp_path: Path)
     msg = _strict(oru)  # hl7apy STRICT 2.5.1: delimiters in the ID escaped, UTF-8 name, MSH-18
     pid3 = next(s for s in oru.split("\r") if s.startswith("PID|")).split("|")[3]
     first, second = pid3.split("~")
-    assert unescape(first.split("^")[0]) == "MRN|77^&" and first.split("^")[3:] == ["HOSP", "MR"]
+    assert h.unescape(first.split("^")[0]) == "MRN|77^&" and first.split("^")[3:] == ["HOSP", "MR"]
     assert second == "A-1^^^STE&1.2.3.4.5&ISO^MR"
     assert "Müller" in oru and oru.split("\r")[0].endswith("UNICODE UTF-8")
     assert msg.msh.msh_4.to_er7() == "STE" and msg.msh.msh_5.to_er7() == "EPIC"

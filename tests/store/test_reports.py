@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from store.db import Database
 from store.reports import (
     ArtefactRecord,
     latest_report,
-    latest_versions,
-    load_report,
     report_history,
     save_report_version,
 )
@@ -76,8 +73,6 @@ def test_versions_must_follow_each_other(db):
         save_report_version(s, signed, artefacts(2), ROUTES, T0 + timedelta(hours=1))
     with db.session() as s:
         assert latest_report(s, STUDY) == signed
-        assert load_report(s, STUDY, 1) == full_report(1)
-        assert load_report(s, STUDY, 7) is None
         history = report_history(s, STUDY)
     assert [(h.version, h.status) for h in history] == [(1, ReportStatus.PRELIMINARY), (2, ReportStatus.FINAL)]
     assert history[0].signed_by_name is None and history[0].artefacts == ()
@@ -114,23 +109,6 @@ def test_artefact_record_validation():
         ArtefactRecord("docx", Path("/x"), sha("x"), "application/msword")
     with pytest.raises(StoreError, match="sha256 of /x: expected 64 hex digits"):
         ArtefactRecord("pdf", Path("/x"), "abc", "application/pdf")
-
-
-def test_latest_versions_is_a_worklist(db):
-    urgent_uid, routine_uid = "1.2.20.1", "1.2.20.2"
-    routine = replace(full_report(1), study_instance_uid=routine_uid)
-    routine = replace(routine, priority=type(routine.priority).routine())
-    with db.session() as s:
-        save_report_version(s, routine, [], {}, T0)
-        save_report_version(s, replace(full_report(1), study_instance_uid=urgent_uid), [], {}, T0 + timedelta(1))
-        save_report_version(
-            s, replace(full_report(2, signed=True), study_instance_uid=urgent_uid), [], {}, T0 + timedelta(2)
-        )
-    with db.session(readonly=True) as s:
-        all_latest = latest_versions(s)
-        drafts = latest_versions(s, statuses=[ReportStatus.PRELIMINARY])
-    assert [(v.study_uid, v.version) for v in all_latest] == [(urgent_uid, 2), (routine_uid, 1)]
-    assert [(v.study_uid, v.version) for v in drafts] == [(routine_uid, 1)]
 
 
 def test_report_on_postgresql(pg_db):
