@@ -130,6 +130,12 @@ CHEXPERT_TERMS: dict[str, tuple[str, ...]] = {
         r"chf",
         r"vascular (?:prominence|engorgement)",
         r"(?:perihilar |vascular )?indistinctness",
+        r"indistinct (?:\w+ )?(?:vascular|vessels?|margination|vasculature)\w*",
+        r"(?:pulmonary |vascular |venous )?engorge(?:d|ment)",
+        r"increased (?:\w+ )?(?:vascularity|vascular markings)",
+        r"(?:pulmonary )?venous hypertension",
+        r"(?:vascularity|vasculature) (?:is |are )?(?:increased|engorged|prominent)",
+        r"(?:prominence of the|prominent) (?:central )?(?:pulmonary )?(?:vasculature|vessels|vascularity)",
         r"cephalization",
     ),
     # not "granulomatous infection": a healed one, which the report names as the cause of granulomas
@@ -154,16 +160,22 @@ CHEXPERT_TERMS: dict[str, tuple[str, ...]] = {
         r"pleural (?:\w+ )?thickening",
         r"thickening of the (?:\w+ )?pleura",
         r"apical (?:pleural )?(?:cap|capping|thickening)",
-        r"pleural(?:-| |o-?)(?:parenchymal )?scar(?:s|ring)?",
+        r"pleural(?:-| |o-?)(?:\w+ )?scar(?:s|ring)?",
         r"pleuroparenchymal scar(?:s|ring)?",
-        r"fibros\w*",
+        r"(?:bi)?apical (?:\w+ )?(?:thickening|scarring|caps?|capping)",
+        r"fissural (?:\w+ )?thickening",
+        r"pleural (?:plaques?|calcifications?)",
+        r"(?<!cystic )fibros\w*",  # not cystic fibrosis: an airway disease
         r"fibrotic",
     ),
     "enlarged_cardiomediastinum": (
         r"(?:prominent|widened|enlarged|wide) (?:superior )?(?:cardio)?mediastin\w*",
+        # "(?!not )": "mediastinal contours are not enlarged" is a normal statement, not a mention
         r"(?:cardio)?mediastin(?:um|al (?:silhouette|contours?|width)) (?:is |are |appears? )?"
-        r"(?:\w+ )?(?:widened|enlarged|prominent|wide)",
-        r"mediastinal widening",
+        r"(?!not )(?:\w+ )?(?:widened|enlarged|prominent|wide)",
+        r"(?:prominence|widening|enlargement|fullness) of the (?:\w+ )?mediastin\w*",
+        r"mediastinal (?:widening|prominence|enlargement|fullness)",
+        r"paratracheal (?:\w+ )?(?:prominence|fullness|widening)",
     ),
     "support_devices": (
         r"(?:endotracheal|tracheostomy|et|nasogastric|ng|og|orogastric|chest|feeding|dobhoff|enteric) tubes?",
@@ -304,6 +316,7 @@ PRE_UNC = (
     # a purpose or a hypothetical, not a finding: "CT to identify a small nodule", "to exclude an underlying mass"
     r"to (?:identify|detect|exclude|evaluate|assess|characterize|rule out|look for|ensure)",
     r"detecting",
+    r"correlate (?:clinically )?(?:for|with)",
     r"(?:evaluation|assessment) (?:of|for)",
 )
 #: Post-uncertainty triggers (right after a mention they beat negation: "cannot be excluded" is not a negation).
@@ -311,7 +324,7 @@ POST_UNC = (
     r"(?:can ?not|can't|cannot|not) be (?:excluded|ruled out|entirely excluded)",
     r"(?:is|are) (?:not )?excluded",
     r"(?:is|are) (?:possible|suspected|questioned|likely|not excluded)",
-    r"(?:is|are) (?:a )?(?:consideration|concern)",
+    r"(?:is|are|would be) (?:a )?(?:consideration|concern)",
     r"(?:could|may|might) (?:be|represent)",
     r"(?:suspected|questioned|not excluded)",
 )
@@ -353,7 +366,7 @@ NORMAL_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"heart is (?:not enlarged|normal in size)", ("cardiomegaly",)),
     (
         r"(?:cardio)?mediastinal (?:silhouette|contours?|shadows?)s? (?:is |are |appears? |remains? )?(?:\w+ )?"
-        r"(?:normal|within normal limits|unremarkable|stable)",
+        r"(?:normal|within normal limits|unremarkable|stable|not enlarged|not widened)",
         ("cardiomegaly", "enlarged_cardiomediastinum"),
     ),
     (r"normal (?:cardio)?mediastinal (?:silhouette|contours?)", ("cardiomegaly", "enlarged_cardiomediastinum")),

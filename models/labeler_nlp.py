@@ -81,6 +81,10 @@ EXTRA_FOLLOWING = (
     "are absent",
     "absent",
     "removed",
+    "within normal limits",
+    "within limits of normal",
+    "within the limits of normal",
+    "appear within limits of normal",
     "is gone",
     "are gone",
 )

@@ -75,7 +75,12 @@ GOLD_MESH: dict[str, tuple[tuple[str, str], ...]] = {
     "Atelectasis": (("Pulmonary Atelectasis", ""),),
     "Pneumothorax": (("Pneumothorax", ""), ("Hydropneumothorax", ""), ("Hemopneumothorax", "")),
     "Pleural Effusion": (("Pleural Effusion", ""), ("Hydropneumothorax", "")),
-    "Pleural Other": (("Thickening", r"pleura"), ("Cicatrix", r"pleura"), ("Pulmonary Fibrosis", "")),
+    "Pleural Other": (
+        ("Thickening", r"pleura"),
+        ("Cicatrix", r"pleura"),
+        ("Calcinosis", r"pleura"),
+        ("Pulmonary Fibrosis", ""),
+    ),
     "Fracture": (("Fractures, Bone", ""),),
     "Support Devices": (
         ("Catheters, Indwelling", ""),

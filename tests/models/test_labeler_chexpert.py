@@ -34,7 +34,18 @@ RULES = [
     # a device whose name the de-identification removed still leaves its parts
     ("XXXX tip projects over the cavoatrial junction.", "support_devices", P, None),
     ("Left chest wall generator with leads in the right ventricle.", "support_devices", P, None),
-    # mediastinal widening
+    # engorged or indistinct vessels are CheXpert edema; a normal statement about them is not
+    ("The pulmonary vessels are engorged.", "edema", P, None),
+    ("Indistinct vascular margination.", "edema", P, None),
+    ("Pulmonary vascular engorgement appears within limits of normal.", "edema", A, None),
+    # pleural scarring of any kind, apical caps; cystic fibrosis is not pleural
+    ("Mild biapical pleural-peripheral scarring.", "pleural_other", P, None),
+    ("Changes of cystic fibrosis.", "pleural_other", None, None),
+    # "would be a consideration" hedges what comes before it
+    ("A pneumonia in the right base would be a consideration.", "pneumonia", U, U),
+    # mediastinal widening; "not enlarged" is a normal statement
+    ("The heart silhouette and mediastinal contours are not enlarged.", "enlarged_cardiomediastinum", A, A),
+    ("Mild prominence of the mediastinum.", "enlarged_cardiomediastinum", P, None),
     ("The mediastinum is widened.", "enlarged_cardiomediastinum", P, P),
     ("Prominent superior mediastinum.", "enlarged_cardiomediastinum", P, None),
 ]
@@ -54,6 +65,7 @@ def test_chexpert_definitions(text: str, label: str, chexpert: Presence | None, 
         "Further evaluation with CT can be performed to identify a small nodule.",
         "CT scan is more sensitive in detecting small nodules.",
         "Followup in 6 weeks to ensure resolution and exclude an underlying mass.",
+        "Correlate clinically for a nodule.",
     ],
 )
 def test_a_purpose_clause_is_no_finding(text: str) -> None:
