@@ -193,7 +193,7 @@ def _analyse_long_ecg(ctx: AppContext, study: Study, path: Path, uid: str, draft
     draft.measurements.extend(summary.measurements())
     draft.priorities.append(summary.priority())
     draft.narrative.extend(summary.sentences())
-    strip = summary.printout_strip
+    strip = summary.reference  # the picture a sign-off redraws (app.review.ecg_printout)
     if strip is not None and draft.printout_png is None:
         a = strip.analysis
         draft.printout_png = render_png(strip.record, a.measurements, a.statements, timezone=ctx.settings.site.timezone)

@@ -26,6 +26,7 @@ from core.errors import EcgError, IngestError, MmdxError, ReportError, StoreErro
 from core.records import Clinician, DraftReport, Image, ReportKind, ReportSection, ReportStatus, Study
 from core.version import SOFTWARE_NAME, SOFTWARE_VERSION
 from ecg.analysis import analyze
+from ecg.holter import long_recording, needs_windows, printout_strip
 from ecg.readers import read_ecg
 from ecg.render import render_png
 from reports import signoff
@@ -129,8 +130,15 @@ def ecg_printout(ctx: AppContext, study: Study) -> bytes | None:
     for series_plan in plan_study(study, ctx.settings).of(Action.ECG_ANALYSIS):
         for inst in series_plan.series.instances:
             try:
-                record = read_ecg(inst.path)
-                analysis = analyze(record, ctx.settings.ecg, patient=study.patient)
+                if needs_windows(inst.path, ctx.settings.limits.max_ecg_samples):  # a Holter: its reference strip
+                    rec = long_recording(inst.path)
+                    strip = None if rec is None else printout_strip(rec, ctx.settings.ecg, patient=study.patient)
+                    if strip is None:
+                        continue
+                    record, analysis = strip.record, strip.analysis
+                else:
+                    record = read_ecg(inst.path)
+                    analysis = analyze(record, ctx.settings.ecg, patient=study.patient)
             except (EcgError, MmdxError):
                 continue
             return render_png(record, analysis.measurements, analysis.statements, timezone=ctx.settings.site.timezone)

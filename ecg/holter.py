@@ -262,8 +262,11 @@ class HolterSummary:
 
     @property
     def reference(self) -> Strip | None:
-        """The strip whose 12-lead measurements stand for the recording: the first one measured."""
-        return next((s for s in self.strips if s.analysis.measurements), None)
+        """The strip whose 12-lead values and picture stand for the recording: the first hourly one measured.
+
+        Chosen from the hourly strips alone, so :func:`printout_strip` finds it again without the whole pass.
+        """
+        return _first_measured([s for s in self.strips if s.reason == "hourly"])
 
     def sentences(self) -> list[str]:
         """The summary as report text, one line each."""
@@ -303,7 +306,11 @@ class HolterSummary:
             out.append(
                 f"{len(self.strips)} representative {STRIP_S:g} s strip(s) analysed as 12-lead ECGs "
                 f"({', '.join(sorted({s.reason for s in self.strips}))})"
-                + (f"; intervals from the strip at {self.when(ref.start_s)}." if ref is not None else ".")
+                + (
+                    f"; intervals from the strip at {self.when(ref.start_s)}."
+                    if ref is not None and ref.analysis.measurements
+                    else "."
+                )
             )
         return out
 
@@ -324,12 +331,6 @@ class HolterSummary:
     @property
     def producer(self) -> Producer:
         return PRODUCER
-
-    @property
-    def printout_strip(self) -> Strip | None:
-        """The strip the report draws: the longest pause's where there is a pause, else the reference strip."""
-        pause = next((s for s in self.strips if s.reason == "longest pause"), None)
-        return pause if pause is not None and self.pauses else self.reference
 
     def measurements(self) -> tuple[Measurement, ...]:
         """The reference strip's global 12-lead values, its heart rate replaced by the recording's mean."""
@@ -534,14 +535,41 @@ def _per_minute(
     return [(60.0 * counts[m] / sums[m], float(m * 60)) for m in good]
 
 
+def _first_measured(strips: list[Strip]) -> Strip | None:
+    return next((s for s in strips if s.analysis.measurements), strips[0] if strips else None)
+
+
+def _hourly(rec: LongRecording) -> list[tuple[str, float]]:
+    last = max(0.0, rec.duration_s - STRIP_S)
+    return [("hourly", h * STRIP_EVERY_S) for h in range(math.ceil(last / STRIP_EVERY_S) or 1)]
+
+
+def _strip(rec: LongRecording, reason: str, start: float, config: EcgConfig | None, patient: Patient | None) -> Strip:
+    a = int(start * rec.fs)
+    record = rec.read(a, min(rec.n_samples, a + int(STRIP_S * rec.fs)))
+    return Strip(reason, start, record, analyze(record, config, patient=patient))
+
+
+def printout_strip(
+    rec: LongRecording, config: EcgConfig | None = None, *, patient: Patient | None = None
+) -> Strip | None:
+    """The summary's reference strip (its printout), found from the hourly strips only: no pass over the windows.
+
+    For a sign-off that redraws the report's printout (the same recording gives the same picture).
+    """
+    for _, start in _hourly(rec):
+        strip = _strip(rec, "hourly", start, config, patient)
+        if strip.analysis.measurements:
+            return strip
+    return _strip(rec, "hourly", 0.0, config, patient)
+
+
 def _strips(
     rec: LongRecording, summary: HolterSummary, config: EcgConfig | None, patient: Patient | None
 ) -> tuple[Strip, ...]:
     """One strip per hour, then those of the fastest and slowest minute and of the longest pause."""
     last = max(0.0, rec.duration_s - STRIP_S)
-    wanted: list[tuple[str, float]] = [
-        ("hourly", h * STRIP_EVERY_S) for h in range(math.ceil(last / STRIP_EVERY_S) or 1)
-    ]
+    wanted = _hourly(rec)
     if summary.hr_max is not None:
         wanted.append(("fastest rate", summary.hr_max.at_s + 25.0))
     if summary.hr_min is not None:
@@ -556,6 +584,5 @@ def _strips(
         if a in taken:
             continue
         taken.add(a)
-        record = rec.read(a, min(rec.n_samples, a + int(STRIP_S * rec.fs)))
-        strips.append(Strip(reason, start, record, analyze(record, config, patient=patient)))
+        strips.append(_strip(rec, reason, start, config, patient))
     return tuple(strips)

@@ -10,6 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.context import AppContext
+from app.review import ecg_printout
+from store import index
 from tests.ecg.holter_synth import FS, write_holter
 
 runner = CliRunner()
@@ -50,7 +53,13 @@ def test_run_reports_a_long_recording_in_windows(workdir: Path, monkeypatch: pyt
         and "valueQuantity" in e["resource"]
     ]
     assert rates and rates[0] == pytest.approx(60.0, abs=2)  # the recording's mean heart rate
-    assert {"report.pdf", "sr_ecg.dcm", "sc_1.dcm"} <= {p.name for p in latest.iterdir()}  # the pause's strip drawn
+    assert {"report.pdf", "sr_ecg.dcm", "sc_1.dcm"} <= {p.name for p in latest.iterdir()}  # the reference strip drawn
+    ctx = AppContext.create()  # a sign-off (and the printout page) redraws it from the hourly strips, no full pass
+    with ctx.db.session() as session:
+        loaded = index.load_study(session, study["study_instance_uid"])
+    assert loaded is not None
+    png = ecg_printout(ctx, loaded)
+    assert png is not None and png.startswith(b"\x89PNG")
 
 
 def test_ecg_analyze_prints_the_holter_summary(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
