@@ -29,6 +29,14 @@ def _template() -> npt.NDArray[np.float64]:
     return beat - (beat[:1] * (1 - ramp) + beat[-1:] * ramp)  # both ends at 0 mV: cycles join without a step
 
 
+def _pvc(beat: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A ventricular beat made from the sinus one: no P wave, its QRS-T widened 1.6x and inverted (R at BEFORE)."""
+    tail = beat[BEFORE - 20 :]
+    at = np.linspace(0, tail.shape[0] - 1, int(tail.shape[0] * 1.6))
+    wide = np.stack([np.interp(at, np.arange(tail.shape[0]), -1.2 * tail[:, k]) for k in range(beat.shape[1])], 1)
+    return np.concatenate([np.zeros((BEFORE - 20, beat.shape[1])), wide])
+
+
 def write_holter(
     folder: Path,
     seconds: float,
@@ -39,14 +47,19 @@ def write_holter(
     pause_at_s: float | None = None,
     pause_s: float = 3.0,
     seed: int = 19,
+    pvc_every: int | None = None,
+    labels: list[str] | None = None,
 ) -> npt.NDArray[np.int64]:
     """Write ``folder/name.hea`` + ``.dat`` (12 leads, 500 Hz, format 16); the R peak sample of every beat.
 
     The cycle that starts at the first beat at or after ``pause_at_s`` lasts ``pause_s``: the RR from that beat
-    to the next is the pause.
+    to the next is the pause.  With ``pvc_every`` every such beat is a premature ventricular one (coupling
+    0.8 RR, compensatory pause); ``labels`` (when given) receives "N" or "V" per beat.
     """
     rng = np.random.default_rng(seed)
     beat = _template()
+    pvc = _pvc(beat)
+    fade = np.linspace(1.0, 0.0, 40)[:, None]
     n = int(seconds * FS)
     peaks: list[int] = []
     block: list[npt.NDArray[np.int16]] = []
@@ -56,10 +69,21 @@ def write_holter(
     with (folder / f"{name}.dat").open("wb") as fh:
         while at < n:
             rr = round((rr_s + rng.uniform(-rr_jitter_s, rr_jitter_s)) * FS)
-            if not paused and at + BEFORE >= pause_at_s * FS:  # type: ignore[operator]
+            ventricular = pvc_every is not None and len(peaks) % pvc_every == pvc_every - 1
+            early = pvc_every is not None and len(peaks) % pvc_every == pvc_every - 2
+            if not paused and at + BEFORE >= pause_at_s * FS and not (ventricular or early):  # type: ignore[operator]
                 rr, paused = int(pause_s * FS), True
+            elif early:  # the beat before a PVC: its cycle cut short at the PVC's coupling interval
+                rr = round(0.8 * rr_s * FS)
+            elif ventricular:
+                rr = round(1.2 * rr_s * FS)  # the compensatory pause
+            shape = pvc if ventricular else beat
             cycle = rng.normal(0.0, 0.004, size=(rr, len(NAMES)))
-            cycle[: beat.shape[0]] += beat[:rr]
+            cycle[: shape.shape[0]] += shape[:rr]
+            if rr < shape.shape[0]:
+                cycle[rr - len(fade) : rr] *= fade
+            if labels is not None and at + BEFORE < n:
+                labels.append("V" if ventricular else "N")
             take = min(rr, n - at)
             if at + BEFORE < n:
                 peaks.append(at + BEFORE)

@@ -55,6 +55,18 @@ def test_every_beat_once_and_the_pause_at_its_time(holter: tuple[Path, np.ndarra
     assert "Longest RR interval 3.00 s at +0:15:0" in text
 
 
+def test_ventricular_ectopics_are_counted_once_across_windows(tmp_path: Path) -> None:
+    """Every 10th beat a premature ventricular one: the engine's V labels, summed over 47 s windows, match."""
+    labels: list[str] = []
+    peaks = write_holter(tmp_path, 10 * 60, pvc_every=10, labels=labels)
+    summary = analyze_holter(long_recording(tmp_path / "holter"), window_s=47)  # type: ignore[arg-type]
+    assert summary.beats == len(peaks)
+    assert summary.ventricular == labels.count("V") == len(peaks) // 10
+    [pvc] = [s for s in summary.statements if s.finding.text == "Premature ventricular contraction"]
+    assert pvc.first_at_s == 0.0 and pvc.windows == summary.windows
+    assert f"Ventricular ectopic beats: {labels.count('V')} (" in "\n".join(summary.sentences())
+
+
 def test_only_long_wfdb_recordings_go_windowed(holter: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     base, _ = holter
     samples = 12 * 25 * 60 * FS
