@@ -233,7 +233,7 @@ class HolterSummary:
     fs: float
     beats: int
     ventricular: int
-    supraventricular: int
+    supraventricular: int  #: outside windows called AF/flutter
     hr_mean_bpm: float | None
     hr_min: RateAt | None
     hr_max: RateAt | None
@@ -451,14 +451,17 @@ def analyze_holter(
         keep = (at >= a - margin) & (at < b + margin)
         if at.size < 2 or not keep.any():
             continue  # nothing measurable here (noise, lead off): not analysed time
+        fibrillating = any(f.concept in AF_CONCEPTS for f in result.statements if f.presence is Presence.PRESENT)
+        lab = np.array([bt.label for bt in result.beats], dtype="<U1")[keep]
+        if fibrillating:  # an irregular beat in AF/flutter is the rhythm, not a supraventricular ectopic
+            lab[lab == "S"] = "N"
         found.append(at[keep])
-        labels.append(np.array([bt.label for bt in result.beats], dtype="<U1")[keep])
+        labels.append(lab)
         windows.append(np.full(int(keep.sum()), index, dtype=np.int64))
         span_s = (b - a) / fs
         analysed += span_s
         spans.add(result.statements, a / fs)
-        if any(f.concept in AF_CONCEPTS for f in result.statements if f.presence is Presence.PRESENT):
-            af += span_s
+        af += span_s if fibrillating else 0.0
     beats, beat_labels, beat_windows = _merged(found, labels, windows, int(SAME_BEAT_S * fs))
     rr_valid, rr = _rr(beats, beat_labels, beat_windows, fs)
     minutes = _per_minute(beats, rr_valid, rr, fs)

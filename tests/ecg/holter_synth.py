@@ -49,17 +49,22 @@ def write_holter(
     seed: int = 19,
     pvc_every: int | None = None,
     labels: list[str] | None = None,
+    af_between_s: tuple[float, float] | None = None,
 ) -> npt.NDArray[np.int64]:
     """Write ``folder/name.hea`` + ``.dat`` (12 leads, 500 Hz, format 16); the R peak sample of every beat.
 
     The cycle that starts at the first beat at or after ``pause_at_s`` lasts ``pause_s``: the RR from that beat
     to the next is the pause.  With ``pvc_every`` every such beat is a premature ventricular one (coupling
-    0.8 RR, compensatory pause); ``labels`` (when given) receives "N" or "V" per beat.
+    0.8 RR, compensatory pause); ``labels`` (when given) receives "N" or "V" per beat.  Cycles that start within
+    ``af_between_s`` are atrial fibrillation: no P wave, fibrillatory waves (4.7-7.9 Hz), RR 0.45-1.15 x ``rr_s``.
     """
     rng = np.random.default_rng(seed)
     beat = _template()
     pvc = _pvc(beat)
     fade = np.linspace(1.0, 0.0, 40)[:, None]
+    no_p = beat.copy()
+    no_p[: BEFORE - 40] = 0.0
+    f_leads = np.array([0.5, 1, 0.8, -0.7, 0.3, 0.9, 1.5, 1.2, 0.8, 0.6, 0.5, 0.4])
     n = int(seconds * FS)
     peaks: list[int] = []
     block: list[npt.NDArray[np.int16]] = []
@@ -77,9 +82,16 @@ def write_holter(
                 rr = round(0.8 * rr_s * FS)
             elif ventricular:
                 rr = round(1.2 * rr_s * FS)  # the compensatory pause
-            shape = pvc if ventricular else beat
+            af = af_between_s is not None and af_between_s[0] * FS <= at < af_between_s[1] * FS
+            if af:
+                rr = round(rng.uniform(0.45, 1.15) * rr_s * FS)
+            shape = pvc if ventricular else no_p if af else beat
             cycle = rng.normal(0.0, 0.004, size=(rr, len(NAMES)))
             cycle[: shape.shape[0]] += shape[:rr]
+            if af:
+                t = (at + np.arange(rr)) / FS
+                waves = 0.06 * np.sin(2 * np.pi * 6.1 * t) + 0.04 * np.sin(2 * np.pi * 4.7 * t + 1)
+                cycle += (waves + 0.03 * np.sin(2 * np.pi * 7.9 * t + 2))[:, None] * f_leads[None, :]
             if rr < shape.shape[0]:
                 cycle[rr - len(fade) : rr] *= fade
             if labels is not None and at + BEFORE < n:

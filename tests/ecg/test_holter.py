@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.errors import EcgError
-from ecg.holter import analyze_holter, check_length, long_recording, needs_windows, printout_strip
+from ecg.holter import AF_CONCEPTS, analyze_holter, check_length, long_recording, needs_windows, printout_strip
 
 from .holter_synth import FS, write_holter
 
@@ -67,6 +67,17 @@ def test_ventricular_ectopics_are_counted_once_across_windows(tmp_path: Path) ->
     assert f"Ventricular ectopic beats: {labels.count('V')} (" in "\n".join(summary.sentences())
 
 
+def test_af_burden_is_the_share_of_windows_in_af(tmp_path: Path) -> None:
+    """4 of 10 minutes in atrial fibrillation (no P wave, f waves, irregular RR) starting at a window edge."""
+    peaks = write_holter(tmp_path, 10 * 60, af_between_s=(240, 480))
+    summary = analyze_holter(long_recording(tmp_path / "holter"), window_s=60)  # type: ignore[arg-type]
+    assert summary.beats == len(peaks)
+    assert summary.af_burden_pct is not None and 30 <= summary.af_burden_pct <= 50
+    af = [s for s in summary.statements if s.finding.concept in AF_CONCEPTS]
+    assert af and min(s.first_at_s for s in af) == 240
+    assert summary.supraventricular < 5  # the irregular beats of AF are not counted as ectopics
+
+
 def test_only_long_wfdb_recordings_go_windowed(holter: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     base, _ = holter
     samples = 12 * 25 * 60 * FS
@@ -90,7 +101,7 @@ _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from ecg.holter import analyze_holter, long_recording
+from ecg.holter import AF_CONCEPTS, analyze_holter, long_recording
 from tests.ecg.holter_synth import write_holter
 folder = Path(sys.argv[2])
 write_holter(folder, float(sys.argv[3]), pause_at_s=60)
