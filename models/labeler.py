@@ -71,7 +71,7 @@ TERMS: dict[str, tuple[str, ...]] = {
     # a "nodular" opacity or density is a shape, not a nodule (NegBio reads only the noun)
     "nodule": (r"nodules?",),
     "pneumonia": (r"pneumonia", r"pneumonic", r"bronchopneumonia", r"pneumonitis"),
-    "pneumothorax": (r"pneumothora(?:x|ces)", r"hydropneumothorax", r"ptx"),
+    "pneumothorax": (r"pneumothora(?:x|ces)", r"hydropneumothorax", r"ptx", r"pleural air(?: collections?)?"),
     "consolidation": (r"consolidat\w*",),
     "edema": (r"o?edema(?:tous)?",),  # not "vascular congestion": NegBio and radiologists keep them apart
     "emphysema": (r"emphysema\w*",),
@@ -155,6 +155,7 @@ CHEXPERT_TERMS: dict[str, tuple[str, ...]] = {
         r"neoplasms?",
         r"(?:carcinoma|malignancy|metasta\w*)",
         r"cavitary lesions?",
+        r"mass-?like",
     ),
     "pleural_other": (
         r"pleural (?:\w+ )?thickening",

@@ -187,6 +187,11 @@ def main() -> None:
         print(f"{'label':27s} {'n':>4s}  " + "  ".join(f"{n:>22s}" for n in systems))
         totals = {n: [0, 0, 0] for n in systems}
         for col in labels:
+            if col == NO_FINDING:  # the 13 labels' micro first, then with No Finding
+                print(
+                    f"{'micro (13 labels)':27s} {'':4s}  "
+                    + "  ".join(f"{'P{:.2f} R{:.2f} F{:.3f}'.format(*_prf(*totals[n])):>22s}" for n in systems)
+                )
             pos = {i for i in sub if col in gold[i]}
             cells = []
             for n in systems:
@@ -198,7 +203,7 @@ def main() -> None:
                 cells.append(f"P{p:.2f} R{r:.2f} F{f:.2f}")
             print(f"{col:27s} {len(pos):4d}  " + "  ".join(f"{c:>22s}" for c in cells))
         print(
-            f"{'micro':27s} {'':4s}  "
+            f"{'micro (with No Finding)':27s} {'':4s}  "
             + "  ".join(f"{'P{:.2f} R{:.2f} F{:.3f}'.format(*_prf(*totals[n])):>22s}" for n in systems)
         )
     # the CheXpert labeler's own labelled samples: all four values

@@ -34,6 +34,8 @@ CASES = [
     ("A 1.5 cm nodule. No mass.", {"nodule": P, "mass": A}),
     ("Pericardial effusion is suspected.", {}),
     ("Right-sided chest tube in place. No pneumothorax.", {"support_devices": P, "pneumothorax": A}),
+    ("No pleural air collections.", {"pneumothorax": A}),
+    ("Small pleural air collection at the right apex.", {"pneumothorax": P}),
 ]
 
 

@@ -28,6 +28,7 @@ RULES = [
     # a nodular density is a lung lesion; a sclerotic bone lesion is not
     ("Nodular density in the right upper lobe.", "lung_lesion", P, None),
     ("Sclerotic lesion in a thoracic vertebral body.", "lung_lesion", None, None),
+    ("A large masslike opacity in the right lung base.", "lung_lesion", P, None),
     # infection is pneumonia, a healed granulomatous infection is not
     ("Right lower lobe opacity, consistent with infection.", "pneumonia", P, None),
     ("Calcified granulomas from prior granulomatous infection.", "pneumonia", None, None),
