@@ -61,7 +61,6 @@ __all__ = [
     "mark_delivered_many",
     "mark_retry",
     "mark_skipped",
-    "newer_version",
     "newest_version",
     "release",
     "retry_all_dead",
@@ -472,12 +471,6 @@ def newest_version(session: Session, study_uid: str, destination: str) -> int | 
         .where(ReportVersionRow.study_instance_uid == study_uid, OutboxRow.destination == destination)
     )
     return None if newest is None else int(newest)
-
-
-def newer_version(session: Session, item: OutboxItem) -> int | None:
-    """The newest version of the item's study queued for the same destination, when newer than the item's."""
-    newest = newest_version(session, item.study_uid, item.destination)
-    return newest if newest is not None and newest > item.report_version else None
 
 
 def retry_all_dead(session: Session, now: datetime, *, destination: str | None = None) -> int:
