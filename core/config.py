@@ -344,6 +344,8 @@ class BatchConfig(_Section):
     engine: Literal["local", "ray"] = "local"  #: local process pool, or a Ray cluster
     workers: int | None = Field(None, ge=1)  #: parallel worker processes (Ray: tasks in flight); None: usable cores
     ray_address: str | None = None  #: a running Ray cluster ("host:6379"); None starts a local one
+    #: GPU share each Ray worker requests (an actor holding the loaded models; Ray sets CUDA_VISIBLE_DEVICES)
+    ray_gpus_per_worker: float = Field(0.0, ge=0)
     in_flight_per_worker: int = Field(2, ge=1)  #: items queued per worker (bounds the run's memory)
     progress_every_s: float = Field(10.0, gt=0)  #: log-line interval when the output is not a terminal
 

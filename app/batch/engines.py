@@ -90,6 +90,46 @@ def ray_available() -> bool:
     return True
 
 
+class RayWorker:
+    """A Ray actor: one worker process that keeps the app context, and so its loaded models, across items.
+
+    Made remote with the run's resource request (``batch.ray_gpus_per_worker``): Ray places each actor on a
+    node with that share of a GPU free and sets ``CUDA_VISIBLE_DEVICES`` for it, so a model configured with
+    ``device: cuda`` loads on the GPU Ray gave it, once per actor.
+    """
+
+    def __init__(self, config: WorkConfig) -> None:
+        init_worker(config)
+        self._config = config
+
+    def run(self, task: Task) -> Outcome:
+        return run_task(self._config, task)
+
+    def gpu_ids(self) -> list[Any]:
+        """The GPUs Ray assigned to this actor (empty: CPU only)."""
+        import ray
+
+        return list(ray.get_gpu_ids())
+
+
+def ray_workers(cluster_gpus: float, workers: int, gpus_per_worker: float) -> int:
+    """How many actors to start: ``workers``, or as many as the cluster's GPUs hold; ConfigError if none fits.
+
+    Ray would keep an actor whose request no node can meet pending for ever: the run would hang.
+    """
+    if gpus_per_worker <= 0:
+        return workers
+    fits = int(cluster_gpus / gpus_per_worker + 1e-9)
+    if fits < 1:
+        raise ConfigError(
+            f"batch.ray_gpus_per_worker: each worker asks for {gpus_per_worker:g} GPU, the Ray cluster has "
+            f"{cluster_gpus:g}; set it to 0 to run on CPUs"
+        )
+    if fits < workers:
+        log.warning("the Ray cluster's %g GPU(s) hold %d of %d workers: %d run", cluster_gpus, fits, workers, fits)
+    return min(workers, fits)
+
+
 def run_ray(
     tasks: Iterable[Task],
     config: WorkConfig,
@@ -98,15 +138,17 @@ def run_ray(
     address: str | None,
     *,
     in_flight: int = 2,
-) -> None:
-    """Run ``tasks`` as Ray tasks (one CPU each, ``workers`` in flight per round, twice that queued).
+    gpus_per_worker: float = 0.0,
+) -> list[list[Any]]:
+    """Run ``tasks`` on a pool of :class:`RayWorker` actors (one CPU and ``gpus_per_worker`` GPU each).
 
-    ``address`` is a running cluster (``ray://host:10001`` or ``host:6379``);
-    None starts a local one for the duration. Workers read the inputs and write
-    the outputs through paths every node must see (shared storage).
+    ``address`` is a running cluster (``ray://host:10001`` or ``host:6379``); None starts a local one for the
+    duration.  Workers read the inputs and write the outputs through paths every node must see (shared
+    storage).  Returns the GPU ids each actor was given.
     """
     try:
         import ray
+        from ray.util import ActorPool
     except ImportError:
         raise ConfigError("--engine ray needs the optional extra: pip install 'mmdx[ray]'") from None
     started_here = not ray.is_initialized()
@@ -120,18 +162,21 @@ def run_ray(
             **({} if address else {"num_cpus": workers}),
         )
     try:
-        remote: Any = ray.remote(num_cpus=1, max_retries=0)(run_task)
+        resources: Any = ray.cluster_resources
+        count = ray_workers(float(resources().get("GPU", 0.0)), workers, gpus_per_worker)
+        actor: Any = ray.remote(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=0)(RayWorker)
         config_ref = ray.put(config)
-        pending: list[Any] = []
+        actors = [actor.remote(config_ref) for _ in range(count)]
+        gpus: list[list[Any]] = ray.get([a.gpu_ids.remote() for a in actors])
+        pool: Any = ActorPool(actors)
         it = iter(tasks)
-        for task in _take(it, in_flight * workers):
-            pending.append(remote.remote(config_ref, task))
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                on_outcome(ray.get(ref))
-            for task in _take(it, len(done)):
-                pending.append(remote.remote(config_ref, task))
+        for task in _take(it, in_flight * count):
+            pool.submit(lambda a, t: a.run.remote(t), task)
+        while pool.has_next():
+            on_outcome(pool.get_next_unordered())
+            for task in _take(it, 1):
+                pool.submit(lambda a, t: a.run.remote(t), task)
+        return gpus
     finally:
         if started_here:
             ray.shutdown()

@@ -10,6 +10,7 @@ run lives in the database.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -32,6 +33,8 @@ from core.config import Settings
 from core.errors import ConfigError
 from store import runs
 from store.schema import BatchItemState
+
+log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 #: What ``--analyses`` may name: the ECG analysis (rules + ECG models), the image models, the report labeler.
@@ -282,7 +285,11 @@ def run_batch(
             in_flight = ctx.settings.batch.in_flight_per_worker
             if options.engine == "ray":
                 address = options.address or ctx.settings.batch.ray_address
-                run_ray(tasks, config, options.workers, store_outcome, address, in_flight=in_flight)
+                gpus = ctx.settings.batch.ray_gpus_per_worker
+                given = run_ray(
+                    tasks, config, options.workers, store_outcome, address, in_flight=in_flight, gpus_per_worker=gpus
+                )
+                log.info("ray: %d worker actor(s), GPUs given: %s", len(given), given)
             else:
                 run_local(tasks, config, options.workers, store_outcome, in_flight=in_flight)
     finally:

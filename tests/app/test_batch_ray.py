@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -17,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from app.batch import BatchOptions, run_batch
+from app.batch.engines import ray_workers
 from app.context import AppContext
+from core.errors import ConfigError
 from tests.app.batch_inputs import dicom_ecg_copies, wfdb_copies
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -32,8 +35,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def ray_head() -> Iterator[str]:
-    """A one-node Ray cluster on 127.0.0.1 (its own process group and temp dir), stopped by PID."""
+def ray_head(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A one-node Ray cluster on 127.0.0.1 (its own process group and temp dir), stopped by PID.
+
+    Parametrised indirectly with a number of GPUs, it declares them (Ray's logical resources: no device needed).
+    """
     import ray  # noqa: F401  # a test extra (pip install 'mmdx[ray]'): missing, the test fails rather than skips
 
     port = _free_port()
@@ -41,7 +47,8 @@ def ray_head() -> Iterator[str]:
     temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 107 characters
     cmd = [
         str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-        "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+        "--num-cpus=2", f"--num-gpus={getattr(request, 'param', 0)}", "--include-dashboard=false",
+        "--disable-usage-stats", f"--temp-dir={temp}",
         f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
         f"--min-worker-port={workers}", f"--max-worker-port={workers + 99}",
     ]  # fmt: skip
@@ -87,3 +94,32 @@ def test_ray_engine_gives_the_local_table(workdir: Path, ray_head: str):
     assert sorted(p.name for p in (workdir / "ray" / "fhir").iterdir()) == sorted(
         p.name for p in (workdir / "local" / "fhir").iterdir()
     )
+
+
+@pytest.mark.parametrize("ray_head", [1], indirect=True)
+def test_ray_workers_are_actors_given_the_gpu_share_they_request(
+    workdir: Path, ray_head: str, caplog: pytest.LogCaptureFixture
+):
+    src = workdir / "in"
+    wfdb_copies(src / "wfdb", 2)
+    local = run_batch(AppContext.create(), BatchOptions(str(src), workdir / "local", workers=2))
+    ctx = AppContext.create(None, batch={"ray_gpus_per_worker": 0.5})
+    with caplog.at_level(logging.INFO, logger="app.batch.runner"):
+        ray = run_batch(ctx, BatchOptions(str(src), workdir / "ray", workers=2, engine="ray", address=ray_head))
+    assert ray.counts == local.counts and ray.counts["done"] == 2
+    # two actors of half a GPU each share the cluster's one GPU; Ray told each which it is
+    assert "ray: 2 worker actor(s), GPUs given: [[0], [0]]" in caplog.text
+    # a share no node can give is refused before anything waits for it
+    greedy = AppContext.create(None, batch={"ray_gpus_per_worker": 2})
+    with pytest.raises(
+        ConfigError, match=r"batch.ray_gpus_per_worker: each worker asks for 2 GPU, the Ray cluster has 1"
+    ):
+        run_batch(greedy, BatchOptions(str(src), workdir / "greedy", workers=1, engine="ray", address=ray_head))
+
+
+def test_ray_workers_fit_the_cluster_gpus():
+    assert ray_workers(0, 4, 0) == 4  # CPU only: as asked
+    assert ray_workers(1, 4, 0.5) == 2  # what the GPUs hold
+    assert ray_workers(2, 1, 0.5) == 1
+    with pytest.raises(ConfigError, match="the Ray cluster has 0"):
+        ray_workers(0, 2, 1)
