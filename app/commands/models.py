@@ -18,7 +18,7 @@ from rich.table import Table
 from app.commands import ConfigOption
 from core.config import load_settings
 from core.errors import MmdxError
-from models.labeler import as_json, label_report, label_sets
+from models.labeler import as_json, label_report, label_sets, no_finding
 from models.registry import Registry, summary
 from models.routing import ecg_models_for
 from models.safety import no_model_notice
@@ -135,9 +135,11 @@ def register(cli: typer.Typer) -> None:
                 table = Table(title=report_id)
                 for col in ("label", "presence", "text", "trigger"):
                     table.add_column(col)
-                for key, res in sorted(label_report(text, sets[labels], chexpert=chexpert).items()):
+                results = label_report(text, sets[labels], chexpert=chexpert)
+                for key, res in sorted(results.items()):
                     m = res.decisive
                     table.add_row(key, res.presence.value, m.text, m.trigger or "")
+                table.caption = "No Finding" if no_finding(results, text) else "findings reported"
                 console.print(table)
         except (OSError, UnicodeError) as exc:
             err_console.print(f"[red]error:[/red] {source}: {exc}")

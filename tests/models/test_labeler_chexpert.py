@@ -121,5 +121,10 @@ def test_cli_label_chexpert(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     rec = json.loads(out.stdout.strip().splitlines()[-1])
     assert "chexpert" not in rec and "edema" not in rec["labels"]
+    out = runner.invoke(app, ["label", str(report), "--labels", "chexpert"])
+    assert out.exit_code == 0 and "vascular congestion" in out.stdout and "findings reported" in out.stdout
+    report.write_text("Heart size normal. Lungs are clear. Stable thoracic levoscoliosis.")
+    out = runner.invoke(app, ["label", str(report), "--labels", "chexpert", "--json"])
+    assert json.loads(out.stdout.strip().splitlines()[-1])["no_finding"] is False
     out = runner.invoke(app, ["label", str(report), "--labels", "nih"])
     assert out.exit_code == 2
