@@ -356,6 +356,10 @@ TERMINATORS = (
     r":",
 )
 
+#: "The lungs are clear": NegBio reads it as ruling out parenchymal findings; CheXpert marks only what is named
+#: (its labeler leaves Consolidation and Lung Opacity blank after "lungs are clear"), so ``chexpert=True`` skips it.
+LUNGS_CLEAR = r"lungs? (?:is |are )?(?:otherwise )?(?:clear|well expanded and clear)"
+
 #: "Normal" statements and the labels they rule out (ConText-style definite negatives).
 NORMAL_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
@@ -372,10 +376,7 @@ NORMAL_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (r"normal (?:cardio)?mediastinal (?:silhouette|contours?)", ("cardiomegaly", "enlarged_cardiomediastinum")),
     (r"(?:costophrenic|cp) (?:angles?|sulci|recesses) (?:is |are )?(?:sharp|clear|preserved|normal)", ("effusion",)),
-    (
-        r"lungs? (?:is |are )?(?:otherwise )?(?:clear|well expanded and clear)",
-        ("consolidation", "pneumonia", "edema", "lung_opacity"),
-    ),
+    (LUNGS_CLEAR, ("consolidation", "pneumonia", "edema", "lung_opacity")),
     (r"no (?:acute )?cardiopulmonary (?:abnormality|disease|process|findings?)", ()),
 )
 
@@ -517,6 +518,8 @@ def mentions(text: str, labels: Iterable[str] | None = None, *, chexpert: bool =
         s0 = sent.start_char
         sentence = sent.text.lower()
         for pattern, ruled_out in _NORMAL_STATEMENTS:
+            if chexpert and pattern.pattern == LUNGS_CLEAR:
+                continue
             for m in pattern.finditer(sentence):
                 for label in ruled_out:
                     if label in wanted:

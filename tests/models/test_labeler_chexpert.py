@@ -95,6 +95,14 @@ def test_no_finding_means_nothing_abnormal(text: str, expected: bool) -> None:
     assert (chexpert_values(text)["No Finding"] == 1) is expected
 
 
+def test_lungs_are_clear_names_nothing_for_chexpert() -> None:
+    # CheXpert marks what a report names: "lungs are clear" leaves Consolidation and Lung Opacity blank
+    row = chexpert_values("Heart size normal and lungs are clear. No edema or pneumonia.")
+    assert row["Consolidation"] is None and row["Lung Opacity"] is None
+    assert row["Edema"] == row["Pneumonia"] == row["Cardiomegaly"] == 0 and row["No Finding"] == 1
+    assert label_report("The lungs are clear.")["consolidation"].presence is A  # NegBio's reading keeps it
+
+
 def test_chexpert_row_has_all_four_values() -> None:
     row = chexpert_values(
         "Minimal patchy airspace disease within the lingula, may reflect atelectasis or consolidation. "
