@@ -111,9 +111,14 @@ def long_recording(path: Path) -> LongRecording | None:
         head = wfdb.rdheader(str(base))
     except (OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
         raise EcgError(f"WFDB header could not be read: {exc}", source=str(base)) from None
+    if isinstance(head, wfdb.MultiRecord):  # its segments are not checked here, so it is not read in windows
+        raise EcgError("only single-segment WFDB records are analysed in windows", source=str(base))
     fs = check_sampling_rate(float(head.fs or 0), "WFDB header", str(base))
     n = int(head.sig_len or 0)
-    picked = voltage_channels(head)
+    try:
+        picked = voltage_channels(head)
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise EcgError(f"WFDB header signal lines could not be used: {exc}", source=str(base)) from None
     if n < 2 or not picked:
         raise EcgError("WFDB header declares no ECG samples", source=str(base))
     _check_files(head, hea.parent, n, str(base))
@@ -149,8 +154,11 @@ _BYTES_PER_SAMPLE: Final[dict[str, float]] = {
 
 def _check_files(head: wfdb.Record, folder: Path, n: int, source: str) -> None:
     """The signal files must hold the samples the header declares (a header may declare terabytes)."""
+    names, formats = getattr(head, "file_name", None), getattr(head, "fmt", None)
+    if not names or not formats:
+        raise EcgError("WFDB header names no signal file", source=source)
     per_file: dict[str, float] = {}
-    for name, fmt in zip(head.file_name or [], head.fmt or [], strict=False):
+    for name, fmt in zip(names, formats, strict=False):
         size = _BYTES_PER_SAMPLE.get(str(fmt))
         if size is None:
             raise EcgError(f"WFDB format {fmt} cannot be read in windows", source=source)

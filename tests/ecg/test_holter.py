@@ -95,6 +95,11 @@ def test_only_long_wfdb_recordings_go_windowed(holter: tuple[Path, np.ndarray], 
     (tmp_path / "short.hea").write_text("short 1 500 1000000000\nshort.dat 16 200/mV 16 0 0 0 0 II\n")
     with pytest.raises(EcgError, match="holds 24"):
         long_recording(tmp_path / "short")
+    # nor a multi-segment record (its segments are not checked): the whole-record reader refuses it by its size
+    (tmp_path / "multi.hea").write_text("multi/2 2 500 1000000000\nseg1 500000000\nseg2 500000000\n")
+    with pytest.raises(EcgError, match="single-segment"):
+        long_recording(tmp_path / "multi")
+    assert not needs_windows(tmp_path / "multi", 1000) and not needs_windows(tmp_path / "short", 1000)
 
 
 _CHILD = """
