@@ -18,6 +18,13 @@ with ConText-style rules of our own for uncertainty and "normal" statements:
 5. per label, present beats uncertain beats absent (as the CheXpert labeler
    aggregates mentions).
 
+Two readings share these rules: NegBio's ChestX-ray14 labels (the default) and
+CheXpert's (``chexpert=True``, ``mmdx label --labels chexpert``), whose labels
+are defined more broadly (:data:`CHEXPERT_TERMS`: congestion is edema, scarring
+opacity, pleural thickening "Pleural Other") and whose "No Finding" means nothing
+abnormal at all (:data:`OTHER_FINDINGS`); :func:`chexpert_values` writes the
+CheXpert row (1 / 0 / -1 / blank).
+
 Each result keeps the character span it came from, so a reader can check it.
 Rule order matters and is documented at each table.
 """
@@ -382,6 +389,45 @@ NORMAL_STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 _NORMAL_STATEMENTS = tuple((re.compile(p), labels) for p, labels in NORMAL_STATEMENTS)
 
+#: Body parts that head a section of a multi-exam report ("Chest. ... Right shoulder. Healing scapular fracture."):
+#: findings under a heading other than the chest belong to another exam and are not read.
+BODY_PARTS = (
+    r"chest",
+    r"thorax",
+    r"lungs?",
+    r"ribs?",
+    r"hands?",
+    r"wrists?",
+    r"fingers?",
+    r"thumbs?",
+    r"forearms?",
+    r"elbows?",
+    r"humerus",
+    r"arms?",
+    r"shoulders?",
+    r"clavicles?",
+    r"scapulae?",
+    r"hips?",
+    r"pelvis",
+    r"femurs?",
+    r"knees?",
+    r"tibia(?: and fibula)?",
+    r"legs?",
+    r"ankles?",
+    r"feet",
+    r"foot",
+    r"toes?",
+    r"abdomen",
+    r"(?:cervical|thoracic|lumbar) spine",
+    r"skull",
+    r"sinuses",
+)
+_PART = r"(?:(?:left|right|bilateral|both)\s+)?(?:" + "|".join(BODY_PARTS) + r")"
+_HEADING = re.compile(
+    r"^\s*(?:\d+\.\s*)?(?:left and right\s+)?" + _PART + r"(?:\s*(?:,|and)\s*" + _PART + r")*\s*[.:]?\s*$"
+)
+_CHEST_PART = re.compile(r"\b(?:chest|thorax|lungs?|ribs?)\b")
+
 
 def _alt(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile(r"(?<![\w-])(?:" + "|".join(patterns) + r")(?![\w])")
@@ -402,6 +448,7 @@ RULESET_DIGEST = hashlib.sha256(
             POST_UNC,
             TERMINATORS,
             NORMAL_STATEMENTS,
+            BODY_PARTS,
             labeler_nlp.RULES,
             labeler_nlp.versions(),
         ],
@@ -514,7 +561,15 @@ def mentions(text: str, labels: Iterable[str] | None = None, *, chexpert: bool =
     wanted = tuple(labels) if labels is not None else tuple(TERMS)
     doc = labeler_nlp.parse(text)
     out: list[Mention] = []
+    other_part: set[int] = set()  # sentences under another body part's heading
+    in_other = False
     for sent in doc.sents:
+        heading = _HEADING.match(sent.text.lower())
+        if heading:
+            in_other = not _CHEST_PART.search(heading.group(0))
+        if in_other:
+            other_part.add(sent.start_char)
+            continue
         s0 = sent.start_char
         sentence = sent.text.lower()
         for pattern, ruled_out in _NORMAL_STATEMENTS:
@@ -543,6 +598,8 @@ def mentions(text: str, labels: Iterable[str] | None = None, *, chexpert: bool =
             continue
         sent = span.sent
         s0 = sent.start_char
+        if s0 in other_part:
+            continue
         presence, trigger = _modifier(
             sent.text.lower(), span.start_char - s0, span.end_char - s0, labeler_nlp.negated(span)
         )

@@ -74,6 +74,15 @@ def test_a_purpose_clause_is_no_finding(text: str) -> None:
     assert all(r.presence is not P for r in res.values())
 
 
+@pytest.mark.parametrize("chexpert", [True, False])
+def test_findings_under_another_body_part_are_not_read(chexpert: bool) -> None:
+    text = "1. Chest. Small right effusion. 2. Right shoulder. Healing scapular fracture."
+    res = label_report(text, chexpert=chexpert)
+    assert res["effusion"].presence is P and "fracture" not in res
+    text = "Shoulder and clavicle. Old clavicle fracture. Chest. Healing left rib fracture."
+    assert label_report(text, chexpert=chexpert)["fracture"].presence is P  # the chest section's own
+
+
 def test_not_well_seen_is_a_negation() -> None:
     assert label_report("The nodular density is not well seen today.", chexpert=True)["lung_lesion"].presence is A
 
