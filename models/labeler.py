@@ -170,7 +170,8 @@ CHEXPERT_TERMS: dict[str, tuple[str, ...]] = {
         r"apical (?:pleural )?(?:cap|capping|thickening)",
         r"pleural(?:-| |o-?)(?:\w+ )?scar(?:s|ring)?",
         r"pleuroparenchymal scar(?:s|ring)?",
-        r"(?:bi)?apical (?:\w+ )?(?:thickening|scarring|caps?|capping)",
+        # "apical scarring" alone is lung scarring (CheXpert: Lung Opacity); a cap or thickening is pleural
+        r"(?:bi)?apical (?:\w+ )?(?:thickening|caps?|capping)",
         r"fissural (?:\w+ )?thickening",
         r"pleural (?:plaques?|calcifications?)",
         r"(?<!cystic )fibros\w*",  # not cystic fibrosis: an airway disease
@@ -181,7 +182,7 @@ CHEXPERT_TERMS: dict[str, tuple[str, ...]] = {
         # "(?!not )": "mediastinal contours are not enlarged" is a normal statement, not a mention
         r"(?:cardio)?mediastin(?:um|al (?:silhouette|contours?|width)) (?:is |are |appears? )?"
         r"(?!not )(?:\w+ )?(?:widened|enlarged|prominent|wide)",
-        r"(?:prominence|widening|enlargement|fullness) of the (?:\w+ )?mediastin\w*",
+        r"(?:prominence|widening|enlargement|fullness|convexity) of (?:the )?(?:\w+ )?mediastin\w*",
         r"mediastinal (?:widening|prominence|enlargement|fullness)",
         r"paratracheal (?:\w+ )?(?:prominence|fullness|widening)",
     ),

@@ -42,11 +42,15 @@ RULES = [
     # pleural scarring of any kind, apical caps; cystic fibrosis is not pleural
     ("Mild biapical pleural-peripheral scarring.", "pleural_other", P, None),
     ("Changes of cystic fibrosis.", "pleural_other", None, None),
+    ("Biapical scarring.", "pleural_other", None, None),
+    ("Biapical scarring.", "lung_opacity", P, None),
+    ("Bilateral apical capping.", "pleural_other", P, None),
     # "would be a consideration" hedges what comes before it
     ("A pneumonia in the right base would be a consideration.", "pneumonia", U, U),
     # mediastinal widening; "not enlarged" is a normal statement
     ("The heart silhouette and mediastinal contours are not enlarged.", "enlarged_cardiomediastinum", A, A),
     ("Mild prominence of the mediastinum.", "enlarged_cardiomediastinum", P, None),
+    ("Prominence of superior mediastinal structures.", "enlarged_cardiomediastinum", P, None),
     ("The mediastinum is widened.", "enlarged_cardiomediastinum", P, P),
     ("Prominent superior mediastinum.", "enlarged_cardiomediastinum", P, None),
 ]
