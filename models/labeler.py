@@ -326,6 +326,8 @@ PRE_UNC = (
     r"to (?:identify|detect|exclude|evaluate|assess|characterize|rule out|look for|ensure)",
     r"detecting",
     r"correlate (?:clinically )?(?:for|with)",
+    # a reading conditional on the clinical picture: "in the appropriate clinical setting ... compatible with pneumonia"
+    r"in the (?:appropriate |correct |proper |right )?clinical (?:setting|context)",
     r"(?:evaluation|assessment) (?:of|for)",
 )
 #: Post-uncertainty triggers (right after a mention they beat negation: "cannot be excluded" is not a negation).

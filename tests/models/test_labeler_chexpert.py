@@ -45,6 +45,8 @@ RULES = [
     ("Biapical scarring.", "pleural_other", None, None),
     ("Biapical scarring.", "lung_opacity", P, None),
     ("Bilateral apical capping.", "pleural_other", P, None),
+    # a reading conditional on the clinical picture is a hedge
+    ("In the appropriate clinical setting this appearance is compatible with pneumonia.", "pneumonia", U, U),
     # "would be a consideration" hedges what comes before it
     ("A pneumonia in the right base would be a consideration.", "pneumonia", U, U),
     # mediastinal widening; "not enlarged" is a normal statement
