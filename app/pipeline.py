@@ -47,7 +47,7 @@ from ingest.technique import series_technique
 from models.orchestrate import ModelsResult
 from models.safety import no_model_notice
 from reports.context import ReportContext
-from reports.outputs import build_outputs, publish_latest, write_outputs
+from reports.outputs import ReportOutputs, build_outputs, publish_latest, write_outputs
 from store import audit, index
 from store import reports as report_store
 from store.priors import prior_studies
@@ -319,21 +319,12 @@ def process_study(
     stored: a job is done exactly when its result is, and a refused ``finish``
     (the job went to another worker) stores nothing. ``actions`` (a batch run's chosen analyses):
     series planned for another action are skipped.
+
+    Steps: load (with its order) -> plan -> analyse (ECG, image models, exam-only) -> draft -> version
+    (an unchanged draft keeps the stored one) -> write the outputs -> store, audit and finish in one transaction.
     """
     draft = _Draft()
-    prefetched = prefetched_study(study_uid)  # loaded, its order matched, by the models' read-ahead
-    if prefetched is not None:
-        study, asked = prefetched
-        draft.problems.extend(asked)
-    else:
-        with ctx.db.session() as session:
-            loaded = index.load_study(session, study_uid)
-        if loaded is None:
-            raise MmdxError(f"study {study_uid} is not in the index")
-        study = loaded
-        match = order_for_study(ctx, study, draft.problems)  # results carry the order; its indication reaches models
-        if match is not None:
-            study = dataclasses.replace(study, order_match=match)
+    study = _load(ctx, study_uid, draft)
     plan = plan_study(study, ctx.settings)
     if actions is not None:
         plan = plan.only(actions)
@@ -348,13 +339,64 @@ def process_study(
             with ctx.db.session() as session:
                 finish(session, empty)
         return empty
-
     kind = _report_kind(plan)
+    for failure in draft.model_failures:
+        log.warning("study %s: %s", study_uid, failure)
+    report, latest, stored = _versioned(ctx, _draft_report(ctx, study_uid, kind, draft))
+    # a new version names the one it replaces, so the EHR retracts observations it dropped
+    previous = latest if stored and latest is not None else None
+    outputs = build_outputs(
+        report,
+        study,
+        _report_context(ctx),
+        ecg_printout_png=draft.printout_png,
+        previous=previous,
+        images=draft.key_images,
+    )
+    # one folder per version, written once: a stored version's files never change (their hashes stay true)
+    target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid / f"v{report.version}"
+    paths = tuple(write_outputs(outputs, target, exclusive=stored))
+    publish_latest(paths[0].parent if paths else target, target.parent)
+    outcome = StudyOutcome(
+        study_uid,
+        plan,
+        report,
+        report.version,
+        paths,
+        tuple(draft.problems),
+        model_failures=tuple(draft.model_failures),
+    )
+    if stored or finish is not None:
+        with ctx.db.session() as session:
+            if stored:
+                _store(ctx, session, report, kind, outputs, paths, draft.model_failures)
+            if finish is not None:
+                finish(session, outcome)
+    return outcome
+
+
+def _load(ctx: AppContext, study_uid: str, draft: _Draft) -> Study:
+    """The indexed study with its matched order (results carry it; its indication reaches the models)."""
+    prefetched = prefetched_study(study_uid)  # loaded, its order matched, by the models' read-ahead
+    if prefetched is not None:
+        study, asked = prefetched
+        draft.problems.extend(asked)
+        return study
+    with ctx.db.session() as session:
+        loaded = index.load_study(session, study_uid)
+    if loaded is None:
+        raise MmdxError(f"study {study_uid} is not in the index")
+    match = order_for_study(ctx, loaded, draft.problems)
+    return loaded if match is None else dataclasses.replace(loaded, order_match=match)
+
+
+def _draft_report(ctx: AppContext, study_uid: str, kind: ReportKind, draft: _Draft) -> DraftReport:
+    """The unversioned draft from what the analyses found (a failed model lifts the priority and says so)."""
     narrative_code = LOINC.EKG_NARRATIVE if kind is ReportKind.ECG else LOINC.FINDINGS
     sections = tuple(draft.sections)
     if draft.narrative:
         sections = (ReportSection(narrative_code, "\n".join(draft.narrative)), *sections)
-    report = DraftReport(
+    return DraftReport(
         study_instance_uid=study_uid,
         kind=kind,
         created_at=ctx.clock.now(),
@@ -365,76 +407,69 @@ def process_study(
         provenance=tuple(draft.producers),
         model_calls=tuple(draft.model_calls),
     )
-    for failure in draft.model_failures:
-        log.warning("study %s: %s", study_uid, failure)
-    with ctx.db.session() as session:
-        latest = report_store.latest_report(session, study_uid)
-    if latest is not None and _same_content(latest, report):
-        report = latest
-        version = latest.version
-        stored = False
-    else:
-        version = 1 if latest is None else latest.version + 1
-        report = dataclasses.replace(
-            report, version=version, replaces_version=None if latest is None else latest.version
-        )
-        stored = True
 
-    rctx = ReportContext.from_site(
+
+def _versioned(ctx: AppContext, report: DraftReport) -> tuple[DraftReport, DraftReport | None, bool]:
+    """(the report to publish, the latest stored one, whether it is a new version): the stored version when
+    the content is unchanged, else the next version replacing it."""
+    with ctx.db.session() as session:
+        latest = report_store.latest_report(session, report.study_instance_uid)
+    if latest is not None and _same_content(latest, report):
+        return latest, latest, False
+    version = 1 if latest is None else latest.version + 1
+    replaces = None if latest is None else latest.version
+    return dataclasses.replace(report, version=version, replaces_version=replaces), latest, True
+
+
+def _report_context(ctx: AppContext) -> ReportContext:
+    return ReportContext.from_site(
         ctx.settings.site,
         uid_root=ctx.settings.uid_root,
         software_name=SOFTWARE_NAME,
         software_version=SOFTWARE_VERSION,
         clock=ctx.clock,
     )
-    # a new version names the one it replaces, so the EHR retracts observations it dropped
-    previous = latest if stored and latest is not None else None
-    outputs = build_outputs(
-        report, study, rctx, ecg_printout_png=draft.printout_png, previous=previous, images=draft.key_images
+
+
+def _store(
+    ctx: AppContext,
+    session: Session,
+    report: DraftReport,
+    kind: ReportKind,
+    outputs: ReportOutputs,
+    paths: Sequence[Path],
+    model_failures: Sequence[str],
+) -> None:
+    """The new version, its artefacts queued for their destinations, and its audit rows (one per failed model)."""
+    study_uid, version = report.study_instance_uid, report.version
+    report_store.save_report_version(
+        session,
+        report,
+        [
+            ArtefactRecord(a.kind, p, a.sha256, a.media_type, a.sop_instance_uid)
+            for a, p in zip(outputs.artefacts, paths, strict=True)
+        ],
+        destinations_for(ctx, kind, report),
+        ctx.clock.now(),
+        model_errors=list(model_failures),
     )
-    # one folder per version, written once: a stored version's files never change (their hashes stay true)
-    target = (out_dir or Path(ctx.settings.storage.out_dir)) / study_uid / f"v{version}"
-    paths = tuple(write_outputs(outputs, target, exclusive=stored))
-    publish_latest(paths[0].parent if paths else target, target.parent)
-    outcome = StudyOutcome(
-        study_uid, plan, report, version, paths, tuple(draft.problems), model_failures=tuple(draft.model_failures)
+    audit.record(
+        session,
+        actor=SOFTWARE_NAME,
+        action="report.preliminary",
+        study_uid=study_uid,
+        detail=f"version {version}, priority {report.priority.level.name}",
+        at=ctx.clock.now(),
     )
-    if not stored and finish is not None:
-        with ctx.db.session() as session:
-            finish(session, outcome)
-    if stored:
-        with ctx.db.session() as session:
-            report_store.save_report_version(
-                session,
-                report,
-                [
-                    ArtefactRecord(a.kind, p, a.sha256, a.media_type, a.sop_instance_uid)
-                    for a, p in zip(outputs.artefacts, paths, strict=True)
-                ],
-                destinations_for(ctx, kind, report),
-                ctx.clock.now(),
-                model_errors=draft.model_failures,
-            )
-            audit.record(
-                session,
-                actor=SOFTWARE_NAME,
-                action="report.preliminary",
-                study_uid=study_uid,
-                detail=f"version {version}, priority {report.priority.level.name}",
-                at=ctx.clock.now(),
-            )
-            for failure in draft.model_failures:
-                audit.record(
-                    session,
-                    actor=SOFTWARE_NAME,
-                    action="model.failed",
-                    study_uid=study_uid,
-                    detail=f"version {version}: {failure}"[:2000],
-                    at=ctx.clock.now(),
-                )
-            if finish is not None:
-                finish(session, outcome)
-    return outcome
+    for failure in model_failures:
+        audit.record(
+            session,
+            actor=SOFTWARE_NAME,
+            action="model.failed",
+            study_uid=study_uid,
+            detail=f"version {version}: {failure}"[:2000],
+            at=ctx.clock.now(),
+        )
 
 
 def destinations_for(ctx: AppContext, kind: ReportKind, report: DraftReport | None = None) -> dict[str, list[str]]:
