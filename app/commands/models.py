@@ -26,7 +26,7 @@ from models.safety import no_model_notice
 console = Console()
 err_console = Console(stderr=True)
 
-_TEXT_COLUMNS = ("report", "reports", "text", "findings")
+_TEXT_COLUMNS = ("report", "reports", "report_text", "text", "findings")  # report_text: as `mmdx batch` reads
 
 
 def _reports(source: str) -> Iterator[tuple[str, str]]:

@@ -149,5 +149,10 @@ def test_cli_label_chexpert(tmp_path: Path) -> None:
     report.write_text("Heart size normal. Lungs are clear. Stable thoracic levoscoliosis.")
     out = runner.invoke(app, ["label", str(report), "--labels", "chexpert", "--json"])
     assert json.loads(out.stdout.strip().splitlines()[-1])["no_finding"] is False
+    table = tmp_path / "reports.csv"  # the column `mmdx batch` reads report texts from
+    table.write_text('id,report_text\nr1,"Stable mild cardiomegaly. Clear lungs."\n', encoding="utf-8")
+    out = runner.invoke(app, ["label", str(table), "--labels", "chexpert", "--json"])
+    recs = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert len(recs) == 1 and recs[0]["chexpert"]["Cardiomegaly"] == 1
     out = runner.invoke(app, ["label", str(report), "--labels", "nih"])
     assert out.exit_code == 2
