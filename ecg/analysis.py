@@ -55,12 +55,15 @@ from ecg.signal.measurements import (
 )
 from ecg.signal.qrs import detect_qrs, detect_qrs_many
 from ecg.signal.quality import LeadProblem, LeadQuality, assess_leads, assess_leads_many, record_quality
+from ecg.signal.sqi import LeadSqi, lead_sqi, record_readability
 
 #: Shorter records cannot give a representative beat and a rate.
 MIN_DURATION_S = 2.5
 MIN_FS_HZ = 100.0
 #: Detected 'beats' that do not resemble each other (median correlation below this) are noise.
 MIN_BEAT_CONSISTENCY = 0.5
+#: Whether the signal-quality-index readability gate (:mod:`ecg.signal.sqi`) runs; off only to measure its effect.
+READABILITY_GATE = True
 #: Detections amid artefact whose RR is below this fraction of the local RR are dropped.
 ARTEFACT_EARLY = 0.5
 #: A median-beat P wave counts as conducted only if this fraction of beats carries it.
@@ -335,6 +338,14 @@ def _from_beats(
             labels, feat = classify_beats(x, fs, beats, usable=usable, pacing_spikes=cond.pacing_spikes)
     artefact_fraction = float(np.mean(feat.artefact)) if feat.artefact is not None and feat.artefact.size else 0.0
     rq = record_quality(quality, artefact_fraction)
+    if rq.poor is None and READABILITY_GATE:
+        # published signal-quality indices per usable lead: beats the detectors disagree on are not the heart's
+        # (a record is readable while one lead is: stop at the first readable lead)
+        sqis: list[LeadSqi] = []
+        for i, q in enumerate(quality):
+            if q.usable and (not sqis or sqis[-1].unreadable is not None):
+                sqis.append(lead_sqi(x[i], fs, beats, q.lead))
+        rq = replace(rq, poor=record_readability(tuple(sqis)))
     consistency = float(np.median(feat.correlation))
     if consistency < MIN_BEAT_CONSISTENCY:
         return _insufficient(
