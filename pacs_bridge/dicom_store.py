@@ -111,6 +111,9 @@ def _head(item: OutboxItem) -> FileMeta | Failed:
     return prepared if isinstance(prepared, Failed) else prepared.meta
 
 
+#: File metas read ahead and kept for their send (beyond it they are dropped: items never sent).
+MAX_HEADS_KEPT = 10_000
+
 #: Artefacts read and checked ahead of the one on the wire (each at most KEEP_BYTES in memory).
 READ_AHEAD = 8
 
@@ -164,6 +167,7 @@ class CStoreSender:
         self.calling = dest.calling_ae_title or calling_ae_title
         self.commit = commit
         self._tls = client_context(dest.tls)
+        self._heads: dict[int, FileMeta] = {}  #: read ahead by the loop's claim thread (item id -> file meta)
 
     def _ae(self) -> AE:
         ae = AE(ae_title=self.calling)
@@ -171,11 +175,20 @@ class CStoreSender:
         ae.connection_timeout = self.dest.timeout_s
         return ae
 
+    def read_ahead(self, items: Sequence[OutboxItem]) -> None:
+        """Read the file meta of a batch claimed while the previous one is on the wire (its contexts)."""
+        if len(self._heads) > MAX_HEADS_KEPT:  # items read ahead and never sent (their lease was given back)
+            self._heads.clear()
+        for item in items:
+            head = _head(item)
+            if not isinstance(head, Failed):  # a failure is found again, and reported, by send
+                self._heads[item.id] = head
+
     def send(self, items: Sequence[OutboxItem]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
         ready: list[tuple[OutboxItem, FileMeta]] = []
         for item in items:
-            head = _head(item)
+            head = self._heads.pop(item.id, None) or _head(item)
             if isinstance(head, Failed):
                 outcomes[item.id] = head
             else:

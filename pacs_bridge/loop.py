@@ -25,7 +25,7 @@ from core.errors import StoreError
 from core.identifiers import Clock
 from core.records import PriorityLevel, ReportStatus
 from pacs_bridge.commitment import CommitmentListener
-from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, Retry, Sender
+from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, ReadsAhead, Retry, Sender
 from pacs_bridge.senders import build_sender
 from store import outbox
 from store.db import Database
@@ -164,7 +164,21 @@ class OutboxLoop:
                 session, self.clock.now(), self.settings.bridge.batch_size, lease_s=self.settings.bridge.lease_s
             )
             to_send = self._screen(session, items, part)
+        self._read_ahead(to_send)
         return _Claimed(items, to_send, part.dead, part.skipped)
+
+    def _read_ahead(self, items: Sequence[OutboxItem]) -> None:
+        """Let senders that can prepare the batch now (see :class:`ReadsAhead`); never fails the claim."""
+        by_dest: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            by_dest.setdefault(item.destination, []).append(item)
+        for name, batch in by_dest.items():
+            sender = self._senders.get(name)  # made by the pass that sends (not from this thread)
+            if isinstance(sender, ReadsAhead):
+                try:
+                    sender.read_ahead(batch)
+                except Exception:  # the send does the same work again and reports what fails
+                    log.exception("read-ahead for destination %s failed", name)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.errors import BridgeError
 from store.outbox import OutboxItem
@@ -71,3 +71,15 @@ class Sender(Protocol):
     def send(self, items: Sequence[OutboxItem]) -> list[Outcome]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsAhead(Protocol):
+    """A sender with per-item work that needs no peer (reading a file's header, say).
+
+    The loop calls ``read_ahead`` on its claim thread with a batch claimed while the previous one is on the
+    wire, so that work overlaps the network instead of delaying the next association.  ``send`` must not
+    depend on it having run.
+    """
+
+    def read_ahead(self, items: Sequence[OutboxItem]) -> None: ...

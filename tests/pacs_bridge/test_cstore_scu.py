@@ -13,8 +13,10 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage  # type: ignore[at
 
 from core.errors import BridgeError
 from core.identifiers import FixedClock
+from pacs_bridge.dicom_store import CStoreSender
 from pacs_bridge.dimse_scu import read_file_meta
 from pacs_bridge.loop import OutboxLoop
+from pacs_bridge.outcome import Delivered, Failed
 from store import outbox
 from store.db import Database
 from store.outbox import OutboxState
@@ -117,3 +119,26 @@ def test_status_classes(
 def test_a_file_that_is_not_dicom_is_refused_by_name() -> None:
     with pytest.raises(BridgeError, match="not a DICOM file"):
         read_file_meta(b"\0" * 200)
+
+
+def test_what_was_read_ahead_is_used_and_a_file_changed_since_is_still_caught(
+    tmp_path: Path, versions: Versions, bridge_db: Database, scp_factory: Any
+) -> None:
+    scp = scp_factory()
+    dest = {"type": "dicom", "host": "127.0.0.1", "port": scp.port, "ae_title": "TESTSCP"}
+    settings = settings_with(tmp_path, {"pacs": dest})
+    store_versions(bridge_db, versions.all[:1], {k: ["pacs"] for k in ("sr", "sc")})
+    with bridge_db.session() as s:
+        items = outbox.due(s, T0, 10)
+    sender = CStoreSender(settings.destinations["pacs"], calling_ae_title="MMDX")
+    sender.read_ahead(items)  # as the loop's claim thread does while an earlier batch is on the wire
+    assert set(sender._heads) == {i.id for i in items}
+    sc = next(i for i in items if i.kind == "sc")
+    data = bytearray(sc.path.read_bytes())
+    data[-1] ^= 0xFF  # the file changes after its header was read
+    sc.path.write_bytes(bytes(data))
+    outcomes = dict(zip([i.kind for i in items], sender.send(items), strict=True))
+    assert isinstance(outcomes["sr"], Delivered)
+    assert isinstance(outcomes["sc"], Failed) and "changed since it was stored" in outcomes["sc"].reason
+    assert sender._heads == {}  # each item's head is used once
+    assert len(scp.received) == 1
