@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -111,6 +112,9 @@ def _head(item: OutboxItem) -> FileMeta | Failed:
     return prepared if isinstance(prepared, Failed) else prepared.meta
 
 
+#: A batch's association is kept open this long for the next batch (a PACS may drop idle ones after a while).
+KEEP_OPEN_S = 2.0
+
 #: File metas read ahead and kept for their send (beyond it they are dropped: items never sent).
 MAX_HEADS_KEPT = 10_000
 
@@ -168,6 +172,7 @@ class CStoreSender:
         self.commit = commit
         self._tls = client_context(dest.tls)
         self._heads: dict[int, FileMeta] = {}  #: read ahead by the loop's claim thread (item id -> file meta)
+        self._kept: tuple[StoreAssociation, float] | None = None  #: the last batch's association, when it ended
 
     def _ae(self) -> AE:
         ae = AE(ae_title=self.calling)
@@ -220,27 +225,41 @@ class CStoreSender:
             ready = rest
         return [outcomes[item.id] for item in items]
 
+    def _associate(self, pairs: Sequence[tuple[str, str]]) -> tuple[StoreAssociation, bool]:
+        """The association kept from the previous batch when it proposed these pairs and is recent, else a new
+        one; and whether it was kept (raises as :class:`StoreAssociation` does)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            assoc, used_at = kept
+            if time.monotonic() - used_at < KEEP_OPEN_S and set(pairs) <= set(assoc.pairs):
+                return assoc, True
+            assoc.release()
+        fresh = StoreAssociation(
+            self.host,
+            self.port,
+            calling=self.calling,
+            called=self.called,
+            pairs=pairs,
+            timeout=self.dest.timeout_s,
+            tls=self._tls,
+        )
+        return fresh, False
+
     def _send_group_lean(
         self, group: Sequence[tuple[OutboxItem, FileMeta]], pairs: Sequence[tuple[str, str]]
     ) -> dict[int, Outcome]:
-        """Over :mod:`pacs_bridge.dimse_scu` (no storage commitment to request)."""
+        """Over :mod:`pacs_bridge.dimse_scu` (no storage commitment to request); the association stays open for
+        the next batch (:data:`KEEP_OPEN_S`), so a burst of batches pays one A-ASSOCIATE as storescu does."""
         where = f"{self.called}@{self.host}:{self.port}"
         try:
-            assoc = StoreAssociation(
-                self.host,
-                self.port,
-                calling=self.calling,
-                called=self.called,
-                pairs=pairs,
-                timeout=self.dest.timeout_s,
-                tls=self._tls,
-            )
+            assoc, kept = self._associate(pairs)
         except AssociationRejected as exc:
             return {item.id: Retry(f"{exc} by PACS {where}") for item, _ in group}
         except (OSError, BridgeError) as exc:
             why = tls_failure(exc) or str(exc)
             return {item.id: Retry(f"no association with PACS {where} ({why})") for item, _ in group}
         outcomes: dict[int, Outcome] = {}
+        stored = False
         try:
             for n, p in enumerate(_read_ahead(group)):
                 if isinstance(p, Failed):
@@ -255,15 +274,19 @@ class CStoreSender:
                 try:
                     status = assoc.store(p.data, p.meta)
                 except (OSError, BridgeError) as exc:
+                    if kept and not stored:  # the PACS closed the kept association meanwhile: a new one
+                        assoc.abort()
+                        return self._send_group_lean(group, pairs)
                     lost = f"association with PACS {where} lost mid-batch ({exc})"
                     outcomes.update({item.id: Retry(lost) for item, _ in group[n:]})
                     assoc.abort()
                     return outcomes
                 outcomes[p.item.id] = _classify_status(status)
+                stored = True
         except BaseException:
             assoc.abort()
             raise
-        assoc.release()
+        self._kept = (assoc, time.monotonic())
         return outcomes
 
     def _send_group_pynetdicom(
@@ -327,5 +350,11 @@ class CStoreSender:
                 assoc.release()
         return outcomes
 
+    def release_idle(self) -> None:
+        """Release the association kept for the next batch (the loop calls it when a burst ends)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept[0].release()
+
     def close(self) -> None:
-        return None
+        self.release_idle()

@@ -25,7 +25,16 @@ from core.errors import StoreError
 from core.identifiers import Clock
 from core.records import PriorityLevel, ReportStatus
 from pacs_bridge.commitment import CommitmentListener
-from pacs_bridge.outcome import AwaitingCommitment, Delivered, Failed, Outcome, ReadsAhead, Retry, Sender
+from pacs_bridge.outcome import (
+    AwaitingCommitment,
+    Delivered,
+    Failed,
+    KeepsOpen,
+    Outcome,
+    ReadsAhead,
+    Retry,
+    Sender,
+)
 from pacs_bridge.senders import build_sender
 from store import outbox
 from store.db import Database
@@ -133,6 +142,7 @@ class OutboxLoop:
             items, to_send = claimed.items, claimed.to_send
             summary.claimed, summary.dead, summary.skipped = len(items), claimed.dead, claimed.skipped
             if not items:
+                self._release_idle()
                 return summary
             if len(items) == self.settings.bridge.batch_size:
                 # probably more waiting: claim the next batch while this one is on the wire
@@ -152,9 +162,20 @@ class OutboxLoop:
                         Retry(f"sender for {name} returned {len(outcomes)} outcomes for {len(batch)} items")
                     ] * len(batch)
                 self._record(dest, batch, outcomes, summary)
+            if self._next is None:  # the batch was not full: the burst is over
+                self._release_idle()
             if self._listener is not None:
                 self._listener.settle_unmatched()
             return summary
+
+    def _release_idle(self) -> None:
+        """Let go of what senders keep open between batches (see :class:`KeepsOpen`)."""
+        for name, sender in self._senders.items():
+            if isinstance(sender, KeepsOpen):
+                try:
+                    sender.release_idle()
+                except Exception:
+                    log.exception("releasing destination %s's connection failed", name)
 
     def _claim(self) -> _Claimed:
         """Claim due items and screen them, in one transaction."""

@@ -83,3 +83,14 @@ class ReadsAhead(Protocol):
     """
 
     def read_ahead(self, items: Sequence[OutboxItem]) -> None: ...
+
+
+@runtime_checkable
+class KeepsOpen(Protocol):
+    """A sender that keeps a connection open from one batch to the next (a DICOM association).
+
+    The loop calls ``release_idle`` when a burst ends (a pass with a batch that was not full, or an idle
+    pass), so that nothing stays open at the peer between bursts; the sender stays usable.
+    """
+
+    def release_idle(self) -> None: ...

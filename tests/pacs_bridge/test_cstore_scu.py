@@ -29,6 +29,7 @@ class Scp:
         self.status = status
         self.requested: list[tuple[str, tuple[str, ...]]] = []
         self.received: list[pydicom.Dataset] = []
+        self.associations = 0
         self.port = free_port()
         ae = AE(ae_title="TESTSCP")
         ae.add_supported_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
@@ -41,6 +42,7 @@ class Scp:
         )
 
     def _requested(self, event: Any) -> None:
+        self.associations += 1
         self.requested += [
             (str(c.abstract_syntax), tuple(str(t) for t in c.transfer_syntax))
             for c in event.assoc.requestor.requested_contexts
@@ -134,11 +136,35 @@ def test_what_was_read_ahead_is_used_and_a_file_changed_since_is_still_caught(
     sender.read_ahead(items)  # as the loop's claim thread does while an earlier batch is on the wire
     assert set(sender._heads) == {i.id for i in items}
     sc = next(i for i in items if i.kind == "sc")
-    data = bytearray(sc.path.read_bytes())
-    data[-1] ^= 0xFF  # the file changes after its header was read
-    sc.path.write_bytes(bytes(data))
-    outcomes = dict(zip([i.kind for i in items], sender.send(items), strict=True))
+    original = sc.path.read_bytes()  # the session's fixture file: put back afterwards
+    try:
+        sc.path.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # it changes after its header was read
+        outcomes = dict(zip([i.kind for i in items], sender.send(items), strict=True))
+    finally:
+        sc.path.write_bytes(original)
     assert isinstance(outcomes["sr"], Delivered)
     assert isinstance(outcomes["sc"], Failed) and "changed since it was stored" in outcomes["sc"].reason
     assert sender._heads == {}  # each item's head is used once
     assert len(scp.received) == 1
+
+
+def test_a_burst_of_batches_shares_one_association_and_a_dropped_one_is_replaced(
+    tmp_path: Path, versions: Versions, bridge_db: Database, scp_factory: Any
+) -> None:
+    scp = scp_factory()
+    dest = {"type": "dicom", "host": "127.0.0.1", "port": scp.port, "ae_title": "TESTSCP"}
+    settings = settings_with(tmp_path, {"pacs": dest})
+    store_versions(bridge_db, versions.all[:1], {"sr": ["pacs"]})
+    with bridge_db.session() as s:
+        (sr,) = outbox.due(s, T0, 10)
+    sender = CStoreSender(settings.destinations["pacs"], calling_ae_title="MMDX")
+    assert isinstance(sender.send([sr])[0], Delivered)
+    assert isinstance(sender.send([sr])[0], Delivered)
+    assert scp.associations == 1  # the second batch went over the first one's association
+    sender.release_idle()  # the loop's call when the burst ends
+    assert isinstance(sender.send([sr])[0], Delivered) and scp.associations == 2
+    assert sender._kept is not None
+    sender._kept[0].sock.close()  # the kept association is gone (the PACS timed it out)
+    assert isinstance(sender.send([sr])[0], Delivered) and scp.associations == 3
+    sender.close()
+    assert sender._kept is None and len(scp.received) == 4
