@@ -111,3 +111,18 @@ def test_a_record_is_readable_while_one_lead_is() -> None:
     assert record_readability((good, bad)) is None
     why = record_readability((bad,))
     assert why is not None and "lead V1" in why and "bSQI" in why
+
+
+def test_a_twelve_lead_record_with_one_noisy_lead_stays_readable() -> None:
+    """In-band noise in V1 alone: the record is read from its other leads, no poor-quality statement."""
+    from tests.ecg._synth import LEADS_12
+
+    rng = np.random.default_rng(9)
+    x, _ = synth_ecg(rng, fs=500.0, n_leads=12, duration_s=10.0)
+    v1 = x[6]
+    sos = sps.butter(2, (1.0, 25.0), "bandpass", fs=500.0, output="sos")
+    noise = sps.sosfiltfilt(sos, rng.normal(size=v1.size))
+    x[6] = v1 + noise / noise.std() * 2.0 * v1.std()
+    a = analyze(EcgRecord(x.astype(np.float32), LEADS_12, 500.0, "synthetic"))
+    assert MMDX.ECG_NOISE not in _codes(a) and not _codes(a) & ALARMS
+    assert not any("unreadable" in c for s in a.statements for c in s.criteria)
